@@ -1,0 +1,212 @@
+//! Loader: bytes of a workflow file to a [`Node`] tree, with every limit enforced.
+//!
+//! Untrusted input is bounded here: file size, UTF-8, nesting depth, node count,
+//! alias expansion (no "billion laughs"), one document per file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::node::{Node, Value};
+use super::span::{SourceFile, Span};
+use crate::validate::diagnostic::{Code, Diagnostic};
+
+/// A workflow file may be at most this large.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+/// Mappings and lists may nest at most this deep.
+pub const MAX_DEPTH: usize = 48;
+/// At most this many YAML nodes, aliases expanded.
+pub const MAX_NODES: usize = 200_000;
+
+/// A loaded file: its source (always, for rendering) and its tree, or why not.
+pub struct Loaded {
+    pub file: Arc<SourceFile>,
+    pub root: Result<Node, Diagnostic>,
+}
+
+/// Reads and parses a file from disk.
+pub fn load_path(path: &Path) -> Loaded {
+    match read_bounded(path) {
+        Ok(bytes) => load_bytes(path, &bytes),
+        Err(diagnostic) => Loaded {
+            file: SourceFile::new(path, String::new()),
+            root: Err(diagnostic),
+        },
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    use std::io::Read;
+    let io_error = |e: std::io::Error| {
+        Diagnostic::new(Code::Io, Span::default(), format!("cannot read the file: {e}"))
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    Ok(bytes)
+}
+
+/// Parses bytes that claim to be a workflow file.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Loaded {
+    if bytes.len() > MAX_FILE_BYTES {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+        let message = format!(
+            "the file is larger than {} KiB, the most a workflow file may be",
+            MAX_FILE_BYTES / 1024
+        );
+        return failed(path, text, Diagnostic::new(Code::TooLarge, Span::default(), message));
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(e) => return not_utf8(path, bytes, e),
+    };
+    if let Some(at) = text.find('\0') {
+        let message = "the file holds a NUL byte: it looks binary, not YAML text";
+        return failed(path, text, Diagnostic::new(Code::Encoding, Span::new(at, at + 1), message));
+    }
+    let file = SourceFile::new(path, text);
+    let root = parse(&file).and_then(|root| require_mapping(&file, root));
+    Loaded { file, root }
+}
+
+fn failed(path: &Path, text: String, diagnostic: Diagnostic) -> Loaded {
+    Loaded { file: SourceFile::new(path, text), root: Err(diagnostic) }
+}
+
+fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> Loaded {
+    let at = e.valid_up_to();
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    // Lossy decoding keeps the valid prefix as it is, so `at` is a boundary in `text`.
+    let diagnostic = Diagnostic::new(
+        Code::Encoding,
+        Span::new(at, at + 1),
+        format!("the file is not UTF-8 text: byte {at} is 0x{:02x}", bytes[at]),
+    )
+    .help("save the file as UTF-8");
+    failed(path, text, diagnostic)
+}
+
+fn options() -> serde_saphyr::Options {
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = MAX_NODES;
+    alias_limits.max_replay_stack_depth = 16;
+    alias_limits.max_alias_expansions_per_anchor = 1_000;
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_nodes: MAX_NODES,
+            max_events: 4 * MAX_NODES,
+            max_aliases: 10_000,
+            max_anchors: 10_000,
+            max_documents: 2,
+            max_total_scalar_bytes: 2 * MAX_FILE_BYTES,
+        },
+        alias_limits: alias_limits,
+    }
+}
+
+fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
+    serde_saphyr::from_str_with_options::<Node>(&file.text, options())
+        .map_err(|e| yaml_diagnostic(file, &e))
+}
+
+fn yaml_diagnostic(file: &SourceFile, e: &serde_saphyr::Error) -> Diagnostic {
+    let at = e
+        .location()
+        .filter(|l| l.line() > 0)
+        .map_or(0, |l| file.offset_of(l.line() as usize, l.column() as usize));
+    let raw = e.without_snippet().to_string();
+    let message = strip_location(&raw);
+    let (code, message) = classify(message);
+    Diagnostic::new(code, Span::new(at, at + 1), message)
+}
+
+/// serde-saphyr says "error: line 2 column 3: message"; the position is ours to show.
+fn strip_location(raw: &str) -> &str {
+    let rest = raw.strip_prefix("error: ").unwrap_or(raw);
+    match rest.strip_prefix("line ") {
+        Some(after) => after.split_once(": ").map_or(rest, |(_, m)| m),
+        None => rest,
+    }
+}
+
+fn classify(message: &str) -> (Code, String) {
+    let lower = message.to_ascii_lowercase();
+    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        return (Code::DuplicateKey, format!("the key `{key}` appears twice in this mapping"));
+    }
+    if lower.contains("multiple yaml documents") {
+        let text = "a workflow file holds one YAML document; remove the `---` separator and what follows, or move it to a file of its own";
+        return (Code::Yaml, text.to_owned());
+    }
+    if lower.contains("budget") || lower.contains("recursion limit") || lower.contains("alias") && lower.contains("limit") {
+        let text = format!(
+            "the YAML is too large once expanded, or nests too deeply ({message}); a workflow may nest {MAX_DEPTH} levels and hold {MAX_NODES} values, aliases expanded"
+        );
+        return (Code::YamlLimit, text);
+    }
+    (Code::Yaml, format!("this is not valid YAML: {message}"))
+}
+
+fn require_mapping(file: &SourceFile, root: Node) -> Result<Node, Diagnostic> {
+    let what = match &root.value {
+        Value::Map(_) => return Ok(root),
+        Value::Null => "the file is empty",
+        Value::Seq(_) => "the top level is a list",
+        _ => "the top level is a single value",
+    };
+    let span = if file.text.trim().is_empty() { Span::default() } else { root.span };
+    Err(Diagnostic::new(
+        Code::WrongType,
+        span,
+        format!("{what}; a workflow is a mapping with at least `name` and `steps`"),
+    )
+    .help("start with `name: my_workflow` and a `steps:` list"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Loaded {
+        load_bytes(Path::new("t.yaml"), text.as_bytes())
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_workflow_mapping() {
+        for (text, code) in [
+            ("", Code::WrongType),
+            ("- a\n", Code::WrongType),
+            ("a: [1\n", Code::Yaml),
+            ("a: 1\na: 2\n", Code::DuplicateKey),
+            ("a: 1\n---\nb: 2\n", Code::Yaml),
+        ] {
+            let loaded = load(text);
+            assert_eq!(loaded.root.err().map(|d| d.code), Some(code), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bounds_depth_and_aliases() {
+        let deep = format!("a: {}{}\n", "[".repeat(200), "]".repeat(200));
+        assert_eq!(load(&deep).root.err().map(|d| d.code), Some(Code::YamlLimit));
+        let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
+        for i in 1..10u8 {
+            let (me, prev) = ((b'a' + i) as char, (b'a' + i - 1) as char);
+            let refs = vec![format!("*{prev}"); 10].join(",");
+            bomb.push_str(&format!("{me}: &{me} [{refs}]\n"));
+        }
+        assert_eq!(load(&bomb).root.err().map(|d| d.code), Some(Code::YamlLimit));
+    }
+
+    #[test]
+    fn rejects_bytes_that_are_not_text() {
+        let loaded = load_bytes(Path::new("t.yaml"), b"name: a\xff\n");
+        let d = loaded.root.err().expect("not utf-8");
+        assert_eq!((d.code, d.span.start), (Code::Encoding, 7));
+        let loaded = load_bytes(Path::new("t.yaml"), b"name: a\0\n");
+        assert_eq!(loaded.root.err().map(|d| d.code), Some(Code::Encoding));
+    }
+}

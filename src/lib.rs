@@ -1,0 +1,4 @@
+//! sagaflow: a declarative workflow interpreter.
+
+pub mod dsl;
+pub mod validate;

@@ -1,0 +1,4 @@
+//! Static analysis of workflow files.
+
+pub mod diagnostic;
+pub mod suggest;
