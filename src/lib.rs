@@ -1,4 +1,6 @@
 //! sagaflow: a declarative workflow interpreter.
 
+pub mod actions;
+pub mod cli;
 pub mod dsl;
 pub mod validate;

@@ -103,6 +103,8 @@ fn options() -> serde_saphyr::Options {
             max_total_scalar_bytes: 2 * MAX_FILE_BYTES,
         },
         alias_limits: alias_limits,
+        // YAML 1.2: `on`, `yes`, `no` are text (`retry.on` must stay a key).
+        strict_booleans: true,
     }
 }
 
@@ -186,6 +188,14 @@ mod tests {
             let loaded = load(text);
             assert_eq!(loaded.root.err().map(|d| d.code), Some(code), "{text:?}");
         }
+    }
+
+    #[test]
+    fn reads_yaml_1_2_booleans_only() {
+        let root = load("on: [yes, no, true]\n").root.expect("parses");
+        let on = root.get("on").expect("`on` stays a text key");
+        let values: Vec<_> = on.items().iter().map(|n| n.value.clone()).collect();
+        assert_eq!(values, vec![Value::String("yes".into()), Value::String("no".into()), Value::Bool(true)]);
     }
 
     #[test]

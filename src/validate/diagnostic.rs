@@ -174,3 +174,14 @@ impl FileReport {
             .dedup_by(|a, b| a.span == b.span && a.code == b.code && a.message == b.message);
     }
 }
+
+impl Diagnostic {
+    /// Sets the help only when none was set before.
+    pub fn help_if_none(self, help: impl Into<String>) -> Self {
+        if self.help.is_some() {
+            self
+        } else {
+            self.help(help)
+        }
+    }
+}

@@ -1,4 +1,179 @@
-//! Static analysis of workflow files.
+//! Static analysis of workflow files: loader → structure (JSON Schema) → parser →
+//! semantic checks, each stage reporting diagnostics with exact positions.
 
 pub mod diagnostic;
+pub mod graph;
+pub mod render;
+pub mod steps;
+pub mod structure;
 pub mod suggest;
+pub mod templates;
+pub mod timing;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::actions::Registry;
+use crate::dsl::loader::{load_bytes, load_path, Loaded};
+use crate::dsl::model::Workflow;
+use crate::dsl::parser::parse_workflow;
+use diagnostic::{Code, Diagnostic, FileReport, Related};
+use graph::Graph;
+use structure::WorkflowSchema;
+use templates::TemplateChecker;
+
+/// A checked file: its report, and its model when it parsed.
+pub struct Checked {
+    pub report: FileReport,
+    pub workflow: Option<Workflow>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.report.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Checks one workflow given as text (the API's `POST /v1/validate` and tests).
+pub fn check_text(path: &Path, text: &[u8], registry: &Registry) -> Checked {
+    check_loaded(load_bytes(path, text), registry)
+}
+
+/// Checks one file on disk.
+pub fn check_file(path: &Path, registry: &Registry) -> Checked {
+    check_loaded(load_path(path), registry)
+}
+
+fn check_loaded(loaded: Loaded, registry: &Registry) -> Checked {
+    let Loaded { file, root } = loaded;
+    let mut diagnostics = Vec::new();
+    let workflow = match root {
+        Err(d) => {
+            diagnostics.push(d);
+            None
+        }
+        Ok(root) => {
+            diagnostics = WorkflowSchema::get().check(&root);
+            if diagnostics.is_empty() {
+                let (workflow, mut found) = parse_workflow(&root);
+                if let Some(w) = &workflow {
+                    analyze(&file, w, registry, &mut found);
+                }
+                diagnostics = found;
+                workflow
+            } else {
+                None
+            }
+        }
+    };
+    let mut report = FileReport { file, diagnostics };
+    report.normalize();
+    Checked { report, workflow }
+}
+
+/// The semantic checks of a structurally valid workflow.
+fn analyze(file: &crate::dsl::span::SourceFile, workflow: &Workflow, registry: &Registry, out: &mut Vec<Diagnostic>) {
+    let graph = Graph::build(workflow, out);
+    steps::check_steps(workflow, registry, out);
+    steps::check_triggers(workflow, out);
+    steps::check_input_schema(workflow, out);
+    timing::check_timing(workflow, out);
+    TemplateChecker { file, workflow, graph: &graph, registry, out }.check();
+}
+
+/// A path given on the command line that cannot be checked.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+/// The workflow files under the given paths: files as given, directories
+/// recursively (`*.yaml`/`*.yml`, test files `*.test.yaml` and hidden folders left out).
+pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| UsageError(format!("cannot read `{}`: {e}", path.display())))?;
+        if meta.is_dir() {
+            walk(path, &mut files, 0);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+const MAX_WALK_DEPTH: usize = 32;
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if meta.is_dir() && depth < MAX_WALK_DEPTH {
+            walk(&path, files, depth + 1);
+        } else if is_workflow_file(name) {
+            files.push(path);
+        }
+    }
+}
+
+/// `*.yaml` or `*.yml`, but not a test file (`*.test.yaml`).
+pub fn is_workflow_file(name: &str) -> bool {
+    let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+    let test = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
+    yaml && !test
+}
+
+/// Checks many files on all cores, then the rules across files (unique names).
+pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<Checked> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, Checked)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else { break };
+                        done.push((i, check_file(path, registry)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    let mut checked: Vec<Checked> = results.into_iter().map(|(_, c)| c).collect();
+    check_unique_names(&mut checked);
+    checked
+}
+
+fn check_unique_names(checked: &mut [Checked]) {
+    let mut first: HashMap<String, (Arc<crate::dsl::span::SourceFile>, crate::dsl::span::Span)> = HashMap::new();
+    for c in checked.iter_mut() {
+        let Some(w) = &c.workflow else { continue };
+        match first.get(&w.name.value) {
+            None => {
+                first.insert(w.name.value.clone(), (c.report.file.clone(), w.name.span));
+            }
+            Some((file, span)) => {
+                let d = Diagnostic::new(
+                    Code::DuplicateWorkflow,
+                    w.name.span,
+                    format!("the workflow name `{}` is already used by {}", w.name.value, file.path.display()),
+                )
+                .help("workflow names are unique across a directory; rename one of them")
+                .related(Related { file: file.clone(), span: *span, label: "the name is first used here".into() });
+                c.report.diagnostics.push(d);
+                c.report.normalize();
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The built-in actions of the language: `mock`, `sleep`, `event.wait`, `event.emit`.
+
+use serde_json::json;
+
+use super::{ActionSpec, Effect};
+
+const DURATION_PATTERN: &str = "^[0-9]+(ms|s|m|h|d)$";
+const EVENT_TYPE_PATTERN: &str = "^[a-z][a-z0-9_.-]*$";
+
+pub fn specs() -> Vec<ActionSpec> {
+    vec![mock(), sleep(), event_wait(), event_emit()]
+}
+
+fn mock() -> ActionSpec {
+    ActionSpec {
+        name: "mock".into(),
+        description: "Returns a given output, or fails, after an optional delay: for tests and dry runs.".into(),
+        effect: Effect::Read,
+        input_schema: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "output": { "description": "The step's output (default null)." },
+                "fail_attempts": { "type": "integer", "minimum": 0, "description": "The first N attempts fail." },
+                "fail": { "type": "boolean", "description": "Every attempt fails." },
+                "error": { "type": "string", "pattern": "^[a-z][a-z0-9_]*$", "description": "The code of those failures (default unavailable)." },
+                "delay": { "type": "string", "pattern": DURATION_PATTERN, "description": "Each attempt first sleeps this long." }
+            }
+        }),
+        output_schema: json!({}),
+    }
+}
+
+fn sleep() -> ActionSpec {
+    ActionSpec {
+        name: "sleep".into(),
+        description: "Waits durably for a duration or until a point in time; the run holds no thread meanwhile.".into(),
+        effect: Effect::Read,
+        input_schema: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                "for": { "type": "string", "pattern": DURATION_PATTERN },
+                "until": { "type": "string", "description": "An RFC 3339 time, like 2026-12-01T09:00:00Z." }
+            }
+        }),
+        output_schema: json!({
+            "type": "object",
+            "properties": { "woke_at": { "type": "string" } }
+        }),
+    }
+}
+
+fn event_wait() -> ActionSpec {
+    ActionSpec {
+        name: "event.wait".into(),
+        description: "Waits durably until an event of this type and key arrives; the output is the event's data.".into(),
+        effect: Effect::Read,
+        input_schema: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["type"],
+            "properties": {
+                "type": { "type": "string", "pattern": EVENT_TYPE_PATTERN },
+                "key": { "type": ["string", "number"] }
+            }
+        }),
+        output_schema: json!({}),
+    }
+}
+
+fn event_emit() -> ActionSpec {
+    ActionSpec {
+        name: "event.emit".into(),
+        description: "Emits an event through the outbox, in the same commit as the step; delivered at least once.".into(),
+        effect: Effect::Irreversible,
+        input_schema: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["type"],
+            "properties": {
+                "type": { "type": "string", "pattern": EVENT_TYPE_PATTERN },
+                "key": { "type": ["string", "number"] },
+                "data": {}
+            }
+        }),
+        output_schema: json!({
+            "type": "object",
+            "properties": { "event_id": { "type": "string" } }
+        }),
+    }
+}

@@ -1,0 +1,103 @@
+//! `sagaflow bench validate`: validates generated workflow files through the
+//! `sagaflow validate DIR` command itself and prints files per second.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(clap::Subcommand)]
+enum What {
+    /// Validate N generated workflow files of S steps each, R times, with `sagaflow validate DIR`.
+    Validate {
+        #[arg(long, default_value_t = 1000)]
+        files: usize,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+pub fn run(args: Args) -> ExitCode {
+    match args.what {
+        What::Validate { files, steps, runs } => match bench_validate(files, steps, runs.max(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn bench_validate(files: usize, steps: usize, runs: usize) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("sagaflow-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let result = generate(&dir, files, steps).and_then(|()| time_runs(&dir, files, runs));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut times = result?;
+    times.sort_by(f64::total_cmp);
+    let best = times[0];
+    let median = times[times.len() / 2];
+    println!("bench validate: {files} files x {steps} steps, {runs} runs of `sagaflow validate DIR`");
+    println!("  best   {:>8.1} ms  {:>9.0} files/s", best * 1e3, files as f64 / best);
+    println!("  median {:>8.1} ms  {:>9.0} files/s", median * 1e3, files as f64 / median);
+    Ok(())
+}
+
+fn time_runs(dir: &Path, files: usize, runs: usize) -> Result<Vec<f64>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = Command::new(&exe)
+            .args(["validate", "--format", "json"])
+            .arg(dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run validate: {e}"))?;
+        times.push(start.elapsed().as_secs_f64());
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("validate printed no JSON report: {e}"))?;
+        if report["files"] != files || report["errors"] != 0 || report["warnings"] != 0 {
+            return Err(format!("the generated files did not validate clean: {}", report["diagnostics"][0]));
+        }
+    }
+    Ok(times)
+}
+
+fn generate(dir: &Path, files: usize, steps: usize) -> Result<(), String> {
+    for i in 0..files {
+        let path: PathBuf = dir.join(format!("bench_{i:05}.yaml"));
+        std::fs::write(&path, workflow(i, steps)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A valid workflow of `steps` steps with templates, needs, retries and compensations.
+pub fn workflow(i: usize, steps: usize) -> String {
+    let mut y = format!(
+        "name: bench_{i}\ndescription: Generated for the validation benchmark.\ninput:\n  type: object\n  required: [order_id]\n  properties:\n    order_id: {{type: string}}\n    total: {{type: number}}\ntimeout: 1h\ndefaults:\n  retry: {{max_attempts: 3, backoff: exponential, delay: 100ms}}\n  timeout: 5s\nsteps:\n"
+    );
+    for j in 0..steps {
+        let _ = write!(y, "  - id: step_{j}\n    action: mock\n    with:\n      output:\n        id: \"s{j}-{{{{input.order_id}}}}\"\n        amount: {j}\n");
+        if j > 0 {
+            let _ = writeln!(y, "        note: \"after {{{{steps.step_{}.output.id}}}} for {{{{run.id}}}}\"", j - 1);
+        }
+        if j >= 2 && j % 3 == 0 {
+            let _ = writeln!(y, "    needs: [step_{}, step_{}]", j - 2, j - 1);
+        }
+        let _ = write!(
+            y,
+            "    retry: {{max_attempts: 4, delay: 50ms, max_delay: 1s, on: [unavailable, timeout]}}\n    timeout: 2s\n    compensate:\n      action: mock\n      with: {{output: \"undo {{{{steps.step_{j}.output.id}}}} because {{{{error.message}}}}\"}}\n"
+        );
+    }
+    y.push_str("output:\n  last: \"{{steps.step_0.output.id}}\"\n");
+    y
+}

@@ -1,0 +1,177 @@
+//! The typed model of a workflow. Every value a diagnostic may point at keeps its span.
+
+use super::duration::Duration;
+use super::node::Node;
+use super::span::{Span, Spanned};
+
+/// A parsed workflow definition.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub name: Spanned<String>,
+    pub version: Option<u64>,
+    pub description: Option<String>,
+    /// The run input's JSON Schema.
+    pub input: Option<Node>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub defaults: Defaults,
+    pub triggers: Vec<Trigger>,
+    pub steps: Vec<Step>,
+    /// Templates giving the run's output.
+    pub output: Option<Node>,
+    pub on_failure: Vec<Step>,
+}
+
+impl Workflow {
+    /// `steps` then `on_failure`, in file order.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(&self.on_failure)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.all_steps().find(|s| s.id.value == id)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    pub retry: Option<Retry>,
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    pub span: Span,
+    pub kind: Option<TriggerKind>,
+    pub timezone: Option<Spanned<String>>,
+    pub input: Option<Node>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TriggerKind {
+    Schedule(Spanned<String>),
+    Event(Spanned<String>),
+}
+
+/// Which list a step is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Steps,
+    OnFailure,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: Spanned<String>,
+    pub name: Option<String>,
+    pub action: Spanned<String>,
+    pub with: Option<Node>,
+    pub needs: Needs,
+    pub when: Option<Node>,
+    pub for_each: Option<Node>,
+    pub concurrency: Option<Spanned<u32>>,
+    pub retry: Option<Retry>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub compensate: Option<Compensate>,
+    pub on_error: OnError,
+    pub section: Section,
+    /// Where the step's mapping starts.
+    pub span: Span,
+}
+
+/// What a step waits for before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Needs {
+    /// `needs:` absent: the previous step in the same list, if any.
+    Previous(Option<String>),
+    /// `needs:` written out (possibly `[]`).
+    Explicit(Vec<Spanned<String>>),
+}
+
+impl Needs {
+    pub fn ids(&self) -> Vec<&str> {
+        match self {
+            Needs::Previous(p) => p.iter().map(String::as_str).collect(),
+            Needs::Explicit(list) => list.iter().map(|s| s.value.as_str()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    #[default]
+    Fail,
+    Continue,
+}
+
+#[derive(Debug, Clone)]
+pub struct Compensate {
+    pub action: Spanned<String>,
+    pub with: Option<Node>,
+    pub retry: Option<Retry>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backoff {
+    Fixed,
+    #[default]
+    Exponential,
+}
+
+/// A retry policy with the language's defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub delay: Duration,
+    pub multiplier: f64,
+    pub max_delay: Option<Duration>,
+    pub jitter: bool,
+    /// `None`: every retryable code.
+    pub on: Option<Vec<Spanned<String>>>,
+    pub span: Span,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 1,
+            backoff: Backoff::Exponential,
+            delay: Duration(100),
+            multiplier: 2.0,
+            max_delay: None,
+            jitter: false,
+            on: None,
+            span: Span::default(),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait before attempt `attempt + 1` (attempt counts from 1), without jitter.
+    pub fn wait_after(&self, attempt: u32) -> Duration {
+        let base = self.delay.millis() as f64;
+        let ms = match self.backoff {
+            Backoff::Fixed => base,
+            Backoff::Exponential => base * self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32),
+        };
+        let ms = ms.min(super::duration::MAX_MILLIS as f64) as u64;
+        Duration(self.max_delay.map_or(ms, |cap| ms.min(cap.millis())))
+    }
+
+    /// The sum of all waits between attempts.
+    pub fn total_wait(&self) -> Duration {
+        let total = (1..self.max_attempts).map(|a| self.wait_after(a).millis()).fold(0u64, u64::saturating_add);
+        Duration(total)
+    }
+}
+
+/// The error codes that may be retried.
+pub const RETRYABLE_CODES: &[&str] = &["timeout", "unavailable", "rate_limited"];
+
+/// The error codes of the language itself.
+pub const BUILTIN_CODES: &[&str] = &[
+    "timeout", "unavailable", "rate_limited", "invalid_input", "not_found", "conflict", "failed",
+    "template", "schema", "cancelled",
+];

@@ -1,0 +1,163 @@
+//! Parser: a [`Node`] tree that passed the structural check, to the typed [`Workflow`].
+//!
+//! The schema has already checked shapes, so this reads values and only reports
+//! what the schema cannot see (a duration too long to hold). It never panics on
+//! a tree that did not pass the schema either: it reports what it cannot read.
+
+use super::duration::{Duration, DurationError};
+use super::model::*;
+use super::node::{Node, Value};
+use super::span::Spanned;
+use crate::validate::diagnostic::{Code, Diagnostic};
+
+/// Parses a workflow mapping. Diagnostics are returned beside the model.
+pub fn parse_workflow(root: &Node) -> (Option<Workflow>, Vec<Diagnostic>) {
+    let mut p = Parser { diagnostics: Vec::new() };
+    let workflow = p.workflow(root);
+    (workflow, p.diagnostics)
+}
+
+struct Parser {
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Parser {
+    fn workflow(&mut self, root: &Node) -> Option<Workflow> {
+        let name = self.string(root.get("name")?)?;
+        let defaults = root.get("defaults").map(|d| self.defaults(d)).unwrap_or_default();
+        Some(Workflow {
+            name,
+            version: root.get("version").and_then(Node::as_u64),
+            description: root.get("description").and_then(Node::as_str).map(str::to_owned),
+            input: root.get("input").cloned(),
+            timeout: root.get("timeout").and_then(|n| self.duration(n)),
+            defaults,
+            triggers: root.get("triggers").map_or_else(Vec::new, |t| t.items().iter().map(|n| self.trigger(n)).collect()),
+            steps: self.step_list(root.get("steps"), Section::Steps),
+            output: root.get("output").cloned(),
+            on_failure: self.step_list(root.get("on_failure"), Section::OnFailure),
+        })
+    }
+
+    fn defaults(&mut self, node: &Node) -> Defaults {
+        Defaults {
+            retry: node.get("retry").map(|r| self.retry(r)),
+            timeout: node.get("timeout").and_then(|n| self.duration(n)),
+        }
+    }
+
+    fn trigger(&mut self, node: &Node) -> Trigger {
+        let schedule = node.get("schedule").and_then(|n| self.string(n));
+        let event = node.get("event").and_then(|n| self.string(n));
+        let kind = match (schedule, event) {
+            (Some(s), None) => Some(TriggerKind::Schedule(s)),
+            (None, Some(e)) => Some(TriggerKind::Event(e)),
+            _ => None,
+        };
+        Trigger {
+            span: node.span,
+            kind,
+            timezone: node.get("timezone").and_then(|n| self.string(n)),
+            input: node.get("input").cloned(),
+        }
+    }
+
+    fn step_list(&mut self, node: Option<&Node>, section: Section) -> Vec<Step> {
+        let mut steps: Vec<Step> = Vec::new();
+        for item in node.map(Node::items).unwrap_or_default() {
+            let previous = steps.last().map(|s| s.id.value.clone());
+            if let Some(step) = self.step(item, section, previous) {
+                steps.push(step);
+            }
+        }
+        steps
+    }
+
+    fn step(&mut self, node: &Node, section: Section, previous: Option<String>) -> Option<Step> {
+        let needs = match node.get("needs") {
+            None => Needs::Previous(previous),
+            Some(list) => Needs::Explicit(list.items().iter().filter_map(|n| self.string(n)).collect()),
+        };
+        Some(Step {
+            id: self.string(node.get("id")?)?,
+            name: node.get("name").and_then(Node::as_str).map(str::to_owned),
+            action: self.string(node.get("action")?)?,
+            with: node.get("with").cloned(),
+            needs,
+            when: node.get("when").cloned(),
+            for_each: node.get("for_each").cloned(),
+            concurrency: node.get("concurrency").and_then(|n| {
+                let value = u32::try_from(n.as_u64()?).ok()?;
+                Some(Spanned::new(value, n.span))
+            }),
+            retry: node.get("retry").map(|r| self.retry(r)),
+            timeout: node.get("timeout").and_then(|n| self.duration(n)),
+            compensate: node.get("compensate").and_then(|c| self.compensate(c)),
+            on_error: match node.get("on_error").and_then(Node::as_str) {
+                Some("continue") => OnError::Continue,
+                _ => OnError::Fail,
+            },
+            section,
+            span: node.span,
+        })
+    }
+
+    fn compensate(&mut self, node: &Node) -> Option<Compensate> {
+        Some(Compensate {
+            action: self.string(node.get("action")?)?,
+            with: node.get("with").cloned(),
+            retry: node.get("retry").map(|r| self.retry(r)),
+            timeout: node.get("timeout").and_then(|n| self.duration(n)),
+            span: node.span,
+        })
+    }
+
+    fn retry(&mut self, node: &Node) -> Retry {
+        let defaults = Retry::default();
+        Retry {
+            max_attempts: node
+                .get("max_attempts")
+                .and_then(Node::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(defaults.max_attempts),
+            backoff: match node.get("backoff").and_then(Node::as_str) {
+                Some("fixed") => Backoff::Fixed,
+                _ => Backoff::Exponential,
+            },
+            delay: node.get("delay").and_then(|n| self.duration(n)).map_or(defaults.delay, |d| d.value),
+            multiplier: node.get("multiplier").and_then(Node::as_f64).unwrap_or(defaults.multiplier),
+            max_delay: node.get("max_delay").and_then(|n| self.duration(n)).map(|d| d.value),
+            jitter: node.get("jitter").and_then(Node::as_bool).unwrap_or(false),
+            on: node.get("on").map(|list| list.items().iter().filter_map(|n| self.string(n)).collect()),
+            span: node.span,
+        }
+    }
+
+    fn string(&mut self, node: &Node) -> Option<Spanned<String>> {
+        match &node.value {
+            Value::String(s) => Some(Spanned::new(s.clone(), node.span)),
+            _ => None,
+        }
+    }
+
+    fn duration(&mut self, node: &Node) -> Option<Spanned<Duration>> {
+        let text = node.as_str()?;
+        match text.parse::<Duration>() {
+            Ok(d) => Some(Spanned::new(d, node.span)),
+            Err(DurationError::TooLong) => {
+                self.diagnostics.push(
+                    Diagnostic::new(Code::InvalidDuration, node.span, format!("`{text}` is longer than any run may last"))
+                        .help("durations may be at most 100 years; use `d` for days, like `30d`"),
+                );
+                None
+            }
+            Err(DurationError::Form) => {
+                self.diagnostics.push(
+                    Diagnostic::new(Code::InvalidDuration, node.span, format!("`{text}` is not a duration"))
+                        .help("write a whole number followed by ms, s, m, h or d, like `150ms`, `2s` or `5m`"),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Checks of each step on its own, and of the workflow's header: actions, `with`
+//! against the action's input schema, retry policies, triggers, `input:`.
+
+use serde_json::Value as Json;
+
+use super::diagnostic::{Code, Diagnostic};
+use super::structure::{describe, instance_path, Place};
+use super::suggest::did_you_mean;
+use crate::actions::Registry;
+use crate::dsl::model::{Retry, Step, Trigger, TriggerKind, Workflow, RETRYABLE_CODES};
+use crate::dsl::node::{Node, Value};
+use crate::dsl::span::{Span, Spanned};
+use crate::dsl::template::{analyze, is_template};
+
+/// Checks every step's action and `with`, and the step-level rules.
+pub fn check_steps(workflow: &Workflow, registry: &Registry, out: &mut Vec<Diagnostic>) {
+    for step in workflow.all_steps() {
+        check_action(&step.action, step.with.as_ref(), step.span, registry, out);
+        if let Some(c) = &step.compensate {
+            check_action(&c.action, c.with.as_ref(), c.span, registry, out);
+            check_retry(c.retry.as_ref(), out);
+        }
+        check_retry(step.retry.as_ref(), out);
+        check_step_rules(step, out);
+    }
+    check_retry(workflow.defaults.retry.as_ref(), out);
+}
+
+fn check_action(action: &Spanned<String>, with: Option<&Node>, step_span: Span, registry: &Registry, out: &mut Vec<Diagnostic>) {
+    let Some(registered) = registry.get(&action.value) else {
+        out.push(
+            Diagnostic::new(Code::UnknownAction, action.span, format!("there is no action `{}`", action.value))
+                .maybe_help(did_you_mean(&action.value, registry.names()))
+                .help_if_none("`sagaflow actions` lists the actions a step can run"),
+        );
+        return;
+    };
+    let empty = Node { value: Value::Map(Vec::new()), span: step_span };
+    let with = with.unwrap_or(&empty);
+    if with.as_str().is_some_and(is_template) {
+        return;
+    }
+    let instance = with.to_json();
+    for error in registered.input_validator.iter_errors(&instance) {
+        let path = instance_path(&error);
+        if touches_template(with, &path, error.kind()) {
+            continue;
+        }
+        let at = Place::new(with, &path, Some("with"));
+        let schema = schema_at(&registered.spec.input_schema, &path);
+        let known: Vec<&str> = schema["properties"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+        for mut d in describe(error.kind(), &at, &known) {
+            d.code = Code::InvalidWith;
+            d.message = format!("{} (action `{}`)", d.message, action.value);
+            if with.span == step_span && with.entries().is_empty() {
+                d.span = action.span;
+            }
+            out.push(d);
+        }
+    }
+}
+
+/// Whether a schema error concerns a value a template computes at run time.
+/// A lone `{{x}}` may give any type; text around a template is surely text.
+fn touches_template(with: &Node, path: &[String], kind: &jsonschema::error::ValidationErrorKind) -> bool {
+    let mut node = with;
+    for seg in path {
+        if node.as_str().is_some_and(is_template) {
+            return true;
+        }
+        match node.at_path([seg]) {
+            (n, _) if !std::ptr::eq(n, node) => node = n,
+            _ => break,
+        }
+    }
+    match node.as_str() {
+        Some(text) if is_template(text) => {
+            let lone = analyze(text).map(|a| a.lone).unwrap_or(true);
+            lone || !matches!(kind, jsonschema::error::ValidationErrorKind::Type { .. })
+        }
+        _ => false,
+    }
+}
+
+/// The sub-schema at an instance path, following `properties` and `items`.
+fn schema_at<'a>(schema: &'a Json, path: &[String]) -> &'a Json {
+    let mut current = schema;
+    for seg in path {
+        let next = if seg.parse::<usize>().is_ok() { &current["items"] } else { &current["properties"][seg] };
+        if next.is_null() {
+            return next;
+        }
+        current = next;
+    }
+    current
+}
+
+fn check_retry(retry: Option<&Retry>, out: &mut Vec<Diagnostic>) {
+    let Some(retry) = retry else { return };
+    if let Some(max) = retry.max_delay {
+        if max < retry.delay {
+            out.push(
+                Diagnostic::new(Code::InvalidRetry, retry.span, format!("`max_delay` ({max}) is shorter than `delay` ({}), so no wait could respect both", retry.delay))
+                    .help("make `max_delay` at least as long as `delay`"),
+            );
+        }
+    }
+    for code in retry.on.iter().flatten() {
+        if !RETRYABLE_CODES.contains(&code.value.as_str()) {
+            out.push(
+                Diagnostic::new(Code::RetryOnNonRetryable, code.span, format!("`{}` is never retried, whatever `on` says", code.value))
+                    .help(format!("only {} are retryable; other codes end the step at once", RETRYABLE_CODES.join(", "))),
+            );
+        }
+    }
+}
+
+fn check_step_rules(step: &Step, out: &mut Vec<Diagnostic>) {
+    if let (Some(c), None) = (&step.concurrency, &step.for_each) {
+        out.push(Diagnostic::new(Code::ConcurrencyWithoutForEach, c.span, "`concurrency` has no effect on a step without `for_each`"));
+    }
+    if let Some(list) = &step.for_each {
+        check_for_each(step, list, out);
+    }
+    if let Some(when) = &step.when {
+        if !when.as_str().is_some_and(is_template) {
+            out.push(
+                Diagnostic::new(Code::ConstantWhen, when.span, format!("`when: {}` is not a template, so it always gives the same answer", when.value))
+                    .help("write a condition, like `when: \"{{gt input.total 0}}\"`, or remove `when`"),
+            );
+        }
+    }
+    if let (Some(c), crate::dsl::model::Section::OnFailure) = (&step.compensate, step.section) {
+        out.push(Diagnostic::new(Code::CompensateInOnFailure, c.span, "an `on_failure` step is never rolled back, so this `compensate` never runs"));
+    }
+}
+
+/// Lists with more items than this, run one at a time, earn a warning.
+const LARGE_FOR_EACH: usize = 20;
+
+fn check_for_each(step: &Step, list: &Node, out: &mut Vec<Diagnostic>) {
+    match &list.value {
+        Value::String(text) if is_template(text) => {
+            if analyze(text).is_ok_and(|a| !a.lone) {
+                out.push(
+                    Diagnostic::new(Code::ForEachNotList, list.span, "`for_each` has text around its template, so it gives text, not a list")
+                        .help("write exactly one expression, like `for_each: \"{{input.items}}\"`"),
+                );
+            }
+        }
+        Value::String(_) => out.push(
+            Diagnostic::new(Code::ForEachNotList, list.span, "`for_each` is plain text; it needs a list or a template that gives one")
+                .help("write a template, like `for_each: \"{{input.items}}\"`, or a YAML list"),
+        ),
+        Value::Seq(items) if items.len() > LARGE_FOR_EACH && step.concurrency.is_none() => out.push(
+            Diagnostic::new(Code::ForEachWithoutConcurrency, list.span, format!("`for_each` runs its {} items one at a time", items.len()))
+                .help("set `concurrency` to run several items at once"),
+        ),
+        _ => {}
+    }
+}
+
+/// Checks triggers: one of `schedule`/`event`, and cron expressions.
+pub fn check_triggers(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    for trigger in &workflow.triggers {
+        match &trigger.kind {
+            None => out.push(
+                Diagnostic::new(Code::InvalidTrigger, trigger.span, "a trigger names exactly one of `schedule` or `event`")
+                    .help("write `- schedule: \"0 * * * *\"` or `- event: order.paid`"),
+            ),
+            Some(TriggerKind::Schedule(cron)) => check_cron(cron, out),
+            Some(TriggerKind::Event(_)) => check_event_trigger(trigger, out),
+        }
+        if let Some(tz) = &trigger.timezone {
+            if !matches!(tz.value.as_str(), "UTC" | "Etc/UTC" | "Z") {
+                out.push(
+                    Diagnostic::new(Code::InvalidTrigger, tz.span, format!("time zone `{}` is not supported yet; schedules are read in UTC", tz.value))
+                        .help("write `timezone: UTC`, or leave it out"),
+                );
+            }
+        }
+    }
+}
+
+fn check_event_trigger(trigger: &Trigger, out: &mut Vec<Diagnostic>) {
+    if let Some(input) = &trigger.input {
+        out.push(
+            Diagnostic::new(Code::InvalidTrigger, input.span, "an event trigger's run input is the event's data; `input` is only for schedules")
+                .help("remove `input` from this trigger"),
+        );
+    }
+}
+
+/// Parses a 5- or 6-field cron expression (seconds first when there are 6).
+pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    let fields = text.split_whitespace().count();
+    if fields != 5 && fields != 6 {
+        return Err(format!("it has {fields} field{}; a schedule has 5 (minute hour day month weekday), or 6 with seconds first", if fields == 1 { "" } else { "s" }));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(text)
+        .map_err(|e| e.to_string())
+}
+
+fn check_cron(cron: &Spanned<String>, out: &mut Vec<Diagnostic>) {
+    if let Err(why) = parse_cron(&cron.value) {
+        out.push(
+            Diagnostic::new(Code::InvalidCron, cron.span, format!("`{}` is not a cron expression: {why}", cron.value))
+                .help("for example `0 */6 * * *` (every 6 hours) or `*/30 * * * * *` (every 30 seconds)"),
+        );
+    }
+}
+
+/// Checks that `input:` is itself a valid JSON Schema (draft 2020-12).
+pub fn check_input_schema(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    let Some(input) = &workflow.input else { return };
+    let schema = input.to_json();
+    let meta_errors: Vec<(Vec<String>, String)> = match jsonschema::meta::validate(&schema) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![(instance_path(&e), e.to_string())],
+    };
+    for (path, message) in meta_errors {
+        let (node, _) = input.at_path(&path);
+        out.push(Diagnostic::new(Code::InvalidInputSchema, node.span, format!("`input` is not a valid JSON Schema: {message}")));
+        return;
+    }
+    if let Err(e) = jsonschema::draft202012::new(&schema) {
+        let (node, _) = input.at_path(&instance_path(&e));
+        out.push(Diagnostic::new(Code::InvalidInputSchema, node.span, format!("`input` is not a valid JSON Schema: {e}")));
+    }
+}

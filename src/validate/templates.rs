@@ -1,0 +1,303 @@
+//! Template checks: every template parses, reads only names in scope, names steps
+//! that exist and are sure to have finished, and fields their outputs declare.
+
+use serde_json::Value as Json;
+
+use super::diagnostic::{Code, Diagnostic};
+use super::graph::Graph;
+use super::suggest::did_you_mean;
+use crate::actions::Registry;
+use crate::dsl::model::{Section, Step, Workflow};
+use crate::dsl::node::{Node, Value};
+use crate::dsl::span::{SourceFile, Span};
+use crate::dsl::template::{analyze, is_template, PathRef, HELPERS, ROOTS};
+
+/// Where a template is, which decides what it may read.
+#[derive(Clone, Copy)]
+struct Scope {
+    /// The step the template belongs to (`None`: the workflow's `output` or a trigger).
+    step: Option<usize>,
+    item: bool,
+    error: bool,
+    /// In `compensate`: the step's own output may be read.
+    own_output: bool,
+    /// In `output` or `on_failure`: any step of `steps` may be read.
+    any_step: bool,
+    /// In a trigger: only `run` and `secrets`.
+    trigger: bool,
+}
+
+pub struct TemplateChecker<'a> {
+    pub file: &'a SourceFile,
+    pub workflow: &'a Workflow,
+    pub graph: &'a Graph<'a>,
+    pub registry: &'a Registry,
+    pub out: &'a mut Vec<Diagnostic>,
+}
+
+impl TemplateChecker<'_> {
+    pub fn check(&mut self) {
+        for (i, step) in self.graph.steps.clone().into_iter().enumerate() {
+            self.step(i, step);
+        }
+        let output = Scope { step: None, item: false, error: false, own_output: false, any_step: true, trigger: false };
+        if let Some(node) = &self.workflow.output {
+            self.node(node, output);
+        }
+        let trigger = Scope { trigger: true, any_step: false, ..output };
+        for t in &self.workflow.triggers {
+            if let Some(input) = &t.input {
+                self.node(input, trigger);
+            }
+        }
+    }
+
+    fn step(&mut self, i: usize, step: &Step) {
+        let failure = step.section == Section::OnFailure;
+        let base = Scope { step: Some(i), item: false, error: failure, own_output: false, any_step: failure, trigger: false };
+        for node in [&step.when, &step.for_each].into_iter().flatten() {
+            self.node(node, base);
+        }
+        if let Some(with) = &step.with {
+            self.node(with, Scope { item: step.for_each.is_some(), ..base });
+        }
+        if let Some(c) = &step.compensate {
+            let scope = Scope { item: step.for_each.is_some(), error: true, own_output: true, ..base };
+            if let Some(with) = &c.with {
+                self.node(with, scope);
+            }
+        }
+    }
+
+    fn node(&mut self, node: &Node, scope: Scope) {
+        match &node.value {
+            Value::String(text) if is_template(text) => self.template(text, node.span, scope),
+            Value::Seq(items) => items.iter().for_each(|n| self.node(n, scope)),
+            Value::Map(entries) => entries.iter().for_each(|e| self.node(&e.value, scope)),
+            _ => {}
+        }
+    }
+
+    fn template(&mut self, text: &str, span: Span, scope: Scope) {
+        let analysis = match analyze(text) {
+            Ok(a) => a,
+            Err(e) => {
+                let at = e.position.map_or(span, |(line, col)| self.locate_position(span, text, line, col));
+                self.out.push(
+                    Diagnostic::new(Code::TemplateSyntax, at, format!("this template does not parse: {}", e.message))
+                        .help("templates look like `{{input.order_id}}` or `{{default steps.x.output.y 0}}`"),
+                );
+                return;
+            }
+        };
+        for what in &analysis.unsupported {
+            self.out.push(Diagnostic::new(Code::TemplateSyntax, span, format!("templates do not support {what}")));
+        }
+        for helper in &analysis.helpers {
+            if !HELPERS.contains(&helper.as_str()) {
+                let at = self.locate(span, helper);
+                self.out.push(
+                    Diagnostic::new(Code::UnknownHelper, at, format!("there is no template helper `{helper}`"))
+                        .maybe_help(did_you_mean(helper, HELPERS.iter().copied()))
+                        .help_if_none(format!("the helpers are: {}", HELPERS.join(", "))),
+                );
+            }
+        }
+        for r in &analysis.refs {
+            let at = self.locate(span, &r.raw);
+            self.reference(r, at, scope);
+        }
+    }
+
+    fn reference(&mut self, r: &PathRef, at: Span, scope: Scope) {
+        let first = r.rest.first().map(String::as_str);
+        match r.root.as_str() {
+            "input" if !scope.trigger => self.input_field(r, at),
+            "secrets" => {}
+            "run" => self.fields(r, at, &["id", "workflow"], "`run` has"),
+            "item" | "index" if scope.item => {}
+            "item" | "index" => self.out.push(
+                Diagnostic::new(Code::ItemOutsideForEach, at, format!("`{}` is only in scope inside a `for_each` step", r.root))
+                    .help("add `for_each` to this step, or read the list another way"),
+            ),
+            "error" if scope.error => self.fields(r, at, &["step", "code", "message"], "`error` has"),
+            "error" => self.out.push(
+                Diagnostic::new(Code::ErrorOutsideFailure, at, "`error` is only in scope in `compensate` and `on_failure`")
+                    .help("the error that started a roll-back is not known while the run goes forward"),
+            ),
+            "steps" if !scope.trigger => self.step_ref(r, first, at, scope),
+            root => {
+                let allowed: Vec<&str> = if scope.trigger { vec!["run", "secrets"] } else { ROOTS.to_vec() };
+                self.out.push(
+                    Diagnostic::new(Code::UnknownTemplateRoot, at, format!("a template cannot read `{root}` here"))
+                        .maybe_help(did_you_mean(root, allowed.iter().copied()))
+                        .help_if_none(format!("templates here read: {}", allowed.join(", "))),
+                );
+            }
+        }
+    }
+
+    fn fields(&mut self, r: &PathRef, at: Span, fields: &[&str], what: &str) {
+        if let Some(f) = r.rest.first() {
+            if !fields.contains(&f.as_str()) {
+                self.out.push(
+                    Diagnostic::new(Code::UnknownField, at, format!("{what} no field `{f}`"))
+                        .maybe_help(did_you_mean(f, fields.iter().copied()))
+                        .help_if_none(format!("{what}: {}", fields.join(", "))),
+                );
+            }
+        }
+    }
+
+    fn input_field(&mut self, r: &PathRef, at: Span) {
+        let (Some(input), Some(field)) = (&self.workflow.input, r.rest.first()) else { return };
+        let schema = input.to_json();
+        let Some(props) = schema["properties"].as_object() else { return };
+        if !props.contains_key(field) {
+            self.out.push(
+                Diagnostic::new(Code::UnknownInputField, at, format!("`input` declares no field `{field}`"))
+                    .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
+                    .help_if_none("add it to `input.properties`, or check the spelling"),
+            );
+        }
+    }
+
+    fn step_ref(&mut self, r: &PathRef, target: Option<&str>, at: Span, scope: Scope) {
+        let Some(target) = target else {
+            self.out.push(Diagnostic::new(Code::UnknownField, at, "`steps` alone is not a value; read `steps.<id>.output`"));
+            return;
+        };
+        let Some(t) = self.graph.position(target) else {
+            self.out.push(
+                Diagnostic::new(Code::UnknownStep, at, format!("a template reads step `{target}`, but no step has that id"))
+                    .maybe_help(did_you_mean(target, self.graph.steps.iter().map(|s| s.id.value.as_str()))),
+            );
+            return;
+        };
+        if !self.reachable(scope, t) {
+            let here = scope.step.map_or("this", |s| self.graph.steps[s].id.value.as_str());
+            self.out.push(
+                Diagnostic::new(Code::UnreachableStep, at, format!("step `{here}` reads `{target}`, which is not sure to have finished when `{here}` starts"))
+                    .help(format!("add `{target}` to the `needs` of `{here}`, directly or through a step that needs it")),
+            );
+        }
+        match r.rest.get(1).map(String::as_str) {
+            None => self.out.push(
+                Diagnostic::new(Code::UnknownField, at, format!("`steps.{target}` alone is not a value"))
+                    .help(format!("read `steps.{target}.output` or `steps.{target}.status`")),
+            ),
+            Some("status") => {}
+            Some("output") => self.output_ref(r, t, at),
+            Some(other) => self.out.push(
+                Diagnostic::new(Code::UnknownField, at, format!("`steps.{target}` has no field `{other}`"))
+                    .maybe_help(did_you_mean(other, ["output", "status"]))
+                    .help_if_none("a step has `output` and `status`"),
+            ),
+        }
+    }
+
+    fn reachable(&self, scope: Scope, target: usize) -> bool {
+        let Some(step) = scope.step else { return true };
+        let in_steps = self.graph.steps[target].section == Section::Steps;
+        (scope.any_step && in_steps) || (scope.own_output && step == target) || self.graph.is_ancestor(step, target)
+    }
+
+    fn output_ref(&mut self, r: &PathRef, target: usize, at: Span) {
+        let step = self.graph.steps[target];
+        let fields = &r.rest[2..];
+        if step.when.is_some() && !r.guarded {
+            self.out.push(
+                Diagnostic::new(Code::MaybeSkippedOutput, at, format!("step `{}` has a `when` and may be skipped; its output is then null", step.id.value))
+                    .help(format!("wrap the read in `default`, like `{{{{default {} \"\"}}}}`", r.raw)),
+            );
+        }
+        let declared = declared_output(step, self.registry);
+        let schema = if step.for_each.is_some() {
+            serde_json::json!({"type": "array", "items": declared})
+        } else {
+            declared
+        };
+        self.check_fields(&schema, fields, &step.id.value, at);
+    }
+
+    fn check_fields(&mut self, schema: &Json, fields: &[String], step: &str, at: Span) {
+        let mut schema = schema;
+        for (depth, field) in fields.iter().enumerate() {
+            let is_list = schema["type"] == "array";
+            if is_list {
+                if field.parse::<usize>().is_err() {
+                    self.out.push(
+                        Diagnostic::new(Code::UnknownOutputField, at, format!("the output of `{step}` is a list (one output per item), so it has no field `{field}`"))
+                            .help(format!("read one item, like `steps.{step}.output.[0].{field}`, or `{{{{lookup steps.{step}.output index}}}}` in `compensate`")),
+                    );
+                    return;
+                }
+                schema = &schema["items"];
+                continue;
+            }
+            let Some(props) = schema["properties"].as_object() else { return };
+            match props.get(field) {
+                Some(next) => schema = next,
+                None => {
+                    let so_far = fields[..depth].iter().map(|f| format!(".{f}")).collect::<String>();
+                    self.out.push(
+                        Diagnostic::new(Code::UnknownOutputField, at, format!("the output of `{step}` has no field `{field}`"))
+                            .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
+                            .help_if_none(format!(
+                                "`steps.{step}.output{so_far}` has: {}",
+                                props.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The span of `needle` inside the scalar at `span`, when it can be found there.
+    fn locate(&self, span: Span, needle: &str) -> Span {
+        let source = self.file.text.get(span.start..span.end).unwrap_or_default();
+        match source.find(needle) {
+            Some(i) if !needle.is_empty() => Span::new(span.start + i, span.start + i + needle.len()),
+            _ => span,
+        }
+    }
+
+    /// A line/column inside the template text, mapped into the file when the scalar
+    /// is written on one line as it reads.
+    fn locate_position(&self, span: Span, text: &str, line: usize, col: usize) -> Span {
+        let source = self.file.text.get(span.start..span.end).unwrap_or_default();
+        let quoted = source.starts_with('"') || source.starts_with('\'');
+        let body = if quoted && source.len() >= 2 { &source[1..source.len() - 1] } else { source };
+        if line != 1 || body != text {
+            return span;
+        }
+        let offset: usize = text.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+        let start = span.start + usize::from(quoted) + offset;
+        Span::new(start, start + 1)
+    }
+}
+
+/// The output schema a step declares: its action's, or for `mock`, the shape of
+/// the literal `with.output`.
+pub fn declared_output(step: &Step, registry: &Registry) -> Json {
+    if step.action.value == "mock" {
+        return step.with.as_ref().and_then(|w| w.get("output")).map_or(Json::Null, shape_of);
+    }
+    registry.get(&step.action.value).map_or(Json::Null, |r| r.spec.output_schema.clone())
+}
+
+/// A schema listing the keys of a literal value (templates give unknown shapes).
+fn shape_of(node: &Node) -> Json {
+    match &node.value {
+        Value::Map(entries) => {
+            let props: serde_json::Map<String, Json> = entries.iter().map(|e| (e.key.clone(), shape_of(&e.value))).collect();
+            serde_json::json!({ "type": "object", "properties": props })
+        }
+        Value::Seq(items) => match items.first() {
+            Some(first) => serde_json::json!({ "type": "array", "items": shape_of(first) }),
+            None => serde_json::json!({ "type": "array" }),
+        },
+        _ => serde_json::json!({}),
+    }
+}
