@@ -56,7 +56,8 @@ fn sleep() -> ActionSpec {
 fn event_wait() -> ActionSpec {
     ActionSpec {
         name: "event.wait".into(),
-        description: "Waits durably until an event of this type and key arrives; the output is the event's data.".into(),
+        description: "Waits durably until an event of this type and key arrives; the output is the event's data."
+            .into(),
         effect: Effect::Read,
         input_schema: json!({
             "type": "object",
@@ -74,7 +75,8 @@ fn event_wait() -> ActionSpec {
 fn event_emit() -> ActionSpec {
     ActionSpec {
         name: "event.emit".into(),
-        description: "Emits an event through the outbox, in the same commit as the step; delivered at least once.".into(),
+        description: "Emits an event through the outbox, in the same commit as the step; delivered at least once."
+            .into(),
         effect: Effect::Irreversible,
         input_schema: json!({
             "type": "object",

@@ -72,14 +72,10 @@ impl Registry {
     pub fn from_specs(specs: Vec<ActionSpec>) -> Result<Registry, InvalidSpec> {
         let mut actions = BTreeMap::new();
         for spec in specs {
-            let input_validator = jsonschema::draft202012::new(&spec.input_schema).map_err(|e| InvalidSpec {
-                action: spec.name.clone(),
-                message: e.to_string(),
-            })?;
-            jsonschema::draft202012::new(&spec.output_schema).map_err(|e| InvalidSpec {
-                action: spec.name.clone(),
-                message: e.to_string(),
-            })?;
+            let input_validator = jsonschema::draft202012::new(&spec.input_schema)
+                .map_err(|e| InvalidSpec { action: spec.name.clone(), message: e.to_string() })?;
+            jsonschema::draft202012::new(&spec.output_schema)
+                .map_err(|e| InvalidSpec { action: spec.name.clone(), message: e.to_string() })?;
             actions.insert(spec.name.clone(), Registered { spec, input_validator });
         }
         Ok(Registry { actions })

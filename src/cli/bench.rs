@@ -22,12 +22,15 @@ enum What {
         steps: usize,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Write the generated files here and keep them (default: a temporary folder, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
 pub fn run(args: Args) -> ExitCode {
     match args.what {
-        What::Validate { files, steps, runs } => match bench_validate(files, steps, runs.max(1)) {
+        What::Validate { files, steps, runs, dir } => match bench_validate(files, steps, runs.max(1), dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -37,11 +40,14 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn bench_validate(files: usize, steps: usize, runs: usize) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("sagaflow-bench-{}", std::process::id()));
+fn bench_validate(files: usize, steps: usize, runs: usize, keep: Option<PathBuf>) -> Result<(), String> {
+    let dir =
+        keep.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("sagaflow-bench-{}", std::process::id())));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let result = generate(&dir, files, steps).and_then(|()| time_runs(&dir, files, runs));
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let mut times = result?;
     times.sort_by(f64::total_cmp);
     let best = times[0];
@@ -64,7 +70,8 @@ fn time_runs(dir: &Path, files: usize, runs: usize) -> Result<Vec<f64>, String> 
             .output()
             .map_err(|e| format!("cannot run validate: {e}"))?;
         times.push(start.elapsed().as_secs_f64());
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("validate printed no JSON report: {e}"))?;
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("validate printed no JSON report: {e}"))?;
         if report["files"] != files || report["errors"] != 0 || report["warnings"] != 0 {
             return Err(format!("the generated files did not validate clean: {}", report["diagnostics"][0]));
         }

@@ -31,7 +31,10 @@ pub fn run(args: Args) -> ExitCode {
     let reports: Vec<_> = checked.into_iter().map(|c| c.report).collect();
     let totals = Totals::of(&reports);
     match args.format {
-        Format::Human => print!("{}", render::human(&reports, std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())),
+        Format::Human => print!(
+            "{}",
+            render::human(&reports, std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        ),
         Format::Json => println!("{}", render::json(&reports)),
         Format::Github => print!("{}", render::github(&reports)),
     }

@@ -62,7 +62,7 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
         for (factor, unit) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")] {
-            if ms >= factor && ms % factor == 0 {
+            if ms >= factor && ms.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", ms / factor);
             }
         }
@@ -76,7 +76,9 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for (text, ms) in [("150ms", 150), ("2s", 2000), ("5m", 300_000), ("1h", 3_600_000), ("2d", 172_800_000), ("0s", 0)] {
+        for (text, ms) in
+            [("150ms", 150), ("2s", 2000), ("5m", 300_000), ("1h", 3_600_000), ("2d", 172_800_000), ("0s", 0)]
+        {
             assert_eq!(text.parse::<Duration>(), Ok(Duration(ms)));
         }
         for bad in ["", "5", "ms", "5 m", "1.5s", "-1s", "5min", "2w"] {

@@ -27,23 +27,16 @@ pub struct Loaded {
 pub fn load_path(path: &Path) -> Loaded {
     match read_bounded(path) {
         Ok(bytes) => load_bytes(path, &bytes),
-        Err(diagnostic) => Loaded {
-            file: SourceFile::new(path, String::new()),
-            root: Err(diagnostic),
-        },
+        Err(diagnostic) => Loaded { file: SourceFile::new(path, String::new()), root: Err(diagnostic) },
     }
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     use std::io::Read;
-    let io_error = |e: std::io::Error| {
-        Diagnostic::new(Code::Io, Span::default(), format!("cannot read the file: {e}"))
-    };
+    let io_error = |e: std::io::Error| Diagnostic::new(Code::Io, Span::default(), format!("cannot read the file: {e}"));
     let file = std::fs::File::open(path).map_err(io_error)?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error)?;
+    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io_error)?;
     Ok(bytes)
 }
 
@@ -51,10 +44,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Loaded {
     if bytes.len() > MAX_FILE_BYTES {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
-        let message = format!(
-            "the file is larger than {} KiB, the most a workflow file may be",
-            MAX_FILE_BYTES / 1024
-        );
+        let message = format!("the file is larger than {} KiB, the most a workflow file may be", MAX_FILE_BYTES / 1024);
         return failed(path, text, Diagnostic::new(Code::TooLarge, Span::default(), message));
     }
     let text = match std::str::from_utf8(bytes) {
@@ -109,15 +99,12 @@ fn options() -> serde_saphyr::Options {
 }
 
 fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
-    serde_saphyr::from_str_with_options::<Node>(&file.text, options())
-        .map_err(|e| yaml_diagnostic(file, &e))
+    serde_saphyr::from_str_with_options::<Node>(&file.text, options()).map_err(|e| yaml_diagnostic(file, &e))
 }
 
 fn yaml_diagnostic(file: &SourceFile, e: &serde_saphyr::Error) -> Diagnostic {
-    let at = e
-        .location()
-        .filter(|l| l.line() > 0)
-        .map_or(0, |l| file.offset_of(l.line() as usize, l.column() as usize));
+    let at =
+        e.location().filter(|l| l.line() > 0).map_or(0, |l| file.offset_of(l.line() as usize, l.column() as usize));
     let raw = e.without_snippet().to_string();
     let message = strip_location(&raw);
     let (code, message) = classify(message);
@@ -143,7 +130,10 @@ fn classify(message: &str) -> (Code, String) {
         let text = "a workflow file holds one YAML document; remove the `---` separator and what follows, or move it to a file of its own";
         return (Code::Yaml, text.to_owned());
     }
-    if lower.contains("budget") || lower.contains("recursion limit") || lower.contains("alias") && lower.contains("limit") {
+    if lower.contains("budget")
+        || lower.contains("recursion limit")
+        || lower.contains("alias") && lower.contains("limit")
+    {
         let text = format!(
             "the YAML is too large once expanded, or nests too deeply ({message}); a workflow may nest {MAX_DEPTH} levels and hold {MAX_NODES} values, aliases expanded"
         );
@@ -214,7 +204,7 @@ mod tests {
     #[test]
     fn rejects_bytes_that_are_not_text() {
         let loaded = load_bytes(Path::new("t.yaml"), b"name: a\xff\n");
-        let d = loaded.root.err().expect("not utf-8");
+        let d = loaded.root.expect_err("not utf-8");
         assert_eq!((d.code, d.span.start), (Code::Encoding, 7));
         let loaded = load_bytes(Path::new("t.yaml"), b"name: a\0\n");
         assert_eq!(loaded.root.err().map(|d| d.code), Some(Code::Encoding));

@@ -3,7 +3,7 @@
 pub mod duration;
 pub mod loader;
 pub mod model;
-pub mod parser;
 pub mod node;
+pub mod parser;
 pub mod span;
 pub mod template;

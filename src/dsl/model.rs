@@ -126,7 +126,7 @@ pub struct Retry {
     pub backoff: Backoff,
     pub delay: Duration,
     pub multiplier: f64,
-    pub max_delay: Option<Duration>,
+    pub max_delay: Option<Spanned<Duration>>,
     pub jitter: bool,
     /// `None`: every retryable code.
     pub on: Option<Vec<Spanned<String>>>,
@@ -157,7 +157,7 @@ impl Retry {
             Backoff::Exponential => base * self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32),
         };
         let ms = ms.min(super::duration::MAX_MILLIS as f64) as u64;
-        Duration(self.max_delay.map_or(ms, |cap| ms.min(cap.millis())))
+        Duration(self.max_delay.as_ref().map_or(ms, |cap| ms.min(cap.value.millis())))
     }
 
     /// The sum of all waits between attempts.
@@ -172,6 +172,14 @@ pub const RETRYABLE_CODES: &[&str] = &["timeout", "unavailable", "rate_limited"]
 
 /// The error codes of the language itself.
 pub const BUILTIN_CODES: &[&str] = &[
-    "timeout", "unavailable", "rate_limited", "invalid_input", "not_found", "conflict", "failed",
-    "template", "schema", "cancelled",
+    "timeout",
+    "unavailable",
+    "rate_limited",
+    "invalid_input",
+    "not_found",
+    "conflict",
+    "failed",
+    "template",
+    "schema",
+    "cancelled",
 ];

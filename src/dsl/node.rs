@@ -99,12 +99,7 @@ impl Node {
             Value::Number(n) => J::Number(n.clone()),
             Value::String(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
-                    .collect(),
-            ),
+            Value::Map(entries) => J::Object(entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect()),
         }
     }
 
@@ -124,7 +119,10 @@ impl Node {
                     key_span = Some(e.key_span);
                     &e.value
                 }),
-                Value::Seq(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+                Value::Seq(items) => {
+                    key_span = None;
+                    seg.parse::<usize>().ok().and_then(|i| items.get(i))
+                }
                 _ => None,
             };
             match next {
@@ -160,10 +158,7 @@ fn span_of(loc: &serde_saphyr::Location) -> Span {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<RawValue>::deserialize(d)?;
-        Ok(Node {
-            value: spanned.value.0,
-            span: span_of(&spanned.referenced),
-        })
+        Ok(Node { value: spanned.value.0, span: span_of(&spanned.referenced) })
     }
 }
 

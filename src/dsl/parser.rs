@@ -32,7 +32,9 @@ impl Parser {
             input: root.get("input").cloned(),
             timeout: root.get("timeout").and_then(|n| self.duration(n)),
             defaults,
-            triggers: root.get("triggers").map_or_else(Vec::new, |t| t.items().iter().map(|n| self.trigger(n)).collect()),
+            triggers: root
+                .get("triggers")
+                .map_or_else(Vec::new, |t| t.items().iter().map(|n| self.trigger(n)).collect()),
             steps: self.step_list(root.get("steps"), Section::Steps),
             output: root.get("output").cloned(),
             on_failure: self.step_list(root.get("on_failure"), Section::OnFailure),
@@ -126,7 +128,7 @@ impl Parser {
             },
             delay: node.get("delay").and_then(|n| self.duration(n)).map_or(defaults.delay, |d| d.value),
             multiplier: node.get("multiplier").and_then(Node::as_f64).unwrap_or(defaults.multiplier),
-            max_delay: node.get("max_delay").and_then(|n| self.duration(n)).map(|d| d.value),
+            max_delay: node.get("max_delay").and_then(|n| self.duration(n)),
             jitter: node.get("jitter").and_then(Node::as_bool).unwrap_or(false),
             on: node.get("on").map(|list| list.items().iter().filter_map(|n| self.string(n)).collect()),
             span: node.span,
@@ -146,8 +148,12 @@ impl Parser {
             Ok(d) => Some(Spanned::new(d, node.span)),
             Err(DurationError::TooLong) => {
                 self.diagnostics.push(
-                    Diagnostic::new(Code::InvalidDuration, node.span, format!("`{text}` is longer than any run may last"))
-                        .help("durations may be at most 100 years; use `d` for days, like `30d`"),
+                    Diagnostic::new(
+                        Code::InvalidDuration,
+                        node.span,
+                        format!("`{text}` is longer than any run may last"),
+                    )
+                    .help("durations may be at most 100 years; use `d` for days, like `30d`"),
                 );
                 None
             }
@@ -159,5 +165,50 @@ impl Parser {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsl::loader::load_path;
+
+    /// Every key of the language reaches the model (see tests/corpus/valid/every_key.yaml).
+    #[test]
+    fn parses_every_key() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/valid/every_key.yaml");
+        let root = load_path(&path).root.expect("loads");
+        let (workflow, diagnostics) = parse_workflow(&root);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let w = workflow.expect("parses");
+        assert_eq!(w.name.value, "every_key");
+        assert_eq!(w.version, Some(7));
+        assert!(w.description.is_some() && w.input.is_some() && w.output.is_some());
+        assert_eq!(w.timeout.map(|t| t.value.millis()), Some(3_600_000));
+        assert_eq!(w.defaults.retry.map(|r| r.max_attempts), Some(2));
+        assert_eq!(w.defaults.timeout.map(|t| t.value.millis()), Some(30_000));
+        assert!(matches!(w.triggers[0].kind, Some(TriggerKind::Schedule(_))));
+        assert!(w.triggers[0].timezone.is_some() && w.triggers[0].input.is_some());
+        assert!(matches!(w.triggers[1].kind, Some(TriggerKind::Event(_))));
+        let first = &w.steps[0];
+        assert_eq!(first.name.as_deref(), Some("The first step"));
+        assert_eq!(first.needs, Needs::Explicit(vec![]));
+        assert!(first.with.is_some() && first.when.is_some() && first.timeout.is_some());
+        let retry = first.retry.as_ref().expect("retry");
+        assert_eq!(
+            (retry.max_attempts, retry.backoff, retry.delay.millis(), retry.multiplier),
+            (3, Backoff::Fixed, 200, 1.5)
+        );
+        assert_eq!(retry.max_delay.as_ref().map(|d| d.value.millis()), Some(1000));
+        assert!(retry.jitter);
+        assert_eq!(retry.on.as_ref().map(|o| o.len()), Some(1));
+        let c = first.compensate.as_ref().expect("compensate");
+        assert!(c.with.is_some() && c.retry.is_some() && c.timeout.is_some());
+        assert_eq!(first.on_error, OnError::Fail);
+        let each = &w.steps[1];
+        assert!(each.for_each.is_some());
+        assert_eq!(each.concurrency.as_ref().map(|c| c.value), Some(2));
+        assert_eq!(each.on_error, OnError::Continue);
+        assert_eq!(w.on_failure[0].section, Section::OnFailure);
     }
 }

@@ -54,9 +54,7 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(path: impl Into<PathBuf>, text: String) -> Arc<Self> {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         Arc::new(SourceFile { path: path.into(), text, line_starts })
     }
 
@@ -80,10 +78,17 @@ impl SourceFile {
         };
         let rest = &self.text[start..];
         let line_len = rest.find('\n').unwrap_or(rest.len());
-        rest[..line_len]
-            .char_indices()
-            .nth(column.saturating_sub(1))
-            .map_or(start + line_len, |(i, _)| start + i)
+        rest[..line_len].char_indices().nth(column.saturating_sub(1)).map_or(start + line_len, |(i, _)| start + i)
+    }
+
+    /// The span clamped to the text and widened to whole characters.
+    pub fn snap(&self, span: Span) -> Span {
+        let start = self.floor_char_boundary(span.start.min(self.text.len()));
+        let mut end = span.end.clamp(start, self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end += 1;
+        }
+        Span::new(start, end)
     }
 
     fn floor_char_boundary(&self, mut offset: usize) -> usize {

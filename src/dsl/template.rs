@@ -9,8 +9,8 @@ pub const ROOTS: &[&str] = &["input", "run", "steps", "item", "index", "error", 
 
 /// The helpers a template may call: handlebars' own and the language's.
 pub const HELPERS: &[&str] = &[
-    "if", "unless", "each", "with", "lookup", "log", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or",
-    "not", "len", "json", "default",
+    "if", "unless", "each", "with", "lookup", "log", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or", "not", "len",
+    "json", "default",
 ];
 
 /// Whether a string holds a template at all.
@@ -50,12 +50,13 @@ pub struct TemplateSyntaxError {
 
 /// Parses a template and lists what it reads.
 pub fn analyze(text: &str) -> Result<Analysis, TemplateSyntaxError> {
-    let template = Template::compile(text).map_err(|e| TemplateSyntaxError {
-        message: e.reason().to_string(),
-        position: e.pos(),
-    })?;
+    let template = Template::compile(text)
+        .map_err(|e| TemplateSyntaxError { message: e.reason().to_string(), position: e.pos() })?;
     let mut analysis = Analysis {
-        lone: matches!(template.elements.as_slice(), [TemplateElement::Expression(_) | TemplateElement::HtmlExpression(_)]),
+        lone: matches!(
+            template.elements.as_slice(),
+            [TemplateElement::Expression(_) | TemplateElement::HtmlExpression(_)]
+        ),
         ..Analysis::default()
     };
     Walker { out: &mut analysis }.template(&template, Scope::default());
@@ -222,12 +223,7 @@ mod tests {
     use super::*;
 
     fn refs(text: &str) -> Vec<(String, Vec<String>, bool)> {
-        analyze(text)
-            .expect("parses")
-            .refs
-            .into_iter()
-            .map(|r| (r.root, r.rest, r.guarded))
-            .collect()
+        analyze(text).expect("parses").refs.into_iter().map(|r| (r.root, r.rest, r.guarded)).collect()
     }
 
     fn r(root: &str, rest: &[&str], guarded: bool) -> (String, Vec<String>, bool) {
@@ -239,10 +235,7 @@ mod tests {
         assert_eq!(refs("{{input.order_id}}"), vec![r("input", &["order_id"], false)]);
         assert_eq!(refs("{{input}}"), vec![r("input", &[], false)]);
         assert_eq!(refs("id {{steps.a.output.[0].x}}!"), vec![r("steps", &["a", "output", "0", "x"], false)]);
-        assert_eq!(
-            refs("{{default steps.a.output.x 3}}"),
-            vec![r("steps", &["a", "output", "x"], true)]
-        );
+        assert_eq!(refs("{{default steps.a.output.x 3}}"), vec![r("steps", &["a", "output", "x"], true)]);
         assert_eq!(refs("{{eq (len input.items) 0}}"), vec![r("input", &["items"], false)]);
         assert_eq!(refs("{{#each input.items}}{{sku}}{{@index}}{{/each}}"), vec![r("input", &["items"], false)]);
         assert_eq!(refs("{{#if steps.a.output}}{{steps.a.output.x}}{{/if}}").len(), 2);

@@ -111,7 +111,7 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// "did you mean `x`?" or a hint of what to write instead.
     pub help: Option<String>,
-    pub related: Option<Related>,
+    pub related: Option<Box<Related>>,
 }
 
 impl Diagnostic {
@@ -145,7 +145,7 @@ impl Diagnostic {
     }
 
     pub fn related(mut self, related: Related) -> Self {
-        self.related = Some(related);
+        self.related = Some(Box::new(related));
         self
     }
 
@@ -168,10 +168,10 @@ impl FileReport {
 
     /// Sorts by position, errors first at the same position, and drops exact repeats.
     pub fn normalize(&mut self) {
-        self.diagnostics
-            .sort_by(|a, b| (a.span.start, a.severity, a.code.as_str()).cmp(&(b.span.start, b.severity, b.code.as_str())));
-        self.diagnostics
-            .dedup_by(|a, b| a.span == b.span && a.code == b.code && a.message == b.message);
+        self.diagnostics.sort_by(|a, b| {
+            (a.span.start, a.severity, a.code.as_str()).cmp(&(b.span.start, b.severity, b.code.as_str()))
+        });
+        self.diagnostics.dedup_by(|a, b| a.span == b.span && a.code == b.code);
     }
 }
 

@@ -26,8 +26,15 @@ impl<'w> Graph<'w> {
         for (i, step) in steps.iter().enumerate() {
             if let Some(&first) = index.get(step.id.value.as_str()) {
                 out.push(
-                    Diagnostic::new(Code::DuplicateId, step.id.span, format!("another step already has the id `{}`", step.id.value))
-                        .help(format!("step ids are unique across `steps` and `on_failure`; the first is at step {}", first + 1)),
+                    Diagnostic::new(
+                        Code::DuplicateId,
+                        step.id.span,
+                        format!("another step already has the id `{}`", step.id.value),
+                    )
+                    .help(format!(
+                        "step ids are unique across `steps` and `on_failure`; the first is at step {}",
+                        first + 1
+                    )),
                 );
             } else {
                 index.insert(&step.id.value, i);
@@ -94,15 +101,23 @@ impl<'w> Graph<'w> {
     fn cycle_diagnostic(&self, cycle: &[usize]) -> Diagnostic {
         // Name the cycle from its first step in file order, in the direction of `needs`.
         let first = cycle.iter().enumerate().min_by_key(|(_, &s)| s).map_or(0, |(i, _)| i);
-        let mut order: Vec<&str> = cycle[first..].iter().chain(&cycle[..first]).map(|&s| self.steps[s].id.value.as_str()).collect();
+        let mut order: Vec<&str> =
+            cycle[first..].iter().chain(&cycle[..first]).map(|&s| self.steps[s].id.value.as_str()).collect();
         order.push(order[0]);
         let at = self.steps[cycle[first]];
         let span = match &at.needs {
-            Needs::Explicit(list) => list.iter().find(|n| cycle.iter().any(|&c| self.steps[c].id.value == n.value)).map_or(at.id.span, |n| n.span),
+            Needs::Explicit(list) => list
+                .iter()
+                .find(|n| cycle.iter().any(|&c| self.steps[c].id.value == n.value))
+                .map_or(at.id.span, |n| n.span),
             Needs::Previous(_) => at.id.span,
         };
-        Diagnostic::new(Code::Cycle, span, format!("these steps need each other in a circle, so none can start: {}", order.join(" → ")))
-            .help("remove one of these `needs` to break the circle")
+        Diagnostic::new(
+            Code::Cycle,
+            span,
+            format!("these steps need each other in a circle, so none can start: {}", order.join(" → ")),
+        )
+        .help("remove one of these `needs` to break the circle")
     }
 }
 
@@ -113,16 +128,26 @@ fn resolve_needs(step: &Step, steps: &[&Step], index: &HashMap<&str, usize>, out
     let mut resolved = Vec::new();
     for need in list {
         if need.value == step.id.value {
-            out.push(Diagnostic::new(Code::SelfNeeds, need.span, format!("step `{}` needs itself, so it can never start", step.id.value)));
+            out.push(Diagnostic::new(
+                Code::SelfNeeds,
+                need.span,
+                format!("step `{}` needs itself, so it can never start", step.id.value),
+            ));
             continue;
         }
         let same_section = steps.iter().filter(|s| s.section == step.section).map(|s| s.id.value.as_str());
         match index.get(need.value.as_str()) {
             Some(&i) if steps[i].section == step.section => resolved.push(i),
-            Some(_) => out.push(Diagnostic::new(Code::UnknownStep, need.span, cross_section_message(step, &need.value))),
+            Some(_) => {
+                out.push(Diagnostic::new(Code::UnknownStep, need.span, cross_section_message(step, &need.value)))
+            }
             None => out.push(
-                Diagnostic::new(Code::UnknownStep, need.span, format!("`needs` names `{}`, but no step has that id", need.value))
-                    .maybe_help(did_you_mean(&need.value, same_section)),
+                Diagnostic::new(
+                    Code::UnknownStep,
+                    need.span,
+                    format!("`needs` names `{}`, but no step has that id", need.value),
+                )
+                .maybe_help(did_you_mean(&need.value, same_section)),
             ),
         }
     }

@@ -55,17 +55,15 @@ fn check_loaded(loaded: Loaded, registry: &Registry) -> Checked {
             None
         }
         Ok(root) => {
+            // Structure first; the semantic checks still run on what could be read,
+            // so one pass shows every problem (repeats at one place are merged).
             diagnostics = WorkflowSchema::get().check(&root);
-            if diagnostics.is_empty() {
-                let (workflow, mut found) = parse_workflow(&root);
-                if let Some(w) = &workflow {
-                    analyze(&file, w, registry, &mut found);
-                }
-                diagnostics = found;
-                workflow
-            } else {
-                None
+            let (workflow, found) = parse_workflow(&root);
+            diagnostics.extend(found);
+            if let Some(w) = &workflow {
+                analyze(&file, w, registry, &mut diagnostics);
             }
+            workflow
         }
     };
     let mut report = FileReport { file, diagnostics };
@@ -170,7 +168,11 @@ fn check_unique_names(checked: &mut [Checked]) {
                     format!("the workflow name `{}` is already used by {}", w.name.value, file.path.display()),
                 )
                 .help("workflow names are unique across a directory; rename one of them")
-                .related(Related { file: file.clone(), span: *span, label: "the name is first used here".into() });
+                .related(Related {
+                    file: file.clone(),
+                    span: *span,
+                    label: "the name is first used here".into(),
+                });
                 c.report.diagnostics.push(d);
                 c.report.normalize();
             }

@@ -68,11 +68,9 @@ fn groups<'a>(file: &'a SourceFile, d: &'a Diagnostic) -> Vec<Group<'a>> {
     if let Some(related) = &d.related {
         let (source, line_start, local) = excerpt(&related.file, related.span);
         let rpath = related.file.path.to_str().unwrap_or("<file>");
-        out.push(
-            Group::with_title(Level::NOTE.secondary_title(related.label.as_str())).element(
-                Snippet::source(source).line_start(line_start).path(rpath).annotation(AnnotationKind::Primary.span(local)),
-            ),
-        );
+        out.push(Group::with_title(Level::NOTE.secondary_title(related.label.as_str())).element(
+            Snippet::source(source).line_start(line_start).path(rpath).annotation(AnnotationKind::Primary.span(local)),
+        ));
     }
     out
 }
@@ -80,7 +78,8 @@ fn groups<'a>(file: &'a SourceFile, d: &'a Diagnostic) -> Vec<Group<'a>> {
 /// The lines a span covers (at most 3), their first line number, and the span within them.
 fn excerpt(file: &SourceFile, span: Span) -> (&str, usize, std::ops::Range<usize>) {
     let text = file.text.as_str();
-    let start = span.start.min(text.len());
+    let span = file.snap(span);
+    let start = span.start;
     let line_begin = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let mut line_end = start;
     for _ in 0..3 {
@@ -103,10 +102,8 @@ fn excerpt(file: &SourceFile, span: Span) -> (&str, usize, std::ops::Range<usize
 /// The `--format json` object of DSL.md, with `end_line`, `end_column` and `help` added.
 pub fn json(reports: &[FileReport]) -> serde_json::Value {
     let t = Totals::of(reports);
-    let diagnostics: Vec<serde_json::Value> = reports
-        .iter()
-        .flat_map(|r| r.diagnostics.iter().map(move |d| diagnostic_json(&r.file, d)))
-        .collect();
+    let diagnostics: Vec<serde_json::Value> =
+        reports.iter().flat_map(|r| r.diagnostics.iter().map(move |d| diagnostic_json(&r.file, d))).collect();
     json!({ "files": t.files, "errors": t.errors, "warnings": t.warnings, "diagnostics": diagnostics })
 }
 

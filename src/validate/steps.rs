@@ -26,7 +26,13 @@ pub fn check_steps(workflow: &Workflow, registry: &Registry, out: &mut Vec<Diagn
     check_retry(workflow.defaults.retry.as_ref(), out);
 }
 
-fn check_action(action: &Spanned<String>, with: Option<&Node>, step_span: Span, registry: &Registry, out: &mut Vec<Diagnostic>) {
+fn check_action(
+    action: &Spanned<String>,
+    with: Option<&Node>,
+    step_span: Span,
+    registry: &Registry,
+    out: &mut Vec<Diagnostic>,
+) {
     let Some(registered) = registry.get(&action.value) else {
         out.push(
             Diagnostic::new(Code::UnknownAction, action.span, format!("there is no action `{}`", action.value))
@@ -48,7 +54,8 @@ fn check_action(action: &Spanned<String>, with: Option<&Node>, step_span: Span, 
         }
         let at = Place::new(with, &path, Some("with"));
         let schema = schema_at(&registered.spec.input_schema, &path);
-        let known: Vec<&str> = schema["properties"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+        let known: Vec<&str> =
+            schema["properties"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
         for mut d in describe(error.kind(), &at, &known) {
             d.code = Code::InvalidWith;
             d.message = format!("{} (action `{}`)", d.message, action.value);
@@ -97,19 +104,30 @@ fn schema_at<'a>(schema: &'a Json, path: &[String]) -> &'a Json {
 
 fn check_retry(retry: Option<&Retry>, out: &mut Vec<Diagnostic>) {
     let Some(retry) = retry else { return };
-    if let Some(max) = retry.max_delay {
-        if max < retry.delay {
+    if let Some(max) = &retry.max_delay {
+        if max.value < retry.delay {
             out.push(
-                Diagnostic::new(Code::InvalidRetry, retry.span, format!("`max_delay` ({max}) is shorter than `delay` ({}), so no wait could respect both", retry.delay))
-                    .help("make `max_delay` at least as long as `delay`"),
+                Diagnostic::new(
+                    Code::InvalidRetry,
+                    max.span,
+                    format!(
+                        "`max_delay` ({}) is shorter than `delay` ({}), so no wait could respect both",
+                        max.value, retry.delay
+                    ),
+                )
+                .help("make `max_delay` at least as long as `delay`"),
             );
         }
     }
     for code in retry.on.iter().flatten() {
         if !RETRYABLE_CODES.contains(&code.value.as_str()) {
             out.push(
-                Diagnostic::new(Code::RetryOnNonRetryable, code.span, format!("`{}` is never retried, whatever `on` says", code.value))
-                    .help(format!("only {} are retryable; other codes end the step at once", RETRYABLE_CODES.join(", "))),
+                Diagnostic::new(
+                    Code::RetryOnNonRetryable,
+                    code.span,
+                    format!("`{}` is never retried, whatever `on` says", code.value),
+                )
+                .help(format!("only {} are retryable; other codes end the step at once", RETRYABLE_CODES.join(", "))),
             );
         }
     }
@@ -117,7 +135,11 @@ fn check_retry(retry: Option<&Retry>, out: &mut Vec<Diagnostic>) {
 
 fn check_step_rules(step: &Step, out: &mut Vec<Diagnostic>) {
     if let (Some(c), None) = (&step.concurrency, &step.for_each) {
-        out.push(Diagnostic::new(Code::ConcurrencyWithoutForEach, c.span, "`concurrency` has no effect on a step without `for_each`"));
+        out.push(Diagnostic::new(
+            Code::ConcurrencyWithoutForEach,
+            c.span,
+            "`concurrency` has no effect on a step without `for_each`",
+        ));
     }
     if let Some(list) = &step.for_each {
         check_for_each(step, list, out);
@@ -125,13 +147,21 @@ fn check_step_rules(step: &Step, out: &mut Vec<Diagnostic>) {
     if let Some(when) = &step.when {
         if !when.as_str().is_some_and(is_template) {
             out.push(
-                Diagnostic::new(Code::ConstantWhen, when.span, format!("`when: {}` is not a template, so it always gives the same answer", when.value))
-                    .help("write a condition, like `when: \"{{gt input.total 0}}\"`, or remove `when`"),
+                Diagnostic::new(
+                    Code::ConstantWhen,
+                    when.span,
+                    format!("`when: {}` is not a template, so it always gives the same answer", when.value),
+                )
+                .help("write a condition, like `when: \"{{gt input.total 0}}\"`, or remove `when`"),
             );
         }
     }
     if let (Some(c), crate::dsl::model::Section::OnFailure) = (&step.compensate, step.section) {
-        out.push(Diagnostic::new(Code::CompensateInOnFailure, c.span, "an `on_failure` step is never rolled back, so this `compensate` never runs"));
+        out.push(Diagnostic::new(
+            Code::CompensateInOnFailure,
+            c.span,
+            "an `on_failure` step is never rolled back, so this `compensate` never runs",
+        ));
     }
 }
 
@@ -140,21 +170,30 @@ const LARGE_FOR_EACH: usize = 20;
 
 fn check_for_each(step: &Step, list: &Node, out: &mut Vec<Diagnostic>) {
     match &list.value {
-        Value::String(text) if is_template(text) => {
-            if analyze(text).is_ok_and(|a| !a.lone) {
-                out.push(
-                    Diagnostic::new(Code::ForEachNotList, list.span, "`for_each` has text around its template, so it gives text, not a list")
-                        .help("write exactly one expression, like `for_each: \"{{input.items}}\"`"),
-                );
-            }
-        }
+        Value::String(text) if is_template(text) && analyze(text).is_ok_and(|a| !a.lone) => out.push(
+            Diagnostic::new(
+                Code::ForEachNotList,
+                list.span,
+                "`for_each` has text around its template, so it gives text, not a list",
+            )
+            .help("write exactly one expression, like `for_each: \"{{input.items}}\"`"),
+        ),
+        Value::String(text) if is_template(text) => {}
         Value::String(_) => out.push(
-            Diagnostic::new(Code::ForEachNotList, list.span, "`for_each` is plain text; it needs a list or a template that gives one")
-                .help("write a template, like `for_each: \"{{input.items}}\"`, or a YAML list"),
+            Diagnostic::new(
+                Code::ForEachNotList,
+                list.span,
+                "`for_each` is plain text; it needs a list or a template that gives one",
+            )
+            .help("write a template, like `for_each: \"{{input.items}}\"`, or a YAML list"),
         ),
         Value::Seq(items) if items.len() > LARGE_FOR_EACH && step.concurrency.is_none() => out.push(
-            Diagnostic::new(Code::ForEachWithoutConcurrency, list.span, format!("`for_each` runs its {} items one at a time", items.len()))
-                .help("set `concurrency` to run several items at once"),
+            Diagnostic::new(
+                Code::ForEachWithoutConcurrency,
+                list.span,
+                format!("`for_each` runs its {} items one at a time", items.len()),
+            )
+            .help("set `concurrency` to run several items at once"),
         ),
         _ => {}
     }
@@ -165,8 +204,12 @@ pub fn check_triggers(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     for trigger in &workflow.triggers {
         match &trigger.kind {
             None => out.push(
-                Diagnostic::new(Code::InvalidTrigger, trigger.span, "a trigger names exactly one of `schedule` or `event`")
-                    .help("write `- schedule: \"0 * * * *\"` or `- event: order.paid`"),
+                Diagnostic::new(
+                    Code::InvalidTrigger,
+                    trigger.span,
+                    "a trigger names exactly one of `schedule` or `event`",
+                )
+                .help("write `- schedule: \"0 * * * *\"` or `- event: order.paid`"),
             ),
             Some(TriggerKind::Schedule(cron)) => check_cron(cron, out),
             Some(TriggerKind::Event(_)) => check_event_trigger(trigger, out),
@@ -174,8 +217,12 @@ pub fn check_triggers(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
         if let Some(tz) = &trigger.timezone {
             if !matches!(tz.value.as_str(), "UTC" | "Etc/UTC" | "Z") {
                 out.push(
-                    Diagnostic::new(Code::InvalidTrigger, tz.span, format!("time zone `{}` is not supported yet; schedules are read in UTC", tz.value))
-                        .help("write `timezone: UTC`, or leave it out"),
+                    Diagnostic::new(
+                        Code::InvalidTrigger,
+                        tz.span,
+                        format!("time zone `{}` is not supported yet; schedules are read in UTC", tz.value),
+                    )
+                    .help("write `timezone: UTC`, or leave it out"),
                 );
             }
         }
@@ -185,8 +232,12 @@ pub fn check_triggers(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
 fn check_event_trigger(trigger: &Trigger, out: &mut Vec<Diagnostic>) {
     if let Some(input) = &trigger.input {
         out.push(
-            Diagnostic::new(Code::InvalidTrigger, input.span, "an event trigger's run input is the event's data; `input` is only for schedules")
-                .help("remove `input` from this trigger"),
+            Diagnostic::new(
+                Code::InvalidTrigger,
+                input.span,
+                "an event trigger's run input is the event's data; `input` is only for schedules",
+            )
+            .help("remove `input` from this trigger"),
         );
     }
 }
@@ -195,7 +246,10 @@ fn check_event_trigger(trigger: &Trigger, out: &mut Vec<Diagnostic>) {
 pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
     let fields = text.split_whitespace().count();
     if fields != 5 && fields != 6 {
-        return Err(format!("it has {fields} field{}; a schedule has 5 (minute hour day month weekday), or 6 with seconds first", if fields == 1 { "" } else { "s" }));
+        return Err(format!(
+            "it has {fields} field{}; a schedule has 5 (minute hour day month weekday), or 6 with seconds first",
+            if fields == 1 { "" } else { "s" }
+        ));
     }
     croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Optional)
@@ -217,17 +271,21 @@ fn check_cron(cron: &Spanned<String>, out: &mut Vec<Diagnostic>) {
 pub fn check_input_schema(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     let Some(input) = &workflow.input else { return };
     let schema = input.to_json();
-    let meta_errors: Vec<(Vec<String>, String)> = match jsonschema::meta::validate(&schema) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![(instance_path(&e), e.to_string())],
-    };
-    for (path, message) in meta_errors {
-        let (node, _) = input.at_path(&path);
-        out.push(Diagnostic::new(Code::InvalidInputSchema, node.span, format!("`input` is not a valid JSON Schema: {message}")));
+    if let Err(e) = jsonschema::meta::validate(&schema) {
+        let (node, _) = input.at_path(instance_path(&e));
+        out.push(Diagnostic::new(
+            Code::InvalidInputSchema,
+            node.span,
+            format!("`input` is not a valid JSON Schema: {e}"),
+        ));
         return;
     }
     if let Err(e) = jsonschema::draft202012::new(&schema) {
-        let (node, _) = input.at_path(&instance_path(&e));
-        out.push(Diagnostic::new(Code::InvalidInputSchema, node.span, format!("`input` is not a valid JSON Schema: {e}")));
+        let (node, _) = input.at_path(instance_path(&e));
+        out.push(Diagnostic::new(
+            Code::InvalidInputSchema,
+            node.span,
+            format!("`input` is not a valid JSON Schema: {e}"),
+        ));
     }
 }

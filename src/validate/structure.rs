@@ -28,10 +28,10 @@ impl WorkflowSchema {
     pub fn get() -> &'static WorkflowSchema {
         static SCHEMA: OnceLock<WorkflowSchema> = OnceLock::new();
         SCHEMA.get_or_init(|| {
-            let json: Json = serde_json::from_str(WORKFLOW_SCHEMA)
-                .expect("the embedded workflow schema is JSON (a test checks it)");
-            let validator = jsonschema::draft202012::new(&json)
-                .expect("the embedded workflow schema compiles (a test checks it)");
+            let json: Json =
+                serde_json::from_str(WORKFLOW_SCHEMA).expect("the embedded workflow schema is JSON (a test checks it)");
+            let validator =
+                jsonschema::draft202012::new(&json).expect("the embedded workflow schema compiles (a test checks it)");
             WorkflowSchema { json, validator }
         })
     }
@@ -42,10 +42,7 @@ impl WorkflowSchema {
             None => &self.json,
             Some(def) => &self.json["$defs"][def],
         };
-        object["properties"]
-            .as_object()
-            .map(|p| p.keys().map(String::as_str).collect())
-            .unwrap_or_default()
+        object["properties"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default()
     }
 
     /// Checks a file's tree; every error becomes a diagnostic at its key or value.
@@ -187,7 +184,11 @@ fn missing_key(at: &Place, key: &str) -> Diagnostic {
         _ => "",
     };
     let d = Diagnostic::new(Code::MissingKey, span, format!("{what} has no `{key}`, and it needs one"));
-    if help.is_empty() { d } else { d.help(help) }
+    if help.is_empty() {
+        d
+    } else {
+        d.help(help)
+    }
 }
 
 /// Plain words for a JSON type.
@@ -295,7 +296,8 @@ fn bad_value(at: &Place, kind: &ValidationErrorKind) -> Diagnostic {
     };
     let d = Diagnostic::new(code, at.node.span, message);
     if let ValidationErrorKind::Enum { options } = kind {
-        let words: Vec<&str> = options.as_array().map(|o| o.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+        let words: Vec<&str> =
+            options.as_array().map(|o| o.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
         let shown = at.node.to_json().as_str().unwrap_or_default().to_owned();
         return d.maybe_help(did_you_mean(&shown, words));
     }

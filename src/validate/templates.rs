@@ -54,7 +54,8 @@ impl TemplateChecker<'_> {
 
     fn step(&mut self, i: usize, step: &Step) {
         let failure = step.section == Section::OnFailure;
-        let base = Scope { step: Some(i), item: false, error: failure, own_output: false, any_step: failure, trigger: false };
+        let base =
+            Scope { step: Some(i), item: false, error: failure, own_output: false, any_step: failure, trigger: false };
         for node in [&step.when, &step.for_each].into_iter().flatten() {
             self.node(node, base);
         }
@@ -117,13 +118,21 @@ impl TemplateChecker<'_> {
             "run" => self.fields(r, at, &["id", "workflow"], "`run` has"),
             "item" | "index" if scope.item => {}
             "item" | "index" => self.out.push(
-                Diagnostic::new(Code::ItemOutsideForEach, at, format!("`{}` is only in scope inside a `for_each` step", r.root))
-                    .help("add `for_each` to this step, or read the list another way"),
+                Diagnostic::new(
+                    Code::ItemOutsideForEach,
+                    at,
+                    format!("`{}` is only in scope inside a `for_each` step", r.root),
+                )
+                .help("add `for_each` to this step, or read the list another way"),
             ),
             "error" if scope.error => self.fields(r, at, &["step", "code", "message"], "`error` has"),
             "error" => self.out.push(
-                Diagnostic::new(Code::ErrorOutsideFailure, at, "`error` is only in scope in `compensate` and `on_failure`")
-                    .help("the error that started a roll-back is not known while the run goes forward"),
+                Diagnostic::new(
+                    Code::ErrorOutsideFailure,
+                    at,
+                    "`error` is only in scope in `compensate` and `on_failure`",
+                )
+                .help("the error that started a roll-back is not known while the run goes forward"),
             ),
             "steps" if !scope.trigger => self.step_ref(r, first, at, scope),
             root => {
@@ -164,21 +173,33 @@ impl TemplateChecker<'_> {
 
     fn step_ref(&mut self, r: &PathRef, target: Option<&str>, at: Span, scope: Scope) {
         let Some(target) = target else {
-            self.out.push(Diagnostic::new(Code::UnknownField, at, "`steps` alone is not a value; read `steps.<id>.output`"));
+            self.out.push(Diagnostic::new(
+                Code::UnknownField,
+                at,
+                "`steps` alone is not a value; read `steps.<id>.output`",
+            ));
             return;
         };
         let Some(t) = self.graph.position(target) else {
             self.out.push(
-                Diagnostic::new(Code::UnknownStep, at, format!("a template reads step `{target}`, but no step has that id"))
-                    .maybe_help(did_you_mean(target, self.graph.steps.iter().map(|s| s.id.value.as_str()))),
+                Diagnostic::new(
+                    Code::UnknownStep,
+                    at,
+                    format!("a template reads step `{target}`, but no step has that id"),
+                )
+                .maybe_help(did_you_mean(target, self.graph.steps.iter().map(|s| s.id.value.as_str()))),
             );
             return;
         };
         if !self.reachable(scope, t) {
             let here = scope.step.map_or("this", |s| self.graph.steps[s].id.value.as_str());
             self.out.push(
-                Diagnostic::new(Code::UnreachableStep, at, format!("step `{here}` reads `{target}`, which is not sure to have finished when `{here}` starts"))
-                    .help(format!("add `{target}` to the `needs` of `{here}`, directly or through a step that needs it")),
+                Diagnostic::new(
+                    Code::UnreachableStep,
+                    at,
+                    format!("step `{here}` reads `{target}`, which is not sure to have finished when `{here}` starts"),
+                )
+                .help(format!("add `{target}` to the `needs` of `{here}`, directly or through a step that needs it")),
             );
         }
         match r.rest.get(1).map(String::as_str) {
@@ -207,16 +228,17 @@ impl TemplateChecker<'_> {
         let fields = &r.rest[2..];
         if step.when.is_some() && !r.guarded {
             self.out.push(
-                Diagnostic::new(Code::MaybeSkippedOutput, at, format!("step `{}` has a `when` and may be skipped; its output is then null", step.id.value))
-                    .help(format!("wrap the read in `default`, like `{{{{default {} \"\"}}}}`", r.raw)),
+                Diagnostic::new(
+                    Code::MaybeSkippedOutput,
+                    at,
+                    format!("step `{}` has a `when` and may be skipped; its output is then null", step.id.value),
+                )
+                .help(format!("wrap the read in `default`, like `{{{{default {} \"\"}}}}`", r.raw)),
             );
         }
         let declared = declared_output(step, self.registry);
-        let schema = if step.for_each.is_some() {
-            serde_json::json!({"type": "array", "items": declared})
-        } else {
-            declared
-        };
+        let schema =
+            if step.for_each.is_some() { serde_json::json!({"type": "array", "items": declared}) } else { declared };
         self.check_fields(&schema, fields, &step.id.value, at);
     }
 
@@ -241,12 +263,16 @@ impl TemplateChecker<'_> {
                 None => {
                     let so_far = fields[..depth].iter().map(|f| format!(".{f}")).collect::<String>();
                     self.out.push(
-                        Diagnostic::new(Code::UnknownOutputField, at, format!("the output of `{step}` has no field `{field}`"))
-                            .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
-                            .help_if_none(format!(
-                                "`steps.{step}.output{so_far}` has: {}",
-                                props.keys().cloned().collect::<Vec<_>>().join(", ")
-                            )),
+                        Diagnostic::new(
+                            Code::UnknownOutputField,
+                            at,
+                            format!("the output of `{step}` has no field `{field}`"),
+                        )
+                        .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
+                        .help_if_none(format!(
+                            "`steps.{step}.output{so_far}` has: {}",
+                            props.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )),
                     );
                     return;
                 }
@@ -291,7 +317,8 @@ pub fn declared_output(step: &Step, registry: &Registry) -> Json {
 fn shape_of(node: &Node) -> Json {
     match &node.value {
         Value::Map(entries) => {
-            let props: serde_json::Map<String, Json> = entries.iter().map(|e| (e.key.clone(), shape_of(&e.value))).collect();
+            let props: serde_json::Map<String, Json> =
+                entries.iter().map(|e| (e.key.clone(), shape_of(&e.value))).collect();
             serde_json::json!({ "type": "object", "properties": props })
         }
         Value::Seq(items) => match items.first() {

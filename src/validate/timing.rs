@@ -18,18 +18,34 @@ pub fn check_timing(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_wait(step: &Step, timeout: Option<&Spanned<Duration>>, run: Option<&Spanned<Duration>>, out: &mut Vec<Diagnostic>) {
+fn check_wait(
+    step: &Step,
+    timeout: Option<&Spanned<Duration>>,
+    run: Option<&Spanned<Duration>>,
+    out: &mut Vec<Diagnostic>,
+) {
     let Some(timeout) = timeout else {
         out.push(
-            Diagnostic::new(Code::WaitWithoutTimeout, step.action.span, format!("step `{}` waits for an event with no timeout, so it may wait forever", step.id.value))
-                .help("add a `timeout`, like `timeout: 48h`, and say what happens when it passes"),
+            Diagnostic::new(
+                Code::WaitWithoutTimeout,
+                step.action.span,
+                format!("step `{}` waits for an event with no timeout, so it may wait forever", step.id.value),
+            )
+            .help("add a `timeout`, like `timeout: 48h`, and say what happens when it passes"),
         );
         return;
     };
     if let Some(run) = run.filter(|r| timeout.value > r.value) {
         out.push(
-            Diagnostic::new(Code::WaitExceedsRunTimeout, timeout.span, format!("step `{}` may wait {}, but the whole run times out after {}", step.id.value, timeout.value, run.value))
-                .help("shorten the wait, or lengthen the workflow's `timeout`"),
+            Diagnostic::new(
+                Code::WaitExceedsRunTimeout,
+                timeout.span,
+                format!(
+                    "step `{}` may wait {}, but the whole run times out after {}",
+                    step.id.value, timeout.value, run.value
+                ),
+            )
+            .help("shorten the wait, or lengthen the workflow's `timeout`"),
         );
     }
 }
@@ -40,13 +56,23 @@ fn check_sleep(step: &Step, run: Option<&Spanned<Duration>>, out: &mut Vec<Diagn
     let Some(sleep) = node.as_str().and_then(|s| s.parse::<Duration>().ok()) else { return };
     if sleep > run.value {
         out.push(
-            Diagnostic::new(Code::WaitExceedsRunTimeout, node.span, format!("step `{}` sleeps {sleep}, but the whole run times out after {}", step.id.value, run.value))
-                .help("shorten the sleep, or lengthen the workflow's `timeout`"),
+            Diagnostic::new(
+                Code::WaitExceedsRunTimeout,
+                node.span,
+                format!("step `{}` sleeps {sleep}, but the whole run times out after {}", step.id.value, run.value),
+            )
+            .help("shorten the sleep, or lengthen the workflow's `timeout`"),
         );
     }
 }
 
-fn check_budget(step: &Step, timeout: Option<&Spanned<Duration>>, retry: &Retry, run: Option<&Spanned<Duration>>, out: &mut Vec<Diagnostic>) {
+fn check_budget(
+    step: &Step,
+    timeout: Option<&Spanned<Duration>>,
+    retry: &Retry,
+    run: Option<&Spanned<Duration>>,
+    out: &mut Vec<Diagnostic>,
+) {
     let (Some(timeout), Some(run)) = (timeout, run) else { return };
     let attempts = u64::from(retry.max_attempts);
     let budget = timeout.value.millis().saturating_mul(attempts).saturating_add(retry.total_wait().millis());

@@ -1,0 +1,8 @@
+//! Integration tests through the `sagaflow` binary: one test binary, with a
+//! builder in the style of casey/just (`Test::new().file(..).args(..).stdout(..)`).
+
+mod corpus;
+mod fuzz;
+mod harness;
+mod schema;
+mod validate;

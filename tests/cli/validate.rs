@@ -1,0 +1,163 @@
+//! `sagaflow validate` through the binary: formats, exit codes, directories.
+
+use crate::harness::Test;
+
+const BROKEN: &str = "name: order_placement
+steps:
+  - id: reserve_stock
+    action: mock
+    with:
+      output: { reservation_id: r-1 }
+  - id: charge
+    action: mock
+    needs: [reserve]
+";
+
+#[test]
+fn human_format_renders_like_rustc() {
+    Test::new()
+        .file("order.yaml", BROKEN)
+        .args(&["validate", "order.yaml"])
+        .status(1)
+        .stdout(
+            "error[unknown-step]: `needs` names `reserve`, but no step has that id
+ --> order.yaml:9:13
+  |
+9 |     needs: [reserve]
+  |             ^^^^^^^
+  |
+  = help: did you mean `reserve_stock`?
+
+checked 1 file: 1 error, 0 warnings
+",
+        )
+        .run();
+}
+
+#[test]
+fn human_format_shows_the_first_file_of_a_duplicate_name() {
+    Test::new()
+        .file("flows/a.yaml", "name: same\nsteps:\n  - id: a\n    action: mock\n")
+        .file("flows/b.yaml", "name: same\nsteps:\n  - id: b\n    action: mock\n")
+        .args(&["validate", "flows"])
+        .status(1)
+        .stdout(
+            "error[duplicate-workflow]: the workflow name `same` is already used by flows/a.yaml
+ --> flows/b.yaml:1:7
+  |
+1 | name: same
+  |       ^^^^
+  |
+  = help: workflow names are unique across a directory; rename one of them
+note: the name is first used here
+ --> flows/a.yaml:1:7
+  |
+1 | name: same
+  |       ^^^^
+
+checked 2 files: 1 error, 0 warnings
+",
+        )
+        .run();
+}
+
+#[test]
+fn human_format_for_a_warning_and_a_clean_file() {
+    Test::new()
+        .file("w.yaml", "name: w\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: user.verified }\n")
+        .args(&["validate", "w.yaml"])
+        .stdout(
+            "warning[wait-without-timeout]: step `wait` waits for an event with no timeout, so it may wait forever
+ --> w.yaml:4:13
+  |
+4 |     action: event.wait
+  |             ^^^^^^^^^^
+  |
+  = help: add a `timeout`, like `timeout: 48h`, and say what happens when it passes
+
+checked 1 file: 0 errors, 1 warning
+",
+        )
+        .run();
+    Test::new()
+        .file("ok.yaml", "name: ok\nsteps:\n  - id: a\n    action: mock\n")
+        .args(&["validate", "ok.yaml"])
+        .stdout("checked 1 file: no problems\n")
+        .run();
+}
+
+#[test]
+fn deny_warnings_turns_warnings_into_failure() {
+    Test::new()
+        .file("w.yaml", "name: w\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: user.verified }\n")
+        .args(&["validate", "--deny-warnings", "--format", "json", "w.yaml"])
+        .status(1)
+        .run();
+}
+
+#[test]
+fn json_format_follows_the_contract() {
+    let report =
+        Test::new().file("order.yaml", BROKEN).args(&["validate", "--format", "json", "order.yaml"]).status(1).json();
+    assert_eq!(report["files"], 1);
+    assert_eq!(report["errors"], 1);
+    assert_eq!(report["warnings"], 0);
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["file"], "order.yaml");
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(9), Some(13)));
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["code"], "unknown-step");
+    assert!(d["message"].as_str().is_some_and(|m| m.contains("reserve")));
+}
+
+#[test]
+fn github_format_prints_workflow_commands() {
+    Test::new()
+        .file("order.yaml", BROKEN)
+        .args(&["validate", "--format", "github", "order.yaml"])
+        .status(1)
+        .stdout("::error file=order.yaml,line=9,col=13,title=unknown-step::[unknown-step] `needs` names `reserve`, but no step has that id (did you mean `reserve_stock`?)\n")
+        .run();
+}
+
+#[test]
+fn directories_are_searched_for_yaml_and_yml_but_not_test_files() {
+    let report = Test::new()
+        .file("flows/a.yaml", "name: a\nsteps:\n  - id: a\n    action: mock\n")
+        .file("flows/deeper/b.yml", "name: b\nsteps:\n  - id: a\n    action: mock\n")
+        .file("flows/a.test.yaml", "this is not a workflow: [")
+        .file("flows/notes.txt", "not yaml")
+        .file("flows/.hidden/c.yaml", "not: [a workflow")
+        .args(&["validate", "--format", "json", "flows"])
+        .json();
+    assert_eq!(report["files"], 2, "{report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    Test::new().args(&["validate", "missing.yaml"]).status(2).run();
+    Test::new().args(&["validate"]).status(2).run();
+    Test::new().file("a.yaml", "name: a").args(&["validate", "--format", "xml", "a.yaml"]).status(2).run();
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["validate", "schema", "actions", "bench"] {
+        Test::new().args(&[sub, "--help"]).stdout_contains("Usage: sagaflow").run();
+    }
+}
+
+#[test]
+fn actions_lists_the_registry_as_json() {
+    let list = Test::new().args(&["actions", "--format", "json"]).json();
+    let names: Vec<&str> = list.as_array().expect("list").iter().filter_map(|a| a["name"].as_str()).collect();
+    for name in ["mock", "sleep", "event.wait", "event.emit"] {
+        assert!(names.contains(&name), "{names:?}");
+    }
+    for a in list.as_array().expect("list") {
+        for key in ["name", "description", "effect", "input_schema", "output_schema"] {
+            assert!(!a[key].is_null(), "{a} lacks {key}");
+        }
+    }
+}
