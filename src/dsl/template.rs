@@ -48,8 +48,38 @@ pub struct TemplateSyntaxError {
     pub position: Option<(usize, usize)>,
 }
 
+/// A template may be at most this long.
+pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+/// A template may open at most this many blocks (`{{#if}}`, `{{#each}}`) and nest
+/// subexpressions at most this deep: the parser recurses on both.
+pub const MAX_TEMPLATE_NESTING: usize = 32;
+
+/// Rejects templates whose size or nesting could exhaust the parser's stack.
+fn check_bounds(text: &str) -> Result<(), TemplateSyntaxError> {
+    let too = |message: String| Err(TemplateSyntaxError { message, position: None });
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return too(format!("the template is longer than {} KiB", MAX_TEMPLATE_BYTES / 1024));
+    }
+    if text.matches("{{#").count() > MAX_TEMPLATE_NESTING {
+        return too(format!("the template opens more than {MAX_TEMPLATE_NESTING} blocks"));
+    }
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_TEMPLATE_NESTING {
+            return too(format!("the template nests parentheses more than {MAX_TEMPLATE_NESTING} deep"));
+        }
+    }
+    Ok(())
+}
+
 /// Parses a template and lists what it reads.
 pub fn analyze(text: &str) -> Result<Analysis, TemplateSyntaxError> {
+    check_bounds(text)?;
     let template = Template::compile(text)
         .map_err(|e| TemplateSyntaxError { message: e.reason().to_string(), position: e.pos() })?;
     let mut analysis = Analysis {
@@ -246,6 +276,14 @@ mod tests {
         assert_eq!(a.helpers, vec!["lookup"]);
         assert_eq!(a.refs.len(), 2);
         assert!(!analyze("a {{x}}").expect("parses").lone);
+    }
+
+    #[test]
+    fn bounds_size_and_nesting() {
+        assert!(analyze(&"{{#if a}}".repeat(5000)).is_err());
+        assert!(analyze(&format!("{{{{eq {}a{} 1}}}}", "(len ".repeat(500), ")".repeat(500))).is_err());
+        assert!(analyze(&"x".repeat(MAX_TEMPLATE_BYTES + 1)).is_err());
+        assert!(analyze("{{#if a}}{{#each b}}{{c}}{{/each}}{{/if}}").is_ok());
     }
 
     #[test]

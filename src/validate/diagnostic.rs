@@ -48,6 +48,7 @@ macro_rules! codes {
 
 codes! {
     Io = "io", Error, "the file could not be read";
+    Internal = "internal", Error, "sagaflow failed while checking the file (a bug: please report it)";
     TooLarge = "too-large", Error, "the file is larger than a workflow file may be";
     Encoding = "encoding", Error, "the file is not UTF-8 text";
     Yaml = "yaml", Error, "the file is not valid YAML";

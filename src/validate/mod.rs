@@ -78,7 +78,7 @@ fn analyze(file: &crate::dsl::span::SourceFile, workflow: &Workflow, registry: &
     steps::check_triggers(workflow, out);
     steps::check_input_schema(workflow, out);
     timing::check_timing(workflow, out);
-    TemplateChecker { file, workflow, graph: &graph, registry, out }.check();
+    TemplateChecker::new(file, workflow, &graph, registry, out).check();
 }
 
 /// A path given on the command line that cannot be checked.
@@ -139,7 +139,10 @@ pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<Checked> {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = files.get(i) else { break };
-                        done.push((i, check_file(path, registry)));
+                        let check = std::panic::AssertUnwindSafe(|| check_file(path, registry));
+                        if let Ok(c) = std::panic::catch_unwind(check) {
+                            done.push((i, c));
+                        }
                     }
                     done
                 })
@@ -148,9 +151,24 @@ pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<Checked> {
         workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
     });
     results.sort_by_key(|(i, _)| *i);
-    let mut checked: Vec<Checked> = results.into_iter().map(|(_, c)| c).collect();
+    let mut results = results.into_iter().peekable();
+    // A file whose check panicked (a bug) is reported, never silently dropped.
+    let mut checked: Vec<Checked> = Vec::with_capacity(files.len());
+    for (i, path) in files.iter().enumerate() {
+        match results.next_if(|(j, _)| *j == i) {
+            Some((_, c)) => checked.push(c),
+            None => checked.push(internal_error(path)),
+        }
+    }
     check_unique_names(&mut checked);
     checked
+}
+
+fn internal_error(path: &Path) -> Checked {
+    let file = crate::dsl::span::SourceFile::new(path, String::new());
+    let message = "sagaflow failed while checking this file; this is a bug, please report it with the file";
+    let diagnostics = vec![Diagnostic::new(Code::Internal, crate::dsl::span::Span::default(), message)];
+    Checked { report: FileReport { file, diagnostics }, workflow: None }
 }
 
 fn check_unique_names(checked: &mut [Checked]) {

@@ -282,6 +282,17 @@ pub fn check_input_schema(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     }
     if let Err(e) = jsonschema::draft202012::new(&schema) {
         let (node, _) = input.at_path(instance_path(&e));
+        if e.to_string().contains("retrieving it failed") {
+            out.push(
+                Diagnostic::new(
+                    Code::InvalidInputSchema,
+                    node.span,
+                    "`input` refers to a schema elsewhere (`$ref` to a URL or file), which sagaflow never fetches",
+                )
+                .help("write the schema inline, or refer to a part of it with `$ref: \"#/$defs/...\"`"),
+            );
+            return;
+        }
         out.push(Diagnostic::new(
             Code::InvalidInputSchema,
             node.span,

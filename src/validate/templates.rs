@@ -28,14 +28,40 @@ struct Scope {
 }
 
 pub struct TemplateChecker<'a> {
-    pub file: &'a SourceFile,
-    pub workflow: &'a Workflow,
-    pub graph: &'a Graph<'a>,
-    pub registry: &'a Registry,
-    pub out: &'a mut Vec<Diagnostic>,
+    file: &'a SourceFile,
+    workflow: &'a Workflow,
+    graph: &'a Graph<'a>,
+    out: &'a mut Vec<Diagnostic>,
+    /// `input:` as JSON, computed once.
+    input_schema: Option<Json>,
+    /// Each step's declared output schema (a list for `for_each` steps), by position.
+    outputs: Vec<Json>,
 }
 
-impl TemplateChecker<'_> {
+impl<'a> TemplateChecker<'a> {
+    pub fn new(
+        file: &'a SourceFile,
+        workflow: &'a Workflow,
+        graph: &'a Graph<'a>,
+        registry: &Registry,
+        out: &'a mut Vec<Diagnostic>,
+    ) -> Self {
+        let outputs = graph
+            .steps
+            .iter()
+            .map(|step| {
+                let declared = declared_output(step, registry);
+                if step.for_each.is_some() {
+                    serde_json::json!({"type": "array", "items": declared})
+                } else {
+                    declared
+                }
+            })
+            .collect();
+        let input_schema = workflow.input.as_ref().map(Node::to_json);
+        TemplateChecker { file, workflow, graph, out, input_schema, outputs }
+    }
+
     pub fn check(&mut self) {
         for (i, step) in self.graph.steps.clone().into_iter().enumerate() {
             self.step(i, step);
@@ -159,8 +185,7 @@ impl TemplateChecker<'_> {
     }
 
     fn input_field(&mut self, r: &PathRef, at: Span) {
-        let (Some(input), Some(field)) = (&self.workflow.input, r.rest.first()) else { return };
-        let schema = input.to_json();
+        let (Some(schema), Some(field)) = (&self.input_schema, r.rest.first()) else { return };
         let Some(props) = schema["properties"].as_object() else { return };
         if !props.contains_key(field) {
             self.out.push(
@@ -236,47 +261,8 @@ impl TemplateChecker<'_> {
                 .help(format!("wrap the read in `default`, like `{{{{default {} \"\"}}}}`", r.raw)),
             );
         }
-        let declared = declared_output(step, self.registry);
-        let schema =
-            if step.for_each.is_some() { serde_json::json!({"type": "array", "items": declared}) } else { declared };
-        self.check_fields(&schema, fields, &step.id.value, at);
-    }
-
-    fn check_fields(&mut self, schema: &Json, fields: &[String], step: &str, at: Span) {
-        let mut schema = schema;
-        for (depth, field) in fields.iter().enumerate() {
-            let is_list = schema["type"] == "array";
-            if is_list {
-                if field.parse::<usize>().is_err() {
-                    self.out.push(
-                        Diagnostic::new(Code::UnknownOutputField, at, format!("the output of `{step}` is a list (one output per item), so it has no field `{field}`"))
-                            .help(format!("read one item, like `steps.{step}.output.[0].{field}`, or `{{{{lookup steps.{step}.output index}}}}` in `compensate`")),
-                    );
-                    return;
-                }
-                schema = &schema["items"];
-                continue;
-            }
-            let Some(props) = schema["properties"].as_object() else { return };
-            match props.get(field) {
-                Some(next) => schema = next,
-                None => {
-                    let so_far = fields[..depth].iter().map(|f| format!(".{f}")).collect::<String>();
-                    self.out.push(
-                        Diagnostic::new(
-                            Code::UnknownOutputField,
-                            at,
-                            format!("the output of `{step}` has no field `{field}`"),
-                        )
-                        .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
-                        .help_if_none(format!(
-                            "`steps.{step}.output{so_far}` has: {}",
-                            props.keys().cloned().collect::<Vec<_>>().join(", ")
-                        )),
-                    );
-                    return;
-                }
-            }
+        if let Some(d) = field_problem(&self.outputs[target], fields, &step.id.value, at) {
+            self.out.push(d);
         }
     }
 
@@ -294,7 +280,7 @@ impl TemplateChecker<'_> {
     fn locate_position(&self, span: Span, text: &str, line: usize, col: usize) -> Span {
         let source = self.file.text.get(span.start..span.end).unwrap_or_default();
         let quoted = source.starts_with('"') || source.starts_with('\'');
-        let body = if quoted && source.len() >= 2 { &source[1..source.len() - 1] } else { source };
+        let body = if quoted { source.get(1..source.len().saturating_sub(1)).unwrap_or_default() } else { source };
         if line != 1 || body != text {
             return span;
         }
@@ -327,4 +313,42 @@ fn shape_of(node: &Node) -> Json {
         },
         _ => serde_json::json!({}),
     }
+}
+
+/// Why `steps.<step>.output.<fields>` cannot exist under the declared schema, if it cannot.
+fn field_problem(schema: &Json, fields: &[String], step: &str, at: Span) -> Option<Diagnostic> {
+    let mut schema = schema;
+    for (depth, field) in fields.iter().enumerate() {
+        let is_list = schema["type"] == "array";
+        if is_list {
+            if field.parse::<usize>().is_err() {
+                return Some(
+                    Diagnostic::new(Code::UnknownOutputField, at, format!("the output of `{step}` is a list (one output per item), so it has no field `{field}`"))
+                        .help(format!("read one item, like `steps.{step}.output.[0].{field}`, or `{{{{lookup steps.{step}.output index}}}}` in `compensate`")),
+                );
+            }
+            schema = &schema["items"];
+            continue;
+        }
+        let props = schema["properties"].as_object()?;
+        match props.get(field) {
+            Some(next) => schema = next,
+            None => {
+                let so_far = fields[..depth].iter().map(|f| format!(".{f}")).collect::<String>();
+                return Some(
+                    Diagnostic::new(
+                        Code::UnknownOutputField,
+                        at,
+                        format!("the output of `{step}` has no field `{field}`"),
+                    )
+                    .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
+                    .help_if_none(format!(
+                        "`steps.{step}.output{so_far}` has: {}",
+                        props.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                );
+            }
+        }
+    }
+    None
 }
