@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::node::{Node, Value};
 use super::span::{SourceFile, Span};
+use super::yaml::{self, Limits, YamlError};
 use crate::validate::diagnostic::{Code, Diagnostic};
 
 /// A workflow file may be at most this large.
@@ -77,69 +78,36 @@ fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> Loaded {
     failed(path, text, diagnostic)
 }
 
-fn options() -> serde_saphyr::Options {
-    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
-    alias_limits.max_total_replayed_events = MAX_NODES;
-    alias_limits.max_replay_stack_depth = 16;
-    alias_limits.max_alias_expansions_per_anchor = 1_000;
-    serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_depth: MAX_DEPTH,
-            max_nodes: MAX_NODES,
-            max_events: 4 * MAX_NODES,
-            max_aliases: 10_000,
-            max_anchors: 10_000,
-            max_documents: 2,
-            max_total_scalar_bytes: 2 * MAX_FILE_BYTES,
-        },
-        alias_limits: alias_limits,
-        // YAML 1.2: `on`, `yes`, `no` are text (`retry.on` must stay a key).
-        strict_booleans: true,
-    }
-}
+/// The bounds a workflow file is parsed under.
+pub const LIMITS: Limits = Limits { max_depth: MAX_DEPTH, max_nodes: MAX_NODES, max_anchors: 10_000 };
 
 fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
-    serde_saphyr::from_str_with_options::<Node>(&file.text, options()).map_err(|e| yaml_diagnostic(file, &e))
+    yaml::parse(&file.text, LIMITS).map_err(|e| yaml_diagnostic(file, e))
 }
 
-fn yaml_diagnostic(file: &SourceFile, e: &serde_saphyr::Error) -> Diagnostic {
-    let at =
-        e.location().filter(|l| l.line() > 0).map_or(0, |l| file.offset_of(l.line() as usize, l.column() as usize));
-    let raw = e.without_snippet().to_string();
-    let message = strip_location(&raw);
-    let (code, message) = classify(message);
-    Diagnostic::new(code, Span::new(at, at + 1), message)
-}
-
-/// serde-saphyr says "error: line 2 column 3: message"; the position is ours to show.
-fn strip_location(raw: &str) -> &str {
-    let rest = raw.strip_prefix("error: ").unwrap_or(raw);
-    match rest.strip_prefix("line ") {
-        Some(after) => after.split_once(": ").map_or(rest, |(_, m)| m),
-        None => rest,
+fn yaml_diagnostic(file: &SourceFile, e: YamlError) -> Diagnostic {
+    let one = |at: usize| file.snap(Span::new(at, at + 1));
+    match e {
+        YamlError::Syntax { at, message } => {
+            Diagnostic::new(Code::Yaml, one(at), format!("this is not valid YAML: {message}"))
+        }
+        YamlError::Limit { at, message } => Diagnostic::new(
+            Code::YamlLimit,
+            one(at),
+            format!("the YAML is too large once expanded, or nests too deeply: {message}"),
+        )
+        .help(format!("a workflow may nest {MAX_DEPTH} levels and hold {MAX_NODES} values, aliases expanded")),
+        YamlError::DuplicateKey { span, key } => {
+            Diagnostic::new(Code::DuplicateKey, span, format!("the key `{key}` appears twice in this mapping"))
+                .help("each key may appear once; remove or rename one of them")
+        }
+        YamlError::MultipleDocuments { at } => Diagnostic::new(
+            Code::Yaml,
+            one(at),
+            "a workflow file holds one YAML document; remove the `---` separator and what follows, or move it to a file of its own",
+        ),
+        YamlError::Unsupported { span, message } => Diagnostic::new(Code::Yaml, span, message),
     }
-}
-
-fn classify(message: &str) -> (Code, String) {
-    let lower = message.to_ascii_lowercase();
-    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
-        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
-        return (Code::DuplicateKey, format!("the key `{key}` appears twice in this mapping"));
-    }
-    if lower.contains("multiple yaml documents") {
-        let text = "a workflow file holds one YAML document; remove the `---` separator and what follows, or move it to a file of its own";
-        return (Code::Yaml, text.to_owned());
-    }
-    if lower.contains("budget")
-        || lower.contains("recursion limit")
-        || lower.contains("alias") && lower.contains("limit")
-    {
-        let text = format!(
-            "the YAML is too large once expanded, or nests too deeply ({message}); a workflow may nest {MAX_DEPTH} levels and hold {MAX_NODES} values, aliases expanded"
-        );
-        return (Code::YamlLimit, text);
-    }
-    (Code::Yaml, format!("this is not valid YAML: {message}"))
 }
 
 fn require_mapping(file: &SourceFile, root: Node) -> Result<Node, Diagnostic> {

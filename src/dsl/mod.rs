@@ -7,3 +7,4 @@ pub mod node;
 pub mod parser;
 pub mod span;
 pub mod template;
+pub mod yaml;

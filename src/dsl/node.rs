@@ -1,12 +1,7 @@
-//! The YAML document as a tree of nodes, each with the span it was written at.
-//!
-//! Parsing goes through serde-saphyr with a strict [`Budget`](serde_saphyr::Budget):
-//! alias expansion, nesting depth, node count and scalar bytes are all bounded, so
-//! no input can make the loader hang or allocate without limit.
+//! The YAML document as a tree of nodes, each with the span it was written at
+//! (built by [`super::yaml`]).
 
 use std::fmt;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::span::Span;
 
@@ -147,99 +142,13 @@ impl fmt::Display for Value {
     }
 }
 
-fn span_of(loc: &serde_saphyr::Location) -> Span {
-    let span = loc.span();
-    match (span.byte_offset(), span.byte_len()) {
-        (Some(start), Some(len)) => Span::new(start as usize, (start + len) as usize),
-        _ => Span::default(),
-    }
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned = serde_saphyr::Spanned::<RawValue>::deserialize(d)?;
-        Ok(Node { value: spanned.value.0, span: span_of(&spanned.referenced) })
-    }
-}
-
-struct RawValue(Value);
-
-impl<'de> Deserialize<'de> for RawValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor).map(RawValue)
-    }
-}
-
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("numbers must be finite (no .inf or .nan)"))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        RawValue::deserialize(d).map(|r| r.0)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(node) = seq.next_element::<Node>()? {
-            items.push(node);
+impl Node {
+    /// How many nodes this one is, itself and everything under it.
+    pub fn count(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(items) => items.iter().map(Node::count).sum(),
+            Value::Map(entries) => entries.iter().map(|e| 1 + e.value.count()).sum(),
+            _ => 0,
         }
-        Ok(Value::Seq(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries: Vec<Entry> = Vec::new();
-        while let Some(key) = map.next_key::<Node>()? {
-            let key_text = match key.value {
-                Value::String(s) => s,
-                Value::Null => "null".to_owned(),
-                Value::Bool(b) => b.to_string(),
-                Value::Number(n) => n.to_string(),
-                Value::Seq(_) | Value::Map(_) => {
-                    return Err(de::Error::custom("a key must be plain text, not a list or mapping"))
-                }
-            };
-            let value = map.next_value::<Node>()?;
-            entries.push(Entry { key: key_text, key_span: key.span, value });
-        }
-        Ok(Value::Map(entries))
     }
 }
