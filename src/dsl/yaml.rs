@@ -6,7 +6,6 @@
 //! Every resource is bounded: nesting depth, nodes (aliases expanded, so no
 //! "billion laughs"), anchors, and one document per file. Merge keys (`<<`) work.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 
 use granit_parser::{Event, Parser, ScalarStyle, ScanError, Tag};
@@ -312,7 +311,7 @@ fn unsupported_tag(span: Span) -> YamlError {
 }
 
 /// Resolves a scalar by the YAML 1.2 core schema (quoted and block scalars are text).
-fn scalar(text: &Cow<str>, style: ScalarStyle, tag: Option<&Tag>, span: Span) -> Result<Value, YamlError> {
+fn scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>, span: Span) -> Result<Value, YamlError> {
     let core = |text: &str| resolve_plain(text, span);
     match tag {
         None if style == ScalarStyle::Plain => core(text),
