@@ -1,6 +1,8 @@
 //! Templates: handlebars strings inside workflow values, parsed with handlebars'
 //! own parser and walked to find what each one reads.
 
+mod fast;
+
 use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
 use handlebars::{Path, Template};
 
@@ -80,6 +82,14 @@ fn check_bounds(text: &str) -> Result<(), TemplateSyntaxError> {
 /// Parses a template and lists what it reads.
 pub fn analyze(text: &str) -> Result<Analysis, TemplateSyntaxError> {
     check_bounds(text)?;
+    match fast::analyze(text) {
+        Some(analysis) => Ok(analysis),
+        None => analyze_with_handlebars(text),
+    }
+}
+
+/// The reference analysis: handlebars' own parser, walked.
+pub fn analyze_with_handlebars(text: &str) -> Result<Analysis, TemplateSyntaxError> {
     let template = Template::compile(text)
         .map_err(|e| TemplateSyntaxError { message: e.reason().to_string(), position: e.pos() })?;
     let mut analysis = Analysis {
@@ -129,6 +139,9 @@ impl Walker<'_> {
                 self.path_text(name, scope);
             }
             Parameter::Name(name) => self.call(name, &h.params, &h.hash, scope),
+            Parameter::Path(path) if plain && HELPERS.contains(&path_raw(path).as_str()) => {
+                self.out.helpers.push(path_raw(path));
+            }
             Parameter::Path(path) if plain => self.path(path, scope),
             Parameter::Path(path) => {
                 let name = path_raw(path);
