@@ -6,12 +6,13 @@
 
 use super::duration::{Duration, DurationError};
 use super::model::*;
-use super::node::{Node, Value};
+use super::node::{Entry, Node, Value};
 use super::span::Spanned;
 use crate::validate::diagnostic::{Code, Diagnostic};
 
-/// Parses a workflow mapping. Diagnostics are returned beside the model.
-pub fn parse_workflow(root: &Node) -> (Option<Workflow>, Vec<Diagnostic>) {
+/// Parses a workflow mapping, taking the tree apart (nothing is copied).
+/// Diagnostics are returned beside the model.
+pub fn parse_workflow(root: Node) -> (Option<Workflow>, Vec<Diagnostic>) {
     let mut p = Parser { diagnostics: Vec::new() };
     let workflow = p.workflow(root);
     (workflow, p.diagnostics)
@@ -21,52 +22,75 @@ struct Parser {
     diagnostics: Vec<Diagnostic>,
 }
 
-impl Parser {
-    fn workflow(&mut self, root: &Node) -> Option<Workflow> {
-        let name = self.string(root.get("name")?)?;
-        let defaults = root.get("defaults").map(|d| self.defaults(d)).unwrap_or_default();
-        Some(Workflow {
-            name,
-            version: root.get("version").and_then(Node::as_u64),
-            description: root.get("description").and_then(Node::as_str).map(str::to_owned),
-            input: root.get("input").cloned(),
-            timeout: root.get("timeout").and_then(|n| self.duration(n)),
-            defaults,
-            triggers: root
-                .get("triggers")
-                .map_or_else(Vec::new, |t| t.items().iter().map(|n| self.trigger(n)).collect()),
-            steps: self.step_list(root.get("steps"), Section::Steps),
-            output: root.get("output").cloned(),
-            on_failure: self.step_list(root.get("on_failure"), Section::OnFailure),
-        })
-    }
+/// The entries of a mapping, to be taken out by key.
+struct Fields(Vec<Entry>);
 
-    fn defaults(&mut self, node: &Node) -> Defaults {
-        Defaults {
-            retry: node.get("retry").map(|r| self.retry(r)),
-            timeout: node.get("timeout").and_then(|n| self.duration(n)),
+impl Fields {
+    fn of(node: Node) -> Fields {
+        match node.value {
+            Value::Map(entries) => Fields(entries),
+            _ => Fields(Vec::new()),
         }
     }
 
-    fn trigger(&mut self, node: &Node) -> Trigger {
-        let schedule = node.get("schedule").and_then(|n| self.string(n));
-        let event = node.get("event").and_then(|n| self.string(n));
+    fn take(&mut self, key: &str) -> Option<Node> {
+        let i = self.0.iter().position(|e| e.key == key)?;
+        Some(self.0.swap_remove(i).value)
+    }
+}
+
+fn into_items(node: Node) -> Vec<Node> {
+    match node.value {
+        Value::Seq(items) => items,
+        _ => Vec::new(),
+    }
+}
+
+impl Parser {
+    fn workflow(&mut self, root: Node) -> Option<Workflow> {
+        let mut f = Fields::of(root);
+        let name = self.string(&f.take("name")?)?;
+        let defaults = f.take("defaults").map(|d| self.defaults(d)).unwrap_or_default();
+        Some(Workflow {
+            name,
+            version: f.take("version").as_ref().and_then(Node::as_u64),
+            description: f.take("description").and_then(into_string),
+            input: f.take("input"),
+            timeout: f.take("timeout").and_then(|n| self.duration(&n)),
+            defaults,
+            triggers: f
+                .take("triggers")
+                .map_or_else(Vec::new, |t| into_items(t).into_iter().map(|n| self.trigger(n)).collect()),
+            steps: self.step_list(f.take("steps"), Section::Steps),
+            output: f.take("output"),
+            on_failure: self.step_list(f.take("on_failure"), Section::OnFailure),
+        })
+    }
+
+    fn defaults(&mut self, node: Node) -> Defaults {
+        let mut f = Fields::of(node);
+        Defaults {
+            retry: f.take("retry").map(|r| self.retry(r)),
+            timeout: f.take("timeout").and_then(|n| self.duration(&n)),
+        }
+    }
+
+    fn trigger(&mut self, node: Node) -> Trigger {
+        let span = node.span;
+        let mut f = Fields::of(node);
+        let schedule = f.take("schedule").and_then(|n| self.string(&n));
+        let event = f.take("event").and_then(|n| self.string(&n));
         let kind = match (schedule, event) {
             (Some(s), None) => Some(TriggerKind::Schedule(s)),
             (None, Some(e)) => Some(TriggerKind::Event(e)),
             _ => None,
         };
-        Trigger {
-            span: node.span,
-            kind,
-            timezone: node.get("timezone").and_then(|n| self.string(n)),
-            input: node.get("input").cloned(),
-        }
+        Trigger { span, kind, timezone: f.take("timezone").and_then(|n| self.string(&n)), input: f.take("input") }
     }
 
-    fn step_list(&mut self, node: Option<&Node>, section: Section) -> Vec<Step> {
+    fn step_list(&mut self, node: Option<Node>, section: Section) -> Vec<Step> {
         let mut steps: Vec<Step> = Vec::new();
-        for item in node.map(Node::items).unwrap_or_default() {
+        for item in node.map(into_items).unwrap_or_default() {
             let previous = steps.last().map(|s| s.id.value.clone());
             if let Some(step) = self.step(item, section, previous) {
                 steps.push(step);
@@ -75,66 +99,82 @@ impl Parser {
         steps
     }
 
-    fn step(&mut self, node: &Node, section: Section, previous: Option<String>) -> Option<Step> {
-        let needs = match node.get("needs") {
+    fn step(&mut self, node: Node, section: Section, previous: Option<String>) -> Option<Step> {
+        let span = node.span;
+        let mut f = Fields::of(node);
+        let needs = match f.take("needs") {
             None => Needs::Previous(previous),
             Some(list) => Needs::Explicit(list.items().iter().filter_map(|n| self.string(n)).collect()),
         };
         Some(Step {
-            id: self.string(node.get("id")?)?,
-            name: node.get("name").and_then(Node::as_str).map(str::to_owned),
-            action: self.string(node.get("action")?)?,
-            with: node.get("with").cloned(),
+            id: self.string(&f.take("id")?)?,
+            name: f.take("name").and_then(into_string),
+            action: self.string(&f.take("action")?)?,
+            with: f.take("with"),
             needs,
-            when: node.get("when").cloned(),
-            for_each: node.get("for_each").cloned(),
-            concurrency: node.get("concurrency").and_then(|n| {
+            when: f.take("when"),
+            for_each: f.take("for_each"),
+            concurrency: f.take("concurrency").and_then(|n| {
                 let value = u32::try_from(n.as_u64()?).ok()?;
                 Some(Spanned::new(value, n.span))
             }),
-            retry: node.get("retry").map(|r| self.retry(r)),
-            timeout: node.get("timeout").and_then(|n| self.duration(n)),
-            compensate: node.get("compensate").and_then(|c| self.compensate(c)),
-            on_error: match node.get("on_error").and_then(Node::as_str) {
+            retry: f.take("retry").map(|r| self.retry(r)),
+            timeout: f.take("timeout").and_then(|n| self.duration(&n)),
+            compensate: f.take("compensate").and_then(|c| self.compensate(c)),
+            on_error: match f.take("on_error").as_ref().and_then(Node::as_str) {
                 Some("continue") => OnError::Continue,
                 _ => OnError::Fail,
             },
             section,
-            span: node.span,
+            span,
         })
     }
 
-    fn compensate(&mut self, node: &Node) -> Option<Compensate> {
+    fn compensate(&mut self, node: Node) -> Option<Compensate> {
+        let span = node.span;
+        let mut f = Fields::of(node);
         Some(Compensate {
-            action: self.string(node.get("action")?)?,
-            with: node.get("with").cloned(),
-            retry: node.get("retry").map(|r| self.retry(r)),
-            timeout: node.get("timeout").and_then(|n| self.duration(n)),
-            span: node.span,
+            action: self.string(&f.take("action")?)?,
+            with: f.take("with"),
+            retry: f.take("retry").map(|r| self.retry(r)),
+            timeout: f.take("timeout").and_then(|n| self.duration(&n)),
+            span,
         })
     }
 
-    fn retry(&mut self, node: &Node) -> Retry {
+    fn retry(&mut self, node: Node) -> Retry {
         let defaults = Retry::default();
+        let span = node.span;
+        let mut f = Fields::of(node);
         Retry {
-            max_attempts: node
-                .get("max_attempts")
+            max_attempts: f
+                .take("max_attempts")
+                .as_ref()
                 .and_then(Node::as_u64)
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(defaults.max_attempts),
-            backoff: match node.get("backoff").and_then(Node::as_str) {
+            backoff: match f.take("backoff").as_ref().and_then(Node::as_str) {
                 Some("fixed") => Backoff::Fixed,
                 _ => Backoff::Exponential,
             },
-            delay: node.get("delay").and_then(|n| self.duration(n)).map_or(defaults.delay, |d| d.value),
-            multiplier: node.get("multiplier").and_then(Node::as_f64).unwrap_or(defaults.multiplier),
-            max_delay: node.get("max_delay").and_then(|n| self.duration(n)),
-            jitter: node.get("jitter").and_then(Node::as_bool).unwrap_or(false),
-            on: node.get("on").map(|list| list.items().iter().filter_map(|n| self.string(n)).collect()),
-            span: node.span,
+            delay: f.take("delay").and_then(|n| self.duration(&n)).map_or(defaults.delay, |d| d.value),
+            multiplier: f.take("multiplier").as_ref().and_then(Node::as_f64).unwrap_or(defaults.multiplier),
+            max_delay: f.take("max_delay").and_then(|n| self.duration(&n)),
+            jitter: f.take("jitter").as_ref().and_then(Node::as_bool).unwrap_or(false),
+            on: f.take("on").map(|list| list.items().iter().filter_map(|n| self.string(n)).collect()),
+            span,
         }
     }
+}
 
+fn into_string(node: Node) -> Option<String> {
+    match node.value {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl Parser {
     fn string(&mut self, node: &Node) -> Option<Spanned<String>> {
         match &node.value {
             Value::String(s) => Some(Spanned::new(s.clone(), node.span)),
@@ -178,7 +218,7 @@ mod tests {
     fn parses_every_key() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/valid/every_key.yaml");
         let root = load_path(&path).root.expect("loads");
-        let (workflow, diagnostics) = parse_workflow(&root);
+        let (workflow, diagnostics) = parse_workflow(root);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
         let w = workflow.expect("parses");
         assert_eq!(w.name.value, "every_key");

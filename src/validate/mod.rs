@@ -58,7 +58,7 @@ fn check_loaded(loaded: Loaded, registry: &Registry) -> Checked {
             // Structure first; the semantic checks still run on what could be read,
             // so one pass shows every problem (repeats at one place are merged).
             diagnostics = WorkflowSchema::get().check(&root);
-            let (workflow, found) = parse_workflow(&root);
+            let (workflow, found) = parse_workflow(root);
             diagnostics.extend(found);
             if let Some(w) = &workflow {
                 analyze(&file, w, registry, &mut diagnostics);

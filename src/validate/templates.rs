@@ -1,6 +1,8 @@
 //! Template checks: every template parses, reads only names in scope, names steps
 //! that exist and are sure to have finished, and fields their outputs declare.
 
+use std::cell::OnceCell;
+
 use serde_json::Value as Json;
 
 use super::diagnostic::{Code, Diagnostic};
@@ -34,8 +36,10 @@ pub struct TemplateChecker<'a> {
     out: &'a mut Vec<Diagnostic>,
     /// `input:` as JSON, computed once.
     input_schema: Option<Json>,
-    /// Each step's declared output schema (a list for `for_each` steps), by position.
-    outputs: Vec<Json>,
+    /// Each step's declared output schema (a list for `for_each` steps), by
+    /// position, worked out when a template first reads it.
+    outputs: Vec<OnceCell<Json>>,
+    registry: &'a Registry,
 }
 
 impl<'a> TemplateChecker<'a> {
@@ -43,23 +47,24 @@ impl<'a> TemplateChecker<'a> {
         file: &'a SourceFile,
         workflow: &'a Workflow,
         graph: &'a Graph<'a>,
-        registry: &Registry,
+        registry: &'a Registry,
         out: &'a mut Vec<Diagnostic>,
     ) -> Self {
-        let outputs = graph
-            .steps
-            .iter()
-            .map(|step| {
-                let declared = declared_output(step, registry);
-                if step.for_each.is_some() {
-                    serde_json::json!({"type": "array", "items": declared})
-                } else {
-                    declared
-                }
-            })
-            .collect();
+        let outputs = graph.steps.iter().map(|_| OnceCell::new()).collect();
         let input_schema = workflow.input.as_ref().map(Node::to_json);
-        TemplateChecker { file, workflow, graph, out, input_schema, outputs }
+        TemplateChecker { file, workflow, graph, out, input_schema, outputs, registry }
+    }
+
+    fn output_schema(&self, position: usize) -> &Json {
+        self.outputs[position].get_or_init(|| {
+            let step = self.graph.steps[position];
+            let declared = declared_output(step, self.registry);
+            if step.for_each.is_some() {
+                serde_json::json!({"type": "array", "items": declared})
+            } else {
+                declared
+            }
+        })
     }
 
     pub fn check(&mut self) {
@@ -261,7 +266,7 @@ impl<'a> TemplateChecker<'a> {
                 .help(format!("wrap the read in `default`, like `{{{{default {} \"\"}}}}`", r.raw)),
             );
         }
-        if let Some(d) = field_problem(&self.outputs[target], fields, &step.id.value, at) {
+        if let Some(d) = field_problem(self.output_schema(target), fields, &step.id.value, at) {
             self.out.push(d);
         }
     }
