@@ -27,8 +27,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(files) => files,
         Err(e) => return usage_error(&e.0),
     };
-    let checked = check_files(&files, Registry::builtin());
-    let reports: Vec<_> = checked.into_iter().map(|c| c.report).collect();
+    let reports = check_files(&files, Registry::builtin());
     let totals = Totals::of(&reports);
     match args.format {
         Format::Human => print!(

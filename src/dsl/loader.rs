@@ -27,7 +27,7 @@ pub struct Loaded {
 /// Reads and parses a file from disk.
 pub fn load_path(path: &Path) -> Loaded {
     match read_bounded(path) {
-        Ok(bytes) => load_bytes(path, &bytes),
+        Ok(bytes) => load_owned(path, bytes),
         Err(diagnostic) => Loaded { file: SourceFile::new(path, String::new()), root: Err(diagnostic) },
     }
 }
@@ -43,14 +43,22 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
 
 /// Parses bytes that claim to be a workflow file.
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Loaded {
+    load_owned(path, bytes.to_vec())
+}
+
+/// Parses bytes that claim to be a workflow file, keeping them as its text.
+pub fn load_owned(path: &Path, bytes: Vec<u8>) -> Loaded {
     if bytes.len() > MAX_FILE_BYTES {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
         let message = format!("the file is larger than {} KiB, the most a workflow file may be", MAX_FILE_BYTES / 1024);
         return failed(path, text, Diagnostic::new(Code::TooLarge, Span::default(), message));
     }
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(e) => return not_utf8(path, bytes, e),
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let utf8_error = e.utf8_error();
+            return not_utf8(path, e.as_bytes(), utf8_error);
+        }
     };
     if let Some(at) = text.find('\0') {
         let message = "the file holds a NUL byte: it looks binary, not YAML text";

@@ -6,6 +6,7 @@
 //! Every resource is bounded: nesting depth, nodes (aliases expanded, so no
 //! "billion laughs"), anchors, and one document per file. Merge keys (`<<`) work.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use granit_parser::{Event, Parser, ScalarStyle, ScanError, Tag};
@@ -138,7 +139,7 @@ impl Builder {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, span)?;
-                let node = Node { value: scalar(&text, style, tag.as_deref(), span)?, span };
+                let node = Node { value: scalar(text, style, tag.as_deref(), span)?, span };
                 self.anchor(anchor, &node, 1)?;
                 self.value(node, style == ScalarStyle::Plain)
             }
@@ -235,7 +236,7 @@ impl Builder {
             }
             Some(Frame::Map { map, .. }) => match map.key.take() {
                 None => {
-                    map.key = Some(key_text(&node, plain)?);
+                    map.key = Some(key_text(node, plain)?);
                     Ok(())
                 }
                 Some((key, _, true)) if key == "<<" => {
@@ -282,9 +283,9 @@ fn merge_error(span: Span) -> YamlError {
 }
 
 /// A key as text, and whether it was written plain (so `<<` is a merge).
-fn key_text(node: &Node, plain: bool) -> Result<(String, Span, bool), YamlError> {
-    let text = match &node.value {
-        Value::String(s) => s.clone(),
+fn key_text(node: Node, plain: bool) -> Result<(String, Span, bool), YamlError> {
+    let text = match node.value {
+        Value::String(s) => s,
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
@@ -311,15 +312,14 @@ fn unsupported_tag(span: Span) -> YamlError {
 }
 
 /// Resolves a scalar by the YAML 1.2 core schema (quoted and block scalars are text).
-fn scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>, span: Span) -> Result<Value, YamlError> {
-    let core = |text: &str| resolve_plain(text, span);
+fn scalar(text: Cow<str>, style: ScalarStyle, tag: Option<&Tag>, span: Span) -> Result<Value, YamlError> {
     match tag {
-        None if style == ScalarStyle::Plain => core(text),
-        None => Ok(Value::String(text.to_string())),
+        None if style == ScalarStyle::Plain => resolve_plain(text, span),
+        None => Ok(Value::String(text.into_owned())),
         Some(t) if t.is_yaml_core_schema() => match t.suffix() {
-            "str" => Ok(Value::String(text.to_string())),
-            "null" | "bool" | "int" | "float" => match core(text)? {
-                Value::String(_) => {
+            "str" => Ok(Value::String(text.into_owned())),
+            "null" | "bool" | "int" | "float" => match resolve_plain(text, span)? {
+                Value::String(text) => {
                     Err(YamlError::Unsupported { span, message: format!("`{text}` is not a {}", t.suffix()) })
                 }
                 v => Ok(v),
@@ -330,8 +330,8 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>, span: Span) -> Resu
     }
 }
 
-fn resolve_plain(text: &str, span: Span) -> Result<Value, YamlError> {
-    Ok(match text {
+fn resolve_plain(text: Cow<str>, span: Span) -> Result<Value, YamlError> {
+    Ok(match text.as_ref() {
         "" | "~" | "null" | "Null" | "NULL" => Value::Null,
         "true" | "True" | "TRUE" => Value::Bool(true),
         "false" | "False" | "FALSE" => Value::Bool(false),
@@ -342,7 +342,10 @@ fn resolve_plain(text: &str, span: Span) -> Result<Value, YamlError> {
                 message: format!("`{text}` is not a finite number; write a number or quote it as text"),
             })
         }
-        _ => number(text).map_or_else(|| Value::String(text.to_owned()), Value::Number),
+        other => match number(other) {
+            Some(n) => Value::Number(n),
+            None => Value::String(text.into_owned()),
+        },
     })
 }
 

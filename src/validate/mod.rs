@@ -127,11 +127,18 @@ pub fn is_workflow_file(name: &str) -> bool {
     yaml && !test
 }
 
+/// What is kept of a checked file once its model is no longer needed.
+struct Summary {
+    report: FileReport,
+    name: Option<crate::dsl::span::Spanned<String>>,
+}
+
 /// Checks many files on all cores, then the rules across files (unique names).
-pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<Checked> {
+/// Each file's model is dropped as soon as it is checked, so memory stays flat.
+pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<FileReport> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
     let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, Checked)> = std::thread::scope(|scope| {
+    let mut results: Vec<(usize, Summary)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -141,7 +148,7 @@ pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<Checked> {
                         let Some(path) = files.get(i) else { break };
                         let check = std::panic::AssertUnwindSafe(|| check_file(path, registry));
                         if let Ok(c) = std::panic::catch_unwind(check) {
-                            done.push((i, c));
+                            done.push((i, Summary { report: c.report, name: c.workflow.map(|w| w.name) }));
                         }
                     }
                     done
@@ -153,37 +160,37 @@ pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<Checked> {
     results.sort_by_key(|(i, _)| *i);
     let mut results = results.into_iter().peekable();
     // A file whose check panicked (a bug) is reported, never silently dropped.
-    let mut checked: Vec<Checked> = Vec::with_capacity(files.len());
+    let mut summaries: Vec<Summary> = Vec::with_capacity(files.len());
     for (i, path) in files.iter().enumerate() {
         match results.next_if(|(j, _)| *j == i) {
-            Some((_, c)) => checked.push(c),
-            None => checked.push(internal_error(path)),
+            Some((_, s)) => summaries.push(s),
+            None => summaries.push(internal_error(path)),
         }
     }
-    check_unique_names(&mut checked);
-    checked
+    check_unique_names(&mut summaries);
+    summaries.into_iter().map(|s| s.report).collect()
 }
 
-fn internal_error(path: &Path) -> Checked {
+fn internal_error(path: &Path) -> Summary {
     let file = crate::dsl::span::SourceFile::new(path, String::new());
     let message = "sagaflow failed while checking this file; this is a bug, please report it with the file";
     let diagnostics = vec![Diagnostic::new(Code::Internal, crate::dsl::span::Span::default(), message)];
-    Checked { report: FileReport { file, diagnostics }, workflow: None }
+    Summary { report: FileReport { file, diagnostics }, name: None }
 }
 
-fn check_unique_names(checked: &mut [Checked]) {
+fn check_unique_names(summaries: &mut [Summary]) {
     let mut first: HashMap<String, (Arc<crate::dsl::span::SourceFile>, crate::dsl::span::Span)> = HashMap::new();
-    for c in checked.iter_mut() {
-        let Some(w) = &c.workflow else { continue };
-        match first.get(&w.name.value) {
+    for s in summaries.iter_mut() {
+        let Some(name) = &s.name else { continue };
+        match first.get(&name.value) {
             None => {
-                first.insert(w.name.value.clone(), (c.report.file.clone(), w.name.span));
+                first.insert(name.value.clone(), (s.report.file.clone(), name.span));
             }
             Some((file, span)) => {
                 let d = Diagnostic::new(
                     Code::DuplicateWorkflow,
-                    w.name.span,
-                    format!("the workflow name `{}` is already used by {}", w.name.value, file.path.display()),
+                    name.span,
+                    format!("the workflow name `{}` is already used by {}", name.value, file.path.display()),
                 )
                 .help("workflow names are unique across a directory; rename one of them")
                 .related(Related {
@@ -191,8 +198,8 @@ fn check_unique_names(checked: &mut [Checked]) {
                     span: *span,
                     label: "the name is first used here".into(),
                 });
-                c.report.diagnostics.push(d);
-                c.report.normalize();
+                s.report.diagnostics.push(d);
+                s.report.normalize();
             }
         }
     }
