@@ -3,4 +3,5 @@
 pub mod actions;
 pub mod cli;
 pub mod dsl;
+pub mod engine;
 pub mod validate;

@@ -1,0 +1,4 @@
+//! The interpreter: runs as deterministic state machines, driven by an async
+//! scheduler, checkpointed in the store.
+
+pub mod template;

@@ -1,0 +1,258 @@
+//! Templates at run time: every template of a workflow version is compiled once
+//! into a [`ValueTemplate`] tree, then rendered against a run's context.
+//!
+//! The typed-value rule: a string that is exactly one `{{expression}}` gives the
+//! expression's JSON value (a number stays a number, a list a list); any other
+//! string renders as text. Rendering is strict: reading a missing value fails,
+//! except through `default`.
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
+};
+use serde_json::Value as Json;
+
+use crate::dsl::node::{Node, Value};
+use crate::dsl::template::{analyze, is_template, split_path};
+
+/// A value whose strings may hold templates, compiled.
+#[derive(Debug, Clone)]
+pub enum ValueTemplate {
+    /// No template inside: the value as written.
+    Literal(Json),
+    /// A string with text around its templates: renders to text.
+    Text(String),
+    /// A lone `{{path}}`: the value at that path.
+    Path(Vec<String>),
+    /// A lone `{{helper ...}}`: the helper's JSON value.
+    Expression(String),
+    List(Vec<ValueTemplate>),
+    Map(Vec<(String, ValueTemplate)>),
+}
+
+/// A template that failed to render, with the field it is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderFailure {
+    pub field: String,
+    pub message: String,
+}
+
+/// The templates of one workflow version, compiled into one handlebars registry.
+pub struct Templates {
+    registry: Handlebars<'static>,
+    next: usize,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("json", Box::new(JsonHelper));
+        registry.register_helper("default", Box::new(DefaultHelper));
+        Templates { registry, next: 0 }
+    }
+
+    /// Compiles a YAML value's templates. Errors name the template's problem
+    /// (the validator reports them with positions first).
+    pub fn compile(&mut self, node: &Node) -> Result<ValueTemplate, String> {
+        Ok(match &node.value {
+            Value::String(text) if is_template(text) => self.compile_text(text)?,
+            Value::Seq(items) => {
+                let items = items.iter().map(|n| self.compile(n)).collect::<Result<Vec<_>, _>>()?;
+                if items.iter().all(|i| matches!(i, ValueTemplate::Literal(_))) {
+                    ValueTemplate::Literal(node.to_json())
+                } else {
+                    ValueTemplate::List(items)
+                }
+            }
+            Value::Map(entries) => {
+                let fields = entries
+                    .iter()
+                    .map(|e| Ok((e.key.clone(), self.compile(&e.value)?)))
+                    .collect::<Result<Vec<_>, String>>()?;
+                if fields.iter().all(|(_, v)| matches!(v, ValueTemplate::Literal(_))) {
+                    ValueTemplate::Literal(node.to_json())
+                } else {
+                    ValueTemplate::Map(fields)
+                }
+            }
+            _ => ValueTemplate::Literal(node.to_json()),
+        })
+    }
+
+    fn compile_text(&mut self, text: &str) -> Result<ValueTemplate, String> {
+        let analysis = analyze(text).map_err(|e| e.message)?;
+        if analysis.lone {
+            let inner = lone_inner(text);
+            if analysis.helpers.is_empty() && analysis.refs.len() == 1 && is_plain_path(inner) {
+                return Ok(ValueTemplate::Path(split_path(inner)));
+            }
+            let name = self.register(&format!("{{{{json ({inner})}}}}"))?;
+            return Ok(ValueTemplate::Expression(name));
+        }
+        Ok(ValueTemplate::Text(self.register(text)?))
+    }
+
+    fn register(&mut self, source: &str) -> Result<String, String> {
+        let name = format!("t{}", self.next);
+        self.next += 1;
+        self.registry.register_template_string(&name, source).map_err(|e| e.to_string())?;
+        Ok(name)
+    }
+
+    /// Renders a compiled value against a context (`input`, `steps`, `run`, ...).
+    /// `field` names where the value is, for the failure message.
+    pub fn render(&self, t: &ValueTemplate, ctx: &Json, field: &str) -> Result<Json, RenderFailure> {
+        let fail = |message: String| RenderFailure { field: field.to_owned(), message };
+        match t {
+            ValueTemplate::Literal(v) => Ok(v.clone()),
+            ValueTemplate::Path(path) => lookup(ctx, path).cloned().ok_or_else(|| fail(missing(path))),
+            ValueTemplate::Text(name) => self.registry.render(name, ctx).map(Json::String).map_err(|e| fail(message(&e))),
+            ValueTemplate::Expression(name) => {
+                let text = self.registry.render(name, ctx).map_err(|e| fail(message(&e)))?;
+                serde_json::from_str(&text).map_err(|e| fail(format!("the expression gave no value: {e}")))
+            }
+            ValueTemplate::List(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.render(item, ctx, &format!("{field}[{i}]")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Json::Array),
+            ValueTemplate::Map(fields) => fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), self.render(v, ctx, &format!("{field}.{k}"))?)))
+                .collect::<Result<serde_json::Map<_, _>, _>>()
+                .map(Json::Object),
+        }
+    }
+}
+
+/// The text between `{{` and `}}` of a lone template.
+fn lone_inner(text: &str) -> &str {
+    let inner = text.strip_prefix("{{{").and_then(|t| t.strip_suffix("}}}"));
+    inner.or_else(|| text.strip_prefix("{{").and_then(|t| t.strip_suffix("}}"))).unwrap_or(text).trim()
+}
+
+fn is_plain_path(inner: &str) -> bool {
+    !inner.is_empty()
+        && !inner.starts_with(['@', '.'])
+        && !inner.starts_with("this")
+        && inner.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'))
+}
+
+fn lookup<'a>(ctx: &'a Json, path: &[String]) -> Option<&'a Json> {
+    path.iter().try_fold(ctx, |v, seg| match v {
+        Json::Object(map) => map.get(seg),
+        Json::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
+}
+
+fn missing(path: &[String]) -> String {
+    format!("`{}` has no value", path.join("."))
+}
+
+fn message(e: &RenderError) -> String {
+    match e.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => format!("`{path}` has no value"),
+        other => other.to_string(),
+    }
+}
+
+/// `{{json x}}`: the JSON text of a value.
+struct JsonHelper;
+
+impl HelperDef for JsonHelper {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let param = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
+        if param.is_value_missing() {
+            let path = param.relative_path().cloned().unwrap_or_default();
+            return Err(RenderErrorReason::MissingVariable(Some(path)).into());
+        }
+        out.write(&param.value().to_string())?;
+        Ok(())
+    }
+}
+
+/// `{{default x fallback}}`: `x`, or `fallback` when `x` is missing or null.
+struct DefaultHelper;
+
+impl HelperDef for DefaultHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = h.param(0).filter(|p| !p.is_value_missing() && !p.value().is_null());
+        let chosen = match value {
+            Some(p) => p.value().clone(),
+            None => h.param(1).map(|p| p.value().clone()).unwrap_or(Json::Null),
+        };
+        Ok(ScopedJson::Derived(chosen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(yaml: &str) -> Node {
+        crate::dsl::yaml::parse(yaml, crate::dsl::loader::LIMITS).expect("yaml")
+    }
+
+    fn render(yaml: &str, ctx: Json) -> Result<Json, RenderFailure> {
+        let mut t = Templates::new();
+        let compiled = t.compile(&node(yaml)).expect("compiles");
+        t.render(&compiled, &ctx, "with")
+    }
+
+    #[test]
+    fn lone_templates_keep_their_type() {
+        let ctx = json!({"input": {"n": 3, "items": [1, 2], "name": "Ada", "flag": false}});
+        assert_eq!(render("a: '{{input.n}}'", ctx.clone()), Ok(json!({"a": 3})));
+        assert_eq!(render("a: '{{input.items}}'", ctx.clone()), Ok(json!({"a": [1, 2]})));
+        assert_eq!(render("a: '{{ input.flag }}'", ctx.clone()), Ok(json!({"a": false})));
+        assert_eq!(render("a: '{{len input.items}}'", ctx.clone()), Ok(json!({"a": 2})));
+        assert_eq!(render("a: '{{gt input.n 2}}'", ctx.clone()), Ok(json!({"a": true})));
+        assert_eq!(render("a: 'n={{input.n}}'", ctx.clone()), Ok(json!({"a": "n=3"})));
+        assert_eq!(render("a: 'Hi <{{input.name}}>'", ctx.clone()), Ok(json!({"a": "Hi <Ada>"})));
+        assert_eq!(render("a: '{{input.items.[1]}}'", ctx.clone()), Ok(json!({"a": 2})));
+        assert_eq!(render("[1, '{{input.n}}', {b: x}]", ctx), Ok(json!([1, 3, {"b": "x"}])));
+    }
+
+    #[test]
+    fn default_covers_missing_and_null() {
+        let ctx = json!({"steps": {"a": {"output": null, "status": "skipped"}}, "input": {}});
+        assert_eq!(render("a: '{{default steps.a.output.id \"none\"}}'", ctx.clone()), Ok(json!({"a": "none"})));
+        assert_eq!(render("a: '{{default input.x 5}}'", ctx.clone()), Ok(json!({"a": 5})));
+        assert_eq!(render("a: 'id {{default input.x \"-\"}}'", ctx), Ok(json!({"a": "id -"})));
+    }
+
+    #[test]
+    fn missing_values_fail_naming_the_field() {
+        let ctx = json!({"input": {"n": 1}});
+        let e = render("a: {b: '{{input.missing}}'}", ctx.clone()).expect_err("strict");
+        assert_eq!(e.field, "with.a.b");
+        assert!(e.message.contains("input.missing"), "{}", e.message);
+        let e = render("a: 'x {{input.missing}}'", ctx.clone()).expect_err("strict");
+        assert!(e.message.contains("input.missing"), "{}", e.message);
+        assert!(render("a: '{{eq input.missing 1}}'", ctx).is_err());
+    }
+}
