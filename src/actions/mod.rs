@@ -1,11 +1,40 @@
 //! Actions: what a step can do. The validator and the engine read the same registry.
 
 mod builtin;
+mod mock;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::engine::journal::ActionError;
+
+/// One call of an action: its input and where it comes from.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub input: Json,
+    pub run_id: String,
+    pub step: String,
+    /// From 1; the same for a retry of a crashed attempt.
+    pub attempt: u32,
+    /// The same for every attempt of one step (and item): a service that sees it
+    /// twice must not act twice.
+    pub idempotency_key: String,
+    /// Set when the attempt is cancelled (its timeout passed, the run rolls back).
+    pub cancel: CancellationToken,
+}
+
+/// What an action call gives back.
+pub type ActionFuture = Pin<Box<dyn Future<Output = Result<Json, ActionError>> + Send>>;
+
+/// An action's behaviour. Its contract (schemas, effect) is its [`ActionSpec`].
+pub trait Action: Send + Sync {
+    fn call(&self, call: Call) -> ActionFuture;
+}
 
 /// What running an action does to the world, so the validator can reason about sagas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +71,12 @@ pub struct ActionSpec {
     pub output_schema: Json,
 }
 
-/// An action as registered: its spec with the input schema compiled once.
+/// An action as registered: its spec with the schemas compiled once, and its behaviour.
 pub struct Registered {
     pub spec: ActionSpec,
     pub input_validator: jsonschema::Validator,
+    pub output_validator: jsonschema::Validator,
+    pub action: Arc<dyn Action>,
 }
 
 /// The set of actions a workflow may call.
@@ -65,20 +96,22 @@ impl Registry {
     pub fn builtin() -> &'static Registry {
         static REGISTRY: OnceLock<Registry> = OnceLock::new();
         REGISTRY.get_or_init(|| {
-            Registry::from_specs(builtin::specs()).expect("built-in action schemas compile (a test checks it)")
+            Registry::from_actions(builtin::actions()).expect("built-in action schemas compile (a test checks it)")
         })
     }
 
-    pub fn from_specs(specs: Vec<ActionSpec>) -> Result<Registry, InvalidSpec> {
-        let mut actions = BTreeMap::new();
-        for spec in specs {
-            let input_validator = jsonschema::draft202012::new(&spec.input_schema)
-                .map_err(|e| InvalidSpec { action: spec.name.clone(), message: e.to_string() })?;
-            jsonschema::draft202012::new(&spec.output_schema)
-                .map_err(|e| InvalidSpec { action: spec.name.clone(), message: e.to_string() })?;
-            actions.insert(spec.name.clone(), Registered { spec, input_validator });
+    pub fn from_actions(actions: Vec<(ActionSpec, Arc<dyn Action>)>) -> Result<Registry, InvalidSpec> {
+        let compile = |spec: &ActionSpec, schema: &Json| {
+            jsonschema::draft202012::new(schema)
+                .map_err(|e| InvalidSpec { action: spec.name.clone(), message: e.to_string() })
+        };
+        let mut registered = BTreeMap::new();
+        for (spec, action) in actions {
+            let input_validator = compile(&spec, &spec.input_schema)?;
+            let output_validator = compile(&spec, &spec.output_schema)?;
+            registered.insert(spec.name.clone(), Registered { spec, input_validator, output_validator, action });
         }
-        Ok(Registry { actions })
+        Ok(Registry { actions: registered })
     }
 
     pub fn get(&self, name: &str) -> Option<&Registered> {

@@ -2,6 +2,9 @@
 
 mod actions;
 mod bench;
+mod output;
+mod run;
+mod runs;
 mod validate;
 
 use std::process::ExitCode;
@@ -14,6 +17,40 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines (on stderr) look. Their level comes from SAGAFLOW_LOG (default `warn`).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SAGAFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// The tokio runtime for commands that run workflows.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
+}
+
+/// Output formats of run records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -24,6 +61,14 @@ enum Command {
     Schema,
     /// List the actions a step can run, with their input and output schemas.
     Actions(actions::Args),
+    /// Run a workflow to its end and print the run record.
+    Run(run::Args),
+    /// Continue every unfinished run in the data directory (after a crash).
+    Resume(runs::ResumeArgs),
+    /// Print one run's record.
+    Show(runs::ShowArgs),
+    /// List runs.
+    Runs(runs::RunsArgs),
     /// Measure sagaflow's speed and print the figures.
     Bench(bench::Args),
 }
@@ -31,6 +76,7 @@ enum Command {
 /// Runs the command line; the exit code follows DSL.md (0 ok, 1 problems, 2 bad usage).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema => {
@@ -38,6 +84,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Actions(args) => actions::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Resume(args) => runs::resume(args),
+        Command::Show(args) => runs::show(args),
+        Command::Runs(args) => runs::runs(args),
         Command::Bench(args) => bench::run(args),
     }
 }

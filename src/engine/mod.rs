@@ -1,4 +1,63 @@
 //! The interpreter: runs as deterministic state machines, driven by an async
 //! scheduler, checkpointed in the store.
 
+pub mod compiled;
+pub mod driver;
+pub mod journal;
+pub mod machine;
+pub mod record;
 pub mod template;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use compiled::CompiledWorkflow;
+use machine::RunState;
+
+use crate::actions::Registry;
+use crate::store::ReadRuns;
+
+/// Workflow versions compiled from the store, by content hash.
+#[derive(Default)]
+pub struct Versions {
+    compiled: HashMap<String, Arc<CompiledWorkflow>>,
+}
+
+impl Versions {
+    /// The version a run started on, from the copy the store keeps.
+    pub fn get(
+        &mut self,
+        store: &dyn ReadRuns,
+        hash: &str,
+        registry: &Registry,
+    ) -> Result<Arc<CompiledWorkflow>, String> {
+        if let Some(wf) = self.compiled.get(hash) {
+            return Ok(wf.clone());
+        }
+        let source = store
+            .definition(hash)
+            .map_err(|e| e.0)?
+            .ok_or_else(|| format!("the store has no copy of workflow version {hash}"))?;
+        let wf = CompiledWorkflow::compile(Path::new("<stored definition>"), &source, registry)
+            .map_err(|_| format!("the stored workflow version {hash} no longer compiles"))?;
+        self.compiled.insert(hash.to_owned(), wf.clone());
+        Ok(wf)
+    }
+}
+
+/// A run's state, rebuilt from its journal.
+pub fn replay(
+    store: &dyn ReadRuns,
+    versions: &mut Versions,
+    run_id: &str,
+    registry: &Registry,
+) -> Result<RunState, String> {
+    let meta = store.run(run_id).map_err(|e| e.0)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
+    let wf = versions.get(store, &meta.hash, registry)?;
+    let mut state = RunState::new(run_id, wf);
+    for entry in store.entries(run_id).map_err(|e| e.0)? {
+        state.apply(&entry);
+    }
+    Ok(state)
+}

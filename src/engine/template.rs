@@ -73,10 +73,11 @@ impl Templates {
                 }
             }
             Value::Map(entries) => {
-                let fields = entries
-                    .iter()
-                    .map(|e| Ok((e.key.clone(), self.compile(&e.value)?)))
-                    .collect::<Result<Vec<_>, String>>()?;
+                let fields = entries.iter().map(|e| Ok((e.key.clone(), self.compile(&e.value)?))).collect::<Result<
+                    Vec<_>,
+                    String,
+                >>(
+                )?;
                 if fields.iter().all(|(_, v)| matches!(v, ValueTemplate::Literal(_))) {
                     ValueTemplate::Literal(node.to_json())
                 } else {
@@ -114,7 +115,9 @@ impl Templates {
         match t {
             ValueTemplate::Literal(v) => Ok(v.clone()),
             ValueTemplate::Path(path) => lookup(ctx, path).cloned().ok_or_else(|| fail(missing(path))),
-            ValueTemplate::Text(name) => self.registry.render(name, ctx).map(Json::String).map_err(|e| fail(message(&e))),
+            ValueTemplate::Text(name) => {
+                self.registry.render(name, ctx).map(Json::String).map_err(|e| fail(message(&e)))
+            }
             ValueTemplate::Expression(name) => {
                 let text = self.registry.render(name, ctx).map_err(|e| fail(message(&e)))?;
                 serde_json::from_str(&text).map_err(|e| fail(format!("the expression gave no value: {e}")))

@@ -1,0 +1,99 @@
+//! `sagaflow run FILE|NAME [--input JSON|@FILE] [--data DIR] [--format human|json]`
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::{output, runtime, usage_error, RunFormat};
+use crate::actions::Registry;
+use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
+use crate::engine::driver::{Engine, EngineOptions};
+use crate::store::sled::SledStore;
+use crate::store::WriteRuns;
+use crate::validate::render;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A workflow file, or the name of a workflow in the workflows directory.
+    workflow: String,
+    /// The run input: JSON text, or @FILE to read it from a file.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// The data directory (the sled store).
+    #[arg(long, default_value = ".sagaflow")]
+    data: PathBuf,
+    /// Where to look for a workflow given by name.
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    format: RunFormat,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let (path, source) = match find_workflow(&args.workflow, &args.workflows) {
+        Ok(found) => found,
+        Err(e) => return usage_error(&e),
+    };
+    let registry = Registry::builtin();
+    let wf = match CompiledWorkflow::compile(&path, &source, registry) {
+        Ok(wf) => wf,
+        Err(NotRunnable(report)) => {
+            eprint!("{}", render::human(std::slice::from_ref(&report), false));
+            return usage_error(&format!("{} has errors; it cannot run", path.display()));
+        }
+    };
+    let input = match read_input(&args.input) {
+        Ok(input) => input,
+        Err(e) => return usage_error(&e),
+    };
+    let store = match SledStore::open(&args.data) {
+        Ok(store) => Arc::new(store),
+        Err(e) => return usage_error(&e.0),
+    };
+    if let Err(e) = store.put_definition(&wf.hash, &wf.source) {
+        return usage_error(&e.0);
+    }
+    let record = runtime().block_on(async move {
+        let engine = Engine::start(store, registry, EngineOptions::default());
+        let run_id = engine.start_run(wf, input).await.map_err(|e| e.0)?;
+        engine.wait(&run_id).await.ok_or_else(|| format!("the engine stopped before run {run_id} ended"))
+    });
+    match record {
+        Ok(record) => output::print_run(&record, args.format),
+        Err(e) => usage_error(&e),
+    }
+}
+
+/// A path to a file, or a workflow name looked up in a directory.
+fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
+    let path = Path::new(given);
+    if path.is_file() {
+        let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return Ok((path.to_owned(), source));
+    }
+    let files = crate::validate::collect_files(&[dir.to_owned()]).map_err(|_| {
+        format!("there is no file `{given}`, and no workflows directory {} to find it by name", dir.display())
+    })?;
+    for file in files {
+        let Ok(source) = std::fs::read_to_string(&file) else { continue };
+        let named = source.lines().any(|l| l.trim_end() == format!("name: {given}"));
+        if named {
+            return Ok((file, source));
+        }
+    }
+    Err(format!("there is no file `{given}` and no workflow named `{given}` in {}", dir.display()))
+}
+
+/// `--input`: JSON text, or `@FILE`.
+pub fn read_input(given: &str) -> Result<Json, String> {
+    let (text, from) = match given.strip_prefix('@') {
+        Some(file) => {
+            (std::fs::read_to_string(file).map_err(|e| format!("cannot read the input file {file}: {e}"))?, file)
+        }
+        None => (given.to_owned(), "--input"),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| format!("{from} is not JSON: {e} (line {}, column {})", e.line(), e.column()))
+}

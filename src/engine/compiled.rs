@@ -1,0 +1,152 @@
+//! A workflow version ready to run: the checked model with every template
+//! compiled, needs resolved to positions, and the content hash that names it.
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::template::{Templates, ValueTemplate};
+use crate::actions::Registry;
+use crate::dsl::model::{OnError, Retry, Section, Step, Workflow};
+use crate::validate::diagnostic::FileReport;
+use crate::validate::{check_text, Checked};
+
+/// One step, compiled.
+pub struct CompiledStep {
+    pub id: String,
+    pub action: String,
+    pub section: Section,
+    /// Positions of the steps it needs.
+    pub needs: Vec<usize>,
+    pub with: ValueTemplate,
+    pub when: Option<ValueTemplate>,
+    pub for_each: Option<ValueTemplate>,
+    pub concurrency: usize,
+    pub retry: Retry,
+    pub timeout_ms: Option<u64>,
+    pub on_error: OnError,
+    pub compensate: Option<CompiledCompensate>,
+}
+
+pub struct CompiledCompensate {
+    pub action: String,
+    pub with: ValueTemplate,
+    pub retry: Retry,
+    pub timeout_ms: Option<u64>,
+}
+
+/// A workflow version: what a run starts with and keeps to its end.
+pub struct CompiledWorkflow {
+    pub name: String,
+    /// SHA-256 of the source text, hex.
+    pub hash: String,
+    pub source: String,
+    pub input_schema: Option<jsonschema::Validator>,
+    pub timeout_ms: Option<u64>,
+    pub steps: Vec<CompiledStep>,
+    pub output: Option<ValueTemplate>,
+    pub templates: Templates,
+    /// Secret names the templates read (`secrets.NAME`).
+    pub secrets: Vec<String>,
+}
+
+/// Why a workflow cannot run: its diagnostics.
+pub struct NotRunnable(pub FileReport);
+
+impl CompiledWorkflow {
+    /// Checks and compiles a workflow's source text. Warnings do not stop it.
+    pub fn compile(path: &std::path::Path, source: &str, registry: &Registry) -> Result<Arc<Self>, NotRunnable> {
+        let Checked { report, workflow } = check_text(path, source.as_bytes(), registry);
+        let workflow = match workflow {
+            Some(w) if !report.diagnostics.iter().any(|d| d.is_error()) => w,
+            _ => return Err(NotRunnable(report)),
+        };
+        let compiled = Self::from_model(&workflow, source).map_err(|message| {
+            let d = crate::validate::diagnostic::Diagnostic::new(
+                crate::validate::diagnostic::Code::TemplateSyntax,
+                crate::dsl::span::Span::default(),
+                message,
+            );
+            NotRunnable(FileReport { file: report.file.clone(), diagnostics: vec![d] })
+        })?;
+        Ok(Arc::new(compiled))
+    }
+
+    fn from_model(w: &Workflow, source: &str) -> Result<Self, String> {
+        let mut templates = Templates::new();
+        let all: Vec<&Step> = w.all_steps().collect();
+        let position = |id: &str| all.iter().position(|s| s.id.value == id);
+        let default_retry = w.defaults.retry.clone().unwrap_or_default();
+        let default_timeout = w.defaults.timeout.as_ref().map(|t| t.value.millis());
+        let mut steps = Vec::with_capacity(all.len());
+        for s in &all {
+            let compensate = match &s.compensate {
+                Some(c) => Some(CompiledCompensate {
+                    action: c.action.value.clone(),
+                    with: compile_opt(&mut templates, c.with.as_ref())?,
+                    retry: c.retry.clone().unwrap_or_else(|| default_retry.clone()),
+                    timeout_ms: c.timeout.as_ref().map(|t| t.value.millis()).or(default_timeout),
+                }),
+                None => None,
+            };
+            steps.push(CompiledStep {
+                id: s.id.value.clone(),
+                action: s.action.value.clone(),
+                section: s.section,
+                needs: s.needs.ids().into_iter().filter_map(position).collect(),
+                with: compile_opt(&mut templates, s.with.as_ref())?,
+                when: s.when.as_ref().map(|n| templates.compile(n)).transpose()?,
+                for_each: s.for_each.as_ref().map(|n| templates.compile(n)).transpose()?,
+                concurrency: s.concurrency.as_ref().map_or(1, |c| c.value.max(1) as usize),
+                retry: s.retry.clone().unwrap_or_else(|| default_retry.clone()),
+                timeout_ms: s.timeout.as_ref().map(|t| t.value.millis()).or(default_timeout),
+                on_error: s.on_error,
+                compensate,
+            });
+        }
+        let input_schema = match &w.input {
+            Some(schema) => Some(jsonschema::draft202012::new(&schema.to_json()).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(CompiledWorkflow {
+            name: w.name.value.clone(),
+            hash: content_hash(source),
+            source: source.to_owned(),
+            input_schema,
+            timeout_ms: w.timeout.as_ref().map(|t| t.value.millis()),
+            output: w.output.as_ref().map(|n| templates.compile(n)).transpose()?,
+            steps,
+            templates,
+            secrets: secret_names(source),
+        })
+    }
+
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+}
+
+fn compile_opt(templates: &mut Templates, node: Option<&crate::dsl::node::Node>) -> Result<ValueTemplate, String> {
+    node.map_or(Ok(ValueTemplate::Literal(Json::Object(Default::default()))), |n| templates.compile(n))
+}
+
+/// The hex SHA-256 of a workflow's source: the name of its version.
+pub fn content_hash(source: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(source.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `secrets.NAME` as written anywhere in the source.
+fn secret_names(source: &str) -> Vec<String> {
+    let mut names: Vec<String> = source
+        .match_indices("secrets.")
+        .map(|(i, m)| {
+            source[i + m.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}

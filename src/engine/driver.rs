@@ -1,0 +1,440 @@
+//! The driver: one async loop owns every active run's state. It takes outcomes
+//! in (attempts that ended, timers that fired, new runs), folds them through the
+//! state machines, commits every resulting entry in one group commit, and only
+//! then acts on them: starts attempts, arms timers, cancels, answers waiters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use serde_json::Value as Json;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::compiled::CompiledWorkflow;
+use super::journal::{ActionError, Entry, Item, Outcome};
+use super::machine::{Decide, Phase, RunState};
+use super::record::{run_status, RunRecord};
+use crate::actions::{Call, Registry};
+use crate::store::{Commit, RunMeta, Store, StoreError};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A new run id: sortable by start time, unique by its random tail.
+pub fn new_run_id() -> String {
+    format!("{:012x}{:08x}", now_ms(), fastrand::u32(..))
+}
+
+pub struct EngineOptions {
+    /// At most this many action attempts run at once, across all runs.
+    pub max_concurrent_attempts: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { max_concurrent_attempts: 256 }
+    }
+}
+
+enum Msg {
+    Start { wf: Arc<CompiledWorkflow>, input: Json, reply: oneshot::Sender<Result<String, StoreError>> },
+    Resume { run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>, reply: oneshot::Sender<()> },
+    Outcome { run_id: String, entry: Entry },
+    Wait { run_id: String, reply: oneshot::Sender<Option<RunRecord>> },
+    Cancel { run_id: String },
+}
+
+/// A handle to the engine loop; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// The engine loop stopped (its store failed); the runs are safe in the store.
+#[derive(Debug)]
+pub struct EngineStopped;
+
+impl Engine {
+    /// Starts the loop on the current tokio runtime.
+    pub fn start(store: Arc<dyn Store>, registry: &'static Registry, options: EngineOptions) -> Engine {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            store,
+            registry,
+            tx: tx.clone(),
+            permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
+            runs: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            waiters: HashMap::new(),
+        };
+        tokio::spawn(driver.run(rx));
+        Engine { tx }
+    }
+
+    /// Starts a run; its first entries are durable when this returns.
+    pub async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Start { wf, input, reply });
+        answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))
+    }
+
+    /// Continues a run from its journal.
+    pub async fn resume(&self, run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>) {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Resume { run_id, wf, entries, reply });
+        let _ = answer.await;
+    }
+
+    /// Waits for an active run to end; `None` if the engine does not hold it.
+    pub async fn wait(&self, run_id: &str) -> Option<RunRecord> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Wait { run_id: run_id.to_owned(), reply });
+        answer.await.ok().flatten()
+    }
+
+    pub fn cancel(&self, run_id: &str) {
+        self.send(Msg::Cancel { run_id: run_id.to_owned() });
+    }
+
+    fn send(&self, msg: Msg) {
+        // A closed channel means the loop ended; the caller's reply then fails.
+        let _ = self.tx.send(msg);
+    }
+}
+
+struct Active {
+    state: RunState,
+    seq: u32,
+    status: String,
+    /// Attempts and compensations started by this process, with their cancel tokens.
+    launched: HashMap<(bool, usize, Item, u32), CancellationToken>,
+    timers: Vec<(u64, u64)>,
+}
+
+struct Driver {
+    store: Arc<dyn Store>,
+    registry: &'static Registry,
+    tx: mpsc::UnboundedSender<Msg>,
+    permits: Arc<Semaphore>,
+    runs: HashMap<String, Active>,
+    timers: BTreeMap<(u64, u64), (String, Entry)>,
+    timer_seq: u64,
+    waiters: HashMap<String, Vec<oneshot::Sender<Option<RunRecord>>>>,
+}
+
+/// Messages taken in one turn of the loop, at most: one group commit.
+const MAX_BATCH: usize = 4096;
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            let first = match self.next_due() {
+                Some(due) => tokio::select! {
+                    msg = rx.recv() => msg,
+                    _ = tokio::time::sleep(StdDuration::from_millis(due.saturating_sub(now_ms()))) => {
+                        self.fire_timers();
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(first) = first else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.turn(batch) {
+                warn!(error = %e, "the store failed; the engine stops, runs are resumable");
+                return;
+            }
+        }
+    }
+
+    fn next_due(&self) -> Option<u64> {
+        self.timers.keys().next().map(|(due, _)| *due)
+    }
+
+    fn fire_timers(&mut self) {
+        let now = now_ms();
+        let due: Vec<(u64, u64)> = self.timers.range(..(now + 1, 0)).map(|(k, _)| *k).collect();
+        for key in due {
+            if let Some((run_id, entry)) = self.timers.remove(&key) {
+                let _ = self.tx.send(Msg::Outcome { run_id, entry });
+            }
+        }
+    }
+
+    /// One turn: fold the messages in, commit, then act.
+    fn turn(&mut self, batch: Vec<Msg>) -> Result<(), StoreError> {
+        let mut commit = Commit::default();
+        let mut touched: Vec<String> = Vec::new();
+        let mut started: Vec<(String, oneshot::Sender<Result<String, StoreError>>)> = Vec::new();
+        let mut resumed: Vec<oneshot::Sender<()>> = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Start { wf, input, reply } => {
+                    let run_id = new_run_id();
+                    let now = now_ms();
+                    let deadline = wf.timeout_ms.map(|t| now + t);
+                    let entry = Entry::RunStarted {
+                        workflow: wf.name.clone(),
+                        hash: wf.hash.clone(),
+                        input,
+                        at: now,
+                        deadline,
+                    };
+                    self.runs.insert(run_id.clone(), Active::new(RunState::new(run_id.clone(), wf)));
+                    self.record(&run_id, entry, &mut commit);
+                    touched.push(run_id.clone());
+                    started.push((run_id, reply));
+                }
+                Msg::Resume { run_id, wf, entries, reply } => {
+                    let mut active = Active::new(RunState::new(run_id.clone(), wf));
+                    for entry in &entries {
+                        active.state.apply(entry);
+                    }
+                    active.seq = entries.len() as u32;
+                    active.status = run_status(&active.state);
+                    self.runs.insert(run_id.clone(), active);
+                    touched.push(run_id);
+                    resumed.push(reply);
+                }
+                Msg::Outcome { run_id, entry } => {
+                    if self.runs.contains_key(&run_id) {
+                        self.record(&run_id, entry, &mut commit);
+                        touched.push(run_id);
+                    }
+                }
+                Msg::Cancel { run_id } => {
+                    let running = self.runs.get(&run_id).is_some_and(|a| a.state.phase == Phase::Forward);
+                    if running {
+                        self.record(&run_id, Entry::CancelRequested { at: now_ms() }, &mut commit);
+                        touched.push(run_id);
+                    }
+                }
+                Msg::Wait { run_id, reply } => match self.runs.get(&run_id) {
+                    Some(_) => self.waiters.entry(run_id).or_default().push(reply),
+                    None => {
+                        let _ = reply.send(None);
+                    }
+                },
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for run_id in &touched {
+            self.decide(run_id, &mut commit);
+        }
+        self.store.commit(&commit)?;
+        for (run_id, reply) in started {
+            let _ = reply.send(Ok(run_id));
+        }
+        for reply in resumed {
+            let _ = reply.send(());
+        }
+        for run_id in touched {
+            self.act(&run_id);
+        }
+        Ok(())
+    }
+
+    /// Applies an entry to a run and adds it to the commit.
+    fn record(&mut self, run_id: &str, entry: Entry, commit: &mut Commit) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        active.state.apply(&entry);
+        commit.entries.push((run_id.to_owned(), active.seq, entry));
+        active.seq += 1;
+    }
+
+    /// Asks the run what happens next until it has nothing more to say.
+    fn decide(&mut self, run_id: &str, commit: &mut Commit) {
+        let mut random = || fastrand::f64();
+        for _ in 0..10_000 {
+            let Some(active) = self.runs.get(run_id) else { return };
+            let entries = active.state.decide(&mut Decide { now: now_ms(), random: &mut random });
+            if entries.is_empty() {
+                break;
+            }
+            for entry in entries {
+                self.record(run_id, entry, commit);
+            }
+        }
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        let status = run_status(&active.state);
+        if status != active.status || commit.entries.iter().any(|(r, seq, _)| r == run_id && *seq == 0) {
+            active.status = status.clone();
+            let s = &active.state;
+            commit.runs.push(RunMeta {
+                run_id: run_id.to_owned(),
+                workflow: s.wf.name.clone(),
+                hash: s.wf.hash.clone(),
+                status,
+                started_at: s.started_at,
+                updated_at: now_ms(),
+            });
+        }
+    }
+
+    /// After the commit: start what is in flight, arm timers, cancel, finish.
+    fn act(&mut self, run_id: &str) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        if active.state.phase == Phase::Done {
+            let record = RunRecord::of(&active.state);
+            info!(run_id, workflow = %record.workflow, status = %record.status, "run finished");
+            for (_, token) in active.launched.drain() {
+                token.cancel();
+            }
+            for key in active.timers.drain(..) {
+                self.timers.remove(&key);
+            }
+            self.runs.remove(run_id);
+            for waiter in self.waiters.remove(run_id).unwrap_or_default() {
+                let _ = waiter.send(Some(record.clone()));
+            }
+            return;
+        }
+        if active.state.phase == Phase::RollingBack {
+            for ((compensation, ..), token) in &active.launched {
+                if !compensation {
+                    token.cancel();
+                }
+            }
+        }
+        let attempts: Vec<(bool, usize, Item, u32)> = active
+            .state
+            .in_flight()
+            .into_iter()
+            .map(|(s, item, attempt)| (false, s, item, attempt))
+            .chain(active.state.compensation_in_flight().map(|(s, item, attempt)| (true, s, item, attempt)))
+            .filter(|key| !active.launched.contains_key(key))
+            .collect();
+        for key in attempts {
+            self.launch(run_id, key);
+        }
+        self.rearm(run_id);
+    }
+
+    fn rearm(&mut self, run_id: &str) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        for key in active.timers.drain(..) {
+            self.timers.remove(&key);
+        }
+        for (due, entry) in active.state.timers() {
+            self.timer_seq += 1;
+            let key = (due, self.timer_seq);
+            self.timers.insert(key, (run_id.to_owned(), entry));
+            active.timers.push(key);
+        }
+    }
+
+    fn launch(&mut self, run_id: &str, key: (bool, usize, Item, u32)) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        let (compensation, s, item, attempt) = key;
+        let token = CancellationToken::new();
+        active.launched.insert(key, token.clone());
+        let state = &active.state;
+        let def = &state.wf.steps[s];
+        let (action_name, input, timeout_ms, suffix) = match (&def.compensate, compensation) {
+            (Some(c), true) => (c.action.clone(), state.compensation_input(s, item), c.timeout_ms, ":compensate"),
+            _ => (def.action.clone(), state.attempt_input(s, item), def.timeout_ms, ""),
+        };
+        let idempotency_key = match item {
+            Some(i) => format!("{run_id}:{}:{i}{suffix}", def.id),
+            None => format!("{run_id}:{}{suffix}", def.id),
+        };
+        let finished = move |outcome: Outcome| {
+            let at = now_ms();
+            if compensation {
+                Entry::CompensationFinished { step: s, item, attempt, outcome, at }
+            } else {
+                Entry::AttemptFinished { step: s, item, attempt, outcome, at }
+            }
+        };
+        let tx = self.tx.clone();
+        let run = run_id.to_owned();
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => {
+                let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(Outcome::Err(e)) });
+                return;
+            }
+        };
+        let Some(registered) = self.registry.get(&action_name) else {
+            let e = ActionError::new("failed", format!("the action `{action_name}` is not registered"));
+            let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(Outcome::Err(e)) });
+            return;
+        };
+        let call =
+            Call { input, run_id: run.clone(), step: def.id.clone(), attempt, idempotency_key, cancel: token.clone() };
+        let permits = self.permits.clone();
+        let span =
+            info_span!("attempt", run_id = %run, step = %def.id, item, attempt, action = %action_name, compensation);
+        tokio::spawn(
+            async move {
+                let outcome = match permits.acquire_owned().await {
+                    Ok(_permit) => attempt_outcome(registered, call, token, timeout_ms).await,
+                    Err(_) => Outcome::Err(ActionError::new("unavailable", "the engine is shutting down")),
+                };
+                if let Outcome::Err(e) = &outcome {
+                    info!(code = %e.code, message = %e.message, "attempt failed");
+                }
+                let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(outcome) });
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Runs one attempt under its timeout and cancellation, and checks its output.
+async fn attempt_outcome(
+    registered: &'static crate::actions::Registered,
+    call: Call,
+    token: CancellationToken,
+    timeout_ms: Option<u64>,
+) -> Outcome {
+    let future = registered.action.call(call);
+    let timeout = async {
+        match timeout_ms {
+            Some(ms) => tokio::time::sleep(StdDuration::from_millis(ms)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = future => result,
+        _ = token.cancelled() => Err(ActionError::new("cancelled", "the attempt was cancelled: the run is rolling back")),
+        _ = timeout => {
+            token.cancel();
+            let limit = crate::dsl::duration::Duration(timeout_ms.unwrap_or(0));
+            Err(ActionError::new("timeout", format!("the attempt took longer than its timeout of {limit}")))
+        }
+    };
+    match result {
+        Ok(output) if registered.output_validator.is_valid(&output) => Outcome::Ok(output),
+        Ok(output) => {
+            let why =
+                registered.output_validator.iter_errors(&output).next().map(|e| e.to_string()).unwrap_or_default();
+            Outcome::Err(ActionError::new(
+                "schema",
+                format!(
+                    "the action `{}` returned output that does not match its output schema: {why}",
+                    registered.spec.name
+                ),
+            ))
+        }
+        Err(e) => Outcome::Err(e),
+    }
+}
+
+impl Active {
+    fn new(state: RunState) -> Active {
+        Active { state, seq: 0, status: String::new(), launched: HashMap::new(), timers: Vec::new() }
+    }
+}

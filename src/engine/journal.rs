@@ -1,0 +1,58 @@
+//! The journal: every transition of a run, in order. A run's state is the fold
+//! of its entries ([`super::machine::RunState::apply`]); entries are durable
+//! before anything that depends on them happens.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// An error an action (or the engine) reports: a code and plain words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionError {
+    pub code: String,
+    pub message: String,
+}
+
+impl ActionError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ActionError { code: code.into(), message: message.into() }
+    }
+
+    /// `timeout`, `unavailable` and `rate_limited` may be retried; nothing else.
+    pub fn is_retryable(&self) -> bool {
+        crate::dsl::model::RETRYABLE_CODES.contains(&self.code.as_str())
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Json),
+    Err(ActionError),
+}
+
+/// Which unit of a step: the step itself, or one item of a `for_each`.
+pub type Item = Option<usize>;
+
+/// One journaled transition. Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Entry {
+    RunStarted { workflow: String, hash: String, input: Json, at: u64, deadline: Option<u64> },
+    InputRejected { error: ActionError, at: u64 },
+    StepSkipped { step: usize },
+    StepItems { step: usize, count: usize },
+    StepFailed { step: usize, error: ActionError },
+    AttemptStarted { step: usize, item: Item, attempt: u32, at: u64 },
+    AttemptFinished { step: usize, item: Item, attempt: u32, outcome: Outcome, at: u64 },
+    RetryScheduled { step: usize, item: Item, due: u64 },
+    RetryDue { step: usize, item: Item },
+    OutputFailed { error: ActionError },
+    RunTimedOut { at: u64 },
+    CancelRequested { at: u64 },
+    CompensationStarted { step: usize, item: Item, attempt: u32, at: u64 },
+    CompensationFinished { step: usize, item: Item, attempt: u32, outcome: Outcome, at: u64 },
+    CompensationRetryScheduled { step: usize, item: Item, due: u64 },
+    CompensationRetryDue { step: usize, item: Item },
+    RunFinished { status: String, output: Option<Json>, at: u64 },
+}

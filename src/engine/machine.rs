@@ -1,0 +1,768 @@
+//! A run as a deterministic state machine: [`RunState::apply`] folds journal
+//! entries into state; [`RunState::decide`] says what happens next, as new
+//! entries. Neither does I/O or reads a clock: time and randomness come in
+//! through [`Decide`]. Replaying a journal gives the same state as living it.
+//!
+//! | phase       | entry                          | becomes                                          |
+//! |-------------|--------------------------------|--------------------------------------------------|
+//! | forward     | RunStarted                     | input checked; steps pending                     |
+//! | forward     | InputRejected                  | done: `failed`, code `schema`                    |
+//! | forward     | StepSkipped / StepItems        | step skipped / step's units created              |
+//! | forward     | AttemptStarted                 | unit running, attempt counted                    |
+//! | forward     | AttemptFinished ok             | unit succeeded (completion order kept)           |
+//! | forward     | AttemptFinished err, retryable | unit waits for RetryScheduled, then RetryDue     |
+//! | forward     | AttemptFinished err, final     | unit failed; `on_error: fail` starts roll-back   |
+//! | forward     | StepFailed / OutputFailed      | roll-back (template errors)                      |
+//! | forward     | RunTimedOut / CancelRequested  | roll-back                                        |
+//! | roll-back   | (units in flight)              | wait: the driver cancels them                    |
+//! | roll-back   | Compensation*                  | one at a time, reverse completion order          |
+//! | roll-back   | (compensations done)           | `on_failure` steps run, then RunFinished         |
+//! | any         | RunFinished                    | done                                             |
+
+use std::sync::Arc;
+
+use serde_json::{json, Value as Json};
+
+use super::compiled::{CompiledStep, CompiledWorkflow};
+use super::journal::{ActionError, Entry, Item, Outcome};
+use super::template::RenderFailure;
+use crate::dsl::model::{OnError, Retry, Section};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Forward,
+    RollingBack,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitStatus {
+    Pending,
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+}
+
+/// One attempt-bearing unit: a step, or one item of a `for_each` step.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub status: UnitStatus,
+    pub attempts: u32,
+    pub output: Option<Json>,
+    pub error: Option<ActionError>,
+    pub retry_due: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub compensation: Option<Box<Unit>>,
+}
+
+impl Unit {
+    fn new() -> Unit {
+        Unit {
+            status: UnitStatus::Pending,
+            attempts: 0,
+            output: None,
+            error: None,
+            retry_due: None,
+            started_at: None,
+            finished_at: None,
+            compensation: None,
+        }
+    }
+
+    fn done(&self) -> bool {
+        matches!(self.status, UnitStatus::Succeeded | UnitStatus::Failed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepState {
+    pub status: StepStatus,
+    /// One unit, or one per `for_each` item.
+    pub units: Vec<Unit>,
+    /// The `for_each` items, rendered when the step started.
+    pub items: Vec<Json>,
+    /// An error of the step itself (a template), not of an attempt.
+    pub error: Option<ActionError>,
+}
+
+/// The error that ended the run's forward progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunError {
+    pub step: Option<String>,
+    pub code: String,
+    pub message: String,
+}
+
+/// What `decide` may read from the world: the time and a source of jitter.
+pub struct Decide<'a> {
+    pub now: u64,
+    /// A number in [0, 1) for each jittered wait.
+    pub random: &'a mut dyn FnMut() -> f64,
+}
+
+pub struct RunState {
+    pub run_id: String,
+    pub wf: Arc<CompiledWorkflow>,
+    pub input: Json,
+    pub started_at: u64,
+    pub deadline: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub phase: Phase,
+    pub input_error: Option<ActionError>,
+    pub error: Option<RunError>,
+    pub output: Option<Json>,
+    pub status: Option<String>,
+    pub steps: Vec<StepState>,
+    /// Units that succeeded, in the order they did.
+    pub completed: Vec<(usize, Item)>,
+    /// Compensations in the order they started.
+    pub compensations: Vec<(usize, Item)>,
+}
+
+fn unit_index(item: Item) -> usize {
+    item.unwrap_or(0)
+}
+
+impl RunState {
+    pub fn new(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>) -> RunState {
+        let steps = wf
+            .steps
+            .iter()
+            .map(|_| StepState { status: StepStatus::Pending, units: Vec::new(), items: Vec::new(), error: None })
+            .collect();
+        RunState {
+            run_id: run_id.into(),
+            wf,
+            input: Json::Null,
+            started_at: 0,
+            deadline: None,
+            finished_at: None,
+            phase: Phase::Forward,
+            input_error: None,
+            error: None,
+            output: None,
+            status: None,
+            steps,
+            completed: Vec::new(),
+            compensations: Vec::new(),
+        }
+    }
+
+    fn unit_mut(&mut self, step: usize, item: Item) -> Option<&mut Unit> {
+        self.steps.get_mut(step)?.units.get_mut(unit_index(item))
+    }
+
+    pub fn unit(&self, step: usize, item: Item) -> Option<&Unit> {
+        self.steps.get(step)?.units.get(unit_index(item))
+    }
+
+    /// Folds one entry into the state. Entries that do not fit (stale) are ignored.
+    pub fn apply(&mut self, entry: &Entry) {
+        match entry {
+            Entry::RunStarted { input, at, deadline, .. } => {
+                self.input = input.clone();
+                self.started_at = *at;
+                self.deadline = *deadline;
+                self.input_error = self.check_input();
+            }
+            Entry::InputRejected { error, .. } => {
+                self.error = Some(RunError { step: None, code: error.code.clone(), message: error.message.clone() });
+                self.phase = Phase::RollingBack;
+            }
+            Entry::StepSkipped { step } => self.set_step_status(*step, StepStatus::Skipped),
+            Entry::StepItems { step, count } => self.start_items(*step, *count),
+            Entry::StepFailed { step, error } => self.fail_step(*step, error.clone()),
+            Entry::AttemptStarted { step, item, attempt, at } => {
+                if let Some(s) = self.steps.get_mut(*step) {
+                    if s.units.is_empty() {
+                        s.units.push(Unit::new());
+                    }
+                    s.status = StepStatus::Running;
+                }
+                if let Some(u) = self.unit_mut(*step, *item) {
+                    u.status = UnitStatus::Running;
+                    u.attempts = *attempt;
+                    u.started_at.get_or_insert(*at);
+                }
+            }
+            Entry::AttemptFinished { step, item, attempt, outcome, at } => {
+                self.attempt_finished(*step, *item, *attempt, outcome, *at)
+            }
+            Entry::RetryScheduled { step, item, due } => {
+                if let Some(u) = self.unit_mut(*step, *item) {
+                    u.retry_due = Some(*due);
+                }
+            }
+            Entry::RetryDue { step, item } => {
+                let forward = self.phase == Phase::Forward;
+                if let Some(u) = self.unit_mut(*step, *item).filter(|u| u.status == UnitStatus::Retrying) {
+                    u.retry_due = None;
+                    u.status = if forward { UnitStatus::Pending } else { UnitStatus::Failed };
+                }
+            }
+            Entry::OutputFailed { error } => self.roll_back(None, error.clone()),
+            Entry::RunTimedOut { .. } => {
+                let message = format!(
+                    "the run passed its timeout of {}",
+                    crate::dsl::duration::Duration(self.wf.timeout_ms.unwrap_or(0))
+                );
+                self.roll_back(None, ActionError::new("timeout", message));
+            }
+            Entry::CancelRequested { .. } => {
+                self.roll_back(None, ActionError::new("cancelled", "the run was cancelled"));
+            }
+            Entry::CompensationStarted { step, item, attempt, at } => {
+                if !self.compensations.contains(&(*step, *item)) {
+                    self.compensations.push((*step, *item));
+                }
+                if let Some(u) = self.unit_mut(*step, *item) {
+                    let c = u.compensation.get_or_insert_with(|| Box::new(Unit::new()));
+                    c.status = UnitStatus::Running;
+                    c.attempts = *attempt;
+                    c.started_at.get_or_insert(*at);
+                }
+            }
+            Entry::CompensationFinished { step, item, attempt, outcome, at } => {
+                self.compensation_finished(*step, *item, *attempt, outcome, *at)
+            }
+            Entry::CompensationRetryScheduled { step, item, due } => {
+                if let Some(c) = self.unit_mut(*step, *item).and_then(|u| u.compensation.as_mut()) {
+                    c.retry_due = Some(*due);
+                }
+            }
+            Entry::CompensationRetryDue { step, item } => {
+                if let Some(c) = self.unit_mut(*step, *item).and_then(|u| u.compensation.as_mut()) {
+                    if c.status == UnitStatus::Retrying {
+                        c.retry_due = None;
+                        c.status = UnitStatus::Pending;
+                    }
+                }
+            }
+            Entry::RunFinished { status, output, at } => {
+                self.phase = Phase::Done;
+                self.status = Some(status.clone());
+                self.output = output.clone();
+                self.finished_at = Some(*at);
+            }
+        }
+    }
+
+    fn check_input(&self) -> Option<ActionError> {
+        let validator = self.wf.input_schema.as_ref()?;
+        let problems: Vec<String> = validator
+            .iter_errors(&self.input)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().as_str().to_owned();
+                let at = if path.is_empty() { "the input".to_owned() } else { format!("`{path}`") };
+                format!("{at}: {e}")
+            })
+            .collect();
+        (!problems.is_empty()).then(|| {
+            ActionError::new("schema", format!("the run input does not match `input:`: {}", problems.join("; ")))
+        })
+    }
+
+    fn set_step_status(&mut self, step: usize, status: StepStatus) {
+        if let Some(s) = self.steps.get_mut(step) {
+            s.status = status;
+        }
+    }
+
+    fn start_items(&mut self, step: usize, count: usize) {
+        let items = match self.render_for_each(step) {
+            Ok(Json::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let Some(s) = self.steps.get_mut(step) else { return };
+        s.units = (0..count).map(|_| Unit::new()).collect();
+        s.items = items;
+        s.status = if count == 0 { StepStatus::Succeeded } else { StepStatus::Running };
+    }
+
+    fn fail_step(&mut self, step: usize, error: ActionError) {
+        let Some(s) = self.steps.get_mut(step) else { return };
+        s.status = StepStatus::Failed;
+        s.error = Some(error.clone());
+        let def = &self.wf.steps[step];
+        if def.on_error == OnError::Fail && def.section == Section::Steps {
+            self.roll_back(Some(step), error);
+        }
+    }
+
+    fn attempt_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
+        let forward = self.phase == Phase::Forward;
+        let retry = self.wf.steps[step].retry.clone();
+        let Some(u) = self.unit_mut(step, item).filter(|u| u.status == UnitStatus::Running && u.attempts == attempt)
+        else {
+            return;
+        };
+        match outcome {
+            Outcome::Ok(output) => {
+                u.status = UnitStatus::Succeeded;
+                u.output = Some(output.clone());
+                u.error = None;
+                u.finished_at = Some(at);
+                self.completed.push((step, item));
+            }
+            Outcome::Err(e) if forward && may_retry(&retry, e, attempt) => {
+                u.status = UnitStatus::Retrying;
+                u.error = Some(e.clone());
+            }
+            Outcome::Err(e) => {
+                u.status = UnitStatus::Failed;
+                u.error = Some(e.clone());
+                u.finished_at = Some(at);
+                let def = &self.wf.steps[step];
+                if forward && def.on_error == OnError::Fail && def.section == Section::Steps {
+                    self.roll_back(Some(step), e.clone());
+                }
+            }
+        }
+        self.settle_step(step);
+    }
+
+    /// A step whose units are all done is succeeded, or failed if any failed.
+    fn settle_step(&mut self, step: usize) {
+        let Some(s) = self.steps.get_mut(step) else { return };
+        // A step with no units yet has not started (an empty `for_each` settles in StepItems).
+        if !s.units.is_empty() && s.units.iter().all(Unit::done) {
+            s.status = if s.units.iter().all(|u| u.status == UnitStatus::Succeeded) {
+                StepStatus::Succeeded
+            } else {
+                StepStatus::Failed
+            };
+        }
+    }
+
+    fn roll_back(&mut self, step: Option<usize>, error: ActionError) {
+        if self.phase != Phase::Forward {
+            return;
+        }
+        self.phase = Phase::RollingBack;
+        self.error = Some(RunError {
+            step: step.map(|s| self.wf.steps[s].id.clone()),
+            code: error.code,
+            message: error.message,
+        });
+        // Units waiting to retry or to start will not: the run is going back.
+        for s in 0..self.steps.len() {
+            for u in &mut self.steps[s].units {
+                if matches!(u.status, UnitStatus::Retrying | UnitStatus::Pending) {
+                    u.status = UnitStatus::Failed;
+                    u.error.get_or_insert(ActionError::new("cancelled", "the run rolled back before this ran"));
+                    u.retry_due = None;
+                }
+            }
+            self.settle_step(s);
+        }
+    }
+
+    fn compensation_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
+        let Some(def) = self.wf.steps[step].compensate.as_ref() else { return };
+        let retry = def.retry.clone();
+        let Some(c) = self
+            .unit_mut(step, item)
+            .and_then(|u| u.compensation.as_mut())
+            .filter(|c| c.status == UnitStatus::Running && c.attempts == attempt)
+        else {
+            return;
+        };
+        match outcome {
+            Outcome::Ok(output) => {
+                c.status = UnitStatus::Succeeded;
+                c.output = Some(output.clone());
+                c.error = None;
+                c.finished_at = Some(at);
+            }
+            Outcome::Err(e) if may_retry(&retry, e, attempt) => {
+                c.status = UnitStatus::Retrying;
+                c.error = Some(e.clone());
+            }
+            Outcome::Err(e) => {
+                c.status = UnitStatus::Failed;
+                c.error = Some(e.clone());
+                c.finished_at = Some(at);
+            }
+        }
+    }
+
+    /// The units to compensate, in the order they will be: reverse completion.
+    pub fn compensation_queue(&self) -> Vec<(usize, Item)> {
+        self.completed
+            .iter()
+            .rev()
+            .filter(|(s, _)| self.wf.steps[*s].compensate.is_some() && self.wf.steps[*s].section == Section::Steps)
+            .copied()
+            .collect()
+    }
+
+    /// Units whose action is under way (the driver runs them, again after a restart).
+    pub fn in_flight(&self) -> Vec<(usize, Item, u32)> {
+        let mut out = Vec::new();
+        for (s, step) in self.steps.iter().enumerate() {
+            let for_each = self.wf.steps[s].for_each.is_some();
+            for (i, u) in step.units.iter().enumerate() {
+                if u.status == UnitStatus::Running {
+                    out.push((s, for_each.then_some(i), u.attempts));
+                }
+            }
+        }
+        out
+    }
+
+    /// The compensation under way, if any.
+    pub fn compensation_in_flight(&self) -> Option<(usize, Item, u32)> {
+        self.compensation_queue().into_iter().find_map(|(s, item)| {
+            let c = self.unit(s, item)?.compensation.as_ref()?;
+            (c.status == UnitStatus::Running).then_some((s, item, c.attempts))
+        })
+    }
+
+    /// Timers the run waits on: (due, entry to journal when due).
+    pub fn timers(&self) -> Vec<(u64, Entry)> {
+        let mut out = Vec::new();
+        if let (Phase::Forward, Some(deadline)) = (self.phase, self.deadline) {
+            out.push((deadline, Entry::RunTimedOut { at: deadline }));
+        }
+        for (s, step) in self.steps.iter().enumerate() {
+            let for_each = self.wf.steps[s].for_each.is_some();
+            for (i, u) in step.units.iter().enumerate() {
+                let item = for_each.then_some(i);
+                if let (UnitStatus::Retrying, Some(due)) = (u.status, u.retry_due) {
+                    out.push((due, Entry::RetryDue { step: s, item }));
+                }
+                if let Some(c) = &u.compensation {
+                    if let (UnitStatus::Retrying, Some(due)) = (c.status, c.retry_due) {
+                        out.push((due, Entry::CompensationRetryDue { step: s, item }));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// What happens next, as entries to journal and apply in order. Call again
+    /// after applying them until it returns nothing.
+    pub fn decide(&self, d: &mut Decide) -> Vec<Entry> {
+        match self.phase {
+            Phase::Done => Vec::new(),
+            Phase::Forward => self.decide_forward(d),
+            Phase::RollingBack => self.decide_roll_back(d),
+        }
+    }
+
+    fn decide_forward(&self, d: &mut Decide) -> Vec<Entry> {
+        if let Some(error) = &self.input_error {
+            return vec![Entry::InputRejected { error: error.clone(), at: d.now }];
+        }
+        let mut out = self.schedule_section(Section::Steps, d);
+        if out.is_empty() && self.section_done(Section::Steps) {
+            out.push(match self.render_output() {
+                Ok(output) => Entry::RunFinished { status: "succeeded".into(), output, at: d.now },
+                Err(f) => Entry::OutputFailed {
+                    error: ActionError::new(
+                        "template",
+                        format!("the workflow's `{}` cannot be rendered: {}", f.field, f.message),
+                    ),
+                },
+            });
+        }
+        out
+    }
+
+    fn decide_roll_back(&self, d: &mut Decide) -> Vec<Entry> {
+        if !self.in_flight().is_empty() {
+            return Vec::new();
+        }
+        if let Some(entry) = self.next_compensation(d) {
+            return vec![entry];
+        }
+        if self.compensation_in_flight().is_some() || self.compensation_pending() {
+            return Vec::new();
+        }
+        let out = self.schedule_section(Section::OnFailure, d);
+        if out.is_empty() && self.section_done(Section::OnFailure) {
+            return vec![Entry::RunFinished { status: self.final_status().into(), output: None, at: d.now }];
+        }
+        out
+    }
+
+    fn compensation_pending(&self) -> bool {
+        self.compensation_queue()
+            .into_iter()
+            .any(|(s, item)| self.unit(s, item).and_then(|u| u.compensation.as_ref()).is_none_or(|c| !c.done()))
+    }
+
+    /// The next compensation step to take, one at a time in queue order.
+    fn next_compensation(&self, d: &mut Decide) -> Option<Entry> {
+        for (s, item) in self.compensation_queue() {
+            let unit = self.unit(s, item)?;
+            let Some(c) = &unit.compensation else {
+                return Some(Entry::CompensationStarted { step: s, item, attempt: 1, at: d.now });
+            };
+            match c.status {
+                UnitStatus::Succeeded | UnitStatus::Failed => continue,
+                UnitStatus::Pending => {
+                    return Some(Entry::CompensationStarted { step: s, item, attempt: c.attempts + 1, at: d.now })
+                }
+                UnitStatus::Retrying if c.retry_due.is_none() => {
+                    let retry = &self.wf.steps[s].compensate.as_ref()?.retry;
+                    let due = d.now + wait_ms(retry, c.attempts, d);
+                    return Some(Entry::CompensationRetryScheduled { step: s, item, due });
+                }
+                UnitStatus::Running | UnitStatus::Retrying => return None,
+            }
+        }
+        None
+    }
+
+    pub fn final_status(&self) -> &'static str {
+        if self.error.is_none() {
+            return "succeeded";
+        }
+        let queue = self.compensation_queue();
+        if queue.is_empty() {
+            return "failed";
+        }
+        let all_ok = queue.iter().all(|(s, item)| {
+            self.unit(*s, *item)
+                .and_then(|u| u.compensation.as_ref())
+                .is_some_and(|c| c.status == UnitStatus::Succeeded)
+        });
+        if all_ok {
+            "compensated"
+        } else {
+            "compensation_failed"
+        }
+    }
+
+    fn section_done(&self, section: Section) -> bool {
+        self.wf
+            .steps
+            .iter()
+            .zip(&self.steps)
+            .filter(|(def, _)| def.section == section)
+            .all(|(_, s)| matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped | StepStatus::Failed))
+    }
+
+    /// Whether a step counts as finished for the steps that need it.
+    fn satisfies_needs(&self, step: usize) -> bool {
+        let def = &self.wf.steps[step];
+        match self.steps[step].status {
+            StepStatus::Succeeded | StepStatus::Skipped => true,
+            StepStatus::Failed => def.on_error == OnError::Continue || def.section == Section::OnFailure,
+            _ => false,
+        }
+    }
+
+    fn schedule_section(&self, section: Section, d: &mut Decide) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for (s, def) in self.wf.steps.iter().enumerate() {
+            if def.section != section {
+                continue;
+            }
+            let state = &self.steps[s];
+            match state.status {
+                StepStatus::Pending if def.needs.iter().all(|&n| self.satisfies_needs(n)) => {
+                    out.extend(self.start_step(s, def, d))
+                }
+                StepStatus::Running => out.extend(self.schedule_units(s, def, d)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn start_step(&self, s: usize, def: &CompiledStep, d: &mut Decide) -> Option<Entry> {
+        if let Some(when) = &def.when {
+            match self.wf.templates.render(when, &self.context(Some(s), None), "when") {
+                Ok(v) if !truthy(&v) => return Some(Entry::StepSkipped { step: s }),
+                Ok(_) => {}
+                Err(f) => return Some(Entry::StepFailed { step: s, error: template_error(def, &f) }),
+            }
+        }
+        if def.for_each.is_some() {
+            return Some(match self.render_for_each(s) {
+                Ok(Json::Array(items)) => Entry::StepItems { step: s, count: items.len() },
+                Ok(other) => Entry::StepFailed {
+                    step: s,
+                    error: ActionError::new(
+                        "template",
+                        format!("step `{}`: `for_each` gave {}, not a list", def.id, kind_of(&other)),
+                    ),
+                },
+                Err(f) => Entry::StepFailed { step: s, error: template_error(def, &f) },
+            });
+        }
+        Some(Entry::AttemptStarted { step: s, item: None, attempt: 1, at: d.now })
+    }
+
+    fn schedule_units(&self, s: usize, def: &CompiledStep, d: &mut Decide) -> Vec<Entry> {
+        let state = &self.steps[s];
+        let for_each = def.for_each.is_some();
+        let mut running = state.units.iter().filter(|u| u.status == UnitStatus::Running).count();
+        let limit = if for_each { def.concurrency } else { 1 };
+        let mut out = Vec::new();
+        for (i, u) in state.units.iter().enumerate() {
+            let item = for_each.then_some(i);
+            match u.status {
+                UnitStatus::Pending if running < limit => {
+                    running += 1;
+                    out.push(Entry::AttemptStarted { step: s, item, attempt: u.attempts + 1, at: d.now });
+                }
+                UnitStatus::Retrying if u.retry_due.is_none() => {
+                    let due = d.now + wait_ms(&def.retry, u.attempts, d);
+                    out.push(Entry::RetryScheduled { step: s, item, due });
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn render_for_each(&self, s: usize) -> Result<Json, RenderFailure> {
+        match &self.wf.steps[s].for_each {
+            Some(t) => self.wf.templates.render(t, &self.context(Some(s), None), "for_each"),
+            None => Ok(Json::Null),
+        }
+    }
+
+    fn render_output(&self) -> Result<Option<Json>, RenderFailure> {
+        match &self.wf.output {
+            Some(t) => self.wf.templates.render(t, &self.context(None, None), "output").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The input of an attempt of a step (or item).
+    pub fn attempt_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
+        let def = &self.wf.steps[s];
+        self.wf.templates.render(&def.with, &self.context(Some(s), item), "with").map_err(|f| template_error(def, &f))
+    }
+
+    /// The input of a compensation of a step (or item).
+    pub fn compensation_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
+        let def = &self.wf.steps[s];
+        let Some(c) = &def.compensate else { return Ok(Json::Null) };
+        self.wf
+            .templates
+            .render(&c.with, &self.context(Some(s), item), "compensate.with")
+            .map_err(|f| template_error(def, &f))
+    }
+
+    /// The output of a step as templates see it: a list for `for_each` steps.
+    pub fn step_output(&self, s: usize) -> Json {
+        let state = &self.steps[s];
+        if self.wf.steps[s].for_each.is_some() {
+            if state.units.is_empty() && state.status == StepStatus::Pending {
+                return Json::Null;
+            }
+            return Json::Array(state.units.iter().map(|u| u.output.clone().unwrap_or(Json::Null)).collect());
+        }
+        state.units.first().and_then(|u| u.output.clone()).unwrap_or(Json::Null)
+    }
+
+    pub fn step_status(&self, s: usize) -> &'static str {
+        let state = &self.steps[s];
+        let comp: Vec<&Unit> = state.units.iter().filter_map(|u| u.compensation.as_deref()).collect();
+        if !comp.is_empty() && comp.iter().all(|c| c.done()) {
+            let all_ok = comp.iter().all(|c| c.status == UnitStatus::Succeeded);
+            return if all_ok { "compensated" } else { "compensation_failed" };
+        }
+        match state.status {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+
+    /// What templates of step `s` (and item) can read.
+    pub fn context(&self, s: Option<usize>, item: Item) -> Json {
+        let steps: serde_json::Map<String, Json> = self
+            .wf
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, def)| (def.id.clone(), json!({ "output": self.step_output(i), "status": self.step_status(i) })))
+            .collect();
+        let mut ctx = json!({
+            "input": self.input,
+            "run": { "id": self.run_id, "workflow": self.wf.name },
+            "steps": steps,
+        });
+        if !self.wf.secrets.is_empty() {
+            let secrets: serde_json::Map<String, Json> = self
+                .wf
+                .secrets
+                .iter()
+                .filter_map(|name| {
+                    Some((name.clone(), Json::String(std::env::var(format!("SAGAFLOW_SECRET_{name}")).ok()?)))
+                })
+                .collect();
+            ctx["secrets"] = Json::Object(secrets);
+        }
+        if let (Some(s), Some(i)) = (s, item) {
+            ctx["item"] = self.steps[s].items.get(i).cloned().unwrap_or(Json::Null);
+            ctx["index"] = json!(i);
+        }
+        if let Some(e) = &self.error {
+            ctx["error"] = json!({ "step": e.step, "code": e.code, "message": e.message });
+        }
+        ctx
+    }
+}
+
+fn may_retry(retry: &Retry, e: &ActionError, attempt: u32) -> bool {
+    let listed = retry.on.as_ref().is_none_or(|codes| codes.iter().any(|c| c.value == e.code));
+    e.is_retryable() && listed && attempt < retry.max_attempts
+}
+
+/// The wait before the next attempt, jittered in [0.5, 1.0] of its value when asked.
+fn wait_ms(retry: &Retry, attempt: u32, d: &mut Decide) -> u64 {
+    let base = retry.wait_after(attempt).millis();
+    if retry.jitter {
+        (base as f64 * (0.5 + 0.5 * (d.random)())) as u64
+    } else {
+        base
+    }
+}
+
+fn template_error(def: &CompiledStep, f: &RenderFailure) -> ActionError {
+    ActionError::new("template", format!("step `{}`: `{}` cannot be rendered: {}", def.id, f.field, f.message))
+}
+
+fn truthy(v: &Json) -> bool {
+    match v {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Json::String(s) => !s.is_empty() && s != "false",
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(o) => !o.is_empty(),
+    }
+}
+
+fn kind_of(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "true or false",
+        Json::Number(_) => "a number",
+        Json::String(_) => "text",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "a mapping",
+    }
+}

@@ -1,0 +1,159 @@
+//! The run record of DSL.md: what `run --format json`, `show` and the API print.
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::journal::ActionError;
+use super::machine::{Phase, RunState, UnitStatus};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub workflow: String,
+    /// The content hash of the workflow version the run started on.
+    pub version: String,
+    pub status: String,
+    pub input: Json,
+    pub output: Json,
+    pub error: Option<ErrorRecord>,
+    pub steps: Vec<StepRecord>,
+    pub compensations: Vec<CompensationRecord>,
+    pub started_at: u64,
+    pub finished_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorRecord {
+    pub step: Option<String>,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepRecord {
+    pub id: String,
+    pub status: String,
+    pub attempts: u32,
+    pub output: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ActionError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// For `for_each` steps: each item's status and attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ItemRecord>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ItemRecord {
+    pub index: usize,
+    pub status: String,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ActionError>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CompensationRecord {
+    pub step: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    pub status: String,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ActionError>,
+}
+
+fn unit_status(s: UnitStatus) -> &'static str {
+    match s {
+        UnitStatus::Pending => "pending",
+        UnitStatus::Running => "running",
+        UnitStatus::Retrying => "retrying",
+        UnitStatus::Succeeded => "succeeded",
+        UnitStatus::Failed => "failed",
+    }
+}
+
+impl RunRecord {
+    pub fn of(run: &RunState) -> RunRecord {
+        RunRecord {
+            run_id: run.run_id.clone(),
+            workflow: run.wf.name.clone(),
+            version: run.wf.hash.clone(),
+            status: run_status(run),
+            input: run.input.clone(),
+            output: run.output.clone().unwrap_or(Json::Null),
+            error: run.error.as_ref().map(|e| ErrorRecord {
+                step: e.step.clone(),
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
+            steps: (0..run.steps.len()).map(|s| step_record(run, s)).collect(),
+            compensations: run
+                .compensations
+                .iter()
+                .filter_map(|&(s, item)| compensation_record(run, s, item))
+                .collect(),
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+        }
+    }
+}
+
+pub fn run_status(run: &RunState) -> String {
+    match run.phase {
+        Phase::Done => run.status.clone().unwrap_or_else(|| run.final_status().to_owned()),
+        Phase::RollingBack => "compensating".to_owned(),
+        Phase::Forward => {
+            let units = run.steps.iter().flat_map(|s| &s.units);
+            let running = units.clone().any(|u| u.status == UnitStatus::Running);
+            let waiting = units.clone().any(|u| u.status == UnitStatus::Retrying);
+            if !running && waiting { "waiting" } else { "running" }.to_owned()
+        }
+    }
+}
+
+fn step_record(run: &RunState, s: usize) -> StepRecord {
+    let def = &run.wf.steps[s];
+    let state = &run.steps[s];
+    let attempts = state.units.iter().map(|u| u.attempts).sum();
+    let error = state
+        .error
+        .clone()
+        .or_else(|| state.units.iter().find_map(|u| u.error.clone().filter(|_| u.status == UnitStatus::Failed)));
+    let start = state.units.iter().filter_map(|u| u.started_at).min();
+    let end = state.units.iter().map(|u| u.finished_at).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max());
+    let items = def.for_each.is_some().then(|| {
+        state
+            .units
+            .iter()
+            .enumerate()
+            .map(|(index, u)| ItemRecord {
+                index,
+                status: unit_status(u.status).to_owned(),
+                attempts: u.attempts,
+                error: u.error.clone(),
+            })
+            .collect()
+    });
+    StepRecord {
+        id: def.id.clone(),
+        status: run.step_status(s).to_owned(),
+        attempts,
+        output: run.step_output(s),
+        error,
+        duration_ms: start.zip(end).map(|(a, b)| b.saturating_sub(a)),
+        items,
+    }
+}
+
+fn compensation_record(run: &RunState, s: usize, item: Option<usize>) -> Option<CompensationRecord> {
+    let c = run.unit(s, item)?.compensation.as_ref()?;
+    Some(CompensationRecord {
+        step: run.wf.steps[s].id.clone(),
+        item,
+        status: unit_status(c.status).to_owned(),
+        attempts: c.attempts,
+        error: c.error.clone(),
+    })
+}

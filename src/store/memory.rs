@@ -1,0 +1,61 @@
+//! An in-memory store: the same contract as sled, nothing on disk.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{Commit, ReadRuns, RunMeta, StoreError, WriteRuns};
+use crate::engine::journal::Entry;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    journal: BTreeMap<String, Vec<Entry>>,
+    runs: BTreeMap<String, RunMeta>,
+    definitions: BTreeMap<String, String>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ReadRuns for MemoryStore {
+    fn entries(&self, run_id: &str) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.lock().journal.get(run_id).cloned().unwrap_or_default())
+    }
+
+    fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError> {
+        Ok(self.lock().runs.get(run_id).cloned())
+    }
+
+    fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+        Ok(self.lock().runs.values().cloned().collect())
+    }
+
+    fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().definitions.get(hash).cloned())
+    }
+}
+
+impl WriteRuns for MemoryStore {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for (run, _, entry) in &commit.entries {
+            inner.journal.entry(run.clone()).or_default().push(entry.clone());
+        }
+        for meta in &commit.runs {
+            inner.runs.insert(meta.run_id.clone(), meta.clone());
+        }
+        Ok(())
+    }
+
+    fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        self.lock().definitions.insert(hash.to_owned(), source.to_owned());
+        Ok(())
+    }
+}

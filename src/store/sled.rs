@@ -1,0 +1,147 @@
+//! The sled store: one tree, keys by prefix, so a group commit is one atomic
+//! batch. `j/<run>/<seq>` journal entries, `r/<run>` the run index, `d/<hash>`
+//! workflow definitions.
+//!
+//! Durability: sled 0.34's `flush` only issues `sync_file_range`, which does not
+//! reach the platter on every file system; after each flush we also `fdatasync`
+//! the database file. When `commit` returns, the batch is on disk.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::{decode, encode, Commit, ReadRuns, RunMeta, StoreError, WriteRuns};
+use crate::engine::journal::Entry;
+
+/// sled's page cache: an explicit budget (its default is 1 GiB).
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// The database file, for fdatasync after each flush.
+    file: Mutex<Option<File>>,
+    path: PathBuf,
+}
+
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("{what} in {}: {e}", path.display()))
+}
+
+impl SledStore {
+    /// Opens (or creates) a data directory.
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        if path.exists() && !path.is_dir() {
+            return Err(StoreError(format!("{} is a file, not a data directory", path.display())));
+        }
+        if path.is_dir()
+            && std::fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(false)
+            && !path.join("conf").exists()
+        {
+            return Err(StoreError(format!(
+                "{} is not empty and is not a sagaflow data directory (no sled `conf` file); choose another --data",
+                path.display()
+            )));
+        }
+        let db = std::panic::catch_unwind(|| sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open())
+            .map_err(|_| {
+                StoreError(format!("the data directory {} is corrupt (sled could not read it)", path.display()))
+            })?
+            .map_err(|e| open_error(path, e))?;
+        let tree = db.open_tree("sagaflow").map_err(|e| err(path, "cannot open the run tree", e))?;
+        let file = File::open(path.join("db")).ok();
+        Ok(SledStore { db, tree, file: Mutex::new(file), path: path.to_owned() })
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| err(&self.path, "cannot flush", e))?;
+        let guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = guard.as_ref() {
+            file.sync_data().map_err(|e| err(&self.path, "cannot fdatasync", e))?;
+        }
+        Ok(())
+    }
+}
+
+fn open_error(path: &Path, e: sled::Error) -> StoreError {
+    let text = e.to_string();
+    if text.contains("WouldBlock") || text.contains("lock") {
+        StoreError(format!(
+            "the data directory {} is in use by another sagaflow process (it holds the lock); stop it, or use another --data",
+            path.display()
+        ))
+    } else {
+        err(path, "cannot open the data directory", e)
+    }
+}
+
+fn journal_key(run: &str, seq: u32) -> Vec<u8> {
+    let mut key = format!("j/{run}/").into_bytes();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+impl ReadRuns for SledStore {
+    fn entries(&self, run_id: &str) -> Result<Vec<Entry>, StoreError> {
+        self.tree
+            .scan_prefix(format!("j/{run_id}/"))
+            .map(|item| {
+                let (_, value) = item.map_err(|e| err(&self.path, "cannot read the journal", e))?;
+                decode(&value, "journal entry")
+            })
+            .collect()
+    }
+
+    fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError> {
+        match self.tree.get(format!("r/{run_id}")).map_err(|e| err(&self.path, "cannot read the run index", e))? {
+            Some(bytes) => decode(&bytes, "run index row").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+        let mut runs: Vec<RunMeta> = self
+            .tree
+            .scan_prefix("r/")
+            .map(|item| {
+                let (_, value) = item.map_err(|e| err(&self.path, "cannot read the run index", e))?;
+                decode(&value, "run index row")
+            })
+            .collect::<Result<_, _>>()?;
+        runs.sort_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)));
+        Ok(runs)
+    }
+
+    fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        match self.tree.get(format!("d/{hash}")).map_err(|e| err(&self.path, "cannot read a definition", e))? {
+            Some(bytes) => String::from_utf8(bytes.to_vec())
+                .map(Some)
+                .map_err(|_| StoreError(format!("the definition {hash} is not text"))),
+            None => Ok(None),
+        }
+    }
+}
+
+impl WriteRuns for SledStore {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (run, seq, entry) in &commit.entries {
+            batch.insert(journal_key(run, *seq), encode(entry)?);
+        }
+        for meta in &commit.runs {
+            batch.insert(format!("r/{}", meta.run_id).into_bytes(), encode(meta)?);
+        }
+        self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
+        self.sync()
+    }
+
+    fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        self.tree
+            .insert(format!("d/{hash}"), source.as_bytes())
+            .map_err(|e| err(&self.path, "cannot write a definition", e))?;
+        self.sync()
+    }
+}
