@@ -52,6 +52,8 @@ enum Msg {
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::UnboundedSender<Msg>,
+    store: Arc<dyn Store>,
+    registry: &'static Registry,
 }
 
 /// The engine loop stopped (its store failed); the runs are safe in the store.
@@ -63,7 +65,7 @@ impl Engine {
     pub fn start(store: Arc<dyn Store>, registry: &'static Registry, options: EngineOptions) -> Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let driver = Driver {
-            store,
+            store: store.clone(),
             registry,
             tx: tx.clone(),
             permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
@@ -73,7 +75,7 @@ impl Engine {
             waiters: HashMap::new(),
         };
         tokio::spawn(driver.run(rx));
-        Engine { tx }
+        Engine { tx, store, registry }
     }
 
     /// Starts a run; its first entries are durable when this returns.
@@ -90,11 +92,17 @@ impl Engine {
         let _ = answer.await;
     }
 
-    /// Waits for an active run to end; `None` if the engine does not hold it.
+    /// Waits for a run to end and gives its record; a run that is no longer
+    /// active is read back from the store. `None`: no such run, or it cannot end
+    /// here (the engine stopped).
     pub async fn wait(&self, run_id: &str) -> Option<RunRecord> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Wait { run_id: run_id.to_owned(), reply });
-        answer.await.ok().flatten()
+        if let Some(record) = answer.await.ok().flatten() {
+            return Some(record);
+        }
+        let state = super::replay(self.store.as_ref(), &mut super::Versions::default(), run_id, self.registry).ok()?;
+        (state.phase == Phase::Done).then(|| RunRecord::of(&state))
     }
 
     pub fn cancel(&self, run_id: &str) {
@@ -379,6 +387,7 @@ impl Driver {
             info_span!("attempt", run_id = %run, step = %def.id, item, attempt, action = %action_name, compensation);
         tokio::spawn(
             async move {
+                info!("attempt started");
                 let outcome = match permits.acquire_owned().await {
                     Ok(_permit) => attempt_outcome(registered, call, token, timeout_ms).await,
                     Err(_) => Outcome::Err(ActionError::new("unavailable", "the engine is shutting down")),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub struct Test {
-    dir: tempfile::TempDir,
+    dir: Dir,
     args: Vec<String>,
     stdout: Option<String>,
     stdout_contains: Vec<String>,
@@ -14,13 +14,27 @@ pub struct Test {
 
 impl Test {
     pub fn new() -> Self {
-        Test {
-            dir: tempfile::tempdir().expect("a temporary folder"),
-            args: Vec::new(),
-            stdout: None,
-            stdout_contains: Vec::new(),
-            status: 0,
+        Test::with_dir(Dir::Owned(tempfile::tempdir().expect("a temporary folder")))
+    }
+
+    /// A test in the folder of an earlier one (kept by [`Test::path_buf`]).
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        Test::with_dir(Dir::Borrowed(dir.to_owned()))
+    }
+
+    /// Keeps the folder past this test, for the next commands of a scenario.
+    pub fn path_buf(&mut self) -> PathBuf {
+        if let Dir::Owned(_) = &self.dir {
+            let owned = std::mem::replace(&mut self.dir, Dir::Borrowed(PathBuf::new()));
+            if let Dir::Owned(t) = owned {
+                self.dir = Dir::Borrowed(t.keep());
+            }
         }
+        self.dir.path().to_owned()
+    }
+
+    fn with_dir(dir: Dir) -> Self {
+        Test { dir, args: Vec::new(), stdout: None, stdout_contains: Vec::new(), status: 0 }
     }
 
     /// Writes a file (folders created) under the test's folder.
@@ -72,6 +86,20 @@ impl Test {
     pub fn json(self) -> serde_json::Value {
         let output = self.run();
         serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+    }
+}
+
+enum Dir {
+    Owned(tempfile::TempDir),
+    Borrowed(PathBuf),
+}
+
+impl Dir {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Dir::Owned(t) => t.path(),
+            Dir::Borrowed(p) => p,
+        }
     }
 }
 

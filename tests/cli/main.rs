@@ -2,7 +2,9 @@
 //! builder in the style of casey/just (`Test::new().file(..).args(..).stdout(..)`).
 
 mod corpus;
+mod crash;
 mod fuzz;
 mod harness;
+mod run;
 mod schema;
 mod validate;

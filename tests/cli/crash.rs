@@ -1,0 +1,72 @@
+//! A real `sagaflow run` killed with SIGKILL mid-run, then `sagaflow resume`:
+//! the run finishes, and no step that had finished runs again.
+
+use std::time::Duration;
+
+use crate::harness::{sagaflow, Test};
+
+const WORKFLOW: &str = "name: crashy
+steps:
+  - id: a
+    action: mock
+    with: { output: a }
+  - id: b
+    action: mock
+    with: { output: b }
+  - id: slow
+    action: mock
+    with: { delay: 3s, output: slow }
+  - id: d
+    action: mock
+    with: { output: '{{steps.slow.output}}-d' }
+";
+
+/// The steps whose attempts a process started, from its JSON log lines.
+fn started_steps(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "attempt started")
+        .filter_map(|l| l["span"]["step"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumes_without_running_finished_steps_again() {
+    let mut t = Test::new().file("w.yaml", WORKFLOW);
+    let dir = t.path_buf();
+    let mut child = sagaflow()
+        .current_dir(&dir)
+        .env("SAGAFLOW_LOG", "info")
+        .args(["--log-format", "json", "run", "w.yaml", "--data", "data"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sagaflow run");
+    // a and b take microseconds; `slow` holds for 3 s. Kill well inside it.
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("SIGKILL");
+    let killed = child.wait_with_output().expect("reap");
+    let before = started_steps(&killed.stderr);
+    assert_eq!(before, vec!["a", "b", "slow"], "the first process got as far as `slow`");
+
+    let resumed = sagaflow()
+        .current_dir(&dir)
+        .env("SAGAFLOW_LOG", "info")
+        .args(["--log-format", "json", "resume", "--data", "data", "--format", "json"])
+        .output()
+        .expect("run sagaflow resume");
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(started_steps(&resumed.stderr), vec!["slow", "d"], "a and b are not run again; slow runs again");
+    let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
+    let record = &records[0];
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["output"], serde_json::Value::Null);
+    let attempts: Vec<u64> =
+        record["steps"].as_array().expect("steps").iter().filter_map(|s| s["attempts"].as_u64()).collect();
+    assert_eq!(attempts, vec![1, 1, 1, 1], "the in-flight attempt ran again as the same attempt");
+    assert_eq!(record["steps"][3]["output"], "slow-d");
+
+    let again = Test::in_dir(&dir).args(&["resume", "--data", "data", "--format", "json"]).json();
+    assert_eq!(again, serde_json::json!([]), "nothing is left unfinished");
+}
