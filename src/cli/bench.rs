@@ -14,6 +14,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum What {
+    /// Run N runs of a mock workflow, C at a time, and print runs/s, steps/s, step latency and peak RSS.
+    Run(super::bench_run::Args),
     /// Validate N generated workflow files of S steps each, R times, with `sagaflow validate DIR`.
     Validate {
         #[arg(long, default_value_t = 1000)]
@@ -30,6 +32,7 @@ enum What {
 
 pub fn run(args: Args) -> ExitCode {
     match args.what {
+        What::Run(args) => super::bench_run::run(args),
         What::Validate { files, steps, runs, dir } => match bench_validate(files, steps, runs.max(1), dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -2,6 +2,7 @@
 
 mod actions;
 mod bench;
+mod bench_run;
 mod output;
 mod run;
 mod runs;

@@ -15,6 +15,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::compiled::CompiledWorkflow;
 use super::journal::{ActionError, Entry, Item, Outcome};
 use super::machine::{Decide, Phase, RunState};
+use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
 use crate::actions::{Call, Registry};
 use crate::store::{Commit, RunMeta, Store, StoreError};
@@ -32,11 +33,12 @@ pub fn new_run_id() -> String {
 pub struct EngineOptions {
     /// At most this many action attempts run at once, across all runs.
     pub max_concurrent_attempts: usize,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { max_concurrent_attempts: 256 }
+        EngineOptions { max_concurrent_attempts: 256, metrics: Arc::new(Metrics::default()) }
     }
 }
 
@@ -69,10 +71,12 @@ impl Engine {
             registry,
             tx: tx.clone(),
             permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
+            metrics: options.metrics,
             runs: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             waiters: HashMap::new(),
+            evicted: HashMap::new(),
         };
         tokio::spawn(driver.run(rx));
         Engine { tx, store, registry }
@@ -121,10 +125,15 @@ struct Active {
     status: String,
     /// Attempts and compensations started by this process, with their cancel tokens.
     launched: HashMap<(bool, usize, Item, u32), CancellationToken>,
+    /// When each attempt in flight was decided, for the step latency.
+    decided: HashMap<(usize, Item), std::time::Instant>,
+    /// Attempts whose end is in the commit under way.
+    finished: Vec<(usize, Item)>,
     timers: Vec<(u64, u64)>,
 }
 
 struct Driver {
+    metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
     registry: &'static Registry,
     tx: mpsc::UnboundedSender<Msg>,
@@ -133,7 +142,13 @@ struct Driver {
     timers: BTreeMap<(u64, u64), (String, Entry)>,
     timer_seq: u64,
     waiters: HashMap<String, Vec<oneshot::Sender<Option<RunRecord>>>>,
+    /// Runs that only wait on timers far off, out of memory: their workflow version.
+    /// A timer that fires brings the run back from its journal.
+    evicted: HashMap<String, (Arc<CompiledWorkflow>, Vec<(u64, u64)>)>,
 }
+
+/// A run whose next timer is further off than this leaves memory until it fires.
+const EVICT_AFTER_MS: u64 = 2_000;
 
 /// Messages taken in one turn of the loop, at most: one group commit.
 const MAX_BATCH: usize = 4096;
@@ -216,24 +231,27 @@ impl Driver {
                     resumed.push(reply);
                 }
                 Msg::Outcome { run_id, entry } => {
-                    if self.runs.contains_key(&run_id) {
+                    if self.rehydrate(&run_id) {
                         self.record(&run_id, entry, &mut commit);
                         touched.push(run_id);
                     }
                 }
                 Msg::Cancel { run_id } => {
+                    self.rehydrate(&run_id);
                     let running = self.runs.get(&run_id).is_some_and(|a| a.state.phase == Phase::Forward);
                     if running {
                         self.record(&run_id, Entry::CancelRequested { at: now_ms() }, &mut commit);
                         touched.push(run_id);
                     }
                 }
-                Msg::Wait { run_id, reply } => match self.runs.get(&run_id) {
-                    Some(_) => self.waiters.entry(run_id).or_default().push(reply),
-                    None => {
-                        let _ = reply.send(None);
+                Msg::Wait { run_id, reply } => {
+                    match self.runs.contains_key(&run_id) || self.evicted.contains_key(&run_id) {
+                        true => self.waiters.entry(run_id).or_default().push(reply),
+                        false => {
+                            let _ = reply.send(None);
+                        }
                     }
-                },
+                }
             }
         }
         touched.sort();
@@ -257,6 +275,26 @@ impl Driver {
     /// Applies an entry to a run and adds it to the commit.
     fn record(&mut self, run_id: &str, entry: Entry, commit: &mut Commit) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
+        match &entry {
+            Entry::AttemptStarted { step, item, .. } => {
+                active.decided.insert((*step, *item), std::time::Instant::now());
+                self.metrics.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Entry::AttemptFinished { step, item, attempt, .. } => {
+                active.finished.push((*step, *item));
+                active.launched.remove(&(false, *step, *item, *attempt));
+            }
+            Entry::CompensationFinished { step, item, attempt, .. } => {
+                active.launched.remove(&(true, *step, *item, *attempt));
+            }
+            Entry::RetryScheduled { .. } => {
+                self.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Entry::CompensationStarted { .. } => {
+                self.metrics.compensations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {}
+        }
         active.state.apply(&entry);
         commit.entries.push((run_id.to_owned(), active.seq, entry));
         active.seq += 1;
@@ -294,7 +332,13 @@ impl Driver {
     /// After the commit: start what is in flight, arm timers, cancel, finish.
     fn act(&mut self, run_id: &str) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
+        for key in std::mem::take(&mut active.finished) {
+            if let Some(at) = active.decided.remove(&key) {
+                self.metrics.step_latency.record(at.elapsed().as_micros() as u64);
+            }
+        }
         if active.state.phase == Phase::Done {
+            self.metrics.runs_finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let record = RunRecord::of(&active.state);
             info!(run_id, workflow = %record.workflow, status = %record.status, "run finished");
             for (_, token) in active.launched.drain() {
@@ -328,6 +372,44 @@ impl Driver {
             self.launch(run_id, key);
         }
         self.rearm(run_id);
+        self.maybe_evict(run_id);
+    }
+
+    /// Brings an evicted run back from its journal; whether the run is active.
+    fn rehydrate(&mut self, run_id: &str) -> bool {
+        if self.runs.contains_key(run_id) {
+            return true;
+        }
+        let Some((wf, timers)) = self.evicted.remove(run_id) else { return false };
+        let entries = match self.store.entries(run_id) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!(run_id, error = %e, "cannot read an evicted run back; it stays in the store for resume");
+                return false;
+            }
+        };
+        let mut active = Active::new(RunState::new(run_id, wf));
+        for entry in &entries {
+            active.state.apply(entry);
+        }
+        active.seq = entries.len() as u32;
+        active.status = run_status(&active.state);
+        active.timers = timers;
+        self.runs.insert(run_id.to_owned(), active);
+        true
+    }
+
+    /// Takes a run out of memory when all it does is wait for a timer far off.
+    fn maybe_evict(&mut self, run_id: &str) {
+        let Some(active) = self.runs.get(run_id) else { return };
+        let idle = active.state.in_flight().is_empty() && active.state.compensation_in_flight().is_none();
+        let next = active.timers.iter().map(|(due, _)| *due).min();
+        let far = next.is_some_and(|due| due > now_ms() + EVICT_AFTER_MS);
+        if idle && far && active.state.phase != Phase::Done {
+            if let Some(active) = self.runs.remove(run_id) {
+                self.evicted.insert(run_id.to_owned(), (active.state.wf.clone(), active.timers));
+            }
+        }
     }
 
     fn rearm(&mut self, run_id: &str) {
@@ -444,6 +526,14 @@ async fn attempt_outcome(
 
 impl Active {
     fn new(state: RunState) -> Active {
-        Active { state, seq: 0, status: String::new(), launched: HashMap::new(), timers: Vec::new() }
+        Active {
+            state,
+            seq: 0,
+            status: String::new(),
+            launched: HashMap::new(),
+            decided: HashMap::new(),
+            finished: Vec::new(),
+            timers: Vec::new(),
+        }
     }
 }

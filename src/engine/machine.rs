@@ -25,7 +25,7 @@ use serde_json::{json, Value as Json};
 
 use super::compiled::{CompiledStep, CompiledWorkflow};
 use super::journal::{ActionError, Entry, Item, Outcome};
-use super::template::RenderFailure;
+use super::template::{RenderFailure, ValueTemplate};
 use crate::dsl::model::{OnError, Retry, Section};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -649,6 +649,9 @@ impl RunState {
     /// The input of an attempt of a step (or item).
     pub fn attempt_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
         let def = &self.wf.steps[s];
+        if let ValueTemplate::Literal(value) = &def.with {
+            return Ok(value.clone());
+        }
         self.wf.templates.render(&def.with, &self.context(Some(s), item), "with").map_err(|f| template_error(def, &f))
     }
 
@@ -656,6 +659,9 @@ impl RunState {
     pub fn compensation_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
         let def = &self.wf.steps[s];
         let Some(c) = &def.compensate else { return Ok(Json::Null) };
+        if let ValueTemplate::Literal(value) = &c.with {
+            return Ok(value.clone());
+        }
         self.wf
             .templates
             .render(&c.with, &self.context(Some(s), item), "compensate.with")

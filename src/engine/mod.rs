@@ -5,6 +5,7 @@ pub mod compiled;
 pub mod driver;
 pub mod journal;
 pub mod machine;
+pub mod metrics;
 pub mod record;
 pub mod template;
 

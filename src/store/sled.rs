@@ -14,7 +14,7 @@ use super::{decode, encode, Commit, ReadRuns, RunMeta, StoreError, WriteRuns};
 use crate::engine::journal::Entry;
 
 /// sled's page cache: an explicit budget (its default is 1 GiB).
-pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct SledStore {
     db: sled::Db,

@@ -70,3 +70,47 @@ fn a_killed_run_resumes_without_running_finished_steps_again() {
     let again = Test::in_dir(&dir).args(&["resume", "--data", "data", "--format", "json"]).json();
     assert_eq!(again, serde_json::json!([]), "nothing is left unfinished");
 }
+
+/// Attempts (step, attempt) a process started, from its JSON log lines.
+fn started_attempts(stderr: &[u8]) -> Vec<(String, u64)> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "attempt started")
+        .filter_map(|l| Some((l["span"]["step"].as_str()?.to_owned(), l["span"]["attempt"].as_u64()?)))
+        .collect()
+}
+
+#[test]
+fn a_run_killed_in_a_retry_backoff_resumes_the_wait_not_the_count() {
+    let mut t = Test::new().file(
+        "w.yaml",
+        "name: backoff\nsteps:\n  - id: flaky\n    action: mock\n    with: { fail_attempts: 2, output: done }\n    retry: { max_attempts: 3, delay: 1500ms, backoff: fixed }\n",
+    );
+    let dir = t.path_buf();
+    let mut child = sagaflow()
+        .current_dir(&dir)
+        .env("SAGAFLOW_LOG", "info")
+        .args(["--log-format", "json", "run", "w.yaml", "--data", "data"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sagaflow run");
+    // Attempt 1 fails at once; attempt 2 starts 1.5 s later and fails; kill in the second wait.
+    std::thread::sleep(Duration::from_millis(2300));
+    child.kill().expect("SIGKILL");
+    let killed = child.wait_with_output().expect("reap");
+    assert_eq!(started_attempts(&killed.stderr), vec![("flaky".to_owned(), 1), ("flaky".to_owned(), 2)]);
+
+    let resumed = sagaflow()
+        .current_dir(&dir)
+        .env("SAGAFLOW_LOG", "info")
+        .args(["--log-format", "json", "resume", "--data", "data", "--format", "json"])
+        .output()
+        .expect("run sagaflow resume");
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(started_attempts(&resumed.stderr), vec![("flaky".to_owned(), 3)], "the count goes on from 2");
+    let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
+    assert_eq!(records[0]["steps"][0]["attempts"], 3);
+    assert_eq!(records[0]["status"], "succeeded");
+}

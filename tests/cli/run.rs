@@ -269,3 +269,16 @@ fn show_and_runs_read_the_store() {
     assert_eq!(none, serde_json::json!([]));
     Test::in_dir(&dir).args(&["show", "nope", "--data", "data"]).status(2).run();
 }
+
+#[test]
+fn a_run_waiting_long_leaves_memory_and_comes_back_when_its_timer_fires() {
+    // The backoff (3 s) is longer than the eviction threshold (2 s): the run is
+    // taken out of memory, then read back from its journal to finish.
+    let r = run(
+        "name: w\nsteps:\n  - id: a\n    action: mock\n    with: { output: 1 }\n  - id: b\n    action: mock\n    with: { fail_attempts: 1, output: '{{steps.a.output}}' }\n    retry: { max_attempts: 2, delay: 3s, backoff: fixed }\n",
+        "{}",
+        0,
+    );
+    assert_eq!(step(&r, "b")["attempts"], 2);
+    assert_eq!(step(&r, "b")["output"], 1);
+}

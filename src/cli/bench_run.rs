@@ -1,0 +1,135 @@
+//! `sagaflow bench run`: N runs of a `mock` workflow, C in flight, on sled with
+//! durable checkpoints (or the memory store); prints runs/s, steps/s, step
+//! latency percentiles and peak RSS. `--waiting` instead parks N runs in a retry
+//! backoff and prints the memory they hold.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{runtime, usage_error};
+use crate::actions::Registry;
+use crate::engine::compiled::CompiledWorkflow;
+use crate::engine::driver::{Engine, EngineOptions};
+use crate::engine::metrics::Metrics;
+use crate::store::memory::MemoryStore;
+use crate::store::sled::SledStore;
+use crate::store::Store;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// How many runs in all.
+    #[arg(long, default_value_t = 10_000)]
+    runs: usize,
+    /// How many runs in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Steps per run.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// `sled` (durable, in a temporary folder unless --data) or `memory`.
+    #[arg(long, default_value = "sled")]
+    store: String,
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Park the runs in a 10-minute retry backoff and measure the memory they hold.
+    #[arg(long)]
+    waiting: bool,
+}
+
+fn workflow(steps: usize, waiting: bool) -> String {
+    let mut y = String::from("name: bench_run\nsteps:\n");
+    for i in 0..steps {
+        y.push_str(&format!("  - id: s{i}\n    action: mock\n    with: {{ output: {{ n: {i} }} }}\n"));
+    }
+    if waiting {
+        y.push_str("  - id: parked\n    action: mock\n    with: { fail_attempts: 1 }\n    retry: { max_attempts: 2, delay: 10m }\n");
+    }
+    y
+}
+
+/// The process's peak and current resident memory, in MiB (Linux).
+fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let registry = Registry::builtin();
+    let source = workflow(args.steps, args.waiting);
+    let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, registry) {
+        Ok(wf) => wf,
+        Err(_) => return usage_error("the benchmark workflow does not compile"),
+    };
+    let temp = std::env::temp_dir().join(format!("sagaflow-bench-run-{}", std::process::id()));
+    let store: Arc<dyn Store> = match args.store.as_str() {
+        "memory" => Arc::new(MemoryStore::default()),
+        "sled" => match SledStore::open(args.data.as_ref().unwrap_or(&temp)) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return usage_error(&e.0),
+        },
+        other => return usage_error(&format!("--store is `sled` or `memory`, not `{other}`")),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let options = EngineOptions { metrics: metrics.clone(), ..EngineOptions::default() };
+    let (runs, concurrency, steps, waiting) = (args.runs, args.concurrency.max(1), args.steps, args.waiting);
+    let observed = metrics.clone();
+    let elapsed = runtime().block_on(async move {
+        let engine = Engine::start(store, registry, options);
+        let start = Instant::now();
+        if waiting {
+            for _ in 0..runs {
+                let _ = engine.start_run(wf.clone(), serde_json::json!({})).await;
+            }
+            while metrics.retries.load(Ordering::Relaxed) < runs as u64 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            return start.elapsed();
+        }
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let clients: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (engine, wf, next) = (engine.clone(), wf.clone(), next.clone());
+                tokio::spawn(async move {
+                    while next.fetch_add(1, Ordering::Relaxed) < runs {
+                        if let Ok(id) = engine.start_run(wf.clone(), serde_json::json!({})).await {
+                            engine.wait(&id).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            let _ = c.await;
+        }
+        start.elapsed()
+    });
+    let _ = std::fs::remove_dir_all(&temp);
+    let (peak, now) = rss_mib();
+    let secs = elapsed.as_secs_f64();
+    if waiting {
+        println!("bench run --waiting: {runs} runs parked in a retry backoff ({} store)", args.store);
+        println!("  parked in {:.2} s; resident memory {now:.1} MiB, peak {peak:.1} MiB", secs);
+        return ExitCode::SUCCESS;
+    }
+    let h = &observed.step_latency;
+    println!("bench run: {runs} runs x {steps} mock steps, {concurrency} in flight, {} store", args.store);
+    println!("  {:.0} runs/s, {:.0} steps/s ({:.2} s)", runs as f64 / secs, (runs * steps) as f64 / secs, secs);
+    println!(
+        "  step latency (decided -> durably finished): p50 {:.3} ms, p99 {:.3} ms",
+        h.quantile(0.5) as f64 / 1000.0,
+        h.quantile(0.99) as f64 / 1000.0
+    );
+    println!("  peak resident memory {peak:.1} MiB");
+    ExitCode::SUCCESS
+}
