@@ -144,7 +144,13 @@ struct Driver {
     waiters: HashMap<String, Vec<oneshot::Sender<Option<RunRecord>>>>,
     /// Runs that only wait on timers far off, out of memory: their workflow version.
     /// A timer that fires brings the run back from its journal.
-    evicted: HashMap<String, (Arc<CompiledWorkflow>, Vec<(u64, u64)>)>,
+    evicted: HashMap<String, Evicted>,
+}
+
+/// What stays in memory of an evicted run: its version and its timers' keys.
+struct Evicted {
+    wf: Arc<CompiledWorkflow>,
+    timers: Vec<(u64, u64)>,
 }
 
 /// A run whose next timer is further off than this leaves memory until it fires.
@@ -380,7 +386,7 @@ impl Driver {
         if self.runs.contains_key(run_id) {
             return true;
         }
-        let Some((wf, timers)) = self.evicted.remove(run_id) else { return false };
+        let Some(Evicted { wf, timers }) = self.evicted.remove(run_id) else { return false };
         let entries = match self.store.entries(run_id) {
             Ok(entries) => entries,
             Err(e) => {
@@ -407,7 +413,7 @@ impl Driver {
         let far = next.is_some_and(|due| due > now_ms() + EVICT_AFTER_MS);
         if idle && far && active.state.phase != Phase::Done {
             if let Some(active) = self.runs.remove(run_id) {
-                self.evicted.insert(run_id.to_owned(), (active.state.wf.clone(), active.timers));
+                self.evicted.insert(run_id.to_owned(), Evicted { wf: active.state.wf.clone(), timers: active.timers });
             }
         }
     }
