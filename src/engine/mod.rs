@@ -8,6 +8,8 @@ pub mod machine;
 pub mod metrics;
 pub mod record;
 pub mod template;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::Path;

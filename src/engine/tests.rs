@@ -1,0 +1,276 @@
+//! Scenario and replay tests of the run state machine, with no driver: a
+//! simulator answers each attempt from a script and moves a virtual clock.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value as Json};
+
+use super::compiled::CompiledWorkflow;
+use super::journal::{ActionError, Entry, Item, Outcome};
+use super::machine::{Decide, Phase, RunState};
+use super::record::RunRecord;
+use crate::actions::Registry;
+
+fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
+    match CompiledWorkflow::compile(std::path::Path::new("t.yaml"), yaml, Registry::builtin()) {
+        Ok(wf) => wf,
+        Err(e) => panic!("does not compile: {:?}", e.0.diagnostics),
+    }
+}
+
+/// Runs a workflow to its end; `answer(step id, item, attempt)` decides each attempt
+/// and compensation (compensations are asked as `"undo <id>"`).
+fn simulate(yaml: &str, input: Json, mut answer: impl FnMut(&str, Item, u32) -> Outcome) -> (RunState, Vec<Entry>) {
+    let wf = compile(yaml);
+    let mut state = RunState::new("run-1", wf.clone());
+    let mut journal = Vec::new();
+    let mut now = 1_000u64;
+    let mut push = |state: &mut RunState, journal: &mut Vec<Entry>, e: Entry| {
+        state.apply(&e);
+        journal.push(e);
+    };
+    push(
+        &mut state,
+        &mut journal,
+        Entry::RunStarted {
+            workflow: wf.name.clone(),
+            hash: wf.hash.clone(),
+            input,
+            at: now,
+            deadline: wf.timeout_ms.map(|t| now + t),
+        },
+    );
+    let mut random = || 0.5;
+    for _ in 0..10_000 {
+        let decided = state.decide(&mut Decide { now, random: &mut random });
+        if !decided.is_empty() {
+            for e in decided {
+                push(&mut state, &mut journal, e);
+            }
+            continue;
+        }
+        if state.phase == Phase::Done {
+            break;
+        }
+        if let Some((s, item, attempt)) = state.in_flight().first().copied() {
+            let outcome = match state.attempt_input(s, item) {
+                Ok(_) => answer(&wf.steps[s].id, item, attempt),
+                Err(e) => Outcome::Err(e),
+            };
+            push(&mut state, &mut journal, Entry::AttemptFinished { step: s, item, attempt, outcome, at: now });
+            continue;
+        }
+        if let Some((s, item, attempt)) = state.compensation_in_flight() {
+            let outcome = answer(&format!("undo {}", wf.steps[s].id), item, attempt);
+            push(&mut state, &mut journal, Entry::CompensationFinished { step: s, item, attempt, outcome, at: now });
+            continue;
+        }
+        let Some((due, entry)) = state.timers().into_iter().min_by_key(|(due, _)| *due) else {
+            panic!("the run is stuck: {:?}", RunRecord::of(&state));
+        };
+        now = now.max(due);
+        push(&mut state, &mut journal, entry);
+    }
+    (state, journal)
+}
+
+fn ok(v: Json) -> Outcome {
+    Outcome::Ok(v)
+}
+
+fn err(code: &str) -> Outcome {
+    Outcome::Err(ActionError::new(code, "scripted failure"))
+}
+
+/// The entry kinds and what they name, without times.
+fn shape(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| match e {
+            Entry::AttemptStarted { step, item, attempt, .. } => format!("start {step} {item:?} #{attempt}"),
+            Entry::AttemptFinished { step, item, attempt, outcome, .. } => {
+                format!("end {step} {item:?} #{attempt} {}", matches!(outcome, Outcome::Ok(_)))
+            }
+            Entry::RetryScheduled { step, item, .. } => format!("retry {step} {item:?}"),
+            Entry::CompensationStarted { step, item, attempt, .. } => format!("undo {step} {item:?} #{attempt}"),
+            Entry::RunFinished { status, .. } => format!("finished {status}"),
+            other => {
+                serde_json::to_value(other).ok().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default()
+            }
+        })
+        .collect()
+}
+
+const SAGA: &str = "name: saga
+steps:
+  - id: reserve
+    action: mock
+    retry: { max_attempts: 3, delay: 100ms }
+    compensate: { action: mock }
+  - id: charge
+    action: mock
+    compensate: { action: mock, retry: { max_attempts: 2, delay: 50ms } }
+  - id: ship
+    action: mock
+on_failure:
+  - id: tell
+    action: mock
+    with: { output: '{{error.code}}' }
+";
+
+#[test]
+fn a_failure_compensates_in_reverse_then_runs_on_failure() {
+    let (state, journal) = simulate(SAGA, json!({}), |step, _, attempt| match (step, attempt) {
+        ("reserve", 1) => err("unavailable"),
+        ("ship", _) => err("conflict"),
+        ("undo charge", 1) => err("timeout"),
+        _ => ok(json!(step)),
+    });
+    let r = RunRecord::of(&state);
+    assert_eq!(r.status, "compensated");
+    assert_eq!(
+        r.compensations.iter().map(|c| (c.step.as_str(), c.attempts)).collect::<Vec<_>>(),
+        vec![("charge", 2), ("reserve", 1)]
+    );
+    assert_eq!(r.steps[0].attempts, 2);
+    assert_eq!(state.attempt_input(3, None), Ok(json!({"output": "conflict"})), "on_failure reads `error`");
+    assert_eq!(
+        shape(&journal),
+        vec![
+            "run_started",
+            "start 0 None #1",
+            "end 0 None #1 false",
+            "retry 0 None",
+            "retry_due",
+            "start 0 None #2",
+            "end 0 None #2 true",
+            "start 1 None #1",
+            "end 1 None #1 true",
+            "start 2 None #1",
+            "end 2 None #1 false",
+            "undo 1 None #1",
+            "compensation_finished",
+            "compensation_retry_scheduled",
+            "compensation_retry_due",
+            "undo 1 None #2",
+            "compensation_finished",
+            "undo 0 None #1",
+            "compensation_finished",
+            "start 3 None #1",
+            "end 3 None #1 true",
+            "finished compensated",
+        ]
+    );
+}
+
+#[test]
+fn replaying_a_journal_whole_or_entry_by_entry_gives_the_same_run() {
+    let (lived, journal) = simulate(SAGA, json!({}), |step, _, attempt| match (step, attempt) {
+        ("reserve", 1) | ("undo charge", 1) => err("unavailable"),
+        ("ship", _) => err("conflict"),
+        _ => ok(json!(step)),
+    });
+    let wf = lived.wf.clone();
+    let mut whole = RunState::new("run-1", wf.clone());
+    for e in &journal {
+        whole.apply(e);
+    }
+    assert_eq!(RunRecord::of(&whole), RunRecord::of(&lived));
+    let mut random = || 0.5;
+    // Each decision in the journal is what `decide` says on the prefix before it.
+    let mut prefix = RunState::new("run-1", wf);
+    for (i, e) in journal.iter().enumerate() {
+        let decided = prefix.decide(&mut Decide { now: 0, random: &mut random });
+        let is_decision = matches!(
+            e,
+            Entry::AttemptStarted { .. }
+                | Entry::RetryScheduled { .. }
+                | Entry::CompensationStarted { .. }
+                | Entry::RunFinished { .. }
+        );
+        if is_decision {
+            assert_eq!(shape(&decided[..1]), shape(std::slice::from_ref(e)), "entry {i}");
+        }
+        prefix.apply(e);
+    }
+    assert!(prefix.decide(&mut Decide { now: 0, random: &mut random }).is_empty());
+}
+
+#[test]
+fn for_each_items_are_bounded_by_concurrency_and_compensated_per_item() {
+    let yaml = "name: fe
+steps:
+  - id: each
+    action: mock
+    for_each: '{{input.items}}'
+    concurrency: 2
+    with: { output: '{{item}}' }
+    compensate: { action: mock }
+  - id: boom
+    action: mock
+";
+    let wf = compile(yaml);
+    let mut state = RunState::new("r", wf.clone());
+    state.apply(&Entry::RunStarted {
+        workflow: "fe".into(),
+        hash: wf.hash.clone(),
+        input: json!({"items": [1, 2, 3]}),
+        at: 0,
+        deadline: None,
+    });
+    let mut random = || 0.5;
+    let mut d = Decide { now: 0, random: &mut random };
+    let items = state.decide(&mut d);
+    assert_eq!(shape(&items), vec!["step_items"]);
+    state.apply(&items[0]);
+    let started = state.decide(&mut d);
+    assert_eq!(shape(&started), vec!["start 0 Some(0) #1", "start 0 Some(1) #1"], "two at a time");
+    for e in &started {
+        state.apply(e);
+    }
+    assert!(state.decide(&mut d).is_empty(), "the third waits for a free slot");
+    state.apply(&Entry::AttemptFinished { step: 0, item: Some(1), attempt: 1, outcome: ok(json!(2)), at: 1 });
+    assert_eq!(shape(&state.decide(&mut d)), vec!["start 0 Some(2) #1"]);
+    let (state, _) =
+        simulate(
+            yaml,
+            json!({"items": [1, 2, 3]}),
+            |step, _, _| if step == "boom" { err("failed") } else { ok(json!(1)) },
+        );
+    let r = RunRecord::of(&state);
+    assert_eq!(r.status, "compensated");
+    assert_eq!(r.compensations.iter().map(|c| c.item).collect::<Vec<_>>(), vec![Some(2), Some(1), Some(0)]);
+}
+
+#[test]
+fn a_when_that_renders_false_skips_and_a_for_each_of_text_fails() {
+    let (state, _) = simulate(
+        "name: w\nsteps:\n  - id: a\n    action: mock\n    when: '{{input.go}}'\n  - id: b\n    action: mock\n",
+        json!({"go": 0}),
+        |_, _, _| ok(json!(null)),
+    );
+    assert_eq!(
+        RunRecord::of(&state).steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
+        vec!["skipped", "succeeded"]
+    );
+    let (state, _) = simulate(
+        "name: w\nsteps:\n  - id: a\n    action: mock\n    for_each: '{{input.items}}'\n",
+        json!({"items": "not a list"}),
+        |_, _, _| ok(json!(null)),
+    );
+    let r = RunRecord::of(&state);
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.error.map(|e| e.code), Some("template".to_owned()));
+}
+
+#[test]
+fn the_run_deadline_rolls_back_what_succeeded() {
+    let (state, _) = simulate(
+        "name: w\ntimeout: 1s\nsteps:\n  - id: a\n    action: mock\n    compensate: { action: mock }\n  - id: b\n    action: mock\n    retry: { max_attempts: 100, delay: 400ms, backoff: fixed }\n",
+        json!({}),
+        |step, _, _| if step == "b" { err("unavailable") } else { ok(json!(1)) },
+    );
+    let r = RunRecord::of(&state);
+    assert_eq!((r.status.as_str(), r.error.map(|e| e.code)), ("compensated", Some("timeout".to_owned())));
+    assert_eq!(r.steps[1].attempts, 3, "attempts at 0, 400 and 800 ms; the deadline comes at 1 s");
+}
