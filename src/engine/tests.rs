@@ -25,7 +25,7 @@ fn simulate(yaml: &str, input: Json, mut answer: impl FnMut(&str, Item, u32) -> 
     let mut state = RunState::new("run-1", wf.clone());
     let mut journal = Vec::new();
     let mut now = 1_000u64;
-    let mut push = |state: &mut RunState, journal: &mut Vec<Entry>, e: Entry| {
+    let push = |state: &mut RunState, journal: &mut Vec<Entry>, e: Entry| {
         state.apply(&e);
         journal.push(e);
     };
