@@ -130,6 +130,14 @@ pub fn run(args: Args) -> ExitCode {
         h.quantile(0.5) as f64 / 1000.0,
         h.quantile(0.99) as f64 / 1000.0
     );
+    let c = &observed.commit_latency;
+    println!(
+        "  group commits: {} ({:.1} entries each), p50 {:.3} ms, p99 {:.3} ms",
+        c.count(),
+        (observed.attempts.load(Ordering::Relaxed) * 2) as f64 / c.count().max(1) as f64,
+        c.quantile(0.5) as f64 / 1000.0,
+        c.quantile(0.99) as f64 / 1000.0
+    );
     println!("  peak resident memory {peak:.1} MiB");
     ExitCode::SUCCESS
 }

@@ -265,7 +265,9 @@ impl Driver {
         for run_id in &touched {
             self.decide(run_id, &mut commit);
         }
+        let writing = std::time::Instant::now();
         self.store.commit(&commit)?;
+        self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
         for (run_id, reply) in started {
             let _ = reply.send(Ok(run_id));
         }
@@ -281,6 +283,7 @@ impl Driver {
     /// Applies an entry to a run and adds it to the commit.
     fn record(&mut self, run_id: &str, entry: Entry, commit: &mut Commit) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
+        log_entry(run_id, &active.state, &entry);
         match &entry {
             Entry::AttemptStarted { step, item, .. } => {
                 active.decided.insert((*step, *item), std::time::Instant::now());
@@ -487,6 +490,34 @@ impl Driver {
             }
             .instrument(span),
         );
+    }
+}
+
+/// The log events of a run's transitions: starts, retries, timeouts, compensations.
+fn log_entry(run_id: &str, state: &RunState, entry: &Entry) {
+    let workflow = state.wf.name.as_str();
+    let step = |s: &usize| state.wf.steps.get(*s).map_or("", |d| d.id.as_str());
+    match entry {
+        Entry::RunStarted { .. } => info!(run_id, workflow, "run started"),
+        Entry::InputRejected { error, .. } => warn!(run_id, workflow, message = %error.message, "run input rejected"),
+        Entry::RetryScheduled { step: s, item, due } => {
+            info!(run_id, workflow, step = step(s), item, in_ms = due.saturating_sub(now_ms()), "retry scheduled")
+        }
+        Entry::RunTimedOut { .. } => warn!(run_id, workflow, "run timed out; rolling back"),
+        Entry::CancelRequested { .. } => info!(run_id, workflow, "run cancelled; rolling back"),
+        Entry::StepFailed { step: s, error } => {
+            warn!(run_id, workflow, step = step(s), code = %error.code, message = %error.message, "step failed")
+        }
+        Entry::CompensationStarted { step: s, item, attempt, .. } => {
+            info!(run_id, workflow, step = step(s), item, attempt, "compensation started")
+        }
+        Entry::CompensationFinished { step: s, item, attempt, outcome, .. } => match outcome {
+            Outcome::Ok(_) => info!(run_id, workflow, step = step(s), item, attempt, "compensation succeeded"),
+            Outcome::Err(e) => {
+                warn!(run_id, workflow, step = step(s), item, attempt, code = %e.code, message = %e.message, "compensation failed")
+            }
+        },
+        _ => {}
     }
 }
 

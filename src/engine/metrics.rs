@@ -78,6 +78,8 @@ impl Histogram {
 pub struct Metrics {
     /// From a step attempt being decided to its end being durable.
     pub step_latency: Histogram,
+    /// One group commit: write, flush, fdatasync.
+    pub commit_latency: Histogram,
     pub attempts: AtomicU64,
     pub retries: AtomicU64,
     pub compensations: AtomicU64,
