@@ -11,7 +11,6 @@ use crate::actions::Registry;
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
 use crate::engine::driver::{Engine, EngineOptions};
 use crate::store::sled::SledStore;
-use crate::store::WriteRuns;
 use crate::validate::render;
 
 #[derive(clap::Args)]
@@ -52,9 +51,6 @@ pub fn run(args: Args) -> ExitCode {
         Ok(store) => Arc::new(store),
         Err(e) => return usage_error(&e.0),
     };
-    if let Err(e) = store.put_definition(&wf.hash, &wf.source) {
-        return usage_error(&e.0);
-    }
     let record = runtime().block_on(async move {
         let engine = Engine::start(store, registry, EngineOptions::default());
         let run_id = engine.start_run(wf, input).await.map_err(|e| e.0)?;

@@ -56,6 +56,8 @@ pub struct Engine {
     tx: mpsc::UnboundedSender<Msg>,
     store: Arc<dyn Store>,
     registry: &'static Registry,
+    /// Workflow versions whose copy is known to be in the store.
+    stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// The engine loop stopped (its store failed); the runs are safe in the store.
@@ -79,11 +81,13 @@ impl Engine {
             evicted: HashMap::new(),
         };
         tokio::spawn(driver.run(rx));
-        Engine { tx, store, registry }
+        Engine { tx, store, registry, stored: Arc::default() }
     }
 
-    /// Starts a run; its first entries are durable when this returns.
+    /// Starts a run; its first entries, and its workflow version, are durable when
+    /// this returns.
     pub async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
+        self.store_definition(&wf)?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Start { wf, input, reply });
         answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))
@@ -107,6 +111,18 @@ impl Engine {
         }
         let state = super::replay(self.store.as_ref(), &mut super::Versions::default(), run_id, self.registry).ok()?;
         (state.phase == Phase::Done).then(|| RunRecord::of(&state))
+    }
+
+    /// Keeps a copy of a workflow version, once, so its runs can be read back and resumed.
+    fn store_definition(&self, wf: &CompiledWorkflow) -> Result<(), StoreError> {
+        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        if !stored.contains(&wf.hash) {
+            if self.store.definition(&wf.hash)?.is_none() {
+                self.store.put_definition(&wf.hash, &wf.source)?;
+            }
+            stored.insert(wf.hash.clone());
+        }
+        Ok(())
     }
 
     pub fn cancel(&self, run_id: &str) {

@@ -3,6 +3,8 @@
 
 pub mod compiled;
 pub mod driver;
+#[cfg(test)]
+mod driver_tests;
 pub mod journal;
 pub mod machine;
 pub mod metrics;

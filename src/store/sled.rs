@@ -13,6 +13,10 @@ use std::sync::Mutex;
 use super::{decode, encode, Commit, ReadRuns, RunMeta, StoreError, WriteRuns};
 use crate::engine::journal::Entry;
 
+/// The key and value that say a sled database is a sagaflow store of this format.
+const FORMAT_KEY: &str = "m/format";
+const FORMAT: &str = "sagaflow-store-1";
+
 /// sled's page cache: an explicit budget (its default is 1 GiB).
 pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -43,6 +47,7 @@ impl SledStore {
                 path.display()
             )));
         }
+        let existed = path.join("conf").exists();
         let db = std::panic::catch_unwind(|| sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open())
             .map_err(|_| {
                 StoreError(format!("the data directory {} is corrupt (sled could not read it)", path.display()))
@@ -50,7 +55,31 @@ impl SledStore {
             .map_err(|e| open_error(path, e))?;
         let tree = db.open_tree("sagaflow").map_err(|e| err(path, "cannot open the run tree", e))?;
         let file = File::open(path.join("db")).ok();
-        Ok(SledStore { db, tree, file: Mutex::new(file), path: path.to_owned() })
+        let store = SledStore { db, tree, file: Mutex::new(file), path: path.to_owned() };
+        store.check_format(existed)?;
+        Ok(store)
+    }
+
+    /// A new store gets a format marker; an existing one must have it, or it is
+    /// corrupt or someone else's (sled itself reads a damaged file as empty).
+    fn check_format(&self, existed: bool) -> Result<(), StoreError> {
+        let marker = self.tree.get(FORMAT_KEY).map_err(|e| err(&self.path, "cannot read the format marker", e))?;
+        match marker {
+            Some(value) if value.as_ref() == FORMAT.as_bytes() => Ok(()),
+            Some(value) => Err(StoreError(format!(
+                "{} holds sagaflow data of another format ({}); this sagaflow reads {FORMAT}",
+                self.path.display(),
+                String::from_utf8_lossy(&value)
+            ))),
+            None if existed => Err(StoreError(format!(
+                "{} is corrupt, or is a sled database that sagaflow did not write: its format marker is missing",
+                self.path.display()
+            ))),
+            None => {
+                self.tree.insert(FORMAT_KEY, FORMAT.as_bytes()).map_err(|e| err(&self.path, "cannot write", e))?;
+                self.sync()
+            }
+        }
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -71,7 +100,7 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
             path.display()
         ))
     } else {
-        err(path, "cannot open the data directory", e)
+        StoreError(format!("{} is not a sagaflow data directory, or it is corrupt (sled: {e})", path.display()))
     }
 }
 
@@ -143,5 +172,46 @@ impl WriteRuns for SledStore {
             .insert(format!("d/{hash}"), source.as_bytes())
             .map_err(|e| err(&self.path, "cannot write a definition", e))?;
         self.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sled_database_sagaflow_did_not_write_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let other = sled::open(dir.path()).expect("sled");
+            other.insert("someone", "else").expect("insert");
+            other.flush().expect("flush");
+        }
+        let e = SledStore::open(dir.path()).err().map(|e| e.0).unwrap_or_default();
+        assert!(e.contains("format marker is missing"), "{e}");
+    }
+
+    #[test]
+    fn commits_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let meta = RunMeta {
+            run_id: "r1".into(),
+            workflow: "w".into(),
+            hash: "h".into(),
+            status: "running".into(),
+            started_at: 1,
+            updated_at: 2,
+        };
+        let entry = Entry::RetryDue { step: 1, item: Some(2) };
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            let commit = Commit { entries: vec![("r1".into(), 0, entry.clone())], runs: vec![meta.clone()] };
+            store.commit(&commit).expect("commit");
+            store.put_definition("h", "name: w").expect("definition");
+        }
+        let store = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.entries("r1").expect("entries"), vec![entry]);
+        assert_eq!(store.run("r1").expect("run"), Some(meta));
+        assert_eq!(store.definition("h").expect("definition").as_deref(), Some("name: w"));
     }
 }

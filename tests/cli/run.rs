@@ -282,3 +282,15 @@ fn a_run_waiting_long_leaves_memory_and_comes_back_when_its_timer_fires() {
     assert_eq!(step(&r, "b")["attempts"], 2);
     assert_eq!(step(&r, "b")["output"], 1);
 }
+
+#[test]
+fn a_corrupt_data_directory_is_refused_clearly() {
+    let mut t = Test::new().file("w.yaml", "name: w\nsteps:\n  - id: a\n    action: mock\n");
+    let dir = t.path_buf();
+    Test::in_dir(&dir).args(&["run", "w.yaml", "--data", "data"]).run();
+    let garbage: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(dir.join("data/db"), garbage).expect("corrupt the database file");
+    let out = Test::in_dir(&dir).args(&["runs", "--data", "data"]).status(2).run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("corrupt"), "{stderr}");
+}

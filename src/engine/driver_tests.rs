@@ -1,0 +1,169 @@
+//! The driver with actions of the tests' own: output schemas, idempotency keys,
+//! cancellation and the bound on concurrent attempts.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value as Json};
+
+use super::compiled::CompiledWorkflow;
+use super::driver::{Engine, EngineOptions};
+use crate::actions::{Action, ActionError, ActionFuture, ActionSpec, Call, Effect, Registry};
+use crate::store::memory::MemoryStore;
+
+/// Records every call; answers from a closure.
+struct Probe {
+    calls: Arc<Mutex<Vec<Call>>>,
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    answer: fn(&Call) -> Result<Json, ActionError>,
+    delay_ms: u64,
+}
+
+impl Action for Probe {
+    fn call(&self, call: Call) -> ActionFuture {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(call.clone());
+        let (in_flight, peak, answer, delay) = (self.in_flight.clone(), self.peak.clone(), self.answer, self.delay_ms);
+        Box::pin(async move {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            answer(&call)
+        })
+    }
+}
+
+struct Setup {
+    engine: Engine,
+    calls: Arc<Mutex<Vec<Call>>>,
+    peak: Arc<AtomicUsize>,
+}
+
+fn setup(answer: fn(&Call) -> Result<Json, ActionError>, delay_ms: u64, max_concurrent_attempts: usize) -> Setup {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let probe =
+        Probe { calls: calls.clone(), in_flight: Arc::new(AtomicUsize::new(0)), peak: peak.clone(), answer, delay_ms };
+    let spec = ActionSpec {
+        name: "probe.call".into(),
+        description: "A test action.".into(),
+        effect: Effect::Irreversible,
+        input_schema: json!({}),
+        output_schema: json!({ "type": "object", "required": ["id"], "properties": { "id": { "type": "string" } } }),
+    };
+    let registry = match Registry::from_actions(vec![(spec, Arc::new(probe))]) {
+        Ok(r) => Box::leak(Box::new(r)),
+        Err(e) => panic!("{e:?}"),
+    };
+    let engine = Engine::start(
+        Arc::new(MemoryStore::default()),
+        registry,
+        EngineOptions { max_concurrent_attempts, ..EngineOptions::default() },
+    );
+    Setup { engine, calls, peak }
+}
+
+/// Compiles against a registry that knows `probe.call` (and the built-ins' names are not needed).
+fn workflow(yaml: &str) -> Arc<CompiledWorkflow> {
+    let registry = match Registry::from_actions(vec![(
+        ActionSpec {
+            name: "probe.call".into(),
+            description: String::new(),
+            effect: Effect::Irreversible,
+            input_schema: json!({}),
+            output_schema: json!({}),
+        },
+        Arc::new(Probe {
+            calls: Arc::default(),
+            in_flight: Arc::default(),
+            peak: Arc::default(),
+            answer: |_| Ok(Json::Null),
+            delay_ms: 0,
+        }) as Arc<dyn Action>,
+    )]) {
+        Ok(r) => r,
+        Err(e) => panic!("{e:?}"),
+    };
+    match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, &registry) {
+        Ok(wf) => wf,
+        Err(e) => panic!("{:?}", e.0.diagnostics),
+    }
+}
+
+#[tokio::test]
+async fn output_that_breaks_the_output_schema_fails_the_step_with_code_schema() {
+    let s = setup(|_| Ok(json!({ "id": 7 })), 0, 8);
+    let wf =
+        workflow("name: w\nsteps:\n  - id: a\n    action: probe.call\n    retry: { max_attempts: 3, delay: 1ms }\n");
+    let id = s.engine.start_run(wf, json!({})).await.expect("started");
+    let r = s.engine.wait(&id).await.expect("record");
+    assert_eq!(r.status, "failed");
+    let e = r.steps[0].error.clone().expect("error");
+    assert_eq!(e.code, "schema");
+    assert!(e.message.contains("output schema"), "{}", e.message);
+    assert_eq!(r.steps[0].attempts, 1, "schema is not retryable");
+}
+
+#[tokio::test]
+async fn every_attempt_of_a_step_gets_the_same_idempotency_key() {
+    let s = setup(
+        |c| if c.attempt < 3 { Err(ActionError::new("unavailable", "try again")) } else { Ok(json!({ "id": "x" })) },
+        0,
+        8,
+    );
+    let wf = workflow(
+        "name: w\nsteps:\n  - id: a\n    action: probe.call\n    retry: { max_attempts: 3, delay: 1ms }\n  - id: b\n    action: probe.call\n    for_each: [1, 2]\n    retry: { max_attempts: 3, delay: 1ms }\n",
+    );
+    let id = s.engine.start_run(wf, json!({})).await.expect("started");
+    let r = s.engine.wait(&id).await.expect("record");
+    assert_eq!(r.status, "succeeded");
+    let calls = s.calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let keys =
+        |step: &str| calls.iter().filter(|c| c.step == step).map(|c| c.idempotency_key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys("a"), vec![format!("{id}:a"); 3]);
+    let mut b = keys("b");
+    b.sort();
+    b.dedup();
+    assert_eq!(b, vec![format!("{id}:b:0"), format!("{id}:b:1")], "one key per item");
+    let attempts: Vec<u32> = calls.iter().filter(|c| c.step == "a").map(|c| c.attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn attempts_in_flight_never_exceed_the_global_bound() {
+    let s = setup(|_| Ok(json!({ "id": "x" })), 20, 3);
+    let wf = workflow("name: w\nsteps:\n  - id: a\n    action: probe.call\n    for_each: [1, 2, 3, 4, 5, 6, 7, 8]\n    concurrency: 8\n");
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(s.engine.start_run(wf.clone(), json!({})).await.expect("started"));
+    }
+    for id in ids {
+        assert_eq!(s.engine.wait(&id).await.map(|r| r.status), Some("succeeded".to_owned()));
+    }
+    assert_eq!(s.peak.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn cancelling_a_run_cancels_its_attempt_and_rolls_back() {
+    let registry = Registry::builtin();
+    let engine = Engine::start(Arc::new(MemoryStore::default()), registry, EngineOptions::default());
+    let yaml = "name: w\nsteps:\n  - id: quick\n    action: mock\n    compensate: { action: mock }\n  - id: slow\n    action: mock\n    with: { delay: 5s }\n";
+    let wf = match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, registry) {
+        Ok(wf) => wf,
+        Err(e) => panic!("{:?}", e.0.diagnostics),
+    };
+    let id = engine.start_run(wf, json!({})).await.expect("started");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    engine.cancel(&id);
+    let r = engine.wait(&id).await.expect("record");
+    assert!(started.elapsed() < Duration::from_secs(3), "the 5 s attempt was cancelled, not waited for");
+    assert_eq!(r.status, "compensated");
+    assert_eq!(r.error.map(|e| e.code), Some("cancelled".to_owned()));
+    assert_eq!(r.steps[1].error.clone().map(|e| e.code), Some("cancelled".to_owned()));
+}
