@@ -114,3 +114,35 @@ fn a_run_killed_in_a_retry_backoff_resumes_the_wait_not_the_count() {
     assert_eq!(records[0]["steps"][0]["attempts"], 3);
     assert_eq!(records[0]["status"], "succeeded");
 }
+
+#[test]
+fn a_run_killed_while_compensating_finishes_its_compensations_after_resume() {
+    let mut t = Test::new().file(
+        "w.yaml",
+        "name: undo\nsteps:\n  - id: first\n    action: mock\n    compensate: { action: mock }\n  - id: second\n    action: mock\n    compensate: { action: mock, with: { delay: 3s } }\n  - id: boom\n    action: mock\n    with: { fail: true, error: failed }\n",
+    );
+    let dir = t.path_buf();
+    let mut child = sagaflow()
+        .current_dir(&dir)
+        .args(["run", "w.yaml", "--data", "data"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sagaflow run");
+    // boom fails at once; undoing `second` takes 3 s. Kill inside it.
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let mid = Test::in_dir(&dir).args(&["runs", "--data", "data", "--format", "json"]).json();
+    assert_eq!(mid[0]["status"], "compensating");
+    let records = Test::in_dir(&dir).args(&["resume", "--data", "data", "--format", "json"]).status(1).json();
+    let r = &records[0];
+    assert_eq!(r["status"], "compensated");
+    let order: Vec<(&str, u64)> = r["compensations"]
+        .as_array()
+        .expect("compensations")
+        .iter()
+        .filter_map(|c| Some((c["step"].as_str()?, c["attempts"].as_u64()?)))
+        .collect();
+    assert_eq!(order, vec![("second", 1), ("first", 1)], "each undone once, in reverse order");
+}
