@@ -79,6 +79,7 @@ impl Engine {
             timer_seq: 0,
             waiters: HashMap::new(),
             evicted: HashMap::new(),
+            ready: Vec::new(),
         };
         tokio::spawn(driver.run(rx));
         Engine { tx, store, registry, stored: Arc::default() }
@@ -158,6 +159,8 @@ struct Driver {
     timers: BTreeMap<(u64, u64), (String, Entry)>,
     timer_seq: u64,
     waiters: HashMap<String, Vec<oneshot::Sender<Option<RunRecord>>>>,
+    /// Outcomes of attempts that ended as they were launched, for the next turn.
+    ready: Vec<(String, Entry)>,
     /// Runs that only wait on timers far off, out of memory: their workflow version.
     /// A timer that fires brings the run back from its journal.
     evicted: HashMap<String, Evicted>,
@@ -178,6 +181,23 @@ const MAX_BATCH: usize = 4096;
 impl Driver {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
+            if !self.ready.is_empty() {
+                let mut batch: Vec<Msg> =
+                    self.ready.drain(..).map(|(run_id, entry)| Msg::Outcome { run_id, entry }).collect();
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => batch.push(msg),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = self.turn(batch) {
+                    warn!(error = %e, "the store failed; the engine stops, runs are resumable");
+                    return;
+                }
+                // Let the runtime run other tasks between turns that need no waiting.
+                tokio::task::yield_now().await;
+                continue;
+            }
             let first = match self.next_due() {
                 Some(due) => tokio::select! {
                     msg = rx.recv() => msg,
@@ -282,7 +302,7 @@ impl Driver {
             self.decide(run_id, &mut commit);
         }
         let writing = std::time::Instant::now();
-        self.store.commit(&commit)?;
+        self.store.commit(commit)?;
         self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
         for (run_id, reply) in started {
             let _ = reply.send(Ok(run_id));
@@ -489,23 +509,52 @@ impl Driver {
         };
         let call =
             Call { input, run_id: run.clone(), step: def.id.clone(), attempt, idempotency_key, cancel: token.clone() };
+        let span = info_span!(
+            "attempt",
+            run_id = %run,
+            workflow = %state.wf.name,
+            step = %def.id,
+            item,
+            attempt,
+            action = %action_name,
+            compensation
+        );
+        span.in_scope(|| info!("attempt started"));
+        // With a permit free, poll the action once here: one that is done at once
+        // (mock, a local sandbox service) needs no task and no channel hop.
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        let mut future = registered.action.call(call);
+        if permit.is_some() {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(result) = span.in_scope(|| future.as_mut().poll(&mut cx)) {
+                let outcome = checked(registered, result);
+                span.in_scope(|| log_failure(&outcome));
+                self.ready.push((run, finished(outcome)));
+                return;
+            }
+        }
         let permits = self.permits.clone();
-        let span =
-            info_span!("attempt", run_id = %run, step = %def.id, item, attempt, action = %action_name, compensation);
         tokio::spawn(
             async move {
-                info!("attempt started");
-                let outcome = match permits.acquire_owned().await {
-                    Ok(_permit) => attempt_outcome(registered, call, token, timeout_ms).await,
+                let permit = match permit {
+                    Some(p) => Ok(p),
+                    None => permits.acquire_owned().await,
+                };
+                let outcome = match permit {
+                    Ok(_permit) => attempt_outcome(registered, future, token, timeout_ms).await,
                     Err(_) => Outcome::Err(ActionError::new("unavailable", "the engine is shutting down")),
                 };
-                if let Outcome::Err(e) = &outcome {
-                    info!(code = %e.code, message = %e.message, "attempt failed");
-                }
+                log_failure(&outcome);
                 let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(outcome) });
             }
             .instrument(span),
         );
+    }
+}
+
+fn log_failure(outcome: &Outcome) {
+    if let Outcome::Err(e) = outcome {
+        info!(code = %e.code, message = %e.message, "attempt failed");
     }
 }
 
@@ -540,11 +589,10 @@ fn log_entry(run_id: &str, state: &RunState, entry: &Entry) {
 /// Runs one attempt under its timeout and cancellation, and checks its output.
 async fn attempt_outcome(
     registered: &'static crate::actions::Registered,
-    call: Call,
+    future: crate::actions::ActionFuture,
     token: CancellationToken,
     timeout_ms: Option<u64>,
 ) -> Outcome {
-    let future = registered.action.call(call);
     let timeout = async {
         match timeout_ms {
             Some(ms) => tokio::time::sleep(StdDuration::from_millis(ms)).await,
@@ -560,6 +608,11 @@ async fn attempt_outcome(
             Err(ActionError::new("timeout", format!("the attempt took longer than its timeout of {limit}")))
         }
     };
+    checked(registered, result)
+}
+
+/// An action's result, with its output held to the action's output schema.
+fn checked(registered: &crate::actions::Registered, result: Result<Json, ActionError>) -> Outcome {
     match result {
         Ok(output) if registered.output_validator.is_valid(&output) => Outcome::Ok(output),
         Ok(output) => {

@@ -43,13 +43,18 @@ impl ReadRuns for MemoryStore {
 }
 
 impl WriteRuns for MemoryStore {
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        for (run, _, entry) in &commit.entries {
-            inner.journal.entry(run.clone()).or_default().push(entry.clone());
+        for (run, _, entry) in commit.entries {
+            match inner.journal.get_mut(&run) {
+                Some(entries) => entries.push(entry),
+                None => {
+                    inner.journal.insert(run, vec![entry]);
+                }
+            }
         }
-        for meta in &commit.runs {
-            inner.runs.insert(meta.run_id.clone(), meta.clone());
+        for meta in commit.runs {
+            inner.runs.insert(meta.run_id.clone(), meta);
         }
         Ok(())
     }

@@ -62,7 +62,7 @@ pub trait ReadRuns: Send + Sync {
 /// Writing runs. Invariant: when `commit` returns Ok, everything in it is durable
 /// (on disk for sled), and all of it or none of it is.
 pub trait WriteRuns: Send + Sync {
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
+    fn commit(&self, commit: Commit) -> Result<(), StoreError>;
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError>;
 }
 

@@ -152,7 +152,7 @@ impl ReadRuns for SledStore {
 }
 
 impl WriteRuns for SledStore {
-    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         if commit.is_empty() {
             return Ok(());
         }
@@ -206,7 +206,7 @@ mod tests {
         {
             let store = SledStore::open(dir.path()).expect("open");
             let commit = Commit { entries: vec![("r1".into(), 0, entry.clone())], runs: vec![meta.clone()] };
-            store.commit(&commit).expect("commit");
+            store.commit(commit).expect("commit");
             store.put_definition("h", "name: w").expect("definition");
         }
         let store = SledStore::open(dir.path()).expect("reopen");
