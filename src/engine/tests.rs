@@ -274,3 +274,45 @@ fn the_run_deadline_rolls_back_what_succeeded() {
     assert_eq!((r.status.as_str(), r.error.map(|e| e.code)), ("compensated", Some("timeout".to_owned())));
     assert_eq!(r.steps[1].attempts, 3, "attempts at 0, 400 and 800 ms; the deadline comes at 1 s");
 }
+
+#[test]
+fn backoff_waits_grow_by_the_multiplier_up_to_max_delay_with_jitter_in_range() {
+    let yaml = "name: b\nsteps:\n  - id: a\n    action: mock\n    retry: { max_attempts: 6, delay: 100ms, multiplier: 3, max_delay: 2s, jitter: JITTER }\n";
+    let waits = |jitter: bool, random: f64| {
+        let wf = compile(&yaml.replace("JITTER", &jitter.to_string()));
+        let mut state = RunState::new("r", wf.clone());
+        state.apply(&Entry::RunStarted {
+            workflow: "b".into(),
+            hash: wf.hash.clone(),
+            input: json!({}),
+            at: 0,
+            deadline: None,
+        });
+        let mut r = || random;
+        let mut out = Vec::new();
+        for attempt in 1..=5u32 {
+            let mut d = Decide { now: 0, random: &mut r };
+            for e in state.decide(&mut d) {
+                state.apply(&e);
+            }
+            state.apply(&Entry::AttemptFinished { step: 0, item: None, attempt, outcome: err("unavailable"), at: 0 });
+            let mut d = Decide { now: 0, random: &mut r };
+            for e in state.decide(&mut d) {
+                if let Entry::RetryScheduled { due, .. } = e {
+                    out.push(due);
+                }
+                state.apply(&e);
+            }
+            state.apply(&Entry::RetryDue { step: 0, item: None });
+        }
+        out
+    };
+    assert_eq!(waits(false, 0.0), vec![100, 300, 900, 2000, 2000], "x3 each time, capped at 2 s");
+    assert_eq!(waits(true, 0.0), vec![50, 150, 450, 1000, 1000], "jitter at its low end halves each wait");
+    assert_eq!(waits(true, 0.999_999), vec![99, 299, 899, 1999, 1999], "and at its high end keeps it");
+    let fixed = compile(
+        "name: f\nsteps:\n  - id: a\n    action: mock\n    retry: { max_attempts: 3, backoff: fixed, delay: 250ms }\n",
+    );
+    assert_eq!(fixed.steps[0].retry.wait_after(1).millis(), 250);
+    assert_eq!(fixed.steps[0].retry.wait_after(2).millis(), 250);
+}
