@@ -181,35 +181,17 @@ const MAX_BATCH: usize = 4096;
 impl Driver {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
-            if !self.ready.is_empty() {
-                let mut batch: Vec<Msg> =
-                    self.ready.drain(..).map(|(run_id, entry)| Msg::Outcome { run_id, entry }).collect();
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(msg) => batch.push(msg),
-                        Err(_) => break,
-                    }
+            let mut batch: Vec<Msg> = if self.ready.is_empty() {
+                match self.next_message(&mut rx).await {
+                    Some(Some(first)) => vec![first],
+                    Some(None) => continue,
+                    None => return,
                 }
-                if let Err(e) = self.turn(batch) {
-                    warn!(error = %e, "the store failed; the engine stops, runs are resumable");
-                    return;
-                }
+            } else {
                 // Let the runtime run other tasks between turns that need no waiting.
                 tokio::task::yield_now().await;
-                continue;
-            }
-            let first = match self.next_due() {
-                Some(due) => tokio::select! {
-                    msg = rx.recv() => msg,
-                    _ = tokio::time::sleep(StdDuration::from_millis(due.saturating_sub(now_ms()))) => {
-                        self.fire_timers();
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
+                self.ready.drain(..).map(|(run_id, entry)| Msg::Outcome { run_id, entry }).collect()
             };
-            let Some(first) = first else { return };
-            let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(msg) => batch.push(msg),
@@ -220,6 +202,21 @@ impl Driver {
                 warn!(error = %e, "the store failed; the engine stops, runs are resumable");
                 return;
             }
+        }
+    }
+
+    /// The next message, `Some(None)` when a timer fired instead, `None` when every
+    /// handle to the engine is gone.
+    async fn next_message(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Option<Option<Msg>> {
+        match self.next_due() {
+            Some(due) => tokio::select! {
+                msg = rx.recv() => msg.map(Some),
+                _ = tokio::time::sleep(StdDuration::from_millis(due.saturating_sub(now_ms()))) => {
+                    self.fire_timers();
+                    Some(None)
+                }
+            },
+            None => rx.recv().await.map(Some),
         }
     }
 

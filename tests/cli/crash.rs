@@ -21,6 +21,32 @@ steps:
     with: { output: '{{steps.slow.output}}-d' }
 ";
 
+/// Starts `sagaflow run w.yaml` in `dir` with JSON logs on a pipe; kills it with
+/// SIGKILL after `ms` milliseconds and gives back what it logged.
+fn run_and_kill(dir: &std::path::Path, ms: u64) -> std::process::Output {
+    let mut child = sagaflow()
+        .current_dir(dir)
+        .env("SAGAFLOW_LOG", "info")
+        .args(["--log-format", "json", "run", "w.yaml", "--data", "data"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sagaflow run");
+    std::thread::sleep(Duration::from_millis(ms));
+    child.kill().expect("SIGKILL");
+    child.wait_with_output().expect("reap")
+}
+
+/// `sagaflow resume` in `dir`, with JSON logs.
+fn resume(dir: &std::path::Path) -> std::process::Output {
+    sagaflow()
+        .current_dir(dir)
+        .env("SAGAFLOW_LOG", "info")
+        .args(["--log-format", "json", "resume", "--data", "data", "--format", "json"])
+        .output()
+        .expect("run sagaflow resume")
+}
+
 /// The steps whose attempts a process started, from its JSON log lines.
 fn started_steps(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
@@ -35,27 +61,12 @@ fn started_steps(stderr: &[u8]) -> Vec<String> {
 fn a_killed_run_resumes_without_running_finished_steps_again() {
     let mut t = Test::new().file("w.yaml", WORKFLOW);
     let dir = t.path_buf();
-    let mut child = sagaflow()
-        .current_dir(&dir)
-        .env("SAGAFLOW_LOG", "info")
-        .args(["--log-format", "json", "run", "w.yaml", "--data", "data"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start sagaflow run");
     // a and b take microseconds; `slow` holds for 3 s. Kill well inside it.
-    std::thread::sleep(Duration::from_millis(1500));
-    child.kill().expect("SIGKILL");
-    let killed = child.wait_with_output().expect("reap");
+    let killed = run_and_kill(&dir, 1500);
     let before = started_steps(&killed.stderr);
     assert_eq!(before, vec!["a", "b", "slow"], "the first process got as far as `slow`");
 
-    let resumed = sagaflow()
-        .current_dir(&dir)
-        .env("SAGAFLOW_LOG", "info")
-        .args(["--log-format", "json", "resume", "--data", "data", "--format", "json"])
-        .output()
-        .expect("run sagaflow resume");
+    let resumed = resume(&dir);
     assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(started_steps(&resumed.stderr), vec!["slow", "d"], "a and b are not run again; slow runs again");
     let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
@@ -88,26 +99,11 @@ fn a_run_killed_in_a_retry_backoff_resumes_the_wait_not_the_count() {
         "name: backoff\nsteps:\n  - id: flaky\n    action: mock\n    with: { fail_attempts: 2, output: done }\n    retry: { max_attempts: 3, delay: 1500ms, backoff: fixed }\n",
     );
     let dir = t.path_buf();
-    let mut child = sagaflow()
-        .current_dir(&dir)
-        .env("SAGAFLOW_LOG", "info")
-        .args(["--log-format", "json", "run", "w.yaml", "--data", "data"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start sagaflow run");
     // Attempt 1 fails at once; attempt 2 starts 1.5 s later and fails; kill in the second wait.
-    std::thread::sleep(Duration::from_millis(2300));
-    child.kill().expect("SIGKILL");
-    let killed = child.wait_with_output().expect("reap");
+    let killed = run_and_kill(&dir, 2300);
     assert_eq!(started_attempts(&killed.stderr), vec![("flaky".to_owned(), 1), ("flaky".to_owned(), 2)]);
 
-    let resumed = sagaflow()
-        .current_dir(&dir)
-        .env("SAGAFLOW_LOG", "info")
-        .args(["--log-format", "json", "resume", "--data", "data", "--format", "json"])
-        .output()
-        .expect("run sagaflow resume");
+    let resumed = resume(&dir);
     assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(started_attempts(&resumed.stderr), vec![("flaky".to_owned(), 3)], "the count goes on from 2");
     let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
@@ -122,17 +118,8 @@ fn a_run_killed_while_compensating_finishes_its_compensations_after_resume() {
         "name: undo\nsteps:\n  - id: first\n    action: mock\n    compensate: { action: mock }\n  - id: second\n    action: mock\n    compensate: { action: mock, with: { delay: 3s } }\n  - id: boom\n    action: mock\n    with: { fail: true, error: failed }\n",
     );
     let dir = t.path_buf();
-    let mut child = sagaflow()
-        .current_dir(&dir)
-        .args(["run", "w.yaml", "--data", "data"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start sagaflow run");
     // boom fails at once; undoing `second` takes 3 s. Kill inside it.
-    std::thread::sleep(Duration::from_millis(1500));
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    run_and_kill(&dir, 1500);
     let mid = Test::in_dir(&dir).args(&["runs", "--data", "data", "--format", "json"]).json();
     assert_eq!(mid[0]["status"], "compensating");
     let records = Test::in_dir(&dir).args(&["resume", "--data", "data", "--format", "json"]).status(1).json();
