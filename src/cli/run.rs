@@ -73,10 +73,10 @@ fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
         format!("there is no file `{given}`, and no workflows directory {} to find it by name", dir.display())
     })?;
     for file in files {
-        let Ok(source) = std::fs::read_to_string(&file) else { continue };
-        let named = source.lines().any(|l| l.trim_end() == format!("name: {given}"));
+        let loaded = crate::dsl::loader::load_path(&file);
+        let named = loaded.root.as_ref().ok().and_then(|root| root.get("name")).and_then(|n| n.as_str()) == Some(given);
         if named {
-            return Ok((file, source));
+            return Ok((file, loaded.file.text.clone()));
         }
     }
     Err(format!("there is no file `{given}` and no workflow named `{given}` in {}", dir.display()))

@@ -294,3 +294,15 @@ fn a_corrupt_data_directory_is_refused_clearly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("corrupt"), "{stderr}");
 }
+
+#[test]
+fn defaults_apply_to_steps_that_set_nothing_and_a_workflow_runs_by_name() {
+    let yaml = "name: with_defaults\ndefaults:\n  retry: { max_attempts: 3, delay: 1ms }\n  timeout: 50ms\nsteps:\n  - id: inherits\n    action: mock\n    with: { fail_attempts: 2, output: ok }\n  - id: own\n    action: mock\n    with: { delay: 1s }\n    retry: { max_attempts: 1 }\n    on_error: continue\n";
+    let r = Test::new()
+        .file("workflows/some_file.yaml", yaml)
+        .args(&["run", "with_defaults", "--data", "data", "--format", "json"])
+        .json();
+    assert_eq!(step(&r, "inherits")["attempts"], 3, "defaults.retry");
+    assert_eq!(step(&r, "own")["attempts"], 1, "its own retry wins");
+    assert_eq!(step(&r, "own")["error"]["code"], "timeout", "defaults.timeout");
+}
