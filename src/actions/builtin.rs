@@ -13,7 +13,7 @@ const EVENT_TYPE_PATTERN: &str = "^[a-z][a-z0-9_.-]*$";
 pub fn actions() -> Vec<(ActionSpec, Arc<dyn Action>)> {
     vec![
         (mock(), Arc::new(Mock)),
-        (sleep(), Arc::new(NotYet("sleep"))),
+        (sleep(), Arc::new(super::sleep::Sleep)),
         (event_wait(), Arc::new(NotYet("event.wait"))),
         (event_emit(), Arc::new(NotYet("event.emit"))),
     ]

@@ -2,6 +2,7 @@
 
 mod builtin;
 mod mock;
+pub mod sleep;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -37,14 +37,19 @@ pub struct Args {
     /// Park the runs in a 10-minute retry backoff and measure the memory they hold.
     #[arg(long)]
     waiting: bool,
+    /// With --waiting: park them in a 10-minute `sleep` instead.
+    #[arg(long, requires = "waiting")]
+    sleep: bool,
 }
 
-fn workflow(steps: usize, waiting: bool) -> String {
+fn workflow(steps: usize, waiting: bool, sleep: bool) -> String {
     let mut y = String::from("name: bench_run\nsteps:\n");
     for i in 0..steps {
         y.push_str(&format!("  - id: s{i}\n    action: mock\n    with: {{ output: {{ n: {i} }} }}\n"));
     }
-    if waiting {
+    if sleep {
+        y.push_str("  - id: parked\n    action: sleep\n    with: { for: 10m }\n");
+    } else if waiting {
         y.push_str("  - id: parked\n    action: mock\n    with: { fail_attempts: 1 }\n    retry: { max_attempts: 2, delay: 10m }\n");
     }
     y
@@ -66,7 +71,7 @@ fn rss_mib() -> (f64, f64) {
 
 pub fn run(args: Args) -> ExitCode {
     let registry = Registry::builtin();
-    let source = workflow(args.steps, args.waiting);
+    let source = workflow(args.steps, args.waiting, args.sleep);
     let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, registry) {
         Ok(wf) => wf,
         Err(_) => return usage_error("the benchmark workflow does not compile"),
@@ -82,7 +87,8 @@ pub fn run(args: Args) -> ExitCode {
     };
     let metrics = Arc::new(Metrics::default());
     let options = EngineOptions { metrics: metrics.clone(), ..EngineOptions::default() };
-    let (runs, concurrency, steps, waiting) = (args.runs, args.concurrency.max(1), args.steps, args.waiting);
+    let (runs, concurrency, steps, waiting, sleep) =
+        (args.runs, args.concurrency.max(1), args.steps, args.waiting, args.sleep);
     let observed = metrics.clone();
     let elapsed = runtime().block_on(async move {
         let engine = Engine::start(store, registry, options);
@@ -91,7 +97,14 @@ pub fn run(args: Args) -> ExitCode {
             for _ in 0..runs {
                 let _ = engine.start_run(wf.clone(), serde_json::json!({})).await;
             }
-            while metrics.retries.load(Ordering::Relaxed) < runs as u64 {
+            let parked = |m: &Metrics| {
+                if sleep {
+                    m.attempts.load(Ordering::Relaxed)
+                } else {
+                    m.retries.load(Ordering::Relaxed)
+                }
+            };
+            while parked(&metrics) < (if sleep { runs * (steps + 1) } else { runs }) as u64 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             return start.elapsed();
@@ -118,7 +131,8 @@ pub fn run(args: Args) -> ExitCode {
     let (peak, now) = rss_mib();
     let secs = elapsed.as_secs_f64();
     if waiting {
-        println!("bench run --waiting: {runs} runs parked in a retry backoff ({} store)", args.store);
+        let how = if sleep { "a 10-minute sleep" } else { "a retry backoff" };
+        println!("bench run --waiting: {runs} runs parked in {how} ({} store)", args.store);
         println!("  parked in {:.2} s; resident memory {now:.1} MiB, peak {peak:.1} MiB", secs);
         return ExitCode::SUCCESS;
     }

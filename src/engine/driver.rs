@@ -401,6 +401,14 @@ impl Driver {
                     token.cancel();
                 }
             }
+            for (s, item, attempt) in active.state.in_flight() {
+                if active.state.is_timer_step(s) {
+                    let outcome =
+                        Outcome::Err(ActionError::new("cancelled", "the sleep was cut short: the run is rolling back"));
+                    let entry = Entry::AttemptFinished { step: s, item, attempt, outcome, at: now_ms() };
+                    self.ready.push((run_id.to_owned(), entry));
+                }
+            }
         }
         let attempts: Vec<(bool, usize, Item, u32)> = active
             .state
@@ -444,7 +452,9 @@ impl Driver {
     /// Takes a run out of memory when all it does is wait for a timer far off.
     fn maybe_evict(&mut self, run_id: &str) {
         let Some(active) = self.runs.get(run_id) else { return };
-        let idle = active.state.in_flight().is_empty() && active.state.compensation_in_flight().is_none();
+        let state = &active.state;
+        let idle =
+            state.in_flight().iter().all(|(s, ..)| state.is_timer_step(*s)) && state.compensation_in_flight().is_none();
         let next = active.timers.iter().map(|(due, _)| *due).min();
         let far = next.is_some_and(|due| due > now_ms() + EVICT_AFTER_MS);
         if idle && far && active.state.phase != Phase::Done {
@@ -470,6 +480,16 @@ impl Driver {
     fn launch(&mut self, run_id: &str, key: (bool, usize, Item, u32)) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let (compensation, s, item, attempt) = key;
+        if !compensation && active.state.is_timer_step(s) {
+            // A durable timer (armed from the machine's timers); only a bad input ends it now.
+            if let Err(e) = active.state.sleep_end(s, item) {
+                let at = now_ms();
+                let entry = Entry::AttemptFinished { step: s, item, attempt, outcome: Outcome::Err(e), at };
+                self.ready.push((run_id.to_owned(), entry));
+            }
+            active.launched.insert(key, CancellationToken::new());
+            return;
+        }
         let token = CancellationToken::new();
         active.launched.insert(key, token.clone());
         let state = &active.state;

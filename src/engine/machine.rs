@@ -430,11 +430,41 @@ impl RunState {
         })
     }
 
+    /// Whether a step waits in the engine as a durable timer (`sleep`) rather
+    /// than calling an action.
+    pub fn is_timer_step(&self, s: usize) -> bool {
+        self.wf.steps[s].action == "sleep"
+    }
+
+    /// When a sleeping unit's attempt ends, and how: woken, or past its timeout.
+    pub fn sleep_end(&self, s: usize, item: Item) -> Result<(u64, Outcome), ActionError> {
+        let unit = self.unit(s, item).ok_or_else(|| ActionError::new("failed", "no such unit"))?;
+        let started = unit.started_at.unwrap_or(self.started_at);
+        let due = crate::actions::sleep::wake_at(&self.attempt_input(s, item)?, started)?;
+        match self.wf.steps[s].timeout_ms.map(|t| started.saturating_add(t)) {
+            Some(limit) if limit < due => {
+                let message = format!(
+                    "the sleep runs past the step's timeout of {}",
+                    crate::dsl::duration::Duration(limit - started)
+                );
+                Ok((limit, Outcome::Err(ActionError::new("timeout", message))))
+            }
+            _ => Ok((due, Outcome::Ok(crate::actions::sleep::woke(due)))),
+        }
+    }
+
     /// Timers the run waits on: (due, entry to journal when due).
     pub fn timers(&self) -> Vec<(u64, Entry)> {
         let mut out = Vec::new();
         if let (Phase::Forward, Some(deadline)) = (self.phase, self.deadline) {
             out.push((deadline, Entry::RunTimedOut { at: deadline }));
+        }
+        for (s, item, attempt) in self.in_flight() {
+            if self.is_timer_step(s) {
+                if let Ok((due, outcome)) = self.sleep_end(s, item) {
+                    out.push((due, Entry::AttemptFinished { step: s, item, attempt, outcome, at: due }));
+                }
+            }
         }
         for (s, step) in self.steps.iter().enumerate() {
             let for_each = self.wf.steps[s].for_each.is_some();

@@ -133,3 +133,17 @@ fn a_run_killed_while_compensating_finishes_its_compensations_after_resume() {
         .collect();
     assert_eq!(order, vec![("second", 1), ("first", 1)], "each undone once, in reverse order");
 }
+
+#[test]
+fn a_sleep_survives_a_crash_and_the_run_shows_as_waiting() {
+    let mut t = Test::new().file("w.yaml", "name: nap\nsteps:\n  - id: nap\n    action: sleep\n    with: { for: 2500ms }\n  - id: after\n    action: mock\n");
+    let dir = t.path_buf();
+    run_and_kill(&dir, 1000);
+    let mid = Test::in_dir(&dir).args(&["runs", "--data", "data", "--format", "json"]).json();
+    assert_eq!(mid[0]["status"], "waiting");
+    let resumed = resume(&dir);
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(started_steps(&resumed.stderr), vec!["after"], "the sleep is a timer, not a new attempt");
+    let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
+    assert_eq!(records[0]["steps"][0]["duration_ms"], 2500, "it woke when it was due, not 2.5 s after the restart");
+}

@@ -306,3 +306,31 @@ fn defaults_apply_to_steps_that_set_nothing_and_a_workflow_runs_by_name() {
     assert_eq!(step(&r, "own")["attempts"], 1, "its own retry wins");
     assert_eq!(step(&r, "own")["error"]["code"], "timeout", "defaults.timeout");
 }
+
+#[test]
+fn sleep_waits_and_gives_when_it_woke() {
+    let r = run("name: w\nsteps:\n  - id: nap\n    action: sleep\n    with: { for: 300ms }\n  - id: after\n    action: mock\n    with: { output: '{{steps.nap.output.woke_at}}' }\n", "{}", 0);
+    let nap = step(&r, "nap");
+    assert_eq!(nap["duration_ms"], 300, "the wake time comes from the journaled start");
+    assert!(nap["output"]["woke_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{nap}");
+    assert_eq!(step(&r, "after")["output"], nap["output"]["woke_at"]);
+}
+
+#[test]
+fn a_sleep_is_cut_short_by_a_roll_back_and_bounded_by_its_timeout() {
+    let started = std::time::Instant::now();
+    let r = run(
+        "name: w\ntimeout: 300ms\nsteps:\n  - id: a\n    action: mock\n    compensate: { action: mock }\n  - id: nap\n    action: sleep\n    with: { for: 20s }\n",
+        "{}",
+        1,
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the sleep did not hold the roll-back");
+    assert_eq!(r["status"], "compensated");
+    assert_eq!(step(&r, "nap")["error"]["code"], "cancelled");
+    let r =
+        run("name: w\nsteps:\n  - id: nap\n    action: sleep\n    with: { for: 20s }\n    timeout: 100ms\n", "{}", 1);
+    assert_eq!(step(&r, "nap")["error"]["code"], "timeout");
+    let r =
+        run("name: w\nsteps:\n  - id: nap\n    action: sleep\n    with: { until: '1999-01-01T00:00:00Z' }\n", "{}", 0);
+    assert_eq!(step(&r, "nap")["status"], "succeeded", "a time in the past wakes at once");
+}
