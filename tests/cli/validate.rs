@@ -161,3 +161,9 @@ fn actions_lists_the_registry_as_json() {
         }
     }
 }
+
+#[test]
+fn docs_actions_md_is_what_the_registry_says() {
+    let committed = std::fs::read_to_string(crate::harness::repo().join("docs/actions.md")).expect("docs/actions.md");
+    Test::new().args(&["actions", "--format", "markdown"]).stdout(&committed).run();
+}
