@@ -77,7 +77,7 @@ fn sleep() -> ActionSpec {
 fn event_wait() -> ActionSpec {
     ActionSpec {
         name: "event.wait".into(),
-        description: "Waits durably until an event of this type and key arrives; the output is the event's data."
+        description: "Waits durably until an event of this type and key arrives; the output is the event's data. (Validates; does not run yet.)"
             .into(),
         effect: Effect::Read,
         input_schema: json!({
@@ -96,7 +96,7 @@ fn event_wait() -> ActionSpec {
 fn event_emit() -> ActionSpec {
     ActionSpec {
         name: "event.emit".into(),
-        description: "Emits an event through the outbox, in the same commit as the step; delivered at least once."
+        description: "Emits an event through the outbox, in the same commit as the step; delivered at least once. (Validates; does not run yet.)"
             .into(),
         effect: Effect::Irreversible,
         input_schema: json!({
