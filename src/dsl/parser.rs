@@ -48,8 +48,11 @@ fn into_items(node: Node) -> Vec<Node> {
 
 impl Parser {
     fn workflow(&mut self, root: Node) -> Option<Workflow> {
+        let span = root.span;
         let mut f = Fields::of(root);
-        let name = self.string(&f.take("name")?)?;
+        // A missing or wrong name is reported by the structure check; reading on
+        // lets the other checks report what else is wrong.
+        let name = f.take("name").and_then(|n| self.string(&n)).unwrap_or_else(|| Spanned::new(String::new(), span));
         let defaults = f.take("defaults").map(|d| self.defaults(d)).unwrap_or_default();
         Some(Workflow {
             name,

@@ -181,7 +181,7 @@ fn internal_error(path: &Path) -> Summary {
 fn check_unique_names(summaries: &mut [Summary]) {
     let mut first: HashMap<String, (Arc<crate::dsl::span::SourceFile>, crate::dsl::span::Span)> = HashMap::new();
     for s in summaries.iter_mut() {
-        let Some(name) = &s.name else { continue };
+        let Some(name) = s.name.as_ref().filter(|n| !n.value.is_empty()) else { continue };
         match first.get(&name.value) {
             None => {
                 first.insert(name.value.clone(), (s.report.file.clone(), name.span));

@@ -233,6 +233,8 @@ fn wrong_type(at: &Place, kind: &TypeKind) -> Diagnostic {
     match at.key() {
         Some("needs") => d.help("write the steps it needs as a list, like `needs: [reserve_stock]`"),
         Some("steps" | "on_failure") => d.help("write the steps as a list, each starting with `- id:`"),
+        Some("retry") => d.help("write a retry policy, like `retry: { max_attempts: 3, delay: 200ms }`"),
+        Some("compensate") => d.help("write the undoing step, like `compensate: { action: inventory.release }`"),
         Some("timeout" | "delay" | "max_delay") => d.help("write a duration, like `150ms`, `2s` or `5m`"),
         _ => d,
     }

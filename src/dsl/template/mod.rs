@@ -90,8 +90,10 @@ pub fn analyze(text: &str) -> Result<Analysis, TemplateSyntaxError> {
 
 /// The reference analysis: handlebars' own parser, walked.
 pub fn analyze_with_handlebars(text: &str) -> Result<Analysis, TemplateSyntaxError> {
-    let template = Template::compile(text)
-        .map_err(|e| TemplateSyntaxError { message: e.reason().to_string(), position: e.pos() })?;
+    let template = Template::compile(text).map_err(|e| TemplateSyntaxError {
+        message: plain_syntax_error(text, &e.reason().to_string()),
+        position: e.pos(),
+    })?;
     let mut analysis = Analysis {
         lone: matches!(
             template.elements.as_slice(),
@@ -224,6 +226,21 @@ impl Walker<'_> {
     }
 }
 
+/// handlebars' parser speaks in grammar rules (`expected trailing_tilde_...`);
+/// say what a person can fix instead.
+fn plain_syntax_error(text: &str, raw: &str) -> String {
+    if !raw.starts_with("invalid handlebars syntax") {
+        return raw.to_owned();
+    }
+    if text.matches("{{").count() > text.matches("}}").count() {
+        "a `{{` is not closed by `}}`".to_owned()
+    } else if text.matches("{{#").count() > text.matches("{{/").count() {
+        "a block opened with `{{#...}}` is not closed with `{{/...}}`".to_owned()
+    } else {
+        "what is inside `{{ }}` is not a path, a literal or a helper call".to_owned()
+    }
+}
+
 fn path_raw(path: &Path) -> String {
     match path {
         Path::Relative((_, raw)) => raw.clone(),
@@ -301,6 +318,10 @@ mod tests {
 
     #[test]
     fn reports_syntax_errors() {
+        let message = |t: &str| analyze(t).err().map(|e| e.message).unwrap_or_default();
+        assert_eq!(message("hello {{input.x"), "a `{{` is not closed by `}}`");
+        assert_eq!(message("{{#if input.x}}yes"), "a block opened with `{{#...}}` is not closed with `{{/...}}`");
+        assert_eq!(message("{{ a b c ( }}"), "what is inside `{{ }}` is not a path, a literal or a helper call");
         assert!(analyze("{{input.x").is_err());
         assert!(analyze("{{#if x}}no end").is_err());
         assert!(!analyze("{{> partial}}").expect("parses").unsupported.is_empty());
