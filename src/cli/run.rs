@@ -62,6 +62,15 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+fn read_bounded(file: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read the input file {file}: {e}"))?;
+    Ok(text)
+}
+
 /// A path to a file, or a workflow name looked up in a directory.
 fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
     let path = Path::new(given);
@@ -82,14 +91,18 @@ fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
     Err(format!("there is no file `{given}` and no workflow named `{given}` in {}", dir.display()))
 }
 
+/// A run input may be at most this large (JSON's nesting is bounded by serde_json, 128).
+pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+
 /// `--input`: JSON text, or `@FILE`.
 pub fn read_input(given: &str) -> Result<Json, String> {
     let (text, from) = match given.strip_prefix('@') {
-        Some(file) => {
-            (std::fs::read_to_string(file).map_err(|e| format!("cannot read the input file {file}: {e}"))?, file)
-        }
+        Some(file) => (read_bounded(file)?, file),
         None => (given.to_owned(), "--input"),
     };
+    if text.len() as u64 > MAX_INPUT_BYTES {
+        return Err(format!("{from} is larger than {} KiB, the most a run input may be", MAX_INPUT_BYTES / 1024));
+    }
     serde_json::from_str(&text)
         .map_err(|e| format!("{from} is not JSON: {e} (line {}, column {})", e.line(), e.column()))
 }

@@ -334,3 +334,19 @@ fn a_sleep_is_cut_short_by_a_roll_back_and_bounded_by_its_timeout() {
         run("name: w\nsteps:\n  - id: nap\n    action: sleep\n    with: { until: '1999-01-01T00:00:00Z' }\n", "{}", 0);
     assert_eq!(step(&r, "nap")["status"], "succeeded", "a time in the past wakes at once");
 }
+
+#[test]
+fn run_input_is_bounded_in_size_and_depth() {
+    let big = format!("{{\"x\": \"{}\"}}", "a".repeat(1_100_000));
+    let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+    for (name, input) in [("big.json", big), ("deep.json", deep)] {
+        let out = Test::new()
+            .file("w.yaml", "name: w\nsteps:\n  - id: a\n    action: mock\n")
+            .file(name, input)
+            .args(&["run", "w.yaml", "--data", "data", "--input", &format!("@{name}")])
+            .status(2)
+            .run();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(name), "{stderr}");
+    }
+}
