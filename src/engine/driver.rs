@@ -628,9 +628,51 @@ async fn attempt_outcome(
     checked(registered, result)
 }
 
+/// A step's output may be at most about this large (it is journaled and kept).
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// About how many bytes a value takes as JSON; stops counting past `limit`.
+fn json_size(v: &Json, limit: usize) -> usize {
+    match v {
+        Json::Null | Json::Bool(_) => 5,
+        Json::Number(_) => 20,
+        Json::String(s) => s.len() + 2,
+        Json::Array(items) => items
+            .iter()
+            .try_fold(2usize, |n, i| {
+                let n = n + json_size(i, limit) + 1;
+                if n > limit {
+                    Err(n)
+                } else {
+                    Ok(n)
+                }
+            })
+            .unwrap_or_else(|n| n),
+        Json::Object(map) => map
+            .iter()
+            .try_fold(2usize, |n, (k, i)| {
+                let n = n + k.len() + 4 + json_size(i, limit);
+                if n > limit {
+                    Err(n)
+                } else {
+                    Ok(n)
+                }
+            })
+            .unwrap_or_else(|n| n),
+    }
+}
+
 /// An action's result, with its output held to the action's output schema.
 fn checked(registered: &crate::actions::Registered, result: Result<Json, ActionError>) -> Outcome {
     match result {
+        Ok(output) if json_size(&output, MAX_OUTPUT_BYTES) > MAX_OUTPUT_BYTES => Outcome::Err(ActionError::new(
+            "too_large",
+            format!(
+                "the action `{}` returned more than {} KiB of output, the most a step may keep",
+                registered.spec.name,
+                MAX_OUTPUT_BYTES / 1024
+            ),
+        )),
         Ok(output) if registered.output_validator.is_valid(&output) => Outcome::Ok(output),
         Ok(output) => {
             let why =

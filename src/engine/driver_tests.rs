@@ -167,3 +167,13 @@ async fn cancelling_a_run_cancels_its_attempt_and_rolls_back() {
     assert_eq!(r.error.map(|e| e.code), Some("cancelled".to_owned()));
     assert_eq!(r.steps[1].error.clone().map(|e| e.code), Some("cancelled".to_owned()));
 }
+
+#[tokio::test]
+async fn an_output_too_large_to_keep_fails_the_step() {
+    let s = setup(|_| Ok(json!({ "id": "x".repeat(2 * 1024 * 1024) })), 0, 8);
+    let wf = workflow("name: w\nsteps:\n  - id: a\n    action: probe.call\n");
+    let id = s.engine.start_run(wf, json!({})).await.expect("started");
+    let r = s.engine.wait(&id).await.expect("record");
+    assert_eq!(r.steps[0].error.clone().map(|e| e.code), Some("too_large".to_owned()));
+    assert_eq!(r.status, "failed");
+}
