@@ -14,20 +14,24 @@ pub fn actions() -> Vec<(ActionSpec, Arc<dyn Action>)> {
     vec![
         (mock(), Arc::new(Mock)),
         (sleep(), Arc::new(super::sleep::Sleep)),
-        (event_wait(), Arc::new(NotYet("event.wait"))),
-        (event_emit(), Arc::new(NotYet("event.emit"))),
+        (event_wait(), Arc::new(EngineNative("event.wait"))),
+        (event_emit(), Arc::new(EngineNative("event.emit"))),
     ]
 }
 
-/// An action the engine runs itself (durable timers, events), not yet wired in:
-/// it fails with a plain message rather than pretending.
-struct NotYet(&'static str);
+/// An action the engine runs itself (the outbox, event waits). Its `call` is
+/// reached only where the engine cannot run it, as a compensation waiting for an
+/// event: that fails in plain words.
+struct EngineNative(&'static str);
 
-impl Action for NotYet {
+impl Action for EngineNative {
     fn call(&self, _: Call) -> ActionFuture {
         let name = self.0;
         Box::pin(async move {
-            Err(ActionError::new("failed", format!("`{name}` is not available in this version of sagaflow yet")))
+            Err(ActionError::new(
+                "invalid_input",
+                format!("`{name}` cannot run here: a compensation does not wait for events"),
+            ))
         })
     }
 }
@@ -77,7 +81,7 @@ fn sleep() -> ActionSpec {
 fn event_wait() -> ActionSpec {
     ActionSpec {
         name: "event.wait".into(),
-        description: "Waits durably until an event of this type and key arrives; the output is the event's data. (Validates; does not run yet.)"
+        description: "Waits durably until an event of this type and key arrives; the output is the event's data."
             .into(),
         effect: Effect::Read,
         input_schema: json!({
@@ -96,7 +100,7 @@ fn event_wait() -> ActionSpec {
 fn event_emit() -> ActionSpec {
     ActionSpec {
         name: "event.emit".into(),
-        description: "Emits an event through the outbox, in the same commit as the step; delivered at least once. (Validates; does not run yet.)"
+        description: "Emits an event through the outbox, in the same commit as the step; delivered at least once."
             .into(),
         effect: Effect::Irreversible,
         input_schema: json!({

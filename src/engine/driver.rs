@@ -18,7 +18,7 @@ use super::machine::{Decide, Phase, RunState};
 use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
 use crate::actions::{Call, Registry};
-use crate::store::{Commit, RunMeta, Store, StoreError};
+use crate::store::{Commit, EventRecord, RunMeta, Store, StoreError};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -48,6 +48,7 @@ enum Msg {
     Outcome { run_id: String, entry: Entry },
     Wait { run_id: String, reply: oneshot::Sender<Option<RunRecord>> },
     Cancel { run_id: String },
+    Publish { event: EventRecord, reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
 /// A handle to the engine loop; cheap to clone.
@@ -80,6 +81,8 @@ impl Engine {
             waiters: HashMap::new(),
             evicted: HashMap::new(),
             ready: Vec::new(),
+            outbox: Vec::new(),
+            waits: HashMap::new(),
         };
         tokio::spawn(driver.run(rx));
         Engine { tx, store, registry, stored: Arc::default() }
@@ -126,6 +129,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Sends an event from outside (the API, a test): durable when this returns,
+    /// then delivered to the runs waiting for it.
+    pub async fn publish(&self, kind: &str, key: &str, data: Json) -> Result<String, StoreError> {
+        let id = format!("ev-{}", new_run_id());
+        let event = EventRecord { id: id.clone(), kind: kind.to_owned(), key: key.to_owned(), data, at: now_ms() };
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Publish { event, reply });
+        answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))?;
+        Ok(id)
+    }
+
     pub fn cancel(&self, run_id: &str) {
         self.send(Msg::Cancel { run_id: run_id.to_owned() });
     }
@@ -161,9 +175,21 @@ struct Driver {
     waiters: HashMap<String, Vec<oneshot::Sender<Option<RunRecord>>>>,
     /// Outcomes of attempts that ended as they were launched, for the next turn.
     ready: Vec<(String, Entry)>,
+    /// Events emitted since the last commit: they go into the next one.
+    outbox: Vec<EventRecord>,
+    /// `event.wait` units waiting, by event type and key.
+    waits: HashMap<(String, String), Vec<Waiter>>,
     /// Runs that only wait on timers far off, out of memory: their workflow version.
     /// A timer that fires brings the run back from its journal.
     evicted: HashMap<String, Evicted>,
+}
+
+/// An `event.wait` unit waiting for its event.
+struct Waiter {
+    run_id: String,
+    step: usize,
+    item: Item,
+    attempt: u32,
 }
 
 /// What stays in memory of an evicted run: its version and its timers' keys.
@@ -240,6 +266,7 @@ impl Driver {
         let mut touched: Vec<String> = Vec::new();
         let mut started: Vec<(String, oneshot::Sender<Result<String, StoreError>>)> = Vec::new();
         let mut resumed: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut published: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Start { wf, input, reply } => {
@@ -283,6 +310,10 @@ impl Driver {
                         touched.push(run_id);
                     }
                 }
+                Msg::Publish { event, reply } => {
+                    self.outbox.push(event);
+                    published.push(reply);
+                }
                 Msg::Wait { run_id, reply } => {
                     match self.runs.contains_key(&run_id) || self.evicted.contains_key(&run_id) {
                         true => self.waiters.entry(run_id).or_default().push(reply),
@@ -298,6 +329,8 @@ impl Driver {
         for run_id in &touched {
             self.decide(run_id, &mut commit);
         }
+        commit.events.append(&mut self.outbox);
+        let emitted = commit.events.clone();
         let writing = std::time::Instant::now();
         self.store.commit(commit)?;
         self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
@@ -307,6 +340,10 @@ impl Driver {
         for reply in resumed {
             let _ = reply.send(());
         }
+        for reply in published {
+            let _ = reply.send(Ok(()));
+        }
+        self.deliver(&emitted);
         for run_id in touched {
             self.act(&run_id);
         }
@@ -325,6 +362,13 @@ impl Driver {
             Entry::AttemptFinished { step, item, attempt, .. } => {
                 active.finished.push((*step, *item));
                 active.launched.remove(&(false, *step, *item, *attempt));
+                if active.state.wf.steps.get(*step).is_some_and(|d| d.action == "event.wait") {
+                    let ended = |w: &Waiter| w.run_id == run_id && w.step == *step && w.item == *item;
+                    self.waits.retain(|_, waiters| {
+                        waiters.retain(|w| !ended(w));
+                        !waiters.is_empty()
+                    });
+                }
             }
             Entry::CompensationFinished { step, item, attempt, .. } => {
                 active.launched.remove(&(true, *step, *item, *attempt));
@@ -402,7 +446,7 @@ impl Driver {
                 }
             }
             for (s, item, attempt) in active.state.in_flight() {
-                if active.state.is_timer_step(s) {
+                if active.state.is_wait_step(s) {
                     let outcome =
                         Outcome::Err(ActionError::new("cancelled", "the sleep was cut short: the run is rolling back"));
                     let entry = Entry::AttemptFinished { step: s, item, attempt, outcome, at: now_ms() };
@@ -454,12 +498,55 @@ impl Driver {
         let Some(active) = self.runs.get(run_id) else { return };
         let state = &active.state;
         let idle =
-            state.in_flight().iter().all(|(s, ..)| state.is_timer_step(*s)) && state.compensation_in_flight().is_none();
+            state.in_flight().iter().all(|(s, ..)| state.is_wait_step(*s)) && state.compensation_in_flight().is_none();
         let next = active.timers.iter().map(|(due, _)| *due).min();
         let far = next.is_some_and(|due| due > now_ms() + EVICT_AFTER_MS);
         if idle && far && active.state.phase != Phase::Done {
             if let Some(active) = self.runs.remove(run_id) {
                 self.evicted.insert(run_id.to_owned(), Evicted { wf: active.state.wf.clone(), timers: active.timers });
+            }
+        }
+    }
+
+    /// Starts an `event.wait`: an event of its type and key that came since the
+    /// run started ends it at once (`Some(data)`); otherwise it waits for one.
+    fn begin_wait(&mut self, run_id: &str, s: usize, item: Item, attempt: u32) -> Result<Option<Json>, ActionError> {
+        let Some(active) = self.runs.get(run_id) else { return Ok(None) };
+        let (kind, key) = active.state.awaited_event(s, item)?;
+        let since = active.state.started_at;
+        let arrived = self.store.events(&kind, &key, since).map_err(|e| ActionError::new("unavailable", e.0))?;
+        if let Some(event) = arrived.into_iter().next() {
+            return Ok(Some(event.data));
+        }
+        self.waits.entry((kind, key)).or_default().push(Waiter { run_id: run_id.to_owned(), step: s, item, attempt });
+        Ok(None)
+    }
+
+    /// An `event.emit`: the event joins the next commit, with the step's end (the
+    /// outbox); its id is the step's idempotency key, so a repeat is the same event.
+    fn emit(&mut self, input: &Json, id: String) -> Outcome {
+        let Some(kind) = input.get("type").and_then(Json::as_str) else {
+            return Outcome::Err(ActionError::new("invalid_input", "event.emit needs a `type`"));
+        };
+        let event = EventRecord {
+            id: id.clone(),
+            kind: kind.to_owned(),
+            key: super::machine::event_key(input.get("key")),
+            data: input.get("data").cloned().unwrap_or(Json::Null),
+            at: now_ms(),
+        };
+        self.outbox.push(event);
+        Outcome::Ok(serde_json::json!({ "event_id": id }))
+    }
+
+    /// After a commit: every waiting unit an event matches ends with its data.
+    fn deliver(&mut self, events: &[EventRecord]) {
+        for event in events {
+            for w in self.waits.remove(&(event.kind.clone(), event.key.clone())).unwrap_or_default() {
+                let outcome = Outcome::Ok(event.data.clone());
+                let entry =
+                    Entry::AttemptFinished { step: w.step, item: w.item, attempt: w.attempt, outcome, at: event.at };
+                self.ready.push((w.run_id, entry));
             }
         }
     }
@@ -480,14 +567,21 @@ impl Driver {
     fn launch(&mut self, run_id: &str, key: (bool, usize, Item, u32)) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let (compensation, s, item, attempt) = key;
-        if !compensation && active.state.is_timer_step(s) {
-            // A durable timer (armed from the machine's timers); only a bad input ends it now.
-            if let Err(e) = active.state.sleep_end(s, item) {
-                let at = now_ms();
-                let entry = Entry::AttemptFinished { step: s, item, attempt, outcome: Outcome::Err(e), at };
-                self.ready.push((run_id.to_owned(), entry));
-            }
+        if !compensation && active.state.is_wait_step(s) {
             active.launched.insert(key, CancellationToken::new());
+            let began = if active.state.wf.steps[s].action == "sleep" {
+                // A durable timer, armed from the machine's timers; only a bad input ends it now.
+                active.state.sleep_end(s, item).map(|_| None)
+            } else {
+                self.begin_wait(run_id, s, item, attempt)
+            };
+            let outcome = match began {
+                Ok(None) => return,
+                Ok(Some(data)) => Outcome::Ok(data),
+                Err(e) => Outcome::Err(e),
+            };
+            let entry = Entry::AttemptFinished { step: s, item, attempt, outcome, at: now_ms() };
+            self.ready.push((run_id.to_owned(), entry));
             return;
         }
         let token = CancellationToken::new();
@@ -519,6 +613,11 @@ impl Driver {
                 return;
             }
         };
+        if action_name == "event.emit" {
+            let outcome = self.emit(&input, idempotency_key);
+            self.ready.push((run, finished(outcome)));
+            return;
+        }
         let Some(registered) = self.registry.get(&action_name) else {
             let e = ActionError::new("failed", format!("the action `{action_name}` is not registered"));
             let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(Outcome::Err(e)) });

@@ -177,3 +177,42 @@ async fn an_output_too_large_to_keep_fails_the_step() {
     assert_eq!(r.steps[0].error.clone().map(|e| e.code), Some("too_large".to_owned()));
     assert_eq!(r.status, "failed");
 }
+
+fn builtin(yaml: &str) -> Arc<CompiledWorkflow> {
+    match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, Registry::builtin()) {
+        Ok(wf) => wf,
+        Err(e) => panic!("{:?}", e.0.diagnostics),
+    }
+}
+
+#[tokio::test]
+async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
+    let engine = Engine::start(Arc::new(MemoryStore::default()), Registry::builtin(), EngineOptions::default());
+    let waiter = builtin("name: waiter\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: order.paid, key: '{{input.order}}' }\n    timeout: 10s\n");
+    let emitter = builtin("name: emitter\nsteps:\n  - id: emit\n    action: event.emit\n    with: { type: order.paid, key: o-1, data: { amount: 12 } }\n");
+    let waiting = engine.start_run(waiter.clone(), json!({ "order": "o-1" })).await.expect("started");
+    let other = engine.start_run(waiter, json!({ "order": "o-2" })).await.expect("started");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let emitting = engine.start_run(emitter, json!({})).await.expect("started");
+    let emitted = engine.wait(&emitting).await.expect("record");
+    assert_eq!(emitted.steps[0].output["event_id"], format!("{emitting}:emit"));
+    let woken = engine.wait(&waiting).await.expect("record");
+    assert_eq!((woken.status.as_str(), &woken.steps[0].output), ("succeeded", &json!({ "amount": 12 })));
+    engine.cancel(&other);
+    let cancelled = engine.wait(&other).await.expect("record");
+    assert_eq!(cancelled.status, "failed", "the other key's wait is still waiting until cancelled");
+}
+
+#[tokio::test]
+async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out() {
+    let engine = Engine::start(Arc::new(MemoryStore::default()), Registry::builtin(), EngineOptions::default());
+    let wf = builtin("name: late\nsteps:\n  - id: first\n    action: sleep\n    with: { for: 200ms }\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-7 }\n    timeout: 5s\n");
+    let id = engine.start_run(wf, json!({})).await.expect("started");
+    engine.publish("user.verified", "u-7", json!({ "at": "now" })).await.expect("published");
+    let r = engine.wait(&id).await.expect("record");
+    assert_eq!(r.steps[1].output, json!({ "at": "now" }), "published while the run slept, found when the wait began");
+    let wf = builtin("name: nobody\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-8 }\n    timeout: 100ms\n");
+    let id = engine.start_run(wf, json!({})).await.expect("started");
+    let r = engine.wait(&id).await.expect("record");
+    assert_eq!(r.steps[0].error.clone().map(|e| e.code), Some("timeout".to_owned()));
+}

@@ -430,10 +430,20 @@ impl RunState {
         })
     }
 
-    /// Whether a step waits in the engine as a durable timer (`sleep`) rather
-    /// than calling an action.
-    pub fn is_timer_step(&self, s: usize) -> bool {
-        self.wf.steps[s].action == "sleep"
+    /// Whether a step waits inside the engine (`sleep`, `event.wait`) rather than
+    /// calling an action: it holds no task, and its end comes from a timer or an event.
+    pub fn is_wait_step(&self, s: usize) -> bool {
+        matches!(self.wf.steps[s].action.as_str(), "sleep" | "event.wait")
+    }
+
+    /// The event type and key an `event.wait` unit waits for.
+    pub fn awaited_event(&self, s: usize, item: Item) -> Result<(String, String), ActionError> {
+        let input = self.attempt_input(s, item)?;
+        let kind = input
+            .get("type")
+            .and_then(Json::as_str)
+            .ok_or_else(|| ActionError::new("invalid_input", "event.wait needs a `type`"))?;
+        Ok((kind.to_owned(), event_key(input.get("key"))))
     }
 
     /// When a sleeping unit's attempt ends, and how: woken, or past its timeout.
@@ -460,10 +470,22 @@ impl RunState {
             out.push((deadline, Entry::RunTimedOut { at: deadline }));
         }
         for (s, item, attempt) in self.in_flight() {
-            if self.is_timer_step(s) {
-                if let Ok((due, outcome)) = self.sleep_end(s, item) {
-                    out.push((due, Entry::AttemptFinished { step: s, item, attempt, outcome, at: due }));
+            match self.wf.steps[s].action.as_str() {
+                "sleep" => {
+                    if let Ok((due, outcome)) = self.sleep_end(s, item) {
+                        out.push((due, Entry::AttemptFinished { step: s, item, attempt, outcome, at: due }));
+                    }
                 }
+                "event.wait" => {
+                    let started = self.unit(s, item).and_then(|u| u.started_at).unwrap_or(self.started_at);
+                    if let Some(timeout) = self.wf.steps[s].timeout_ms {
+                        let due = started.saturating_add(timeout);
+                        let message = format!("no event came within {}", crate::dsl::duration::Duration(timeout));
+                        let outcome = Outcome::Err(ActionError::new("timeout", message));
+                        out.push((due, Entry::AttemptFinished { step: s, item, attempt, outcome, at: due }));
+                    }
+                }
+                _ => {}
             }
         }
         for (s, step) in self.steps.iter().enumerate() {
@@ -759,6 +781,15 @@ impl RunState {
             ctx["error"] = json!({ "step": e.step, "code": e.code, "message": e.message });
         }
         ctx
+    }
+}
+
+/// An event key as text: a string as it is, anything else as JSON, none as "".
+pub fn event_key(key: Option<&Json>) -> String {
+    match key {
+        None | Some(Json::Null) => String::new(),
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Commit, ReadRuns, RunMeta, StoreError, WriteRuns};
+use super::{Commit, EventRecord, ReadRuns, RunMeta, StoreError, WriteRuns};
 use crate::engine::journal::Entry;
 
 #[derive(Default)]
@@ -16,6 +16,7 @@ struct Inner {
     journal: BTreeMap<String, Vec<Entry>>,
     runs: BTreeMap<String, RunMeta>,
     definitions: BTreeMap<String, String>,
+    events: Vec<EventRecord>,
 }
 
 impl MemoryStore {
@@ -40,6 +41,11 @@ impl ReadRuns for MemoryStore {
     fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
         Ok(self.lock().definitions.get(hash).cloned())
     }
+
+    fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.events.iter().filter(|e| e.kind == kind && e.key == key && e.at >= since).cloned().collect())
+    }
 }
 
 impl WriteRuns for MemoryStore {
@@ -55,6 +61,11 @@ impl WriteRuns for MemoryStore {
         }
         for meta in commit.runs {
             inner.runs.insert(meta.run_id.clone(), meta);
+        }
+        for event in commit.events {
+            if !inner.events.iter().any(|e| e.id == event.id) {
+                inner.events.push(event);
+            }
         }
         Ok(())
     }

@@ -36,17 +36,32 @@ impl RunMeta {
     }
 }
 
-/// One group commit: journal entries of many runs, and their index rows.
+/// An event: emitted by a step (in the same commit as the step: the outbox) or
+/// sent from outside. Its id makes delivery idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub key: String,
+    pub data: serde_json::Value,
+    /// Milliseconds since the epoch.
+    pub at: u64,
+}
+
+/// One group commit: journal entries of many runs, their index rows, and the
+/// events their steps emitted.
 #[derive(Debug, Default)]
 pub struct Commit {
     /// (run, sequence number within the run, entry)
     pub entries: Vec<(String, u32, Entry)>,
     pub runs: Vec<RunMeta>,
+    pub events: Vec<EventRecord>,
 }
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.runs.is_empty()
+        self.entries.is_empty() && self.runs.is_empty() && self.events.is_empty()
     }
 }
 
@@ -57,6 +72,8 @@ pub trait ReadRuns: Send + Sync {
     /// Every run in the index, oldest first.
     fn runs(&self) -> Result<Vec<RunMeta>, StoreError>;
     fn definition(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Events of this type and key that came at or after `since`, oldest first.
+    fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError>;
 }
 
 /// Writing runs. Invariant: when `commit` returns Ok, everything in it is durable

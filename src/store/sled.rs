@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{decode, encode, Commit, ReadRuns, RunMeta, StoreError, WriteRuns};
+use super::{decode, encode, Commit, EventRecord, ReadRuns, RunMeta, StoreError, WriteRuns};
 use crate::engine::journal::Entry;
 
 /// The key and value that say a sled database is a sagaflow store of this format.
@@ -104,6 +104,19 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
     }
 }
 
+/// `k\0<type>\0<key>\0`: the prefix of one type and key's events.
+fn event_prefix(kind: &str, key: &str) -> Vec<u8> {
+    format!("k\0{kind}\0{key}\0").into_bytes()
+}
+
+/// Events sort by time under their prefix; the id makes a repeat land on itself.
+fn event_key(event: &EventRecord) -> Vec<u8> {
+    let mut key = event_prefix(&event.kind, &event.key);
+    key.extend_from_slice(&event.at.to_be_bytes());
+    key.extend_from_slice(event.id.as_bytes());
+    key
+}
+
 fn journal_key(run: &str, seq: u32) -> Vec<u8> {
     let mut key = format!("j/{run}/").into_bytes();
     key.extend_from_slice(&seq.to_be_bytes());
@@ -141,6 +154,10 @@ impl ReadRuns for SledStore {
         Ok(runs)
     }
 
+    fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError> {
+        self.read_events(kind, key, since)
+    }
+
     fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
         match self.tree.get(format!("d/{hash}")).map_err(|e| err(&self.path, "cannot read a definition", e))? {
             Some(bytes) => String::from_utf8(bytes.to_vec())
@@ -148,6 +165,22 @@ impl ReadRuns for SledStore {
                 .map_err(|_| StoreError(format!("the definition {hash} is not text"))),
             None => Ok(None),
         }
+    }
+}
+
+impl SledStore {
+    fn read_events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError> {
+        let prefix = event_prefix(kind, key);
+        let mut from = prefix.clone();
+        from.extend_from_slice(&since.to_be_bytes());
+        self.tree
+            .range(from..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .map(|item| {
+                let (_, value) = item.map_err(|e| err(&self.path, "cannot read events", e))?;
+                decode(&value, "event")
+            })
+            .collect()
     }
 }
 
@@ -162,6 +195,9 @@ impl WriteRuns for SledStore {
         }
         for meta in &commit.runs {
             batch.insert(format!("r/{}", meta.run_id).into_bytes(), encode(meta)?);
+        }
+        for event in &commit.events {
+            batch.insert(event_key(event), encode(event)?);
         }
         self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
         self.sync()
@@ -205,7 +241,18 @@ mod tests {
         let entry = Entry::RetryDue { step: 1, item: Some(2) };
         {
             let store = SledStore::open(dir.path()).expect("open");
-            let commit = Commit { entries: vec![("r1".into(), 0, entry.clone())], runs: vec![meta.clone()] };
+            let event = EventRecord {
+                id: "e1".into(),
+                kind: "a.b".into(),
+                key: "k/1".into(),
+                data: serde_json::json!(1),
+                at: 5,
+            };
+            let commit = Commit {
+                entries: vec![("r1".into(), 0, entry.clone())],
+                runs: vec![meta.clone()],
+                events: vec![event],
+            };
             store.commit(commit).expect("commit");
             store.put_definition("h", "name: w").expect("definition");
         }
@@ -213,5 +260,8 @@ mod tests {
         assert_eq!(store.entries("r1").expect("entries"), vec![entry]);
         assert_eq!(store.run("r1").expect("run"), Some(meta));
         assert_eq!(store.definition("h").expect("definition").as_deref(), Some("name: w"));
+        assert_eq!(store.events("a.b", "k/1", 5).expect("events").len(), 1);
+        assert_eq!(store.events("a.b", "k/1", 6).expect("events").len(), 0, "only events since the time asked");
+        assert_eq!(store.events("a.b", "k", 0).expect("events").len(), 0, "keys are not prefixes of each other");
     }
 }
