@@ -40,14 +40,19 @@ pub struct Args {
     /// With --waiting: park them in a 10-minute `sleep` instead.
     #[arg(long, requires = "waiting")]
     sleep: bool,
+    /// With --waiting: park them in an `event.wait` (10-minute timeout) instead.
+    #[arg(long, requires = "waiting", conflicts_with = "sleep")]
+    event: bool,
 }
 
-fn workflow(steps: usize, waiting: bool, sleep: bool) -> String {
+fn workflow(steps: usize, waiting: bool, sleep: bool, event: bool) -> String {
     let mut y = String::from("name: bench_run\nsteps:\n");
     for i in 0..steps {
         y.push_str(&format!("  - id: s{i}\n    action: mock\n    with: {{ output: {{ n: {i} }} }}\n"));
     }
-    if sleep {
+    if event {
+        y.push_str("  - id: parked\n    action: event.wait\n    with: { type: bench.never, key: '{{run.id}}' }\n    timeout: 10m\n");
+    } else if sleep {
         y.push_str("  - id: parked\n    action: sleep\n    with: { for: 10m }\n");
     } else if waiting {
         y.push_str("  - id: parked\n    action: mock\n    with: { fail_attempts: 1 }\n    retry: { max_attempts: 2, delay: 10m }\n");
@@ -71,7 +76,7 @@ fn rss_mib() -> (f64, f64) {
 
 pub fn run(args: Args) -> ExitCode {
     let registry = Registry::builtin();
-    let source = workflow(args.steps, args.waiting, args.sleep);
+    let source = workflow(args.steps, args.waiting, args.sleep, args.event);
     let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, registry) {
         Ok(wf) => wf,
         Err(_) => return usage_error("the benchmark workflow does not compile"),
@@ -87,8 +92,9 @@ pub fn run(args: Args) -> ExitCode {
     };
     let metrics = Arc::new(Metrics::default());
     let options = EngineOptions { metrics: metrics.clone(), ..EngineOptions::default() };
-    let (runs, concurrency, steps, waiting, sleep) =
-        (args.runs, args.concurrency.max(1), args.steps, args.waiting, args.sleep);
+    let (runs, concurrency, steps, waiting) = (args.runs, args.concurrency.max(1), args.steps, args.waiting);
+    // Sleeps and event waits are parked once their attempt has started.
+    let sleep = args.sleep || args.event;
     let observed = metrics.clone();
     let elapsed = runtime().block_on(async move {
         let engine = Engine::start(store, registry, options);
@@ -131,7 +137,13 @@ pub fn run(args: Args) -> ExitCode {
     let (peak, now) = rss_mib();
     let secs = elapsed.as_secs_f64();
     if waiting {
-        let how = if sleep { "a 10-minute sleep" } else { "a retry backoff" };
+        let how = if args.event {
+            "an event.wait"
+        } else if sleep {
+            "a 10-minute sleep"
+        } else {
+            "a retry backoff"
+        };
         println!("bench run --waiting: {runs} runs parked in {how} ({} store)", args.store);
         println!("  parked in {:.2} s; resident memory {now:.1} MiB, peak {peak:.1} MiB", secs);
         return ExitCode::SUCCESS;

@@ -216,3 +216,18 @@ async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out
     let r = engine.wait(&id).await.expect("record");
     assert_eq!(r.steps[0].error.clone().map(|e| e.code), Some("timeout".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_runs_wait_at_once_and_one_event_wakes_them_all() {
+    let engine = Engine::start(Arc::new(MemoryStore::default()), Registry::builtin(), EngineOptions::default());
+    let wf = builtin("name: many\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: launch.go, key: all }\n    timeout: 10m\n");
+    let mut ids = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        ids.push(engine.start_run(wf.clone(), json!({})).await.expect("started"));
+    }
+    engine.publish("launch.go", "all", json!({ "go": true })).await.expect("published");
+    for id in &ids {
+        let r = engine.wait(id).await.expect("record");
+        assert_eq!(r.status, "succeeded");
+    }
+}

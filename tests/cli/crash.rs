@@ -147,3 +147,19 @@ fn a_sleep_survives_a_crash_and_the_run_shows_as_waiting() {
     let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
     assert_eq!(records[0]["steps"][0]["duration_ms"], 2500, "it woke when it was due, not 2.5 s after the restart");
 }
+
+#[test]
+fn an_event_emitted_while_its_waiter_was_down_is_found_on_resume() {
+    let mut t = Test::new()
+        .file("w.yaml", "name: waiter\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-1 }\n    timeout: 1m\n")
+        .file("emit.yaml", "name: emitter\nsteps:\n  - id: emit\n    action: event.emit\n    with: { type: user.verified, key: u-1, data: { by: email } }\n");
+    let dir = t.path_buf();
+    run_and_kill(&dir, 800);
+    let emitted = Test::in_dir(&dir).args(&["run", "emit.yaml", "--data", "data", "--format", "json"]).json();
+    assert!(emitted["steps"][0]["output"]["event_id"].as_str().is_some_and(|id| id.ends_with(":emit")));
+    let resumed = resume(&dir);
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
+    assert_eq!(records[0]["workflow"], "waiter");
+    assert_eq!(records[0]["steps"][0]["output"], serde_json::json!({ "by": "email" }));
+}
