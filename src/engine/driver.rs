@@ -362,12 +362,15 @@ impl Driver {
             Entry::AttemptFinished { step, item, attempt, .. } => {
                 active.finished.push((*step, *item));
                 active.launched.remove(&(false, *step, *item, *attempt));
-                if active.state.wf.steps.get(*step).is_some_and(|d| d.action == "event.wait") {
-                    let ended = |w: &Waiter| w.run_id == run_id && w.step == *step && w.item == *item;
-                    self.waits.retain(|_, waiters| {
-                        waiters.retain(|w| !ended(w));
-                        !waiters.is_empty()
-                    });
+                let is_wait = active.state.wf.steps.get(*step).is_some_and(|d| d.action == "event.wait");
+                if let Some(awaited) = is_wait.then(|| active.state.awaited_event(*step, *item).ok()).flatten() {
+                    // Only the list of this wait's own type and key can hold it.
+                    if let Some(waiters) = self.waits.get_mut(&awaited) {
+                        waiters.retain(|w| !(w.run_id == run_id && w.step == *step && w.item == *item));
+                        if waiters.is_empty() {
+                            self.waits.remove(&awaited);
+                        }
+                    }
                 }
             }
             Entry::CompensationFinished { step, item, attempt, .. } => {
