@@ -78,21 +78,30 @@ fn sleep() -> ActionSpec {
     }
 }
 
+/// The input of the event actions: a type, a key, and for `event.emit` its data.
+fn event_input(with_data: bool) -> serde_json::Value {
+    let mut schema = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type"],
+        "properties": {
+            "type": { "type": "string", "pattern": EVENT_TYPE_PATTERN },
+            "key": { "type": ["string", "number"] }
+        }
+    });
+    if with_data {
+        schema["properties"]["data"] = json!({});
+    }
+    schema
+}
+
 fn event_wait() -> ActionSpec {
     ActionSpec {
         name: "event.wait".into(),
         description: "Waits durably until an event of this type and key arrives; the output is the event's data."
             .into(),
         effect: Effect::Read,
-        input_schema: json!({
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["type"],
-            "properties": {
-                "type": { "type": "string", "pattern": EVENT_TYPE_PATTERN },
-                "key": { "type": ["string", "number"] }
-            }
-        }),
+        input_schema: event_input(false),
         output_schema: json!({}),
     }
 }
@@ -103,16 +112,7 @@ fn event_emit() -> ActionSpec {
         description: "Emits an event through the outbox, in the same commit as the step; delivered at least once."
             .into(),
         effect: Effect::Irreversible,
-        input_schema: json!({
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["type"],
-            "properties": {
-                "type": { "type": "string", "pattern": EVENT_TYPE_PATTERN },
-                "key": { "type": ["string", "number"] },
-                "data": {}
-            }
-        }),
+        input_schema: event_input(true),
         output_schema: json!({
             "type": "object",
             "properties": { "event_id": { "type": "string" } }

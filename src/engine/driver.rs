@@ -286,13 +286,7 @@ impl Driver {
                     started.push((run_id, reply));
                 }
                 Msg::Resume { run_id, wf, entries, reply } => {
-                    let mut active = Active::new(RunState::new(run_id.clone(), wf));
-                    for entry in &entries {
-                        active.state.apply(entry);
-                    }
-                    active.seq = entries.len() as u32;
-                    active.status = run_status(&active.state);
-                    self.runs.insert(run_id.clone(), active);
+                    self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
                     touched.push(run_id);
                     resumed.push(reply);
                 }
@@ -404,7 +398,7 @@ impl Driver {
         }
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let status = run_status(&active.state);
-        if status != active.status || commit.entries.iter().any(|(r, seq, _)| r == run_id && *seq == 0) {
+        if status != active.status {
             active.status = status.clone();
             let s = &active.state;
             commit.runs.push(RunMeta {
@@ -485,12 +479,7 @@ impl Driver {
                 return false;
             }
         };
-        let mut active = Active::new(RunState::new(run_id, wf));
-        for entry in &entries {
-            active.state.apply(entry);
-        }
-        active.seq = entries.len() as u32;
-        active.status = run_status(&active.state);
+        let mut active = Active::replayed(run_id, wf, &entries);
         active.timers = timers;
         self.runs.insert(run_id.to_owned(), active);
         true
@@ -792,6 +781,15 @@ fn checked(registered: &crate::actions::Registered, result: Result<Json, ActionE
 }
 
 impl Active {
+    /// A run brought back from its journal; its index row is already stored.
+    fn replayed(run_id: &str, wf: Arc<CompiledWorkflow>, entries: &[Entry]) -> Active {
+        let mut active = Active::new(RunState::replayed(run_id, wf, entries));
+        active.seq = entries.len() as u32;
+        active.status = run_status(&active.state);
+        active
+    }
+
+    /// A new run: its empty status makes the first decision write its index row.
     fn new(state: RunState) -> Active {
         Active {
             state,

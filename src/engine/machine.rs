@@ -159,6 +159,15 @@ impl RunState {
         }
     }
 
+    /// A run's state rebuilt from its journal: the fold of its entries.
+    pub fn replayed(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>, entries: &[Entry]) -> RunState {
+        let mut state = RunState::new(run_id, wf);
+        for entry in entries {
+            state.apply(entry);
+        }
+        state
+    }
+
     fn unit_mut(&mut self, step: usize, item: Item) -> Option<&mut Unit> {
         self.steps.get_mut(step)?.units.get_mut(unit_index(item))
     }

@@ -60,9 +60,5 @@ pub fn replay(
 ) -> Result<RunState, String> {
     let meta = store.run(run_id).map_err(|e| e.0)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
     let wf = versions.get(store, &meta.hash, registry)?;
-    let mut state = RunState::new(run_id, wf);
-    for entry in store.entries(run_id).map_err(|e| e.0)? {
-        state.apply(&entry);
-    }
-    Ok(state)
+    Ok(RunState::replayed(run_id, wf, &store.entries(run_id).map_err(|e| e.0)?))
 }

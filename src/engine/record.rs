@@ -105,10 +105,11 @@ pub fn run_status(run: &RunState) -> String {
         Phase::Done => run.status.clone().unwrap_or_else(|| run.final_status().to_owned()),
         Phase::RollingBack => "compensating".to_owned(),
         Phase::Forward => {
-            let sleeping: Vec<_> = run.in_flight().into_iter().filter(|(s, ..)| run.is_wait_step(*s)).collect();
-            let working = run.in_flight().len() > sleeping.len();
+            let in_flight = run.in_flight();
+            let waits = in_flight.iter().filter(|(s, ..)| run.is_wait_step(*s)).count();
+            let working = in_flight.len() > waits;
             let retrying = run.steps.iter().flat_map(|s| &s.units).any(|u| u.status == UnitStatus::Retrying);
-            if !working && (retrying || !sleeping.is_empty()) { "waiting" } else { "running" }.to_owned()
+            if !working && (retrying || waits > 0) { "waiting" } else { "running" }.to_owned()
         }
     }
 }

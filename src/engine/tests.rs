@@ -171,10 +171,7 @@ fn replaying_a_journal_whole_or_entry_by_entry_gives_the_same_run() {
         _ => ok(json!(step)),
     });
     let wf = lived.wf.clone();
-    let mut whole = RunState::new("run-1", wf.clone());
-    for e in &journal {
-        whole.apply(e);
-    }
+    let whole = RunState::replayed("run-1", wf.clone(), &journal);
     assert_eq!(RunRecord::of(&whole), RunRecord::of(&lived));
     let mut random = || 0.5;
     // Each decision in the journal is what `decide` says on the prefix before it.
