@@ -1,8 +1,11 @@
 //! sagaflow: a declarative workflow interpreter.
 
 pub mod actions;
+pub mod adapters;
 pub mod cli;
+pub mod config;
 pub mod dsl;
 pub mod engine;
+pub mod services;
 pub mod store;
 pub mod validate;

@@ -53,6 +53,7 @@ fn mock() -> ActionSpec {
             }
         }),
         output_schema: json!({}),
+        errors: Vec::new(),
     }
 }
 
@@ -75,6 +76,7 @@ fn sleep() -> ActionSpec {
             "type": "object",
             "properties": { "woke_at": { "type": "string" } }
         }),
+        errors: Vec::new(),
     }
 }
 
@@ -103,6 +105,7 @@ fn event_wait() -> ActionSpec {
         effect: Effect::Read,
         input_schema: event_input(false),
         output_schema: json!({}),
+        errors: Vec::new(),
     }
 }
 
@@ -117,5 +120,6 @@ fn event_emit() -> ActionSpec {
             "type": "object",
             "properties": { "event_id": { "type": "string" } }
         }),
+        errors: Vec::new(),
     }
 }

@@ -70,6 +70,8 @@ pub struct ActionSpec {
     pub input_schema: Json,
     /// JSON Schema of the output.
     pub output_schema: Json,
+    /// The error codes it may fail with besides the DSL's (docs/services.md says what each means).
+    pub errors: Vec<String>,
 }
 
 /// An action as registered: its spec with the schemas compiled once, and its behaviour.
@@ -97,8 +99,22 @@ impl Registry {
     pub fn builtin() -> &'static Registry {
         static REGISTRY: OnceLock<Registry> = OnceLock::new();
         REGISTRY.get_or_init(|| {
-            Registry::from_actions(builtin::actions()).expect("built-in action schemas compile (a test checks it)")
+            let http = crate::adapters::http_request::HttpRequest::detached();
+            Registry::with_services(&crate::services::Services::detached(), http)
+                .expect("built-in action schemas compile (a test checks it)")
         })
+    }
+
+    /// The language's own actions, every service operation bound to `services`,
+    /// and `http.request`.
+    pub fn with_services(
+        services: &crate::services::Services,
+        http: crate::adapters::http_request::HttpRequest,
+    ) -> Result<Registry, InvalidSpec> {
+        let mut actions = builtin::actions();
+        let operations = services.operations().into_iter().chain(std::iter::once(http.operation()));
+        actions.extend(operations.map(|op| (op.spec, op.action)));
+        Registry::from_actions(actions)
     }
 
     pub fn from_actions(actions: Vec<(ActionSpec, Arc<dyn Action>)>) -> Result<Registry, InvalidSpec> {

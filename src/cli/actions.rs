@@ -34,8 +34,14 @@ pub fn markdown(registry: &Registry) -> String {
     }
     for s in registry.specs() {
         let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        let errors = if s.errors.is_empty() {
+            String::new()
+        } else {
+            let codes: Vec<String> = s.errors.iter().map(|c| format!("`{c}`")).collect();
+            format!("\n\nFails with (besides the DSL's codes): {}.", codes.join(", "))
+        };
         out.push_str(&format!(
-            "\n## `{}`\n\n{}\n\nInput (`with`):\n\n```json\n{}\n```\n\nOutput:\n\n```json\n{}\n```\n",
+            "\n## `{}`\n\n{}{errors}\n\nInput (`with`):\n\n```json\n{}\n```\n\nOutput:\n\n```json\n{}\n```\n",
             s.name,
             s.description,
             pretty(&s.input_schema),
@@ -59,6 +65,11 @@ pub fn run(args: Args) -> ExitCode {
                         "effect": s.effect.as_str(),
                         "input_schema": s.input_schema,
                         "output_schema": s.output_schema,
+                        "undo": match &s.effect {
+                            crate::actions::Effect::Reversible { undo } => serde_json::Value::from(undo.as_str()),
+                            _ => serde_json::Value::Null,
+                        },
+                        "errors": s.errors,
                     })
                 })
                 .collect();

@@ -6,6 +6,8 @@ mod bench_run;
 mod output;
 mod run;
 mod runs;
+mod sandbox;
+mod setup;
 mod validate;
 
 use std::process::ExitCode;
@@ -21,6 +23,9 @@ pub struct Cli {
     /// How log lines (on stderr) look. Their level comes from SAGAFLOW_LOG (default `warn`).
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// The config file (default: ./sagaflow.toml if it exists; without one every service runs on its sandbox).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,12 +77,16 @@ enum Command {
     Runs(runs::RunsArgs),
     /// Measure sagaflow's speed and print the figures.
     Bench(bench::Args),
+    /// Look at or reset the sandbox services' state.
+    #[command(subcommand)]
+    Sandbox(sandbox::Command),
 }
 
 /// Runs the command line; the exit code follows DSL.md (0 ok, 1 problems, 2 bad usage).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    setup::set_config_path(cli.config);
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema => {
@@ -90,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => runs::show(args),
         Command::Runs(args) => runs::runs(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sandbox(command) => sandbox::run(command),
     }
 }
 

@@ -2,15 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde_json::Value as Json;
 
 use super::{output, runtime, usage_error, RunFormat};
-use crate::actions::Registry;
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
 use crate::engine::driver::{Engine, EngineOptions};
-use crate::store::sled::SledStore;
 use crate::validate::render;
 
 #[derive(clap::Args)]
@@ -35,7 +32,11 @@ pub fn run(args: Args) -> ExitCode {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let registry = Registry::builtin();
+    let (store, backends) = match super::setup::open(&args.data) {
+        Ok(opened) => opened,
+        Err(e) => return usage_error(&e),
+    };
+    let registry = backends.registry;
     let wf = match CompiledWorkflow::compile(&path, &source, registry) {
         Ok(wf) => wf,
         Err(NotRunnable(report)) => {
@@ -46,10 +47,6 @@ pub fn run(args: Args) -> ExitCode {
     let input = match read_input(&args.input) {
         Ok(input) => input,
         Err(e) => return usage_error(&e),
-    };
-    let store = match SledStore::open(&args.data) {
-        Ok(store) => Arc::new(store),
-        Err(e) => return usage_error(&e.0),
     };
     let record = runtime().block_on(async move {
         let engine = Engine::start(store, registry, EngineOptions::default());

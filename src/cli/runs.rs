@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::{output, runtime, usage_error, RunFormat};
 use crate::actions::Registry;
@@ -81,15 +80,15 @@ pub struct ResumeArgs {
 }
 
 pub fn resume(args: ResumeArgs) -> ExitCode {
-    let store = match SledStore::open(&args.data) {
-        Ok(store) => Arc::new(store),
-        Err(e) => return usage_error(&e.0),
+    let (store, backends) = match super::setup::open(&args.data) {
+        Ok(opened) => opened,
+        Err(e) => return usage_error(&e),
     };
     let unfinished = match store.runs() {
         Ok(runs) => runs.into_iter().filter(|r| !r.is_finished()).collect::<Vec<_>>(),
         Err(e) => return usage_error(&e.0),
     };
-    let registry = Registry::builtin();
+    let registry = backends.registry;
     let records: Result<Vec<RunRecord>, String> = runtime().block_on(async move {
         let engine = Engine::start(store.clone(), registry, EngineOptions::default());
         let mut versions = Versions::default();

@@ -17,6 +17,15 @@ pub enum DurationError {
     TooLong,
 }
 
+impl fmt::Display for DurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DurationError::Form => "a duration is a whole number and a unit: 150ms, 2s, 5m, 1h, 2d",
+            DurationError::TooLong => "a duration may be at most 100 years",
+        })
+    }
+}
+
 impl Duration {
     pub fn from_millis(ms: u64) -> Self {
         Duration(ms)

@@ -55,6 +55,7 @@ fn setup(answer: fn(&Call) -> Result<Json, ActionError>, delay_ms: u64, max_conc
         effect: Effect::Irreversible,
         input_schema: json!({}),
         output_schema: json!({ "type": "object", "required": ["id"], "properties": { "id": { "type": "string" } } }),
+        errors: Vec::new(),
     };
     let registry = match Registry::from_actions(vec![(spec, Arc::new(probe))]) {
         Ok(r) => Box::leak(Box::new(r)),
@@ -77,6 +78,7 @@ fn workflow(yaml: &str) -> Arc<CompiledWorkflow> {
             effect: Effect::Irreversible,
             input_schema: json!({}),
             output_schema: json!({}),
+            errors: Vec::new(),
         },
         Arc::new(Probe {
             calls: Arc::default(),

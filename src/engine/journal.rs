@@ -10,11 +10,20 @@ use serde_json::Value as Json;
 pub struct ActionError {
     pub code: String,
     pub message: String,
+    /// How long the service asked to be left alone (`Retry-After`): the next
+    /// attempt waits at least this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ActionError {
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        ActionError { code: code.into(), message: message.into() }
+        ActionError { code: code.into(), message: message.into(), retry_after_ms: None }
+    }
+
+    pub fn with_retry_after(mut self, ms: Option<u64>) -> Self {
+        self.retry_after_ms = ms;
+        self
     }
 
     /// `timeout`, `unavailable` and `rate_limited` may be retried; nothing else.

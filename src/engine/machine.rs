@@ -580,7 +580,7 @@ impl RunState {
                 }
                 UnitStatus::Retrying if c.retry_due.is_none() => {
                     let retry = &self.wf.steps[s].compensate.as_ref()?.retry;
-                    let due = d.now + wait_ms(retry, c.attempts, d);
+                    let due = d.now + wait_ms(retry, c.attempts, c.error.as_ref(), d);
                     return Some(Entry::CompensationRetryScheduled { step: s, item, due });
                 }
                 UnitStatus::Running | UnitStatus::Retrying => return None,
@@ -684,7 +684,7 @@ impl RunState {
                     out.push(Entry::AttemptStarted { step: s, item, attempt: u.attempts + 1, at: d.now });
                 }
                 UnitStatus::Retrying if u.retry_due.is_none() => {
-                    let due = d.now + wait_ms(&def.retry, u.attempts, d);
+                    let due = d.now + wait_ms(&def.retry, u.attempts, u.error.as_ref(), d);
                     out.push(Entry::RetryScheduled { step: s, item, due });
                 }
                 _ => {}
@@ -807,14 +807,12 @@ fn may_retry(retry: &Retry, e: &ActionError, attempt: u32) -> bool {
     e.is_retryable() && listed && attempt < retry.max_attempts
 }
 
-/// The wait before the next attempt, jittered in [0.5, 1.0] of its value when asked.
-fn wait_ms(retry: &Retry, attempt: u32, d: &mut Decide) -> u64 {
+/// The wait before the next attempt, jittered in [0.5, 1.0] of its value when
+/// asked, and never shorter than the `Retry-After` the last failure carried.
+fn wait_ms(retry: &Retry, attempt: u32, last: Option<&ActionError>, d: &mut Decide) -> u64 {
     let base = retry.wait_after(attempt).millis();
-    if retry.jitter {
-        (base as f64 * (0.5 + 0.5 * (d.random)())) as u64
-    } else {
-        base
-    }
+    let waited = if retry.jitter { (base as f64 * (0.5 + 0.5 * (d.random)())) as u64 } else { base };
+    waited.max(last.and_then(|e| e.retry_after_ms).unwrap_or(0))
 }
 
 fn template_error(def: &CompiledStep, f: &RenderFailure) -> ActionError {

@@ -60,6 +60,11 @@ impl SledStore {
         Ok(store)
     }
 
+    /// The database, for the sandbox services' own trees.
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     /// A new store gets a format marker; an existing one must have it, or it is
     /// corrupt or someone else's (sled itself reads a damaged file as empty).
     fn check_format(&self, existed: bool) -> Result<(), StoreError> {

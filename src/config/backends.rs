@@ -1,0 +1,137 @@
+//! From a config to the registry a process runs with: each service on its
+//! backend, mail over SMTP or into the sandbox mailbox, `http.request` with its
+//! allow-list.
+
+use std::sync::Arc;
+
+use super::{Config, ConfigError, ServiceConfig};
+use crate::actions::Registry;
+use crate::adapters::client::{Client, Secret};
+use crate::adapters::http_request::{AllowList, HttpRequest};
+use crate::adapters::smtp::{SmtpMailer, SmtpSettings};
+use crate::services::http::HttpService;
+use crate::services::notifications::{Emailer, Mailer, Notifier, Templates};
+use crate::services::sandbox::{Sandbox, Seed};
+use crate::services::Services;
+
+/// The largest answer a service or `http.request` may give, unless configured.
+pub const DEFAULT_MAX_RESPONSE: usize = 1024 * 1024;
+
+/// What a process runs with.
+pub struct Backends {
+    pub registry: &'static Registry,
+    pub sandbox: Sandbox,
+}
+
+impl Backends {
+    /// Binds every action to its backend. The registry lives as long as the process.
+    pub fn build(config: &Config, db: Option<sled::Db>) -> Result<Backends, ConfigError> {
+        let seed = config.seed()?;
+        let sandbox = match db {
+            Some(db) => Sandbox::open(db, &seed),
+            None => Sandbox::temporary(&seed),
+        }
+        .map_err(ConfigError)?;
+        let client = Client::new().map_err(ConfigError)?;
+        let services = config.services(&sandbox, &client)?;
+        let http = HttpRequest {
+            client: Some(client),
+            allow: AllowList(config.http.allow.clone()),
+            timeout: config.duration(&config.http.timeout, "http.timeout", 30_000)?,
+            max_response_bytes: config.http.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
+        };
+        let registry = Registry::with_services(&services, http)
+            .map_err(|e| ConfigError(format!("action `{}` has a broken schema: {}", e.action, e.message)))?;
+        Ok(Backends { registry: Box::leak(Box::new(registry)), sandbox })
+    }
+}
+
+impl Config {
+    pub fn seed(&self) -> Result<Seed, ConfigError> {
+        match &self.sandbox.seed {
+            None => Ok(Seed::builtin()),
+            Some(path) => Seed::load(std::path::Path::new(path.get_ref())).map_err(|e| self.error(path.span(), &e)),
+        }
+    }
+
+    fn templates(&self) -> Result<Templates, ConfigError> {
+        match &self.notifications.templates {
+            None => Ok(Templates::builtin()),
+            Some(path) => {
+                let p = std::path::Path::new(path.get_ref());
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| self.error(path.span(), &format!("cannot read {}: {e}", p.display())))?;
+                Templates::parse(p, &text).map_err(|e| self.error(path.span(), &e))
+            }
+        }
+    }
+
+    fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|(k, _)| k.get_ref() == name).map(|(_, v)| v)
+    }
+
+    /// The http backend of a service, when the config chooses it.
+    fn http_service(&self, name: &str, client: &Client) -> Result<Option<HttpService>, ConfigError> {
+        let Some(s) = self.service(name).filter(|s| s.backend.get_ref() == "http") else { return Ok(None) };
+        let mut headers: Vec<(String, Secret)> =
+            s.headers.iter().map(|(k, v)| (k.clone(), Secret::plain(v.clone()))).collect();
+        if let Some(secret) = &s.bearer_secret {
+            let token = self.secret(secret, &format!("services.{name}.bearer_secret"))?;
+            headers.push(("authorization".into(), Secret::hidden(format!("Bearer {token}"))));
+        }
+        Ok(Some(HttpService {
+            service: name.to_owned(),
+            base_url: s.base_url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default(),
+            timeout: self.duration(&s.timeout, &format!("services.{name}.timeout"), 30_000)?,
+            max_response_bytes: self.http.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
+            headers,
+            client: Some(client.clone()),
+        }))
+    }
+
+    fn mailer(&self, sandbox: &Sandbox) -> Result<Arc<dyn Mailer>, ConfigError> {
+        let Some(smtp) = &self.smtp else { return sandbox.mailbox().map_err(ConfigError) };
+        let password = match &smtp.password_secret {
+            Some(name) => Some(Secret::hidden(self.secret(name, "smtp.password_secret")?)),
+            None => None,
+        };
+        let settings = SmtpSettings {
+            host: smtp.host.clone(),
+            port: smtp.port,
+            tls: smtp.tls.get_ref().clone(),
+            from: smtp.from.get_ref().clone(),
+            username: smtp.username.clone(),
+            password,
+            timeout: self.duration(&smtp.timeout, "smtp.timeout", 30_000)?,
+        };
+        let mailer = SmtpMailer::new(&settings).map_err(|e| self.error(smtp.tls.span(), &e))?;
+        Ok(Arc::new(mailer))
+    }
+
+    /// Every service on the backend the config chooses; the sandbox otherwise.
+    fn services(&self, sandbox: &Sandbox, client: &Client) -> Result<Services, ConfigError> {
+        let mut services = sandbox.services(Arc::new(self.templates()?)).map_err(ConfigError)?;
+        macro_rules! choose {
+            ($($field:ident),*) => {$(
+                if let Some(h) = self.http_service(stringify!($field), client)? {
+                    services.$field = Arc::new(h);
+                }
+            )*};
+        }
+        choose!(inventory, payments, orders, users, courses, vendor, erp, catalog, ai);
+        let mailer = self.mailer(sandbox)?;
+        services.notify = match self.http_service("notify", client)? {
+            Some(h) => Arc::new(h),
+            None => Arc::new(Notifier {
+                templates: Arc::new(self.templates()?),
+                users: services.users.clone(),
+                mailer: mailer.clone(),
+            }),
+        };
+        services.email = match self.http_service("email", client)? {
+            Some(h) => Arc::new(h),
+            None => Arc::new(Emailer(mailer)),
+        };
+        Ok(services)
+    }
+}

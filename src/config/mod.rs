@@ -1,0 +1,223 @@
+//! `sagaflow.toml`: which backend each service uses, base URLs, SMTP, the
+//! HTTP allow-list and timeouts. Secrets only by reference: `*_secret = "NAME"`
+//! reads the environment variable `SAGAFLOW_SECRET_NAME`. No file means every
+//! service on its sandbox. A wrong file gets an error with file, line and key.
+
+mod backends;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use backends::Backends;
+
+/// The file looked for in the working directory when `--config` is not given.
+pub const DEFAULT_FILE: &str = "sagaflow.toml";
+
+/// The service names a `[services.NAME]` table may have.
+pub const SERVICE_NAMES: &[&str] =
+    &["inventory", "payments", "orders", "users", "courses", "vendor", "erp", "catalog", "ai", "notify", "email"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub services: BTreeMap<Spanned<String>, ServiceConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+    /// Where the file was read from (none: defaults).
+    #[serde(skip)]
+    pub source: Option<Source>,
+}
+
+/// The file a config came from, for errors found after parsing.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// A seed file replacing the shipped one.
+    pub seed: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `sandbox` (default) or `http`.
+    #[serde(default = "sandbox")]
+    pub backend: Spanned<String>,
+    pub base_url: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    /// Sent as `Authorization: Bearer <SAGAFLOW_SECRET_NAME>`.
+    pub bearer_secret: Option<Spanned<String>>,
+    /// Plain extra headers (no secrets here: use `bearer_secret`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn sandbox() -> Spanned<String> {
+    Spanned::new(0..0, "sandbox".to_owned())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Hosts `http.request` may call: `host`, `host:port` or `*.domain`.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Per-request timeout by default (30s).
+    pub timeout: Option<Spanned<String>>,
+    /// The largest answer read, in bytes (default 1 MiB).
+    pub max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "smtp_port")]
+    pub port: u16,
+    /// `none`, `starttls` (default) or `tls`.
+    #[serde(default = "starttls")]
+    pub tls: Spanned<String>,
+    pub from: Spanned<String>,
+    pub username: Option<String>,
+    pub password_secret: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+fn smtp_port() -> u16 {
+    587
+}
+
+fn starttls() -> Spanned<String> {
+    Spanned::new(0..0, "starttls".to_owned())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// A templates file replacing the shipped `notifications/templates.yaml`.
+    pub templates: Option<Spanned<String>>,
+}
+
+/// A config that cannot be used: the message names the file, line and key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// `--config FILE`, else `./sagaflow.toml` if it exists, else the defaults.
+    pub fn find(given: Option<&Path>) -> Result<Config, ConfigError> {
+        match given {
+            Some(path) => Config::load(path),
+            None if Path::new(DEFAULT_FILE).is_file() => Config::load(Path::new(DEFAULT_FILE)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read the config {}: {e}", path.display())))?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let source = Source { path: path.to_owned(), text: text.to_owned() };
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| source.position(s.start)).unwrap_or_else(|| source.position(0));
+            ConfigError(format!("{at}: {}", e.message().trim()))
+        })?;
+        config.source = Some(source);
+        config.check()?;
+        Ok(config)
+    }
+
+    /// What serde cannot see: service names, backends and the keys they need.
+    fn check(&self) -> Result<(), ConfigError> {
+        for (name, service) in &self.services {
+            if !SERVICE_NAMES.contains(&name.get_ref().as_str()) {
+                let hint = crate::validate::suggest::did_you_mean(name.get_ref(), SERVICE_NAMES.iter().copied())
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                return Err(self.error(name.span(), &format!("there is no service `{}`{hint}", name.get_ref())));
+            }
+            match service.backend.get_ref().as_str() {
+                "sandbox" => {}
+                "http" if service.base_url.is_none() => {
+                    return Err(self.error(
+                        service.backend.span(),
+                        &format!("services.{}: the http backend needs `base_url`", name.get_ref()),
+                    ))
+                }
+                "http" => {}
+                other => {
+                    return Err(self.error(
+                        service.backend.span(),
+                        &format!("services.{}.backend is `{other}`; it must be `sandbox` or `http`", name.get_ref()),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An error at a span of the file.
+    pub fn error(&self, span: std::ops::Range<usize>, message: &str) -> ConfigError {
+        match &self.source {
+            Some(source) => ConfigError(format!("{}: {message}", source.position(span.start))),
+            None => ConfigError(message.to_owned()),
+        }
+    }
+
+    /// A secret named in the config, from `SAGAFLOW_SECRET_<NAME>`.
+    pub fn secret(&self, name: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        let var = format!("SAGAFLOW_SECRET_{}", name.get_ref());
+        std::env::var(&var).map_err(|_| {
+            self.error(name.span(), &format!("{key} names the secret `{}`, but {var} is not set", name.get_ref()))
+        })
+    }
+
+    /// A duration value of the config.
+    pub fn duration(
+        &self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: u64,
+    ) -> Result<std::time::Duration, ConfigError> {
+        match value {
+            None => Ok(std::time::Duration::from_millis(default)),
+            Some(v) => v
+                .get_ref()
+                .parse::<crate::dsl::duration::Duration>()
+                .map(|d| d.std())
+                .map_err(|e| self.error(v.span(), &format!("{key} `{}`: {e}", v.get_ref()))),
+        }
+    }
+}
+
+impl Source {
+    /// `file:line:column` of a byte offset.
+    pub fn position(&self, offset: usize) -> String {
+        let file = crate::dsl::span::SourceFile::new(self.path.clone(), self.text.clone());
+        let at = file.line_col(offset);
+        format!("{}:{}:{}", self.path.display(), at.line, at.column)
+    }
+}

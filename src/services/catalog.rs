@@ -1,0 +1,89 @@
+//! The vendor feed, the ERP and the shop catalog: products flow from a vendor,
+//! page by page, into the ERP and the catalog.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::actions::Effect;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VendorProduct {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: u64,
+    pub stock: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchPage {
+    pub vendor_id: String,
+    /// From 1.
+    #[serde(default = "first")]
+    #[schemars(range(min = 1))]
+    pub page: u32,
+    /// Products a page (default: the vendor's own).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 500))]
+    pub page_size: Option<u32>,
+}
+
+fn first() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProductPage {
+    pub vendor_id: String,
+    pub page: u32,
+    pub total_pages: u32,
+    pub total_products: u64,
+    /// The next page's number, null on the last page.
+    pub next_page: Option<u32>,
+    /// Every page number, 1 to total_pages, for a `for_each`.
+    pub pages: Vec<u32>,
+    pub products: Vec<VendorProduct>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upsert {
+    #[schemars(length(max = 1000))]
+    pub products: Vec<VendorProduct>,
+    /// Where they come from (a vendor id).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Upserted {
+    pub received: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+crate::service! {
+    /// Vendors' product feeds.
+    trait Vendor, fn vendor_operations, service "vendor" {
+        /// Fetches one page of a vendor's products.
+        fetch_products(FetchPage) -> ProductPage, Effect::Read, ["not_found"];
+    }
+}
+
+crate::service! {
+    /// The ERP's product master.
+    trait Erp, fn erp_operations, service "erp" {
+        /// Creates or updates products in the ERP; repeating it changes nothing.
+        upsert_products(Upsert) -> Upserted, Effect::Irreversible, [];
+    }
+}
+
+crate::service! {
+    /// The shop's catalog.
+    trait Catalog, fn catalog_operations, service "catalog" {
+        /// Creates or updates products in the shop's catalog; repeating it changes nothing.
+        upsert_products(Upsert) -> Upserted, Effect::Irreversible, [];
+    }
+}

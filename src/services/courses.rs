@@ -1,0 +1,84 @@
+//! Courses: seats, enrolments and progress tracking.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::operation::undone_by;
+use crate::actions::Effect;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CourseRef {
+    pub course_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Course {
+    pub course_id: String,
+    pub title: String,
+    /// 0 for a free course.
+    pub price_cents: u64,
+    pub free: bool,
+    pub seats: u64,
+    pub seats_left: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Learner {
+    pub course_id: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Seat {
+    pub seat_id: String,
+    pub course_id: String,
+    pub user_id: String,
+    pub seats_left: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatRef {
+    pub seat_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SeatReleased {
+    pub seat_id: String,
+    /// False when it had been released before.
+    pub released: bool,
+    pub seats_left: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Enrolment {
+    pub enrolment_id: String,
+    pub course_id: String,
+    pub user_id: String,
+    /// `active` or `withdrawn`.
+    pub status: String,
+    /// Percent done, while progress is tracked.
+    pub progress: Option<u8>,
+}
+
+crate::service! {
+    /// Courses of the learning platform.
+    trait Courses, fn operations, service "courses" {
+        /// Reads a course: its price and the seats left.
+        get(CourseRef) -> Course, Effect::Read, ["not_found"];
+        /// Takes a seat of a course for a user; never more seats than the course has.
+        reserve_seat(Learner) -> Seat, undone_by("courses.release_seat"), ["course_full", "already_enrolled", "not_found"];
+        /// Gives a seat back; releasing twice is harmless.
+        release_seat(SeatRef) -> SeatReleased, Effect::Irreversible, ["not_found"];
+        /// Enrols a user in a course.
+        enrol(Learner) -> Enrolment, undone_by("courses.unenrol"), ["already_enrolled", "not_found"];
+        /// Withdraws an enrolment; withdrawing twice is harmless.
+        unenrol(Learner) -> Enrolment, Effect::Irreversible, ["not_found"];
+        /// Starts tracking the learner's progress (at 0%).
+        start_progress(Learner) -> Enrolment, undone_by("courses.stop_progress"), ["not_found"];
+        /// Stops tracking the learner's progress.
+        stop_progress(Learner) -> Enrolment, Effect::Irreversible, ["not_found"];
+    }
+}

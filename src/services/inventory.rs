@@ -1,0 +1,80 @@
+//! Inventory: stock of products, held by reservations until an order ships.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::operation::undone_by;
+use crate::actions::Effect;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckStock {
+    /// The product's SKU.
+    pub sku: String,
+    /// How many the caller needs (default 1).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub quantity: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StockLevel {
+    pub sku: String,
+    pub name: String,
+    /// Price of one, in cents.
+    pub price_cents: u64,
+    /// Units free to reserve.
+    pub available: u64,
+    /// Whether `quantity` units are available.
+    pub sufficient: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveStock {
+    pub sku: String,
+    #[schemars(range(min = 1))]
+    pub quantity: u32,
+    /// What the stock is held for (an order id), shown in `sandbox show`.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Reservation {
+    pub reservation_id: String,
+    pub sku: String,
+    pub quantity: u32,
+    /// Units of the product still free after this reservation.
+    pub available: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseStock {
+    pub reservation_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Released {
+    pub reservation_id: String,
+    /// False when it had been released before (releasing twice is harmless).
+    pub released: bool,
+    pub available: u64,
+}
+
+crate::service! {
+    /// Stock of products.
+    trait Inventory, fn operations, service "inventory" {
+        /// Tells how many units of a product are free to reserve.
+        check(CheckStock) -> StockLevel, Effect::Read, ["not_found"];
+        /// Holds units of a product for an order; fails with out_of_stock when too few are free.
+        reserve(ReserveStock) -> Reservation, undone_by("inventory.release"), ["out_of_stock", "not_found"];
+        /// Gives the units of a reservation back to stock; releasing twice is harmless.
+        release(ReleaseStock) -> Released, Effect::Irreversible, ["not_found"];
+    }
+}

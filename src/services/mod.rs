@@ -1,0 +1,108 @@
+//! The business services a workflow calls: one trait each, declared with
+//! [`service!`](crate::service) so that a service's operations, their actions
+//! (`service.operation`), their schemas and their HTTP client come from one
+//! declaration. Two backends: `sandbox` (stateful, in the sled store, the
+//! default) and `http` (a REST client to the company's real service).
+
+pub mod ai;
+pub mod catalog;
+pub mod courses;
+pub mod errors;
+pub mod http;
+pub mod inventory;
+pub mod notifications;
+pub mod operation;
+pub mod orders;
+pub mod payments;
+pub mod sandbox;
+pub mod users;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use crate::engine::journal::ActionError;
+pub use operation::Operation;
+
+/// What a service call gets besides its request: who calls, and the key that
+/// makes a repeated call (a retry, a resumed attempt) act at most once.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub idempotency_key: String,
+    pub run_id: String,
+    pub step: String,
+    pub attempt: u32,
+    pub cancel: CancellationToken,
+}
+
+impl Ctx {
+    /// A context for calls made outside a run (tests, `sandbox` commands).
+    pub fn detached(idempotency_key: &str) -> Ctx {
+        Ctx {
+            idempotency_key: idempotency_key.to_owned(),
+            run_id: String::new(),
+            step: String::new(),
+            attempt: 1,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What a service operation gives back.
+pub type ServiceFuture<T> = Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send>>;
+
+/// One backend for every service: what the registry binds the actions to.
+#[derive(Clone)]
+pub struct Services {
+    pub inventory: Arc<dyn inventory::Inventory>,
+    pub payments: Arc<dyn payments::Payments>,
+    pub orders: Arc<dyn orders::Orders>,
+    pub users: Arc<dyn users::Users>,
+    pub courses: Arc<dyn courses::Courses>,
+    pub vendor: Arc<dyn catalog::Vendor>,
+    pub erp: Arc<dyn catalog::Erp>,
+    pub catalog: Arc<dyn catalog::Catalog>,
+    pub ai: Arc<dyn ai::Ai>,
+    pub notify: Arc<dyn notifications::Notify>,
+    pub email: Arc<dyn notifications::Email>,
+}
+
+impl Services {
+    /// Services with no backend: the registry validation reads has their
+    /// contracts; calling one fails with `unavailable`.
+    pub fn detached() -> Services {
+        let h = |name: &str| Arc::new(http::HttpService::detached(name));
+        Services {
+            inventory: h("inventory"),
+            payments: h("payments"),
+            orders: h("orders"),
+            users: h("users"),
+            courses: h("courses"),
+            vendor: h("vendor"),
+            erp: h("erp"),
+            catalog: h("catalog"),
+            ai: h("ai"),
+            notify: h("notify"),
+            email: h("email"),
+        }
+    }
+
+    /// Every operation of every service, bound to these backends.
+    pub fn operations(&self) -> Vec<Operation> {
+        let mut all = Vec::new();
+        all.extend(inventory::operations(&self.inventory));
+        all.extend(payments::operations(&self.payments));
+        all.extend(orders::operations(&self.orders));
+        all.extend(users::operations(&self.users));
+        all.extend(courses::operations(&self.courses));
+        all.extend(catalog::vendor_operations(&self.vendor));
+        all.extend(catalog::erp_operations(&self.erp));
+        all.extend(catalog::catalog_operations(&self.catalog));
+        all.extend(ai::operations(&self.ai));
+        all.extend(notifications::notify_operations(&self.notify));
+        all.extend(notifications::email_operations(&self.email));
+        all
+    }
+}

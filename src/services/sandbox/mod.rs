@@ -1,0 +1,127 @@
+//! The sandbox backend of every service: stateful, in the same sled database
+//! as the runs (one tree a service), seeded from `sandbox/seed.yaml`, and
+//! idempotent by the idempotency key.
+
+mod ai;
+mod catalog;
+mod courses;
+mod inventory;
+pub mod ledger;
+mod mailbox;
+mod orders;
+mod payments;
+pub mod seed;
+mod users;
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::notifications::{Emailer, Mailer, Notifier, Templates};
+use super::{ActionError, ServiceFuture, Services};
+use ledger::Ledger;
+pub use seed::Seed;
+
+/// A result as a future that is ready at once (the sandbox never waits).
+pub fn ready<T: Send + 'static>(result: Result<T, ActionError>) -> ServiceFuture<T> {
+    Box::pin(std::future::ready(result))
+}
+
+/// The sandbox services' names, in the order `sandbox show` prints them, with
+/// the kinds of record each keeps.
+pub const SERVICES: &[(&str, &[&str])] = &[
+    ("inventory", &["product", "reservation"]),
+    ("payments", &["card", "payment", "refund"]),
+    ("orders", &["order"]),
+    ("users", &["user"]),
+    ("courses", &["course", "seat", "enrolment"]),
+    ("vendor", &["feed"]),
+    ("erp", &["product"]),
+    ("catalog", &["product"]),
+    ("ai", &["account", "hold"]),
+    ("mail", &["mail"]),
+];
+
+/// The sandbox state in a sled database.
+#[derive(Clone)]
+pub struct Sandbox {
+    db: sled::Db,
+}
+
+fn storage(e: impl std::fmt::Display) -> String {
+    format!("the sandbox store failed: {e}")
+}
+
+impl Sandbox {
+    /// Opens the sandbox trees of `db`, seeding any service that has no state yet.
+    pub fn open(db: sled::Db, seed: &Seed) -> Result<Sandbox, String> {
+        let sandbox = Sandbox { db };
+        for (service, _) in SERVICES {
+            let ledger = sandbox.ledger(service)?;
+            if ledger.is_empty() {
+                seed.apply(service, &ledger)
+                    .map_err(|e| format!("cannot seed the sandbox {service}: {}", e.message))?;
+            }
+        }
+        Ok(sandbox)
+    }
+
+    /// A sandbox in a temporary database, gone when dropped (unit tests, benchmarks).
+    pub fn temporary(seed: &Seed) -> Result<Sandbox, String> {
+        let db = sled::Config::new().temporary(true).open().map_err(storage)?;
+        Sandbox::open(db, seed)
+    }
+
+    pub fn ledger(&self, service: &str) -> Result<Ledger, String> {
+        self.db.open_tree(format!("sandbox.{service}")).map(Ledger::new).map_err(storage)
+    }
+
+    /// Empties every service and seeds it again.
+    pub fn reset(&self, seed: &Seed) -> Result<(), String> {
+        for (service, _) in SERVICES {
+            let ledger = self.ledger(service)?;
+            ledger.clear().map_err(|e| e.message)?;
+            seed.apply(service, &ledger).map_err(|e| e.message)?;
+        }
+        self.db.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    /// The state of one service (or every one): `{service: {kind: [records]}}`.
+    pub fn show(&self, only: Option<&str>) -> Result<Json, String> {
+        let mut out = serde_json::Map::new();
+        for (service, kinds) in SERVICES.iter().filter(|(s, _)| only.is_none_or(|o| o == *s)) {
+            let ledger = self.ledger(service)?;
+            let mut records = serde_json::Map::new();
+            for kind in *kinds {
+                records.insert((*kind).to_owned(), Json::Array(ledger.all(kind).map_err(|e| e.message)?));
+            }
+            out.insert((*service).to_owned(), Json::Object(records));
+        }
+        Ok(Json::Object(out))
+    }
+
+    /// The sandbox mailbox as a mailer.
+    pub fn mailbox(&self) -> Result<Arc<dyn Mailer>, String> {
+        Ok(Arc::new(mailbox::Mailbox(self.ledger("mail")?)))
+    }
+
+    /// Every service on the sandbox, mail in the mailbox.
+    pub fn services(&self, templates: Arc<Templates>) -> Result<Services, String> {
+        let users: Arc<dyn super::users::Users> = Arc::new(users::SandboxUsers(self.ledger("users")?));
+        let mailer = self.mailbox()?;
+        Ok(Services {
+            inventory: Arc::new(inventory::SandboxInventory(self.ledger("inventory")?)),
+            payments: Arc::new(payments::SandboxPayments(self.ledger("payments")?)),
+            orders: Arc::new(orders::SandboxOrders(self.ledger("orders")?)),
+            courses: Arc::new(courses::SandboxCourses(self.ledger("courses")?)),
+            vendor: Arc::new(catalog::SandboxVendor(self.ledger("vendor")?)),
+            erp: Arc::new(catalog::SandboxProducts(self.ledger("erp")?)),
+            catalog: Arc::new(catalog::SandboxProducts(self.ledger("catalog")?)),
+            ai: Arc::new(ai::SandboxAi(self.ledger("ai")?)),
+            notify: Arc::new(Notifier { templates, users: users.clone(), mailer: mailer.clone() }),
+            email: Arc::new(Emailer(mailer)),
+            users,
+        })
+    }
+}
