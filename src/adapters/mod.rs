@@ -4,3 +4,8 @@
 pub mod client;
 pub mod http_request;
 pub mod smtp;
+
+#[cfg(test)]
+pub mod test_server;
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,7 @@ use crate::services::inventory::*;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Product {
     pub sku: String,
     pub name: String,

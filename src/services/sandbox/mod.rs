@@ -125,3 +125,6 @@ impl Sandbox {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
