@@ -226,3 +226,96 @@ fn a_secret_never_shows_in_debug() {
     let s = Secret::hidden("planted-secret".into());
     assert_eq!(format!("{s:?}"), "\"***\"");
 }
+
+/// An SMTP server on loopback (aiosmtpd, which `.ci/run` installs) writing to a maildir.
+struct SmtpServer {
+    port: u16,
+    maildir: tempfile::TempDir,
+    _process: tokio::process::Child,
+}
+
+async fn smtp_server() -> SmtpServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let maildir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let process = tokio::process::Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir.path().join("box"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 with aiosmtpd is needed (bash .ci/run installs it): {e}"));
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return SmtpServer { port, maildir, _process: process };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("aiosmtpd did not start on port {port} (is it installed? `python3 -m pip install aiosmtpd`)");
+}
+
+impl SmtpServer {
+    fn messages(&self) -> Vec<String> {
+        let dir = self.maildir.path().join("box").join("new");
+        let files = std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).collect::<Vec<_>>()).unwrap_or_default();
+        files.iter().filter_map(|f| std::fs::read_to_string(f.path()).ok()).collect()
+    }
+}
+
+#[tokio::test]
+async fn email_goes_through_a_real_smtp_server_with_the_key_as_message_id() {
+    use crate::services::notifications::{Email, EmailRequest, Emailer};
+    let server = smtp_server().await;
+    let settings = super::smtp::SmtpSettings {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        tls: "none".into(),
+        from: "Shop <shop@example.com>".into(),
+        username: None,
+        password: None,
+        timeout: Duration::from_secs(10),
+    };
+    let mailer = super::smtp::SmtpMailer::new(&settings).unwrap_or_else(|e| panic!("{e}"));
+    let email = Emailer(std::sync::Arc::new(mailer));
+    let request = EmailRequest { to: "ada@example.com".into(), subject: "Hello Ada".into(), body: "It works.".into() };
+    let sent = email.send(Ctx::detached("run-7:welcome"), request).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(sent.message_id, "<run-7.welcome@sagaflow>");
+    let mut messages = Vec::new();
+    for _ in 0..50 {
+        messages = server.messages();
+        if !messages.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    for expected in
+        ["Subject: Hello Ada", "Message-ID: <run-7.welcome@sagaflow>", "X-RcptTo: ada@example.com", "It works."]
+    {
+        assert!(m.contains(expected), "{expected} in:\n{m}");
+    }
+}
+
+#[tokio::test]
+async fn an_smtp_server_that_is_not_there_is_unavailable() {
+    use crate::services::notifications::{Mail, Mailer};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(1);
+    let settings = super::smtp::SmtpSettings {
+        host: "127.0.0.1".into(),
+        port,
+        tls: "none".into(),
+        from: "shop@example.com".into(),
+        username: None,
+        password: None,
+        timeout: Duration::from_secs(5),
+    };
+    let mailer = super::smtp::SmtpMailer::new(&settings).unwrap_or_else(|e| panic!("{e}"));
+    let mail = Mail {
+        message_id: "<x@sagaflow>".into(),
+        to: "a@example.com".into(),
+        subject: "s".into(),
+        body: "b".into(),
+        template: None,
+    };
+    let e = mailer.deliver(Ctx::detached("x"), mail).await.err();
+    assert_eq!(e.map(|e| e.code), Some("unavailable".into()));
+}

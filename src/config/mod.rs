@@ -221,3 +221,6 @@ impl Source {
         format!("{}:{}:{}", self.path.display(), at.line, at.column)
     }
 }
+
+#[cfg(test)]
+mod tests;
