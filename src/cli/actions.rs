@@ -18,6 +18,10 @@ pub enum ActionsFormat {
     Human,
     Json,
     Markdown,
+    /// docs/services.md: the REST contract of the http backends.
+    Services,
+    /// docs/services.openapi.json.
+    Openapi,
 }
 
 /// docs/actions.md: every action with its effect and schemas, from the registry.
@@ -55,6 +59,10 @@ pub fn run(args: Args) -> ExitCode {
     let registry = Registry::builtin();
     match args.format {
         ActionsFormat::Markdown => print!("{}", markdown(registry)),
+        ActionsFormat::Services => print!("{}", super::contract::markdown(registry)),
+        ActionsFormat::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&super::contract::openapi(registry)).unwrap_or_default())
+        }
         ActionsFormat::Json => {
             let list: Vec<_> = registry
                 .specs()

@@ -43,12 +43,37 @@ pub struct Args {
     /// With --waiting: park them in an `event.wait` (10-minute timeout) instead.
     #[arg(long, requires = "waiting", conflicts_with = "sleep")]
     event: bool,
+    /// What each step runs: `mock`, or `sandbox` (inventory.reserve on the sandbox,
+    /// in the same sled database: a transaction and an idempotency record a step).
+    #[arg(long, default_value = "mock")]
+    action: String,
 }
 
-fn workflow(steps: usize, waiting: bool, sleep: bool, event: bool) -> String {
+/// The step's action and input.
+fn step_action(action: &str, i: usize) -> String {
+    match action {
+        "sandbox" => "action: inventory.reserve\n    with: { sku: BENCH-1, quantity: 1 }".to_owned(),
+        _ => format!("action: mock\n    with: {{ output: {{ n: {i} }} }}"),
+    }
+}
+
+/// The registry: built-ins for `mock`; the sandbox in the run store's database,
+/// seeded with one product of unbounded stock, for `sandbox`.
+fn registry(action: &str, db: Option<sled::Db>) -> Result<&'static Registry, String> {
+    if action != "sandbox" {
+        return Ok(Registry::builtin());
+    }
+    let seed = crate::services::sandbox::Seed::parse(
+        std::path::Path::new("bench-seed.yaml"),
+        "products:\n  - { sku: BENCH-1, name: bench, price_cents: 1, stock: 1000000000000 }\n",
+    )?;
+    crate::config::Backends::with_seed(&crate::config::Config::default(), db, seed).map(|b| b.registry).map_err(|e| e.0)
+}
+
+fn workflow(action: &str, steps: usize, waiting: bool, sleep: bool, event: bool) -> String {
     let mut y = String::from("name: bench_run\nsteps:\n");
     for i in 0..steps {
-        y.push_str(&format!("  - id: s{i}\n    action: mock\n    with: {{ output: {{ n: {i} }} }}\n"));
+        y.push_str(&format!("  - id: s{i}\n    {}\n", step_action(action, i)));
     }
     if event {
         y.push_str("  - id: parked\n    action: event.wait\n    with: { type: bench.never, key: '{{run.id}}' }\n    timeout: 10m\n");
@@ -75,20 +100,29 @@ fn rss_mib() -> (f64, f64) {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let registry = Registry::builtin();
-    let source = workflow(args.steps, args.waiting, args.sleep, args.event);
-    let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, registry) {
-        Ok(wf) => wf,
-        Err(_) => return usage_error("the benchmark workflow does not compile"),
-    };
+    if !matches!(args.action.as_str(), "mock" | "sandbox") {
+        return usage_error(&format!("--action is `mock` or `sandbox`, not `{}`", args.action));
+    }
     let temp = std::env::temp_dir().join(format!("sagaflow-bench-run-{}", std::process::id()));
-    let store: Arc<dyn Store> = match args.store.as_str() {
-        "memory" => Arc::new(MemoryStore::default()),
+    let (store, db): (Arc<dyn Store>, Option<sled::Db>) = match args.store.as_str() {
+        "memory" => (Arc::new(MemoryStore::default()), None),
         "sled" => match SledStore::open(args.data.as_ref().unwrap_or(&temp)) {
-            Ok(s) => Arc::new(s),
+            Ok(s) => {
+                let db = s.db();
+                (Arc::new(s), Some(db))
+            }
             Err(e) => return usage_error(&e.0),
         },
         other => return usage_error(&format!("--store is `sled` or `memory`, not `{other}`")),
+    };
+    let registry = match registry(&args.action, db) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
+    let source = workflow(&args.action, args.steps, args.waiting, args.sleep, args.event);
+    let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, registry) {
+        Ok(wf) => wf,
+        Err(_) => return usage_error("the benchmark workflow does not compile"),
     };
     let metrics = Arc::new(Metrics::default());
     let options = EngineOptions { metrics: metrics.clone(), ..EngineOptions::default() };
@@ -149,7 +183,8 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let h = &observed.step_latency;
-    println!("bench run: {runs} runs x {steps} mock steps, {concurrency} in flight, {} store", args.store);
+    let what = if args.action == "sandbox" { "sandbox (inventory.reserve)" } else { "mock" };
+    println!("bench run: {runs} runs x {steps} {what} steps, {concurrency} in flight, {} store", args.store);
     println!("  {:.0} runs/s, {:.0} steps/s ({:.2} s)", runs as f64 / secs, (runs * steps) as f64 / secs, secs);
     println!(
         "  step latency (decided -> durably finished): p50 {:.3} ms, p99 {:.3} ms",

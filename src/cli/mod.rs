@@ -3,6 +3,7 @@
 mod actions;
 mod bench;
 mod bench_run;
+mod contract;
 mod output;
 mod run;
 mod runs;

@@ -26,7 +26,11 @@ pub struct Backends {
 impl Backends {
     /// Binds every action to its backend. The registry lives as long as the process.
     pub fn build(config: &Config, db: Option<sled::Db>) -> Result<Backends, ConfigError> {
-        let seed = config.seed()?;
+        Backends::with_seed(config, db, config.seed()?)
+    }
+
+    /// As [`Backends::build`], with a fresh sandbox seeded from `seed`.
+    pub fn with_seed(config: &Config, db: Option<sled::Db>, seed: Seed) -> Result<Backends, ConfigError> {
         let sandbox = match db {
             Some(db) => Sandbox::open(db, &seed),
             None => Sandbox::temporary(&seed),

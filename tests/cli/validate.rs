@@ -167,3 +167,11 @@ fn docs_actions_md_is_what_the_registry_says() {
     let committed = std::fs::read_to_string(crate::harness::repo().join("docs/actions.md")).expect("docs/actions.md");
     Test::new().args(&["actions", "--format", "markdown"]).stdout(&committed).run();
 }
+
+#[test]
+fn docs_services_md_and_openapi_are_what_the_registry_says() {
+    for (file, format) in [("docs/services.md", "services"), ("docs/services.openapi.json", "openapi")] {
+        let committed = std::fs::read_to_string(crate::harness::repo().join(file)).expect(file);
+        Test::new().args(&["actions", "--format", format]).stdout(&committed).run();
+    }
+}
