@@ -59,7 +59,7 @@ fn step_action(action: &str, i: usize) -> String {
 
 /// The registry: built-ins for `mock`; the sandbox in the run store's database,
 /// seeded with one product of unbounded stock, for `sandbox`.
-fn registry(action: &str, db: Option<sled::Db>) -> Result<&'static Registry, String> {
+fn registry(action: &str, store: Option<&SledStore>) -> Result<&'static Registry, String> {
     if action != "sandbox" {
         return Ok(Registry::builtin());
     }
@@ -67,7 +67,9 @@ fn registry(action: &str, db: Option<sled::Db>) -> Result<&'static Registry, Str
         std::path::Path::new("bench-seed.yaml"),
         "products:\n  - { sku: BENCH-1, name: bench, price_cents: 1, stock: 1000000000000 }\n",
     )?;
-    crate::config::Backends::with_seed(&crate::config::Config::default(), db, seed).map(|b| b.registry).map_err(|e| e.0)
+    crate::config::Backends::with_seed(&crate::config::Config::default(), store, seed)
+        .map(|b| b.registry)
+        .map_err(|e| e.0)
 }
 
 fn workflow(action: &str, steps: usize, waiting: bool, sleep: bool, event: bool) -> String {
@@ -104,20 +106,21 @@ pub fn run(args: Args) -> ExitCode {
         return usage_error(&format!("--action is `mock` or `sandbox`, not `{}`", args.action));
     }
     let temp = std::env::temp_dir().join(format!("sagaflow-bench-run-{}", std::process::id()));
-    let (store, db): (Arc<dyn Store>, Option<sled::Db>) = match args.store.as_str() {
-        "memory" => (Arc::new(MemoryStore::default()), None),
+    let sled = match args.store.as_str() {
+        "memory" => None,
         "sled" => match SledStore::open(args.data.as_ref().unwrap_or(&temp)) {
-            Ok(s) => {
-                let db = s.db();
-                (Arc::new(s), Some(db))
-            }
+            Ok(s) => Some(Arc::new(s)),
             Err(e) => return usage_error(&e.0),
         },
         other => return usage_error(&format!("--store is `sled` or `memory`, not `{other}`")),
     };
-    let registry = match registry(&args.action, db) {
+    let registry = match registry(&args.action, sled.as_deref()) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
+    };
+    let store: Arc<dyn Store> = match sled {
+        Some(s) => s,
+        None => Arc::new(MemoryStore::default()),
     };
     let source = workflow(&args.action, args.steps, args.waiting, args.sleep, args.event);
     let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, registry) {

@@ -23,6 +23,6 @@ pub fn config() -> Result<Config, String> {
 pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
     let config = config()?;
     let store = SledStore::open(data).map_err(|e| e.0)?;
-    let backends = Backends::build(&config, Some(store.db())).map_err(|e| e.0)?;
+    let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
     Ok((Arc::new(store), backends))
 }

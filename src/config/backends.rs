@@ -13,6 +13,7 @@ use crate::services::http::HttpService;
 use crate::services::notifications::{Emailer, Mailer, Notifier, Templates};
 use crate::services::sandbox::{Sandbox, Seed};
 use crate::services::Services;
+use crate::store::sled::SledStore;
 
 /// The largest answer a service or `http.request` may give, unless configured.
 pub const DEFAULT_MAX_RESPONSE: usize = 1024 * 1024;
@@ -25,17 +26,23 @@ pub struct Backends {
 
 impl Backends {
     /// Binds every action to its backend. The registry lives as long as the process.
-    pub fn build(config: &Config, db: Option<sled::Db>) -> Result<Backends, ConfigError> {
-        Backends::with_seed(config, db, config.seed()?)
+    /// With a store, the sandbox lives in its database and its writes are
+    /// flushed with the store's commits.
+    pub fn build(config: &Config, store: Option<&SledStore>) -> Result<Backends, ConfigError> {
+        Backends::with_seed(config, store, config.seed()?)
     }
 
-    /// As [`Backends::build`], with a fresh sandbox seeded from `seed`.
-    pub fn with_seed(config: &Config, db: Option<sled::Db>, seed: Seed) -> Result<Backends, ConfigError> {
-        let sandbox = match db {
-            Some(db) => Sandbox::open(db, &seed),
+    /// As [`Backends::build`], with a sandbox seeded from `seed` where it is new.
+    pub fn with_seed(config: &Config, store: Option<&SledStore>, seed: Seed) -> Result<Backends, ConfigError> {
+        let sandbox = match store {
+            Some(store) => Sandbox::open(store.db(), &seed, true),
             None => Sandbox::temporary(&seed),
         }
         .map_err(ConfigError)?;
+        if let Some(store) = store {
+            let flushed = sandbox.clone();
+            store.before_commit(Box::new(move || flushed.flush()));
+        }
         let client = Client::new().map_err(ConfigError)?;
         let services = config.services(&sandbox, &client)?;
         let http = HttpRequest {

@@ -105,7 +105,7 @@ async fn a_secret_reaches_the_service_and_nothing_else_and_retry_after_is_honour
     let config = Config::parse(Path::new("sagaflow.toml"), &toml).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = SledStore::open(&dir.path().join("data")).unwrap_or_else(|e| panic!("{e}"));
-    let backends = Backends::build(&config, Some(store.db())).unwrap_or_else(|e| panic!("{e}"));
+    let backends = Backends::build(&config, Some(&store)).unwrap_or_else(|e| panic!("{e}"));
     let yaml = "name: secretive\nsteps:\n  - id: reserve\n    action: inventory.reserve\n    with: { sku: BOOK-001, quantity: 1, reference: \"{{secrets.PLANTED_TOKEN}}\" }\n    retry: { max_attempts: 3, backoff: fixed, delay: 10ms }\n";
     let wf =
         CompiledWorkflow::compile(Path::new("s.yaml"), yaml, backends.registry).unwrap_or_else(|_| panic!("compiles"));

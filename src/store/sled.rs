@@ -26,7 +26,13 @@ pub struct SledStore {
     /// The database file, for fdatasync after each flush.
     file: Mutex<Option<File>>,
     path: PathBuf,
+    /// Run before each commit's batch, so their writes share its flush.
+    before_commit: std::sync::OnceLock<BeforeCommit>,
 }
+
+/// Writes of others in the same database (the sandbox services') that must be
+/// durable no later than the next commit.
+pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("{what} in {}: {e}", path.display()))
@@ -55,9 +61,15 @@ impl SledStore {
             .map_err(|e| open_error(path, e))?;
         let tree = db.open_tree("sagaflow").map_err(|e| err(path, "cannot open the run tree", e))?;
         let file = File::open(path.join("db")).ok();
-        let store = SledStore { db, tree, file: Mutex::new(file), path: path.to_owned() };
+        let store =
+            SledStore { db, tree, file: Mutex::new(file), path: path.to_owned(), before_commit: Default::default() };
         store.check_format(existed)?;
         Ok(store)
+    }
+
+    /// Sets what runs before each commit (once; later calls are ignored).
+    pub fn before_commit(&self, hook: BeforeCommit) {
+        let _ = self.before_commit.set(hook);
     }
 
     /// The database, for the sandbox services' own trees.
@@ -193,6 +205,9 @@ impl WriteRuns for SledStore {
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         if commit.is_empty() {
             return Ok(());
+        }
+        if let Some(hook) = self.before_commit.get() {
+            hook().map_err(|e| err(&self.path, "cannot write the sandbox", e))?;
         }
         let mut batch = sled::Batch::default();
         for (run, seq, entry) in &commit.entries {

@@ -9,6 +9,7 @@ pub struct Test {
     args: Vec<String>,
     stdout: Option<String>,
     stdout_contains: Vec<String>,
+    stderr: Option<String>,
     status: i32,
 }
 
@@ -34,7 +35,7 @@ impl Test {
     }
 
     fn with_dir(dir: Dir) -> Self {
-        Test { dir, args: Vec::new(), stdout: None, stdout_contains: Vec::new(), status: 0 }
+        Test { dir, args: Vec::new(), stdout: None, stdout_contains: Vec::new(), stderr: None, status: 0 }
     }
 
     /// Writes a file (folders created) under the test's folder.
@@ -62,6 +63,11 @@ impl Test {
         self
     }
 
+    pub fn stderr(mut self, expected: &str) -> Self {
+        self.stderr = Some(expected.to_owned());
+        self
+    }
+
     pub fn status(mut self, status: i32) -> Self {
         self.status = status;
         self
@@ -75,6 +81,9 @@ impl Test {
         assert_eq!(output.status.code(), Some(self.status), "exit status; stdout:\n{stdout}\nstderr:\n{stderr}");
         if let Some(expected) = &self.stdout {
             assert_eq!(stdout, expected.as_str(), "stdout differs; stderr:\n{stderr}");
+        }
+        if let Some(expected) = &self.stderr {
+            assert_eq!(stderr, expected.as_str(), "stderr differs; stdout:\n{stdout}");
         }
         for part in &self.stdout_contains {
             assert!(stdout.contains(part.as_str()), "stdout lacks {part:?}:\n{stdout}");

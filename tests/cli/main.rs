@@ -6,5 +6,6 @@ mod crash;
 mod fuzz;
 mod harness;
 mod run;
+mod sandbox;
 mod schema;
 mod validate;

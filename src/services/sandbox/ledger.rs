@@ -3,17 +3,19 @@
 //! repeated call (a retry after a crash) returns the first call's result and
 //! changes nothing.
 //!
-//! A transaction holds the tree's lock (one per tree in the process; sled's
-//! directory lock keeps other processes out), reads through its own pending
-//! writes, and ends in one atomic sled batch: all of its writes or none. That
-//! is serialisable, and cheaper than sled's optimistic transactions, which
-//! retry without end on a hot key (every run reserving the same product).
+//! A transaction holds the tree's lock, reads through its own pending writes
+//! and the tree's buffered ones, and ends all or nothing. A buffered ledger
+//! keeps its writes in memory until [`Ledger::flush`], which the run store calls
+//! just before each group commit: a service's effect reaches the disk in the
+//! same flush as, or before, the step that caused it, and a crash before that
+//! flush loses both (the step runs again, with the same key). An unbuffered
+//! ledger writes each transaction as one atomic sled batch at once.
 //!
 //! Keys: `<kind>/<id>` records (JSON), `seq/<kind>` id counters,
 //! `idem/<operation>/<key>` results of calls already made.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -33,15 +35,20 @@ fn storage(e: impl std::fmt::Display) -> ActionError {
     ActionError::new("unavailable", format!("the sandbox store failed: {e}"))
 }
 
-/// The view of a tree inside a transaction: the tree plus its pending writes.
+/// Writes not yet in sled: `None` removes.
+type Writes = BTreeMap<String, Option<Vec<u8>>>;
+
+/// The view of a tree inside a transaction: the tree, its buffered writes, and
+/// this transaction's own.
 pub struct Tx<'a> {
     tree: &'a sled::Tree,
-    pending: std::cell::RefCell<BTreeMap<String, Option<Vec<u8>>>>,
+    buffered: &'a Writes,
+    pending: std::cell::RefCell<Writes>,
 }
 
 impl Tx<'_> {
     fn raw(&self, key: &str) -> TxResult<Option<Vec<u8>>> {
-        if let Some(pending) = self.pending.borrow().get(key) {
+        if let Some(pending) = self.pending.borrow().get(key).or_else(|| self.buffered.get(key)) {
             return Ok(pending.clone());
         }
         Ok(self.tree.get(key).map_err(storage)?.map(|v| v.to_vec()))
@@ -81,24 +88,43 @@ impl Tx<'_> {
     }
 }
 
-/// One lock per tree name in the process.
-fn lock_of(name: &[u8]) -> Arc<Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<Vec<u8>, Arc<Mutex<()>>>>> = OnceLock::new();
-    let mut locks = LOCKS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    locks.entry(name.to_vec()).or_default().clone()
-}
-
-/// One sandbox service's tree.
+/// One sandbox service's tree. Clones share the lock and the buffer.
 #[derive(Clone)]
 pub struct Ledger {
     tree: sled::Tree,
-    lock: Arc<Mutex<()>>,
+    /// The writes not yet in sled; its lock serialises the transactions.
+    buffer: Arc<Mutex<Writes>>,
+    buffered: bool,
+}
+
+fn apply(tree: &sled::Tree, writes: Writes) -> Result<(), ActionError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    for (key, value) in writes {
+        match value {
+            Some(v) => batch.insert(key.as_bytes(), v),
+            None => batch.remove(key.as_bytes()),
+        }
+    }
+    tree.apply_batch(batch).map_err(storage)
 }
 
 impl Ledger {
-    pub fn new(tree: sled::Tree) -> Ledger {
-        let lock = lock_of(&tree.name());
-        Ledger { tree, lock }
+    /// `buffered`: keep writes until [`Ledger::flush`] (when a run store flushes them).
+    pub fn new(tree: sled::Tree, buffered: bool) -> Ledger {
+        Ledger { tree, buffer: Arc::default(), buffered }
+    }
+
+    fn buffer(&self) -> std::sync::MutexGuard<'_, Writes> {
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the buffered writes to sled, as one atomic batch.
+    pub fn flush(&self) -> Result<(), ActionError> {
+        let mut buffer = self.buffer();
+        apply(&self.tree, std::mem::take(&mut *buffer))
     }
 
     /// Runs `body` once per (operation, idempotency key): a repeat gets the
@@ -119,27 +145,23 @@ impl Ledger {
         })
     }
 
-    /// Runs `body` alone on the tree: all of its writes, in one atomic batch, or none.
+    /// Runs `body` alone on the tree: all of its writes or none.
     pub fn transact<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T, ActionError> {
-        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = Tx { tree: &self.tree, pending: Default::default() };
+        let mut buffer = self.buffer();
+        let tx = Tx { tree: &self.tree, buffered: &buffer, pending: Default::default() };
         let result = body(&tx)?;
         let pending = tx.pending.into_inner();
-        if !pending.is_empty() {
-            let mut batch = sled::Batch::default();
-            for (key, value) in pending {
-                match value {
-                    Some(v) => batch.insert(key.as_bytes(), v),
-                    None => batch.remove(key.as_bytes()),
-                }
-            }
-            self.tree.apply_batch(batch).map_err(storage)?;
+        if self.buffered {
+            buffer.extend(pending);
+        } else {
+            apply(&self.tree, pending)?;
         }
         Ok(result)
     }
 
     /// Every record of a kind, by id order.
     pub fn all(&self, kind: &str) -> Result<Vec<Json>, ActionError> {
+        self.flush()?;
         let prefix = format!("{kind}/");
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(prefix.as_bytes()) {
@@ -150,11 +172,12 @@ impl Ledger {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        self.tree.is_empty() && self.buffer().is_empty()
     }
 
     pub fn clear(&self) -> Result<(), ActionError> {
-        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = self.buffer();
+        buffer.clear();
         self.tree.clear().map_err(storage)
     }
 }

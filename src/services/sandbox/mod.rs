@@ -42,9 +42,10 @@ pub const SERVICES: &[(&str, &[&str])] = &[
     ("mail", &["mail"]),
 ];
 
-/// The sandbox state in a sled database.
+/// The sandbox state in a sled database: one ledger a service, opened once.
 #[derive(Clone)]
 pub struct Sandbox {
+    ledgers: Arc<std::collections::BTreeMap<&'static str, Ledger>>,
     db: sled::Db,
 }
 
@@ -54,26 +55,38 @@ fn storage(e: impl std::fmt::Display) -> String {
 
 impl Sandbox {
     /// Opens the sandbox trees of `db`, seeding any service that has no state yet.
-    pub fn open(db: sled::Db, seed: &Seed) -> Result<Sandbox, String> {
-        let sandbox = Sandbox { db };
+    /// `buffered`: the services' writes wait for [`Sandbox::flush`], which the
+    /// run store calls before each group commit (see [`ledger`]); otherwise
+    /// each call writes through.
+    pub fn open(db: sled::Db, seed: &Seed, buffered: bool) -> Result<Sandbox, String> {
+        let mut ledgers = std::collections::BTreeMap::new();
         for (service, _) in SERVICES {
-            let ledger = sandbox.ledger(service)?;
+            let tree = db.open_tree(format!("sandbox.{service}")).map_err(storage)?;
+            let ledger = Ledger::new(tree, buffered);
             if ledger.is_empty() {
                 seed.apply(service, &ledger)
                     .map_err(|e| format!("cannot seed the sandbox {service}: {}", e.message))?;
             }
+            ledgers.insert(*service, ledger);
         }
+        let sandbox = Sandbox { ledgers: Arc::new(ledgers), db };
+        sandbox.flush()?;
         Ok(sandbox)
+    }
+
+    /// Writes every service's buffered writes to sled (the next flush makes them durable).
+    pub fn flush(&self) -> Result<(), String> {
+        self.ledgers.values().try_for_each(Ledger::flush).map_err(|e| e.message)
     }
 
     /// A sandbox in a temporary database, gone when dropped (unit tests, benchmarks).
     pub fn temporary(seed: &Seed) -> Result<Sandbox, String> {
         let db = sled::Config::new().temporary(true).open().map_err(storage)?;
-        Sandbox::open(db, seed)
+        Sandbox::open(db, seed, false)
     }
 
     pub fn ledger(&self, service: &str) -> Result<Ledger, String> {
-        self.db.open_tree(format!("sandbox.{service}")).map(Ledger::new).map_err(storage)
+        self.ledgers.get(service).cloned().ok_or_else(|| format!("there is no sandbox service `{service}`"))
     }
 
     /// Empties every service and seeds it again.

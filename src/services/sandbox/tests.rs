@@ -18,7 +18,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let db = sled::open(dir.path()).unwrap_or_else(|e| panic!("sled: {e}"));
-    let sandbox = Sandbox::open(db, &Seed::builtin()).unwrap_or_else(|e| panic!("{e}"));
+    let sandbox = Sandbox::open(db, &Seed::builtin(), false).unwrap_or_else(|e| panic!("{e}"));
     let services = sandbox.services(Arc::new(Templates::builtin())).unwrap_or_else(|e| panic!("{e}"));
     Fixture { _dir: dir, sandbox, services }
 }
