@@ -132,7 +132,9 @@ async fn a_secret_reaches_the_service_and_nothing_else_and_retry_after_is_honour
     assert!(gap >= 900, "Retry-After: 1 made the retry wait a second (waited {gap} ms)");
 
     let logged = logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    assert!(contains(&logged, "attempt"), "the logs were caught");
+    // What each attempt's span says is checked through the binary (tests/cli/sandbox.rs):
+    // tracing's interest cache is process-wide, and other tests here log nowhere.
+    assert!(contains(&logged, "run started"), "the logs were caught");
     assert!(!contains(&logged, PLANTED), "a log line holds the secret");
     let record_json = serde_json::to_string(&record).unwrap_or_default();
     assert!(!record_json.contains(PLANTED), "the run record holds the secret");

@@ -628,6 +628,7 @@ impl Driver {
             compensation
         );
         span.in_scope(|| info!("attempt started"));
+        let began = std::time::Instant::now();
         // With a permit free, poll the action once here: one that is done at once
         // (mock, a local sandbox service) needs no task and no channel hop.
         let permit = self.permits.clone().try_acquire_owned().ok();
@@ -636,7 +637,7 @@ impl Driver {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             if let std::task::Poll::Ready(result) = span.in_scope(|| future.as_mut().poll(&mut cx)) {
                 let outcome = checked(registered, result);
-                span.in_scope(|| log_failure(&outcome));
+                span.in_scope(|| log_finished(&outcome, began));
                 self.ready.push((run, finished(outcome)));
                 return;
             }
@@ -652,7 +653,7 @@ impl Driver {
                     Ok(_permit) => attempt_outcome(registered, future, token, timeout_ms).await,
                     Err(_) => Outcome::Err(ActionError::new("unavailable", "the engine is shutting down")),
                 };
-                log_failure(&outcome);
+                log_finished(&outcome, began);
                 let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(outcome) });
             }
             .instrument(span),
@@ -660,9 +661,12 @@ impl Driver {
     }
 }
 
-fn log_failure(outcome: &Outcome) {
-    if let Outcome::Err(e) = outcome {
-        info!(code = %e.code, message = %e.message, "attempt failed");
+/// The end of an attempt, inside its span: the outcome and how long it took.
+fn log_finished(outcome: &Outcome, began: std::time::Instant) {
+    let duration_ms = began.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Outcome::Ok(_) => info!(outcome = "ok", duration_ms, "attempt finished"),
+        Outcome::Err(e) => info!(outcome = %e.code, message = %e.message, duration_ms, "attempt failed"),
     }
 }
 

@@ -114,3 +114,25 @@ fn a_service_error_code_can_be_retried_or_not_as_the_dsl_says() {
     assert_eq!((record["status"].clone(), record["steps"][0]["attempts"].clone()), ("failed".into(), 1.into()));
     assert_eq!(record["error"]["code"], "out_of_stock");
 }
+
+#[test]
+fn every_attempt_logs_its_action_outcome_and_duration() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::write(dir.path().join("o.yaml"), ORDER).expect("write");
+    let output = crate::harness::sagaflow()
+        .args(["run", "o.yaml", "--data", "data", "--input", r#"{"card": "tok_declined"}"#])
+        .env("SAGAFLOW_LOG", "info")
+        .current_dir(dir.path())
+        .output()
+        .expect("run sagaflow");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let line = |part: &str| logs.lines().find(|l| l.contains(part)).unwrap_or_default().to_owned();
+    let finished = line("attempt finished");
+    for part in ["step=reserve", "attempt=1", "action=inventory.reserve", "outcome=\"ok\"", "duration_ms="] {
+        assert!(finished.contains(part), "{part} in: {finished}\n{logs}");
+    }
+    let failed = line("attempt failed");
+    for part in ["step=charge", "action=payments.charge", "outcome=card_declined", "duration_ms="] {
+        assert!(failed.contains(part), "{part} in: {failed}\n{logs}");
+    }
+}
