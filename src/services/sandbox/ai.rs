@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use super::ledger::{abort, Ledger, Tx, TxResult};
 use super::ready;
 use crate::services::ai::*;
-use crate::services::errors::not_found;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,10 +38,7 @@ struct Hold {
 pub struct SandboxAi(pub Ledger);
 
 fn account(tx: &Tx, user: &str) -> TxResult<Account> {
-    match tx.get::<Account>(&format!("account/{user}"))? {
-        Some(a) => Ok(a),
-        None => abort(not_found("AI account for user", user)),
-    }
+    tx.require(&format!("account/{user}"), "AI account for user", user)
 }
 
 fn save(tx: &Tx, a: &Account) -> TxResult<()> {
@@ -50,10 +46,7 @@ fn save(tx: &Tx, a: &Account) -> TxResult<()> {
 }
 
 fn hold(tx: &Tx, id: &str) -> TxResult<Hold> {
-    match tx.get::<Hold>(&format!("hold/{id}"))? {
-        Some(h) => Ok(h),
-        None => abort(not_found("quota reservation", id)),
-    }
+    tx.require(&format!("hold/{id}"), "quota reservation", id)
 }
 
 /// Ends a hold: charges `charge` tokens of it and frees the rest.

@@ -37,17 +37,15 @@ struct SeatRecord {
 pub struct SandboxCourses(pub Ledger);
 
 fn course(tx: &Tx, id: &str) -> TxResult<CourseRecord> {
-    match tx.get::<CourseRecord>(&format!("course/{id}"))? {
-        Some(c) => Ok(c),
-        None => abort(not_found("course", id)),
-    }
+    tx.require(&format!("course/{id}"), "course", id)
 }
 
 fn enrolment(tx: &Tx, l: &Learner) -> TxResult<Enrolment> {
-    match tx.get::<Enrolment>(&format!("enrolment/{}/{}", l.course_id, l.user_id))? {
-        Some(e) => Ok(e),
-        None => abort(not_found("enrolment", &format!("{} in {}", l.user_id, l.course_id))),
-    }
+    tx.require(
+        &format!("enrolment/{}/{}", l.course_id, l.user_id),
+        "enrolment",
+        &format!("{} in {}", l.user_id, l.course_id),
+    )
 }
 
 fn save_enrolment(tx: &Tx, e: &Enrolment) -> TxResult<()> {

@@ -38,10 +38,7 @@ struct Held {
 pub struct SandboxInventory(pub Ledger);
 
 fn product(tx: &Tx, sku: &str) -> TxResult<Product> {
-    match tx.get::<Product>(&format!("product/{sku}"))? {
-        Some(p) => Ok(p),
-        None => abort(not_found("product", sku)),
-    }
+    tx.require(&format!("product/{sku}"), "product", sku)
 }
 
 impl Inventory for SandboxInventory {

@@ -72,16 +72,28 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The record at `key`, or `not_found` naming `what` and `id`.
+    pub fn require<T: DeserializeOwned>(&self, key: &str, what: &str, id: &str) -> TxResult<T> {
+        match self.get::<T>(key)? {
+            Some(record) => Ok(record),
+            None => abort(crate::services::errors::not_found(what, id)),
+        }
+    }
+
+    /// The next number of a kind's counter, from 1.
+    pub fn next_number(&self, kind: &str) -> TxResult<u64> {
+        let key = format!("seq/{kind}");
+        let n = self.get::<u64>(&key)?.unwrap_or(0) + 1;
+        self.put(&key, &n)?;
+        Ok(n)
+    }
+
     /// The next free id of a kind: `<prefix>-<n>`, n from 1, skipping ids
     /// the seed took.
     pub fn next_id(&self, kind: &str, prefix: &str) -> TxResult<String> {
-        let key = format!("seq/{kind}");
-        let mut n = self.get::<u64>(&key)?.unwrap_or(0);
         loop {
-            n += 1;
-            let id = format!("{prefix}-{n}");
+            let id = format!("{prefix}-{}", self.next_number(kind)?);
             if self.raw(&format!("{kind}/{id}"))?.is_none() {
-                self.put(&key, &n)?;
                 return Ok(id);
             }
         }

@@ -10,8 +10,7 @@ pub struct Mailbox(pub Ledger);
 impl Mailer for Mailbox {
     fn deliver(&self, ctx: Ctx, mail: Mail) -> ServiceFuture<Sent> {
         ready(self.0.once("deliver", &ctx, |tx| {
-            let id = tx.next_id("mail", "mail")?;
-            let n: u64 = id.trim_start_matches("mail-").parse().unwrap_or(0);
+            let n = tx.next_number("mail")?;
             // Zero-padded, so the mailbox lists in the order mail came.
             tx.put(&format!("mail/{n:08}"), &mail)?;
             Ok(Sent { message_id: mail.message_id.clone(), to: mail.to.clone(), subject: mail.subject.clone() })

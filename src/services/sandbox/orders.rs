@@ -2,17 +2,14 @@
 
 use super::ledger::{abort, Ledger, Tx, TxResult};
 use super::ready;
-use crate::services::errors::{invalid, not_found};
+use crate::services::errors::invalid;
 use crate::services::orders::*;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
 pub struct SandboxOrders(pub Ledger);
 
 fn load(tx: &Tx, id: &str) -> TxResult<Order> {
-    match tx.get::<Order>(&format!("order/{id}"))? {
-        Some(o) => Ok(o),
-        None => abort(not_found("order", id)),
-    }
+    tx.require(&format!("order/{id}"), "order", id)
 }
 
 fn save(tx: &Tx, o: &Order) -> TxResult<()> {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::{abort, Ledger, Tx, TxResult};
 use super::ready;
-use crate::services::errors::{invalid, not_found};
+use crate::services::errors::invalid;
 use crate::services::payments::*;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
@@ -21,10 +21,7 @@ pub struct Card {
 pub struct SandboxPayments(pub Ledger);
 
 fn load(tx: &Tx, id: &str) -> TxResult<Payment> {
-    match tx.get::<Payment>(&format!("payment/{id}"))? {
-        Some(p) => Ok(p),
-        None => abort(not_found("payment", id)),
-    }
+    tx.require(&format!("payment/{id}"), "payment", id)
 }
 
 fn save(tx: &Tx, p: &Payment) -> TxResult<()> {

@@ -4,17 +4,13 @@ use sha2::Digest;
 
 use super::ledger::{abort, Ledger, Tx, TxResult};
 use super::ready;
-use crate::services::errors::not_found;
 use crate::services::users::*;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
 pub struct SandboxUsers(pub Ledger);
 
 fn load(tx: &Tx, id: &str) -> TxResult<User> {
-    match tx.get::<User>(&format!("user/{id}"))? {
-        Some(u) => Ok(u),
-        None => abort(not_found("user", id)),
-    }
+    tx.require(&format!("user/{id}"), "user", id)
 }
 
 fn save(tx: &Tx, u: &User) -> TxResult<()> {
