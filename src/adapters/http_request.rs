@@ -70,6 +70,7 @@ impl AllowList {
     }
 }
 
+#[derive(Clone)]
 pub struct HttpRequest {
     /// None: validation only; a call fails.
     pub client: Option<Client>,
@@ -94,15 +95,13 @@ impl HttpRequest {
     }
 
     pub fn operation(self) -> Operation {
-        let mut op = Operation::new::<Request, Response>(
+        let spec = crate::services::operation::spec::<Request, Response>(
             "http.request",
             "Calls an HTTP endpoint on the allow-list; the answer's status maps to the DSL's error codes.",
             Effect::Irreversible,
             &["timeout", "unavailable", "rate_limited", "not_found", "conflict", "too_large"],
-            |_, _| Box::pin(std::future::ready(Err(refuse("unreachable".into())))),
         );
-        op.action = std::sync::Arc::new(self);
-        op
+        Operation { spec, action: std::sync::Arc::new(self) }
     }
 
     /// The URL, checked against the allow-list and the forbidden addresses
@@ -177,12 +176,7 @@ impl HttpRequest {
 impl Action for HttpRequest {
     fn call(&self, call: Call) -> ActionFuture {
         let request = serde_json::from_value::<Request>(call.input);
-        let this = HttpRequest {
-            client: self.client.clone(),
-            allow: self.allow.clone(),
-            timeout: self.timeout,
-            max_response_bytes: self.max_response_bytes,
-        };
+        let this = self.clone();
         Box::pin(async move {
             let request = request.map_err(|e| refuse(format!("the input does not fit http.request: {e}")))?;
             this.send(request, call.cancel).await

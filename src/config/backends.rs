@@ -121,7 +121,8 @@ impl Config {
 
     /// Every service on the backend the config chooses; the sandbox otherwise.
     fn services(&self, sandbox: &Sandbox, client: &Client) -> Result<Services, ConfigError> {
-        let mut services = sandbox.services(Arc::new(self.templates()?)).map_err(ConfigError)?;
+        let templates = Arc::new(self.templates()?);
+        let mut services = sandbox.services(templates.clone()).map_err(ConfigError)?;
         macro_rules! choose {
             ($($field:ident),*) => {$(
                 if let Some(h) = self.http_service(stringify!($field), client)? {
@@ -133,11 +134,7 @@ impl Config {
         let mailer = self.mailer(sandbox)?;
         services.notify = match self.http_service("notify", client)? {
             Some(h) => Arc::new(h),
-            None => Arc::new(Notifier {
-                templates: Arc::new(self.templates()?),
-                users: services.users.clone(),
-                mailer: mailer.clone(),
-            }),
+            None => Arc::new(Notifier { templates, users: services.users.clone(), mailer: mailer.clone() }),
         };
         services.email = match self.http_service("email", client)? {
             Some(h) => Arc::new(h),

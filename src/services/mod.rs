@@ -53,6 +53,11 @@ impl Ctx {
 /// What a service operation gives back.
 pub type ServiceFuture<T> = Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send>>;
 
+/// A result as a future that is ready at once.
+pub fn ready<T: Send + 'static>(result: Result<T, ActionError>) -> ServiceFuture<T> {
+    Box::pin(std::future::ready(result))
+}
+
 /// One backend for every service: what the registry binds the actions to.
 #[derive(Clone)]
 pub struct Services {

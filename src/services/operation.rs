@@ -30,15 +30,25 @@ impl Operation {
         Req: DeserializeOwned + schemars::JsonSchema + 'static,
         Resp: Serialize + schemars::JsonSchema + 'static,
     {
-        let spec = ActionSpec {
-            name: name.to_owned(),
-            description: description.trim().to_owned(),
-            effect,
-            input_schema: schema_of::<Req>(),
-            output_schema: schema_of::<Resp>(),
-            errors: errors.iter().map(|e| (*e).to_owned()).collect(),
-        };
+        let spec = spec::<Req, Resp>(name, description, effect, errors);
         Operation { spec, action: Arc::new(Bound { call, types: PhantomData::<fn(Req) -> Resp> }) }
+    }
+}
+
+/// The spec of an action whose input and output are these types.
+pub fn spec<Req: schemars::JsonSchema, Resp: schemars::JsonSchema>(
+    name: &str,
+    description: &str,
+    effect: Effect,
+    errors: &[&str],
+) -> ActionSpec {
+    ActionSpec {
+        name: name.to_owned(),
+        description: description.trim().to_owned(),
+        effect,
+        input_schema: schema_of::<Req>(),
+        output_schema: schema_of::<Resp>(),
+        errors: errors.iter().map(|e| (*e).to_owned()).collect(),
     }
 }
 
@@ -76,7 +86,7 @@ where
             Ok(request) => request,
             Err(e) => {
                 let e = ActionError::new("invalid_input", format!("the input does not fit the action: {e}"));
-                return Box::pin(std::future::ready(Err(e)));
+                return super::ready(Err(e));
             }
         };
         let ctx = Ctx {

@@ -18,14 +18,12 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::notifications::{Emailer, Mailer, Notifier, Templates};
-use super::{ActionError, ServiceFuture, Services};
+use super::Services;
 use ledger::Ledger;
 pub use seed::Seed;
 
-/// A result as a future that is ready at once (the sandbox never waits).
-pub fn ready<T: Send + 'static>(result: Result<T, ActionError>) -> ServiceFuture<T> {
-    Box::pin(std::future::ready(result))
-}
+/// The sandbox never waits: its answers are ready at once.
+pub use super::ready;
 
 /// The sandbox services' names, in the order `sandbox show` prints them, with
 /// the kinds of record each keeps.
