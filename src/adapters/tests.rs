@@ -12,6 +12,14 @@ use crate::services::http::HttpService;
 use crate::services::inventory::{Inventory, ReserveStock};
 use crate::services::{ActionError, Ctx};
 
+/// A loopback port nobody listens on (the moment it is asked for).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn client() -> Client {
     Client::new().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -137,7 +145,7 @@ async fn cancellation_stops_the_call() {
 
 #[tokio::test]
 async fn nobody_listening_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(1);
+    let port = free_port();
     let result = service(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5))
         .reserve(Ctx::detached("k"), reserve())
         .await;
@@ -235,7 +243,7 @@ struct SmtpServer {
 }
 
 async fn smtp_server() -> SmtpServer {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let port = free_port();
     let maildir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let process = tokio::process::Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
@@ -298,7 +306,7 @@ async fn email_goes_through_a_real_smtp_server_with_the_key_as_message_id() {
 #[tokio::test]
 async fn an_smtp_server_that_is_not_there_is_unavailable() {
     use crate::services::notifications::{Mail, Mailer};
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(1);
+    let port = free_port();
     let settings = super::smtp::SmtpSettings {
         host: "127.0.0.1".into(),
         port,

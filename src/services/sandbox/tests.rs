@@ -33,6 +33,11 @@ fn now<T>(f: ServiceFuture<T>) -> Result<T, ActionError> {
     }
 }
 
+/// A typed request from JSON.
+fn typed<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
+    serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn ctx(key: &str) -> Ctx {
     Ctx::detached(key)
 }
@@ -72,8 +77,7 @@ fn stock_is_never_overbooked_by_concurrent_reservations() {
     let f = fixture();
     let inventory = f.services.inventory.clone();
     let results = at_once(16, move |i| {
-        let request =
-            serde_json::from_value(json!({"sku": "SHIRT-M", "quantity": 1})).unwrap_or_else(|e| panic!("{e}"));
+        let request = typed(json!({"sku": "SHIRT-M", "quantity": 1}));
         now(inventory.reserve(ctx(&format!("k{i}")), request))
     });
     let (ok, errors) = codes(&results);
@@ -87,8 +91,7 @@ fn stock_is_never_overbooked_by_concurrent_reservations() {
 fn a_repeated_key_reserves_once_and_returns_the_same_reservation() {
     let f = fixture();
     let reserve = |key: &str| {
-        let request =
-            serde_json::from_value(json!({"sku": "BOOK-002", "quantity": 4})).unwrap_or_else(|e| panic!("{e}"));
+        let request = typed(json!({"sku": "BOOK-002", "quantity": 4}));
         now(f.services.inventory.reserve(ctx(key), request)).unwrap_or_else(|e| panic!("{e:?}"))
     };
     let first = reserve("run-1:reserve");
@@ -100,8 +103,7 @@ fn a_repeated_key_reserves_once_and_returns_the_same_reservation() {
     assert_eq!(other.available, 2);
     // Releasing twice (two keys) gives the stock back once.
     for key in ["a", "b"] {
-        let request =
-            serde_json::from_value(json!({"reservation_id": first.reservation_id})).unwrap_or_else(|e| panic!("{e}"));
+        let request = typed(json!({"reservation_id": first.reservation_id}));
         now(f.services.inventory.release(ctx(key), request)).unwrap_or_else(|e| panic!("{e:?}"));
     }
     let book = state(&f, "inventory", "product").into_iter().find(|p| p["sku"] == "BOOK-002");
@@ -113,8 +115,7 @@ fn refunds_never_exceed_the_charge_under_concurrency() {
     let f = fixture();
     let payments = f.services.payments.clone();
     let results = at_once(10, move |i| {
-        let request = serde_json::from_value(json!({"payment_id": "pay-1001", "amount_cents": 1000}))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let request = typed(json!({"payment_id": "pay-1001", "amount_cents": 1000}));
         now(payments.refund(ctx(&format!("r{i}")), request))
     });
     let (ok, errors) = codes(&results);
@@ -130,8 +131,7 @@ fn a_seat_is_never_double_booked() {
     let f = fixture();
     let courses = f.services.courses.clone();
     let results = at_once(12, move |i| {
-        let request = serde_json::from_value(json!({"course_id": "sagas-201", "user_id": format!("u{}", i % 6)}))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let request = typed(json!({"course_id": "sagas-201", "user_id": format!("u{}", i % 6)}));
         now(courses.reserve_seat(ctx(&format!("s{i}")), request))
     });
     let (ok, errors) = codes(&results);
@@ -149,8 +149,7 @@ fn quota_is_never_overdrawn() {
     let f = fixture();
     let ai = f.services.ai.clone();
     let results = at_once(10, move |i| {
-        let request =
-            serde_json::from_value(json!({"user_id": "usr-alan", "tokens": 10})).unwrap_or_else(|e| panic!("{e}"));
+        let request = typed(json!({"user_id": "usr-alan", "tokens": 10}));
         now(ai.reserve_quota(ctx(&format!("q{i}")), request))
     });
     let (ok, errors) = codes(&results);
@@ -158,8 +157,7 @@ fn quota_is_never_overdrawn() {
     assert!(errors.iter().all(|c| c == "quota_exceeded"), "{errors:?}");
     // Committing more than was held charges only what was held.
     let hold = results.into_iter().find_map(Result::ok).unwrap_or_else(|| panic!("a hold"));
-    let request = serde_json::from_value(json!({"reservation_id": hold.reservation_id, "tokens_used": 999}))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let request = typed(json!({"reservation_id": hold.reservation_id, "tokens_used": 999}));
     let settled = now(f.services.ai.commit_quota(ctx("c"), request)).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(settled.charged, 10);
     let account = state(&f, "ai", "account").into_iter().find(|a| a["user_id"] == "usr-alan");
@@ -170,13 +168,13 @@ fn quota_is_never_overdrawn() {
 #[test]
 fn reset_brings_back_the_seed() {
     let f = fixture();
-    let request = serde_json::from_value(json!({"sku": "POSTER-1", "quantity": 1})).unwrap_or_else(|e| panic!("{e}"));
+    let request = typed(json!({"sku": "POSTER-1", "quantity": 1}));
     now(f.services.inventory.reserve(ctx("k"), request)).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(state(&f, "inventory", "reservation").len(), 1);
     f.sandbox.reset(&Seed::builtin()).unwrap_or_else(|e| panic!("{e}"));
     assert!(state(&f, "inventory", "reservation").is_empty());
     // The key's memory went with the reset: the same key reserves anew.
-    let request = serde_json::from_value(json!({"sku": "POSTER-1", "quantity": 1})).unwrap_or_else(|e| panic!("{e}"));
+    let request = typed(json!({"sku": "POSTER-1", "quantity": 1}));
     assert!(now(f.services.inventory.reserve(ctx("k"), request)).is_ok());
 }
 
@@ -186,7 +184,7 @@ fn vendor_feed_pages_cover_every_product_once() {
     let mut skus = Vec::new();
     let mut page = Some(1);
     while let Some(p) = page {
-        let request = serde_json::from_value(json!({"vendor_id": "acme", "page": p})).unwrap_or_else(|e| panic!("{e}"));
+        let request = typed(json!({"vendor_id": "acme", "page": p}));
         let got = now(f.services.vendor.fetch_products(ctx("v"), request)).unwrap_or_else(|e| panic!("{e:?}"));
         skus.extend(got.products.into_iter().map(|p| p.sku));
         page = got.next_page;
@@ -199,16 +197,8 @@ fn vendor_feed_pages_cover_every_product_once() {
 fn notify_renders_the_template_and_lands_in_the_mailbox_once() {
     let f = fixture();
     let send = || {
-        let request =
-            serde_json::from_value(json!({"to": "usr-grace", "template": "welcome", "data": {"name": "Grace"}}))
-                .unwrap_or_else(|e| panic!("{e}"));
-        let mut fut = f.services.notify.send(ctx("run-9:welcome"), request);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        loop {
-            if let std::task::Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-                break r;
-            }
-        }
+        let request = typed(json!({"to": "usr-grace", "template": "welcome", "data": {"name": "Grace"}}));
+        now(f.services.notify.send(ctx("run-9:welcome"), request))
     };
     let sent = send().unwrap_or_else(|e| panic!("{e:?}"));
     send().unwrap_or_else(|e| panic!("{e:?}"));
@@ -216,11 +206,9 @@ fn notify_renders_the_template_and_lands_in_the_mailbox_once() {
     assert_eq!(sent.subject, "Welcome, Grace");
     assert_eq!(sent.message_id, "<run-9.welcome@sagaflow>");
     assert_eq!(state(&f, "mail", "mail").len(), 1, "a repeated key sends once");
-    let missing =
-        serde_json::from_value(json!({"to": "usr-grace", "template": "welcom"})).unwrap_or_else(|e| panic!("{e}"));
-    let mut fut = f.services.notify.send(ctx("x"), missing);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let std::task::Poll::Ready(Err(e)) = fut.as_mut().poll(&mut cx) else { panic!("an unknown template must fail") };
+    let missing = typed(json!({"to": "usr-grace", "template": "welcom"}));
+    let e = now(f.services.notify.send(ctx("x"), missing)).err();
+    let e = e.unwrap_or_else(|| panic!("an unknown template must fail"));
     assert_eq!(e.code, "unknown_template");
 }
 
