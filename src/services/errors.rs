@@ -38,7 +38,7 @@ pub fn invalid(message: impl Into<String>) -> ActionError {
     ActionError::new("invalid_input", message)
 }
 
-/// Every code the service layer documents, DSL codes first.
+/// Whether the service layer documents this code (its own or the DSL's).
 pub fn is_documented(code: &str) -> bool {
     SERVICE_ERRORS.iter().chain(DSL_ERRORS).any(|(c, _)| *c == code)
 }
