@@ -1,9 +1,10 @@
 //! Adapters to the outside world: the HTTP client (shared by the `http`
-//! service backends and `http.request`), the `http.request` action, and SMTP mail.
+//! service backends and `http.request`), the `http.request` action, SMTP mail, and webhooks.
 
 pub mod client;
 pub mod http_request;
 pub mod smtp;
+pub mod webhook;
 
 #[cfg(test)]
 pub mod test_server;

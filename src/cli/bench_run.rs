@@ -47,6 +47,12 @@ pub struct Args {
     /// in the same sled database: a transaction and an idempotency record a step).
     #[arg(long, default_value = "mock")]
     action: String,
+    /// With --waiting: then stop, and measure a new process that resumes the parked runs.
+    #[arg(long, requires = "waiting")]
+    restart: bool,
+    /// The second half of --restart: resume the runs parked in --data and measure.
+    #[arg(long, hide = true, requires = "data")]
+    resume_parked: bool,
 }
 
 /// The step's action and input.
@@ -101,7 +107,49 @@ fn rss_mib() -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// A new process's half of `--restart`: every parked run resumed, then its memory.
+fn resume_parked(data: &std::path::Path) -> ExitCode {
+    let store = match SledStore::open(data) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return usage_error(&e.0),
+    };
+    let resumed = runtime().block_on(async move {
+        let engine = Engine::start(store.clone(), Registry::builtin(), EngineOptions::default());
+        let start = Instant::now();
+        let ids = crate::engine::resume_unfinished(&engine, store.as_ref(), Registry::builtin()).await?;
+        Ok::<_, String>((ids.len(), start.elapsed()))
+    });
+    let (count, elapsed) = match resumed {
+        Ok(done) => done,
+        Err(e) => return usage_error(&e),
+    };
+    let (peak, now) = rss_mib();
+    println!("  after a restart: {count} runs resumed and parked again in {:.2} s", elapsed.as_secs_f64());
+    println!("  resident memory {now:.1} MiB, peak {peak:.1} MiB");
+    ExitCode::SUCCESS
+}
+
+/// Runs `bench run --resume-parked` on `data` in a new process, its output passed on.
+fn restart(data: &std::path::Path) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return usage_error(&format!("cannot find this program to start it again: {e}")),
+    };
+    let status = std::process::Command::new(exe).args(["bench", "run", "--resume-parked", "--data"]).arg(data).status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => usage_error(&format!("cannot start the resuming process: {e}")),
+    }
+}
+
 pub fn run(args: Args) -> ExitCode {
+    if let (true, Some(data)) = (args.resume_parked, &args.data) {
+        return resume_parked(data);
+    }
+    if args.restart && (args.store != "sled" || args.action != "mock") {
+        return usage_error("--restart needs the sled store and `mock` steps");
+    }
     if !matches!(args.action.as_str(), "mock" | "sandbox") {
         return usage_error(&format!("--action is `mock` or `sandbox`, not `{}`", args.action));
     }
@@ -170,7 +218,6 @@ pub fn run(args: Args) -> ExitCode {
         }
         start.elapsed()
     });
-    let _ = std::fs::remove_dir_all(&temp);
     let (peak, now) = rss_mib();
     let secs = elapsed.as_secs_f64();
     if waiting {
@@ -183,8 +230,14 @@ pub fn run(args: Args) -> ExitCode {
         };
         println!("bench run --waiting: {runs} runs parked in {how} ({} store)", args.store);
         println!("  parked in {:.2} s; resident memory {now:.1} MiB, peak {peak:.1} MiB", secs);
-        return ExitCode::SUCCESS;
+        let code = match args.restart {
+            true => restart(args.data.as_ref().unwrap_or(&temp)),
+            false => ExitCode::SUCCESS,
+        };
+        let _ = std::fs::remove_dir_all(&temp);
+        return code;
     }
+    let _ = std::fs::remove_dir_all(&temp);
     let h = &observed.step_latency;
     let what = if args.action == "sandbox" { "sandbox (inventory.reserve)" } else { "mock" };
     println!("bench run: {runs} runs x {steps} {what} steps, {concurrency} in flight, {} store", args.store);

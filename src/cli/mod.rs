@@ -4,6 +4,7 @@ mod actions;
 mod bench;
 mod bench_run;
 mod contract;
+mod outbox;
 mod output;
 mod run;
 mod runs;
@@ -76,6 +77,8 @@ enum Command {
     Show(runs::ShowArgs),
     /// List runs.
     Runs(runs::RunsArgs),
+    /// List event deliveries still pending (webhooks, triggered workflows) and dead letters.
+    Outbox(outbox::Args),
     /// Measure sagaflow's speed and print the figures.
     Bench(bench::Args),
     /// Look at or reset the sandbox services' state.
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => runs::resume(args),
         Command::Show(args) => runs::show(args),
         Command::Runs(args) => runs::runs(args),
+        Command::Outbox(args) => outbox::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sandbox(command) => sandbox::run(command),
     }

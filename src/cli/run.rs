@@ -7,7 +7,6 @@ use serde_json::Value as Json;
 
 use super::{output, runtime, usage_error, RunFormat};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
-use crate::engine::driver::{Engine, EngineOptions};
 use crate::validate::render;
 
 #[derive(clap::Args)]
@@ -49,9 +48,12 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let record = runtime().block_on(async move {
-        let engine = Engine::start(store, registry, EngineOptions::default());
+        let started = super::setup::start(store, &backends, &args.workflows);
+        let engine = started.engine.clone();
         let run_id = engine.start_run(wf, input).await.map_err(|e| e.0)?;
-        engine.wait(&run_id).await.ok_or_else(|| format!("the engine stopped before run {run_id} ended"))
+        let record = engine.wait(&run_id).await.ok_or_else(|| format!("the engine stopped before run {run_id} ended"));
+        started.finish().await;
+        record
     });
     match record {
         Ok(record) => output::print_run(&record, args.format),

@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use super::{output, runtime, usage_error, RunFormat};
 use crate::actions::Registry;
-use crate::engine::driver::{Engine, EngineOptions};
 use crate::engine::record::RunRecord;
-use crate::engine::{replay, Versions};
+use crate::engine::{replay, resume_unfinished, Versions};
 use crate::store::sled::SledStore;
 use crate::store::ReadRuns;
 
@@ -75,6 +74,9 @@ pub fn runs(args: RunsArgs) -> ExitCode {
 pub struct ResumeArgs {
     #[arg(long, default_value = ".sagaflow")]
     data: PathBuf,
+    /// Workflows here with `event` triggers start runs when their events come.
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
     #[arg(long, value_enum, default_value = "human")]
     format: RunFormat,
 }
@@ -84,27 +86,17 @@ pub fn resume(args: ResumeArgs) -> ExitCode {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
-    let unfinished = match store.runs() {
-        Ok(runs) => runs.into_iter().filter(|r| !r.is_finished()).collect::<Vec<_>>(),
-        Err(e) => return usage_error(&e.0),
-    };
-    let registry = backends.registry;
     let records: Result<Vec<RunRecord>, String> = runtime().block_on(async move {
-        let engine = Engine::start(store.clone(), registry, EngineOptions::default());
-        let mut versions = Versions::default();
-        for meta in &unfinished {
-            let wf = versions.get(store.as_ref(), &meta.hash, registry)?;
-            let entries = store.entries(&meta.run_id).map_err(|e| e.0)?;
-            engine.resume(meta.run_id.clone(), wf, entries).await;
-        }
+        let started = super::setup::start(store.clone(), &backends, &args.workflows);
+        let engine = started.engine.clone();
+        let unfinished = resume_unfinished(&engine, store.as_ref(), backends.registry).await?;
         let mut records = Vec::new();
-        for meta in &unfinished {
-            let record = engine
-                .wait(&meta.run_id)
-                .await
-                .ok_or_else(|| format!("the engine stopped before run {} ended", meta.run_id))?;
+        for run_id in &unfinished {
+            let record =
+                engine.wait(run_id).await.ok_or_else(|| format!("the engine stopped before run {run_id} ended"))?;
             records.push(record);
         }
+        started.finish().await;
         Ok(records)
     });
     let records = match records {

@@ -3,8 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use crate::actions::Registry;
 use crate::config::{Backends, Config};
+use crate::engine::compiled::CompiledWorkflow;
+use crate::engine::driver::{Engine, EngineOptions};
+use crate::engine::relay::{Relay, Subscriptions};
 use crate::store::sled::SledStore;
 
 /// `--config`, set once by the command line.
@@ -25,4 +30,68 @@ pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
     let store = SledStore::open(data).map_err(|e| e.0)?;
     let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
     Ok((Arc::new(store), backends))
+}
+
+/// An engine over the store with its relay: what `run` and `resume` start.
+pub struct Started {
+    pub engine: Engine,
+    pub relay: Arc<Relay>,
+}
+
+/// How long `run` and `resume` wait, once their runs ended, for the outbox to
+/// empty; what is left is delivered by the next process.
+pub const RELAY_GRACE: Duration = Duration::from_secs(5);
+
+/// Starts the engine and the relay (on the current runtime). The workflows in
+/// `workflows` with `event` triggers start runs when their events come.
+pub fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path) -> Started {
+    let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
+    subscriptions.set_workflows(triggered(workflows, backends.registry));
+    let options = EngineOptions { subscriptions: subscriptions.clone(), ..EngineOptions::default() };
+    let engine = Engine::start(store.clone(), backends.registry, options);
+    let relay = Relay::spawn(engine.clone(), store, subscriptions);
+    Started { engine, relay }
+}
+
+impl Started {
+    /// Lets the outbox empty (for at most [`RELAY_GRACE`]), stops the relay, and
+    /// says on stderr what was started and what is left.
+    pub async fn finish(self) {
+        let left = self.relay.drain(RELAY_GRACE).await;
+        self.relay.stop();
+        for (workflow, run_id, meta) in self.relay.started() {
+            match meta.filter(|m| m.is_finished()) {
+                Some(m) => eprintln!("note: an event started run {run_id} of `{workflow}`: {}", m.status),
+                None => {
+                    eprintln!("note: an event started run {run_id} of `{workflow}`; `sagaflow resume` continues it")
+                }
+            }
+        }
+        if left > 0 {
+            eprintln!("note: {left} event deliveries are still pending; the next `sagaflow resume` goes on with them (`sagaflow outbox` lists them)");
+        }
+    }
+}
+
+/// The workflows of a directory that have `event` triggers; a file with errors
+/// is left out (`sagaflow validate` says why).
+fn triggered(dir: &Path, registry: &Registry) -> Vec<Arc<CompiledWorkflow>> {
+    let Ok(files) = crate::validate::collect_files(&[dir.to_owned()]) else { return Vec::new() };
+    files
+        .into_iter()
+        .filter_map(|file| {
+            let source = std::fs::read_to_string(&file).ok()?;
+            if !source.contains("triggers") {
+                return None;
+            }
+            match CompiledWorkflow::compile(&file, &source, registry) {
+                Ok(wf) => Some(wf),
+                Err(_) => {
+                    tracing::warn!(file = %file.display(), "the workflow has errors; its triggers are off");
+                    None
+                }
+            }
+        })
+        .filter(|wf| !wf.event_triggers.is_empty())
+        .collect()
 }

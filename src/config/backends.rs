@@ -9,6 +9,7 @@ use crate::actions::Registry;
 use crate::adapters::client::{Client, Secret};
 use crate::adapters::http_request::{AllowList, HttpRequest};
 use crate::adapters::smtp::{SmtpMailer, SmtpSettings};
+use crate::adapters::webhook::Webhook;
 use crate::services::http::HttpService;
 use crate::services::notifications::{Emailer, Mailer, Notifier, Templates};
 use crate::services::sandbox::{Sandbox, Seed};
@@ -18,10 +19,16 @@ use crate::store::sled::SledStore;
 /// The largest answer a service or `http.request` may give, unless configured.
 pub const DEFAULT_MAX_RESPONSE: usize = 1024 * 1024;
 
+/// Attempts at a webhook delivery unless configured: with the relay's backoff
+/// (1 s doubling to 10 min), about two hours.
+pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 20;
+
 /// What a process runs with.
 pub struct Backends {
     pub registry: &'static Registry,
     pub sandbox: Sandbox,
+    /// Who takes emitted events over HTTP.
+    pub webhooks: Vec<Arc<Webhook>>,
 }
 
 impl Backends {
@@ -46,14 +53,15 @@ impl Backends {
         let client = Client::new().map_err(ConfigError)?;
         let services = config.services(&sandbox, &client)?;
         let http = HttpRequest {
-            client: Some(client),
+            client: Some(client.clone()),
             allow: AllowList(config.http.allow.clone()),
             timeout: config.duration(&config.http.timeout, "http.timeout", 30_000)?,
             max_response_bytes: config.http.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
         };
         let registry = Registry::with_services(&services, http)
             .map_err(|e| ConfigError(format!("action `{}` has a broken schema: {}", e.action, e.message)))?;
-        Ok(Backends { registry: Box::leak(Box::new(registry)), sandbox })
+        let webhooks = config.webhooks(&client)?;
+        Ok(Backends { registry: Box::leak(Box::new(registry)), sandbox, webhooks })
     }
 }
 
@@ -75,6 +83,33 @@ impl Config {
                 Templates::parse(p, &text).map_err(|e| self.error(path.span(), &e))
             }
         }
+    }
+
+    fn webhooks(&self, client: &Client) -> Result<Vec<Arc<Webhook>>, ConfigError> {
+        let mut webhooks = Vec::new();
+        for hook in &self.webhooks {
+            let name = hook.name.get_ref();
+            let mut headers: Vec<(String, Secret)> =
+                hook.headers.iter().map(|(k, v)| (k.clone(), Secret::plain(v.clone()))).collect();
+            if let Some(secret) = &hook.bearer_secret {
+                let token = self.secret(secret, &format!("webhook `{name}` bearer_secret"))?;
+                headers.push(("authorization".into(), Secret::hidden(format!("Bearer {token}"))));
+            }
+            let events = match hook.events.is_empty() {
+                true => vec!["*".to_owned()],
+                false => hook.events.iter().map(|e| e.get_ref().clone()).collect(),
+            };
+            webhooks.push(Arc::new(Webhook {
+                name: name.clone(),
+                url: hook.url.get_ref().clone(),
+                events,
+                headers,
+                timeout: self.duration(&hook.timeout, &format!("webhook `{name}` timeout"), 10_000)?,
+                max_attempts: hook.max_attempts.unwrap_or(DEFAULT_WEBHOOK_ATTEMPTS),
+                client: client.clone(),
+            }));
+        }
+        Ok(webhooks)
     }
 
     fn service(&self, name: &str) -> Option<&ServiceConfig> {

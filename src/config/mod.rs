@@ -33,6 +33,9 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// HTTP subscribers to events (`[[webhooks]]`).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
     /// Where the file was read from (none: defaults).
     #[serde(skip)]
     pub source: Option<Source>,
@@ -113,6 +116,23 @@ pub struct NotificationsConfig {
     pub templates: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    /// Event types: `order.placed`, `order.*`, `*` (the default: all).
+    #[serde(default)]
+    pub events: Vec<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    /// Attempts before the delivery is a dead letter (default 20, about 2 hours).
+    pub max_attempts: Option<u32>,
+    /// Sent as `Authorization: Bearer <SAGAFLOW_SECRET_NAME>`.
+    pub bearer_secret: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
 /// A config that cannot be used: the message names the file, line and key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError(pub String);
@@ -152,6 +172,7 @@ impl Config {
 
     /// What serde cannot see: service names, backends and the keys they need.
     fn check(&self) -> Result<(), ConfigError> {
+        self.check_webhooks()?;
         for (name, service) in &self.services {
             if !SERVICE_NAMES.contains(&name.get_ref().as_str()) {
                 let hint = crate::validate::suggest::did_you_mean(name.get_ref(), SERVICE_NAMES.iter().copied())
@@ -173,6 +194,36 @@ impl Config {
                         service.backend.span(),
                         &format!("services.{}.backend is `{other}`; it must be `sandbox` or `http`", name.get_ref()),
                     ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_webhooks(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for hook in &self.webhooks {
+            let name = hook.name.get_ref();
+            let fine = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !fine {
+                return Err(self.error(hook.name.span(), "a webhook name is letters, digits, `_` and `-`"));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(self.error(hook.name.span(), &format!("two webhooks are named `{name}`")));
+            }
+            let url = hook.url.get_ref();
+            if reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                return Err(self
+                    .error(hook.url.span(), &format!("webhook `{name}`: `{url}` is not an http:// or https:// URL")));
+            }
+            for pattern in &hook.events {
+                let p = pattern.get_ref();
+                let star = p.find('*');
+                if p.is_empty() || star.is_some_and(|at| at != p.len() - 1) {
+                    return Err(self.error(
+                        pattern.span(),
+                        &format!("webhook `{name}`: `{p}` is not an event type, `prefix.*` or `*`"),
+                    ));
                 }
             }
         }

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::template::{Templates, ValueTemplate};
 use crate::actions::Registry;
-use crate::dsl::model::{OnError, Retry, Section, Step, Workflow};
+use crate::dsl::model::{OnError, Retry, Section, Step, TriggerKind, Workflow};
 use crate::validate::diagnostic::FileReport;
 use crate::validate::{check_text, Checked};
 
@@ -48,6 +48,8 @@ pub struct CompiledWorkflow {
     pub templates: Templates,
     /// Secret names the templates read (`secrets.NAME`).
     pub secrets: Vec<String>,
+    /// Event types whose every event starts a run (`triggers: - event: TYPE`).
+    pub event_triggers: Vec<String>,
 }
 
 /// Why a workflow cannot run: its diagnostics.
@@ -118,6 +120,14 @@ impl CompiledWorkflow {
             steps,
             templates,
             secrets: secret_names(source),
+            event_triggers: w
+                .triggers
+                .iter()
+                .filter_map(|t| match &t.kind {
+                    Some(TriggerKind::Event(kind)) => Some(kind.value.clone()),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 

@@ -17,8 +17,9 @@ use super::journal::{ActionError, Entry, Item, Outcome};
 use super::machine::{Decide, Phase, RunState};
 use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
+use super::relay::Subscriptions;
 use crate::actions::{Call, Registry};
-use crate::store::{Commit, EventRecord, RunMeta, Store, StoreError};
+use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -34,16 +35,26 @@ pub struct EngineOptions {
     /// At most this many action attempts run at once, across all runs.
     pub max_concurrent_attempts: usize,
     pub metrics: Arc<Metrics>,
+    /// Who takes the events runs emit, beside the runs waiting for them.
+    pub subscriptions: Arc<Subscriptions>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { max_concurrent_attempts: 256, metrics: Arc::new(Metrics::default()) }
+        EngineOptions {
+            max_concurrent_attempts: 256,
+            metrics: Arc::new(Metrics::default()),
+            subscriptions: Arc::default(),
+        }
     }
 }
 
+/// A new run's answer: its id, and whether this call started it (false: a run
+/// of that id existed already).
+type Started = Result<(String, bool), StoreError>;
+
 enum Msg {
-    Start { wf: Arc<CompiledWorkflow>, input: Json, reply: oneshot::Sender<Result<String, StoreError>> },
+    Start { run_id: Option<String>, wf: Arc<CompiledWorkflow>, input: Json, reply: oneshot::Sender<Started> },
     Resume { run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>, reply: oneshot::Sender<()> },
     Outcome { run_id: String, entry: Entry },
     Wait { run_id: String, reply: oneshot::Sender<Option<RunRecord>> },
@@ -75,6 +86,7 @@ impl Engine {
             tx: tx.clone(),
             permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
             metrics: options.metrics,
+            subscriptions: options.subscriptions,
             runs: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
@@ -91,9 +103,24 @@ impl Engine {
     /// Starts a run; its first entries, and its workflow version, are durable when
     /// this returns.
     pub async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
+        self.start_with(None, wf, input).await.map(|(id, _)| id)
+    }
+
+    /// Starts a run of a given id, unless one of that id exists (answers false):
+    /// what starts a run at most once for one event or one tick.
+    pub async fn start_run_as(
+        &self,
+        run_id: String,
+        wf: Arc<CompiledWorkflow>,
+        input: Json,
+    ) -> Result<bool, StoreError> {
+        self.start_with(Some(run_id), wf, input).await.map(|(_, new)| new)
+    }
+
+    async fn start_with(&self, run_id: Option<String>, wf: Arc<CompiledWorkflow>, input: Json) -> Started {
         self.store_definition(&wf)?;
         let (reply, answer) = oneshot::channel();
-        self.send(Msg::Start { wf, input, reply });
+        self.send(Msg::Start { run_id, wf, input, reply });
         answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))
     }
 
@@ -165,6 +192,7 @@ struct Active {
 
 struct Driver {
     metrics: Arc<Metrics>,
+    subscriptions: Arc<Subscriptions>,
     store: Arc<dyn Store>,
     registry: &'static Registry,
     tx: mpsc::UnboundedSender<Msg>,
@@ -264,13 +292,20 @@ impl Driver {
     fn turn(&mut self, batch: Vec<Msg>) -> Result<(), StoreError> {
         let mut commit = Commit::default();
         let mut touched: Vec<String> = Vec::new();
-        let mut started: Vec<(String, oneshot::Sender<Result<String, StoreError>>)> = Vec::new();
+        let mut started: Vec<(String, bool, oneshot::Sender<Started>)> = Vec::new();
         let mut resumed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut published: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
         for msg in batch {
             match msg {
-                Msg::Start { wf, input, reply } => {
-                    let run_id = new_run_id();
+                Msg::Start { run_id, wf, input, reply } => {
+                    let run_id = match run_id {
+                        Some(id) if self.exists(&id)? => {
+                            started.push((id, false, reply));
+                            continue;
+                        }
+                        Some(id) => id,
+                        None => new_run_id(),
+                    };
                     let now = now_ms();
                     let deadline = wf.timeout_ms.map(|t| now + t);
                     let entry = Entry::RunStarted {
@@ -283,7 +318,7 @@ impl Driver {
                     self.runs.insert(run_id.clone(), Active::new(RunState::new(run_id.clone(), wf)));
                     self.record(&run_id, entry, &mut commit);
                     touched.push(run_id.clone());
-                    started.push((run_id, reply));
+                    started.push((run_id, true, reply));
                 }
                 Msg::Resume { run_id, wf, entries, reply } => {
                     self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
@@ -325,11 +360,16 @@ impl Driver {
         }
         commit.events.append(&mut self.outbox);
         let emitted = commit.events.clone();
+        commit.deliveries = self.deliveries(&emitted);
+        let relay = !commit.deliveries.is_empty();
         let writing = std::time::Instant::now();
         self.store.commit(commit)?;
         self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
-        for (run_id, reply) in started {
-            let _ = reply.send(Ok(run_id));
+        if relay {
+            self.subscriptions.wake();
+        }
+        for (run_id, new, reply) in started {
+            let _ = reply.send(Ok((run_id, new)));
         }
         for reply in resumed {
             let _ = reply.send(());
@@ -342,6 +382,25 @@ impl Driver {
             self.act(&run_id);
         }
         Ok(())
+    }
+
+    /// Whether a run of this id is known, here or in the store.
+    fn exists(&self, run_id: &str) -> Result<bool, StoreError> {
+        Ok(self.runs.contains_key(run_id) || self.evicted.contains_key(run_id) || self.store.run(run_id)?.is_some())
+    }
+
+    /// The outbox's share of a commit: each event, to every subscriber it has now.
+    fn deliveries(&self, events: &[EventRecord]) -> Vec<Delivery> {
+        if self.subscriptions.is_empty() {
+            return Vec::new();
+        }
+        events
+            .iter()
+            .filter_map(|e| {
+                let subscribers = self.subscriptions.subscribers(&e.kind);
+                (!subscribers.is_empty()).then(|| Delivery::new(e.clone(), subscribers))
+            })
+            .collect()
     }
 
     /// Applies an entry to a run and adds it to the commit.

@@ -9,6 +9,7 @@ pub mod journal;
 pub mod machine;
 pub mod metrics;
 pub mod record;
+pub mod relay;
 pub mod template;
 #[cfg(test)]
 mod tests;
@@ -61,4 +62,24 @@ pub fn replay(
     let meta = store.run(run_id).map_err(|e| e.0)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
     let wf = versions.get(store, &meta.hash, registry)?;
     Ok(RunState::replayed(run_id, wf, &store.entries(run_id).map_err(|e| e.0)?))
+}
+
+/// Hands every unfinished run in the store to the engine, on the version it
+/// started with; answers their ids. When this returns, each has been replayed
+/// and has started what it was doing (attempts again, waits and timers armed).
+pub async fn resume_unfinished(
+    engine: &driver::Engine,
+    store: &dyn crate::store::Store,
+    registry: &Registry,
+) -> Result<Vec<String>, String> {
+    let unfinished: Vec<_> = store.runs().map_err(|e| e.0)?.into_iter().filter(|r| !r.is_finished()).collect();
+    let mut versions = Versions::default();
+    for meta in &unfinished {
+        let wf = versions.get(store, &meta.hash, registry)?;
+        let entries = store.entries(&meta.run_id).map_err(|e| e.0)?;
+        engine.resume(meta.run_id.clone(), wf, entries).await;
+    }
+    // One more turn of the loop: the last resumed runs have acted.
+    let _ = engine.wait("").await;
+    Ok(unfinished.into_iter().map(|m| m.run_id).collect())
 }

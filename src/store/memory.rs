@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Commit, EventRecord, ReadRuns, RunMeta, StoreError, WriteRuns};
+use super::{Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunMeta, StoreError, WriteRuns};
 use crate::engine::journal::Entry;
 
 #[derive(Default)]
@@ -17,6 +17,9 @@ struct Inner {
     runs: BTreeMap<String, RunMeta>,
     definitions: BTreeMap<String, String>,
     events: Vec<EventRecord>,
+    /// By (event time, event id), as sled orders them.
+    outbox: BTreeMap<(u64, String), Delivery>,
+    dead: Vec<DeadLetter>,
 }
 
 impl MemoryStore {
@@ -67,11 +70,43 @@ impl WriteRuns for MemoryStore {
                 inner.events.push(event);
             }
         }
+        for delivery in commit.deliveries {
+            inner.outbox.insert((delivery.event.at, delivery.event.id.clone()), delivery);
+        }
         Ok(())
     }
 
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
         self.lock().definitions.insert(hash.to_owned(), source.to_owned());
         Ok(())
+    }
+}
+
+impl OutboxTable for MemoryStore {
+    fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError> {
+        let inner = self.lock();
+        let (due, later): (Vec<&Delivery>, Vec<&Delivery>) =
+            inner.outbox.values().partition(|d| d.next_due().is_some_and(|at| at <= now));
+        let next = later.iter().filter_map(|d| d.next_due()).min();
+        Ok((due.into_iter().take(limit).cloned().collect(), next))
+    }
+
+    fn settle(&self, delivery: &Delivery, dead: &[DeadLetter]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.dead.extend_from_slice(dead);
+        let key = (delivery.event.at, delivery.event.id.clone());
+        match delivery.pending.is_empty() {
+            true => inner.outbox.remove(&key),
+            false => inner.outbox.insert(key, delivery.clone()),
+        };
+        Ok(())
+    }
+
+    fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
+        Ok(self.lock().outbox.values().cloned().collect())
+    }
+
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self.lock().dead.clone())
     }
 }

@@ -49,19 +49,65 @@ pub struct EventRecord {
     pub at: u64,
 }
 
-/// One group commit: journal entries of many runs, their index rows, and the
-/// events their steps emitted.
+/// An event on its way to the subscribers that had subscribed when it was
+/// committed (webhooks, workflows it triggers): the outbox. It leaves the
+/// store when every subscriber has taken it or been given up on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub event: EventRecord,
+    pub pending: Vec<Pending>,
+}
+
+/// One subscriber still owed an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    /// `webhook:NAME` or `workflow:NAME`.
+    pub subscriber: String,
+    pub attempts: u32,
+    /// Not before this time (milliseconds since the epoch).
+    pub due: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Delivery {
+    /// A new delivery of `event` to `subscribers`, due at once.
+    pub fn new(event: EventRecord, subscribers: Vec<String>) -> Delivery {
+        let pending =
+            subscribers.into_iter().map(|subscriber| Pending { subscriber, attempts: 0, due: 0, last_error: None });
+        Delivery { event, pending: pending.collect() }
+    }
+
+    /// When its next subscriber is due.
+    pub fn next_due(&self) -> Option<u64> {
+        self.pending.iter().map(|p| p.due).min()
+    }
+}
+
+/// A delivery given up on: the subscriber, the event, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event: EventRecord,
+    pub subscriber: String,
+    pub attempts: u32,
+    pub error: String,
+    pub at: u64,
+}
+
+/// One group commit: journal entries of many runs, their index rows, the
+/// events their steps emitted, and those events' deliveries (the outbox).
 #[derive(Debug, Default)]
 pub struct Commit {
     /// (run, sequence number within the run, entry)
     pub entries: Vec<(String, u32, Entry)>,
     pub runs: Vec<RunMeta>,
     pub events: Vec<EventRecord>,
+    pub deliveries: Vec<Delivery>,
 }
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.runs.is_empty() && self.events.is_empty()
+        self.entries.is_empty() && self.runs.is_empty() && self.events.is_empty() && self.deliveries.is_empty()
     }
 }
 
@@ -83,10 +129,27 @@ pub trait WriteRuns: Send + Sync {
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError>;
 }
 
-/// A whole store.
-pub trait Store: ReadRuns + WriteRuns {}
+/// The outbox: deliveries written by [`WriteRuns::commit`], taken by the relay.
+/// Invariant: a delivery stays until `settle` says each of its subscribers
+/// took it or was given up on (then it is a dead letter), so a crash at any
+/// point delivers again rather than never.
+pub trait OutboxTable: Send + Sync {
+    /// Up to `limit` deliveries with a subscriber due at `now`, oldest event first,
+    /// and the earliest time one of the others is due.
+    fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError>;
+    /// Writes a delivery's progress durably: what is still pending (none: it is
+    /// done and removed) and the dead letters of subscribers given up on.
+    fn settle(&self, delivery: &Delivery, dead: &[DeadLetter]) -> Result<(), StoreError>;
+    /// Every delivery still pending, oldest first.
+    fn pending(&self) -> Result<Vec<Delivery>, StoreError>;
+    /// Dead letters, oldest first.
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
+}
 
-impl<T: ReadRuns + WriteRuns> Store for T {}
+/// A whole store.
+pub trait Store: ReadRuns + WriteRuns + OutboxTable {}
+
+impl<T: ReadRuns + WriteRuns + OutboxTable> Store for T {}
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError(format!("cannot encode a record: {e}")))

@@ -1,6 +1,7 @@
 //! The sled store: one tree, keys by prefix, so a group commit is one atomic
 //! batch. `j/<run>/<seq>` journal entries, `r/<run>` the run index, `d/<hash>`
-//! workflow definitions.
+//! workflow definitions, `k\0<type>\0<key>\0<at><id>` events, `o/<at><id>` the
+//! outbox's deliveries, `x/<at><id>\0<subscriber>` dead letters.
 //!
 //! Durability: sled 0.34's `flush` only issues `sync_file_range`, which does not
 //! reach the platter on every file system; after each flush we also `fdatasync`
@@ -10,7 +11,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{decode, encode, Commit, EventRecord, ReadRuns, RunMeta, StoreError, WriteRuns};
+use super::{
+    decode, encode, Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunMeta, StoreError, WriteRuns,
+};
 use crate::engine::journal::Entry;
 
 /// The key and value that say a sled database is a sagaflow store of this format.
@@ -134,6 +137,23 @@ fn event_key(event: &EventRecord) -> Vec<u8> {
     key
 }
 
+/// `o/<at><id>`: a delivery, in the order its events came.
+fn delivery_key(event: &EventRecord) -> Vec<u8> {
+    let mut key = b"o/".to_vec();
+    key.extend_from_slice(&event.at.to_be_bytes());
+    key.extend_from_slice(event.id.as_bytes());
+    key
+}
+
+fn dead_letter_key(dead: &DeadLetter) -> Vec<u8> {
+    let mut key = b"x/".to_vec();
+    key.extend_from_slice(&dead.event.at.to_be_bytes());
+    key.extend_from_slice(dead.event.id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(dead.subscriber.as_bytes());
+    key
+}
+
 fn journal_key(run: &str, seq: u32) -> Vec<u8> {
     let mut key = format!("j/{run}/").into_bytes();
     key.extend_from_slice(&seq.to_be_bytes());
@@ -219,6 +239,9 @@ impl WriteRuns for SledStore {
         for event in &commit.events {
             batch.insert(event_key(event), encode(event)?);
         }
+        for delivery in &commit.deliveries {
+            batch.insert(delivery_key(&delivery.event), encode(delivery)?);
+        }
         self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
         self.sync()
     }
@@ -228,6 +251,56 @@ impl WriteRuns for SledStore {
             .insert(format!("d/{hash}"), source.as_bytes())
             .map_err(|e| err(&self.path, "cannot write a definition", e))?;
         self.sync()
+    }
+}
+
+impl SledStore {
+    fn scan<T: for<'de> serde::Deserialize<'de>>(&self, prefix: &str, what: &str) -> Result<Vec<T>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (_, value) = item.map_err(|e| err(&self.path, &format!("cannot read the {what}s"), e))?;
+                decode(&value, what)
+            })
+            .collect()
+    }
+}
+
+impl OutboxTable for SledStore {
+    fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError> {
+        let mut due = Vec::new();
+        let mut later: Option<u64> = None;
+        for item in self.tree.scan_prefix("o/") {
+            let (_, value) = item.map_err(|e| err(&self.path, "cannot read the outbox", e))?;
+            let delivery: Delivery = decode(&value, "delivery")?;
+            match delivery.next_due() {
+                Some(at) if at <= now && due.len() < limit => due.push(delivery),
+                Some(at) => later = Some(later.map_or(at, |l: u64| l.min(at))),
+                None => {}
+            }
+        }
+        Ok((due, later))
+    }
+
+    fn settle(&self, delivery: &Delivery, dead: &[DeadLetter]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for letter in dead {
+            batch.insert(dead_letter_key(letter), encode(letter)?);
+        }
+        match delivery.pending.is_empty() {
+            true => batch.remove(delivery_key(&delivery.event)),
+            false => batch.insert(delivery_key(&delivery.event), encode(delivery)?),
+        }
+        self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write the outbox", e))?;
+        self.sync()
+    }
+
+    fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
+        self.scan("o/", "delivery")
+    }
+
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.scan("x/", "dead letter")
     }
 }
 
@@ -272,6 +345,7 @@ mod tests {
                 entries: vec![("r1".into(), 0, entry.clone())],
                 runs: vec![meta.clone()],
                 events: vec![event],
+                deliveries: vec![],
             };
             store.commit(commit).expect("commit");
             store.put_definition("h", "name: w").expect("definition");

@@ -5,6 +5,7 @@ mod corpus;
 mod crash;
 mod fuzz;
 mod harness;
+mod outbox;
 mod run;
 mod sandbox;
 mod schema;

@@ -1,0 +1,101 @@
+//! Webhooks: configured HTTP subscribers to events. The relay POSTs each event
+//! to each webhook that takes its type, at least once: the event id is sent as
+//! `Idempotency-Key`, so a receiver can tell a repeat from a new event.
+
+use std::time::Duration;
+
+use super::client::{read_bounded, Client, Secret};
+use crate::engine::journal::ActionError;
+use crate::services::http::{retry_after, status_error, transport_error};
+use crate::store::EventRecord;
+
+/// A receiver's answer is read (and dropped) up to this size.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// One configured webhook.
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    /// Event types it takes: `order.placed`, `order.*`, or `*` for all.
+    pub events: Vec<String>,
+    /// Extra headers, secrets among them (never logged).
+    pub headers: Vec<(String, Secret)>,
+    pub timeout: Duration,
+    /// Attempts before the delivery becomes a dead letter.
+    pub max_attempts: u32,
+    pub client: Client,
+}
+
+/// Why a delivery did not happen, and whether trying again may help.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ActionError,
+    pub retry: bool,
+}
+
+/// The codes worth another attempt: the receiver may answer later.
+const RETRYABLE: &[&str] = &["timeout", "rate_limited", "unavailable", "too_large"];
+
+/// Whether `pattern` (`a.b`, `a.*`, `*`) takes the event type `kind`.
+pub fn matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
+
+impl Webhook {
+    /// The id the outbox knows this subscriber by.
+    pub fn subscriber(&self) -> String {
+        format!("webhook:{}", self.name)
+    }
+
+    pub fn takes(&self, kind: &str) -> bool {
+        self.events.iter().any(|p| matches(p, kind))
+    }
+
+    /// POSTs the event; a 2xx answer is delivery.
+    pub async fn deliver(&self, event: &EventRecord) -> Result<(), Refused> {
+        let refused = |error: ActionError| {
+            let retry = RETRYABLE.contains(&error.code.as_str());
+            Refused { error, retry }
+        };
+        let body = serde_json::to_vec(event)
+            .map_err(|e| Refused { error: ActionError::new("invalid_input", e.to_string()), retry: false })?;
+        let mut request = self
+            .client
+            .inner()
+            .post(&self.url)
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .header("idempotency-key", &event.id)
+            .header("x-sagaflow-event-id", &event.id)
+            .header("x-sagaflow-event-type", &event.kind)
+            .body(body);
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.header_value().map_err(refused)?);
+        }
+        let response = request.send().await.map_err(|e| refused(transport_error(&self.url, &e)))?;
+        let status = response.status().as_u16();
+        let wait = retry_after(response.headers());
+        let answer = read_bounded(response, MAX_ANSWER).await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        Err(refused(status_error(&self.url, status, &answer).with_retry_after(wait)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn patterns_take_exact_types_prefixes_and_everything() {
+        assert!(matches("order.placed", "order.placed"));
+        assert!(!matches("order.placed", "order.placed.again"));
+        assert!(matches("order.*", "order.placed"));
+        assert!(!matches("order.*", "orders.placed"));
+        assert!(matches("*", "anything"));
+    }
+}

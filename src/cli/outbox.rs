@@ -1,0 +1,48 @@
+//! `sagaflow outbox [--data DIR] [--format human|json]`: event deliveries still
+//! pending (with their attempts and last error) and dead letters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{usage_error, RunFormat};
+use crate::store::sled::SledStore;
+use crate::store::OutboxTable;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = ".sagaflow")]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    format: RunFormat,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let store = match SledStore::open(&args.data) {
+        Ok(store) => store,
+        Err(e) => return usage_error(&e.0),
+    };
+    let (pending, dead) = match store.pending().and_then(|p| Ok((p, store.dead_letters()?))) {
+        Ok(both) => both,
+        Err(e) => return usage_error(&e.0),
+    };
+    match args.format {
+        RunFormat::Json => {
+            println!("{}", serde_json::json!({ "pending": pending, "dead_letters": dead }));
+        }
+        RunFormat::Human => {
+            println!("{} pending, {} dead letters", pending.iter().map(|d| d.pending.len()).sum::<usize>(), dead.len());
+            for d in &pending {
+                for p in &d.pending {
+                    let error = p.last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                    let (event, kind, to) = (&d.event.id, &d.event.kind, &p.subscriber);
+                    println!("pending  {kind}  {event} -> {to} ({} attempts){error}", p.attempts);
+                }
+            }
+            for x in &dead {
+                let (event, kind, to) = (&x.event.id, &x.event.kind, &x.subscriber);
+                println!("dead     {kind}  {event} -> {to} ({} attempts): {}", x.attempts, x.error);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

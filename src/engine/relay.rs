@@ -1,0 +1,303 @@
+//! The relay: takes the outbox's deliveries to their subscribers, at least once.
+//!
+//! The driver writes a [`Delivery`] in the same commit as the step that emitted
+//! its event, naming every subscriber the event had then (webhooks that take its
+//! type, workflows it triggers). The relay tries each subscriber, and writes what
+//! is left; a crash at any point leaves the delivery in the store, so the next
+//! process delivers it again. Waiting runs are not here: the driver ends their
+//! waits itself, from the same commit.
+//!
+//! | subscriber | delivered when | tried again on | given up (dead letter) |
+//! |------------|----------------|----------------|------------------------|
+//! | `webhook:NAME` | it answers 2xx | timeout, 429, 5xx, no connection (backoff, `Retry-After`) | other 4xx; `max_attempts` spent; webhook gone |
+//! | `workflow:NAME` | its run is started (id from the event: started once) | the store failing | workflow gone or no longer triggered |
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::compiled::CompiledWorkflow;
+use super::driver::{now_ms, Engine};
+use crate::adapters::webhook::Webhook;
+use crate::store::{DeadLetter, Delivery, EventRecord, Pending, RunMeta, Store};
+
+/// Deliveries taken in one pass, and tried at once, at most.
+const BATCH: usize = 256;
+const IN_FLIGHT: usize = 32;
+/// Backoff between attempts: doubling from the first, capped.
+const FIRST_BACKOFF_MS: u64 = 1_000;
+const MAX_BACKOFF_MS: u64 = 10 * 60_000;
+/// A pass runs at least this often, for deliveries that came due.
+const IDLE_PASS: Duration = Duration::from_secs(5);
+
+/// Who takes which events. Shared by the driver (which names the subscribers
+/// of each event it commits) and the relay (which delivers to them).
+#[derive(Default)]
+pub struct Subscriptions {
+    webhooks: Vec<Arc<Webhook>>,
+    /// Workflows with an `event` trigger, by name: the active version of each.
+    workflows: RwLock<HashMap<String, Arc<CompiledWorkflow>>>,
+    /// Woken when a commit wrote deliveries.
+    wake: Notify,
+}
+
+impl Subscriptions {
+    pub fn new(webhooks: Vec<Arc<Webhook>>) -> Subscriptions {
+        Subscriptions { webhooks, ..Subscriptions::default() }
+    }
+
+    /// Replaces the triggered workflows with these (those without event triggers are left out).
+    pub fn set_workflows(&self, workflows: impl IntoIterator<Item = Arc<CompiledWorkflow>>) {
+        let triggered = workflows.into_iter().filter(|w| !w.event_triggers.is_empty()).map(|w| (w.name.clone(), w));
+        *self.workflows.write().unwrap_or_else(|p| p.into_inner()) = triggered.collect();
+    }
+
+    /// Every subscriber of an event type, as the outbox names them.
+    pub fn subscribers(&self, kind: &str) -> Vec<String> {
+        let mut subscribers: Vec<String> =
+            self.webhooks.iter().filter(|w| w.takes(kind)).map(|w| w.subscriber()).collect();
+        let workflows = self.workflows.read().unwrap_or_else(|p| p.into_inner());
+        let mut triggered: Vec<String> = workflows
+            .values()
+            .filter(|w| w.event_triggers.iter().any(|t| t == kind))
+            .map(|w| format!("workflow:{}", w.name))
+            .collect();
+        triggered.sort();
+        subscribers.extend(triggered);
+        subscribers
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.webhooks.is_empty() && self.workflows.read().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn webhook(&self, name: &str) -> Option<Arc<Webhook>> {
+        self.webhooks.iter().find(|w| w.name == name).cloned()
+    }
+
+    fn workflow(&self, name: &str, kind: &str) -> Option<Arc<CompiledWorkflow>> {
+        let workflows = self.workflows.read().unwrap_or_else(|p| p.into_inner());
+        workflows.get(name).filter(|w| w.event_triggers.iter().any(|t| t == kind)).cloned()
+    }
+}
+
+/// The run a trigger starts for an event: the same id every time, so an event
+/// delivered twice starts one run. Sortable by the event's time, like run ids.
+pub fn triggered_run_id(event: &EventRecord, workflow: &str) -> String {
+    let hash = super::compiled::content_hash(&format!("{}\0{workflow}", event.id));
+    format!("{:012x}{}", event.at, &hash[..8])
+}
+
+/// The relay task, and what it has done.
+pub struct Relay {
+    store: Arc<dyn Store>,
+    subscriptions: Arc<Subscriptions>,
+    engine: Engine,
+    stop: CancellationToken,
+    /// Runs this process started from triggers: (workflow, run id).
+    started: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+/// The outcome of one subscriber's attempt.
+enum Tried {
+    Delivered,
+    Again { error: String, after_ms: Option<u64> },
+    GiveUp(String),
+}
+
+impl Relay {
+    /// Starts relaying on the current runtime; it stops when the handle's `stop` is called.
+    pub fn spawn(engine: Engine, store: Arc<dyn Store>, subscriptions: Arc<Subscriptions>) -> Arc<Relay> {
+        let relay = Arc::new(Relay {
+            store,
+            subscriptions,
+            engine,
+            stop: CancellationToken::new(),
+            started: Default::default(),
+        });
+        tokio::spawn(relay.clone().run());
+        relay
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Runs started from triggers by this process: workflow, run id, and its
+    /// index row now (none if the store cannot say).
+    pub fn started(&self) -> Vec<(String, String, Option<RunMeta>)> {
+        let started = self.started.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        started
+            .into_iter()
+            .map(|(workflow, run_id)| {
+                let meta = self.store.run(&run_id).ok().flatten();
+                (workflow, run_id, meta)
+            })
+            .collect()
+    }
+
+    /// Waits until the outbox is empty, or `grace` has passed; answers how many
+    /// deliveries are left (they stay in the store for the next process).
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let left = self.store.pending().map_or(usize::MAX, |p| p.len());
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            let next = match self.store.due(now_ms(), BATCH) {
+                Ok((due, _)) if !due.is_empty() => {
+                    self.pass(due).await;
+                    continue;
+                }
+                Ok((_, next)) => next,
+                Err(e) => {
+                    warn!(error = %e, "the relay cannot read the outbox");
+                    Some(now_ms() + IDLE_PASS.as_millis() as u64)
+                }
+            };
+            let wait = next.map_or(IDLE_PASS, |at| Duration::from_millis(at.saturating_sub(now_ms())).min(IDLE_PASS));
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = self.subscriptions.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Tries every due subscriber of these deliveries, some at once.
+    async fn pass(self: &Arc<Self>, due: Vec<Delivery>) {
+        let mut tasks = JoinSet::new();
+        for delivery in due {
+            if tasks.len() >= IN_FLIGHT {
+                tasks.join_next().await;
+            }
+            let relay = self.clone();
+            tasks.spawn(async move { relay.deliver(delivery).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn deliver(&self, mut delivery: Delivery) {
+        let now = now_ms();
+        let mut dead = Vec::new();
+        let mut left = Vec::new();
+        for mut pending in std::mem::take(&mut delivery.pending) {
+            if pending.due > now {
+                left.push(pending);
+                continue;
+            }
+            pending.attempts += 1;
+            let tried = self.attempt(&pending.subscriber, &delivery.event).await;
+            match self.next(&delivery.event, pending, tried) {
+                Ok(Some(again)) => left.push(again),
+                Ok(None) => {}
+                Err(letter) => dead.push(*letter),
+            }
+        }
+        delivery.pending = left;
+        if let Err(e) = self.store.settle(&delivery, &dead) {
+            warn!(event = %delivery.event.id, error = %e, "the relay cannot record a delivery; it will be delivered again");
+        }
+    }
+
+    /// What follows an attempt: done (`None`), again later, or a dead letter.
+    fn next(
+        &self,
+        event: &EventRecord,
+        mut pending: Pending,
+        tried: Tried,
+    ) -> Result<Option<Pending>, Box<DeadLetter>> {
+        let (subscriber, attempts) = (pending.subscriber.as_str(), pending.attempts);
+        let max_attempts = self.max_attempts(subscriber);
+        let letter = |error: String| {
+            Box::new(DeadLetter {
+                event: event.clone(),
+                subscriber: pending.subscriber.clone(),
+                attempts,
+                error,
+                at: now_ms(),
+            })
+        };
+        match tried {
+            Tried::Delivered => {
+                info!(event = %event.id, kind = %event.kind, subscriber, attempts, "event delivered");
+                Ok(None)
+            }
+            Tried::GiveUp(error) => {
+                warn!(event = %event.id, kind = %event.kind, subscriber, attempts, %error, "event not delivered; dead letter");
+                Err(letter(error))
+            }
+            Tried::Again { error, .. } if attempts >= max_attempts => {
+                warn!(event = %event.id, kind = %event.kind, subscriber, attempts, %error, "event not delivered after every attempt; dead letter");
+                Err(letter(format!("{error} (after {attempts} attempts)")))
+            }
+            Tried::Again { error, after_ms } => {
+                let backoff = FIRST_BACKOFF_MS.saturating_mul(1 << (attempts - 1).min(20)).min(MAX_BACKOFF_MS);
+                let wait = backoff.max(after_ms.unwrap_or(0));
+                info!(event = %event.id, kind = %event.kind, subscriber, attempts, %error, wait_ms = wait, "event delivery failed; trying again");
+                pending.due = now_ms() + wait;
+                pending.last_error = Some(error);
+                Ok(Some(pending))
+            }
+        }
+    }
+
+    fn max_attempts(&self, subscriber: &str) -> u32 {
+        subscriber
+            .strip_prefix("webhook:")
+            .and_then(|name| self.subscriptions.webhook(name))
+            .map_or(u32::MAX, |w| w.max_attempts.max(1))
+    }
+
+    async fn attempt(&self, subscriber: &str, event: &EventRecord) -> Tried {
+        if let Some(name) = subscriber.strip_prefix("webhook:") {
+            let Some(webhook) = self.subscriptions.webhook(name) else {
+                return Tried::GiveUp(format!("the webhook `{name}` is no longer configured"));
+            };
+            return match webhook.deliver(event).await {
+                Ok(()) => Tried::Delivered,
+                Err(r) if r.retry => Tried::Again { error: r.error.message, after_ms: r.error.retry_after_ms },
+                Err(r) => Tried::GiveUp(format!("{}: {}", r.error.code, r.error.message)),
+            };
+        }
+        if let Some(name) = subscriber.strip_prefix("workflow:") {
+            let Some(wf) = self.subscriptions.workflow(name, &event.kind) else {
+                return Tried::GiveUp(format!(
+                    "the workflow `{name}` no longer exists or is no longer triggered by `{}`",
+                    event.kind
+                ));
+            };
+            let run_id = triggered_run_id(event, name);
+            return match self.engine.start_run_as(run_id.clone(), wf, event.data.clone()).await {
+                Ok(true) => {
+                    info!(run_id = %run_id, workflow = name, event = %event.id, "run started by an event");
+                    self.started.lock().unwrap_or_else(|p| p.into_inner()).push((name.to_owned(), run_id));
+                    Tried::Delivered
+                }
+                Ok(false) => Tried::Delivered,
+                Err(e) => Tried::Again { error: e.0, after_ms: None },
+            };
+        }
+        Tried::GiveUp(format!("`{subscriber}` is not a kind of subscriber this sagaflow knows"))
+    }
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;
