@@ -22,6 +22,10 @@ pub fn print_run(record: &RunRecord, format: RunFormat) -> ExitCode {
 /// A run as a person reads it: a header, a table of steps, errors in words.
 pub fn human(r: &RunRecord) -> String {
     let mut out = format!("run {}  workflow {}  status {}\n", r.run_id, r.workflow, r.status);
+    if !r.injected.is_empty() {
+        let injected: Vec<String> = r.injected.iter().map(|i| i.to_string()).collect();
+        out.push_str(&format!("  injected failures: {}\n", injected.join(", ")));
+    }
     let width = r.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
     out.push_str(&format!("  {:width$}  {:20}  {:>8}  {:>9}\n", "step", "status", "attempts", "time"));
     for s in &r.steps {

@@ -7,6 +7,8 @@ use serde_json::Value as Json;
 
 use super::{output, runtime, usage_error, RunFormat};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
+use crate::engine::driver::NewRun;
+use crate::engine::inject::Injection;
 use crate::validate::render;
 
 #[derive(clap::Args)]
@@ -24,6 +26,10 @@ pub struct Args {
     workflows: PathBuf,
     #[arg(long, value_enum, default_value = "human")]
     format: RunFormat,
+    /// Fail a step's attempts at dispatch: STEP[=CODE][xN], or STEP.compensate[=CODE][xN]
+    /// for its compensation (CODE defaults to `unavailable`; xN: only the first N attempts).
+    #[arg(long = "fail", value_name = "STEP[=CODE][xN]")]
+    fail: Vec<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -47,10 +53,15 @@ pub fn run(args: Args) -> ExitCode {
         Ok(input) => input,
         Err(e) => return usage_error(&e),
     };
+    let inject = match args.fail.iter().map(|f| Injection::parse(f, &wf)).collect::<Result<Vec<_>, _>>() {
+        Ok(inject) => inject,
+        Err(e) => return usage_error(&e),
+    };
     let record = runtime().block_on(async move {
         let started = super::setup::start(store, &backends, &args.workflows);
         let engine = started.engine.clone();
-        let run_id = engine.start_run(wf, input).await.map_err(|e| e.0)?;
+        let run = NewRun { run_id: None, wf, input, inject };
+        let (run_id, _) = engine.start_new(run).await.map_err(|e| e.0)?;
         let record = engine.wait(&run_id).await.ok_or_else(|| format!("the engine stopped before run {run_id} ended"));
         started.finish().await;
         record

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::compiled::CompiledWorkflow;
+use super::inject::Injection;
 use super::journal::{ActionError, Entry, Item, Outcome};
 use super::machine::{Decide, Phase, RunState};
 use super::metrics::Metrics;
@@ -37,6 +38,21 @@ pub struct EngineOptions {
     pub metrics: Arc<Metrics>,
     /// Who takes the events runs emit, beside the runs waiting for them.
     pub subscriptions: Arc<Subscriptions>,
+    /// The world as `test` and `explore` simulate it; none in production.
+    pub simulation: Simulation,
+}
+
+/// What `sagaflow test` and `explore` change in the engine's world.
+#[derive(Default, Clone)]
+pub struct Simulation {
+    /// A crash: when an attempt of this step has ended, its action's effect
+    /// done, the engine stops before recording the end.
+    pub halt_after: Option<String>,
+    /// An `event.wait` with no event yet gets one at once: the data given for
+    /// its type here, `{}` for a type not given.
+    pub answer_waits: Option<Arc<BTreeMap<String, Json>>>,
+    /// A `sleep` ends at once (its output says when it would have).
+    pub skip_sleeps: bool,
 }
 
 impl Default for EngineOptions {
@@ -45,8 +61,18 @@ impl Default for EngineOptions {
             max_concurrent_attempts: 256,
             metrics: Arc::new(Metrics::default()),
             subscriptions: Arc::default(),
+            simulation: Simulation::default(),
         }
     }
+}
+
+/// A run to start.
+pub struct NewRun {
+    /// None: a new id. Some: this id, unless a run of it exists (then nothing starts).
+    pub run_id: Option<String>,
+    pub wf: Arc<CompiledWorkflow>,
+    pub input: Json,
+    pub inject: Vec<Injection>,
 }
 
 /// A new run's answer: its id, and whether this call started it (false: a run
@@ -54,7 +80,7 @@ impl Default for EngineOptions {
 type Started = Result<(String, bool), StoreError>;
 
 enum Msg {
-    Start { run_id: Option<String>, wf: Arc<CompiledWorkflow>, input: Json, reply: oneshot::Sender<Started> },
+    Start { run: NewRun, reply: oneshot::Sender<Started> },
     Resume { run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>, reply: oneshot::Sender<()> },
     Outcome { run_id: String, entry: Entry },
     Wait { run_id: String, reply: oneshot::Sender<Option<RunRecord>> },
@@ -87,6 +113,7 @@ impl Engine {
             permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
             metrics: options.metrics,
             subscriptions: options.subscriptions,
+            simulation: options.simulation,
             runs: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
@@ -103,7 +130,7 @@ impl Engine {
     /// Starts a run; its first entries, and its workflow version, are durable when
     /// this returns.
     pub async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
-        self.start_with(None, wf, input).await.map(|(id, _)| id)
+        self.start_new(NewRun { run_id: None, wf, input, inject: Vec::new() }).await.map(|(id, _)| id)
     }
 
     /// Starts a run of a given id, unless one of that id exists (answers false):
@@ -114,13 +141,15 @@ impl Engine {
         wf: Arc<CompiledWorkflow>,
         input: Json,
     ) -> Result<bool, StoreError> {
-        self.start_with(Some(run_id), wf, input).await.map(|(_, new)| new)
+        let run = NewRun { run_id: Some(run_id), wf, input, inject: Vec::new() };
+        self.start_new(run).await.map(|(_, new)| new)
     }
 
-    async fn start_with(&self, run_id: Option<String>, wf: Arc<CompiledWorkflow>, input: Json) -> Started {
-        self.store_definition(&wf)?;
+    /// Starts a run as described; answers its id and whether this call started it.
+    pub async fn start_new(&self, run: NewRun) -> Started {
+        self.store_definition(&run.wf)?;
         let (reply, answer) = oneshot::channel();
-        self.send(Msg::Start { run_id, wf, input, reply });
+        self.send(Msg::Start { run, reply });
         answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))
     }
 
@@ -193,6 +222,7 @@ struct Active {
 struct Driver {
     metrics: Arc<Metrics>,
     subscriptions: Arc<Subscriptions>,
+    simulation: Simulation,
     store: Arc<dyn Store>,
     registry: &'static Registry,
     tx: mpsc::UnboundedSender<Msg>,
@@ -252,11 +282,26 @@ impl Driver {
                     Err(_) => break,
                 }
             }
+            if self.halts(&batch) {
+                warn!("a crash is simulated here (--crash): the engine stops before recording the attempt's end");
+                return;
+            }
             if let Err(e) = self.turn(batch) {
                 warn!(error = %e, "the store failed; the engine stops, runs are resumable");
                 return;
             }
         }
+    }
+
+    /// Whether the batch holds the end of an attempt of the step to halt after.
+    fn halts(&self, batch: &[Msg]) -> bool {
+        let Some(halt) = &self.simulation.halt_after else { return false };
+        batch.iter().any(|msg| match msg {
+            Msg::Outcome { run_id, entry: Entry::AttemptFinished { step, .. } } => {
+                self.runs.get(run_id).and_then(|a| a.state.wf.steps.get(*step)).is_some_and(|d| &d.id == halt)
+            }
+            _ => false,
+        })
     }
 
     /// The next message, `Some(None)` when a timer fired instead, `None` when every
@@ -297,7 +342,7 @@ impl Driver {
         let mut published: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
         for msg in batch {
             match msg {
-                Msg::Start { run_id, wf, input, reply } => {
+                Msg::Start { run: NewRun { run_id, wf, input, inject }, reply } => {
                     let run_id = match run_id {
                         Some(id) if self.exists(&id)? => {
                             started.push((id, false, reply));
@@ -314,6 +359,7 @@ impl Driver {
                         input,
                         at: now,
                         deadline,
+                        inject,
                     };
                     self.runs.insert(run_id.clone(), Active::new(RunState::new(run_id.clone(), wf)));
                     self.record(&run_id, entry, &mut commit);
@@ -569,6 +615,12 @@ impl Driver {
         if let Some(event) = arrived.into_iter().next() {
             return Ok(Some(event.data));
         }
+        if let Some(answer) = &self.simulation.answer_waits {
+            let data = answer.get(&kind).cloned().unwrap_or_else(|| serde_json::json!({}));
+            let id = format!("sim-{run_id}:{}:{}", active.state.wf.steps[s].id, item.unwrap_or(0));
+            self.outbox.push(EventRecord { id, kind, key, data: data.clone(), at: now_ms() });
+            return Ok(Some(data));
+        }
         self.waits.entry((kind, key)).or_default().push(Waiter { run_id: run_id.to_owned(), step: s, item, attempt });
         Ok(None)
     }
@@ -618,9 +670,26 @@ impl Driver {
     fn launch(&mut self, run_id: &str, key: (bool, usize, Item, u32)) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let (compensation, s, item, attempt) = key;
+        if let Some(error) = active.state.injected(s, compensation, attempt) {
+            active.launched.insert(key, CancellationToken::new());
+            let at = now_ms();
+            let outcome = Outcome::Err(error);
+            let entry = match compensation {
+                true => Entry::CompensationFinished { step: s, item, attempt, outcome, at },
+                false => Entry::AttemptFinished { step: s, item, attempt, outcome, at },
+            };
+            self.ready.push((run_id.to_owned(), entry));
+            return;
+        }
         if !compensation && active.state.is_wait_step(s) {
             active.launched.insert(key, CancellationToken::new());
-            let began = if active.state.wf.steps[s].action == "sleep" {
+            let is_sleep = active.state.wf.steps[s].action == "sleep";
+            let began = if is_sleep && self.simulation.skip_sleeps {
+                active.state.sleep_end(s, item).and_then(|(_, woke)| match woke {
+                    Outcome::Ok(data) => Ok(Some(data)),
+                    Outcome::Err(e) => Err(e),
+                })
+            } else if is_sleep {
                 // A durable timer, armed from the machine's timers; only a bad input ends it now.
                 active.state.sleep_end(s, item).map(|_| None)
             } else {

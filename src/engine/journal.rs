@@ -47,21 +47,87 @@ pub type Item = Option<usize>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Entry {
-    RunStarted { workflow: String, hash: String, input: Json, at: u64, deadline: Option<u64> },
-    InputRejected { error: ActionError, at: u64 },
-    StepSkipped { step: usize },
-    StepItems { step: usize, count: usize },
-    StepFailed { step: usize, error: ActionError },
-    AttemptStarted { step: usize, item: Item, attempt: u32, at: u64 },
-    AttemptFinished { step: usize, item: Item, attempt: u32, outcome: Outcome, at: u64 },
-    RetryScheduled { step: usize, item: Item, due: u64 },
-    RetryDue { step: usize, item: Item },
-    OutputFailed { error: ActionError },
-    RunTimedOut { at: u64 },
-    CancelRequested { at: u64 },
-    CompensationStarted { step: usize, item: Item, attempt: u32, at: u64 },
-    CompensationFinished { step: usize, item: Item, attempt: u32, outcome: Outcome, at: u64 },
-    CompensationRetryScheduled { step: usize, item: Item, due: u64 },
-    CompensationRetryDue { step: usize, item: Item },
-    RunFinished { status: String, output: Option<Json>, at: u64 },
+    RunStarted {
+        workflow: String,
+        hash: String,
+        input: Json,
+        at: u64,
+        deadline: Option<u64>,
+        /// Failures injected into this run (`--fail`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inject: Vec<super::inject::Injection>,
+    },
+    InputRejected {
+        error: ActionError,
+        at: u64,
+    },
+    StepSkipped {
+        step: usize,
+    },
+    StepItems {
+        step: usize,
+        count: usize,
+    },
+    StepFailed {
+        step: usize,
+        error: ActionError,
+    },
+    AttemptStarted {
+        step: usize,
+        item: Item,
+        attempt: u32,
+        at: u64,
+    },
+    AttemptFinished {
+        step: usize,
+        item: Item,
+        attempt: u32,
+        outcome: Outcome,
+        at: u64,
+    },
+    RetryScheduled {
+        step: usize,
+        item: Item,
+        due: u64,
+    },
+    RetryDue {
+        step: usize,
+        item: Item,
+    },
+    OutputFailed {
+        error: ActionError,
+    },
+    RunTimedOut {
+        at: u64,
+    },
+    CancelRequested {
+        at: u64,
+    },
+    CompensationStarted {
+        step: usize,
+        item: Item,
+        attempt: u32,
+        at: u64,
+    },
+    CompensationFinished {
+        step: usize,
+        item: Item,
+        attempt: u32,
+        outcome: Outcome,
+        at: u64,
+    },
+    CompensationRetryScheduled {
+        step: usize,
+        item: Item,
+        due: u64,
+    },
+    CompensationRetryDue {
+        step: usize,
+        item: Item,
+    },
+    RunFinished {
+        status: String,
+        output: Option<Json>,
+        at: u64,
+    },
 }

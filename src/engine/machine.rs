@@ -128,6 +128,8 @@ pub struct RunState {
     pub completed: Vec<(usize, Item)>,
     /// Compensations in the order they started.
     pub compensations: Vec<(usize, Item)>,
+    /// Failures injected into this run (`--fail`).
+    pub inject: Vec<super::inject::Injection>,
 }
 
 fn unit_index(item: Item) -> usize {
@@ -156,6 +158,7 @@ impl RunState {
             steps,
             completed: Vec::new(),
             compensations: Vec::new(),
+            inject: Vec::new(),
         }
     }
 
@@ -179,8 +182,9 @@ impl RunState {
     /// Folds one entry into the state. Entries that do not fit (stale) are ignored.
     pub fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::RunStarted { input, at, deadline, .. } => {
+            Entry::RunStarted { input, at, deadline, inject, .. } => {
                 self.input = input.clone();
+                self.inject = inject.clone();
                 self.started_at = *at;
                 self.deadline = *deadline;
                 self.input_error = self.check_input();
@@ -265,6 +269,12 @@ impl RunState {
                 self.finished_at = Some(*at);
             }
         }
+    }
+
+    /// The injected failure of this attempt, if one is injected.
+    pub fn injected(&self, step: usize, compensation: bool, attempt: u32) -> Option<ActionError> {
+        let id = &self.wf.steps.get(step)?.id;
+        self.inject.iter().find(|i| i.applies(id, compensation, attempt)).map(|i| i.error())
     }
 
     fn check_input(&self) -> Option<ActionError> {

@@ -5,6 +5,7 @@ pub mod compiled;
 pub mod driver;
 #[cfg(test)]
 mod driver_tests;
+pub mod inject;
 pub mod journal;
 pub mod machine;
 pub mod metrics;

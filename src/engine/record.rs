@@ -18,6 +18,9 @@ pub struct RunRecord {
     pub error: Option<ErrorRecord>,
     pub steps: Vec<StepRecord>,
     pub compensations: Vec<CompensationRecord>,
+    /// Failures injected with `--fail`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub injected: Vec<super::inject::Injection>,
     pub started_at: u64,
     pub finished_at: Option<u64>,
 }
@@ -94,6 +97,7 @@ impl RunRecord {
                 .iter()
                 .filter_map(|&(s, item)| compensation_record(run, s, item))
                 .collect(),
+            injected: run.inject.clone(),
             started_at: run.started_at,
             finished_at: run.finished_at,
         }

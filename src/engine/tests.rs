@@ -38,6 +38,7 @@ fn simulate(yaml: &str, input: Json, mut answer: impl FnMut(&str, Item, u32) -> 
             input,
             at: now,
             deadline: wf.timeout_ms.map(|t| now + t),
+            inject: Vec::new(),
         },
     );
     let mut random = || 0.5;
@@ -214,6 +215,7 @@ steps:
         input: json!({"items": [1, 2, 3]}),
         at: 0,
         deadline: None,
+        inject: Vec::new(),
     });
     let mut random = || 0.5;
     let mut d = Decide { now: 0, random: &mut random };
@@ -284,6 +286,7 @@ fn backoff_waits_grow_by_the_multiplier_up_to_max_delay_with_jitter_in_range() {
             input: json!({}),
             at: 0,
             deadline: None,
+            inject: Vec::new(),
         });
         let mut r = || random;
         let mut out = Vec::new();

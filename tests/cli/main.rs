@@ -5,6 +5,7 @@ mod corpus;
 mod crash;
 mod fuzz;
 mod harness;
+mod inject;
 mod outbox;
 mod run;
 mod sandbox;
