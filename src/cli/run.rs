@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::{output, runtime, usage_error, RunFormat};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
-use crate::engine::driver::NewRun;
+use crate::engine::driver::{NewRun, Simulation};
 use crate::engine::inject::Injection;
 use crate::validate::render;
 
@@ -30,6 +30,10 @@ pub struct Args {
     /// for its compensation (CODE defaults to `unavailable`; xN: only the first N attempts).
     #[arg(long = "fail", value_name = "STEP[=CODE][xN]")]
     fail: Vec<String>,
+    /// Answer every `event.wait` at once with an event of data `{}` (recorded as
+    /// sent): to try a flow that waits for a person without waiting.
+    #[arg(long)]
+    answer_waits: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -58,7 +62,8 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let record = runtime().block_on(async move {
-        let started = super::setup::start(store, &backends, &args.workflows);
+        let simulation = Simulation { answer_waits: args.answer_waits.then(Default::default), ..Default::default() };
+        let started = super::setup::start(store, &backends, &args.workflows, simulation);
         let engine = started.engine.clone();
         let run = NewRun { run_id: None, wf, input, inject };
         let (run_id, _) = engine.start_new(run).await.map_err(|e| e.0)?;

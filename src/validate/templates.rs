@@ -238,7 +238,7 @@ impl<'a> TemplateChecker<'a> {
                     .help(format!("read `steps.{target}.output` or `steps.{target}.status`")),
             ),
             Some("status") => {}
-            Some("output") => self.output_ref(r, t, at),
+            Some("output") => self.output_ref(r, t, at, scope),
             Some(other) => self.out.push(
                 Diagnostic::new(Code::UnknownField, at, format!("`steps.{target}` has no field `{other}`"))
                     .maybe_help(did_you_mean(other, ["output", "status"]))
@@ -253,10 +253,12 @@ impl<'a> TemplateChecker<'a> {
         (scope.any_step && in_steps) || (scope.own_output && step == target) || self.graph.is_ancestor(step, target)
     }
 
-    fn output_ref(&mut self, r: &PathRef, target: usize, at: Span) {
+    fn output_ref(&mut self, r: &PathRef, target: usize, at: Span, scope: Scope) {
         let step = self.graph.steps[target];
         let fields = &r.rest[2..];
-        if step.when.is_some() && !r.guarded {
+        // A compensation runs only after its own step succeeded: that output is there.
+        let own = scope.own_output && scope.step == Some(target);
+        if step.when.is_some() && !r.guarded && !own {
             self.out.push(
                 Diagnostic::new(
                     Code::MaybeSkippedOutput,
