@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod dsl;
 pub mod engine;
+pub mod explore;
 pub mod services;
 pub mod store;
 pub mod validate;

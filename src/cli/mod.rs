@@ -4,6 +4,7 @@ mod actions;
 mod bench;
 mod bench_run;
 mod contract;
+mod explore;
 mod outbox;
 mod output;
 mod run;
@@ -36,9 +37,12 @@ pub enum LogFormat {
     Json,
 }
 
-fn init_logs(format: LogFormat) {
+/// `quiet`: only errors unless SAGAFLOW_LOG says otherwise (for `explore` and
+/// `test`, whose runs fail on purpose).
+fn init_logs(format: LogFormat, quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SAGAFLOW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),
@@ -71,6 +75,8 @@ enum Command {
     Actions(actions::Args),
     /// Run a workflow to its end and print the run record.
     Run(run::Args),
+    /// Run a workflow once per failure point (each step, each compensation, --crash) and report leaks.
+    Explore(explore::Args),
     /// Continue every unfinished run in the data directory (after a crash).
     Resume(runs::ResumeArgs),
     /// Print one run's record.
@@ -89,7 +95,7 @@ enum Command {
 /// Runs the command line; the exit code follows DSL.md (0 ok, 1 problems, 2 bad usage).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    init_logs(cli.log_format, matches!(cli.command, Command::Explore(_)));
     setup::set_config_path(cli.config);
     match cli.command {
         Command::Validate(args) => validate::run(args),
@@ -99,6 +105,7 @@ pub fn main() -> ExitCode {
         }
         Command::Actions(args) => actions::run(args),
         Command::Run(args) => run::run(args),
+        Command::Explore(args) => explore::run(args),
         Command::Resume(args) => runs::resume(args),
         Command::Show(args) => runs::show(args),
         Command::Runs(args) => runs::runs(args),

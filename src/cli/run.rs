@@ -87,7 +87,7 @@ fn read_bounded(file: &str) -> Result<String, String> {
 }
 
 /// A path to a file, or a workflow name looked up in a directory.
-fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
+pub fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
     let path = Path::new(given);
     if path.is_file() {
         let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

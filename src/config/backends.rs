@@ -50,6 +50,11 @@ impl Backends {
             let flushed = sandbox.clone();
             store.before_commit(Box::new(move || flushed.flush()));
         }
+        Backends::on(config, sandbox)
+    }
+
+    /// Binds every action to its backend, the sandbox services to `sandbox`.
+    pub fn on(config: &Config, sandbox: Sandbox) -> Result<Backends, ConfigError> {
         let client = Client::new().map_err(ConfigError)?;
         let services = config.services(&sandbox, &client)?;
         let http = HttpRequest {

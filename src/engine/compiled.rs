@@ -131,6 +131,24 @@ impl CompiledWorkflow {
         })
     }
 
+    /// A run input's mismatches with `input:` (at most five), as the `schema` error a run fails with.
+    pub fn check_input(&self, input: &Json) -> Option<crate::engine::journal::ActionError> {
+        let validator = self.input_schema.as_ref()?;
+        let problems: Vec<String> = validator
+            .iter_errors(input)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().as_str().to_owned();
+                let at = if path.is_empty() { "the input".to_owned() } else { format!("`{path}`") };
+                format!("{at}: {e}")
+            })
+            .collect();
+        (!problems.is_empty()).then(|| {
+            let message = format!("the run input does not match `input:`: {}", problems.join("; "));
+            crate::engine::journal::ActionError::new("schema", message)
+        })
+    }
+
     pub fn position(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
     }

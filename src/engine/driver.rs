@@ -283,7 +283,7 @@ impl Driver {
                 }
             }
             if self.halts(&batch) {
-                warn!("a crash is simulated here (--crash): the engine stops before recording the attempt's end");
+                info!("a crash is simulated here (--crash): the engine stops before recording the attempt's end");
                 return;
             }
             if let Err(e) = self.turn(batch) {

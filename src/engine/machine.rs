@@ -278,19 +278,7 @@ impl RunState {
     }
 
     fn check_input(&self) -> Option<ActionError> {
-        let validator = self.wf.input_schema.as_ref()?;
-        let problems: Vec<String> = validator
-            .iter_errors(&self.input)
-            .take(5)
-            .map(|e| {
-                let path = e.instance_path().as_str().to_owned();
-                let at = if path.is_empty() { "the input".to_owned() } else { format!("`{path}`") };
-                format!("{at}: {e}")
-            })
-            .collect();
-        (!problems.is_empty()).then(|| {
-            ActionError::new("schema", format!("the run input does not match `input:`: {}", problems.join("; ")))
-        })
+        self.wf.check_input(&self.input)
     }
 
     fn set_step_status(&mut self, step: usize, status: StepStatus) {

@@ -3,6 +3,7 @@
 
 mod corpus;
 mod crash;
+mod explore;
 mod fuzz;
 mod harness;
 mod inject;

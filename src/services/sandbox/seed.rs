@@ -12,7 +12,7 @@ use crate::services::ActionError;
 /// The seed shipped with sagaflow.
 pub const BUILTIN_SEED: &str = include_str!("../../../sandbox/seed.yaml");
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Seed {
     pub products: Vec<inventory::Product>,

@@ -1,0 +1,265 @@
+//! `explore`: every failure point of a workflow, run before deploy.
+//!
+//! The workflow runs once on a fresh sandbox (the happy path), then once more
+//! per failure point, each on a fresh sandbox of its own, some at once:
+//!
+//! | point | injected | a clean workflow ends |
+//! |-------|----------|-----------------------|
+//! | `STEP` | every attempt of the step fails with `failed` | `failed` or `compensated`, nothing leaked (`succeeded` if the step has `on_error: continue`) |
+//! | `STEP.compensate` | a later step fails for good, and the compensation's first attempt fails with `unavailable` | `compensated` (its retry saves it), nothing leaked |
+//! | `crash after STEP` | the process "crashes" after the step's action did its effect, before the checkpoint; a new engine resumes | as the happy path, with the same records in the sandbox (no double effect) |
+//!
+//! Waits are answered at once and sleeps skipped, so a flow that waits for a
+//! person explores in milliseconds. Services run on the sandbox, which writes
+//! through (as a remote service would), so a crash does not take back an effect.
+
+pub mod holdings;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::config::{Backends, Config};
+use crate::dsl::model::{OnError, Section};
+use crate::engine::compiled::CompiledWorkflow;
+use crate::engine::driver::{Engine, EngineOptions, NewRun, Simulation};
+use crate::engine::inject::Injection;
+use crate::engine::record::RunRecord;
+use crate::services::sandbox::{Sandbox, Seed};
+use crate::store::sled::SledStore;
+use holdings::{counts, holdings, leaks};
+
+/// Points explored at once.
+const AT_ONCE: usize = 4;
+
+/// One failure point and what came of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub point: String,
+    pub status: String,
+    /// Compensations that ran, in order (`step` or `step[item]`).
+    pub compensations: Vec<String>,
+    /// What the sandbox still holds that the run changed.
+    pub leaks: Vec<String>,
+    /// What is wrong here; empty when the point is clean.
+    pub problems: Vec<String>,
+    /// Why a point was not run (the happy path never reaches it), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_reached: Option<String>,
+}
+
+/// What a point does to the run.
+#[derive(Clone)]
+enum Plan {
+    Happy,
+    Fail(Injection),
+    Compensation { trigger: Injection, compensation: Injection },
+    Crash(String),
+}
+
+/// Explores a workflow with one input. `crash`: add the crash points.
+pub async fn explore(wf: Arc<CompiledWorkflow>, input: Json, seed: Seed, crash: bool) -> Result<Vec<Point>, String> {
+    let happy = run(&wf, &input, &seed, &Plan::Happy).await?;
+    let mut points = vec![judge(&wf, "(none: the happy path)", &Plan::Happy, &happy, &happy)];
+    let plans = plans(&wf, &happy.record, crash);
+    let mut results: Vec<Option<Point>> = vec![None; plans.len()];
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (name, plan)) in plans.iter().enumerate() {
+        match plan {
+            Err(why) => results[i] = Some(not_reached(name, why)),
+            Ok(plan) => {
+                if tasks.len() >= AT_ONCE {
+                    collect(&mut tasks, &mut results).await?;
+                }
+                let (wf, input, seed, plan, name) =
+                    (wf.clone(), input.clone(), seed.clone(), plan.clone(), name.clone());
+                let baseline = happy.clone();
+                tasks.spawn(async move {
+                    let outcome = run(&wf, &input, &seed, &plan).await?;
+                    Ok::<_, String>((i, judge(&wf, &name, &plan, &outcome, &baseline)))
+                });
+            }
+        }
+    }
+    while !tasks.is_empty() {
+        collect(&mut tasks, &mut results).await?;
+    }
+    points.extend(results.into_iter().flatten());
+    Ok(points)
+}
+
+type Task = Result<(usize, Point), String>;
+
+async fn collect(tasks: &mut tokio::task::JoinSet<Task>, results: &mut [Option<Point>]) -> Result<(), String> {
+    match tasks.join_next().await {
+        Some(Ok(Ok((i, point)))) => {
+            results[i] = Some(point);
+            Ok(())
+        }
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(format!("a failure point's run stopped: {e}")),
+        None => Ok(()),
+    }
+}
+
+fn not_reached(name: &str, why: &str) -> Point {
+    Point {
+        point: name.to_owned(),
+        status: "-".into(),
+        compensations: Vec::new(),
+        leaks: Vec::new(),
+        problems: Vec::new(),
+        not_reached: Some(why.to_owned()),
+    }
+}
+
+fn injection(step: &str, compensate: bool, code: &str, times: Option<u32>) -> Injection {
+    Injection { step: step.to_owned(), compensate, code: code.to_owned(), times }
+}
+
+/// Every point of the workflow, in file order: the step, its compensation,
+/// then (with `crash`) a crash after it. `Err`: the happy path never gets there.
+fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, Result<Plan, String>)> {
+    let ran = |id: &str| happy.steps.iter().any(|s| s.id == id && s.status == "succeeded");
+    let mut out = Vec::new();
+    for (i, step) in wf.steps.iter().enumerate().filter(|(_, s)| s.section == Section::Steps) {
+        let reached = || if ran(&step.id) { Ok(()) } else { Err("the happy path does not run this step".to_owned()) };
+        out.push((step.id.clone(), reached().map(|()| Plan::Fail(injection(&step.id, false, "failed", None)))));
+        if step.compensate.is_some() {
+            let trigger = wf.steps[i + 1..]
+                .iter()
+                .rfind(|t| t.section == Section::Steps && t.on_error == OnError::Fail && ran(&t.id));
+            let plan = match (reached(), trigger) {
+                (Err(e), _) => Err(e),
+                (Ok(()), None) => Err("no later step can fail and roll the run back".to_owned()),
+                (Ok(()), Some(t)) => Ok(Plan::Compensation {
+                    trigger: injection(&t.id, false, "failed", None),
+                    compensation: injection(&step.id, true, "unavailable", Some(1)),
+                }),
+            };
+            out.push((format!("{}.compensate", step.id), plan));
+        }
+        if crash {
+            out.push((format!("crash after {}", step.id), reached().map(|()| Plan::Crash(step.id.clone()))));
+        }
+    }
+    out
+}
+
+/// A run's end and the sandbox around it.
+#[derive(Clone)]
+struct Outcome {
+    record: RunRecord,
+    before: Json,
+    after: Json,
+}
+
+/// Runs the workflow once as the plan says, on a fresh sandbox and store.
+async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<Outcome, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let store = Arc::new(SledStore::open(dir.path()).map_err(|e| e.0)?);
+    let sandbox = Sandbox::open(store.db(), seed, false)?;
+    let backends = Backends::on(&Config::default(), sandbox.clone()).map_err(|e| e.0)?;
+    let before = sandbox.show(None)?;
+    let simulation = Simulation { answer_waits: Some(Arc::default()), skip_sleeps: true, halt_after: None };
+    let options = |halt_after| EngineOptions {
+        simulation: Simulation { halt_after, ..simulation.clone() },
+        ..EngineOptions::default()
+    };
+    let inject = match plan {
+        Plan::Happy | Plan::Crash(_) => Vec::new(),
+        Plan::Fail(i) => vec![i.clone()],
+        Plan::Compensation { trigger, compensation } => vec![trigger.clone(), compensation.clone()],
+    };
+    let halt = match plan {
+        Plan::Crash(step) => Some(step.clone()),
+        _ => None,
+    };
+    let engine = Engine::start(store.clone(), backends.registry, options(halt));
+    let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject };
+    let (run_id, _) = engine.start_new(new).await.map_err(|e| e.0)?;
+    let record = match engine.wait(&run_id).await {
+        Some(record) => record,
+        None => {
+            // The crash: a new engine on the same store resumes the run.
+            drop(engine);
+            let engine = Engine::start(store.clone(), backends.registry, options(None));
+            crate::engine::resume_unfinished(&engine, store.as_ref(), backends.registry).await?;
+            engine.wait(&run_id).await.ok_or_else(|| format!("run {run_id} did not end after its resume"))?
+        }
+    };
+    Ok(Outcome { record, before, after: sandbox.show(None)? })
+}
+
+fn compensations(record: &RunRecord) -> Vec<String> {
+    record
+        .compensations
+        .iter()
+        .map(|c| match c.item {
+            Some(i) => format!("{}[{i}]", c.step),
+            None => c.step.clone(),
+        })
+        .collect()
+}
+
+/// What a point's outcome says, against the happy path's.
+fn judge(wf: &CompiledWorkflow, name: &str, plan: &Plan, got: &Outcome, happy: &Outcome) -> Point {
+    let status = got.record.status.clone();
+    let mut problems = Vec::new();
+    let mut leaked = Vec::new();
+    match plan {
+        Plan::Happy if status != "succeeded" => problems.push(format!("the happy path ends `{status}`")),
+        Plan::Happy => {}
+        Plan::Crash(_) => {
+            if status != happy.record.status {
+                problems.push(format!("ends `{status}`, not `{}` as without the crash", happy.record.status));
+            }
+            let (want, have) = (counts(&happy.after), counts(&got.after));
+            for (kind, n) in &have {
+                let expected = want.get(kind).copied().unwrap_or(0);
+                if *n != expected {
+                    problems.push(format!("double effect: {n} {kind} records, {expected} without the crash"));
+                }
+            }
+        }
+        Plan::Fail(i) | Plan::Compensation { trigger: i, .. } => {
+            let tolerated = wf.position(&i.step).is_some_and(|p| wf.steps[p].on_error == OnError::Continue);
+            let allowed: &[&str] = match (plan, tolerated) {
+                (Plan::Compensation { .. }, _) => &["compensated"],
+                (_, true) => &["succeeded"],
+                _ => &["failed", "compensated"],
+            };
+            if !allowed.contains(&status.as_str()) {
+                problems.push(format!("ends `{status}`; a clean flow ends {}", allowed.join(" or ")));
+            }
+            if status != "succeeded" {
+                leaked = leaks(&holdings(&got.before), &holdings(&got.after));
+                problems.extend(leaked.iter().map(|l| format!("leak: {l}")));
+            }
+        }
+    }
+    Point {
+        point: name.to_owned(),
+        status,
+        compensations: compensations(&got.record),
+        leaks: leaked,
+        problems,
+        not_reached: None,
+    }
+}
+
+/// Counts of points by outcome, for the summary line.
+pub fn summary(points: &[Point]) -> BTreeMap<&'static str, usize> {
+    let mut out = BTreeMap::new();
+    for p in points {
+        let key = match (&p.not_reached, p.problems.is_empty()) {
+            (Some(_), _) => "not reached",
+            (None, true) => "clean",
+            (None, false) => "with problems",
+        };
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
