@@ -91,6 +91,8 @@ codes! {
     CompensateInOnFailure = "compensate-in-on-failure", Warning, "an `on_failure` step's `compensate` never runs";
     ConstantWhen = "constant-when", Warning, "a `when` that is not a template always gives the same answer";
     UnknownInputField = "unknown-input-field", Warning, "a template reads an input field that `input:` does not declare";
+    UncompensatedStep = "uncompensated-step", Warning, "a step that can be undone has no `compensate`, and a later failure would strand its effect";
+    CompensableAfterIrreversible = "compensable-after-irreversible", Warning, "a step that can be undone runs after one that cannot (the point of no return should come last)";
 }
 
 /// A second place that explains a diagnostic ("first defined here").

@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod graph;
 pub mod render;
+pub mod saga;
 pub mod steps;
 pub mod structure;
 pub mod suggest;
@@ -78,6 +79,7 @@ fn analyze(file: &crate::dsl::span::SourceFile, workflow: &Workflow, registry: &
     steps::check_triggers(workflow, out);
     steps::check_input_schema(workflow, out);
     timing::check_timing(workflow, out);
+    saga::check_saga(&graph, registry, out);
     TemplateChecker::new(file, workflow, &graph, registry, out).check();
 }
 
