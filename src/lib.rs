@@ -9,4 +9,5 @@ pub mod engine;
 pub mod explore;
 pub mod services;
 pub mod store;
+pub mod testing;
 pub mod validate;

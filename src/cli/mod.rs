@@ -11,6 +11,7 @@ mod run;
 mod runs;
 mod sandbox;
 mod setup;
+mod test;
 mod validate;
 
 use std::process::ExitCode;
@@ -77,6 +78,8 @@ enum Command {
     Run(run::Args),
     /// Run a workflow once per failure point (each step, each compensation, --crash) and report leaks.
     Explore(explore::Args),
+    /// Run test files (`*.test.yaml`): input, injected failures, expected status, steps, compensations, sandbox.
+    Test(test::Args),
     /// Continue every unfinished run in the data directory (after a crash).
     Resume(runs::ResumeArgs),
     /// Print one run's record.
@@ -95,7 +98,7 @@ enum Command {
 /// Runs the command line; the exit code follows DSL.md (0 ok, 1 problems, 2 bad usage).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format, matches!(cli.command, Command::Explore(_)));
+    init_logs(cli.log_format, matches!(cli.command, Command::Explore(_) | Command::Test(_)));
     setup::set_config_path(cli.config);
     match cli.command {
         Command::Validate(args) => validate::run(args),
@@ -106,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Actions(args) => actions::run(args),
         Command::Run(args) => run::run(args),
         Command::Explore(args) => explore::run(args),
+        Command::Test(args) => test::run(args),
         Command::Resume(args) => runs::resume(args),
         Command::Show(args) => runs::show(args),
         Command::Runs(args) => runs::runs(args),
@@ -121,6 +125,11 @@ pub enum Format {
     Human,
     Json,
     Github,
+}
+
+/// A run input from a JSON file (bounded in size).
+pub fn read_input_file(path: &std::path::Path) -> Result<serde_json::Value, String> {
+    run::read_input(&format!("@{}", path.display()))
 }
 
 /// Exit code 2: the command was used wrongly.

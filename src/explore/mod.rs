@@ -150,35 +150,53 @@ fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, 
 
 /// A run's end and the sandbox around it.
 #[derive(Clone)]
-struct Outcome {
-    record: RunRecord,
-    before: Json,
-    after: Json,
+pub struct Outcome {
+    pub record: RunRecord,
+    /// The sandbox's state (`Sandbox::show`) before and after the run.
+    pub before: Json,
+    pub after: Json,
 }
 
-/// Runs the workflow once as the plan says, on a fresh sandbox and store.
-async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<Outcome, String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
-    let store = Arc::new(SledStore::open(dir.path()).map_err(|e| e.0)?);
-    let sandbox = Sandbox::open(store.db(), seed, false)?;
-    let backends = Backends::on(&Config::default(), sandbox.clone()).map_err(|e| e.0)?;
-    let before = sandbox.show(None)?;
-    let simulation = Simulation { answer_waits: Some(Arc::default()), skip_sleeps: true, halt_after: None };
-    let options = |halt_after| EngineOptions {
-        simulation: Simulation { halt_after, ..simulation.clone() },
-        ..EngineOptions::default()
-    };
+/// One run in a simulated world: failures injected, waits answered (with the
+/// data given for the event type, else `{}`), sleeps skipped, and perhaps a crash.
+#[derive(Default, Clone)]
+pub struct Scenario {
+    pub inject: Vec<Injection>,
+    pub halt_after: Option<String>,
+    pub answers: BTreeMap<String, Json>,
+}
+
+fn scenario(plan: &Plan) -> Scenario {
     let inject = match plan {
         Plan::Happy | Plan::Crash(_) => Vec::new(),
         Plan::Fail(i) => vec![i.clone()],
         Plan::Compensation { trigger, compensation } => vec![trigger.clone(), compensation.clone()],
     };
-    let halt = match plan {
+    let halt_after = match plan {
         Plan::Crash(step) => Some(step.clone()),
         _ => None,
     };
-    let engine = Engine::start(store.clone(), backends.registry, options(halt));
-    let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject };
+    Scenario { inject, halt_after, answers: BTreeMap::new() }
+}
+
+async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<Outcome, String> {
+    run_once(wf, input, seed, scenario(plan)).await
+}
+
+/// Runs the workflow once on a fresh sandbox and store (a temporary folder).
+pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: Scenario) -> Result<Outcome, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let store = Arc::new(SledStore::open(dir.path()).map_err(|e| e.0)?);
+    let sandbox = Sandbox::open(store.db(), seed, false)?;
+    let backends = Backends::on(&Config::default(), sandbox.clone()).map_err(|e| e.0)?;
+    let before = sandbox.show(None)?;
+    let simulation = Simulation { answer_waits: Some(Arc::new(s.answers)), skip_sleeps: true, halt_after: None };
+    let options = |halt_after| EngineOptions {
+        simulation: Simulation { halt_after, ..simulation.clone() },
+        ..EngineOptions::default()
+    };
+    let engine = Engine::start(store.clone(), backends.registry, options(s.halt_after));
+    let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject: s.inject };
     let (run_id, _) = engine.start_new(new).await.map_err(|e| e.0)?;
     let record = match engine.wait(&run_id).await {
         Some(record) => record,
@@ -193,7 +211,8 @@ async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan)
     Ok(Outcome { record, before, after: sandbox.show(None)? })
 }
 
-fn compensations(record: &RunRecord) -> Vec<String> {
+/// The compensations of a run, in the order they ran: `step` or `step[item]`.
+pub fn compensations(record: &RunRecord) -> Vec<String> {
     record
         .compensations
         .iter()

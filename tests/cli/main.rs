@@ -11,4 +11,5 @@ mod outbox;
 mod run;
 mod sandbox;
 mod schema;
+mod testing;
 mod validate;
