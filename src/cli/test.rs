@@ -6,9 +6,20 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use super::{runtime, usage_error};
+use crate::engine::compiled::CompiledWorkflow;
+use crate::engine::inject::Injection;
+use crate::services::sandbox::Seed;
 use crate::testing::spec::TestFile;
-use crate::testing::{prepare, run_case};
+use crate::testing::{prepare, run_case, CaseResult};
+
+/// Cases run at once.
+const AT_ONCE: usize = 4;
+
+/// A test file with its compiled workflow and each case's injections.
+type Loaded = (TestFile, Arc<CompiledWorkflow>, Vec<Vec<Injection>>);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,30 +50,9 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     let started = std::time::Instant::now();
-    let outcome = runtime().block_on(async {
-        let (mut passed, mut failed) = (0, 0);
-        for (test, wf, injections) in &loaded {
-            println!("{}", test.file.path.display());
-            for (case, inject) in test.cases.iter().zip(injections) {
-                let result = run_case(test, wf, case, inject.clone(), &seed).await?;
-                match result.misses.is_empty() {
-                    true => {
-                        passed += 1;
-                        println!("  ok    {}", result.name);
-                    }
-                    false => {
-                        failed += 1;
-                        println!("  FAIL  {}", result.name);
-                        for m in &result.misses {
-                            println!("        {m}");
-                        }
-                    }
-                }
-            }
-        }
-        Ok::<_, String>((passed, failed))
-    });
-    match outcome {
+    let loaded = Arc::new(loaded);
+    let outcome = runtime().block_on(run_all(loaded.clone(), seed));
+    match outcome.map(|results| report(&loaded, &results)) {
         Ok((passed, failed)) => {
             println!("{passed} passed, {failed} failed ({:.2} s)", started.elapsed().as_secs_f64());
             if failed == 0 {
@@ -73,6 +63,56 @@ pub fn run(args: Args) -> ExitCode {
         }
         Err(e) => usage_error(&e),
     }
+}
+
+/// Every case of every file, four at once, each on its own fresh sandbox;
+/// the results in file and case order.
+async fn run_all(loaded: Arc<Vec<Loaded>>, seed: Seed) -> Result<Vec<Vec<CaseResult>>, String> {
+    let mut tasks: tokio::task::JoinSet<Result<(usize, usize, CaseResult), String>> = tokio::task::JoinSet::new();
+    let mut results: Vec<Vec<Option<CaseResult>>> =
+        loaded.iter().map(|(t, ..)| t.cases.iter().map(|_| None).collect()).collect();
+    let all: Vec<(usize, usize)> =
+        loaded.iter().enumerate().flat_map(|(f, (t, ..))| (0..t.cases.len()).map(move |c| (f, c))).collect();
+    for (f, c) in all {
+        if tasks.len() >= AT_ONCE {
+            if let Some(done) = tasks.join_next().await {
+                let (f, c, result) = done.map_err(|e| e.to_string())??;
+                results[f][c] = Some(result);
+            }
+        }
+        let (loaded, seed) = (loaded.clone(), seed.clone());
+        tasks.spawn(async move {
+            let (test, wf, injections) = &loaded[f];
+            let result = run_case(test, wf, &test.cases[c], injections[c].clone(), &seed).await?;
+            Ok::<_, String>((f, c, result))
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (f, c, result) = done.map_err(|e| e.to_string())??;
+        results[f][c] = Some(result);
+    }
+    Ok(results.into_iter().map(|r| r.into_iter().flatten().collect()).collect())
+}
+
+/// Prints each file's cases, and answers how many passed and failed.
+fn report(loaded: &[Loaded], results: &[Vec<CaseResult>]) -> (usize, usize) {
+    let (mut passed, mut failed) = (0, 0);
+    for ((test, ..), cases) in loaded.iter().zip(results) {
+        println!("{}", test.file.path.display());
+        for result in cases {
+            if result.misses.is_empty() {
+                passed += 1;
+                println!("  ok    {}", result.name);
+            } else {
+                failed += 1;
+                println!("  FAIL  {}", result.name);
+                for m in &result.misses {
+                    println!("        {m}");
+                }
+            }
+        }
+    }
+    (passed, failed)
 }
 
 /// The test files under the paths: files as given, directories searched.
