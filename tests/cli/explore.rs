@@ -124,3 +124,16 @@ fn every_sample_input_fits_its_workflow_and_the_happy_ones_run_green() {
     }
     assert!(seen >= 12, "{seen} examples");
 }
+
+#[test]
+fn the_guide_shows_what_explore_really_prints() {
+    let guide = std::fs::read_to_string(repo().join("docs/guide.md")).expect("docs/guide.md");
+    let workflows = repo().join("workflows");
+    let out = Test::new()
+        .args(&["explore", "order_placement", "--crash", "--workflows", workflows.to_str().unwrap_or_default()])
+        .run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines().skip(1).filter(|l| !l.ends_with(" s)")) {
+        assert!(guide.contains(line), "docs/guide.md lacks this line of `explore order_placement --crash`:\n{line}");
+    }
+}
