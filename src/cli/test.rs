@@ -54,7 +54,8 @@ pub fn run(args: Args) -> ExitCode {
     let outcome = runtime().block_on(run_all(loaded.clone(), seed));
     match outcome.map(|results| report(&loaded, &results)) {
         Ok((passed, failed)) => {
-            println!("{passed} passed, {failed} failed ({:.2} s)", started.elapsed().as_secs_f64());
+            println!("ran {} cases in {:.2} s", passed + failed, started.elapsed().as_secs_f64());
+            println!("{passed} passed, {failed} failed");
             if failed == 0 {
                 ExitCode::SUCCESS
             } else {
