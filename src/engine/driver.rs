@@ -670,15 +670,17 @@ impl Driver {
     fn launch(&mut self, run_id: &str, key: (bool, usize, Item, u32)) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let (compensation, s, item, attempt) = key;
+        let finished = move |outcome: Outcome| {
+            let at = now_ms();
+            if compensation {
+                Entry::CompensationFinished { step: s, item, attempt, outcome, at }
+            } else {
+                Entry::AttemptFinished { step: s, item, attempt, outcome, at }
+            }
+        };
         if let Some(error) = active.state.injected(s, compensation, attempt) {
             active.launched.insert(key, CancellationToken::new());
-            let at = now_ms();
-            let outcome = Outcome::Err(error);
-            let entry = match compensation {
-                true => Entry::CompensationFinished { step: s, item, attempt, outcome, at },
-                false => Entry::AttemptFinished { step: s, item, attempt, outcome, at },
-            };
-            self.ready.push((run_id.to_owned(), entry));
+            self.ready.push((run_id.to_owned(), finished(Outcome::Err(error))));
             return;
         }
         if !compensation && active.state.is_wait_step(s) {
@@ -700,8 +702,7 @@ impl Driver {
                 Ok(Some(data)) => Outcome::Ok(data),
                 Err(e) => Outcome::Err(e),
             };
-            let entry = Entry::AttemptFinished { step: s, item, attempt, outcome, at: now_ms() };
-            self.ready.push((run_id.to_owned(), entry));
+            self.ready.push((run_id.to_owned(), finished(outcome)));
             return;
         }
         let token = CancellationToken::new();
@@ -715,14 +716,6 @@ impl Driver {
         let idempotency_key = match item {
             Some(i) => format!("{run_id}:{}:{i}{suffix}", def.id),
             None => format!("{run_id}:{}{suffix}", def.id),
-        };
-        let finished = move |outcome: Outcome| {
-            let at = now_ms();
-            if compensation {
-                Entry::CompensationFinished { step: s, item, attempt, outcome, at }
-            } else {
-                Entry::AttemptFinished { step: s, item, attempt, outcome, at }
-            }
         };
         let tx = self.tx.clone();
         let run = run_id.to_owned();
