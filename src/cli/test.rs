@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::{runtime, usage_error};
 use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::inject::Injection;
+use crate::explore::at_once;
 use crate::services::sandbox::Seed;
 use crate::testing::spec::TestFile;
 use crate::testing::{prepare, run_case, CaseResult};
@@ -69,30 +70,17 @@ pub fn run(args: Args) -> ExitCode {
 /// Every case of every file, four at once, each on its own fresh sandbox;
 /// the results in file and case order.
 async fn run_all(loaded: Arc<Vec<Loaded>>, seed: Seed) -> Result<Vec<Vec<CaseResult>>, String> {
-    let mut tasks: tokio::task::JoinSet<Result<(usize, usize, CaseResult), String>> = tokio::task::JoinSet::new();
-    let mut results: Vec<Vec<Option<CaseResult>>> =
-        loaded.iter().map(|(t, ..)| t.cases.iter().map(|_| None).collect()).collect();
     let all: Vec<(usize, usize)> =
         loaded.iter().enumerate().flat_map(|(f, (t, ..))| (0..t.cases.len()).map(move |c| (f, c))).collect();
-    for (f, c) in all {
-        if tasks.len() >= AT_ONCE {
-            if let Some(done) = tasks.join_next().await {
-                let (f, c, result) = done.map_err(|e| e.to_string())??;
-                results[f][c] = Some(result);
-            }
-        }
+    let jobs = all.iter().map(|&(f, c)| {
         let (loaded, seed) = (loaded.clone(), seed.clone());
-        tasks.spawn(async move {
+        async move {
             let (test, wf, injections) = &loaded[f];
-            let result = run_case(test, wf, &test.cases[c], injections[c].clone(), &seed).await?;
-            Ok::<_, String>((f, c, result))
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        let (f, c, result) = done.map_err(|e| e.to_string())??;
-        results[f][c] = Some(result);
-    }
-    Ok(results.into_iter().map(|r| r.into_iter().flatten().collect()).collect())
+            run_case(test, wf, &test.cases[c], injections[c].clone(), &seed).await
+        }
+    });
+    let mut results = at_once(jobs.collect(), AT_ONCE).await?.into_iter();
+    Ok(loaded.iter().map(|(t, ..)| results.by_ref().take(t.cases.len()).collect()).collect())
 }
 
 /// Prints each file's cases, and answers how many passed and failed.

@@ -63,45 +63,53 @@ enum Plan {
 pub async fn explore(wf: Arc<CompiledWorkflow>, input: Json, seed: Seed, crash: bool) -> Result<Vec<Point>, String> {
     let happy = run(&wf, &input, &seed, &Plan::Happy).await?;
     let mut points = vec![judge(&wf, "(none: the happy path)", &Plan::Happy, &happy, &happy)];
-    let plans = plans(&wf, &happy.record, crash);
-    let mut results: Vec<Option<Point>> = vec![None; plans.len()];
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (name, plan)) in plans.iter().enumerate() {
-        match plan {
-            Err(why) => results[i] = Some(not_reached(name, why)),
-            Ok(plan) => {
-                if tasks.len() >= AT_ONCE {
-                    collect(&mut tasks, &mut results).await?;
-                }
-                let (wf, input, seed, plan, name) =
-                    (wf.clone(), input.clone(), seed.clone(), plan.clone(), name.clone());
-                let baseline = happy.clone();
-                tasks.spawn(async move {
+    let jobs = plans(&wf, &happy.record, crash).into_iter().map(|(name, plan)| {
+        let (wf, input, seed, baseline) = (wf.clone(), input.clone(), seed.clone(), happy.clone());
+        async move {
+            match plan {
+                Err(why) => Ok(not_reached(&name, &why)),
+                Ok(plan) => {
                     let outcome = run(&wf, &input, &seed, &plan).await?;
-                    Ok::<_, String>((i, judge(&wf, &name, &plan, &outcome, &baseline)))
-                });
+                    Ok(judge(&wf, &name, &plan, &outcome, &baseline))
+                }
             }
         }
-    }
-    while !tasks.is_empty() {
-        collect(&mut tasks, &mut results).await?;
-    }
-    points.extend(results.into_iter().flatten());
+    });
+    points.extend(at_once(jobs.collect(), AT_ONCE).await?);
     Ok(points)
 }
 
-type Task = Result<(usize, Point), String>;
-
-async fn collect(tasks: &mut tokio::task::JoinSet<Task>, results: &mut [Option<Point>]) -> Result<(), String> {
-    match tasks.join_next().await {
-        Some(Ok(Ok((i, point)))) => {
-            results[i] = Some(point);
-            Ok(())
+/// Runs the jobs, at most `n` at once, and gives their results in the jobs'
+/// order; the first error ends it.
+pub async fn at_once<T, F>(jobs: Vec<F>, n: usize) -> Result<Vec<T>, String>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut results: Vec<Option<T>> = jobs.iter().map(|_| None).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        if tasks.len() >= n.max(1) {
+            next_result(&mut tasks, &mut results).await?;
         }
-        Some(Ok(Err(e))) => Err(e),
-        Some(Err(e)) => Err(format!("a failure point's run stopped: {e}")),
-        None => Ok(()),
+        tasks.spawn(async move { job.await.map(|t| (i, t)) });
     }
+    while !tasks.is_empty() {
+        next_result(&mut tasks, &mut results).await?;
+    }
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Waits for the next job to end and puts its result in its place.
+async fn next_result<T: Send + 'static>(
+    tasks: &mut tokio::task::JoinSet<Result<(usize, T), String>>,
+    results: &mut [Option<T>],
+) -> Result<(), String> {
+    if let Some(done) = tasks.join_next().await {
+        let (i, t) = done.map_err(|e| format!("a run stopped: {e}"))??;
+        results[i] = Some(t);
+    }
+    Ok(())
 }
 
 fn not_reached(name: &str, why: &str) -> Point {
