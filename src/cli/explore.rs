@@ -32,13 +32,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let config = match super::setup::config() {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e),
-    };
-    let seed = match config.seed() {
+    let seed = match super::setup::seed() {
         Ok(s) => s,
-        Err(e) => return usage_error(&e.0),
+        Err(e) => return usage_error(&e),
     };
     let wf = match CompiledWorkflow::compile(&path, &source, crate::actions::Registry::builtin()) {
         Ok(wf) => wf,

@@ -24,6 +24,11 @@ pub fn config() -> Result<Config, String> {
     Config::find(CONFIG_PATH.get().and_then(|p| p.as_deref())).map_err(|e| e.0)
 }
 
+/// The sandbox seed the config names (or the shipped one), for `test` and `explore`.
+pub fn seed() -> Result<crate::services::sandbox::Seed, String> {
+    config()?.seed().map_err(|e| e.0)
+}
+
 /// The store in `data` and the backends bound to it (the sandbox lives in the same database).
 pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
     let config = config()?;

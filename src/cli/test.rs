@@ -3,7 +3,7 @@
 //! and line of the expectation, then `N passed, M failed`. Exit 0 only when all
 //! pass; 2 when a test file or what it names is wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -30,12 +30,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let files = match test_files(&args.paths) {
+    let files = match crate::validate::collect_files_named(&args.paths, crate::validate::is_test_file) {
         Ok(files) if files.is_empty() => return usage_error("no `*.test.yaml` file under the paths given"),
         Ok(files) => files,
-        Err(e) => return usage_error(&e),
+        Err(e) => return usage_error(&e.0),
     };
-    let seed = match super::setup::config().and_then(|c| c.seed().map_err(|e| e.0)) {
+    let seed = match super::setup::seed() {
         Ok(seed) => seed,
         Err(e) => return usage_error(&e),
     };
@@ -102,33 +102,4 @@ fn report(loaded: &[Loaded], results: &[Vec<CaseResult>]) -> (usize, usize) {
         }
     }
     (passed, failed)
-}
-
-/// The test files under the paths: files as given, directories searched.
-fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_file() {
-            out.push(path.clone());
-        } else if path.is_dir() {
-            walk(path, &mut out).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        } else {
-            return Err(format!("there is no file or directory {}", path.display()));
-        }
-    }
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for path in entries {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if path.is_dir() && !name.starts_with('.') {
-            walk(&path, out)?;
-        } else if name.ends_with(".test.yaml") {
-            out.push(path);
-        }
-    }
-    Ok(())
 }

@@ -90,11 +90,17 @@ pub struct UsageError(pub String);
 /// The workflow files under the given paths: files as given, directories
 /// recursively (`*.yaml`/`*.yml`, test files `*.test.yaml` and hidden folders left out).
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
+    collect_files_named(paths, is_workflow_file)
+}
+
+/// The files under the given paths: files as given, directories recursively
+/// (hidden folders left out, links not followed), those whose name `keep` takes.
+pub fn collect_files_named(paths: &[PathBuf], keep: fn(&str) -> bool) -> Result<Vec<PathBuf>, UsageError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| UsageError(format!("cannot read `{}`: {e}", path.display())))?;
         if meta.is_dir() {
-            walk(path, &mut files, 0);
+            walk(path, &mut files, 0, keep);
         } else {
             files.push(path.clone());
         }
@@ -104,7 +110,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
 
 const MAX_WALK_DEPTH: usize = 32;
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, depth: usize) {
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, depth: usize, keep: fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     entries.sort();
@@ -115,8 +121,8 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, depth: usize) {
         }
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
         if meta.is_dir() && depth < MAX_WALK_DEPTH {
-            walk(&path, files, depth + 1);
-        } else if is_workflow_file(name) {
+            walk(&path, files, depth + 1, keep);
+        } else if keep(name) {
             files.push(path);
         }
     }
@@ -125,8 +131,12 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, depth: usize) {
 /// `*.yaml` or `*.yml`, but not a test file (`*.test.yaml`).
 pub fn is_workflow_file(name: &str) -> bool {
     let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-    let test = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
-    yaml && !test
+    yaml && !is_test_file(name)
+}
+
+/// A test file of `sagaflow test`: `*.test.yaml` or `*.test.yml`.
+pub fn is_test_file(name: &str) -> bool {
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
 }
 
 /// What is kept of a checked file once its model is no longer needed.
