@@ -69,11 +69,7 @@ impl Injection {
 }
 
 fn check(wf: &CompiledWorkflow, step: &str, compensate: bool, code: &str, times: Option<u32>) -> Result<(), String> {
-    let Some(s) = wf.position(step).map(|p| &wf.steps[p]) else {
-        let ids = wf.steps.iter().map(|s| s.id.as_str());
-        let hint = crate::validate::suggest::did_you_mean(step, ids).map(|h| format!("; {h}")).unwrap_or_default();
-        return Err(format!("`{}` has no step `{step}`{hint}", wf.name));
-    };
+    let Some(s) = wf.position(step).map(|p| &wf.steps[p]) else { return Err(wf.no_step(step)) };
     if compensate && s.compensate.is_none() {
         return Err(format!("the step `{step}` has no `compensate` to fail"));
     }

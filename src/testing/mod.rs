@@ -35,10 +35,7 @@ pub fn prepare(test: &TestFile) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Inject
         for e in &case.expect {
             if let Expected::Step { id, .. } = &e.what {
                 if wf.position(id).is_none() {
-                    let hint = crate::validate::suggest::did_you_mean(id, wf.steps.iter().map(|s| s.id.as_str()))
-                        .map(|h| format!("; {h}"))
-                        .unwrap_or_default();
-                    return Err(at(&test.file, e.span, &format!("`{}` has no step `{id}`{hint}", wf.name)));
+                    return Err(at(&test.file, e.span, &wf.no_step(id)));
                 }
             }
         }
