@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use serde_json::Value as Json;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -85,8 +85,25 @@ enum Msg {
     Outcome { run_id: String, entry: Entry },
     Wait { run_id: String, reply: oneshot::Sender<Option<RunRecord>> },
     Cancel { run_id: String },
-    Publish { event: EventRecord, reply: oneshot::Sender<Result<(), StoreError>> },
+    Publish { event: EventRecord, reply: oneshot::Sender<Result<Vec<String>, StoreError>> },
+    /// Stop launching attempts (a drain): what is in flight ends and is recorded.
+    Pause,
 }
+
+/// One committed transition of a run, as the engine broadcasts it after the commit.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub run_id: String,
+    /// The entry's place in the run's journal, from 0.
+    pub seq: u32,
+    pub entry: Entry,
+    /// The run's workflow version (content hash).
+    pub version: String,
+}
+
+/// How many transitions a slow listener may fall behind before it must read
+/// the rest from the store.
+const TRANSITIONS_BUFFER: usize = 8192;
 
 /// A handle to the engine loop; cheap to clone.
 #[derive(Clone)]
@@ -96,6 +113,8 @@ pub struct Engine {
     registry: &'static Registry,
     /// Workflow versions whose copy is known to be in the store.
     stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    transitions: broadcast::Sender<Arc<Transition>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The engine loop stopped (its store failed); the runs are safe in the store.
@@ -106,7 +125,11 @@ impl Engine {
     /// Starts the loop on the current tokio runtime.
     pub fn start(store: Arc<dyn Store>, registry: &'static Registry, options: EngineOptions) -> Engine {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (transitions, _) = broadcast::channel(TRANSITIONS_BUFFER);
+        let metrics = options.metrics.clone();
         let driver = Driver {
+            transitions: transitions.clone(),
+            paused: false,
             store: store.clone(),
             registry,
             tx: tx.clone(),
@@ -124,7 +147,7 @@ impl Engine {
             waits: HashMap::new(),
         };
         tokio::spawn(driver.run(rx));
-        Engine { tx, store, registry, stored: Arc::default() }
+        Engine { tx, store, registry, stored: Arc::default(), transitions, metrics }
     }
 
     /// Starts a run; its first entries, and its workflow version, are durable when
@@ -188,12 +211,52 @@ impl Engine {
     /// Sends an event from outside (the API, a test): durable when this returns,
     /// then delivered to the runs waiting for it.
     pub async fn publish(&self, kind: &str, key: &str, data: Json) -> Result<String, StoreError> {
+        self.publish_event(kind, key, data).await.map(|(event, _)| event.id)
+    }
+
+    /// Sends an event from outside; answers it as stored and the runs whose
+    /// waiting `event.wait` it ended.
+    pub async fn publish_event(
+        &self,
+        kind: &str,
+        key: &str,
+        data: Json,
+    ) -> Result<(EventRecord, Vec<String>), StoreError> {
         let id = format!("ev-{}", new_run_id());
-        let event = EventRecord { id: id.clone(), kind: kind.to_owned(), key: key.to_owned(), data, at: now_ms() };
+        let event = EventRecord { id, kind: kind.to_owned(), key: key.to_owned(), data, at: now_ms() };
         let (reply, answer) = oneshot::channel();
-        self.send(Msg::Publish { event, reply });
-        answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))?;
-        Ok(id)
+        self.send(Msg::Publish { event: event.clone(), reply });
+        let woken = answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))?;
+        Ok((event, woken))
+    }
+
+    /// Every transition committed from now on, live. A listener that falls
+    /// more than a few thousand behind is told it lagged (then reads the store).
+    pub fn transitions(&self) -> broadcast::Receiver<Arc<Transition>> {
+        self.transitions.subscribe()
+    }
+
+    /// Stops launching attempts: a drain before the process ends. What is in
+    /// flight ends and is recorded; the rest continues on the next start.
+    pub fn pause(&self) {
+        self.send(Msg::Pause);
+    }
+
+    /// Attempts launched and not yet ended.
+    pub fn in_flight(&self) -> u64 {
+        self.metrics.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &'static Registry {
+        self.registry
     }
 
     pub fn cancel(&self, run_id: &str) {
@@ -221,6 +284,9 @@ struct Active {
 
 struct Driver {
     metrics: Arc<Metrics>,
+    transitions: broadcast::Sender<Arc<Transition>>,
+    /// Draining: no attempt is launched any more.
+    paused: bool,
     subscriptions: Arc<Subscriptions>,
     simulation: Simulation,
     store: Arc<dyn Store>,
@@ -339,7 +405,7 @@ impl Driver {
         let mut touched: Vec<String> = Vec::new();
         let mut started: Vec<(String, bool, oneshot::Sender<Started>)> = Vec::new();
         let mut resumed: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut published: Vec<oneshot::Sender<Result<(), StoreError>>> = Vec::new();
+        let mut published: Vec<(String, oneshot::Sender<Result<Vec<String>, StoreError>>)> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Start { run: NewRun { run_id, wf, input, inject }, reply } => {
@@ -386,9 +452,10 @@ impl Driver {
                     }
                 }
                 Msg::Publish { event, reply } => {
+                    published.push((event.id.clone(), reply));
                     self.outbox.push(event);
-                    published.push(reply);
                 }
+                Msg::Pause => self.paused = true,
                 Msg::Wait { run_id, reply } => {
                     match self.runs.contains_key(&run_id) || self.evicted.contains_key(&run_id) {
                         true => self.waiters.entry(run_id).or_default().push(reply),
@@ -408,8 +475,12 @@ impl Driver {
         let emitted = commit.events.clone();
         commit.deliveries = self.deliveries(&emitted);
         let relay = !commit.deliveries.is_empty();
+        let transitions = self.committed_transitions(&commit);
         let writing = std::time::Instant::now();
         self.store.commit(commit)?;
+        for t in transitions {
+            let _ = self.transitions.send(Arc::new(t));
+        }
         self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
         if relay {
             self.subscriptions.wake();
@@ -420,14 +491,32 @@ impl Driver {
         for reply in resumed {
             let _ = reply.send(());
         }
-        for reply in published {
-            let _ = reply.send(Ok(()));
+        let mut woken = self.deliver(&emitted);
+        for (id, reply) in published {
+            let _ = reply.send(Ok(woken.remove(&id).unwrap_or_default()));
         }
-        self.deliver(&emitted);
         for run_id in touched {
             self.act(&run_id);
         }
         Ok(())
+    }
+
+    /// The commit's entries as transitions, when someone listens.
+    fn committed_transitions(&self, commit: &Commit) -> Vec<Transition> {
+        if self.transitions.receiver_count() == 0 {
+            return Vec::new();
+        }
+        let version = |run_id: &str| self.runs.get(run_id).map(|a| a.state.wf.hash.clone()).unwrap_or_default();
+        commit
+            .entries
+            .iter()
+            .map(|(run_id, seq, entry)| Transition {
+                run_id: run_id.clone(),
+                seq: *seq,
+                entry: entry.clone(),
+                version: version(run_id),
+            })
+            .collect()
     }
 
     /// Whether a run of this id is known, here or in the store.
@@ -504,6 +593,7 @@ impl Driver {
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let status = run_status(&active.state);
         if status != active.status {
+            self.metrics.run_moved(&active.state.wf.name, &active.status, &status);
             active.status = status.clone();
             let s = &active.state;
             commit.runs.push(RunMeta {
@@ -555,6 +645,10 @@ impl Driver {
                     self.ready.push((run_id.to_owned(), entry));
                 }
             }
+        }
+        if self.paused {
+            self.rearm(run_id);
+            return;
         }
         let attempts: Vec<(bool, usize, Item, u32)> = active
             .state
@@ -643,15 +737,19 @@ impl Driver {
     }
 
     /// After a commit: every waiting unit an event matches ends with its data.
-    fn deliver(&mut self, events: &[EventRecord]) {
+    /// Answers the runs each event woke, by event id.
+    fn deliver(&mut self, events: &[EventRecord]) -> HashMap<String, Vec<String>> {
+        let mut woken: HashMap<String, Vec<String>> = HashMap::new();
         for event in events {
             for w in self.waits.remove(&(event.kind.clone(), event.key.clone())).unwrap_or_default() {
                 let outcome = Outcome::Ok(event.data.clone());
                 let entry =
                     Entry::AttemptFinished { step: w.step, item: w.item, attempt: w.attempt, outcome, at: event.at };
+                woken.entry(event.id.clone()).or_default().push(w.run_id.clone());
                 self.ready.push((w.run_id, entry));
             }
         }
+        woken
     }
 
     fn rearm(&mut self, run_id: &str) {
@@ -764,11 +862,18 @@ impl Driver {
             }
         }
         let permits = self.permits.clone();
+        let metrics = self.metrics.clone();
+        metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(
             async move {
                 let permit = match permit {
                     Some(p) => Ok(p),
-                    None => permits.acquire_owned().await,
+                    None => {
+                        metrics.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let p = permits.acquire_owned().await;
+                        metrics.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        p
+                    }
                 };
                 let outcome = match permit {
                     Ok(_permit) => attempt_outcome(registered, future, token, timeout_ms).await,
@@ -776,6 +881,7 @@ impl Driver {
                 };
                 log_finished(&outcome, began);
                 let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(outcome) });
+                metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
             .instrument(span),
         );

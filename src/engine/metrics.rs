@@ -76,6 +76,12 @@ impl Histogram {
 /// What the engine measures.
 #[derive(Default)]
 pub struct Metrics {
+    /// Runs by (workflow, status): moved as each run's status changes.
+    runs: std::sync::Mutex<std::collections::BTreeMap<(String, String), i64>>,
+    /// Attempts launched and not yet ended, waiting for a permit or running.
+    pub in_flight: AtomicU64,
+    /// Attempts waiting for a permit (the concurrency bound is reached).
+    pub queued: AtomicU64,
     /// From a step attempt being decided to its end being durable.
     pub step_latency: Histogram,
     /// One group commit: write, flush, fdatasync.
@@ -84,6 +90,40 @@ pub struct Metrics {
     pub retries: AtomicU64,
     pub compensations: AtomicU64,
     pub runs_finished: AtomicU64,
+}
+
+impl Metrics {
+    /// A run of `workflow` went from status `from` (`""`: it is new) to `to`.
+    pub fn run_moved(&self, workflow: &str, from: &str, to: &str) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if !from.is_empty() {
+            *runs.entry((workflow.to_owned(), from.to_owned())).or_default() -= 1;
+        }
+        *runs.entry((workflow.to_owned(), to.to_owned())).or_default() += 1;
+    }
+
+    /// How many runs there are of each workflow in each status.
+    pub fn runs_by_status(&self) -> Vec<((String, String), i64)> {
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.iter().filter(|(_, n)| **n != 0).map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    /// The histogram's buckets as Prometheus wants them: (upper bound in
+    /// seconds, count of values at or under it), cumulative, at these bounds.
+    pub fn cumulative(h: &Histogram, bounds_seconds: &[f64]) -> Vec<(f64, u64)> {
+        let mut out = Vec::with_capacity(bounds_seconds.len());
+        let mut seen = 0u64;
+        let mut bucket = 0usize;
+        for &bound in bounds_seconds {
+            let limit = (bound * 1_000_000.0) as u64;
+            while bucket < h.buckets.len() && bucket_low(bucket + 1) <= limit {
+                seen += h.buckets[bucket].load(Ordering::Relaxed);
+                bucket += 1;
+            }
+            out.push((bound, seen));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -101,5 +141,27 @@ mod tests {
         assert!((p50 - 5000.0).abs() / 5000.0 < 0.1, "{p50}");
         assert!((p99 - 9900.0).abs() / 9900.0 < 0.1, "{p99}");
         assert_eq!(h.count(), 10_000);
+    }
+
+    #[test]
+    fn cumulative_buckets_grow_and_end_at_the_count_below_the_top() {
+        let h = Histogram::default();
+        for v in [500u64, 5_000, 50_000, 500_000] {
+            h.record(v);
+        }
+        let b = Metrics::cumulative(&h, &[0.001, 0.01, 0.1, 1.0]);
+        assert_eq!(b.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn runs_move_between_statuses() {
+        let m = Metrics::default();
+        m.run_moved("a", "", "running");
+        m.run_moved("a", "running", "succeeded");
+        m.run_moved("a", "", "running");
+        assert_eq!(
+            m.runs_by_status(),
+            vec![(("a".into(), "running".into()), 1), (("a".into(), "succeeded".into()), 1)]
+        );
     }
 }

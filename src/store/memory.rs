@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunMeta, StoreError, WriteRuns};
+use super::{
+    Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunMeta, ScheduleTable, StoreError, WriteRuns,
+};
 use crate::engine::journal::Entry;
 
 #[derive(Default)]
@@ -20,6 +22,7 @@ struct Inner {
     /// By (event time, event id), as sled orders them.
     outbox: BTreeMap<(u64, String), Delivery>,
     dead: Vec<DeadLetter>,
+    ticks: BTreeMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -38,7 +41,9 @@ impl ReadRuns for MemoryStore {
     }
 
     fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
-        Ok(self.lock().runs.values().cloned().collect())
+        let mut runs: Vec<RunMeta> = self.lock().runs.values().cloned().collect();
+        runs.sort_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)));
+        Ok(runs)
     }
 
     fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
@@ -108,5 +113,16 @@ impl OutboxTable for MemoryStore {
 
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self.lock().dead.clone())
+    }
+}
+
+impl ScheduleTable for MemoryStore {
+    fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().ticks.get(schedule).copied())
+    }
+
+    fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError> {
+        self.lock().ticks.insert(schedule.to_owned(), at);
+        Ok(())
     }
 }

@@ -111,8 +111,57 @@ impl Commit {
     }
 }
 
+/// Which runs a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<String>,
+}
+
+impl RunFilter {
+    pub fn matches(&self, meta: &RunMeta) -> bool {
+        self.workflow.as_ref().is_none_or(|w| &meta.workflow == w)
+            && self.status.as_ref().is_none_or(|s| &meta.status == s)
+    }
+}
+
+/// One page of a run listing, newest first; `next` continues it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunPage {
+    pub runs: Vec<RunMeta>,
+    /// Give this back as the cursor for the next page; none: this was the last.
+    pub next: Option<String>,
+}
+
+/// A listing looks at most this many runs per page, so one request stays
+/// cheap however rare the runs it filters for; `next` goes on from there.
+pub const MAX_SCANNED_PER_PAGE: usize = 20_000;
+
+/// The cursor of a listing: the run after which the next page starts.
+pub fn run_cursor(meta: &RunMeta) -> String {
+    format!("{:016x}{}", meta.started_at, meta.run_id)
+}
+
 /// Reading runs back: for `show`, `runs` and recovery.
 pub trait ReadRuns: Send + Sync {
+    /// Runs matching the filter, newest first, after the cursor (a page's `next`).
+    fn runs_page(&self, filter: &RunFilter, cursor: Option<&str>, limit: usize) -> Result<RunPage, StoreError> {
+        let mut all = self.runs()?;
+        all.reverse();
+        let mut page = RunPage::default();
+        let after_cursor = |m: &RunMeta| cursor.is_none_or(|c| run_cursor(m).as_str() < c);
+        for meta in all.into_iter().filter(after_cursor) {
+            if page.runs.len() == limit {
+                page.next = page.runs.last().map(run_cursor);
+                break;
+            }
+            if filter.matches(&meta) {
+                page.runs.push(meta);
+            }
+        }
+        Ok(page)
+    }
+
     fn entries(&self, run_id: &str) -> Result<Vec<Entry>, StoreError>;
     fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError>;
     /// Every run in the index, oldest first.
@@ -146,10 +195,18 @@ pub trait OutboxTable: Send + Sync {
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
 }
 
-/// A whole store.
-pub trait Store: ReadRuns + WriteRuns + OutboxTable {}
+/// Where each schedule got to: the last tick it fired (milliseconds since the
+/// epoch), so a restart neither fires a tick twice nor forgets one it missed.
+pub trait ScheduleTable: Send + Sync {
+    fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError>;
+    /// Durable when it returns.
+    fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError>;
+}
 
-impl<T: ReadRuns + WriteRuns + OutboxTable> Store for T {}
+/// A whole store.
+pub trait Store: ReadRuns + WriteRuns + OutboxTable + ScheduleTable {}
+
+impl<T: ReadRuns + WriteRuns + OutboxTable + ScheduleTable> Store for T {}
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError(format!("cannot encode a record: {e}")))

@@ -1,7 +1,8 @@
 //! The sled store: one tree, keys by prefix, so a group commit is one atomic
 //! batch. `j/<run>/<seq>` journal entries, `r/<run>` the run index, `d/<hash>`
 //! workflow definitions, `k\0<type>\0<key>\0<at><id>` events, `o/<at><id>` the
-//! outbox's deliveries, `x/<at><id>\0<subscriber>` dead letters.
+//! outbox's deliveries, `x/<at><id>\0<subscriber>` dead letters, `t/<start><run>`
+//! the runs by start time (for paged listings), `s/<schedule>` schedules' last ticks.
 //!
 //! Durability: sled 0.34's `flush` only issues `sync_file_range`, which does not
 //! reach the platter on every file system; after each flush we also `fdatasync`
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::{
-    decode, encode, Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunMeta, StoreError, WriteRuns,
+    decode, encode, run_cursor, Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunFilter, RunMeta,
+    RunPage, ScheduleTable, StoreError, WriteRuns, MAX_SCANNED_PER_PAGE,
 };
 use crate::engine::journal::Entry;
 
@@ -62,11 +64,13 @@ impl SledStore {
                 StoreError(format!("the data directory {} is corrupt (sled could not read it)", path.display()))
             })?
             .map_err(|e| open_error(path, e))?;
+        write_holder(path);
         let tree = db.open_tree("sagaflow").map_err(|e| err(path, "cannot open the run tree", e))?;
         let file = File::open(path.join("db")).ok();
         let store =
             SledStore { db, tree, file: Mutex::new(file), path: path.to_owned(), before_commit: Default::default() };
         store.check_format(existed)?;
+        store.index_start_times()?;
         Ok(store)
     }
 
@@ -102,6 +106,21 @@ impl SledStore {
         }
     }
 
+    /// Data written before the start-time index existed gets it, once.
+    fn index_start_times(&self) -> Result<(), StoreError> {
+        let indexed = self.tree.scan_prefix("t/").next().is_some();
+        let has_runs = self.tree.scan_prefix("r/").next().is_some();
+        if indexed || !has_runs {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for meta in self.scan::<RunMeta>("r/", "run index row")? {
+            batch.insert(start_key(&meta), &[]);
+        }
+        self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
+        self.sync()
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| err(&self.path, "cannot flush", e))?;
         let guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,11 +131,24 @@ impl SledStore {
     }
 }
 
+/// The file in a data directory that names the process holding it.
+const HOLDER_FILE: &str = "holder";
+
+/// Says who holds the directory now (pid and command line), for the error a
+/// second process gets. Best effort: the lock itself is sled's.
+fn write_holder(path: &Path) {
+    let command: Vec<String> = std::env::args().collect();
+    let _ = std::fs::write(path.join(HOLDER_FILE), format!("pid {}: {}", std::process::id(), command.join(" ")));
+}
+
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
     let text = e.to_string();
     if text.contains("WouldBlock") || text.contains("lock") {
+        let holder = std::fs::read_to_string(path.join(HOLDER_FILE))
+            .map(|h| format!(" ({})", h.trim()))
+            .unwrap_or_default();
         StoreError(format!(
-            "the data directory {} is in use by another sagaflow process (it holds the lock); stop it, or use another --data",
+            "the data directory {} is in use by another sagaflow process{holder}; stop it, use another --data, or talk to it with --server",
             path.display()
         ))
     } else {
@@ -152,6 +184,11 @@ fn dead_letter_key(dead: &DeadLetter) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(dead.subscriber.as_bytes());
     key
+}
+
+/// `t/<started_at, 16 hex digits><run id>`: the runs in the order they started.
+fn start_key(meta: &RunMeta) -> Vec<u8> {
+    format!("t/{}", run_cursor(meta)).into_bytes()
 }
 
 fn journal_key(run: &str, seq: u32) -> Vec<u8> {
@@ -195,6 +232,29 @@ impl ReadRuns for SledStore {
         self.read_events(kind, key, since)
     }
 
+    fn runs_page(&self, filter: &RunFilter, cursor: Option<&str>, limit: usize) -> Result<RunPage, StoreError> {
+        let end = match cursor {
+            Some(c) => format!("t/{c}").into_bytes(),
+            None => b"t0".to_vec(),
+        };
+        let mut page = RunPage::default();
+        let mut last = None;
+        for (scanned, item) in self.tree.range(b"t/".to_vec()..end).rev().enumerate() {
+            let (key, _) = item.map_err(|e| err(&self.path, "cannot read the run index", e))?;
+            let position = String::from_utf8_lossy(&key[2..]).into_owned();
+            if page.runs.len() == limit || scanned == MAX_SCANNED_PER_PAGE {
+                page.next = last;
+                break;
+            }
+            let run_id = position.get(16..).unwrap_or_default();
+            if let Some(meta) = self.run(run_id)?.filter(|m| filter.matches(m)) {
+                page.runs.push(meta);
+            }
+            last = Some(position);
+        }
+        Ok(page)
+    }
+
     fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
         match self.tree.get(format!("d/{hash}")).map_err(|e| err(&self.path, "cannot read a definition", e))? {
             Some(bytes) => String::from_utf8(bytes.to_vec())
@@ -235,6 +295,7 @@ impl WriteRuns for SledStore {
         }
         for meta in &commit.runs {
             batch.insert(format!("r/{}", meta.run_id).into_bytes(), encode(meta)?);
+            batch.insert(start_key(meta), &[]);
         }
         for event in &commit.events {
             batch.insert(event_key(event), encode(event)?);
@@ -304,6 +365,20 @@ impl OutboxTable for SledStore {
     }
 }
 
+impl ScheduleTable for SledStore {
+    fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError> {
+        let value = self.tree.get(format!("s/{schedule}")).map_err(|e| err(&self.path, "cannot read a schedule", e))?;
+        Ok(value.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map(u64::from_be_bytes))
+    }
+
+    fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError> {
+        self.tree
+            .insert(format!("s/{schedule}"), &at.to_be_bytes())
+            .map_err(|e| err(&self.path, "cannot write a schedule", e))?;
+        self.sync()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +432,52 @@ mod tests {
         assert_eq!(store.events("a.b", "k/1", 5).expect("events").len(), 1);
         assert_eq!(store.events("a.b", "k/1", 6).expect("events").len(), 0, "only events since the time asked");
         assert_eq!(store.events("a.b", "k", 0).expect("events").len(), 0, "keys are not prefixes of each other");
+    }
+
+    fn meta(i: u64, workflow: &str) -> RunMeta {
+        RunMeta {
+            run_id: format!("run{i:03}"),
+            workflow: workflow.into(),
+            hash: "h".into(),
+            status: if i % 2 == 0 { "succeeded".into() } else { "failed".into() },
+            started_at: 1000 + i,
+            updated_at: 1000 + i,
+        }
+    }
+
+    /// Pages of sled and of the memory store agree: newest first, filtered, each run once.
+    #[test]
+    fn run_pages_go_newest_first_and_each_run_comes_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sled = SledStore::open(dir.path()).expect("open");
+        let memory = crate::store::memory::MemoryStore::default();
+        let runs: Vec<RunMeta> = (0..25).map(|i| meta(i, if i % 3 == 0 { "a" } else { "b" })).collect();
+        for store in [&sled as &dyn crate::store::Store, &memory] {
+            store.commit(Commit { runs: runs.clone(), ..Commit::default() }).expect("commit");
+            for filter in [RunFilter::default(), RunFilter { workflow: Some("a".into()), status: None }] {
+                let mut seen = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = store.runs_page(&filter, cursor.as_deref(), 4).expect("page");
+                    seen.extend(page.runs.iter().map(|m| m.started_at));
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                let mut want: Vec<u64> = runs.iter().filter(|m| filter.matches(m)).map(|m| m.started_at).collect();
+                want.reverse();
+                assert_eq!(seen, want);
+            }
+        }
+    }
+
+    #[test]
+    fn schedule_ticks_survive_reopening() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        SledStore::open(dir.path()).expect("open").set_last_tick("w/0", 42).expect("tick");
+        let store = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.last_tick("w/0").expect("read"), Some(42));
+        assert_eq!(store.last_tick("w/1").expect("read"), None);
     }
 }
