@@ -85,10 +85,13 @@ enum Msg {
     Outcome { run_id: String, entry: Entry },
     Wait { run_id: String, reply: oneshot::Sender<Option<RunRecord>> },
     Cancel { run_id: String },
-    Publish { event: EventRecord, reply: oneshot::Sender<Result<Vec<String>, StoreError>> },
+    Publish { event: EventRecord, reply: oneshot::Sender<Woken> },
     /// Stop launching attempts (a drain): what is in flight ends and is recorded.
     Pause,
 }
+
+/// The runs an event published from outside woke.
+type Woken = Result<Vec<String>, StoreError>;
 
 /// One committed transition of a run, as the engine broadcasts it after the commit.
 #[derive(Debug, Clone)]
@@ -405,7 +408,7 @@ impl Driver {
         let mut touched: Vec<String> = Vec::new();
         let mut started: Vec<(String, bool, oneshot::Sender<Started>)> = Vec::new();
         let mut resumed: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut published: Vec<(String, oneshot::Sender<Result<Vec<String>, StoreError>>)> = Vec::new();
+        let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Start { run: NewRun { run_id, wf, input, inject }, reply } => {

@@ -439,7 +439,7 @@ mod tests {
             run_id: format!("run{i:03}"),
             workflow: workflow.into(),
             hash: "h".into(),
-            status: if i % 2 == 0 { "succeeded".into() } else { "failed".into() },
+            status: if i.is_multiple_of(2) { "succeeded".into() } else { "failed".into() },
             started_at: 1000 + i,
             updated_at: 1000 + i,
         }
