@@ -7,6 +7,7 @@ pub mod config;
 pub mod dsl;
 pub mod engine;
 pub mod explore;
+pub mod server;
 pub mod services;
 pub mod store;
 pub mod testing;

@@ -10,6 +10,7 @@ mod output;
 mod run;
 mod runs;
 mod sandbox;
+mod serve;
 mod setup;
 mod test;
 mod validate;
@@ -90,6 +91,8 @@ enum Command {
     Outbox(outbox::Args),
     /// Measure sagaflow's speed and print the figures.
     Bench(bench::Args),
+    /// Run the server: HTTP API, hot reload of the workflows directory, triggers, web console.
+    Serve(serve::Args),
     /// Look at or reset the sandbox services' state.
     #[command(subcommand)]
     Sandbox(sandbox::Command),
@@ -115,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Runs(args) => runs::runs(args),
         Command::Outbox(args) => outbox::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Sandbox(command) => sandbox::run(command),
     }
 }

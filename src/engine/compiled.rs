@@ -42,6 +42,8 @@ pub struct CompiledWorkflow {
     pub hash: String,
     pub source: String,
     pub input_schema: Option<jsonschema::Validator>,
+    /// `input:` as written (for forms and the API).
+    pub input_json: Option<Json>,
     pub timeout_ms: Option<u64>,
     pub steps: Vec<CompiledStep>,
     pub output: Option<ValueTemplate>,
@@ -50,6 +52,17 @@ pub struct CompiledWorkflow {
     pub secrets: Vec<String>,
     /// Event types whose every event starts a run (`triggers: - event: TYPE`).
     pub event_triggers: Vec<String>,
+    /// `triggers: - schedule: CRON`, in file order.
+    pub schedules: Vec<ScheduleTrigger>,
+}
+
+/// A `schedule` trigger: its cron text (5 fields, or 6 with seconds), time
+/// zone, and the input of the runs it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleTrigger {
+    pub cron: String,
+    pub timezone: Option<String>,
+    pub input: Json,
 }
 
 /// Why a workflow cannot run: its diagnostics.
@@ -111,6 +124,7 @@ impl CompiledWorkflow {
             None => None,
         };
         Ok(CompiledWorkflow {
+            input_json: w.input.as_ref().map(|n| n.to_json()),
             name: w.name.value.clone(),
             hash: content_hash(source),
             source: source.to_owned(),
@@ -125,6 +139,18 @@ impl CompiledWorkflow {
                 .iter()
                 .filter_map(|t| match &t.kind {
                     Some(TriggerKind::Event(kind)) => Some(kind.value.clone()),
+                    _ => None,
+                })
+                .collect(),
+            schedules: w
+                .triggers
+                .iter()
+                .filter_map(|t| match &t.kind {
+                    Some(TriggerKind::Schedule(cron)) => Some(ScheduleTrigger {
+                        cron: cron.value.clone(),
+                        timezone: t.timezone.as_ref().map(|z| z.value.clone()),
+                        input: t.input.as_ref().map_or_else(|| Json::Object(Default::default()), |n| n.to_json()),
+                    }),
                     _ => None,
                 })
                 .collect(),

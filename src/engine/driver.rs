@@ -80,12 +80,31 @@ pub struct NewRun {
 type Started = Result<(String, bool), StoreError>;
 
 enum Msg {
-    Start { run: NewRun, reply: oneshot::Sender<Started> },
-    Resume { run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>, reply: oneshot::Sender<()> },
-    Outcome { run_id: String, entry: Entry },
-    Wait { run_id: String, reply: oneshot::Sender<Option<RunRecord>> },
-    Cancel { run_id: String },
-    Publish { event: EventRecord, reply: oneshot::Sender<Woken> },
+    Start {
+        run: NewRun,
+        reply: oneshot::Sender<Started>,
+    },
+    Resume {
+        run_id: String,
+        wf: Arc<CompiledWorkflow>,
+        entries: Vec<Entry>,
+        reply: oneshot::Sender<()>,
+    },
+    Outcome {
+        run_id: String,
+        entry: Entry,
+    },
+    Wait {
+        run_id: String,
+        reply: oneshot::Sender<Option<RunRecord>>,
+    },
+    Cancel {
+        run_id: String,
+    },
+    Publish {
+        event: EventRecord,
+        reply: oneshot::Sender<Woken>,
+    },
     /// Stop launching attempts (a drain): what is in flight ends and is recorded.
     Pause,
 }

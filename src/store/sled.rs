@@ -144,9 +144,8 @@ fn write_holder(path: &Path) {
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
     let text = e.to_string();
     if text.contains("WouldBlock") || text.contains("lock") {
-        let holder = std::fs::read_to_string(path.join(HOLDER_FILE))
-            .map(|h| format!(" ({})", h.trim()))
-            .unwrap_or_default();
+        let holder =
+            std::fs::read_to_string(path.join(HOLDER_FILE)).map(|h| format!(" ({})", h.trim())).unwrap_or_default();
         StoreError(format!(
             "the data directory {} is in use by another sagaflow process{holder}; stop it, use another --data, or talk to it with --server",
             path.display()

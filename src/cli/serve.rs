@@ -1,0 +1,57 @@
+//! `sagaflow serve [--workflows DIR] [--data DIR] [--listen ADDR] [--config F]`
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{runtime, usage_error};
+use crate::server::{self, ServeOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The workflows directory: watched, reloaded as files change.
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
+    /// The data directory (the sled store).
+    #[arg(long, default_value = ".sagaflow")]
+    data: PathBuf,
+    /// Where to listen. Anything but loopback needs SAGAFLOW_API_TOKEN set.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// How long attempts in flight get to end when the server is stopped (ctrl-c, SIGTERM).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    grace: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d: crate::dsl::duration::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    Ok(Duration::from_millis(d.millis()))
+}
+
+/// The token the API asks for, from the environment (empty counts as none).
+pub fn token_from_env() -> Option<String> {
+    std::env::var("SAGAFLOW_API_TOKEN").ok().filter(|t| !t.trim().is_empty())
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let (store, backends) = match super::setup::open(&args.data) {
+        Ok(opened) => opened,
+        Err(e) => return usage_error(&e),
+    };
+    let options =
+        ServeOptions { workflows: args.workflows, listen: args.listen, token: token_from_env(), grace: args.grace };
+    let result: Result<(), String> = runtime().block_on(async move {
+        let running = server::start(options, store, &backends).await?;
+        println!("sagaflow serve: listening on http://{}", running.addr);
+        let _ = std::io::stdout().flush();
+        server::stop_signal().await;
+        eprintln!("sagaflow serve: stopping (no new runs; attempts in flight get the grace period)");
+        running.stop().await;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage_error(&e),
+    }
+}

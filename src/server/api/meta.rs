@@ -1,0 +1,36 @@
+//! `/`, `/healthz`, `/metrics`, `/openapi.json`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::server::App;
+
+pub async fn console() -> Response {
+    crate::server::console::page()
+}
+
+pub async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let (status, state) =
+        if app.is_draining() { (StatusCode::SERVICE_UNAVAILABLE, "draining") } else { (StatusCode::OK, "ok") };
+    let body = json!({
+        "status": state,
+        "uptime_s": app.started_at.elapsed().as_secs(),
+        "attempts_in_flight": app.engine.in_flight(),
+        "workflows": app.catalog.snapshot().names().count(),
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let text = crate::server::prometheus::render(&app);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::server::console::OPENAPI).into_response()
+}

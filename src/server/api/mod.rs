@@ -1,0 +1,49 @@
+//! The HTTP API's routes. Handlers are small functions, one file per resource.
+
+mod events;
+mod meta;
+mod runs;
+mod workflows;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::error::ApiError;
+use super::App;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(meta::console))
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .route("/openapi.json", get(meta::openapi))
+        .route("/v1/workflows", get(workflows::list))
+        .route("/v1/workflows/{name}", get(workflows::one))
+        .route("/v1/workflows/{name}/runs", post(runs::start))
+        .route("/v1/validate", post(workflows::validate))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::one))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/events", post(events::send))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), super::auth::require_token))
+        .layer(DefaultBodyLimit::max(super::MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("there is no route {}; `GET /openapi.json` lists them", uri.path()))
+}
+
+/// A path segment naming a run or a workflow: bounded, of plain characters.
+fn plain_id(id: &str, what: &str) -> Result<(), ApiError> {
+    let plain = id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if id.is_empty() || id.len() > 128 || !plain {
+        return Err(ApiError::not_found(format!("there is no {what} `{}`", id.chars().take(128).collect::<String>())));
+    }
+    Ok(())
+}

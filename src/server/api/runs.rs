@@ -1,0 +1,281 @@
+//! `/v1/workflows/{name}/runs` and `/v1/runs...`: start, read, list, cancel, follow.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+
+use super::plain_id;
+use crate::engine::compiled::content_hash;
+use crate::engine::driver::NewRun;
+use crate::engine::journal::Entry;
+use crate::engine::record::RunRecord;
+use crate::engine::{replay, Versions};
+use crate::server::error::{ApiError, JsonBody};
+use crate::server::timeline;
+use crate::server::App;
+use crate::store::{RunFilter, RunMeta};
+
+/// `?wait=` may ask for at most this long.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+const STATUSES: [&str; 7] =
+    ["running", "waiting", "compensating", "succeeded", "failed", "compensated", "compensation_failed"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    #[serde(default)]
+    input: Option<Json_>,
+}
+
+/// `POST /v1/workflows/{name}/runs`
+pub async fn start(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<StartBody>,
+) -> Result<Response, ApiError> {
+    if app.is_draining() {
+        return Err(ApiError::draining());
+    }
+    let wait = query.get("wait").map(|w| parse_wait(w)).transpose()?;
+    let wf = active_workflow(&app, &name)?;
+    let input = body.input.unwrap_or_else(|| json!({}));
+    if let Some(e) = wf.check_input(&input) {
+        return Err(ApiError::bad_request("invalid_input", e.message));
+    }
+    let run_id = idempotent_run_id(&headers, &name)?;
+    let keyed = run_id.is_some();
+    let run = NewRun { run_id, wf, input: input.clone(), inject: Vec::new() };
+    let (run_id, created) = app.engine.start_new(run).await?;
+    if keyed && !created {
+        same_input_or_conflict(&app, &run_id, &input)?;
+    }
+    if let Some(wait) = wait {
+        let ended = tokio::select! {
+            record = app.engine.wait(&run_id) => record,
+            _ = tokio::time::sleep(wait) => None,
+            _ = app.shutdown.cancelled() => None,
+        };
+        if let Some(record) = ended {
+            return Ok((StatusCode::OK, Json(record)).into_response());
+        }
+    }
+    let status = app.store.run(&run_id)?.map_or_else(|| "running".to_owned(), |m| m.status);
+    let body = json!({ "run_id": run_id, "status": status, "created": created });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn active_workflow(app: &App, name: &str) -> Result<Arc<crate::engine::compiled::CompiledWorkflow>, ApiError> {
+    plain_id(name, "workflow")?;
+    let snapshot = app.catalog.snapshot();
+    if let Some(wf) = snapshot.active(name) {
+        return Ok(wf);
+    }
+    if let Some(file) = snapshot.file_of(name) {
+        return Err(ApiError::unprocessable(
+            "workflow_invalid",
+            format!(
+                "`{name}` ({}) has errors and no version that validated; `GET /v1/workflows/{name}` shows them",
+                file.file.display()
+            ),
+        ));
+    }
+    let hint = crate::validate::suggest::did_you_mean(name, snapshot.names().map(String::as_str))
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+    Err(ApiError::not_found(format!("there is no workflow `{name}`{hint}")))
+}
+
+/// The run an `Idempotency-Key` names: the same key (for one workflow) is the same run.
+fn idempotent_run_id(headers: &HeaderMap, workflow: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("bad_request", "the Idempotency-Key header must be plain text"))?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            format!("an Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        ));
+    }
+    Ok(Some(format!("k{}", &content_hash(&format!("{workflow}\0{key}"))[..19])))
+}
+
+fn same_input_or_conflict(app: &App, run_id: &str, input: &Json_) -> Result<(), ApiError> {
+    let first = app.store.entries(run_id)?.into_iter().next();
+    match first {
+        Some(Entry::RunStarted { input: earlier, .. }) if &earlier != input => Err(ApiError::conflict(format!(
+            "this Idempotency-Key started run {run_id} with another input; use a new key for a new run"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let d: crate::dsl::duration::Duration = text.parse().map_err(|e: crate::dsl::duration::DurationError| {
+        ApiError::bad_request("bad_request", format!("?wait={text}: {e}"))
+    })?;
+    let wait = Duration::from_millis(d.millis());
+    if wait > MAX_WAIT {
+        return Err(ApiError::bad_request("bad_request", format!("?wait may be at most {}s", MAX_WAIT.as_secs())));
+    }
+    Ok(wait)
+}
+
+/// `GET /v1/runs/{id}`: the run record of DSL.md.
+pub async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<RunRecord>, ApiError> {
+    Ok(Json(record(&app, &id)?))
+}
+
+fn record(app: &App, id: &str) -> Result<RunRecord, ApiError> {
+    let meta = run_meta(app, id)?;
+    let state = replay(app.store.as_ref(), &mut Versions::default(), &meta.run_id, app.engine.registry())
+        .map_err(ApiError::internal)?;
+    Ok(RunRecord::of(&state))
+}
+
+fn run_meta(app: &App, id: &str) -> Result<RunMeta, ApiError> {
+    plain_id(id, "run")?;
+    app.store.run(id)?.ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/runs?workflow=&status=&limit=&cursor=`: newest first, paged.
+pub async fn list(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::store::RunPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+            ApiError::bad_request("bad_request", format!("?limit={text}: give a number from 1 to {MAX_PAGE}"))
+        })?,
+    };
+    if let Some(status) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        let hint =
+            crate::validate::suggest::did_you_mean(status, STATUSES).map(|h| format!("; {h}")).unwrap_or_default();
+        return Err(ApiError::bad_request("bad_request", format!("?status={status} is not a run status{hint}")));
+    }
+    if let Some(cursor) = q.cursor.as_deref() {
+        if cursor.len() > 200 || !cursor.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            return Err(ApiError::bad_request("bad_request", "?cursor is not one this server gave"));
+        }
+    }
+    let filter = RunFilter { workflow: q.workflow, status: q.status };
+    let store = app.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.runs_page(&filter, q.cursor.as_deref(), limit))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(page))
+}
+
+/// `POST /v1/runs/{id}/cancel`: the run rolls back (its compensations run).
+pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let meta = run_meta(&app, &id)?;
+    if meta.is_finished() {
+        return Err(ApiError::conflict(format!("run {id} has ended ({}); there is nothing to cancel", meta.status)));
+    }
+    if meta.status == "compensating" {
+        return Err(ApiError::conflict(format!("run {id} is already rolling back")));
+    }
+    app.engine.cancel(&id);
+    let body = json!({ "run_id": id, "status": "cancelling" });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `GET /v1/runs/{id}/events`: the run's transitions as server-sent events,
+/// from its first, live until it ends (`event: end` carries the run record).
+pub async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let meta = run_meta(&app, &id)?;
+    // Listen before reading the history: nothing falls between the two.
+    let live = app.engine.transitions();
+    let wf =
+        Versions::default().get(app.store.as_ref(), &meta.hash, app.engine.registry()).map_err(ApiError::internal)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    tokio::spawn(follow(app.clone(), id, wf, live, tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok::<Event, Infallible>(event), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// Sends a run's transitions: the journal so far, then live ones, then the end.
+async fn follow(
+    app: Arc<App>,
+    run_id: String,
+    wf: Arc<crate::engine::compiled::CompiledWorkflow>,
+    mut live: tokio::sync::broadcast::Receiver<Arc<crate::engine::driver::Transition>>,
+    tx: tokio::sync::mpsc::Sender<Event>,
+) {
+    let mut next_seq = 0u32;
+    let mut ended = false;
+    // The journal from `next_seq` on; again after falling behind the live feed.
+    let catch_up = |next_seq: &mut u32, ended: &mut bool| -> Vec<Event> {
+        let entries = app.store.entries(&run_id).unwrap_or_default();
+        let mut out = Vec::new();
+        for (seq, entry) in entries.iter().enumerate().skip(*next_seq as usize) {
+            out.push(transition_event(&wf, seq as u32, entry));
+            *ended |= timeline::is_end(entry);
+            *next_seq = seq as u32 + 1;
+        }
+        out
+    };
+    for event in catch_up(&mut next_seq, &mut ended) {
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+    while !ended {
+        let t = tokio::select! {
+            t = live.recv() => t,
+            _ = app.shutdown.cancelled() => return,
+            _ = tx.closed() => return,
+        };
+        let events = match t {
+            Ok(t) if t.run_id != run_id || t.seq < next_seq => continue,
+            Ok(t) if t.seq == next_seq => {
+                next_seq += 1;
+                ended = timeline::is_end(&t.entry);
+                vec![transition_event(&wf, t.seq, &t.entry)]
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => catch_up(&mut next_seq, &mut ended),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        for event in events {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let Ok(record) = record(&app, &run_id) {
+        let data = serde_json::to_string(&record).unwrap_or_default();
+        let _ = tx.send(Event::default().event("end").data(data)).await;
+    }
+}
+
+fn transition_event(wf: &crate::engine::compiled::CompiledWorkflow, seq: u32, entry: &Entry) -> Event {
+    let data = timeline::describe(wf, seq, entry).to_string();
+    Event::default().event("transition").id(seq.to_string()).data(data)
+}

@@ -1,0 +1,112 @@
+//! `/v1/workflows` and `/v1/validate`: what the server runs, and checking a file before it is saved.
+
+use std::collections::HashMap;
+use std::path::Path as FilePath;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde_json::{json, Value as Json_};
+
+use super::plain_id;
+use crate::dsl::model::Section;
+use crate::engine::compiled::CompiledWorkflow;
+use crate::server::catalog::FileState;
+use crate::server::error::{too_large_or, ApiError};
+use crate::server::App;
+use crate::validate::render;
+
+/// `GET /v1/workflows`: every workflow file, with its state.
+pub async fn list(State(app): State<Arc<App>>) -> Json<Json_> {
+    let snapshot = app.catalog.snapshot();
+    let workflows: Vec<Json_> = snapshot.files.values().map(summary).collect();
+    Json(json!({ "workflows": workflows, "generation": snapshot.generation }))
+}
+
+fn summary(f: &FileState) -> Json_ {
+    json!({
+        "name": f.display_name(),
+        "file": f.file.display().to_string(),
+        "state": if f.is_valid() { "active" } else { "invalid" },
+        "version": f.active.as_ref().map(|a| a.hash.clone()),
+        "serving": f.active.is_some(),
+        "loaded_at": f.loaded_at,
+        "errors": f.diagnostics.as_ref().map_or(0, |d| d["errors"].as_u64().unwrap_or(0)),
+        "diagnostics": f.diagnostics.as_ref().map(|d| d["diagnostics"].clone()),
+    })
+}
+
+/// `GET /v1/workflows/{name}`: its state, diagnostics, last reload report and graph.
+pub async fn one(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<Json_>, ApiError> {
+    plain_id(&name, "workflow")?;
+    let snapshot = app.catalog.snapshot();
+    let file = snapshot.file_of(&name).ok_or_else(|| {
+        let hint = crate::validate::suggest::did_you_mean(&name, snapshot.names().map(String::as_str))
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+        ApiError::not_found(format!("there is no workflow `{name}`{hint}"))
+    })?;
+    let mut body = summary(file);
+    body["reload"] = json!(app.reports.get(&name));
+    if let Some(wf) = &file.active {
+        body["description"] = json!(description(wf));
+        body["input"] = json!(wf.input_json);
+        body["steps"] = json!(graph(wf));
+        body["triggers"] = json!({
+            "events": wf.event_triggers,
+            "schedules": wf.schedules.iter().map(|s| json!({"cron": s.cron, "timezone": s.timezone, "input": s.input})).collect::<Vec<_>>(),
+        });
+    }
+    Ok(Json(body))
+}
+
+/// The steps as a graph: ids, actions, what each needs, compensations.
+fn graph(wf: &CompiledWorkflow) -> Vec<Json_> {
+    wf.steps
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "action": s.action,
+                "section": if s.section == Section::OnFailure { "on_failure" } else { "steps" },
+                "needs": s.needs.iter().filter_map(|n| wf.steps.get(*n).map(|d| d.id.clone())).collect::<Vec<_>>(),
+                "compensate": s.compensate.as_ref().map(|c| c.action.clone()),
+                "for_each": s.for_each.is_some(),
+                "conditional": s.when.is_some(),
+                "max_attempts": s.retry.max_attempts,
+                "timeout_ms": s.timeout_ms,
+            })
+        })
+        .collect()
+}
+
+/// The `description:` line of the source, if any (the compiled form does not keep it).
+fn description(wf: &CompiledWorkflow) -> Option<String> {
+    let loaded = crate::dsl::loader::load_bytes(FilePath::new("workflow.yaml"), wf.source.as_bytes());
+    loaded.root.ok()?.get("description")?.as_str().map(str::to_owned)
+}
+
+/// `POST /v1/validate?file=NAME.yaml`: the body is a workflow's YAML; the
+/// answer is the `validate --format json` report (200 whether or not it has errors).
+pub async fn validate(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Json_>, ApiError> {
+    let body = body.map_err(|e| too_large_or(e.status(), e.body_text()))?;
+    let name = query.get("file").map_or("request.yaml", String::as_str);
+    if name.len() > 255 {
+        return Err(ApiError::bad_request("bad_request", "?file= names a file in at most 255 characters"));
+    }
+    let registry = app.engine.registry();
+    let name = name.to_owned();
+    let report = tokio::task::spawn_blocking(move || {
+        let checked = crate::validate::check_text(FilePath::new(&name), &body, registry);
+        render::json(std::slice::from_ref(&checked.report))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(report))
+}

@@ -1,0 +1,320 @@
+//! The workflows a server runs: every file of its directory, compiled, with
+//! the active version of each workflow name.
+//!
+//! Invariants: a reload builds a whole new [`Snapshot`] and swaps it in at once
+//! (nothing is reloaded half-way); a file that does not validate keeps the
+//! version it had active; a deleted file's workflow takes no new runs; a run
+//! keeps the version it started on (the engine holds it, the store has a copy).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::actions::Registry;
+use crate::engine::compiled::{content_hash, CompiledWorkflow, NotRunnable};
+use crate::engine::driver::now_ms;
+use crate::validate::render;
+
+/// A workflow file may be at most this large; a larger one is reported, not read.
+pub const MAX_WORKFLOW_BYTES: u64 = 1024 * 1024;
+
+/// One file of the directory as last read.
+#[derive(Clone)]
+pub struct FileState {
+    pub file: PathBuf,
+    /// The `name:` it declares, when it could be read.
+    pub name: Option<String>,
+    /// The hash of the text last read, to skip files that did not change.
+    source_hash: String,
+    /// The version new runs of this workflow get: the last one that validated.
+    pub active: Option<Arc<CompiledWorkflow>>,
+    /// The `--format json` report of the last read, when it had errors.
+    pub diagnostics: Option<Json>,
+    /// When the file was last read (milliseconds since the epoch).
+    pub loaded_at: u64,
+}
+
+impl FileState {
+    pub fn is_valid(&self) -> bool {
+        self.diagnostics.is_none()
+    }
+
+    /// The name to show: the declared one, or the file's stem.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
+    }
+}
+
+/// Everything the server knows of its workflows at one moment.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub files: BTreeMap<PathBuf, FileState>,
+    /// Workflow name → the file whose active version runs under it.
+    by_name: BTreeMap<String, PathBuf>,
+    /// Counts reloads; 0 before the first.
+    pub generation: u64,
+}
+
+impl Snapshot {
+    /// The active version of a workflow, by name.
+    pub fn active(&self, name: &str) -> Option<Arc<CompiledWorkflow>> {
+        self.files.get(self.by_name.get(name)?)?.active.clone()
+    }
+
+    /// The file state behind a name: the active one, else a file that declares it.
+    pub fn file_of(&self, name: &str) -> Option<&FileState> {
+        match self.by_name.get(name) {
+            Some(path) => self.files.get(path),
+            None => self.files.values().find(|f| f.display_name() == name),
+        }
+    }
+
+    /// Every active version.
+    pub fn all_active(&self) -> Vec<Arc<CompiledWorkflow>> {
+        self.by_name.values().filter_map(|p| self.files.get(p)?.active.clone()).collect()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.by_name.keys()
+    }
+}
+
+/// What one reload changed, per workflow name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Added {
+        workflow: String,
+        version: String,
+    },
+    Updated {
+        workflow: String,
+        from: String,
+        to: String,
+    },
+    Removed {
+        workflow: String,
+        version: String,
+    },
+    /// The file does not validate; `active` is the version still serving, if any.
+    Invalid {
+        workflow: String,
+        file: String,
+        active: Option<String>,
+        errors: u64,
+    },
+}
+
+impl Change {
+    pub fn workflow(&self) -> &str {
+        match self {
+            Change::Added { workflow, .. }
+            | Change::Updated { workflow, .. }
+            | Change::Removed { workflow, .. }
+            | Change::Invalid { workflow, .. } => workflow,
+        }
+    }
+}
+
+/// The workflows directory and its current snapshot.
+pub struct Catalog {
+    dir: PathBuf,
+    registry: &'static Registry,
+    current: RwLock<Arc<Snapshot>>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
+    /// Tells the scheduler and others that a new snapshot is in.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Catalog {
+    pub fn new(dir: &Path, registry: &'static Registry) -> Catalog {
+        Catalog {
+            dir: dir.to_owned(),
+            registry,
+            current: RwLock::default(),
+            reloading: Mutex::new(()),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Woken after every reload that changed something.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Reads the directory again: changed files are compiled, the rest kept.
+    /// Answers what changed. Blocking (it reads files).
+    pub fn reload(&self) -> Vec<Change> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.snapshot();
+        let files = match crate::validate::collect_files(std::slice::from_ref(&self.dir)) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e.0, "cannot read the workflows directory; no workflows");
+                Vec::new()
+            }
+        };
+        let mut next = Snapshot { generation: old.generation + 1, ..Snapshot::default() };
+        for file in files {
+            let state = match old.files.get(&file) {
+                Some(known) if read_hash(&file).as_deref() == Some(known.source_hash.as_str()) => known.clone(),
+                known => self.load(&file, known),
+            };
+            next.files.insert(file, state);
+        }
+        assign_names(&old, &mut next);
+        let changes = changes(&old, &next);
+        if changes.is_empty() && old.generation > 0 {
+            return changes;
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.changed.send_replace(old.generation + 1);
+        changes
+    }
+
+    /// Reads and compiles one file; a file that does not validate keeps the
+    /// version it had (`known`).
+    fn load(&self, file: &Path, known: Option<&FileState>) -> FileState {
+        let kept = known.and_then(|k| k.active.clone());
+        let loaded_at = now_ms();
+        let source = match read_bounded(file) {
+            Ok(source) => source,
+            Err(message) => {
+                let diagnostics = serde_json::json!({"files": 1, "errors": 1, "warnings": 0, "diagnostics": [
+                    {"file": file.display().to_string(), "line": 1, "column": 1, "severity": "error",
+                     "code": "unreadable-file", "message": message}]});
+                let name = known.and_then(|k| k.name.clone());
+                let source_hash = String::new();
+                return FileState {
+                    file: file.to_owned(),
+                    name,
+                    source_hash,
+                    active: kept,
+                    diagnostics: Some(diagnostics),
+                    loaded_at,
+                };
+            }
+        };
+        let source_hash = content_hash(&source);
+        match CompiledWorkflow::compile(file, &source, self.registry) {
+            Ok(wf) => FileState {
+                file: file.to_owned(),
+                name: Some(wf.name.clone()),
+                source_hash,
+                active: Some(wf),
+                diagnostics: None,
+                loaded_at,
+            },
+            Err(NotRunnable(report)) => {
+                let name = declared_name(file, &source).or_else(|| known.and_then(|k| k.name.clone()));
+                let diagnostics = Some(render::json(std::slice::from_ref(&report)));
+                tracing::warn!(
+                    file = %file.display(),
+                    "the workflow file has errors; the version before stays active:\n{}",
+                    render::human(std::slice::from_ref(&report), false)
+                );
+                FileState { file: file.to_owned(), name, source_hash, active: kept, diagnostics, loaded_at }
+            }
+        }
+    }
+}
+
+/// Who owns each name: the file that owned it before if it still declares it,
+/// else the first file (in path order) with a valid version of it. Another file
+/// declaring a taken name is invalid.
+fn assign_names(old: &Snapshot, next: &mut Snapshot) {
+    let mut owners: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (name, path) in &old.by_name {
+        let still = next.files.get(path).is_some_and(|f| f.active.as_ref().is_some_and(|a| &a.name == name));
+        if still {
+            owners.insert(name.clone(), path.clone());
+        }
+    }
+    let paths: Vec<PathBuf> = next.files.keys().cloned().collect();
+    for path in paths {
+        let Some(state) = next.files.get_mut(&path) else { continue };
+        let Some(name) = state.active.as_ref().map(|a| a.name.clone()) else { continue };
+        match owners.get(&name) {
+            None => {
+                owners.insert(name, path);
+            }
+            Some(owner) if owner == &path => {}
+            Some(owner) => {
+                let message = format!("the workflow name `{name}` is already used by {}", owner.display());
+                state.active = None;
+                state.diagnostics = Some(serde_json::json!({"files": 1, "errors": 1, "warnings": 0, "diagnostics": [
+                    {"file": path.display().to_string(), "line": 1, "column": 1, "severity": "error",
+                     "code": "duplicate-workflow", "message": message,
+                     "help": "workflow names are unique across a directory; rename one of them"}]}));
+            }
+        }
+    }
+    next.by_name = owners;
+}
+
+fn changes(old: &Snapshot, next: &Snapshot) -> Vec<Change> {
+    let mut out = Vec::new();
+    for name in next.by_name.keys() {
+        let to = next.active(name).map(|w| w.hash.clone()).unwrap_or_default();
+        match old.active(name).map(|w| w.hash.clone()) {
+            None => out.push(Change::Added { workflow: name.clone(), version: to }),
+            Some(from) if from != to => out.push(Change::Updated { workflow: name.clone(), from, to }),
+            Some(_) => {}
+        }
+    }
+    for name in old.by_name.keys().filter(|n| !next.by_name.contains_key(*n)) {
+        let version = old.active(name).map(|w| w.hash.clone()).unwrap_or_default();
+        out.push(Change::Removed { workflow: name.clone(), version });
+    }
+    for (path, state) in &next.files {
+        let Some(report) = &state.diagnostics else { continue };
+        let was_same = old.files.get(path).is_some_and(|o| o.source_hash == state.source_hash && !o.is_valid());
+        if !was_same {
+            out.push(Change::Invalid {
+                workflow: state.display_name(),
+                file: path.display().to_string(),
+                active: state.active.as_ref().map(|a| a.hash.clone()),
+                errors: report["errors"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    out
+}
+
+fn read_bounded(file: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_WORKFLOW_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if bytes.len() as u64 > MAX_WORKFLOW_BYTES {
+        return Err(format!("the file is larger than {} KiB, the most a workflow may be", MAX_WORKFLOW_BYTES / 1024));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+/// The hash of a file's text now, to tell whether it changed.
+fn read_hash(file: &Path) -> Option<String> {
+    read_bounded(file).ok().map(|s| content_hash(&s))
+}
+
+/// The `name:` a file declares, read without checking the rest.
+fn declared_name(file: &Path, source: &str) -> Option<String> {
+    let loaded = crate::dsl::loader::load_bytes(file, source.as_bytes());
+    let root = loaded.root.ok()?;
+    root.get("name")?.as_str().map(str::to_owned)
+}

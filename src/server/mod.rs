@@ -1,0 +1,200 @@
+//! `sagaflow serve`: one long-running process over the sled store. The HTTP
+//! API (axum), the hot-reloading workflow catalog, the cron scheduler, the
+//! outbox relay (event triggers, webhooks) and the web console.
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod console;
+pub mod error;
+pub mod prometheus;
+pub mod report;
+pub mod schedule;
+pub mod timeline;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Backends;
+use crate::engine::driver::{Engine, EngineOptions};
+use crate::engine::metrics::Metrics;
+use crate::engine::relay::{Relay, Subscriptions};
+use crate::store::Store;
+use catalog::Catalog;
+use report::Reports;
+
+/// A request body may be at most this large (run inputs, events, workflow text).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How the server is started.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub workflows: PathBuf,
+    pub listen: String,
+    /// The bearer token every route but `/healthz` requires; required off loopback.
+    pub token: Option<String>,
+    /// How long in-flight attempts get to end when the server stops.
+    pub grace: Duration,
+}
+
+/// What the handlers share.
+pub struct App {
+    pub engine: Engine,
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
+    pub reports: Arc<Reports>,
+    pub subscriptions: Arc<Subscriptions>,
+    pub token: Option<String>,
+    /// Set when a stop was asked: no new runs or events are taken.
+    pub draining: AtomicBool,
+    /// Cancelled when the server stops: live streams and long waits end.
+    pub shutdown: CancellationToken,
+    pub started_at: std::time::Instant,
+}
+
+impl App {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Makes what the catalog holds now the engine's world: event triggers.
+    pub fn catalog_changed(&self) {
+        self.subscriptions.set_workflows(self.catalog.snapshot().all_active());
+    }
+}
+
+/// A server that is up: its address, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    relay: Arc<Relay>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    grace: Duration,
+}
+
+/// Starts everything: catalog, engine, relay, resumes unfinished runs, binds,
+/// then the watcher and the scheduler. Answers once the server takes requests.
+pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Backends) -> Result<Running, String> {
+    let addr: SocketAddr = resolve(&options.listen).await?;
+    if !addr.ip().is_loopback() && options.token.is_none() {
+        return Err(format!(
+            "listening on {addr} (not loopback) needs a token: set SAGAFLOW_API_TOKEN, or listen on 127.0.0.1"
+        ));
+    }
+    let catalog = Arc::new(Catalog::new(&options.workflows, backends.registry));
+    let catalog_for_load = catalog.clone();
+    let changes = tokio::task::spawn_blocking(move || catalog_for_load.reload())
+        .await
+        .map_err(|e| format!("loading the workflows failed: {e}"))?;
+    let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
+    subscriptions.set_workflows(catalog.snapshot().all_active());
+    let metrics = Arc::new(Metrics::default());
+    for meta in store.runs().map_err(|e| e.0)? {
+        metrics.run_moved(&meta.workflow, "", &meta.status);
+    }
+    let options_engine = EngineOptions { subscriptions: subscriptions.clone(), metrics, ..EngineOptions::default() };
+    let engine = Engine::start(store.clone(), backends.registry, options_engine);
+    let relay = Relay::spawn(engine.clone(), store.clone(), subscriptions.clone());
+    let resumed = crate::engine::resume_unfinished(&engine, store.as_ref(), backends.registry).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let app = Arc::new(App {
+        engine,
+        store,
+        catalog,
+        reports: Arc::default(),
+        subscriptions,
+        token: options.token.clone(),
+        draining: AtomicBool::new(false),
+        shutdown: CancellationToken::new(),
+        started_at: std::time::Instant::now(),
+    });
+    let snapshot = app.catalog.snapshot();
+    let reports_app = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let registry = reports_app.engine.registry();
+        reports_app.reports.write(&changes, &reports_app.catalog.snapshot(), reports_app.store.as_ref(), registry)
+    });
+    watch::spawn(app.clone());
+    schedule::spawn(app.clone());
+    let router = api::router(app.clone());
+    let shutdown = app.shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    });
+    let invalid = snapshot.files.values().filter(|f| !f.is_valid()).count();
+    tracing::info!(
+        %addr,
+        workflows = snapshot.names().count(),
+        invalid,
+        resumed = resumed.len(),
+        "sagaflow serve is up"
+    );
+    Ok(Running { addr, app, relay, server, grace: options.grace })
+}
+
+impl Running {
+    /// Drains: no new runs or events (503), live streams end, attempts in
+    /// flight get the grace period, then everything stops with every
+    /// transition on disk. Unfinished runs continue at the next start.
+    pub async fn stop(self) {
+        self.app.draining.store(true, Ordering::Relaxed);
+        self.app.engine.pause();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        while self.app.engine.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.app.engine.in_flight();
+        // One more turn of the engine: the ends that came in are recorded.
+        let _ = self.app.engine.wait("").await;
+        self.app.shutdown.cancel();
+        self.relay.stop();
+        let _ = self.server.await;
+        if left > 0 {
+            tracing::warn!(
+                attempts = left,
+                "the grace period ended with attempts in flight; they run again at the next start"
+            );
+        }
+        tracing::info!("sagaflow serve stopped; every transition is on disk");
+    }
+}
+
+/// `host:port` to one address (a name such as `localhost` is looked up).
+async fn resolve(listen: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = listen.parse() {
+        return Ok(addr);
+    }
+    tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| format!("--listen {listen}: not an address (write HOST:PORT, such as 127.0.0.1:8080): {e}"))?
+        .next()
+        .ok_or_else(|| format!("--listen {listen}: the name has no address"))
+}
+
+/// Waits for ctrl-c or SIGTERM.
+pub async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,147 @@
+//! Cron triggers. Each schedule keeps the last tick it fired in the store; a
+//! tick's run has an id made from the schedule and the tick, so it starts at
+//! most once even across restarts; the latest tick missed while the server was
+//! down fires once at start. Schedules are read in UTC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::App;
+use crate::engine::compiled::{content_hash, CompiledWorkflow, ScheduleTrigger};
+use crate::engine::driver::now_ms;
+
+/// The scheduler wakes at least this often, to notice the clock moving.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// One schedule of one active workflow version.
+struct Schedule {
+    wf: Arc<CompiledWorkflow>,
+    key: String,
+    cron: croner::Cron,
+    input: serde_json::Value,
+}
+
+pub fn spawn(app: Arc<App>) {
+    tokio::spawn(async move {
+        let mut changed = app.catalog.subscribe();
+        loop {
+            let next = fire_due(&app).await;
+            let sleep = next.map_or(MAX_SLEEP, |at| Duration::from_millis(at.saturating_sub(now_ms())).min(MAX_SLEEP));
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = changed.changed() => {}
+                _ = app.shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// Fires every schedule whose tick has come; answers when the next one is due.
+async fn fire_due(app: &App) -> Option<u64> {
+    if app.is_draining() {
+        return None;
+    }
+    let mut next: Option<u64> = None;
+    for schedule in schedules(app) {
+        match fire(app, &schedule).await {
+            Ok(Some(at)) => next = Some(next.map_or(at, |n| n.min(at))),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(workflow = %schedule.wf.name, error = %e, "a schedule could not fire; it tries again")
+            }
+        }
+    }
+    next
+}
+
+fn schedules(app: &App) -> Vec<Schedule> {
+    let snapshot = app.catalog.snapshot();
+    let mut out = Vec::new();
+    for wf in snapshot.all_active() {
+        for (i, trigger) in wf.schedules.iter().enumerate() {
+            match parse(trigger) {
+                Ok(cron) => out.push(Schedule {
+                    key: format!("{}#{i}#{}", wf.name, trigger.cron),
+                    wf: wf.clone(),
+                    cron,
+                    input: trigger.input.clone(),
+                }),
+                Err(e) => {
+                    tracing::warn!(workflow = %wf.name, cron = %trigger.cron, error = %e, "a schedule cannot be read")
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse(trigger: &ScheduleTrigger) -> Result<croner::Cron, String> {
+    crate::validate::steps::parse_cron(&trigger.cron)
+}
+
+/// Starts the run of the latest tick not yet fired, if one has come; answers
+/// the next tick's time.
+async fn fire(app: &App, s: &Schedule) -> Result<Option<u64>, String> {
+    let now = now_ms();
+    let Some(last) = app.store.last_tick(&s.key).map_err(|e| e.0)? else {
+        // A new schedule starts counting now: no ticks from before it existed.
+        app.store.set_last_tick(&s.key, now).map_err(|e| e.0)?;
+        return Ok(next_tick(&s.cron, now));
+    };
+    if let Some(tick) = latest_tick(&s.cron, now).filter(|t| *t > last) {
+        let run_id = tick_run_id(&s.key, tick);
+        let started = app.engine.start_run_as(run_id.clone(), s.wf.clone(), s.input.clone()).await.map_err(|e| e.0)?;
+        app.store.set_last_tick(&s.key, tick).map_err(|e| e.0)?;
+        if started {
+            tracing::info!(workflow = %s.wf.name, run_id, tick, "a schedule started a run");
+        }
+    }
+    Ok(next_tick(&s.cron, now.max(last)))
+}
+
+/// The run of one tick: the same id every time it is asked for.
+pub fn tick_run_id(key: &str, tick: u64) -> String {
+    format!("{tick:012x}{}", &content_hash(key)[..8])
+}
+
+fn at(ms: u64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).ok()?)
+}
+
+/// The latest tick at or before `now`.
+fn latest_tick(cron: &croner::Cron, now: u64) -> Option<u64> {
+    let t = cron.find_previous_occurrence(&at(now)?, true).ok()?;
+    u64::try_from(t.timestamp_millis()).ok()
+}
+
+/// The first tick after `after`.
+fn next_tick(cron: &croner::Cron, after: u64) -> Option<u64> {
+    let t = cron.find_next_occurrence(&at(after)?, false).ok()?;
+    u64::try_from(t.timestamp_millis()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cron(text: &str) -> croner::Cron {
+        crate::validate::steps::parse_cron(text).expect("cron")
+    }
+
+    #[test]
+    fn ticks_of_a_six_field_cron_are_seconds() {
+        let c = cron("*/5 * * * * *");
+        let now = 1_700_000_001_234;
+        assert_eq!(latest_tick(&c, now), Some(1_700_000_000_000));
+        assert_eq!(next_tick(&c, now), Some(1_700_000_005_000));
+    }
+
+    #[test]
+    fn a_tick_has_one_run_id() {
+        assert_eq!(tick_run_id("w#0#* * * * *", 60_000), tick_run_id("w#0#* * * * *", 60_000));
+        assert_ne!(tick_run_id("w#0#* * * * *", 60_000), tick_run_id("w#0#* * * * *", 120_000));
+        assert_eq!(tick_run_id("w#0#* * * * *", 60_000).len(), 20);
+    }
+}
