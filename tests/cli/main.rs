@@ -11,5 +11,7 @@ mod outbox;
 mod run;
 mod sandbox;
 mod schema;
+mod serve;
+mod server;
 mod testing;
 mod validate;

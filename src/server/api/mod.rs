@@ -30,6 +30,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/events", post(events::send))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), super::auth::require_token))
         .layer(DefaultBodyLimit::max(super::MAX_BODY_BYTES))
         .with_state(app)
@@ -37,6 +38,11 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("there is no route {}; `GET /openapi.json` lists them", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let message = format!("{} does not take {method}; `GET /openapi.json` lists what it takes", uri.path());
+    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
 }
 
 /// A path segment naming a run or a workflow: bounded, of plain characters.
