@@ -12,6 +12,7 @@ mod run;
 mod sandbox;
 mod schema;
 mod serve;
+mod serve_live;
 mod server;
 mod testing;
 mod validate;
