@@ -662,7 +662,7 @@ impl Driver {
             for (s, item, attempt) in active.state.in_flight() {
                 if active.state.is_wait_step(s) {
                     let outcome =
-                        Outcome::Err(ActionError::new("cancelled", "the sleep was cut short: the run is rolling back"));
+                        Outcome::Err(ActionError::new("cancelled", "the wait was cut short: the run is rolling back"));
                     let entry = Entry::AttemptFinished { step: s, item, attempt, outcome, at: now_ms() };
                     self.ready.push((run_id.to_owned(), entry));
                 }

@@ -1,6 +1,7 @@
 //! Integration tests through the `sagaflow` binary: one test binary, with a
 //! builder in the style of casey/just (`Test::new().file(..).args(..).stdout(..)`).
 
+mod console;
 mod corpus;
 mod crash;
 mod explore;
@@ -16,3 +17,4 @@ mod serve_live;
 mod server;
 mod testing;
 mod validate;
+mod webdriver;

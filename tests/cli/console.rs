@@ -1,0 +1,82 @@
+//! The web console, end to end in a real headless Chromium: workflows with
+//! their state, diagnostics and graph; a run started from the input form and
+//! followed live; an event sent from the console; screenshots of each.
+
+use serde_json::json;
+
+use super::serve::{FIVE, WAITER};
+use super::server::{folder, Server};
+use super::webdriver::Browser;
+
+const BROKEN: &str = "name: broken\nsteps:\n  - id: a\n    action: mok\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_workflows_starts_a_run_follows_it_and_sends_an_event() {
+    let dir = folder(&[("five.yaml", FIVE), ("waiter.yaml", WAITER), ("broken.yaml", BROKEN)]);
+    let server = Server::start(dir.path());
+    let browser = Browser::start().await;
+    browser.goto(&server.url).await;
+
+    // The workflows, with their state.
+    browser.until("#workflows", |t| t.contains("five") && t.contains("waiter") && t.contains("broken")).await;
+    assert_eq!(browser.count(".wf[data-state=invalid]").await, 1);
+    assert_eq!(browser.count(".wf[data-state=active]").await, 2);
+
+    // An invalid workflow shows its diagnostics with file:line:column.
+    browser.click(".wf[data-name=broken]").await;
+    let diagnostics = browser.text("#diagnostics").await;
+    assert!(diagnostics.contains("workflows/broken.yaml:4:13"), "{diagnostics}");
+    assert!(diagnostics.contains("unknown-action") && diagnostics.contains("did you mean `mock`?"), "{diagnostics}");
+    browser.screenshot("01-invalid-workflow").await;
+
+    // A workflow as a graph of its steps.
+    browser.click(".wf[data-name=waiter]").await;
+    browser.text("#graph svg").await;
+    assert_eq!(browser.count("#graph .node").await, 2);
+    assert_eq!(browser.count("#graph .node.comp").await, 1, "the compensated step is marked");
+    assert_eq!(browser.count("#graph path.edge").await, 1);
+    browser.screenshot("02-workflow-graph").await;
+
+    // A run started from the form made of the input schema, followed live.
+    browser.click(".wf[data-name=five]").await;
+    browser.type_into("#in-n", "41").await;
+    browser.screenshot("03-start-form").await;
+    browser.click("#start-button").await;
+    browser.until("#run-status", |s| s == "succeeded").await;
+    browser.until("#timeline", |t| t.contains("run finished")).await;
+    let output = browser.text("#run-output").await;
+    assert!(output.contains("41"), "{output}");
+    assert!(browser.count("#timeline li[data-type=attempt_started]").await >= 5);
+    browser.screenshot("04-run-succeeded").await;
+
+    // A waiting run, woken by an event sent from the console's form.
+    let run = server.start_run("waiter", json!({"key": "from-console"})).await;
+    browser.goto(&format!("{}/#/runs/{run}", server.url)).await;
+    browser.until("#run-status", |s| s == "waiting").await;
+    browser.screenshot("05-run-waiting").await;
+    browser.goto(&format!("{}/#/events", server.url)).await;
+    browser.type_into("#event-type", "go").await;
+    browser.type_into("#event-key", "from-console").await;
+    browser.type_into("#event-data", "{\"by\": \"console\"}").await;
+    browser.click("#event-send").await;
+    let result = browser.until("#event-result", |t| t.contains("woke")).await;
+    assert!(result.contains(&run), "{result}");
+    browser.screenshot("06-event-sent").await;
+    let record = server.until_status(&run, &["succeeded"]).await;
+    assert_eq!(record["steps"][1]["output"], json!({"by": "console"}));
+
+    // A run rolled back from the console: the timeline shows the compensation.
+    let run = server.start_run("waiter", json!({"key": "to-cancel"})).await;
+    browser.goto(&format!("{}/#/runs/{run}", server.url)).await;
+    browser.until("#run-status", |s| s == "waiting").await;
+    browser.click("#cancel-button").await;
+    browser.until("#run-status", |s| s == "compensated").await;
+    browser.until("#timeline", |t| t.contains("compensation finished")).await;
+    browser.screenshot("07-run-compensated").await;
+
+    // The run list.
+    browser.goto(&format!("{}/#/runs", server.url)).await;
+    browser.until("#runs", |t| t.contains(&run)).await;
+    assert!(browser.count("#runs tr[data-run]").await >= 3);
+    browser.screenshot("08-runs").await;
+}
