@@ -3,6 +3,7 @@
 mod actions;
 mod bench;
 mod bench_run;
+mod client;
 mod contract;
 mod explore;
 mod outbox;

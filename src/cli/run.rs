@@ -34,9 +34,15 @@ pub struct Args {
     /// sent): to try a flow that waits for a person without waiting.
     #[arg(long)]
     answer_waits: bool,
+    /// Start the run on a running `sagaflow serve` (its workflow of this name) and wait for it there.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
+    if let Some(server) = &args.server {
+        return run_on_server(server, &args);
+    }
     let (path, source) = match find_workflow(&args.workflow, &args.workflows) {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
@@ -120,4 +126,28 @@ pub fn read_input(given: &str) -> Result<Json, String> {
     }
     serde_json::from_str(&text)
         .map_err(|e| format!("{from} is not JSON: {e} (line {}, column {})", e.line(), e.column()))
+}
+
+/// `run NAME --server URL`: the server runs its own workflow of that name.
+fn run_on_server(server: &str, args: &Args) -> ExitCode {
+    if !args.fail.is_empty() || args.answer_waits {
+        return usage_error("--fail and --answer-waits are for local runs; leave them out with --server");
+    }
+    let name = match Path::new(&args.workflow).is_file() {
+        true => match crate::dsl::loader::load_path(Path::new(&args.workflow))
+            .root
+            .ok()
+            .and_then(|r| r.get("name")?.as_str().map(str::to_owned))
+        {
+            Some(name) => name,
+            None => {
+                return usage_error(&format!("{} has no `name:`; the server runs workflows by name", args.workflow))
+            }
+        },
+        false => args.workflow.clone(),
+    };
+    match read_input(&args.input) {
+        Ok(input) => super::client::run(server, &name, input, args.format),
+        Err(e) => usage_error(&e),
+    }
 }

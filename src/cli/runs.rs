@@ -17,9 +17,15 @@ pub struct ShowArgs {
     data: PathBuf,
     #[arg(long, value_enum, default_value = "human")]
     format: RunFormat,
+    /// Ask a running `sagaflow serve` instead of opening the data directory.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
 }
 
 pub fn show(args: ShowArgs) -> ExitCode {
+    if let Some(server) = &args.server {
+        return super::client::show(server, &args.run_id, args.format);
+    }
     let store = match SledStore::open(&args.data) {
         Ok(store) => store,
         Err(e) => return usage_error(&e.0),
@@ -42,16 +48,19 @@ pub struct RunsArgs {
     data: PathBuf,
     #[arg(long, value_enum, default_value = "human")]
     format: RunFormat,
+    /// Ask a running `sagaflow serve` instead of opening the data directory.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
 }
 
 pub fn runs(args: RunsArgs) -> ExitCode {
-    let store = match SledStore::open(&args.data) {
-        Ok(store) => store,
-        Err(e) => return usage_error(&e.0),
+    let runs = match &args.server {
+        Some(server) => super::client::runs(server, args.workflow.as_deref(), args.status.as_deref()),
+        None => SledStore::open(&args.data).and_then(|store| store.runs()).map_err(|e| e.0),
     };
-    let runs = match store.runs() {
+    let runs = match runs {
         Ok(runs) => runs,
-        Err(e) => return usage_error(&e.0),
+        Err(e) => return usage_error(&e),
     };
     let runs: Vec<_> = runs
         .into_iter()

@@ -345,3 +345,33 @@ async fn sigterm_drains_then_the_next_start_finishes_the_run() {
     let record = server.until_status(&run, &["succeeded"]).await;
     assert_eq!(record["steps"][0]["status"], "succeeded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_shows_and_lists_through_the_server() {
+    let dir = folder(&[("five.yaml", FIVE)]);
+    let server = Server::start_with(dir.path(), &[], Some("cli-token"));
+    let url = server.url.clone();
+    let cli = |args: &[&str]| {
+        sagaflow().args(args).env("SAGAFLOW_API_TOKEN", "cli-token").current_dir(dir.path()).output().expect("run")
+    };
+    let out = cli(&["run", "five", "--server", &url, "--input", "{\"n\": 3}", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout).expect("a run record");
+    assert_eq!((record["status"].as_str(), &record["output"]), (Some("succeeded"), &json!({"n": 3})));
+    let id = record["run_id"].as_str().expect("id");
+    let out = cli(&["run", "workflows/five.yaml", "--server", &url, "--input", "{\"n\": 4}"]);
+    assert_eq!(out.status.code(), Some(0), "a file names its workflow: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["show", id, "--server", &url, "--format", "json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(shown["run_id"], record["run_id"]);
+    let out = cli(&["runs", "--server", &url, "--format", "json", "--workflow", "five"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert_eq!(listed[0]["run_id"], record["run_id"], "oldest first, as without --server");
+    let out = cli(&["run", "fiv", "--server", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(404): there is no workflow `fiv`; did you mean `five`?"));
+    let out = sagaflow().args(["runs", "--server", &url]).env_remove("SAGAFLOW_API_TOKEN").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(401)"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,130 @@
+//! The CLI as a client of a running server (`--server URL`): `run`, `show`
+//! and `runs` go through the HTTP API, so they work while the server holds
+//! the store. The token comes from SAGAFLOW_API_TOKEN.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{json, Value as Json};
+
+use super::{output, runtime, usage_error, RunFormat};
+use crate::engine::record::RunRecord;
+
+/// How long `run --server` waits per request for the run to end.
+const WAIT: &str = "60s";
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(server: &str) -> Result<Client, String> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(format!("--server {server}: give the server's URL, such as http://127.0.0.1:8080"));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        Ok(Client { base, http, token: super::serve::token_from_env() })
+    }
+
+    /// Sends a request; answers the status and the JSON body, or what went wrong in words.
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> Result<(u16, Json), String> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| format!("cannot reach the server at {}: {e}", self.base))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| format!("the server's answer was cut off: {e}"))?;
+        let body: Json = serde_json::from_str(&text).unwrap_or(Json::String(text));
+        if status >= 400 {
+            let message = body["error"]["message"].as_str().map_or_else(|| body.to_string(), str::to_owned);
+            return Err(format!("the server says ({status}): {message}"));
+        }
+        Ok((status, body))
+    }
+
+    async fn record(&self, run_id: &str) -> Result<RunRecord, String> {
+        let (_, body) = self.call(reqwest::Method::GET, &format!("/v1/runs/{run_id}"), None).await?;
+        serde_json::from_value(body).map_err(|e| format!("the server sent a run record this sagaflow cannot read: {e}"))
+    }
+}
+
+const FINISHED: [&str; 4] = ["succeeded", "failed", "compensated", "compensation_failed"];
+
+/// `run NAME --server URL`: starts the run there and waits for its end.
+pub fn run(server: &str, workflow: &str, input: Json, format: RunFormat) -> ExitCode {
+    let result = runtime().block_on(async {
+        let client = Client::new(server)?;
+        let path = format!("/v1/workflows/{workflow}/runs?wait={WAIT}");
+        let (status, body) = client.call(reqwest::Method::POST, &path, Some(json!({ "input": input }))).await?;
+        let run_id = body["run_id"].as_str().unwrap_or_default().to_owned();
+        if status == 200 {
+            return serde_json::from_value::<RunRecord>(body).map_err(|e| format!("cannot read the run record: {e}"));
+        }
+        loop {
+            let record = client.record(&run_id).await?;
+            if FINISHED.contains(&record.status.as_str()) {
+                return Ok(record);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    match result {
+        Ok(record) => output::print_run(&record, format),
+        Err(e) => usage_error(&e),
+    }
+}
+
+/// `show RUN --server URL`
+pub fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
+    match runtime().block_on(async { Client::new(server)?.record(run_id).await }) {
+        Ok(record) => output::print_run(&record, format),
+        Err(e) => usage_error(&e),
+    }
+}
+
+/// `runs --server URL`: every page of the listing, oldest first like the local one.
+pub fn runs(server: &str, workflow: Option<&str>, status: Option<&str>) -> Result<Vec<crate::store::RunMeta>, String> {
+    runtime().block_on(async {
+        let client = Client::new(server)?;
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = vec![("limit".to_owned(), "1000".to_owned())];
+            query.extend(workflow.map(|w| ("workflow".to_owned(), w.to_owned())));
+            query.extend(status.map(|s| ("status".to_owned(), s.to_owned())));
+            query.extend(cursor.take().map(|c| ("cursor".to_owned(), c)));
+            let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+            let (_, page) = client.call(reqwest::Method::GET, &format!("/v1/runs?{}", query.join("&")), None).await?;
+            let runs: Vec<crate::store::RunMeta> = serde_json::from_value(page["runs"].clone())
+                .map_err(|e| format!("the server sent a run list this sagaflow cannot read: {e}"))?;
+            all.extend(runs);
+            match page["next"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        all.reverse();
+        Ok(all)
+    })
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
