@@ -16,6 +16,8 @@ pub struct Args {
 enum What {
     /// Run N runs of a mock workflow, C at a time, and print runs/s, steps/s, step latency and peak RSS.
     Run(super::bench_run::Args),
+    /// Start `sagaflow serve` and post runs of a 5-step mock workflow from C clients; print runs/s and latency.
+    Serve(super::bench_serve::Args),
     /// Validate N generated workflow files of S steps each, R times, with `sagaflow validate DIR`.
     Validate {
         #[arg(long, default_value_t = 1000)]
@@ -33,6 +35,7 @@ enum What {
 pub fn run(args: Args) -> ExitCode {
     match args.what {
         What::Run(args) => super::bench_run::run(args),
+        What::Serve(args) => super::bench_serve::run(args),
         What::Validate { files, steps, runs, dir } => match bench_validate(files, steps, runs.max(1), dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

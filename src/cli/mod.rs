@@ -3,6 +3,7 @@
 mod actions;
 mod bench;
 mod bench_run;
+mod bench_serve;
 mod client;
 mod contract;
 mod explore;

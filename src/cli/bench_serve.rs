@@ -1,0 +1,201 @@
+//! `sagaflow bench serve`: a `sagaflow serve` process on loopback, and C
+//! clients posting runs of a 5-step `mock` workflow for S seconds. Prints runs
+//! accepted per second (each durable when accepted), accept latency
+//! percentiles, how soon a changed workflow file reaches new runs under that
+//! load, and how long the accepted runs took to finish.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// How long the clients post.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent clients (HTTP/1.1 connections, each one request at a time).
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Steps of the mock workflow.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    match super::runtime().block_on(bench(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn workflow(steps: usize, mark: &str) -> String {
+    let mut y = String::from(
+        "name: bench\ninput: { type: object, required: [n], properties: { n: { type: integer } } }\nsteps:\n",
+    );
+    for i in 0..steps {
+        y.push_str(&format!("  - {{ id: s{i}, action: mock, with: {{ output: {{ step: {i}, n: \"{{{{input.n}}}}\", mark: {mark} }} }} }}\n"));
+    }
+    y
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path) -> Result<Server, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut child = Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--workflows", "workflows", "--data", "data"])
+        .current_dir(dir)
+        .env_remove("SAGAFLOW_API_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start sagaflow serve: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("sagaflow serve did not start: {e}"))?;
+    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    if !url.starts_with("http://") {
+        return Err(format!("sagaflow serve did not say where it listens: {line}"));
+    }
+    Ok(Server { child, url })
+}
+
+async fn bench(args: Args) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    std::fs::create_dir_all(dir.path().join("workflows")).map_err(|e| e.to_string())?;
+    let file = dir.path().join("workflows/bench.yaml");
+    std::fs::write(&file, workflow(args.steps, "1")).map_err(|e| e.to_string())?;
+    let server = start_server(dir.path())?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = format!("{}/v1/workflows/bench/runs", server.url);
+    let clients: Vec<_> =
+        (0..args.clients).map(|c| tokio::spawn(client(http.clone(), url.clone(), stop.clone(), c))).collect();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds) / 2).await;
+    let visible = reload_under_load(&http, &server.url, &file, args.steps).await?;
+    tokio::time::sleep((Duration::from_secs(args.seconds)).saturating_sub(started.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut failed = 0usize;
+    for c in clients {
+        let (l, f) = c.await.map_err(|e| e.to_string())?;
+        latencies.extend(l);
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = latencies.len();
+    let drained = finish_all(&http, &server.url, accepted).await?;
+    latencies.sort_unstable();
+    let q =
+        |p: f64| latencies.get(((accepted as f64 * p) as usize).min(accepted.saturating_sub(1))).copied().unwrap_or(0);
+    println!(
+        "bench serve: POST /v1/workflows/bench/runs ({}-step mock workflow), {} clients, {elapsed:.1} s",
+        args.steps, args.clients
+    );
+    println!(
+        "  accepted   {accepted} runs, {:.0} runs/s (202, durable), {failed} refused or failed",
+        accepted as f64 / elapsed
+    );
+    println!(
+        "  latency    p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        q(0.50) as f64 / 1e3,
+        q(0.90) as f64 / 1e3,
+        q(0.99) as f64 / 1e3,
+        latencies.last().copied().unwrap_or(0) as f64 / 1e3
+    );
+    println!(
+        "  reload     a changed file reached new runs {:.0} ms after the write, under this load",
+        visible.as_secs_f64() * 1e3
+    );
+    println!("  finished   all {accepted} runs succeeded {:.1} s after the clients stopped", drained.as_secs_f64());
+    Ok(())
+}
+
+/// One client: posts runs one after another; answers the accept latencies (µs) and failures.
+async fn client(http: reqwest::Client, url: String, stop: Arc<AtomicBool>, c: usize) -> (Vec<u64>, usize) {
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    let mut n = c as u64;
+    while !stop.load(Ordering::Relaxed) {
+        let began = Instant::now();
+        let sent = http.post(&url).json(&json!({ "input": { "n": n } })).send().await;
+        match sent {
+            Ok(r) if r.status().as_u16() == 202 => latencies.push(began.elapsed().as_micros() as u64),
+            _ => failed += 1,
+        }
+        n += 1000;
+    }
+    (latencies, failed)
+}
+
+/// Rewrites the workflow; answers how long until the API gives new runs the new version.
+async fn reload_under_load(http: &reqwest::Client, base: &str, file: &Path, steps: usize) -> Result<Duration, String> {
+    let before = version(http, base).await?;
+    let written = Instant::now();
+    std::fs::write(file, workflow(steps, "2")).map_err(|e| e.to_string())?;
+    loop {
+        if version(http, base).await? != before {
+            return Ok(written.elapsed());
+        }
+        if written.elapsed() > Duration::from_secs(30) {
+            return Err("the changed workflow never became active".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn version(http: &reqwest::Client, base: &str) -> Result<String, String> {
+    let w: Value = get(http, &format!("{base}/v1/workflows/bench")).await?;
+    Ok(w["version"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let r = http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    r.json().await.map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// Waits until every accepted run succeeded (from `/metrics`); answers how long it took.
+async fn finish_all(http: &reqwest::Client, base: &str, accepted: usize) -> Result<Duration, String> {
+    let began = Instant::now();
+    loop {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let done: usize = text
+            .lines()
+            .filter(|l| l.starts_with("sagaflow_runs{workflow=\"bench\",status=\"succeeded\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+            .sum();
+        if done >= accepted {
+            return Ok(began.elapsed());
+        }
+        if began.elapsed() > Duration::from_secs(300) {
+            return Err(format!("only {done} of {accepted} runs succeeded within 5 minutes"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
