@@ -8,3 +8,4 @@ pub mod parser;
 pub mod span;
 pub mod template;
 pub mod yaml;
+pub mod zone;

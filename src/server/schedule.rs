@@ -1,12 +1,12 @@
 //! Cron triggers. Each schedule keeps the last tick it fired in the store; a
 //! tick's run has an id made from the schedule and the tick, so it starts at
 //! most once even across restarts; the latest tick missed while the server was
-//! down fires once at start. Schedules are read in UTC.
+//! down fires once at start. Schedules are read in UTC, or in their `timezone:`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use jiff::tz::TimeZone;
 
 use super::App;
 use crate::engine::compiled::{content_hash, CompiledWorkflow, ScheduleTrigger};
@@ -20,6 +20,7 @@ struct Schedule {
     wf: Arc<CompiledWorkflow>,
     key: String,
     cron: croner::Cron,
+    zone: TimeZone,
     input: serde_json::Value,
 }
 
@@ -62,10 +63,11 @@ fn schedules(app: &App) -> Vec<Schedule> {
     for wf in snapshot.all_active() {
         for (i, trigger) in wf.schedules.iter().enumerate() {
             match parse(trigger) {
-                Ok(cron) => out.push(Schedule {
-                    key: format!("{}#{i}#{}", wf.name, trigger.cron),
+                Ok((cron, zone)) => out.push(Schedule {
+                    key: format!("{}#{i}#{}#{}", wf.name, trigger.cron, trigger.timezone.as_deref().unwrap_or("UTC")),
                     wf: wf.clone(),
                     cron,
+                    zone,
                     input: trigger.input.clone(),
                 }),
                 Err(e) => {
@@ -77,8 +79,13 @@ fn schedules(app: &App) -> Vec<Schedule> {
     out
 }
 
-fn parse(trigger: &ScheduleTrigger) -> Result<croner::Cron, String> {
-    crate::validate::steps::parse_cron(&trigger.cron)
+fn parse(trigger: &ScheduleTrigger) -> Result<(croner::Cron, TimeZone), String> {
+    let cron = crate::validate::steps::parse_cron(&trigger.cron)?;
+    let zone = match &trigger.timezone {
+        Some(name) => crate::dsl::zone::time_zone(name)?,
+        None => TimeZone::UTC,
+    };
+    Ok((cron, zone))
 }
 
 /// Starts the run of the latest tick not yet fired, if one has come; answers
@@ -88,9 +95,9 @@ async fn fire(app: &App, s: &Schedule) -> Result<Option<u64>, String> {
     let Some(last) = app.store.last_tick(&s.key).map_err(|e| e.0)? else {
         // A new schedule starts counting now: no ticks from before it existed.
         app.store.set_last_tick(&s.key, now).map_err(|e| e.0)?;
-        return Ok(next_tick(&s.cron, now));
+        return Ok(next_tick(&s.cron, &s.zone, now));
     };
-    if let Some(tick) = latest_tick(&s.cron, now).filter(|t| *t > last) {
+    if let Some(tick) = latest_tick(&s.cron, &s.zone, now).filter(|t| *t > last) {
         let run_id = tick_run_id(&s.key, tick);
         let started = app.engine.start_run_as(run_id.clone(), s.wf.clone(), s.input.clone()).await.map_err(|e| e.0)?;
         app.store.set_last_tick(&s.key, tick).map_err(|e| e.0)?;
@@ -98,7 +105,7 @@ async fn fire(app: &App, s: &Schedule) -> Result<Option<u64>, String> {
             tracing::info!(workflow = %s.wf.name, run_id, tick, "a schedule started a run");
         }
     }
-    Ok(next_tick(&s.cron, now.max(last)))
+    Ok(next_tick(&s.cron, &s.zone, now.max(last)))
 }
 
 /// The run of one tick: the same id every time it is asked for.
@@ -106,20 +113,24 @@ pub fn tick_run_id(key: &str, tick: u64) -> String {
     format!("{tick:012x}{}", &content_hash(key)[..8])
 }
 
-fn at(ms: u64) -> Option<DateTime<Utc>> {
-    DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).ok()?)
+/// A time (milliseconds since the epoch) in a zone.
+fn at(ms: u64, zone: &TimeZone) -> Option<jiff::Zoned> {
+    let t = jiff::Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()?;
+    Some(t.to_zoned(zone.clone()))
+}
+
+fn millis(t: &jiff::Zoned) -> Option<u64> {
+    u64::try_from(t.timestamp().as_millisecond()).ok()
 }
 
 /// The latest tick at or before `now`.
-fn latest_tick(cron: &croner::Cron, now: u64) -> Option<u64> {
-    let t = cron.find_previous_occurrence(&at(now)?, true).ok()?;
-    u64::try_from(t.timestamp_millis()).ok()
+fn latest_tick(cron: &croner::Cron, zone: &TimeZone, now: u64) -> Option<u64> {
+    millis(&cron.find_previous_occurrence(&at(now, zone)?, true).ok()?)
 }
 
 /// The first tick after `after`.
-fn next_tick(cron: &croner::Cron, after: u64) -> Option<u64> {
-    let t = cron.find_next_occurrence(&at(after)?, false).ok()?;
-    u64::try_from(t.timestamp_millis()).ok()
+fn next_tick(cron: &croner::Cron, zone: &TimeZone, after: u64) -> Option<u64> {
+    millis(&cron.find_next_occurrence(&at(after, zone)?, false).ok()?)
 }
 
 #[cfg(test)]
@@ -134,8 +145,20 @@ mod tests {
     fn ticks_of_a_six_field_cron_are_seconds() {
         let c = cron("*/5 * * * * *");
         let now = 1_700_000_001_234;
-        assert_eq!(latest_tick(&c, now), Some(1_700_000_000_000));
-        assert_eq!(next_tick(&c, now), Some(1_700_000_005_000));
+        assert_eq!(latest_tick(&c, &TimeZone::UTC, now), Some(1_700_000_000_000));
+        assert_eq!(next_tick(&c, &TimeZone::UTC, now), Some(1_700_000_005_000));
+    }
+
+    /// 09:00 every day in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
+    #[test]
+    fn a_time_zone_moves_the_ticks_with_daylight_saving() {
+        let c = cron("0 9 * * *");
+        let berlin = crate::dsl::zone::time_zone("Europe/Berlin").expect("zone");
+        let jan_1 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let jul_1 = 1_782_864_000_000; // 2026-07-01T00:00:00Z
+        assert_eq!(next_tick(&c, &berlin, jan_1), Some(jan_1 + 8 * 3_600_000));
+        assert_eq!(next_tick(&c, &berlin, jul_1), Some(jul_1 + 7 * 3_600_000));
+        assert_eq!(next_tick(&c, &TimeZone::UTC, jan_1), Some(jan_1 + 9 * 3_600_000));
     }
 
     #[test]

@@ -215,15 +215,9 @@ pub fn check_triggers(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
             Some(TriggerKind::Event(_)) => check_event_trigger(trigger, out),
         }
         if let Some(tz) = &trigger.timezone {
-            if !matches!(tz.value.as_str(), "UTC" | "Etc/UTC" | "Z") {
-                out.push(
-                    Diagnostic::new(
-                        Code::InvalidTrigger,
-                        tz.span,
-                        format!("time zone `{}` is not supported yet; schedules are read in UTC", tz.value),
-                    )
-                    .help("write `timezone: UTC`, or leave it out"),
-                );
+            if let Err(message) = crate::dsl::zone::time_zone(&tz.value) {
+                let d = Diagnostic::new(Code::InvalidTrigger, tz.span, message);
+                out.push(d.help_if_none("write an IANA name such as `Europe/Berlin`, or leave it out for UTC"));
             }
         }
     }
