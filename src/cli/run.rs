@@ -104,8 +104,7 @@ pub fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), Strin
     })?;
     for file in files {
         let loaded = crate::dsl::loader::load_path(&file);
-        let named = loaded.root.as_ref().ok().and_then(|root| root.get("name")).and_then(|n| n.as_str()) == Some(given);
-        if named {
+        if loaded.declared_name() == Some(given) {
             return Ok((file, loaded.file.text.clone()));
         }
     }
@@ -134,12 +133,8 @@ fn run_on_server(server: &str, args: &Args) -> ExitCode {
         return usage_error("--fail and --answer-waits are for local runs; leave them out with --server");
     }
     let name = match Path::new(&args.workflow).is_file() {
-        true => match crate::dsl::loader::load_path(Path::new(&args.workflow))
-            .root
-            .ok()
-            .and_then(|r| r.get("name")?.as_str().map(str::to_owned))
-        {
-            Some(name) => name,
+        true => match crate::dsl::loader::load_path(Path::new(&args.workflow)).declared_name() {
+            Some(name) => name.to_owned(),
             None => {
                 return usage_error(&format!("{} has no `name:`; the server runs workflows by name", args.workflow))
             }

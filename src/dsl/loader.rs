@@ -24,6 +24,13 @@ pub struct Loaded {
     pub root: Result<Node, Diagnostic>,
 }
 
+impl Loaded {
+    /// The `name:` the file declares, if it parsed and has one.
+    pub fn declared_name(&self) -> Option<&str> {
+        self.root.as_ref().ok()?.get("name")?.as_str()
+    }
+}
+
 /// Reads and parses a file from disk.
 pub fn load_path(path: &Path) -> Loaded {
     match read_bounded(path) {
@@ -32,7 +39,9 @@ pub fn load_path(path: &Path) -> Loaded {
     }
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+/// A file's bytes, at most one more than a workflow file may hold (so a larger
+/// one is told apart), or why it cannot be read.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     use std::io::Read;
     let io_error = |e: std::io::Error| Diagnostic::new(Code::Io, Span::default(), format!("cannot read the file: {e}"));
     let file = std::fs::File::open(path).map_err(io_error)?;

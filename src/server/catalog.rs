@@ -14,12 +14,12 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::actions::Registry;
+use crate::dsl::loader;
+use crate::dsl::span::{SourceFile, Span};
 use crate::engine::compiled::{content_hash, CompiledWorkflow, NotRunnable};
 use crate::engine::driver::now_ms;
+use crate::validate::diagnostic::{Code, Diagnostic, FileReport};
 use crate::validate::render;
-
-/// A workflow file may be at most this large; a larger one is reported, not read.
-pub const MAX_WORKFLOW_BYTES: u64 = 1024 * 1024;
 
 /// One file of the directory as last read.
 #[derive(Clone)]
@@ -81,6 +81,14 @@ impl Snapshot {
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.by_name.keys()
+    }
+
+    /// "there is no workflow `x`", with "did you mean" when a name is close.
+    pub fn no_workflow(&self, name: &str) -> String {
+        let hint = crate::validate::suggest::did_you_mean(name, self.names().map(String::as_str))
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+        format!("there is no workflow `{name}`{hint}")
     }
 }
 
@@ -170,9 +178,16 @@ impl Catalog {
         };
         let mut next = Snapshot { generation: old.generation + 1, ..Snapshot::default() };
         for file in files {
-            let state = match old.files.get(&file) {
-                Some(known) if read_hash(&file).as_deref() == Some(known.source_hash.as_str()) => known.clone(),
-                known => self.load(&file, known),
+            let known = old.files.get(&file);
+            let state = match loader::read_bounded(&file) {
+                Err(unreadable) => invalid(&file, String::new(), known, report_of(&file, "", unreadable)),
+                Ok(bytes) => {
+                    let source_hash = content_hash(&String::from_utf8_lossy(&bytes));
+                    match known {
+                        Some(known) if known.source_hash == source_hash => known.clone(),
+                        _ => self.load(&file, bytes, source_hash, known),
+                    }
+                }
             };
             next.files.insert(file, state);
         }
@@ -186,30 +201,16 @@ impl Catalog {
         changes
     }
 
-    /// Reads and compiles one file; a file that does not validate keeps the
+    /// Compiles one file's bytes; a file that does not validate keeps the
     /// version it had (`known`).
-    fn load(&self, file: &Path, known: Option<&FileState>) -> FileState {
-        let kept = known.and_then(|k| k.active.clone());
-        let loaded_at = now_ms();
-        let source = match read_bounded(file) {
+    fn load(&self, file: &Path, bytes: Vec<u8>, source_hash: String, known: Option<&FileState>) -> FileState {
+        let source = match String::from_utf8(bytes) {
             Ok(source) => source,
-            Err(message) => {
-                let diagnostics = serde_json::json!({"files": 1, "errors": 1, "warnings": 0, "diagnostics": [
-                    {"file": file.display().to_string(), "line": 1, "column": 1, "severity": "error",
-                     "code": "unreadable-file", "message": message}]});
-                let name = known.and_then(|k| k.name.clone());
-                let source_hash = String::new();
-                return FileState {
-                    file: file.to_owned(),
-                    name,
-                    source_hash,
-                    active: kept,
-                    diagnostics: Some(diagnostics),
-                    loaded_at,
-                };
+            Err(e) => {
+                let report = crate::validate::check_text(file, e.as_bytes(), self.registry).report;
+                return invalid(file, source_hash, known, report);
             }
         };
-        let source_hash = content_hash(&source);
         match CompiledWorkflow::compile(file, &source, self.registry) {
             Ok(wf) => FileState {
                 file: file.to_owned(),
@@ -217,20 +218,38 @@ impl Catalog {
                 source_hash,
                 active: Some(wf),
                 diagnostics: None,
-                loaded_at,
+                loaded_at: now_ms(),
             },
             Err(NotRunnable(report)) => {
-                let name = declared_name(file, &source).or_else(|| known.and_then(|k| k.name.clone()));
-                let diagnostics = Some(render::json(std::slice::from_ref(&report)));
                 tracing::warn!(
                     file = %file.display(),
                     "the workflow file has errors; the version before stays active:\n{}",
                     render::human(std::slice::from_ref(&report), false)
                 );
-                FileState { file: file.to_owned(), name, source_hash, active: kept, diagnostics, loaded_at }
+                let mut state = invalid(file, source_hash, known, report);
+                let declared = loader::load_bytes(file, source.as_bytes()).declared_name().map(str::to_owned);
+                state.name = declared.or(state.name);
+                state
             }
         }
     }
+}
+
+/// A file that does not validate: its report, and the version it had, if any.
+fn invalid(file: &Path, source_hash: String, known: Option<&FileState>, report: FileReport) -> FileState {
+    FileState {
+        file: file.to_owned(),
+        name: known.and_then(|k| k.name.clone()),
+        source_hash,
+        active: known.and_then(|k| k.active.clone()),
+        diagnostics: Some(render::json(std::slice::from_ref(&report))),
+        loaded_at: now_ms(),
+    }
+}
+
+/// A report of one diagnostic about a file (at its start when the text is not at hand).
+fn report_of(file: &Path, text: &str, diagnostic: Diagnostic) -> FileReport {
+    FileReport { file: SourceFile::new(file, text.to_owned()), diagnostics: vec![diagnostic] }
 }
 
 /// Who owns each name: the file that owned it before if it still declares it,
@@ -255,11 +274,10 @@ fn assign_names(old: &Snapshot, next: &mut Snapshot) {
             Some(owner) if owner == &path => {}
             Some(owner) => {
                 let message = format!("the workflow name `{name}` is already used by {}", owner.display());
-                state.active = None;
-                state.diagnostics = Some(serde_json::json!({"files": 1, "errors": 1, "warnings": 0, "diagnostics": [
-                    {"file": path.display().to_string(), "line": 1, "column": 1, "severity": "error",
-                     "code": "duplicate-workflow", "message": message,
-                     "help": "workflow names are unique across a directory; rename one of them"}]}));
+                let d = Diagnostic::new(Code::DuplicateWorkflow, Span::default(), message)
+                    .help("workflow names are unique across a directory; rename one of them");
+                let source = state.active.take().map(|a| a.source.clone()).unwrap_or_default();
+                state.diagnostics = Some(render::json(&[report_of(&path, &source, d)]));
             }
         }
     }
@@ -293,28 +311,4 @@ fn changes(old: &Snapshot, next: &Snapshot) -> Vec<Change> {
         }
     }
     out
-}
-
-fn read_bounded(file: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|f| f.take(MAX_WORKFLOW_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read the file: {e}"))?;
-    if bytes.len() as u64 > MAX_WORKFLOW_BYTES {
-        return Err(format!("the file is larger than {} KiB, the most a workflow may be", MAX_WORKFLOW_BYTES / 1024));
-    }
-    String::from_utf8(bytes).map_err(|e| format!("the file is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
-}
-
-/// The hash of a file's text now, to tell whether it changed.
-fn read_hash(file: &Path) -> Option<String> {
-    read_bounded(file).ok().map(|s| content_hash(&s))
-}
-
-/// The `name:` a file declares, read without checking the rest.
-fn declared_name(file: &Path, source: &str) -> Option<String> {
-    let loaded = crate::dsl::loader::load_bytes(file, source.as_bytes());
-    let root = loaded.root.ok()?;
-    root.get("name")?.as_str().map(str::to_owned)
 }
