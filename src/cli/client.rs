@@ -32,15 +32,17 @@ impl Client {
         Ok(Client { base, http, token: super::serve::token_from_env() })
     }
 
+    /// A request to the server, with the token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// Sends a request; answers the status and the JSON body, or what went wrong in words.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> Result<(u16, Json), String> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Json), String> {
         let response = request.send().await.map_err(|e| format!("cannot reach the server at {}: {e}", self.base))?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(|e| format!("the server's answer was cut off: {e}"))?;
@@ -53,26 +55,25 @@ impl Client {
     }
 
     async fn record(&self, run_id: &str) -> Result<RunRecord, String> {
-        let (_, body) = self.call(reqwest::Method::GET, &format!("/v1/runs/{run_id}"), None).await?;
+        let (_, body) = self.send(self.request(reqwest::Method::GET, &format!("/v1/runs/{run_id}"))).await?;
         serde_json::from_value(body).map_err(|e| format!("the server sent a run record this sagaflow cannot read: {e}"))
     }
 }
-
-const FINISHED: [&str; 4] = ["succeeded", "failed", "compensated", "compensation_failed"];
 
 /// `run NAME --server URL`: starts the run there and waits for its end.
 pub fn run(server: &str, workflow: &str, input: Json, format: RunFormat) -> ExitCode {
     let result = runtime().block_on(async {
         let client = Client::new(server)?;
         let path = format!("/v1/workflows/{workflow}/runs?wait={WAIT}");
-        let (status, body) = client.call(reqwest::Method::POST, &path, Some(json!({ "input": input }))).await?;
+        let (status, body) =
+            client.send(client.request(reqwest::Method::POST, &path).json(&json!({ "input": input }))).await?;
         let run_id = body["run_id"].as_str().unwrap_or_default().to_owned();
         if status == 200 {
             return serde_json::from_value::<RunRecord>(body).map_err(|e| format!("cannot read the run record: {e}"));
         }
         loop {
             let record = client.record(&run_id).await?;
-            if FINISHED.contains(&record.status.as_str()) {
+            if crate::store::is_finished(&record.status) {
                 return Ok(record);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -93,18 +94,17 @@ pub fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
 }
 
 /// `runs --server URL`: every page of the listing, oldest first like the local one.
-pub fn runs(server: &str, workflow: Option<&str>, status: Option<&str>) -> Result<Vec<crate::store::RunMeta>, String> {
+pub fn runs(server: &str, filter: &crate::store::RunFilter) -> Result<Vec<crate::store::RunMeta>, String> {
     runtime().block_on(async {
         let client = Client::new(server)?;
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut query = vec![("limit".to_owned(), "1000".to_owned())];
-            query.extend(workflow.map(|w| ("workflow".to_owned(), w.to_owned())));
-            query.extend(status.map(|s| ("status".to_owned(), s.to_owned())));
-            query.extend(cursor.take().map(|c| ("cursor".to_owned(), c)));
-            let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
-            let (_, page) = client.call(reqwest::Method::GET, &format!("/v1/runs?{}", query.join("&")), None).await?;
+            let mut query = vec![("limit", "1000".to_owned())];
+            query.extend(filter.workflow.clone().map(|w| ("workflow", w)));
+            query.extend(filter.status.clone().map(|s| ("status", s)));
+            query.extend(cursor.take().map(|c| ("cursor", c)));
+            let (_, page) = client.send(client.request(reqwest::Method::GET, "/v1/runs").query(&query)).await?;
             let runs: Vec<crate::store::RunMeta> = serde_json::from_value(page["runs"].clone())
                 .map_err(|e| format!("the server sent a run list this sagaflow cannot read: {e}"))?;
             all.extend(runs);
@@ -116,15 +116,4 @@ pub fn runs(server: &str, workflow: Option<&str>, status: Option<&str>) -> Resul
         all.reverse();
         Ok(all)
     })
-}
-
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

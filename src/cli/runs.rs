@@ -8,7 +8,7 @@ use crate::actions::Registry;
 use crate::engine::record::RunRecord;
 use crate::engine::{replay, resume_unfinished, Versions};
 use crate::store::sled::SledStore;
-use crate::store::ReadRuns;
+use crate::store::{ReadRuns, RunFilter};
 
 #[derive(clap::Args)]
 pub struct ShowArgs {
@@ -54,19 +54,18 @@ pub struct RunsArgs {
 }
 
 pub fn runs(args: RunsArgs) -> ExitCode {
+    let filter = RunFilter { workflow: args.workflow, status: args.status };
     let runs = match &args.server {
-        Some(server) => super::client::runs(server, args.workflow.as_deref(), args.status.as_deref()),
-        None => SledStore::open(&args.data).and_then(|store| store.runs()).map_err(|e| e.0),
+        Some(server) => super::client::runs(server, &filter),
+        None => SledStore::open(&args.data)
+            .and_then(|store| store.runs())
+            .map(|runs| runs.into_iter().filter(|r| filter.matches(r)).collect())
+            .map_err(|e| e.0),
     };
     let runs = match runs {
         Ok(runs) => runs,
         Err(e) => return usage_error(&e),
     };
-    let runs: Vec<_> = runs
-        .into_iter()
-        .filter(|r| args.status.as_ref().is_none_or(|s| &r.status == s))
-        .filter(|r| args.workflow.as_ref().is_none_or(|w| &r.workflow == w))
-        .collect();
     match args.format {
         RunFormat::Json => println!("{}", serde_json::to_string(&runs).unwrap_or_default()),
         RunFormat::Human => {

@@ -42,6 +42,7 @@ pub struct CompiledWorkflow {
     pub hash: String,
     pub source: String,
     pub input_schema: Option<jsonschema::Validator>,
+    pub description: Option<String>,
     /// `input:` as written (for forms and the API).
     pub input_json: Option<Json>,
     pub timeout_ms: Option<u64>,
@@ -125,6 +126,7 @@ impl CompiledWorkflow {
         };
         Ok(CompiledWorkflow {
             input_json: w.input.as_ref().map(|n| n.to_json()),
+            description: w.description.clone(),
             name: w.name.value.clone(),
             hash: content_hash(source),
             source: source.to_owned(),

@@ -32,6 +32,13 @@ pub fn new_run_id() -> String {
     format!("{:012x}{:08x}", now_ms(), fastrand::u32(..))
 }
 
+/// The id of a run that must start at most once for `seed` (an event and the
+/// workflow it triggers, a schedule's tick): the same id every time, sortable
+/// by `at` like [`new_run_id`]'s.
+pub fn derived_run_id(at: u64, seed: &str) -> String {
+    format!("{at:012x}{}", &super::compiled::content_hash(seed)[..8])
+}
+
 pub struct EngineOptions {
     /// At most this many action attempts run at once, across all runs.
     pub max_concurrent_attempts: usize,
@@ -273,12 +280,15 @@ impl Engine {
         &self.metrics
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     pub fn registry(&self) -> &'static Registry {
         self.registry
+    }
+
+    /// Returns after one more turn of the loop: what reached the engine before
+    /// this call (attempts' ends, new runs) is committed.
+    pub async fn flush(&self) {
+        // No run has the empty id: the loop answers at once, in the next turn.
+        let _ = self.wait("").await;
     }
 
     pub fn cancel(&self, run_id: &str) {

@@ -81,6 +81,6 @@ pub async fn resume_unfinished(
         engine.resume(meta.run_id.clone(), wf, entries).await;
     }
     // One more turn of the loop: the last resumed runs have acted.
-    let _ = engine.wait("").await;
+    engine.flush().await;
     Ok(unfinished.into_iter().map(|m| m.run_id).collect())
 }

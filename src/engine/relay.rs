@@ -93,8 +93,7 @@ impl Subscriptions {
 /// The run a trigger starts for an event: the same id every time, so an event
 /// delivered twice starts one run. Sortable by the event's time, like run ids.
 pub fn triggered_run_id(event: &EventRecord, workflow: &str) -> String {
-    let hash = super::compiled::content_hash(&format!("{}\0{workflow}", event.id));
-    format!("{:012x}{}", event.at, &hash[..8])
+    super::driver::derived_run_id(event.at, &format!("{}\0{workflow}", event.id))
 }
 
 /// The relay task, and what it has done.

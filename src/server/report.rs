@@ -3,7 +3,7 @@
 //! removed or renamed (they stay on their own version, which still has it).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -164,6 +164,3 @@ fn log(report: &ReloadReport) {
 pub fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
-
-/// Shared so the reload task and the API see the same reports.
-pub type SharedReports = Arc<Reports>;

@@ -30,9 +30,18 @@ pub struct RunMeta {
     pub updated_at: u64,
 }
 
+/// Every status a run can have; the last four are the ends.
+pub const RUN_STATUSES: [&str; 7] =
+    ["running", "waiting", "compensating", "succeeded", "failed", "compensated", "compensation_failed"];
+
+/// Whether a run of this status has ended.
+pub fn is_finished(status: &str) -> bool {
+    RUN_STATUSES[3..].contains(&status)
+}
+
 impl RunMeta {
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed" | "compensated" | "compensation_failed")
+        is_finished(&self.status)
     }
 }
 

@@ -22,15 +22,13 @@ use crate::engine::{replay, Versions};
 use crate::server::error::{ApiError, JsonBody};
 use crate::server::timeline;
 use crate::server::App;
-use crate::store::{RunFilter, RunMeta};
+use crate::store::{RunFilter, RunMeta, RUN_STATUSES as STATUSES};
 
 /// `?wait=` may ask for at most this long.
 const MAX_WAIT: Duration = Duration::from_secs(300);
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
-const STATUSES: [&str; 7] =
-    ["running", "waiting", "compensating", "succeeded", "failed", "compensated", "compensation_failed"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,10 +91,7 @@ fn active_workflow(app: &App, name: &str) -> Result<Arc<crate::engine::compiled:
             ),
         ));
     }
-    let hint = crate::validate::suggest::did_you_mean(name, snapshot.names().map(String::as_str))
-        .map(|h| format!("; {h}"))
-        .unwrap_or_default();
-    Err(ApiError::not_found(format!("there is no workflow `{name}`{hint}")))
+    Err(ApiError::not_found(snapshot.no_workflow(name)))
 }
 
 /// The run an `Idempotency-Key` names: the same key (for one workflow) is the same run.

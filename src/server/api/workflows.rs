@@ -42,16 +42,11 @@ fn summary(f: &FileState) -> Json_ {
 pub async fn one(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<Json_>, ApiError> {
     plain_id(&name, "workflow")?;
     let snapshot = app.catalog.snapshot();
-    let file = snapshot.file_of(&name).ok_or_else(|| {
-        let hint = crate::validate::suggest::did_you_mean(&name, snapshot.names().map(String::as_str))
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
-        ApiError::not_found(format!("there is no workflow `{name}`{hint}"))
-    })?;
+    let file = snapshot.file_of(&name).ok_or_else(|| ApiError::not_found(snapshot.no_workflow(&name)))?;
     let mut body = summary(file);
     body["reload"] = json!(app.reports.get(&name));
     if let Some(wf) = &file.active {
-        body["description"] = json!(description(wf));
+        body["description"] = json!(wf.description);
         body["input"] = json!(wf.input_json);
         body["steps"] = json!(graph(wf));
         body["triggers"] = json!({
@@ -80,12 +75,6 @@ fn graph(wf: &CompiledWorkflow) -> Vec<Json_> {
             })
         })
         .collect()
-}
-
-/// The `description:` line of the source, if any (the compiled form does not keep it).
-fn description(wf: &CompiledWorkflow) -> Option<String> {
-    let loaded = crate::dsl::loader::load_bytes(FilePath::new("workflow.yaml"), wf.source.as_bytes());
-    loaded.root.ok()?.get("description")?.as_str().map(str::to_owned)
 }
 
 /// `POST /v1/validate?file=NAME.yaml`: the body is a workflow's YAML; the
