@@ -114,6 +114,10 @@ enum Msg {
     },
     /// Stop launching attempts (a drain): what is in flight ends and is recorded.
     Pause,
+    /// Answered once the turn that takes it has committed.
+    Flush {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// The runs an event published from outside woke.
@@ -144,11 +148,9 @@ pub struct Engine {
     stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     transitions: broadcast::Sender<Arc<Transition>>,
     metrics: Arc<Metrics>,
+    /// Versions compiled from the store's copies, for reading runs back.
+    versions: Arc<std::sync::Mutex<super::Versions>>,
 }
-
-/// The engine loop stopped (its store failed); the runs are safe in the store.
-#[derive(Debug)]
-pub struct EngineStopped;
 
 impl Engine {
     /// Starts the loop on the current tokio runtime.
@@ -176,7 +178,7 @@ impl Engine {
             waits: HashMap::new(),
         };
         tokio::spawn(driver.run(rx));
-        Engine { tx, store, registry, stored: Arc::default(), transitions, metrics }
+        Engine { tx, store, registry, stored: Arc::default(), transitions, metrics, versions: Arc::default() }
     }
 
     /// Starts a run; its first entries, and its workflow version, are durable when
@@ -221,8 +223,20 @@ impl Engine {
         if let Some(record) = answer.await.ok().flatten() {
             return Some(record);
         }
-        let state = super::replay(self.store.as_ref(), &mut super::Versions::default(), run_id, self.registry).ok()?;
+        let state = self.replay(run_id).ok()?;
         (state.phase == Phase::Done).then(|| RunRecord::of(&state))
+    }
+
+    /// A run's state read back from the store (each version compiled once).
+    pub fn replay(&self, run_id: &str) -> Result<super::machine::RunState, String> {
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        super::replay(self.store.as_ref(), &mut versions, run_id, self.registry)
+    }
+
+    /// A workflow version from the store's copy (compiled once).
+    pub fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, String> {
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        versions.get(self.store.as_ref(), hash, self.registry)
     }
 
     /// Keeps a copy of a workflow version, once, so its runs can be read back and resumed.
@@ -287,8 +301,9 @@ impl Engine {
     /// Returns after one more turn of the loop: what reached the engine before
     /// this call (attempts' ends, new runs) is committed.
     pub async fn flush(&self) {
-        // No run has the empty id: the loop answers at once, in the next turn.
-        let _ = self.wait("").await;
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Flush { reply });
+        let _ = answer.await;
     }
 
     pub fn cancel(&self, run_id: &str) {
@@ -436,7 +451,8 @@ impl Driver {
         let mut commit = Commit::default();
         let mut touched: Vec<String> = Vec::new();
         let mut started: Vec<(String, bool, oneshot::Sender<Started>)> = Vec::new();
-        let mut resumed: Vec<oneshot::Sender<()>> = Vec::new();
+        // Resumes and flushes, answered once the commit is done.
+        let mut committed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();
         for msg in batch {
             match msg {
@@ -467,7 +483,7 @@ impl Driver {
                 Msg::Resume { run_id, wf, entries, reply } => {
                     self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
                     touched.push(run_id);
-                    resumed.push(reply);
+                    committed.push(reply);
                 }
                 Msg::Outcome { run_id, entry } => {
                     if self.rehydrate(&run_id) {
@@ -488,6 +504,7 @@ impl Driver {
                     self.outbox.push(event);
                 }
                 Msg::Pause => self.paused = true,
+                Msg::Flush { reply } => committed.push(reply),
                 Msg::Wait { run_id, reply } => {
                     match self.runs.contains_key(&run_id) || self.evicted.contains_key(&run_id) {
                         true => self.waiters.entry(run_id).or_default().push(reply),
@@ -520,7 +537,7 @@ impl Driver {
         for (run_id, new, reply) in started {
             let _ = reply.send(Ok((run_id, new)));
         }
-        for reply in resumed {
+        for reply in committed {
             let _ = reply.send(());
         }
         let mut woken = self.deliver(&emitted);
@@ -649,8 +666,10 @@ impl Driver {
         }
         if active.state.phase == Phase::Done {
             self.metrics.runs_finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let record = RunRecord::of(&active.state);
-            info!(run_id, workflow = %record.workflow, status = %record.status, "run finished");
+            info!(run_id, workflow = %active.state.wf.name, status = %active.status, "run finished");
+            // The record (a copy of every output) only for those waiting for it.
+            let waiters = self.waiters.remove(run_id).unwrap_or_default();
+            let record = (!waiters.is_empty()).then(|| RunRecord::of(&active.state));
             for (_, token) in active.launched.drain() {
                 token.cancel();
             }
@@ -658,8 +677,8 @@ impl Driver {
                 self.timers.remove(&key);
             }
             self.runs.remove(run_id);
-            for waiter in self.waiters.remove(run_id).unwrap_or_default() {
-                let _ = waiter.send(Some(record.clone()));
+            for waiter in waiters {
+                let _ = waiter.send(record.clone());
             }
             return;
         }

@@ -548,7 +548,8 @@ impl RunState {
         if let Some(entry) = self.next_compensation(d) {
             return vec![entry];
         }
-        if self.compensation_in_flight().is_some() || self.compensation_pending() {
+        // A compensation running is not done, so it is pending too.
+        if self.compensation_pending() {
             return Vec::new();
         }
         let out = self.schedule_section(Section::OnFailure, d);

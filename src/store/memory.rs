@@ -60,12 +60,7 @@ impl WriteRuns for MemoryStore {
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for (run, _, entry) in commit.entries {
-            match inner.journal.get_mut(&run) {
-                Some(entries) => entries.push(entry),
-                None => {
-                    inner.journal.insert(run, vec![entry]);
-                }
-            }
+            inner.journal.entry(run).or_default().push(entry);
         }
         for meta in commit.runs {
             inner.runs.insert(meta.run_id.clone(), meta);

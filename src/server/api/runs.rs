@@ -18,7 +18,6 @@ use crate::engine::compiled::content_hash;
 use crate::engine::driver::NewRun;
 use crate::engine::journal::Entry;
 use crate::engine::record::RunRecord;
-use crate::engine::{replay, Versions};
 use crate::server::error::{ApiError, JsonBody};
 use crate::server::timeline;
 use crate::server::App;
@@ -137,8 +136,7 @@ pub async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<
 
 fn record(app: &App, id: &str) -> Result<RunRecord, ApiError> {
     let meta = run_meta(app, id)?;
-    let state = replay(app.store.as_ref(), &mut Versions::default(), &meta.run_id, app.engine.registry())
-        .map_err(ApiError::internal)?;
+    let state = app.engine.replay(&meta.run_id).map_err(ApiError::internal)?;
     Ok(RunRecord::of(&state))
 }
 
@@ -207,8 +205,7 @@ pub async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
     let meta = run_meta(&app, &id)?;
     // Listen before reading the history: nothing falls between the two.
     let live = app.engine.transitions();
-    let wf =
-        Versions::default().get(app.store.as_ref(), &meta.hash, app.engine.registry()).map_err(ApiError::internal)?;
+    let wf = app.engine.version(&meta.hash).map_err(ApiError::internal)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
     tokio::spawn(follow(app.clone(), id, wf, live, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
