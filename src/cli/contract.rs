@@ -9,7 +9,7 @@ use crate::services::errors::{DSL_ERRORS, SERVICE_ERRORS};
 /// The service of an action (`inventory` of `inventory.reserve`), if it is one.
 fn service_of(spec: &ActionSpec) -> Option<(&str, &str)> {
     let (service, op) = spec.name.split_once('.')?;
-    (!matches!(service, "event" | "http")).then_some((service, op))
+    crate::config::SERVICE_NAMES.contains(&service).then_some((service, op))
 }
 
 const INTRO: &str = r#"# Services: the REST contract

@@ -133,10 +133,7 @@ pub enum Format {
     Github,
 }
 
-/// A run input from a JSON file (bounded in size).
-pub fn read_input_file(path: &std::path::Path) -> Result<serde_json::Value, String> {
-    run::read_input(&format!("@{}", path.display()))
-}
+pub use run::read_input_file;
 
 /// Exit code 2: the command was used wrongly.
 pub fn usage_error(message: &str) -> ExitCode {

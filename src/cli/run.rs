@@ -83,12 +83,12 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn read_bounded(file: &str) -> Result<String, String> {
+fn read_bounded(file: &Path) -> Result<String, String> {
     use std::io::Read;
     let mut text = String::new();
     std::fs::File::open(file)
         .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| format!("cannot read the input file {file}: {e}"))?;
+        .map_err(|e| format!("cannot read the input file {}: {e}", file.display()))?;
     Ok(text)
 }
 
@@ -116,14 +116,22 @@ pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
 
 /// `--input`: JSON text, or `@FILE`.
 pub fn read_input(given: &str) -> Result<Json, String> {
-    let (text, from) = match given.strip_prefix('@') {
-        Some(file) => (read_bounded(file)?, file),
-        None => (given.to_owned(), "--input"),
-    };
+    match given.strip_prefix('@') {
+        Some(file) => read_input_file(Path::new(file)),
+        None => parse_input(given, "--input"),
+    }
+}
+
+/// A run input from a JSON file (bounded in size).
+pub fn read_input_file(path: &Path) -> Result<Json, String> {
+    parse_input(&read_bounded(path)?, &path.display().to_string())
+}
+
+fn parse_input(text: &str, from: &str) -> Result<Json, String> {
     if text.len() as u64 > MAX_INPUT_BYTES {
         return Err(format!("{from} is larger than {} KiB, the most a run input may be", MAX_INPUT_BYTES / 1024));
     }
-    serde_json::from_str(&text)
+    serde_json::from_str(text)
         .map_err(|e| format!("{from} is not JSON: {e} (line {}, column {})", e.line(), e.column()))
 }
 

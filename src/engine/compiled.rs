@@ -180,7 +180,7 @@ impl CompiledWorkflow {
     /// "`w` has no step `x`; did you mean `y`?": what to say of a step id it lacks.
     pub fn no_step(&self, id: &str) -> String {
         let ids = self.steps.iter().map(|s| s.id.as_str());
-        let hint = crate::validate::suggest::did_you_mean(id, ids).map(|h| format!("; {h}")).unwrap_or_default();
+        let hint = crate::validate::suggest::hint(id, ids);
         format!("`{}` has no step `{id}`{hint}", self.name)
     }
 

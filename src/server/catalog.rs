@@ -85,9 +85,7 @@ impl Snapshot {
 
     /// "there is no workflow `x`", with "did you mean" when a name is close.
     pub fn no_workflow(&self, name: &str) -> String {
-        let hint = crate::validate::suggest::did_you_mean(name, self.names().map(String::as_str))
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
+        let hint = crate::validate::suggest::hint(name, self.names().map(String::as_str));
         format!("there is no workflow `{name}`{hint}")
     }
 }

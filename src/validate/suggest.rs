@@ -23,6 +23,14 @@ where
     closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
+/// `; did you mean `x`?` to end a message with, or nothing when no candidate is close.
+pub fn hint<'a, I>(word: &str, candidates: I) -> String
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    did_you_mean(word, candidates).map(|h| format!("; {h}")).unwrap_or_default()
+}
+
 /// Levenshtein distance with transpositions counted as one edit.
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();

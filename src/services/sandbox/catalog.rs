@@ -51,9 +51,7 @@ pub struct SandboxVendor(pub Ledger);
 impl Vendor for SandboxVendor {
     fn fetch_products(&self, _: Ctx, request: FetchPage) -> ServiceFuture<ProductPage> {
         ready(self.0.transact(|tx| {
-            let Some(feed) = tx.get::<Feed>(&format!("feed/{}", request.vendor_id))? else {
-                return abort(not_found("vendor", &request.vendor_id));
-            };
+            let feed: Feed = tx.require(&format!("feed/{}", request.vendor_id), "vendor", &request.vendor_id)?;
             let page = feed.page(request.page, request.page_size.unwrap_or(feed.page_size));
             if request.page > page.total_pages {
                 return abort(not_found("page", &format!("{} of {}", request.page, request.vendor_id)));

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use super::ledger::{abort, Ledger, Tx, TxResult};
 use super::ready;
 use crate::services::courses::*;
-use crate::services::errors::not_found;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,9 +101,7 @@ impl Courses for SandboxCourses {
     fn release_seat(&self, ctx: Ctx, request: SeatRef) -> ServiceFuture<SeatReleased> {
         ready(self.0.once("release_seat", &ctx, |tx| {
             let key = format!("seat/{}", request.seat_id);
-            let Some(mut seat) = tx.get::<SeatRecord>(&key)? else {
-                return abort(not_found("seat", &request.seat_id));
-            };
+            let mut seat: SeatRecord = tx.require(&key, "seat", &request.seat_id)?;
             let mut c = course(tx, &seat.course_id)?;
             let released = !seat.released;
             if released {

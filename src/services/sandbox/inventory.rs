@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::{abort, Ledger, Tx, TxResult};
 use super::ready;
-use crate::services::errors::not_found;
 use crate::services::inventory::*;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
@@ -84,9 +83,7 @@ impl Inventory for SandboxInventory {
     fn release(&self, ctx: Ctx, request: ReleaseStock) -> ServiceFuture<Released> {
         ready(self.0.once("release", &ctx, |tx| {
             let key = format!("reservation/{}", request.reservation_id);
-            let Some(mut held) = tx.get::<Held>(&key)? else {
-                return abort(not_found("reservation", &request.reservation_id));
-            };
+            let mut held: Held = tx.require(&key, "reservation", &request.reservation_id)?;
             let mut p = product(tx, &held.sku)?;
             let released = !held.released;
             if released {
