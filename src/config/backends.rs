@@ -94,12 +94,8 @@ impl Config {
         let mut webhooks = Vec::new();
         for hook in &self.webhooks {
             let name = hook.name.get_ref();
-            let mut headers: Vec<(String, Secret)> =
-                hook.headers.iter().map(|(k, v)| (k.clone(), Secret::plain(v.clone()))).collect();
-            if let Some(secret) = &hook.bearer_secret {
-                let token = self.secret(secret, &format!("webhook `{name}` bearer_secret"))?;
-                headers.push(("authorization".into(), Secret::hidden(format!("Bearer {token}"))));
-            }
+            let headers =
+                self.headers(&hook.headers, hook.bearer_secret.as_ref(), &format!("webhook `{name}` bearer_secret"))?;
             let events = match hook.events.is_empty() {
                 true => vec!["*".to_owned()],
                 false => hook.events.iter().map(|e| e.get_ref().clone()).collect(),
@@ -117,6 +113,23 @@ impl Config {
         Ok(webhooks)
     }
 
+    /// The headers a request carries: the plain ones, and `Authorization: Bearer`
+    /// from the named secret (`what` says where it is asked for, in errors).
+    fn headers(
+        &self,
+        plain: &std::collections::BTreeMap<String, String>,
+        bearer_secret: Option<&toml::Spanned<String>>,
+        what: &str,
+    ) -> Result<Vec<(String, Secret)>, ConfigError> {
+        let mut headers: Vec<(String, Secret)> =
+            plain.iter().map(|(k, v)| (k.clone(), Secret::plain(v.clone()))).collect();
+        if let Some(secret) = bearer_secret {
+            let token = self.secret(secret, what)?;
+            headers.push(("authorization".into(), Secret::hidden(format!("Bearer {token}"))));
+        }
+        Ok(headers)
+    }
+
     fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.iter().find(|(k, _)| k.get_ref() == name).map(|(_, v)| v)
     }
@@ -124,12 +137,7 @@ impl Config {
     /// The http backend of a service, when the config chooses it.
     fn http_service(&self, name: &str, client: &Client) -> Result<Option<HttpService>, ConfigError> {
         let Some(s) = self.service(name).filter(|s| s.backend.get_ref() == "http") else { return Ok(None) };
-        let mut headers: Vec<(String, Secret)> =
-            s.headers.iter().map(|(k, v)| (k.clone(), Secret::plain(v.clone()))).collect();
-        if let Some(secret) = &s.bearer_secret {
-            let token = self.secret(secret, &format!("services.{name}.bearer_secret"))?;
-            headers.push(("authorization".into(), Secret::hidden(format!("Bearer {token}"))));
-        }
+        let headers = self.headers(&s.headers, s.bearer_secret.as_ref(), &format!("services.{name}.bearer_secret"))?;
         Ok(Some(HttpService {
             service: name.to_owned(),
             base_url: s.base_url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default(),
