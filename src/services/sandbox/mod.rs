@@ -94,6 +94,8 @@ impl Sandbox {
             ledger.clear().map_err(|e| e.message)?;
             seed.apply(service, &ledger).map_err(|e| e.message)?;
         }
+        // The seed's writes are buffered in the ledgers: write them, then make them durable.
+        self.flush()?;
         self.db.flush().map_err(storage)?;
         Ok(())
     }
