@@ -1,7 +1,7 @@
 //! The command line: clap definitions and dispatch. Each subcommand lives in its own file.
 
 mod actions;
-mod bench;
+pub(crate) mod bench;
 mod bench_run;
 mod bench_serve;
 mod client;

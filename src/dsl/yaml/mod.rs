@@ -6,6 +6,8 @@
 //! Every resource is bounded: nesting depth, nodes (aliases expanded, so no
 //! "billion laughs"), anchors, and one document per file. Merge keys (`<<`) work.
 
+mod fast;
+
 use std::borrow::Cow;
 use std::collections::HashSet;
 
@@ -52,9 +54,18 @@ pub enum YamlError {
 /// Parses one YAML document; an empty text is `null`.
 pub fn parse(text: &str, limits: Limits) -> Result<Node, YamlError> {
     let mut builder = Builder { limits, stack: Vec::new(), anchors: Vec::new(), nodes: 0, documents: 0, root: None };
-    for item in Parser::new_from_str(text) {
-        let (event, span) = item.map_err(|e| syntax_error(text, &e))?;
-        builder.event(event, byte_span(&span))?;
+    match fast::events(text) {
+        Some(events) => {
+            for (event, span) in events {
+                builder.event(event, span)?;
+            }
+        }
+        None => {
+            for item in Parser::new_from_str(text) {
+                let (event, span) = item.map_err(|e| syntax_error(text, &e))?;
+                builder.event(event, byte_span(&span))?;
+            }
+        }
     }
     Ok(builder.root.unwrap_or(Node { value: Value::Null, span: Span::default() }))
 }
