@@ -3,6 +3,7 @@
 
 pub mod diagnostic;
 pub mod graph;
+pub mod instance;
 pub mod render;
 pub mod saga;
 pub mod steps;

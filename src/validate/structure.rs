@@ -11,6 +11,7 @@ use jsonschema::paths::LocationSegment;
 use serde_json::Value as Json;
 
 use super::diagnostic::{Code, Diagnostic};
+use super::instance::Tree;
 use super::suggest::did_you_mean;
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::Span;
@@ -21,7 +22,7 @@ pub const WORKFLOW_SCHEMA: &str = include_str!("../../schemas/workflow.schema.js
 /// The workflow schema, parsed and compiled once per process.
 pub struct WorkflowSchema {
     pub json: Json,
-    validator: jsonschema::Validator,
+    validator: jsonschema::Validator<Tree>,
 }
 
 impl WorkflowSchema {
@@ -30,8 +31,10 @@ impl WorkflowSchema {
         SCHEMA.get_or_init(|| {
             let json: Json =
                 serde_json::from_str(WORKFLOW_SCHEMA).expect("the embedded workflow schema is JSON (a test checks it)");
-            let validator =
-                jsonschema::draft202012::new(&json).expect("the embedded workflow schema compiles (a test checks it)");
+            let validator = jsonschema::options_for::<Tree>()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .build(&json)
+                .expect("the embedded workflow schema compiles (a test checks it)");
             WorkflowSchema { json, validator }
         })
     }
@@ -47,9 +50,8 @@ impl WorkflowSchema {
 
     /// Checks a file's tree; every error becomes a diagnostic at its key or value.
     pub fn check(&self, root: &Node) -> Vec<Diagnostic> {
-        let instance = root.to_json();
         let mut out = Vec::new();
-        for error in self.validator.iter_errors(&instance) {
+        for error in self.validator.iter_errors(root) {
             let path = instance_path(&error);
             let at = Place::new(root, &path, None);
             let known = self.keys(object_def(&path));
