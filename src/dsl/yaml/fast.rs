@@ -259,11 +259,7 @@ impl<'a> Fast<'a> {
     fn inline(&mut self, at: usize) -> Option<usize> {
         match self.b[at] {
             b'[' | b'{' => self.flow(at),
-            b'"' | b'\'' => {
-                let (event, end) = self.quoted(at)?;
-                self.out.push((event, Span::new(at, end)));
-                Some(end)
-            }
+            b'"' | b'\'' => self.quoted_scalar(at),
             c if starts_plain(c, self.b.get(at + 1).copied()) => {
                 let end = self.plain_block_end(at)?;
                 self.emit(plain(&self.text[at..end]), at, end);
@@ -359,11 +355,7 @@ impl<'a> Fast<'a> {
     fn flow_node(&mut self, at: usize) -> Option<usize> {
         match *self.b.get(at)? {
             b'[' | b'{' => self.flow(at),
-            b'"' | b'\'' => {
-                let (event, end) = self.quoted(at)?;
-                self.out.push((event, Span::new(at, end)));
-                Some(end)
-            }
+            b'"' | b'\'' => self.quoted_scalar(at),
             c if starts_plain(c, self.b.get(at + 1).copied())
                 && !(c == b'-' && matches!(self.b.get(at + 1), Some(b',' | b']' | b'}'))) =>
             {
@@ -393,6 +385,13 @@ impl<'a> Fast<'a> {
             }
         }
         trim_end(self.b, at, i)
+    }
+
+    /// Emits the one-line quoted scalar at `at`; gives its end.
+    fn quoted_scalar(&mut self, at: usize) -> Option<usize> {
+        let (event, end) = self.quoted(at)?;
+        self.emit(event, at, end);
+        Some(end)
     }
 
     /// A one-line quoted scalar at `at`: its event and its end after the quote.
