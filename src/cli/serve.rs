@@ -22,6 +22,9 @@ pub struct Args {
     /// How long attempts in flight get to end when the server is stopped (ctrl-c, SIGTERM).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     grace: Duration,
+    /// The most event streams (`GET /v1/runs/{id}/events`) and `?wait` requests open at once; more get 503.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_streams: u32,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -39,8 +42,13 @@ pub fn run(args: Args) -> ExitCode {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
-    let options =
-        ServeOptions { workflows: args.workflows, listen: args.listen, token: token_from_env(), grace: args.grace };
+    let options = ServeOptions {
+        workflows: args.workflows,
+        listen: args.listen,
+        token: token_from_env(),
+        grace: args.grace,
+        max_streams: args.max_streams as usize,
+    };
     let result: Result<(), String> = runtime().block_on(async move {
         let running = server::start(options, store, &backends).await?;
         println!("sagaflow serve: listening on http://{}", running.addr);

@@ -41,6 +41,12 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the server is shutting down; try again shortly")
     }
 
+    /// As many event streams and waits are open as the server takes.
+    pub fn busy() -> ApiError {
+        let message = "the server holds as many event streams and waits as it takes (--max-streams); try again shortly";
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message)
+    }
+
     /// The store or the engine failed: the request did not happen.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)

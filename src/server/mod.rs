@@ -27,6 +27,7 @@ use crate::engine::metrics::Metrics;
 use crate::engine::relay::{Relay, Subscriptions};
 use crate::store::Store;
 use catalog::Catalog;
+use error::ApiError;
 use report::Reports;
 
 /// A request body may be at most this large (run inputs, events, workflow text).
@@ -41,6 +42,8 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// How long in-flight attempts get to end when the server stops.
     pub grace: Duration,
+    /// The most event streams and `?wait` requests open at once.
+    pub max_streams: usize,
 }
 
 /// What the handlers share.
@@ -56,11 +59,25 @@ pub struct App {
     /// Cancelled when the server stops: live streams and long waits end.
     pub shutdown: CancellationToken,
     pub started_at: std::time::Instant,
+    /// One permit for each event stream or `?wait` request that may be open.
+    streams: Arc<tokio::sync::Semaphore>,
+    max_streams: usize,
 }
 
 impl App {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// A place for one more long request (an event stream, a `?wait`), held
+    /// until it ends; 503 when the server holds as many as it takes.
+    pub fn long_request(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.streams.clone().try_acquire_owned().map_err(|_| ApiError::busy())
+    }
+
+    /// How many long requests are open now.
+    pub fn long_requests_open(&self) -> u64 {
+        self.max_streams.saturating_sub(self.streams.available_permits()) as u64
     }
 
     /// Makes what the catalog holds now the engine's world: event triggers.
@@ -114,6 +131,8 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
         draining: AtomicBool::new(false),
         shutdown: CancellationToken::new(),
         started_at: std::time::Instant::now(),
+        streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
+        max_streams: options.max_streams,
     });
     let snapshot = app.catalog.snapshot();
     let reports_app = app.clone();

@@ -197,6 +197,37 @@ async fn events_wake_waits_streams_follow_and_cancel_rolls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_requests_are_bounded_and_a_closed_stream_gives_its_place_back() {
+    let dir = folder(&[("waiter.yaml", WAITER)]);
+    let server = Server::start_with(dir.path(), &["--max-streams", "1"], None);
+    let a = server.start_run("waiter", json!({"key": "a"})).await;
+    server.until_status(&a, &["waiting"]).await;
+    let events = format!("/v1/runs/{a}/events");
+    let first = server.request(reqwest::Method::GET, &events).send().await.expect("stream");
+    assert_eq!(first.status().as_u16(), 200);
+    let (status, body) = server.get(&events).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("too_many_streams")), "{body}");
+    let metrics = server.request(reqwest::Method::GET, "/metrics").send().await.expect("metrics");
+    let metrics = metrics.text().await.unwrap_or_default();
+    assert!(metrics.contains("\nsagaflow_long_requests_open 1\n"), "{metrics}");
+    let (status, body) = server.post("/v1/workflows/waiter/runs?wait=1s", json!({"input": {"key": "w"}})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("too_many_streams")), "{body}");
+    let (_, listed) = server.get("/v1/runs?workflow=waiter").await;
+    assert_eq!(listed["runs"].as_array().map(Vec::len), Some(1), "a refused wait starts no run: {listed}");
+    drop(first);
+    let mut again = 0;
+    for _ in 0..100 {
+        let response = server.request(reqwest::Method::GET, &events).send().await.expect("stream");
+        again = response.status().as_u16();
+        if again == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(again, 200, "the closed stream's place is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_validate_health_metrics_and_openapi() {
     let dir = folder(&[("five.yaml", FIVE), ("waiter.yaml", WAITER)]);
     let server = Server::start(dir.path());

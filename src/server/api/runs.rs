@@ -48,6 +48,7 @@ pub async fn start(
         return Err(ApiError::draining());
     }
     let wait = query.get("wait").map(|w| parse_wait(w)).transpose()?;
+    let _place = wait.map(|_| app.long_request()).transpose()?;
     let wf = active_workflow(&app, &name)?;
     let input = body.input.unwrap_or_else(|| json!({}));
     if let Some(e) = wf.check_input(&input) {
@@ -203,11 +204,15 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
 /// from its first, live until it ends (`event: end` carries the run record).
 pub async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
+    let place = app.long_request()?;
     // Listen before reading the history: nothing falls between the two.
     let live = app.engine.transitions();
     let wf = app.engine.version(&meta.hash).map_err(ApiError::internal)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
-    tokio::spawn(follow(app.clone(), id, wf, live, tx));
+    tokio::spawn(async move {
+        follow(app.clone(), id, wf, live, tx).await;
+        drop(place);
+    });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok::<Event, Infallible>(event), rx))
     });
