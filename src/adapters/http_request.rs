@@ -9,9 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::client::{forbidden, read_bounded, Client, Secret};
+use super::answer::exchange;
+use super::client::{forbidden, Client, Secret};
 use crate::actions::{Action, ActionFuture, Call, Effect};
-use crate::services::http::{retry_after, status_error, transport_error};
 use crate::services::{ActionError, Operation};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -151,21 +151,17 @@ impl HttpRequest {
             builder = builder.header("content-type", "application/json").body(bytes);
         }
         let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
-        let response = tokio::select! {
-            r = builder.send() => r.map_err(|e| transport_error(&shown, &e))?,
+        let answer = tokio::select! {
+            answer = exchange(builder, &shown, self.max_response_bytes) => answer?,
             _ = cancel.cancelled() => return Err(ActionError::new("cancelled", "the request was cancelled")),
         };
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let headers = response
-            .headers()
+        let headers = answer
+            .headers
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let bytes = read_bounded(response, self.max_response_bytes).await.map_err(|e| e.at(&shown))?;
-        if !(200..300).contains(&status) {
-            return Err(status_error(&shown, status, &bytes).with_retry_after(wait));
-        }
+        let status = answer.status;
+        let bytes = answer.body.map_err(|e| e.at(&shown))?;
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into_owned()));
         let out = Response { status, headers, body };

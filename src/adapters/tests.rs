@@ -119,6 +119,10 @@ async fn a_body_past_the_bound_is_too_large() {
     let big = vec![b'x'; 10_000];
     let (result, _) = call_with(Reply::raw(200, &big)).await;
     assert_eq!(result.err().map(|e| e.code), Some("too_large".into()));
+    let (result, _) = call_with(Reply::raw(503, &big).header("retry-after", "2")).await;
+    let e = result.err().unwrap_or_else(|| panic!("503 must fail"));
+    let what = (e.code.as_str(), e.retry_after_ms);
+    assert_eq!(what, ("unavailable", Some(2000)), "a failed status says what it means, however large its body");
 }
 
 #[tokio::test]

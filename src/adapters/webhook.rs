@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::client::{read_bounded, Client, Secret};
+use super::answer::exchange;
+use super::client::{Client, Secret};
 use crate::engine::journal::ActionError;
-use crate::services::http::{retry_after, status_error, transport_error};
 use crate::store::EventRecord;
 
 /// A receiver's answer is read (and dropped) up to this size.
@@ -75,14 +75,8 @@ impl Webhook {
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.header_value().map_err(refused)?);
         }
-        let response = request.send().await.map_err(|e| refused(transport_error(&self.url, &e)))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let answer = read_bounded(response, MAX_ANSWER).await.unwrap_or_default();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        Err(refused(status_error(&self.url, status, &answer).with_retry_after(wait)))
+        // A 2xx is delivery, whatever its body (read only to free the connection).
+        exchange(request, &self.url, MAX_ANSWER).await.map(drop).map_err(refused)
     }
 }
 

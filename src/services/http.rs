@@ -9,10 +9,8 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::{ActionError, Ctx, ServiceFuture};
-use crate::adapters::client::{read_bounded, Client, Secret};
-
-/// A `Retry-After` longer than this is taken as this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+use crate::adapters::answer::exchange;
+use crate::adapters::client::{Client, Secret};
 
 /// One service's REST endpoint.
 #[derive(Clone)]
@@ -83,65 +81,10 @@ impl HttpService {
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.header_value()?);
         }
-        let response = request.send().await.map_err(|e| transport_error(url, &e))?;
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let bytes = read_bounded(response, self.max_response_bytes).await.map_err(|e| e.at(url))?;
-        if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                ActionError::new("failed", format!("{url} answered {status} with a body that is not JSON ({e})"))
-            });
-        }
-        Err(status_error(url, status, &bytes).with_retry_after(retry_after))
+        let answer = exchange(request, url, self.max_response_bytes).await?;
+        let bytes = answer.body.map_err(|e| e.at(url))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ActionError::new("failed", format!("{url} answered {} with a body that is not JSON ({e})", answer.status))
+        })
     }
-}
-
-/// A failure before any answer: a timeout, or no connection.
-pub fn transport_error(url: &str, e: &reqwest::Error) -> ActionError {
-    if e.is_timeout() {
-        ActionError::new("timeout", format!("{url} did not answer in time"))
-    } else {
-        let cause = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
-        ActionError::new("unavailable", format!("cannot reach {url}{cause}"))
-    }
-}
-
-/// The DSL code of an HTTP status; the body's own documented code wins for a 4xx.
-pub fn status_error(url: &str, status: u16, body: &[u8]) -> ActionError {
-    let (own_code, own_message) = error_body(body);
-    let code = match status {
-        408 | 504 => "timeout",
-        429 => "rate_limited",
-        500..=599 => "unavailable",
-        404 => "not_found",
-        409 => "conflict",
-        _ => "invalid_input",
-    };
-    let code = match own_code {
-        Some(c) if (400..500).contains(&status) && status != 429 && super::errors::is_documented(&c) => c,
-        _ => code.to_owned(),
-    };
-    let message = own_message.unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-    ActionError::new(code, format!("{url} answered {status}: {}", message.trim()))
-}
-
-/// `{"error": {"code", "message"}}`, if that is what the body is.
-fn error_body(body: &[u8]) -> (Option<String>, Option<String>) {
-    let json: Json = serde_json::from_slice(body).unwrap_or(Json::Null);
-    let field = |f: &str| json.pointer(&format!("/error/{f}")).and_then(Json::as_str).map(str::to_owned);
-    (field("code"), field("message"))
-}
-
-/// `Retry-After` in seconds or as an HTTP date, as milliseconds from now.
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            let ms = at.timestamp_millis() - crate::engine::driver::now_ms() as i64;
-            Duration::from_millis(ms.max(0) as u64)
-        }
-    };
-    Some(wait.min(MAX_RETRY_AFTER).as_millis() as u64)
 }
