@@ -6,7 +6,7 @@
 mod backends;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -38,14 +38,7 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// Where the file was read from (none: defaults).
     #[serde(skip)]
-    pub source: Option<Source>,
-}
-
-/// The file a config came from, for errors found after parsing.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub path: PathBuf,
-    pub text: String,
+    pub source: Option<std::sync::Arc<crate::dsl::span::SourceFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,7 +153,7 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let source = Source { path: path.to_owned(), text: text.to_owned() };
+        let source = crate::dsl::span::SourceFile::new(path, text.to_owned());
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| source.position(s.start)).unwrap_or_else(|| source.position(0));
             ConfigError(format!("{at}: {}", e.message().trim()))
@@ -259,15 +252,6 @@ impl Config {
                 .map(|d| d.std())
                 .map_err(|e| self.error(v.span(), &format!("{key} `{}`: {e}", v.get_ref()))),
         }
-    }
-}
-
-impl Source {
-    /// `file:line:column` of a byte offset.
-    pub fn position(&self, offset: usize) -> String {
-        let file = crate::dsl::span::SourceFile::new(self.path.clone(), self.text.clone());
-        let at = file.line_col(offset);
-        format!("{}:{}:{}", self.path.display(), at.line, at.column)
     }
 }
 

@@ -67,6 +67,12 @@ impl SourceFile {
         &self.path
     }
 
+    /// `file:line:column` of a byte offset, as people and editors read it.
+    pub fn position(&self, offset: usize) -> String {
+        let at = self.line_col(offset);
+        format!("{}:{}:{}", self.path.display(), at.line, at.column)
+    }
+
     /// The line and column of a byte offset (clamped to the text).
     pub fn line_col(&self, offset: usize) -> LineCol {
         let offset = self.floor_char_boundary(offset.min(self.text.len()));

@@ -60,8 +60,7 @@ pub enum Expected {
 
 /// `file:line:column: message`.
 pub fn at(file: &SourceFile, span: Span, message: &str) -> String {
-    let lc = file.line_col(span.start);
-    format!("{}:{}:{}: {message}", file.path.display(), lc.line, lc.column)
+    format!("{}: {message}", file.position(span.start))
 }
 
 const CASE_KEYS: &[&str] = &["name", "input", "fail", "events", "expect"];

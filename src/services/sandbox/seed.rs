@@ -29,10 +29,7 @@ impl Seed {
     /// Reads a seed from YAML; a wrong one gets the file and the field.
     pub fn parse(path: &Path, text: &str) -> Result<Seed, String> {
         let loaded = crate::dsl::loader::load_bytes(path, text.as_bytes());
-        let root = loaded.root.map_err(|d| {
-            let at = loaded.file.line_col(d.span.start);
-            format!("{}:{}:{}: {}", path.display(), at.line, at.column, d.message)
-        })?;
+        let root = loaded.root.map_err(|d| format!("{}: {}", loaded.file.position(d.span.start), d.message))?;
         serde_json::from_value(root.to_json()).map_err(|e| format!("{}: not a sandbox seed: {e}", path.display()))
     }
 
