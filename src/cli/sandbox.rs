@@ -51,7 +51,9 @@ fn show(args: ShowArgs) -> ExitCode {
             return usage_error(&format!("there is no sandbox service `{service}`{hint}"));
         }
     }
-    let state = match super::setup::open(&args.data).and_then(|(_, b)| b.sandbox.show(args.service.as_deref())) {
+    let state = match super::setup::open_sandbox(&args.data)
+        .and_then(|(_, sandbox, _)| sandbox.show(args.service.as_deref()))
+    {
         Ok(state) => state,
         Err(e) => return usage_error(&e),
     };
@@ -79,9 +81,7 @@ fn human(state: &Json) -> String {
 }
 
 fn reset(args: ResetArgs) -> ExitCode {
-    let done = super::setup::open(&args.data)
-        .and_then(|(_, b)| super::setup::config()?.seed().map_err(|e| e.0).map(|seed| (b, seed)))
-        .and_then(|(b, seed)| b.sandbox.reset(&seed));
+    let done = super::setup::open_sandbox(&args.data).and_then(|(_, sandbox, seed)| sandbox.reset(&seed));
     match done {
         Ok(()) => {
             println!("the sandbox in {} is back to its seed", args.data.display());

@@ -10,6 +10,7 @@ use crate::config::{Backends, Config};
 use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions, Simulation};
 use crate::engine::relay::{Relay, Subscriptions};
+use crate::services::sandbox::{Sandbox, Seed};
 use crate::store::sled::SledStore;
 
 /// `--config`, set once by the command line.
@@ -25,7 +26,7 @@ pub fn config() -> Result<Config, String> {
 }
 
 /// The sandbox seed the config names (or the shipped one), for `test` and `explore`.
-pub fn seed() -> Result<crate::services::sandbox::Seed, String> {
+pub fn seed() -> Result<Seed, String> {
     config()?.seed().map_err(|e| e.0)
 }
 
@@ -35,6 +36,15 @@ pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
     let store = SledStore::open(data).map_err(|e| e.0)?;
     let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
     Ok((Arc::new(store), backends))
+}
+
+/// The store in `data` and its sandbox alone, for `sandbox show` and `reset`:
+/// no backends are built, so a secret the config names need not be set.
+pub fn open_sandbox(data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
+    let seed = seed()?;
+    let store = SledStore::open(data).map_err(|e| e.0)?;
+    let sandbox = Sandbox::open(store.db(), &seed, true)?;
+    Ok((store, sandbox, seed))
 }
 
 /// An engine over the store with its relay: what `run` and `resume` start.

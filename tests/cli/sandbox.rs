@@ -77,6 +77,22 @@ fn show_prints_one_service() {
 }
 
 #[test]
+fn show_and_reset_need_no_secret_the_config_names() {
+    let config = "[services.payments]\nbackend = \"http\"\nbase_url = \"http://127.0.0.1:9/v1\"\nbearer_secret = \"NOT_SET_ANYWHERE\"\n";
+    let hello = "name: hello\nsteps:\n  - { id: a, action: mock, with: { output: 1 } }\n";
+    let mut t = Test::new().file("sagaflow.toml", config).file("hello.yaml", hello);
+    let dir = t.path_buf();
+    let reset = Test::in_dir(&dir).args(&["sandbox", "reset", "--data", "d"]);
+    reset.stdout("the sandbox in d is back to its seed\n").run();
+    Test::in_dir(&dir).args(&["sandbox", "show", "mail", "--data", "d"]).stdout("mail\n  mail (0)\n").run();
+    Test::in_dir(&dir)
+        .args(&["run", "hello.yaml", "--data", "d"])
+        .stderr("error: sagaflow.toml:4:17: services.payments.bearer_secret names the secret `NOT_SET_ANYWHERE`, but SAGAFLOW_SECRET_NOT_SET_ANYWHERE is not set\n")
+        .status(2)
+        .run();
+}
+
+#[test]
 fn an_unknown_service_is_bad_usage() {
     Test::new()
         .args(&["sandbox", "show", "invetory", "--data", "d"])
