@@ -15,6 +15,7 @@ use crate::validate::{check_text, Checked};
 pub struct CompiledStep {
     pub id: String,
     pub action: String,
+    pub kind: StepKind,
     pub section: Section,
     /// Positions of the steps it needs.
     pub needs: Vec<usize>,
@@ -28,8 +29,33 @@ pub struct CompiledStep {
     pub compensate: Option<CompiledCompensate>,
 }
 
+/// How the engine carries out an action: most are calls to the registry; the
+/// engine's own are a durable timer, a wait for an event, and an outbox write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Call,
+    /// `sleep`: a timer in the journal, no task held.
+    Sleep,
+    /// `event.wait`: parked until its event or its timeout.
+    Wait,
+    /// `event.emit`: the event is written to the outbox with the step's outcome.
+    Emit,
+}
+
+impl StepKind {
+    pub fn of(action: &str) -> StepKind {
+        match action {
+            "sleep" => StepKind::Sleep,
+            "event.wait" => StepKind::Wait,
+            "event.emit" => StepKind::Emit,
+            _ => StepKind::Call,
+        }
+    }
+}
+
 pub struct CompiledCompensate {
     pub action: String,
+    pub kind: StepKind,
     pub with: ValueTemplate,
     pub retry: Retry,
     pub timeout_ms: Option<u64>,
@@ -99,6 +125,7 @@ impl CompiledWorkflow {
             let compensate = match &s.compensate {
                 Some(c) => Some(CompiledCompensate {
                     action: c.action.value.clone(),
+                    kind: StepKind::of(&c.action.value),
                     with: compile_opt(&mut templates, c.with.as_ref())?,
                     retry: c.retry.clone().unwrap_or_else(|| default_retry.clone()),
                     timeout_ms: c.timeout.as_ref().map(|t| t.value.millis()).or(default_timeout),
@@ -108,6 +135,7 @@ impl CompiledWorkflow {
             steps.push(CompiledStep {
                 id: s.id.value.clone(),
                 action: s.action.value.clone(),
+                kind: StepKind::of(&s.action.value),
                 section: s.section,
                 needs: s.needs.ids().into_iter().filter_map(position).collect(),
                 with: compile_opt(&mut templates, s.with.as_ref())?,

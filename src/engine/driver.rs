@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
-use super::compiled::CompiledWorkflow;
+use super::compiled::{CompiledWorkflow, StepKind};
 use super::inject::Injection;
 use super::journal::{ActionError, Entry, Item, Outcome};
 use super::machine::{Decide, Phase, RunState};
@@ -599,7 +599,7 @@ impl Driver {
             Entry::AttemptFinished { step, item, attempt, .. } => {
                 active.finished.push((*step, *item));
                 active.launched.remove(&(false, *step, *item, *attempt));
-                let is_wait = active.state.wf.steps.get(*step).is_some_and(|d| d.action == "event.wait");
+                let is_wait = active.state.wf.steps.get(*step).is_some_and(|d| d.kind == StepKind::Wait);
                 if let Some(awaited) = is_wait.then(|| active.state.awaited_event(*step, *item).ok()).flatten() {
                     // Only the list of this wait's own type and key can hold it.
                     if let Some(waiters) = self.waits.get_mut(&awaited) {
@@ -834,7 +834,7 @@ impl Driver {
         }
         if !compensation && active.state.is_wait_step(s) {
             active.launched.insert(key, CancellationToken::new());
-            let is_sleep = active.state.wf.steps[s].action == "sleep";
+            let is_sleep = active.state.wf.steps[s].kind == StepKind::Sleep;
             let began = if is_sleep && self.simulation.skip_sleeps {
                 active.state.sleep_end(s, item).and_then(|(_, woke)| match woke {
                     Outcome::Ok(data) => Ok(Some(data)),
@@ -858,9 +858,11 @@ impl Driver {
         active.launched.insert(key, token.clone());
         let state = &active.state;
         let def = &state.wf.steps[s];
-        let (action_name, input, timeout_ms, suffix) = match (&def.compensate, compensation) {
-            (Some(c), true) => (c.action.clone(), state.compensation_input(s, item), c.timeout_ms, ":compensate"),
-            _ => (def.action.clone(), state.attempt_input(s, item), def.timeout_ms, ""),
+        let (action_name, kind, input, timeout_ms, suffix) = match (&def.compensate, compensation) {
+            (Some(c), true) => {
+                (c.action.clone(), c.kind, state.compensation_input(s, item), c.timeout_ms, ":compensate")
+            }
+            _ => (def.action.clone(), def.kind, state.attempt_input(s, item), def.timeout_ms, ""),
         };
         let idempotency_key = match item {
             Some(i) => format!("{run_id}:{}:{i}{suffix}", def.id),
@@ -875,7 +877,7 @@ impl Driver {
                 return;
             }
         };
-        if action_name == "event.emit" {
+        if kind == StepKind::Emit {
             let outcome = self.emit(&input, idempotency_key);
             self.ready.push((run, finished(outcome)));
             return;

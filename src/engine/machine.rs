@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
 
-use super::compiled::{CompiledStep, CompiledWorkflow};
+use super::compiled::{CompiledStep, CompiledWorkflow, StepKind};
 use super::journal::{ActionError, Entry, Item, Outcome};
 use super::template::{RenderFailure, ValueTemplate};
 use crate::dsl::model::{OnError, Retry, Section};
@@ -440,7 +440,7 @@ impl RunState {
     /// Whether a step waits inside the engine (`sleep`, `event.wait`) rather than
     /// calling an action: it holds no task, and its end comes from a timer or an event.
     pub fn is_wait_step(&self, s: usize) -> bool {
-        matches!(self.wf.steps[s].action.as_str(), "sleep" | "event.wait")
+        matches!(self.wf.steps[s].kind, StepKind::Sleep | StepKind::Wait)
     }
 
     /// The event type and key an `event.wait` unit waits for.
@@ -477,13 +477,13 @@ impl RunState {
             out.push((deadline, Entry::RunTimedOut { at: deadline }));
         }
         for (s, item, attempt) in self.in_flight() {
-            match self.wf.steps[s].action.as_str() {
-                "sleep" => {
+            match self.wf.steps[s].kind {
+                StepKind::Sleep => {
                     if let Ok((due, outcome)) = self.sleep_end(s, item) {
                         out.push((due, Entry::AttemptFinished { step: s, item, attempt, outcome, at: due }));
                     }
                 }
-                "event.wait" => {
+                StepKind::Wait => {
                     let started = self.unit(s, item).and_then(|u| u.started_at).unwrap_or(self.started_at);
                     if let Some(timeout) = self.wf.steps[s].timeout_ms {
                         let due = started.saturating_add(timeout);
