@@ -2,10 +2,12 @@
 //! `{"error": {"code", "message"}}`; and the JSON body extractor whose every
 //! rejection (syntax, content type, size) becomes one of them.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 /// An error the API answers with.
@@ -66,13 +68,48 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A JSON request body: like axum's `Json`, with its rejections as [`ApiError`]s.
+/// A request body of at most [`super::MAX_BODY_BYTES`]. A larger one is read on
+/// (up to [`MAX_DRAINED_BYTES`]) and dropped, so a client still sending it reads
+/// the `413` instead of a reset connection.
+pub struct BoundedBody(pub Bytes);
+
+/// How much of an oversized body is read and dropped before the connection is cut.
+pub const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
+
+impl<S: Send + Sync> FromRequest<S> for BoundedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let mut stream = req.into_body().into_data_stream();
+        let mut body = Vec::new();
+        let mut seen = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| too_large_or(StatusCode::BAD_REQUEST, e.to_string()))?;
+            seen = seen.saturating_add(chunk.len());
+            if seen <= super::MAX_BODY_BYTES {
+                body.extend_from_slice(&chunk);
+            } else if seen > MAX_DRAINED_BYTES {
+                break;
+            }
+        }
+        if seen > super::MAX_BODY_BYTES {
+            return Err(too_large_or(StatusCode::PAYLOAD_TOO_LARGE, String::new()));
+        }
+        Ok(BoundedBody(body.into()))
+    }
+}
+
+/// A JSON request body: like axum's `Json` over a [`BoundedBody`], with its
+/// rejections as [`ApiError`]s.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let BoundedBody(bytes) = BoundedBody::from_request(Request::new(body), state).await?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => Err(rejected(rejection)),

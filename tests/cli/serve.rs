@@ -124,6 +124,13 @@ async fn bad_requests_get_an_error_that_says_what() {
             413,
             "too_large",
         ),
+        (
+            server
+                .request(reqwest::Method::POST, "/v1/validate")
+                .body(format!("name: x\n#{}\n", "x".repeat(3 * 1024 * 1024))),
+            413,
+            "too_large",
+        ),
         (server.request(reqwest::Method::POST, "/v1/workflows/fiv/runs").json(&json!({})), 404, "not_found"),
         (server.request(reqwest::Method::POST, "/v1/workflows/broken/runs").json(&json!({})), 422, "workflow_invalid"),
         (

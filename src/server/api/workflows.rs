@@ -4,8 +4,6 @@ use std::collections::HashMap;
 use std::path::Path as FilePath;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde_json::{json, Value as Json_};
@@ -14,7 +12,7 @@ use super::plain_id;
 use crate::dsl::model::Section;
 use crate::engine::compiled::CompiledWorkflow;
 use crate::server::catalog::FileState;
-use crate::server::error::{too_large_or, ApiError};
+use crate::server::error::{ApiError, BoundedBody};
 use crate::server::App;
 use crate::validate::render;
 
@@ -82,17 +80,15 @@ fn graph(wf: &CompiledWorkflow) -> Vec<Json_> {
 pub async fn validate(
     State(app): State<Arc<App>>,
     Query(query): Query<HashMap<String, String>>,
-    body: Result<Bytes, BytesRejection>,
+    BoundedBody(body): BoundedBody,
 ) -> Result<Json<Json_>, ApiError> {
-    let body = body.map_err(|e| too_large_or(e.status(), e.body_text()))?;
     let name = query.get("file").map_or("request.yaml", String::as_str);
     if name.len() > 255 {
         return Err(ApiError::bad_request("bad_request", "?file= names a file in at most 255 characters"));
     }
-    let registry = app.engine.registry();
     let name = name.to_owned();
     let report = tokio::task::spawn_blocking(move || {
-        let checked = crate::validate::check_text(FilePath::new(&name), &body, registry);
+        let checked = crate::validate::check_text(FilePath::new(&name), &body, app.engine.registry());
         render::json(std::slice::from_ref(&checked.report))
     })
     .await
