@@ -84,7 +84,7 @@ pub struct Registered {
 
 /// The set of actions a workflow may call.
 pub struct Registry {
-    actions: BTreeMap<String, Registered>,
+    actions: BTreeMap<String, Arc<Registered>>,
 }
 
 /// A spec whose schema does not compile: a programming error in the registry.
@@ -97,11 +97,17 @@ pub struct InvalidSpec {
 impl Registry {
     /// The built-in actions, compiled once per process.
     pub fn builtin() -> &'static Registry {
-        static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        Registry::builtin_shared()
+    }
+
+    /// The built-in actions, to hand to an engine (which shares its registry).
+    pub fn builtin_shared() -> &'static Arc<Registry> {
+        static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
         REGISTRY.get_or_init(|| {
             let http = crate::adapters::http_request::HttpRequest::detached();
-            Registry::with_services(&crate::services::Services::detached(), http)
-                .expect("built-in action schemas compile (a test checks it)")
+            let registry = Registry::with_services(&crate::services::Services::detached(), http)
+                .expect("built-in action schemas compile (a test checks it)");
+            Arc::new(registry)
         })
     }
 
@@ -126,13 +132,19 @@ impl Registry {
         for (spec, action) in actions {
             let input_validator = compile(&spec, &spec.input_schema)?;
             let output_validator = compile(&spec, &spec.output_schema)?;
-            registered.insert(spec.name.clone(), Registered { spec, input_validator, output_validator, action });
+            let entry = Registered { spec, input_validator, output_validator, action };
+            registered.insert(entry.spec.name.clone(), Arc::new(entry));
         }
         Ok(Registry { actions: registered })
     }
 
     pub fn get(&self, name: &str) -> Option<&Registered> {
-        self.actions.get(name)
+        self.actions.get(name).map(|r| &**r)
+    }
+
+    /// An action to keep past the registry's borrow (an attempt in its own task).
+    pub fn shared(&self, name: &str) -> Option<Arc<Registered>> {
+        self.actions.get(name).cloned()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -65,9 +65,9 @@ fn step_action(action: &str, i: usize) -> String {
 
 /// The registry: built-ins for `mock`; the sandbox in the run store's database,
 /// seeded with one product of unbounded stock, for `sandbox`.
-fn registry(action: &str, store: Option<&SledStore>) -> Result<&'static Registry, String> {
+fn registry(action: &str, store: Option<&SledStore>) -> Result<Arc<Registry>, String> {
     if action != "sandbox" {
-        return Ok(Registry::builtin());
+        return Ok(Registry::builtin_shared().clone());
     }
     let seed = crate::services::sandbox::Seed::parse(
         std::path::Path::new("bench-seed.yaml"),
@@ -114,7 +114,7 @@ fn resume_parked(data: &std::path::Path) -> ExitCode {
         Err(e) => return usage_error(&e.0),
     };
     let resumed = runtime().block_on(async move {
-        let engine = Engine::start(store.clone(), Registry::builtin(), EngineOptions::default());
+        let engine = Engine::start(store.clone(), Registry::builtin_shared().clone(), EngineOptions::default());
         let start = Instant::now();
         let ids = crate::engine::resume_unfinished(&engine, store.as_ref(), Registry::builtin()).await?;
         Ok::<_, String>((ids.len(), start.elapsed()))
@@ -171,7 +171,7 @@ pub fn run(args: Args) -> ExitCode {
         None => Arc::new(MemoryStore::default()),
     };
     let source = workflow(&args.action, args.steps, args.waiting, args.sleep, args.event);
-    let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, registry) {
+    let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, &registry) {
         Ok(wf) => wf,
         Err(_) => return usage_error("the benchmark workflow does not compile"),
     };

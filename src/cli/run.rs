@@ -51,8 +51,8 @@ pub fn run(args: Args) -> ExitCode {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
-    let registry = backends.registry;
-    let wf = match CompiledWorkflow::compile(&path, &source, registry) {
+    let registry = backends.registry.clone();
+    let wf = match CompiledWorkflow::compile(&path, &source, &registry) {
         Ok(wf) => wf,
         Err(NotRunnable(report)) => {
             eprint!("{}", render::human(std::slice::from_ref(&report), false));

@@ -97,7 +97,7 @@ pub fn resume(args: ResumeArgs) -> ExitCode {
     let records: Result<Vec<RunRecord>, String> = runtime().block_on(async move {
         let started = super::setup::start(store.clone(), &backends, &args.workflows, Default::default());
         let engine = started.engine.clone();
-        let unfinished = resume_unfinished(&engine, store.as_ref(), backends.registry).await?;
+        let unfinished = resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
         let mut records = Vec::new();
         for run_id in &unfinished {
             let record =

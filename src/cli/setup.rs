@@ -61,9 +61,9 @@ pub const RELAY_GRACE: Duration = Duration::from_secs(5);
 /// `workflows` with `event` triggers start runs when their events come.
 pub fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path, simulation: Simulation) -> Started {
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
-    subscriptions.set_workflows(triggered(workflows, backends.registry));
+    subscriptions.set_workflows(triggered(workflows, &backends.registry));
     let options = EngineOptions { subscriptions: subscriptions.clone(), simulation, ..EngineOptions::default() };
-    let engine = Engine::start(store.clone(), backends.registry, options);
+    let engine = Engine::start(store.clone(), backends.registry.clone(), options);
     let relay = Relay::spawn(engine.clone(), store, subscriptions);
     Started { engine, relay }
 }

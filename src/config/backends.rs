@@ -25,7 +25,7 @@ pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 20;
 
 /// What a process runs with.
 pub struct Backends {
-    pub registry: &'static Registry,
+    pub registry: Arc<Registry>,
     pub sandbox: Sandbox,
     /// Who takes emitted events over HTTP.
     pub webhooks: Vec<Arc<Webhook>>,
@@ -66,7 +66,7 @@ impl Backends {
         let registry = Registry::with_services(&services, http)
             .map_err(|e| ConfigError(format!("action `{}` has a broken schema: {}", e.action, e.message)))?;
         let webhooks = config.webhooks(&client)?;
-        Ok(Backends { registry: Box::leak(Box::new(registry)), sandbox, webhooks })
+        Ok(Backends { registry: Arc::new(registry), sandbox, webhooks })
     }
 }
 

@@ -108,7 +108,7 @@ async fn a_secret_reaches_the_service_and_nothing_else_and_retry_after_is_honour
     let backends = Backends::build(&config, Some(&store)).unwrap_or_else(|e| panic!("{e}"));
     let yaml = "name: secretive\nsteps:\n  - id: reserve\n    action: inventory.reserve\n    with: { sku: BOOK-001, quantity: 1, reference: \"{{secrets.PLANTED_TOKEN}}\" }\n    retry: { max_attempts: 3, backoff: fixed, delay: 10ms }\n";
     let wf =
-        CompiledWorkflow::compile(Path::new("s.yaml"), yaml, backends.registry).unwrap_or_else(|_| panic!("compiles"));
+        CompiledWorkflow::compile(Path::new("s.yaml"), yaml, &backends.registry).unwrap_or_else(|_| panic!("compiles"));
 
     let logs = Caught::default();
     let writer = logs.clone();
@@ -118,7 +118,7 @@ async fn a_secret_reaches_the_service_and_nothing_else_and_retry_after_is_honour
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let engine = Engine::start(Arc::new(store), backends.registry, EngineOptions::default());
+    let engine = Engine::start(Arc::new(store), backends.registry.clone(), EngineOptions::default());
     let run_id = engine.start_run(wf, json!({})).await.unwrap_or_else(|e| panic!("{}", e.0));
     let record = engine.wait(&run_id).await.unwrap_or_else(|| panic!("the run ended"));
     drop(engine);

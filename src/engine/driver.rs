@@ -143,7 +143,7 @@ const TRANSITIONS_BUFFER: usize = 8192;
 pub struct Engine {
     tx: mpsc::UnboundedSender<Msg>,
     store: Arc<dyn Store>,
-    registry: &'static Registry,
+    registry: Arc<Registry>,
     /// Workflow versions whose copy is known to be in the store.
     stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     transitions: broadcast::Sender<Arc<Transition>>,
@@ -154,7 +154,7 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the loop on the current tokio runtime.
-    pub fn start(store: Arc<dyn Store>, registry: &'static Registry, options: EngineOptions) -> Engine {
+    pub fn start(store: Arc<dyn Store>, registry: Arc<Registry>, options: EngineOptions) -> Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let (transitions, _) = broadcast::channel(TRANSITIONS_BUFFER);
         let metrics = options.metrics.clone();
@@ -162,8 +162,8 @@ impl Engine {
             transitions: transitions.clone(),
             paused: false,
             store: store.clone(),
-            registry,
-            tx: tx.clone(),
+            registry: registry.clone(),
+            tx: tx.downgrade(),
             permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
             metrics: options.metrics,
             subscriptions: options.subscriptions,
@@ -230,13 +230,13 @@ impl Engine {
     /// A run's state read back from the store (each version compiled once).
     pub fn replay(&self, run_id: &str) -> Result<super::machine::RunState, String> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        super::replay(self.store.as_ref(), &mut versions, run_id, self.registry)
+        super::replay(self.store.as_ref(), &mut versions, run_id, &self.registry)
     }
 
     /// A workflow version from the store's copy (compiled once).
     pub fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, String> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-        versions.get(self.store.as_ref(), hash, self.registry)
+        versions.get(self.store.as_ref(), hash, &self.registry)
     }
 
     /// Keeps a copy of a workflow version, once, so its runs can be read back and resumed.
@@ -294,8 +294,8 @@ impl Engine {
         &self.metrics
     }
 
-    pub fn registry(&self) -> &'static Registry {
-        self.registry
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Returns after one more turn of the loop: what reached the engine before
@@ -337,8 +337,10 @@ struct Driver {
     subscriptions: Arc<Subscriptions>,
     simulation: Simulation,
     store: Arc<dyn Store>,
-    registry: &'static Registry,
-    tx: mpsc::UnboundedSender<Msg>,
+    registry: Arc<Registry>,
+    /// Weak, so the loop ends once every handle to the engine is gone (an attempt
+    /// in its own task holds a strong one until its end is sent).
+    tx: mpsc::WeakUnboundedSender<Msg>,
     permits: Arc<Semaphore>,
     runs: HashMap<String, Active>,
     timers: BTreeMap<(u64, u64), (String, Entry)>,
@@ -441,7 +443,7 @@ impl Driver {
         let due: Vec<(u64, u64)> = self.timers.range(..(now + 1, 0)).map(|(k, _)| *k).collect();
         for key in due {
             if let Some((run_id, entry)) = self.timers.remove(&key) {
-                let _ = self.tx.send(Msg::Outcome { run_id, entry });
+                self.ready.push((run_id, entry));
             }
         }
     }
@@ -868,12 +870,11 @@ impl Driver {
             Some(i) => format!("{run_id}:{}:{i}{suffix}", def.id),
             None => format!("{run_id}:{}{suffix}", def.id),
         };
-        let tx = self.tx.clone();
         let run = run_id.to_owned();
         let input = match input {
             Ok(input) => input,
             Err(e) => {
-                let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(Outcome::Err(e)) });
+                self.ready.push((run, finished(Outcome::Err(e))));
                 return;
             }
         };
@@ -882,9 +883,9 @@ impl Driver {
             self.ready.push((run, finished(outcome)));
             return;
         }
-        let Some(registered) = self.registry.get(&action_name) else {
+        let Some(registered) = self.registry.shared(&action_name) else {
             let e = ActionError::new("failed", format!("the action `{action_name}` is not registered"));
-            let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(Outcome::Err(e)) });
+            self.ready.push((run, finished(Outcome::Err(e))));
             return;
         };
         let call =
@@ -908,12 +909,13 @@ impl Driver {
         if permit.is_some() {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             if let std::task::Poll::Ready(result) = span.in_scope(|| future.as_mut().poll(&mut cx)) {
-                let outcome = checked(registered, result);
+                let outcome = checked(&registered, result);
                 span.in_scope(|| log_finished(&outcome, began));
                 self.ready.push((run, finished(outcome)));
                 return;
             }
         }
+        let Some(tx) = self.tx.upgrade() else { return };
         let permits = self.permits.clone();
         let metrics = self.metrics.clone();
         metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -929,7 +931,7 @@ impl Driver {
                     }
                 };
                 let outcome = match permit {
-                    Ok(_permit) => attempt_outcome(registered, future, token, timeout_ms).await,
+                    Ok(_permit) => attempt_outcome(&registered, future, token, timeout_ms).await,
                     Err(_) => Outcome::Err(ActionError::new("unavailable", "the engine is shutting down")),
                 };
                 log_finished(&outcome, began);
@@ -980,7 +982,7 @@ fn log_entry(run_id: &str, state: &RunState, entry: &Entry) {
 
 /// Runs one attempt under its timeout and cancellation, and checks its output.
 async fn attempt_outcome(
-    registered: &'static crate::actions::Registered,
+    registered: &crate::actions::Registered,
     future: crate::actions::ActionFuture,
     token: CancellationToken,
     timeout_ms: Option<u64>,

@@ -58,7 +58,7 @@ fn setup(answer: fn(&Call) -> Result<Json, ActionError>, delay_ms: u64, max_conc
         errors: Vec::new(),
     };
     let registry = match Registry::from_actions(vec![(spec, Arc::new(probe))]) {
-        Ok(r) => Box::leak(Box::new(r)),
+        Ok(r) => Arc::new(r),
         Err(e) => panic!("{e:?}"),
     };
     let engine = Engine::start(
@@ -153,7 +153,8 @@ async fn attempts_in_flight_never_exceed_the_global_bound() {
 #[tokio::test]
 async fn cancelling_a_run_cancels_its_attempt_and_rolls_back() {
     let registry = Registry::builtin();
-    let engine = Engine::start(Arc::new(MemoryStore::default()), registry, EngineOptions::default());
+    let engine =
+        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
     let yaml = "name: w\nsteps:\n  - id: quick\n    action: mock\n    compensate: { action: mock }\n  - id: slow\n    action: mock\n    with: { delay: 5s }\n";
     let wf = match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, registry) {
         Ok(wf) => wf,
@@ -189,7 +190,8 @@ fn builtin(yaml: &str) -> Arc<CompiledWorkflow> {
 
 #[tokio::test]
 async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
-    let engine = Engine::start(Arc::new(MemoryStore::default()), Registry::builtin(), EngineOptions::default());
+    let engine =
+        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
     let waiter = builtin("name: waiter\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: order.paid, key: '{{input.order}}' }\n    timeout: 10s\n");
     let emitter = builtin("name: emitter\nsteps:\n  - id: emit\n    action: event.emit\n    with: { type: order.paid, key: o-1, data: { amount: 12 } }\n");
     let waiting = engine.start_run(waiter.clone(), json!({ "order": "o-1" })).await.expect("started");
@@ -207,7 +209,8 @@ async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
 
 #[tokio::test]
 async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out() {
-    let engine = Engine::start(Arc::new(MemoryStore::default()), Registry::builtin(), EngineOptions::default());
+    let engine =
+        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
     let wf = builtin("name: late\nsteps:\n  - id: first\n    action: sleep\n    with: { for: 200ms }\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-7 }\n    timeout: 5s\n");
     let id = engine.start_run(wf, json!({})).await.expect("started");
     engine.publish("user.verified", "u-7", json!({ "at": "now" })).await.expect("published");
@@ -221,7 +224,8 @@ async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_runs_wait_at_once_and_one_event_wakes_them_all() {
-    let engine = Engine::start(Arc::new(MemoryStore::default()), Registry::builtin(), EngineOptions::default());
+    let engine =
+        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
     let wf = builtin("name: many\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: launch.go, key: all }\n    timeout: 10m\n");
     let mut ids = Vec::with_capacity(10_000);
     for _ in 0..10_000 {
@@ -232,4 +236,32 @@ async fn ten_thousand_runs_wait_at_once_and_one_event_wakes_them_all() {
         let r = engine.wait(id).await.expect("record");
         assert_eq!(r.status, "succeeded");
     }
+}
+
+/// The loop ends once every handle is gone, even with a run parked on a timer,
+/// and lets go of its registry (and so of the services and stores behind it).
+#[tokio::test]
+async fn dropping_every_handle_ends_the_loop_and_frees_the_registry() {
+    let http = crate::adapters::http_request::HttpRequest::detached();
+    let registry = match Registry::with_services(&crate::services::Services::detached(), http) {
+        Ok(r) => Arc::new(r),
+        Err(e) => panic!("{e:?}"),
+    };
+    let engine = Engine::start(Arc::new(MemoryStore::default()), registry.clone(), EngineOptions::default());
+    let yaml = "name: w\nsteps:\n  - id: nap\n    action: sleep\n    with: { for: 1h }\n";
+    let wf = match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, &registry) {
+        Ok(wf) => wf,
+        Err(e) => panic!("{:?}", e.0.diagnostics),
+    };
+    engine.start_run(wf, json!({})).await.expect("started");
+    engine.flush().await;
+    assert!(Arc::strong_count(&registry) > 1, "the engine holds the registry while it runs");
+    drop(engine);
+    for _ in 0..200 {
+        if Arc::strong_count(&registry) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the engine loop kept its registry after every handle was dropped");
 }

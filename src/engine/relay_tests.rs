@@ -65,7 +65,7 @@ fn start(subscriptions: Subscriptions) -> Running {
     let store = Arc::new(MemoryStore::default());
     let subscriptions = Arc::new(subscriptions);
     let options = EngineOptions { subscriptions: subscriptions.clone(), ..EngineOptions::default() };
-    let engine = Engine::start(store.clone(), Registry::builtin(), options);
+    let engine = Engine::start(store.clone(), Registry::builtin_shared().clone(), options);
     let relay = Relay::spawn(engine.clone(), store.clone() as Arc<dyn Store>, subscriptions);
     Running { engine, relay, store }
 }

@@ -203,7 +203,7 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
         simulation: Simulation { halt_after, ..simulation.clone() },
         ..EngineOptions::default()
     };
-    let engine = Engine::start(store.clone(), backends.registry, options(s.halt_after));
+    let engine = Engine::start(store.clone(), backends.registry.clone(), options(s.halt_after));
     let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject: s.inject };
     let (run_id, _) = engine.start_new(new).await.map_err(|e| e.0)?;
     let record = match engine.wait(&run_id).await {
@@ -211,8 +211,8 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
         None => {
             // The crash: a new engine on the same store resumes the run.
             drop(engine);
-            let engine = Engine::start(store.clone(), backends.registry, options(None));
-            crate::engine::resume_unfinished(&engine, store.as_ref(), backends.registry).await?;
+            let engine = Engine::start(store.clone(), backends.registry.clone(), options(None));
+            crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
             engine.wait(&run_id).await.ok_or_else(|| format!("run {run_id} did not end after its resume"))?
         }
     };

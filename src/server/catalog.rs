@@ -130,7 +130,7 @@ impl Change {
 /// The workflows directory and its current snapshot.
 pub struct Catalog {
     dir: PathBuf,
-    registry: &'static Registry,
+    registry: Arc<Registry>,
     current: RwLock<Arc<Snapshot>>,
     /// One reload at a time.
     reloading: Mutex<()>,
@@ -139,7 +139,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn new(dir: &Path, registry: &'static Registry) -> Catalog {
+    pub fn new(dir: &Path, registry: Arc<Registry>) -> Catalog {
         Catalog {
             dir: dir.to_owned(),
             registry,
@@ -205,11 +205,11 @@ impl Catalog {
         let source = match String::from_utf8(bytes) {
             Ok(source) => source,
             Err(e) => {
-                let report = crate::validate::check_text(file, e.as_bytes(), self.registry).report;
+                let report = crate::validate::check_text(file, e.as_bytes(), &self.registry).report;
                 return invalid(file, source_hash, known, report);
             }
         };
-        match CompiledWorkflow::compile(file, &source, self.registry) {
+        match CompiledWorkflow::compile(file, &source, &self.registry) {
             Ok(wf) => FileState {
                 file: file.to_owned(),
                 name: Some(wf.name.clone()),

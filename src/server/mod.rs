@@ -104,7 +104,7 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
             "listening on {addr} (not loopback) needs a token: set SAGAFLOW_API_TOKEN, or listen on 127.0.0.1"
         ));
     }
-    let catalog = Arc::new(Catalog::new(&options.workflows, backends.registry));
+    let catalog = Arc::new(Catalog::new(&options.workflows, backends.registry.clone()));
     let catalog_for_load = catalog.clone();
     let changes = tokio::task::spawn_blocking(move || catalog_for_load.reload())
         .await
@@ -116,9 +116,9 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
         metrics.run_moved(&meta.workflow, "", &meta.status);
     }
     let options_engine = EngineOptions { subscriptions: subscriptions.clone(), metrics, ..EngineOptions::default() };
-    let engine = Engine::start(store.clone(), backends.registry, options_engine);
+    let engine = Engine::start(store.clone(), backends.registry.clone(), options_engine);
     let relay = Relay::spawn(engine.clone(), store.clone(), subscriptions.clone());
-    let resumed = crate::engine::resume_unfinished(&engine, store.as_ref(), backends.registry).await?;
+    let resumed = crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let app = Arc::new(App {
