@@ -74,9 +74,21 @@ async fn the_console_shows_workflows_starts_a_run_follows_it_and_sends_an_event(
     browser.until("#timeline", |t| t.contains("compensation finished")).await;
     browser.screenshot("07-run-compensated").await;
 
-    // The run list.
+    // The run list: filtered, and paged back to the oldest run.
+    for n in 0..60 {
+        server.start_run("five", json!({ "n": n })).await;
+    }
     browser.goto(&format!("{}/#/runs", server.url)).await;
-    browser.until("#runs", |t| t.contains(&run)).await;
-    assert!(browser.count("#runs tr[data-run]").await >= 3);
+    browser.until("#runs-shown", |t| t == "50 shown").await;
     browser.screenshot("08-runs").await;
+    browser.click("#runs-more").await;
+    browser.until("#runs-shown", |t| t == "63 shown, all of them").await;
+    assert_eq!(browser.count("#runs-more[hidden]").await, 1, "no older runs: the button goes");
+    browser.choose("#runs-status", "compensated").await;
+    browser.until("#runs-shown", |t| t == "1 shown, all of them").await;
+    assert!(browser.text("#runs").await.contains(&run), "the rolled-back run is the one compensated");
+    browser.choose("#runs-status", "").await;
+    browser.choose("#runs-workflow", "waiter").await;
+    browser.until("#runs-shown", |t| t == "2 shown, all of them").await;
+    browser.screenshot("09-runs-filtered").await;
 }

@@ -137,6 +137,11 @@ impl Browser {
         self.call(reqwest::Method::POST, &self.at(&format!("/element/{id}/click")), json!({})).await;
     }
 
+    /// Picks an option of a `<select>` the way a person does (a click on it).
+    pub async fn choose(&self, select: &str, value: &str) {
+        self.click(&format!("{select} option[value=\"{value}\"]")).await;
+    }
+
     /// Types into a field.
     pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.element(css).await;
