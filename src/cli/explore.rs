@@ -23,8 +23,8 @@ pub struct Args {
     /// Also crash after every step's effect, before its checkpoint, and resume.
     #[arg(long)]
     crash: bool,
-    #[arg(long, value_enum, default_value = "human")]
-    format: RunFormat,
+    #[command(flatten)]
+    output: super::Output,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -56,7 +56,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(points) => points,
         Err(e) => return usage_error(&e),
     };
-    match args.format {
+    match args.output.format {
         RunFormat::Json => println!("{}", serde_json::to_string(&points).unwrap_or_default()),
         RunFormat::Human => print!("{}", table(&wf.name, given.as_deref(), &points, started.elapsed())),
     }

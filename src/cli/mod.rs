@@ -140,3 +140,19 @@ pub fn usage_error(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
+
+/// `--data DIR`, the data directory, shared by every command that opens one.
+#[derive(clap::Args)]
+pub struct DataDir {
+    /// The data directory (the sled store).
+    #[arg(long = "data", value_name = "DIR", default_value = ".sagaflow")]
+    pub path: std::path::PathBuf,
+}
+
+/// `--format`, how a command that prints runs prints them.
+#[derive(clap::Args)]
+pub struct Output {
+    /// `human` to read, `json` for scripts.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: RunFormat,
+}

@@ -1,7 +1,6 @@
 //! `sagaflow outbox [--data DIR] [--format human|json]`: event deliveries still
 //! pending (with their attempts and last error) and dead letters.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{usage_error, RunFormat};
@@ -10,14 +9,14 @@ use crate::store::OutboxTable;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
-    #[arg(long, value_enum, default_value = "human")]
-    format: RunFormat,
+    #[command(flatten)]
+    data: super::DataDir,
+    #[command(flatten)]
+    output: super::Output,
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let store = match SledStore::open(&args.data) {
+    let store = match SledStore::open(&args.data.path) {
         Ok(store) => store,
         Err(e) => return usage_error(&e.0),
     };
@@ -25,7 +24,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(both) => both,
         Err(e) => return usage_error(&e.0),
     };
-    match args.format {
+    match args.output.format {
         RunFormat::Json => {
             println!("{}", serde_json::json!({ "pending": pending, "dead_letters": dead }));
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::Value as Json;
 
-use super::{output, runtime, usage_error, RunFormat};
+use super::{output, runtime, usage_error};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
 use crate::engine::driver::{NewRun, Simulation};
 use crate::engine::inject::Injection;
@@ -18,14 +18,13 @@ pub struct Args {
     /// The run input: JSON text, or @FILE to read it from a file.
     #[arg(long, default_value = "{}")]
     input: String,
-    /// The data directory (the sled store).
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
+    #[command(flatten)]
+    data: super::DataDir,
     /// Where to look for a workflow given by name.
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
-    #[arg(long, value_enum, default_value = "human")]
-    format: RunFormat,
+    #[command(flatten)]
+    output: super::Output,
     /// Fail a step's attempts at dispatch: STEP[=CODE][xN], or STEP.compensate[=CODE][xN]
     /// for its compensation (CODE defaults to `unavailable`; xN: only the first N attempts).
     #[arg(long = "fail", value_name = "STEP[=CODE][xN]")]
@@ -47,7 +46,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let (store, backends) = match super::setup::open(&args.data) {
+    let (store, backends) = match super::setup::open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
@@ -78,7 +77,7 @@ pub fn run(args: Args) -> ExitCode {
         record
     });
     match record {
-        Ok(record) => output::print_run(&record, args.format),
+        Ok(record) => output::print_run(&record, args.output.format),
         Err(e) => usage_error(&e),
     }
 }
@@ -150,7 +149,7 @@ fn run_on_server(server: &str, args: &Args) -> ExitCode {
         false => args.workflow.clone(),
     };
     match read_input(&args.input) {
-        Ok(input) => super::client::run(server, &name, input, args.format),
+        Ok(input) => super::client::run(server, &name, input, args.output.format),
         Err(e) => usage_error(&e),
     }
 }

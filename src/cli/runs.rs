@@ -13,10 +13,10 @@ use crate::store::{ReadRuns, RunFilter};
 #[derive(clap::Args)]
 pub struct ShowArgs {
     run_id: String,
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
-    #[arg(long, value_enum, default_value = "human")]
-    format: RunFormat,
+    #[command(flatten)]
+    data: super::DataDir,
+    #[command(flatten)]
+    output: super::Output,
     /// Ask a running `sagaflow serve` instead of opening the data directory.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
@@ -24,14 +24,14 @@ pub struct ShowArgs {
 
 pub fn show(args: ShowArgs) -> ExitCode {
     if let Some(server) = &args.server {
-        return super::client::show(server, &args.run_id, args.format);
+        return super::client::show(server, &args.run_id, args.output.format);
     }
-    let store = match SledStore::open(&args.data) {
+    let store = match SledStore::open(&args.data.path) {
         Ok(store) => store,
         Err(e) => return usage_error(&e.0),
     };
     match replay(&store, &mut Versions::default(), &args.run_id, Registry::builtin()) {
-        Ok(state) => output::print_run(&RunRecord::of(&state), args.format),
+        Ok(state) => output::print_run(&RunRecord::of(&state), args.output.format),
         Err(e) => usage_error(&e),
     }
 }
@@ -44,10 +44,10 @@ pub struct RunsArgs {
     /// Only runs of this workflow.
     #[arg(long)]
     workflow: Option<String>,
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
-    #[arg(long, value_enum, default_value = "human")]
-    format: RunFormat,
+    #[command(flatten)]
+    data: super::DataDir,
+    #[command(flatten)]
+    output: super::Output,
     /// Ask a running `sagaflow serve` instead of opening the data directory.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
@@ -57,7 +57,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
     let filter = RunFilter { workflow: args.workflow, status: args.status };
     let runs = match &args.server {
         Some(server) => super::client::runs(server, &filter),
-        None => SledStore::open(&args.data)
+        None => SledStore::open(&args.data.path)
             .and_then(|store| store.runs())
             .map(|runs| runs.into_iter().filter(|r| filter.matches(r)).collect())
             .map_err(|e| e.0),
@@ -66,7 +66,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
         Ok(runs) => runs,
         Err(e) => return usage_error(&e),
     };
-    match args.format {
+    match args.output.format {
         RunFormat::Json => println!("{}", serde_json::to_string(&runs).unwrap_or_default()),
         RunFormat::Human => {
             println!("{:20}  {:24}  {:20}", "run", "workflow", "status");
@@ -80,17 +80,17 @@ pub fn runs(args: RunsArgs) -> ExitCode {
 
 #[derive(clap::Args)]
 pub struct ResumeArgs {
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
+    #[command(flatten)]
+    data: super::DataDir,
     /// Workflows here with `event` triggers start runs when their events come.
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
-    #[arg(long, value_enum, default_value = "human")]
-    format: RunFormat,
+    #[command(flatten)]
+    output: super::Output,
 }
 
 pub fn resume(args: ResumeArgs) -> ExitCode {
-    let (store, backends) = match super::setup::open(&args.data) {
+    let (store, backends) = match super::setup::open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
@@ -111,7 +111,7 @@ pub fn resume(args: ResumeArgs) -> ExitCode {
         Ok(records) => records,
         Err(e) => return usage_error(&e),
     };
-    match args.format {
+    match args.output.format {
         RunFormat::Json => println!("{}", serde_json::to_string(&records).unwrap_or_default()),
         RunFormat::Human => {
             if records.is_empty() {

@@ -1,6 +1,5 @@
 //! `sagaflow sandbox show [SERVICE] [--format json]` and `sagaflow sandbox reset`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::Value as Json;
@@ -20,18 +19,16 @@ pub enum Command {
 pub struct ShowArgs {
     /// inventory, payments, orders, users, courses, vendor, erp, catalog, ai or mail.
     service: Option<String>,
-    /// The data directory (the sled store).
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
-    #[arg(long, value_enum, default_value = "human")]
-    format: RunFormat,
+    #[command(flatten)]
+    data: super::DataDir,
+    #[command(flatten)]
+    output: super::Output,
 }
 
 #[derive(clap::Args)]
 pub struct ResetArgs {
-    /// The data directory (the sled store).
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
+    #[command(flatten)]
+    data: super::DataDir,
 }
 
 pub fn run(command: Command) -> ExitCode {
@@ -51,13 +48,13 @@ fn show(args: ShowArgs) -> ExitCode {
             return usage_error(&format!("there is no sandbox service `{service}`{hint}"));
         }
     }
-    let state = match super::setup::open_sandbox(&args.data)
+    let state = match super::setup::open_sandbox(&args.data.path)
         .and_then(|(_, sandbox, _)| sandbox.show(args.service.as_deref()))
     {
         Ok(state) => state,
         Err(e) => return usage_error(&e),
     };
-    match args.format {
+    match args.output.format {
         RunFormat::Json => println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default()),
         RunFormat::Human => print!("{}", human(&state)),
     }
@@ -81,10 +78,10 @@ fn human(state: &Json) -> String {
 }
 
 fn reset(args: ResetArgs) -> ExitCode {
-    let done = super::setup::open_sandbox(&args.data).and_then(|(_, sandbox, seed)| sandbox.reset(&seed));
+    let done = super::setup::open_sandbox(&args.data.path).and_then(|(_, sandbox, seed)| sandbox.reset(&seed));
     match done {
         Ok(()) => {
-            println!("the sandbox in {} is back to its seed", args.data.display());
+            println!("the sandbox in {} is back to its seed", args.data.path.display());
             ExitCode::SUCCESS
         }
         Err(e) => usage_error(&e),

@@ -13,9 +13,8 @@ pub struct Args {
     /// The workflows directory: watched, reloaded as files change.
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
-    /// The data directory (the sled store).
-    #[arg(long, default_value = ".sagaflow")]
-    data: PathBuf,
+    #[command(flatten)]
+    data: super::DataDir,
     /// Where to listen. Anything but loopback needs SAGAFLOW_API_TOKEN set.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -38,7 +37,7 @@ pub fn token_from_env() -> Option<String> {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let (store, backends) = match super::setup::open(&args.data) {
+    let (store, backends) = match super::setup::open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
