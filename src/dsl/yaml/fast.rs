@@ -79,6 +79,12 @@ impl Line {
     }
 }
 
+/// How a plain scalar in block context ends: `Key` at its `:`, `Value` at its end.
+enum PlainEnd {
+    Key(usize),
+    Value(usize),
+}
+
 /// A key read on a line: its event, and where its `:` is.
 struct Key<'a> {
     event: Event<'a>,
@@ -220,14 +226,14 @@ impl<'a> Fast<'a> {
     }
 
     /// A key and its `:` at `at`; `Some(None)` when the line holds no key there.
-    fn key(&mut self, at: usize) -> Option<Option<Key<'a>>> {
+    fn key(&self, at: usize) -> Option<Option<Key<'a>>> {
         let (event, end) = match self.b[at] {
             b'"' | b'\'' => self.quoted(at)?,
             c if starts_plain(c, self.b.get(at + 1).copied()) => {
-                let Some(colon) = self.plain_key_end(at) else { return Some(None) };
+                let PlainEnd::Key(colon) = self.plain_block(at) else { return Some(None) };
                 let end = trim_end(self.b, at, colon);
                 let text = &self.text[at..end];
-                if text.bytes().any(|c| matches!(c, b'[' | b']' | b'{' | b'}' | b',')) || end - at > MAX_KEY_BYTES {
+                if text.bytes().any(|c| matches!(c, b'[' | b']' | b'{' | b'}' | b',')) {
                     return None;
                 }
                 (plain(text), end)
@@ -241,27 +247,14 @@ impl<'a> Fast<'a> {
         Some(Some(Key { event, span: Span::new(at, end), colon }))
     }
 
-    /// The `:` ending a plain key that starts at `at`, if the line has one before a comment.
-    fn plain_key_end(&self, at: usize) -> Option<usize> {
-        let mut i = at;
-        while i < self.b.len() {
-            match self.b[i] {
-                b'\n' => return None,
-                b':' if self.blank_or_end(i + 1) => return Some(i),
-                b'#' if self.b[i - 1] == b' ' => return None,
-                _ => i += 1,
-            }
-        }
-        None
-    }
-
     /// A one-line scalar or flow collection in block context; gives its end.
     fn inline(&mut self, at: usize) -> Option<usize> {
         match self.b[at] {
             b'[' | b'{' => self.flow(at),
             b'"' | b'\'' => self.quoted_scalar(at),
             c if starts_plain(c, self.b.get(at + 1).copied()) => {
-                let end = self.plain_block_end(at)?;
+                // A `: ` inside would make it a key (or an error): not for the fast path.
+                let PlainEnd::Value(end) = self.plain_block(at) else { return None };
                 self.emit(plain(&self.text[at..end]), at, end);
                 Some(end)
             }
@@ -269,19 +262,19 @@ impl<'a> Fast<'a> {
         }
     }
 
-    /// The end of a plain scalar in block context: the line's end or a comment.
-    /// A `: ` inside would make it a key (or an error): not for the fast path.
-    fn plain_block_end(&self, at: usize) -> Option<usize> {
+    /// Where a plain scalar in block context that starts at `at` ends: at a `: `
+    /// (it is a key), or at the line's end or a comment (it is a value).
+    fn plain_block(&self, at: usize) -> PlainEnd {
         let mut i = at;
         while i < self.b.len() {
             match self.b[i] {
                 b'\n' => break,
-                b':' if self.blank_or_end(i + 1) => return None,
+                b':' if self.blank_or_end(i + 1) => return PlainEnd::Key(i),
                 b'#' if self.b[i - 1] == b' ' => break,
                 _ => i += 1,
             }
         }
-        Some(trim_end(self.b, at, i))
+        PlainEnd::Value(trim_end(self.b, at, i))
     }
 
     /// A flow collection on one line; gives its end.
