@@ -84,7 +84,7 @@ impl<S: Send + Sync> FromRequest<S> for BoundedBody {
         let mut body = Vec::new();
         let mut seen = 0usize;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| too_large_or(StatusCode::BAD_REQUEST, e.to_string()))?;
+            let chunk = chunk.map_err(|e| unreadable(e.to_string()))?;
             seen = seen.saturating_add(chunk.len());
             if seen <= super::MAX_BODY_BYTES {
                 body.extend_from_slice(&chunk);
@@ -93,7 +93,7 @@ impl<S: Send + Sync> FromRequest<S> for BoundedBody {
             }
         }
         if seen > super::MAX_BODY_BYTES {
-            return Err(too_large_or(StatusCode::PAYLOAD_TOO_LARGE, String::new()));
+            return Err(too_large());
         }
         Ok(BoundedBody(body.into()))
     }
@@ -134,14 +134,19 @@ fn rejected(rejection: JsonRejection) -> ApiError {
 }
 
 /// A body that could not be read: too large (413), or cut off.
-pub fn too_large_or(status: StatusCode, text: String) -> ApiError {
+fn too_large_or(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            status,
-            "too_large",
-            format!("the body is larger than {} KiB, the most this server takes", super::MAX_BODY_BYTES / 1024),
-        )
+        too_large()
     } else {
-        ApiError::bad_request("bad_request", format!("the body could not be read: {text}"))
+        unreadable(text)
     }
+}
+
+fn too_large() -> ApiError {
+    let message = format!("the body is larger than {} KiB, the most this server takes", super::MAX_BODY_BYTES / 1024);
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+}
+
+fn unreadable(text: String) -> ApiError {
+    ApiError::bad_request("bad_request", format!("the body could not be read: {text}"))
 }

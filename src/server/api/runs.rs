@@ -210,7 +210,7 @@ pub async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
     let wf = app.engine.version(&meta.hash).map_err(ApiError::internal)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
     tokio::spawn(async move {
-        follow(app.clone(), id, wf, live, tx).await;
+        follow(app, id, wf, live, tx).await;
         drop(place);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
