@@ -30,3 +30,24 @@ fn html(status: StatusCode, body: &'static str) -> Response {
     ];
     (status, headers, body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statuses the console filters by and the OpenAPI file lists are the store's.
+    #[test]
+    fn the_console_and_the_openapi_file_know_every_run_status() {
+        let statuses: Vec<&str> = crate::store::RUN_STATUSES.to_vec();
+        let openapi: serde_json::Value = serde_json::from_str(OPENAPI).expect("the OpenAPI file is JSON");
+        assert_eq!(
+            openapi.pointer("/components/schemas/RunRecord/properties/status/enum"),
+            Some(&serde_json::json!(statuses))
+        );
+        let line =
+            CONSOLE.lines().find(|l| l.starts_with("const STATUSES = ")).expect("the console lists the statuses");
+        let listed = line.trim_start_matches("const STATUSES = ").trim_end_matches(';');
+        let listed: Vec<String> = serde_json::from_str(listed).expect("a JSON list");
+        assert_eq!(listed, statuses);
+    }
+}
