@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod adapters;
+pub mod base;
 pub mod cli;
 pub mod config;
 pub mod dsl;

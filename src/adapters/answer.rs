@@ -34,8 +34,16 @@ pub async fn exchange(request: reqwest::RequestBuilder, shown: &str, max: usize)
     Err(status_error(shown, status, &body).with_retry_after(retry_after(&headers)))
 }
 
-/// A failure before any answer: a timeout, or no connection.
+/// A failure before any answer: a timeout, no connection, or a name that
+/// resolves only to addresses no request may reach (not retryable).
 fn transport_error(url: &str, e: &reqwest::Error) -> ActionError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(refused) = c.downcast_ref::<super::client::ForbiddenAddress>() {
+            return ActionError::new("forbidden", format!("{url} was not called: {refused}"));
+        }
+        cause = c.source();
+    }
     if e.is_timeout() {
         ActionError::new("timeout", format!("{url} did not answer in time"))
     } else {

@@ -2,7 +2,7 @@
 //! never reach a link-local or cloud-metadata address, bounded bodies, and
 //! secrets kept out of logs.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,37 +49,95 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Cloud metadata and host services outside the link-local range: Alibaba
+/// (100.100.100.200), Azure's wire server (168.63.129.16) and Oracle's
+/// (192.0.0.192).
+const METADATA_V4: [Ipv4Addr; 3] =
+    [Ipv4Addr::new(100, 100, 100, 200), Ipv4Addr::new(168, 63, 129, 16), Ipv4Addr::new(192, 0, 0, 192)];
+
+/// fd00:ec2::254, the AWS metadata service over IPv6.
+const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254);
+
 /// Addresses no request may reach: link-local (where cloud metadata services
-/// live), unspecified and broadcast.
+/// live), the known metadata addresses, unspecified and broadcast; and any
+/// IPv6 address that carries one of those IPv4 addresses inside it (mapped,
+/// compatible, NAT64, 6to4, Teredo), by the IPv4 address's own rules.
 pub fn forbidden(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+        IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden(IpAddr::V4(v4));
-            }
             let segments = v6.segments();
             v6.is_unspecified()
                 || (segments[0] & 0xffc0) == 0xfe80
-                // fd00:ec2::254, the AWS metadata service over IPv6.
-                || segments == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254]
+                || v6 == METADATA_V6
+                || embedded_v4(v6).into_iter().any(forbidden_v4)
         }
     }
 }
 
+fn forbidden_v4(v4: Ipv4Addr) -> bool {
+    v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || METADATA_V4.contains(&v4)
+}
+
+/// The IPv4 addresses an IPv6 address carries, by the standard embeddings.
+fn embedded_v4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let pair = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let mut found = Vec::new();
+    // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated but routed by some stacks).
+    if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
+        found.push(pair(s[6], s[7]));
+    }
+    // NAT64: 64:ff9b::/96 (well-known) and 64:ff9b:1::/48 (local use), the address in the last 32 bits.
+    if (s[0] == 0x64 && s[1] == 0xff9b) && (s[2..6] == [0; 4] || s[2] == 1) {
+        found.push(pair(s[6], s[7]));
+    }
+    // 6to4: 2002:AABB:CCDD::/48.
+    if s[0] == 0x2002 {
+        found.push(pair(s[1], s[2]));
+    }
+    // Teredo: 2001:0::/32, the server in bits 32-63, the client inverted in the last 32.
+    if s[0] == 0x2001 && s[1] == 0 {
+        found.push(pair(s[2], s[3]));
+        found.push(pair(!s[6], !s[7]));
+    }
+    found
+}
+
+/// The refusal the resolver gives for a name that resolves only to forbidden
+/// addresses; found again in the transport error's causes to give the step
+/// the code `forbidden`.
+#[derive(Debug)]
+pub struct ForbiddenAddress(pub String);
+
+impl std::fmt::Display for ForbiddenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves only to addresses sagaflow may not reach (link-local or cloud metadata)", self.0)
+    }
+}
+
+impl std::error::Error for ForbiddenAddress {}
+
 /// Resolves names with the system, then drops forbidden addresses, so a name
 /// that points at a metadata address (or is re-pointed there) is never reached.
-struct GuardedResolver;
+#[derive(Default)]
+struct GuardedResolver {
+    /// Names answered without asking the system (tests), still guarded.
+    hosts: Arc<std::collections::HashMap<String, Vec<IpAddr>>>,
+}
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let hosts = self.hosts.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let allowed: Vec<SocketAddr> = found.filter(|a| !forbidden(a.ip())).collect();
+            let found: Vec<SocketAddr> = match hosts.get(&host) {
+                Some(ips) => ips.iter().map(|&ip| SocketAddr::new(ip, 0)).collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            let allowed: Vec<SocketAddr> = found.into_iter().filter(|a| !forbidden(a.ip())).collect();
             if allowed.is_empty() {
-                let message = format!("{host} resolves only to addresses sagaflow may not reach");
-                return Err(Box::new(std::io::Error::new(std::io::ErrorKind::PermissionDenied, message)) as _);
+                return Err(Box::new(ForbiddenAddress(host)) as _);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -92,10 +150,21 @@ pub struct Client(reqwest::Client);
 
 impl Client {
     pub fn new() -> Result<Client, String> {
+        Client::with_resolver(GuardedResolver::default())
+    }
+
+    /// A client that answers these names itself instead of asking the system
+    /// (through the same guard), for tests of names that point somewhere.
+    #[cfg(test)]
+    pub fn with_hosts(hosts: std::collections::HashMap<String, Vec<IpAddr>>) -> Result<Client, String> {
+        Client::with_resolver(GuardedResolver { hosts: Arc::new(hosts) })
+    }
+
+    fn with_resolver(resolver: GuardedResolver) -> Result<Client, String> {
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
-            .dns_resolver(Arc::new(GuardedResolver))
+            .dns_resolver(Arc::new(resolver))
             .user_agent(concat!("sagaflow/", env!("CARGO_PKG_VERSION")))
             .build()
             .map(Client)

@@ -99,7 +99,7 @@ impl HttpRequest {
             "http.request",
             "Calls an HTTP endpoint on the allow-list; the answer's status maps to the DSL's error codes.",
             Effect::Irreversible,
-            &["timeout", "unavailable", "rate_limited", "not_found", "conflict", "too_large"],
+            &["timeout", "unavailable", "rate_limited", "not_found", "conflict", "too_large", "forbidden"],
         );
         Operation { spec, action: std::sync::Arc::new(self) }
     }
@@ -115,7 +115,10 @@ impl HttpRequest {
         let port = parsed.port_or_known_default().unwrap_or(80);
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             if forbidden(ip) {
-                return Err(refuse(format!("`{url}` is a link-local or metadata address; it is never called")));
+                return Err(ActionError::new(
+                    "forbidden",
+                    format!("`{url}` is a link-local or cloud metadata address; it is never called"),
+                ));
             }
         }
         if !self.allow.allows(&host, port) {

@@ -195,22 +195,56 @@ async fn http_request_calls_an_allowed_host() {
 async fn http_request_refuses_hosts_off_the_list_and_metadata_addresses_before_any_request() {
     let server = TestServer::start(|_| Reply::json(200, json!({}))).await;
     let action = http_request(&["api.example.com", "*.partner.example", "169.254.169.254"]);
-    for url in [
-        server.url.clone(),
-        "http://169.254.169.254/latest/meta-data/".to_owned(),
-        "http://[fe80::1]/".to_owned(),
-        "http://[::ffff:169.254.169.254]/".to_owned(),
-        "http://evil.example/".to_owned(),
-        "ftp://api.example.com/".to_owned(),
-        "http://api.example.com.evil.example/".to_owned(),
+    for (url, code) in [
+        (server.url.clone(), "invalid_input"),
+        ("http://169.254.169.254/latest/meta-data/".to_owned(), "forbidden"),
+        ("http://2852039166/latest/meta-data/".to_owned(), "forbidden"),
+        ("http://[fe80::1]/".to_owned(), "forbidden"),
+        ("http://[::ffff:169.254.169.254]/".to_owned(), "forbidden"),
+        ("http://[64:ff9b::a9fe:a9fe]/".to_owned(), "forbidden"),
+        ("http://[::a9fe:a9fe]/".to_owned(), "forbidden"),
+        ("http://[2002:a9fe:a9fe::]/".to_owned(), "forbidden"),
+        ("http://100.100.100.200/latest/meta-data/".to_owned(), "forbidden"),
+        ("http://168.63.129.16/".to_owned(), "forbidden"),
+        ("http://192.0.0.192/".to_owned(), "forbidden"),
+        ("http://[fd00:ec2::254]/".to_owned(), "forbidden"),
+        ("http://evil.example/".to_owned(), "invalid_input"),
+        ("ftp://api.example.com/".to_owned(), "invalid_input"),
+        ("http://api.example.com.evil.example/".to_owned(), "invalid_input"),
     ] {
         let e = request(&action, json!({"url": url})).await.err();
         let e = e.unwrap_or_else(|| panic!("{url} must be refused"));
-        assert_eq!(e.code, "invalid_input", "{url}: {}", e.message);
+        assert_eq!(e.code, code, "{url}: {}", e.message);
     }
     assert!(server.seen().is_empty(), "no request was made");
     assert!(action.allow.allows("shop.partner.example", 443));
     assert!(!action.allow.allows("partner.example.org", 443));
+}
+
+#[tokio::test]
+async fn an_allowed_name_that_resolves_to_a_metadata_address_is_forbidden_not_unavailable() {
+    let server = TestServer::start(|_| Reply::json(200, json!({"ok": true}))).await;
+    let port = server.url.rsplit(':').next().unwrap_or_default().trim_end_matches('/').to_owned();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap_or_else(|e| panic!("{s}: {e}"));
+    let hosts = std::collections::HashMap::from([
+        ("metadata.partner.example".to_owned(), vec![ip("169.254.169.254")]),
+        ("nat64.partner.example".to_owned(), vec![ip("64:ff9b::a9fe:a9fe"), ip("::a9fe:a9fe")]),
+        ("azure.partner.example".to_owned(), vec![ip("168.63.129.16")]),
+        ("fine.partner.example".to_owned(), vec![ip("127.0.0.1")]),
+    ]);
+    let mut action = http_request(&["*.partner.example"]);
+    action.client = Some(Client::with_hosts(hosts).unwrap_or_else(|e| panic!("{e}")));
+    for name in ["metadata", "nat64", "azure"] {
+        let url = format!("http://{name}.partner.example:{port}/");
+        let e = request(&action, json!({"url": url})).await.err();
+        let e = e.unwrap_or_else(|| panic!("{url} must be refused"));
+        assert_eq!(e.code, "forbidden", "{url}: {}", e.message);
+        assert!(!e.is_retryable(), "forbidden is not retried");
+    }
+    assert!(server.seen().is_empty(), "no request was made");
+    let url = format!("http://fine.partner.example:{port}/");
+    let answer = request(&action, json!({"url": url})).await.unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(answer["status"], 200);
 }
 
 #[test]
@@ -225,10 +259,24 @@ fn forbidden_addresses() {
         "fd00:ec2::254",
         "::ffff:169.254.169.254",
         "::",
+        "100.100.100.200",
+        "168.63.129.16",
+        "192.0.0.192",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a9fe:a9fe",
+        "::a9fe:a9fe",
+        "2002:a9fe:a9fe::",
+        "2002:a9fe:a9fe:1::5",
+        "2001:0:a9fe:a9fe::1",
+        "2001:0:4136:e378:8000:63bf:5601:5601",
+        "64:ff9b::6464:64c8",
+        "::ffff:168.63.129.16",
     ] {
         assert!(forbidden(ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}"))), "{ip}");
     }
-    for ip in ["127.0.0.1", "10.0.0.1", "93.184.216.34", "::1", "2001:db8::1"] {
+    for ip in
+        ["127.0.0.1", "10.0.0.1", "93.184.216.34", "::1", "2001:db8::1", "64:ff9b::5db8:d822", "2002:5db8:d822::1"]
+    {
         assert!(!forbidden(ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}"))), "{ip}");
     }
 }

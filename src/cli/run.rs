@@ -83,19 +83,16 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn read_bounded(file: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(file)
-        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text))
+    let bytes = crate::base::file::read_regular(file, MAX_INPUT_BYTES)
         .map_err(|e| format!("cannot read the input file {}: {e}", file.display()))?;
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| format!("the input file {} is not UTF-8 text", file.display()))
 }
 
 /// A path to a file, or a workflow name looked up in a directory.
 pub fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
     let path = Path::new(given);
     if path.is_file() {
-        let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let source = read_workflow_text(path)?;
         return Ok((path.to_owned(), source));
     }
     let files = crate::validate::collect_files(&[dir.to_owned()]).map_err(|_| {
@@ -152,4 +149,10 @@ fn run_on_server(server: &str, args: &Args) -> ExitCode {
         Ok(input) => super::client::run(server, &name, input, args.output.format),
         Err(e) => usage_error(&e),
     }
+}
+
+/// A workflow file's text: a regular file within the loader's bound.
+fn read_workflow_text(path: &Path) -> Result<String, String> {
+    crate::base::file::read_regular_text(path, crate::dsl::loader::MAX_FILE_BYTES as u64)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }

@@ -95,7 +95,7 @@ fn triggered(dir: &Path, registry: &Registry) -> Vec<Arc<CompiledWorkflow>> {
     files
         .into_iter()
         .filter_map(|file| {
-            let source = std::fs::read_to_string(&file).ok()?;
+            let source = crate::base::file::read_regular_text(&file, crate::dsl::loader::MAX_FILE_BYTES as u64).ok()?;
             if !source.contains("triggers") {
                 return None;
             }

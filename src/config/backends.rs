@@ -83,7 +83,7 @@ impl Config {
             None => Ok(Templates::builtin()),
             Some(path) => {
                 let p = std::path::Path::new(path.get_ref());
-                let text = std::fs::read_to_string(p)
+                let text = crate::base::file::read_regular_text(p, crate::config::MAX_CONFIG_FILE_BYTES)
                     .map_err(|e| self.error(path.span(), &format!("cannot read {}: {e}", p.display())))?;
                 Templates::parse(p, &text).map_err(|e| self.error(path.span(), &e))
             }

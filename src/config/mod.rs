@@ -16,6 +16,9 @@ pub use backends::Backends;
 /// The file looked for in the working directory when `--config` is not given.
 pub const DEFAULT_FILE: &str = "sagaflow.toml";
 
+/// The largest config file (and notification templates file) read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
 /// The service names a `[services.NAME]` table may have.
 pub const SERVICE_NAMES: &[&str] =
     &["inventory", "payments", "orders", "users", "courses", "vendor", "erp", "catalog", "ai", "notify", "email"];
@@ -146,8 +149,9 @@ impl Config {
         }
     }
 
+    /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::base::file::read_regular_text(path, MAX_CONFIG_FILE_BYTES)
             .map_err(|e| ConfigError(format!("cannot read the config {}: {e}", path.display())))?;
         Config::parse(path, &text)
     }

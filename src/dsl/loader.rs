@@ -42,12 +42,8 @@ pub fn load_path(path: &Path) -> Loaded {
 /// A file's bytes, at most one more than a workflow file may hold (so a larger
 /// one is told apart), or why it cannot be read.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
-    use std::io::Read;
-    let io_error = |e: std::io::Error| Diagnostic::new(Code::Io, Span::default(), format!("cannot read the file: {e}"));
-    let file = std::fs::File::open(path).map_err(io_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io_error)?;
-    Ok(bytes)
+    crate::base::file::read_regular(path, MAX_FILE_BYTES as u64)
+        .map_err(|e| Diagnostic::new(Code::Io, Span::default(), format!("cannot read the file: {e}")))
 }
 
 /// Parses bytes that claim to be a workflow file.

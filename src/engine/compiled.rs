@@ -117,7 +117,9 @@ impl CompiledWorkflow {
     fn from_model(w: &Workflow, source: &str) -> Result<Self, String> {
         let mut templates = Templates::new();
         let all: Vec<&Step> = w.all_steps().collect();
-        let position = |id: &str| all.iter().position(|s| s.id.value == id);
+        let positions: std::collections::HashMap<&str, usize> =
+            all.iter().enumerate().map(|(i, s)| (s.id.value.as_str(), i)).collect();
+        let position = |id: &str| positions.get(id).copied();
         let default_retry = w.defaults.retry.clone().unwrap_or_default();
         let default_timeout = w.defaults.timeout.as_ref().map(|t| t.value.millis());
         let mut steps = Vec::with_capacity(all.len());

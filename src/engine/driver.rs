@@ -15,7 +15,7 @@ use tracing::{info, info_span, warn, Instrument};
 use super::compiled::{CompiledWorkflow, StepKind};
 use super::inject::Injection;
 use super::journal::{ActionError, Entry, Item, Outcome};
-use super::machine::{Decide, Phase, RunState};
+use super::machine::{CancelRefused, Decide, Phase, RunState};
 use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
 use super::relay::Subscriptions;
@@ -107,6 +107,7 @@ enum Msg {
     },
     Cancel {
         run_id: String,
+        reply: oneshot::Sender<Result<(), CancelRefused>>,
     },
     Publish {
         event: EventRecord,
@@ -306,8 +307,12 @@ impl Engine {
         let _ = answer.await;
     }
 
-    pub fn cancel(&self, run_id: &str) {
-        self.send(Msg::Cancel { run_id: run_id.to_owned() });
+    /// Asks a run to roll back; answers whether it will (a run whose forward
+    /// steps have all ended, or that has ended, is not cancelled).
+    pub async fn cancel(&self, run_id: &str) -> Result<(), CancelRefused> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Cancel { run_id: run_id.to_owned(), reply });
+        answer.await.unwrap_or(Err(CancelRefused::Unknown))
     }
 
     fn send(&self, msg: Msg) {
@@ -493,13 +498,14 @@ impl Driver {
                         touched.push(run_id);
                     }
                 }
-                Msg::Cancel { run_id } => {
+                Msg::Cancel { run_id, reply } => {
                     self.rehydrate(&run_id);
-                    let running = self.runs.get(&run_id).is_some_and(|a| a.state.phase == Phase::Forward);
-                    if running {
+                    let judged = self.runs.get(&run_id).map_or(Err(CancelRefused::Unknown), |a| a.state.cancellable());
+                    if judged.is_ok() {
                         self.record(&run_id, Entry::CancelRequested { at: now_ms() }, &mut commit);
                         touched.push(run_id);
                     }
+                    let _ = reply.send(judged);
                 }
                 Msg::Publish { event, reply } => {
                     published.push((event.id.clone(), reply));

@@ -163,7 +163,7 @@ async fn cancelling_a_run_cancels_its_attempt_and_rolls_back() {
     let id = engine.start_run(wf, json!({})).await.expect("started");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
-    engine.cancel(&id);
+    assert_eq!(engine.cancel(&id).await, Ok(()));
     let r = engine.wait(&id).await.expect("record");
     assert!(started.elapsed() < Duration::from_secs(3), "the 5 s attempt was cancelled, not waited for");
     assert_eq!(r.status, "compensated");
@@ -202,7 +202,7 @@ async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
     assert_eq!(emitted.steps[0].output["event_id"], format!("{emitting}:emit"));
     let woken = engine.wait(&waiting).await.expect("record");
     assert_eq!((woken.status.as_str(), &woken.steps[0].output), ("succeeded", &json!({ "amount": 12 })));
-    engine.cancel(&other);
+    assert_eq!(engine.cancel(&other).await, Ok(()));
     let cancelled = engine.wait(&other).await.expect("record");
     assert_eq!(cancelled.status, "failed", "the other key's wait is still waiting until cancelled");
 }

@@ -104,6 +104,32 @@ pub struct RunError {
     pub message: String,
 }
 
+/// Why a cancel was not taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelRefused {
+    /// The run has ended, with this status.
+    Ended(String),
+    /// The run is already rolling back.
+    RollingBack,
+    /// Every forward step has ended: the run finishes as it would have.
+    StepsEnded,
+    /// No run has that id.
+    Unknown,
+}
+
+impl std::fmt::Display for CancelRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CancelRefused::Ended(status) => write!(f, "the run has ended ({status}); there is nothing to cancel"),
+            CancelRefused::RollingBack => f.write_str("the run is already rolling back"),
+            CancelRefused::StepsEnded => f.write_str(
+                "every step of the run has ended, so it finishes as it would have; it can no longer be cancelled",
+            ),
+            CancelRefused::Unknown => f.write_str("there is no such run"),
+        }
+    }
+}
+
 /// What `decide` may read from the world: the time and a source of jitter.
 pub struct Decide<'a> {
     pub now: u64,
@@ -586,6 +612,26 @@ impl RunState {
             }
         }
         None
+    }
+
+    /// Whether a cancel may still roll the run back: only while one of its
+    /// forward steps has not ended. Once every one has (the confirmation sent,
+    /// say), the run ends as it would have; a cancel that comes then is
+    /// refused, not journaled.
+    pub fn cancellable(&self) -> Result<(), CancelRefused> {
+        match self.phase {
+            Phase::Done => return Err(CancelRefused::Ended(self.status.clone().unwrap_or_default())),
+            Phase::RollingBack => return Err(CancelRefused::RollingBack),
+            Phase::Forward => {}
+        }
+        let open = self.wf.steps.iter().zip(&self.steps).any(|(step, state)| {
+            step.section == Section::Steps && matches!(state.status, StepStatus::Pending | StepStatus::Running)
+        });
+        if open {
+            Ok(())
+        } else {
+            Err(CancelRefused::StepsEnded)
+        }
     }
 
     pub fn final_status(&self) -> &'static str {

@@ -316,3 +316,27 @@ fn backoff_waits_grow_by_the_multiplier_up_to_max_delay_with_jitter_in_range() {
     assert_eq!(fixed.steps[0].retry.wait_after(1).millis(), 250);
     assert_eq!(fixed.steps[0].retry.wait_after(2).millis(), 250);
 }
+
+#[test]
+fn a_cancel_is_taken_only_while_a_forward_step_has_not_ended() {
+    use super::machine::CancelRefused;
+    let (state, journal) = simulate(SAGA, json!({}), |_, _, _| ok(json!(1)));
+    assert_eq!(state.final_status(), "succeeded");
+    let last_step_end =
+        journal.iter().rposition(|e| matches!(e, Entry::AttemptFinished { step: 2, .. })).expect("ship ended");
+    for end in 1..=journal.len() {
+        let replayed = RunState::replayed("run-1", state.wf.clone(), &journal[..end]);
+        let expected = match end {
+            e if e == journal.len() => Err(CancelRefused::Ended("succeeded".into())),
+            e if e > last_step_end => Err(CancelRefused::StepsEnded),
+            _ => Ok(()),
+        };
+        assert_eq!(replayed.cancellable(), expected, "after {:?}", shape(&journal[end - 1..end]));
+    }
+    let (rolled_back, journal) =
+        simulate(SAGA, json!({}), |step, _, _| if step == "ship" { err("conflict") } else { ok(json!(1)) });
+    let failed_at =
+        journal.iter().position(|e| matches!(e, Entry::AttemptFinished { step: 2, .. })).expect("ship ended");
+    let replayed = RunState::replayed("run-1", rolled_back.wf.clone(), &journal[..=failed_at]);
+    assert_eq!(replayed.cancellable(), Err(CancelRefused::RollingBack));
+}

@@ -16,11 +16,21 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// More fields of the error object (such as a run's `status`).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), details: serde_json::Map::new() }
+    }
+
+    /// The error with more fields beside `code` and `message`.
+    pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
+        if let serde_json::Value::Object(map) = details {
+            self.details.extend(map);
+        }
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -63,7 +73,11 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        error.extend(self.details);
+        let body = serde_json::json!({ "error": error });
         (self.status, axum::Json(body)).into_response()
     }
 }

@@ -1,11 +1,17 @@
 //! The step graph: unique ids, `needs` that name real steps, no cycles, and who
 //! is sure to have finished before whom.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
+
+use bit_set::BitSet;
 
 use super::diagnostic::{Code, Diagnostic};
 use super::suggest::did_you_mean;
 use crate::dsl::model::{Needs, Section, Step, Workflow};
+
+/// How many steps a cycle's message names at most.
+const MAX_NAMED_IN_CYCLE: usize = 12;
 
 /// Steps by position (`steps` then `on_failure`), with their resolved needs.
 pub struct Graph<'w> {
@@ -13,9 +19,12 @@ pub struct Graph<'w> {
     pub index: HashMap<&'w str, usize>,
     /// For each step, the positions of the steps it needs (only valid ones).
     pub needs: Vec<Vec<usize>>,
-    /// For each step, every step it transitively needs.
-    pub ancestors: Vec<Vec<bool>>,
     pub has_cycle: bool,
+    /// Every step after the steps it needs (when there is no cycle).
+    pub order: Vec<usize>,
+    /// For each step, every step it transitively needs: worked out when first
+    /// asked, so a large graph that nobody asks about costs nothing.
+    ancestors: Vec<OnceCell<BitSet>>,
 }
 
 impl<'w> Graph<'w> {
@@ -41,9 +50,9 @@ impl<'w> Graph<'w> {
             }
         }
         let needs = steps.iter().map(|s| resolve_needs(s, &steps, &index, out)).collect();
-        let mut graph = Graph { ancestors: Vec::new(), steps, index, needs, has_cycle: false };
+        let ancestors = steps.iter().map(|_| OnceCell::new()).collect();
+        let mut graph = Graph { ancestors, steps, index, needs, has_cycle: false, order: Vec::new() };
         graph.report_cycles(out);
-        graph.ancestors = (0..graph.steps.len()).map(|i| graph.reach(i)).collect();
         graph
     }
 
@@ -53,57 +62,98 @@ impl<'w> Graph<'w> {
 
     /// Whether `ancestor` is sure to have finished before `step` starts.
     pub fn is_ancestor(&self, step: usize, ancestor: usize) -> bool {
-        self.ancestors[step][ancestor]
+        self.needs[step].contains(&ancestor) || self.ancestors(step).contains(ancestor)
     }
 
-    fn reach(&self, start: usize) -> Vec<bool> {
-        let mut seen = vec![false; self.steps.len()];
-        let mut stack: Vec<usize> = self.needs[start].clone();
-        while let Some(n) = stack.pop() {
-            if !seen[n] {
-                seen[n] = true;
-                stack.extend(&self.needs[n]);
-            }
+    /// Every step that `start` transitively needs. Each step's set is built
+    /// from those of the steps it needs, once, by an explicit stack (a chain of
+    /// any length cannot overflow the call stack); on a cycle the sets are
+    /// partial, and nothing reads them then but the checks that stop early.
+    fn ancestors(&self, start: usize) -> &BitSet {
+        if let Some(done) = self.ancestors[start].get() {
+            return done;
         }
-        seen
-    }
-
-    fn report_cycles(&mut self, out: &mut Vec<Diagnostic>) {
-        // 0 = unvisited, 1 = on the current path, 2 = done.
-        let mut state = vec![0u8; self.steps.len()];
-        let mut path = Vec::new();
-        for start in 0..self.steps.len() {
-            if state[start] == 0 {
-                self.visit(start, &mut state, &mut path, out);
+        let mut stack = vec![(start, false)];
+        let mut entered = BitSet::with_capacity(self.steps.len());
+        while let Some((node, children_done)) = stack.pop() {
+            if self.ancestors[node].get().is_some() {
+                continue;
             }
-        }
-    }
-
-    fn visit(&mut self, node: usize, state: &mut [u8], path: &mut Vec<usize>, out: &mut Vec<Diagnostic>) {
-        state[node] = 1;
-        path.push(node);
-        for next in self.needs[node].clone() {
-            match state[next] {
-                0 => self.visit(next, state, path, out),
-                1 => {
-                    self.has_cycle = true;
-                    let from = path.iter().position(|&p| p == next).unwrap_or(0);
-                    let cycle: Vec<usize> = path[from..].to_vec();
-                    out.push(self.cycle_diagnostic(&cycle));
+            if !children_done {
+                if entered.insert(node) {
+                    stack.push((node, true));
+                    stack.extend(
+                        self.needs[node].iter().filter(|&&n| self.ancestors[n].get().is_none()).map(|&n| (n, false)),
+                    );
                 }
-                _ => {}
+                continue;
+            }
+            let mut set = BitSet::with_capacity(self.steps.len());
+            for &n in &self.needs[node] {
+                set.insert(n);
+                if let Some(theirs) = self.ancestors[n].get() {
+                    set.union_with(theirs);
+                }
+            }
+            let _ = self.ancestors[node].set(set);
+        }
+        self.ancestors[start].get_or_init(BitSet::new)
+    }
+
+    /// Reports each cycle of `needs` once, by a depth-first walk on an explicit
+    /// stack: a cycle through thousands of steps is one diagnostic, not a stack
+    /// overflow.
+    fn report_cycles(&mut self, out: &mut Vec<Diagnostic>) {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Done,
+        }
+        let mut mark = vec![Mark::New; self.steps.len()];
+        for start in 0..self.steps.len() {
+            if mark[start] != Mark::New {
+                continue;
+            }
+            // The path from `start`, each node with the index of its next need to follow.
+            let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+            mark[start] = Mark::OnPath;
+            while let Some(&mut (node, ref mut next)) = path.last_mut() {
+                let Some(&need) = self.needs[node].get(*next) else {
+                    mark[node] = Mark::Done;
+                    self.order.push(node);
+                    path.pop();
+                    continue;
+                };
+                *next += 1;
+                match mark[need] {
+                    Mark::New => {
+                        mark[need] = Mark::OnPath;
+                        path.push((need, 0));
+                    }
+                    Mark::OnPath => {
+                        self.has_cycle = true;
+                        let from = path.iter().position(|&(p, _)| p == need).unwrap_or(0);
+                        let cycle: Vec<usize> = path[from..].iter().map(|&(p, _)| p).collect();
+                        out.push(self.cycle_diagnostic(&cycle));
+                    }
+                    Mark::Done => {}
+                }
             }
         }
-        path.pop();
-        state[node] = 2;
     }
 
     fn cycle_diagnostic(&self, cycle: &[usize]) -> Diagnostic {
         // Name the cycle from its first step in file order, in the direction of `needs`.
         let first = cycle.iter().enumerate().min_by_key(|(_, &s)| s).map_or(0, |(i, _)| i);
-        let mut order: Vec<&str> =
-            cycle[first..].iter().chain(&cycle[..first]).map(|&s| self.steps[s].id.value.as_str()).collect();
-        order.push(order[0]);
+        let mut order: Vec<String> =
+            cycle[first..].iter().chain(&cycle[..first]).map(|&s| self.steps[s].id.value.clone()).collect();
+        order.push(order[0].clone());
+        // A long circle is named by its ends: the message stays one line.
+        if order.len() > MAX_NAMED_IN_CYCLE {
+            let left_out = order.len() - MAX_NAMED_IN_CYCLE;
+            order.splice(6..order.len() - 6, [format!("… {left_out} more …")]);
+        }
         let at = self.steps[cycle[first]];
         let span = match &at.needs {
             Needs::Explicit(list) => list

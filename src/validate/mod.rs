@@ -6,6 +6,7 @@ pub mod graph;
 pub mod instance;
 pub mod render;
 pub mod saga;
+pub mod schema_refs;
 pub mod steps;
 pub mod structure;
 pub mod suggest;

@@ -31,6 +31,7 @@ pub fn check_saga(graph: &Graph, registry: &Registry, out: &mut Vec<Diagnostic>)
         return;
     }
     let forward: Vec<usize> = (0..graph.steps.len()).filter(|&i| graph.steps[i].section == Section::Steps).collect();
+    let no_return = points_of_no_return(graph, registry);
     for &i in &forward {
         let step = graph.steps[i];
         let Some(effect) = effect_of(registry, &step.action.value) else { continue };
@@ -53,12 +54,7 @@ pub fn check_saga(graph: &Graph, registry: &Registry, out: &mut Vec<Diagnostic>)
             }
         }
         if step.compensate.is_some() {
-            let point = forward.iter().find(|&&j| {
-                graph.is_ancestor(i, j)
-                    && !is_message(&graph.steps[j].action.value)
-                    && matches!(effect_of(registry, &graph.steps[j].action.value), Some(Effect::Irreversible))
-            });
-            if let Some(&j) = point {
+            if let Some(j) = no_return[i] {
                 let p = graph.steps[j];
                 out.push(
                     Diagnostic::new(
@@ -74,4 +70,19 @@ pub fn check_saga(graph: &Graph, registry: &Registry, out: &mut Vec<Diagnostic>)
             }
         }
     }
+}
+
+/// For each step, the first step (by position) that it surely runs after and
+/// that cannot be undone; worked out once in the order of `needs`, so it takes
+/// one pass whatever the size of the graph.
+fn points_of_no_return(graph: &Graph, registry: &Registry) -> Vec<Option<usize>> {
+    let irreversible = |j: usize| {
+        let action = &graph.steps[j].action.value;
+        !is_message(action) && matches!(effect_of(registry, action), Some(Effect::Irreversible))
+    };
+    let mut first: Vec<Option<usize>> = vec![None; graph.steps.len()];
+    for &i in &graph.order {
+        first[i] = graph.needs[i].iter().flat_map(|&n| irreversible(n).then_some(n).into_iter().chain(first[n])).min();
+    }
+    first
 }

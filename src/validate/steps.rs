@@ -4,6 +4,7 @@
 use serde_json::Value as Json;
 
 use super::diagnostic::{Code, Diagnostic};
+use super::schema_refs::{check_ref_chains, MAX_REF_CHAIN};
 use super::structure::{describe, instance_path, Place};
 use super::suggest::did_you_mean;
 use crate::actions::Registry;
@@ -272,6 +273,21 @@ pub fn check_input_schema(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
             node.span,
             format!("`input` is not a valid JSON Schema: {e}"),
         ));
+        return;
+    }
+    if let Err(deep) = check_ref_chains(&schema) {
+        let (node, _) = input.at_path(deep.path);
+        out.push(
+            Diagnostic::new(
+                Code::InvalidInputSchema,
+                node.span,
+                format!(
+                    "`input` has a chain of {} `$ref`s, each pointing at a schema that holds the next; at most {MAX_REF_CHAIN} are taken",
+                    deep.length
+                ),
+            )
+            .help("refer to the schema that is meant directly, instead of through a chain of references"),
+        );
         return;
     }
     if let Err(e) = jsonschema::draft202012::new(&schema) {

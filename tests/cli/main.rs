@@ -6,6 +6,7 @@ mod corpus;
 mod crash;
 mod explore;
 mod fuzz;
+mod hardening;
 mod harness;
 mod inject;
 mod outbox;

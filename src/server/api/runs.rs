@@ -17,6 +17,7 @@ use super::plain_id;
 use crate::engine::compiled::content_hash;
 use crate::engine::driver::NewRun;
 use crate::engine::journal::Entry;
+use crate::engine::machine::CancelRefused;
 use crate::engine::record::RunRecord;
 use crate::server::error::{ApiError, JsonBody};
 use crate::server::timeline;
@@ -189,13 +190,14 @@ pub async fn list(
 /// `POST /v1/runs/{id}/cancel`: the run rolls back (its compensations run).
 pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
-    if meta.is_finished() {
-        return Err(ApiError::conflict(format!("run {id} has ended ({}); there is nothing to cancel", meta.status)));
+    if let Err(refused) = app.engine.cancel(&id).await {
+        let status = match &refused {
+            CancelRefused::Ended(status) => status.clone(),
+            _ => meta.status.clone(),
+        };
+        let message = format!("run {id}: {refused}");
+        return Err(ApiError::conflict(message).with_details(json!({ "status": status })));
     }
-    if meta.status == "compensating" {
-        return Err(ApiError::conflict(format!("run {id} is already rolling back")));
-    }
-    app.engine.cancel(&id);
     let body = json!({ "run_id": id, "status": "cancelling" });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -12,6 +12,9 @@ use crate::services::ActionError;
 /// The seed shipped with sagaflow.
 pub const BUILTIN_SEED: &str = include_str!("../../../sandbox/seed.yaml");
 
+/// The largest seed file read.
+pub const MAX_SEED_BYTES: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Seed {
@@ -39,8 +42,8 @@ impl Seed {
     }
 
     pub fn load(path: &Path) -> Result<Seed, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read the seed {}: {e}", path.display()))?;
+        let text = crate::base::file::read_regular_text(path, MAX_SEED_BYTES)
+            .map_err(|e| format!("cannot read the seed {}: {e}", path.display()))?;
         Seed::parse(path, &text)
     }
 

@@ -1,0 +1,3 @@
+//! The bottom layer: vocabulary every other folder may use, importing none of them.
+
+pub mod file;

@@ -1,0 +1,157 @@
+//! Faults and abuse found under test (issue #14), each reproduced through the
+//! binary or over HTTP on loopback.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use super::harness::Test;
+use super::server::{folder, Server};
+
+/// A workflow of `n` steps whose `needs` form one circle.
+fn cycle(n: usize) -> String {
+    let mut yaml = String::from("name: circle\nsteps:\n");
+    for i in 0..n {
+        let _ = write!(yaml, "  - id: s{i}\n    action: mock\n    needs: [s{}]\n", (i + 1) % n);
+    }
+    yaml
+}
+
+/// A workflow whose `input:` schema is a chain of `n` `$ref`s.
+fn ref_chain(n: usize) -> String {
+    let mut yaml = String::from("name: refs\ninput:\n  $ref: \"#/$defs/a0\"\n  $defs:\n");
+    for i in 0..n - 1 {
+        let _ = writeln!(yaml, "    a{i}: {{ $ref: \"#/$defs/a{}\" }}", i + 1);
+    }
+    let _ = writeln!(yaml, "    a{}: {{ type: object }}", n - 1);
+    yaml.push_str("steps:\n  - id: a\n    action: mock\n");
+    yaml
+}
+
+const CHAIN_ERROR: &str =
+    "`input` has a chain of 25000 `$ref`s, each pointing at a schema that holds the next; at most 32 are taken";
+
+#[test]
+fn a_circle_of_4000_needs_is_one_diagnostic_not_a_crash() {
+    let output = Test::new()
+        .file("circle.yaml", cycle(4000))
+        .args(&["validate", "circle.yaml", "--format", "json"])
+        .status(1)
+        .run();
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let diagnostics = report["diagnostics"].as_array().expect("diagnostics");
+    assert_eq!(diagnostics.len(), 1, "{report}");
+    assert_eq!(diagnostics[0]["code"], "cycle");
+    let message = diagnostics[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("s0 → s1 → ") && message.contains("… 3989 more …") && message.ends_with("s3999 → s0"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_chain_of_25000_refs_in_input_is_refused_by_validate_and_run() {
+    let output = Test::new()
+        .file("refs.yaml", ref_chain(25_000))
+        .args(&["validate", "refs.yaml", "--format", "json"])
+        .status(1)
+        .run();
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["diagnostics"][0]["code"], "invalid-input-schema", "{report}");
+    assert_eq!(report["diagnostics"][0]["message"], CHAIN_ERROR);
+    let output =
+        Test::new().file("refs.yaml", ref_chain(25_000)).args(&["run", "refs.yaml", "--input", "{}"]).status(2).run();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid-input-schema"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_survives_a_circle_and_a_ref_chain_in_its_folder_and_in_post_validate() {
+    let dir = folder(&[("circle.yaml", &cycle(4000)), ("refs.yaml", &ref_chain(25_000)), ("ok.yaml", OK)]);
+    let server = Server::start(dir.path());
+    let (status, body) = server.get("/v1/workflows/circle").await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("invalid")), "{body}");
+    let (status, body) = server.get("/v1/workflows/refs").await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("invalid")), "{body}");
+    for text in [cycle(4000), ref_chain(25_000)] {
+        let request = server.request(reqwest::Method::POST, "/v1/validate").header("content-type", "application/yaml");
+        let (status, body) = server.send(request.body(text)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["errors"], 1, "{body}");
+    }
+    let id = server.start_run("ok", json!({})).await;
+    server.until_status(&id, &["succeeded"]).await;
+}
+
+const OK: &str = "name: ok\nsteps:\n  - id: a\n    action: mock\n";
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_like_a_workflow_is_a_diagnostic_not_a_hang() {
+    let mut test = Test::new().file("workflows/ok.yaml", OK);
+    let dir = test.path_buf();
+    let fifo = dir.join("workflows/pipe.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let output = test.args(&["validate", "workflows", "--format", "json"]).status(1).run();
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["code"], "io", "{report}");
+    assert_eq!(d["message"], "cannot read the file: it is a FIFO (named pipe), not a regular file");
+    assert!(d["file"].as_str().unwrap_or_default().ends_with("pipe.yaml"), "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_and_reloads_with_a_fifo_in_its_folder() {
+    let dir = folder(&[("ok.yaml", OK)]);
+    let made = std::process::Command::new("mkfifo").arg(dir.path().join("workflows/pipe.yaml")).status();
+    assert!(made.expect("mkfifo").success());
+    let server = Server::start(dir.path());
+    let id = server.start_run("ok", json!({})).await;
+    server.until_status(&id, &["succeeded"]).await;
+    std::fs::write(dir.path().join("workflows/later.yaml"), OK.replace("name: ok", "name: later")).expect("write");
+    server.until("/v1/workflows/later", |b| b["state"] == "active").await;
+}
+
+/// A run that sends its confirmation last: a cancel after that must not roll it back.
+const CONFIRM: &str = "name: confirm
+steps:
+  - id: charge
+    action: mock
+    with: { output: { charged: true } }
+    compensate: { action: mock, with: { output: refunded } }
+  - id: confirm
+    action: mock
+    with: { output: sent }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_after_every_step_ended_answers_409_and_never_undoes_the_run() {
+    let dir = folder(&[("confirm.yaml", CONFIRM)]);
+    let server = Server::start(dir.path());
+    let mut accepted = 0;
+    for _ in 0..200 {
+        let id = server.start_run("confirm", json!({})).await;
+        let (status, body) = server.post(&format!("/v1/runs/{id}/cancel"), json!({})).await;
+        let record = server.until_status(&id, &["succeeded", "compensated"]).await;
+        match status {
+            202 => {
+                accepted += 1;
+                assert_eq!(record["status"], "compensated", "a cancel taken rolls back: {record}");
+                let confirm = &record["steps"][1];
+                assert_ne!(confirm["status"], "succeeded", "rolled back after the confirmation went out: {record}");
+            }
+            409 => {
+                assert_eq!(record["status"], "succeeded", "a refused cancel leaves the run as it was: {record}");
+                assert_eq!(body["error"]["code"], "conflict", "{body}");
+                let said = body["error"]["status"].as_str().unwrap_or_default();
+                assert!(["running", "succeeded"].contains(&said), "{body}");
+            }
+            other => panic!("cancel answered {other}: {body}"),
+        }
+    }
+    // Either answer may come, by timing; what never happens is a roll-back after the last step.
+    assert!(accepted <= 200);
+}
