@@ -22,6 +22,9 @@ use crate::engine::journal::Entry;
 const FORMAT_KEY: &str = "m/format";
 const FORMAT: &str = "sagaflow-store-1";
 
+/// The sled tree that holds the runs (the sandbox services have trees of their own).
+const RUN_TREE: &str = "sagaflow";
+
 /// sled's page cache: an explicit budget (its default is 1 GiB).
 pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -59,13 +62,9 @@ impl SledStore {
             )));
         }
         let existed = path.join("conf").exists();
-        let db = std::panic::catch_unwind(|| sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open())
-            .map_err(|_| {
-                StoreError(format!("the data directory {} is corrupt (sled could not read it)", path.display()))
-            })?
-            .map_err(|e| open_error(path, e))?;
+        let db = open_recovering(path, existed)?;
         write_holder(path);
-        let tree = db.open_tree("sagaflow").map_err(|e| err(path, "cannot open the run tree", e))?;
+        let tree = db.open_tree(RUN_TREE).map_err(|e| err(path, "cannot open the run tree", e))?;
         let file = File::open(path.join("db")).ok();
         let store =
             SledStore { db, tree, file: Mutex::new(file), path: path.to_owned(), before_commit: Default::default() };
@@ -141,6 +140,99 @@ fn write_holder(path: &Path) {
     let _ = std::fs::write(path.join(HOLDER_FILE), format!("pid {}: {}", std::process::id(), command.join(" ")));
 }
 
+/// Opens sled's database; when sled finds it corrupt, recovers what a crash
+/// leaves behind and says so in the log.
+///
+/// sled (0.34) writes its snapshot, a table of where each page lies in its
+/// log, only while a database opens: to `snap.<lsn>.generating`, then renamed
+/// to `snap.<lsn>`. It reads the newest `snap.*` file and nothing else, so a
+/// kill mid-write (spacejam/sled#1527), or one damaged bit, makes every later
+/// open fail. The snapshot holds no data of its own: without one, sled replays
+/// its whole log and writes a new one. So: first the unfinished snapshots are
+/// removed, then (if that is not enough) the finished ones are moved aside to
+/// `damaged-snapshots/`; what the log gives back must then still hold the run
+/// tree, or the error says what to try.
+fn open_recovering(path: &Path, existed: bool) -> Result<sled::Db, StoreError> {
+    let first = match open_sled(path) {
+        Ok(db) => return Ok(db),
+        Err(e) => e,
+    };
+    if !existed || !is_corruption(&first) {
+        return Err(open_error(path, first));
+    }
+    let unfinished = snapshot_files(path, |name| name.ends_with(".generating"));
+    for file in &unfinished {
+        tracing::warn!(file = %file.display(), "removing an unfinished sled snapshot (left by a crash while it was written)");
+        let _ = std::fs::remove_file(file);
+    }
+    if !unfinished.is_empty() {
+        match open_sled(path) {
+            Ok(db) => return recovered(path, db, "an unfinished snapshot was removed"),
+            Err(e) if !is_corruption(&e) => return Err(open_error(path, e)),
+            Err(_) => {}
+        }
+    }
+    let aside = path.join(DAMAGED_SNAPSHOTS);
+    let snapshots = snapshot_files(path, |_| true);
+    if snapshots.is_empty() {
+        return Err(damaged_log(path));
+    }
+    std::fs::create_dir_all(&aside).map_err(|e| err(path, "cannot make a folder for the damaged snapshot", e))?;
+    for file in &snapshots {
+        let to = aside.join(file.file_name().unwrap_or_default());
+        tracing::warn!(file = %file.display(), to = %to.display(), "moving a damaged sled snapshot aside; the store is rebuilt from its log");
+        std::fs::rename(file, &to).map_err(|e| err(path, "cannot move the damaged snapshot aside", e))?;
+    }
+    match open_sled(path) {
+        Ok(db) => recovered(path, db, "the damaged snapshot was moved aside and the store rebuilt from its log"),
+        Err(e) if is_corruption(&e) => Err(damaged_log(path)),
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+/// Where damaged snapshots are moved, inside the data directory.
+const DAMAGED_SNAPSHOTS: &str = "damaged-snapshots";
+
+fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
+    std::panic::catch_unwind(|| sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open())
+        .unwrap_or_else(|_| Err(sled::Error::Corruption { at: None, bt: () }))
+}
+
+fn is_corruption(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Corruption { .. })
+}
+
+/// sled's snapshot files in the data directory whose name `keep` takes.
+fn snapshot_files(path: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(path) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("snap.") && keep(n)))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// A database sled opened after a recovery: it must have found its data (sled
+/// starts an empty one when it finds none) and hold the run tree.
+fn recovered(path: &Path, db: sled::Db, how: &str) -> Result<sled::Db, StoreError> {
+    let has_runs = db.tree_names().iter().any(|n| n.as_ref() == RUN_TREE.as_bytes());
+    if !db.was_recovered() || !has_runs {
+        return Err(damaged_log(path));
+    }
+    tracing::warn!(data = %path.display(), "the store was recovered: {how}");
+    Ok(db)
+}
+
+fn damaged_log(path: &Path) -> StoreError {
+    StoreError(format!(
+        "the data directory {} is damaged beyond its snapshot: sled cannot read its log. Nothing was changed but snapshots moved to {}/. \
+         Restore a backup made with `sagaflow store export` into a new directory (`sagaflow store import FILE --data NEW`), \
+         or keep this one for inspection",
+        path.display(),
+        path.join(DAMAGED_SNAPSHOTS).display()
+    ))
+}
+
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
     let text = e.to_string();
     if text.contains("WouldBlock") || text.contains("lock") {
@@ -150,9 +242,25 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
             "the data directory {} is in use by another sagaflow process{holder}; stop it, use another --data, or talk to it with --server",
             path.display()
         ))
+    } else if let sled::Error::Io(io) = &e {
+        if is_no_space(io) {
+            StoreError(format!(
+                "cannot open the data directory {}: no space left on the device; free some space and try again",
+                path.display()
+            ))
+        } else {
+            StoreError(format!("cannot open the data directory {}: {io}", path.display()))
+        }
     } else {
         StoreError(format!("{} is not a sagaflow data directory, or it is corrupt (sled: {e})", path.display()))
     }
+}
+
+/// Whether an I/O error is a full disk (or a quota reached).
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || e.raw_os_error() == Some(libc::ENOSPC)
 }
 
 /// `k\0<type>\0<key>\0`: the prefix of one type and key's events.
@@ -392,6 +500,61 @@ mod tests {
         }
         let e = SledStore::open(dir.path()).err().map(|e| e.0).unwrap_or_default();
         assert!(e.contains("format marker is missing"), "{e}");
+    }
+
+    /// A store with 300 runs' index rows, closed; opened and closed again so sled
+    /// writes a snapshot.
+    fn store_with_runs(dir: &Path) {
+        let store = SledStore::open(dir).expect("open");
+        let runs = (0..300).map(|i| meta(i, "w")).collect();
+        store.commit(Commit { runs, ..Commit::default() }).expect("commit");
+        drop(store);
+        drop(SledStore::open(dir).expect("reopen"));
+    }
+
+    fn snapshots(dir: &Path) -> Vec<PathBuf> {
+        snapshot_files(dir, |_| true)
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_left_by_a_kill_is_removed_and_the_store_opens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        store_with_runs(dir.path());
+        assert_eq!(snapshots(dir.path()).len(), 1, "sled wrote its snapshot");
+        // What a SIGKILL while sled writes its next snapshot leaves: a name that sorts last, half written.
+        let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFF0.generating");
+        std::fs::write(&unfinished, vec![7u8; 100]).expect("plant");
+        assert!(is_corruption(&open_sled(dir.path()).err().expect("sled alone refuses it")));
+        let store = SledStore::open(dir.path()).expect("opens by itself");
+        assert_eq!(store.runs().expect("runs").len(), 300);
+        assert!(!unfinished.exists());
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_moved_aside_and_the_store_rebuilt_from_its_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        store_with_runs(dir.path());
+        let snapshot = snapshots(dir.path()).pop().expect("a snapshot");
+        let mut bytes = std::fs::read(&snapshot).expect("read");
+        bytes[0] ^= 0x10;
+        std::fs::write(&snapshot, bytes).expect("flip a bit");
+        let store = SledStore::open(dir.path()).expect("opens by itself");
+        assert_eq!(store.runs().expect("runs").len(), 300);
+        let aside = dir.path().join(DAMAGED_SNAPSHOTS).join(snapshot.file_name().expect("name"));
+        assert!(aside.exists(), "the damaged snapshot is kept for inspection");
+        drop(store);
+        assert_eq!(SledStore::open(dir.path()).expect("again").runs().expect("runs").len(), 300);
+    }
+
+    #[test]
+    fn a_damaged_log_is_an_error_that_says_what_to_try() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        store_with_runs(dir.path());
+        let snapshot = snapshots(dir.path()).pop().expect("a snapshot");
+        std::fs::write(&snapshot, vec![0u8; 64]).expect("wreck the snapshot");
+        std::fs::write(dir.path().join("db"), vec![0xA5u8; 4096]).expect("wreck the log");
+        let e = SledStore::open(dir.path()).err().map(|e| e.0).unwrap_or_default();
+        assert!(e.contains("sagaflow store import"), "{e}");
     }
 
     #[test]
