@@ -14,6 +14,7 @@ mod runs;
 mod sandbox;
 mod serve;
 mod setup;
+mod store;
 mod test;
 mod validate;
 
@@ -98,6 +99,9 @@ enum Command {
     /// Look at or reset the sandbox services' state.
     #[command(subcommand)]
     Sandbox(sandbox::Command),
+    /// Check a data directory, export it as JSON lines, or import such an export.
+    #[command(subcommand)]
+    Store(store::Command),
 }
 
 /// Runs the command line; the exit code follows DSL.md (0 ok, 1 problems, 2 bad usage).
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Sandbox(command) => sandbox::run(command),
+        Command::Store(command) => store::run(command),
     }
 }
 

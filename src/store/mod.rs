@@ -2,8 +2,10 @@
 //! groups), the run index, and workflow definitions by content hash.
 //! `sled` is the default; `memory` is for unit tests and benchmarks beside it.
 
+pub mod backup;
 pub mod memory;
 pub mod sled;
+mod sled_backup;
 
 use serde::{Deserialize, Serialize};
 

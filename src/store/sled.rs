@@ -19,21 +19,21 @@ use super::{
 use crate::engine::journal::Entry;
 
 /// The key and value that say a sled database is a sagaflow store of this format.
-const FORMAT_KEY: &str = "m/format";
+pub(super) const FORMAT_KEY: &str = "m/format";
 const FORMAT: &str = "sagaflow-store-1";
 
 /// The sled tree that holds the runs (the sandbox services have trees of their own).
-const RUN_TREE: &str = "sagaflow";
+pub(super) const RUN_TREE: &str = "sagaflow";
 
 /// sled's page cache: an explicit budget (its default is 1 GiB).
 pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub struct SledStore {
-    db: sled::Db,
-    tree: sled::Tree,
+    pub(super) db: sled::Db,
+    pub(super) tree: sled::Tree,
     /// The database file, for fdatasync after each flush.
     file: Mutex<Option<File>>,
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// Run before each commit's batch, so their writes share its flush.
     before_commit: std::sync::OnceLock<BeforeCommit>,
 }
@@ -42,7 +42,7 @@ pub struct SledStore {
 /// durable no later than the next commit.
 pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("{what} in {}: {e}", path.display()))
 }
 
@@ -120,7 +120,7 @@ impl SledStore {
         self.sync()
     }
 
-    fn sync(&self) -> Result<(), StoreError> {
+    pub(super) fn sync(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(|e| err(&self.path, "cannot flush", e))?;
         let guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(file) = guard.as_ref() {
@@ -269,7 +269,7 @@ fn event_prefix(kind: &str, key: &str) -> Vec<u8> {
 }
 
 /// Events sort by time under their prefix; the id makes a repeat land on itself.
-fn event_key(event: &EventRecord) -> Vec<u8> {
+pub(super) fn event_key(event: &EventRecord) -> Vec<u8> {
     let mut key = event_prefix(&event.kind, &event.key);
     key.extend_from_slice(&event.at.to_be_bytes());
     key.extend_from_slice(event.id.as_bytes());
@@ -277,14 +277,14 @@ fn event_key(event: &EventRecord) -> Vec<u8> {
 }
 
 /// `o/<at><id>`: a delivery, in the order its events came.
-fn delivery_key(event: &EventRecord) -> Vec<u8> {
+pub(super) fn delivery_key(event: &EventRecord) -> Vec<u8> {
     let mut key = b"o/".to_vec();
     key.extend_from_slice(&event.at.to_be_bytes());
     key.extend_from_slice(event.id.as_bytes());
     key
 }
 
-fn dead_letter_key(dead: &DeadLetter) -> Vec<u8> {
+pub(super) fn dead_letter_key(dead: &DeadLetter) -> Vec<u8> {
     let mut key = b"x/".to_vec();
     key.extend_from_slice(&dead.event.at.to_be_bytes());
     key.extend_from_slice(dead.event.id.as_bytes());
@@ -294,11 +294,11 @@ fn dead_letter_key(dead: &DeadLetter) -> Vec<u8> {
 }
 
 /// `t/<started_at, 16 hex digits><run id>`: the runs in the order they started.
-fn start_key(meta: &RunMeta) -> Vec<u8> {
+pub(super) fn start_key(meta: &RunMeta) -> Vec<u8> {
     format!("t/{}", run_cursor(meta)).into_bytes()
 }
 
-fn journal_key(run: &str, seq: u32) -> Vec<u8> {
+pub(super) fn journal_key(run: &str, seq: u32) -> Vec<u8> {
     let mut key = format!("j/{run}/").into_bytes();
     key.extend_from_slice(&seq.to_be_bytes());
     key

@@ -16,6 +16,7 @@ mod schema;
 mod serve;
 mod serve_live;
 mod server;
+mod store;
 mod testing;
 mod validate;
 mod webdriver;
