@@ -235,8 +235,8 @@ impl Config {
 
     /// A secret named in the config, from `SAGAFLOW_SECRET_<NAME>`.
     pub fn secret(&self, name: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
-        let var = format!("SAGAFLOW_SECRET_{}", name.get_ref());
-        std::env::var(&var).map_err(|_| {
+        let var = format!("{}{}", crate::base::secrets::SECRET_PREFIX, name.get_ref());
+        crate::base::secrets::read(name.get_ref()).ok_or_else(|| {
             self.error(name.span(), &format!("{key} names the secret `{}`, but {var} is not set", name.get_ref()))
         })
     }

@@ -529,6 +529,7 @@ impl Driver {
             self.decide(run_id, &mut commit);
         }
         commit.events.append(&mut self.outbox);
+        commit.events.iter_mut().for_each(EventRecord::mask_secrets);
         let emitted = commit.events.clone();
         commit.deliveries = self.deliveries(&emitted);
         let relay = !commit.deliveries.is_empty();
@@ -596,8 +597,9 @@ impl Driver {
     }
 
     /// Applies an entry to a run and adds it to the commit.
-    fn record(&mut self, run_id: &str, entry: Entry, commit: &mut Commit) {
+    fn record(&mut self, run_id: &str, mut entry: Entry, commit: &mut Commit) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
+        entry.mask_secrets();
         log_entry(run_id, &active.state, &entry);
         match &entry {
             Entry::AttemptStarted { step, item, .. } => {

@@ -32,6 +32,44 @@ impl ActionError {
     }
 }
 
+impl ActionError {
+    fn mask_secrets(&mut self) {
+        crate::base::secrets::mask_string(&mut self.message);
+        crate::base::secrets::mask_string(&mut self.code);
+    }
+}
+
+impl Outcome {
+    fn mask_secrets(&mut self) {
+        match self {
+            Outcome::Ok(value) => crate::base::secrets::mask_json(value),
+            Outcome::Err(error) => error.mask_secrets(),
+        }
+    }
+}
+
+impl Entry {
+    /// Replaces every known secret's value in the entry by `***` (DSL.md A6).
+    /// The driver does it before an entry is applied or journaled, so the
+    /// state, the store and everything shown from them agree.
+    pub fn mask_secrets(&mut self) {
+        if !crate::base::secrets::any() {
+            return;
+        }
+        match self {
+            Entry::RunStarted { input, .. } => crate::base::secrets::mask_json(input),
+            Entry::InputRejected { error, .. } | Entry::StepFailed { error, .. } | Entry::OutputFailed { error } => {
+                error.mask_secrets()
+            }
+            Entry::AttemptFinished { outcome, .. } | Entry::CompensationFinished { outcome, .. } => {
+                outcome.mask_secrets()
+            }
+            Entry::RunFinished { output: Some(output), .. } => crate::base::secrets::mask_json(output),
+            _ => {}
+        }
+    }
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -821,9 +821,7 @@ impl RunState {
                 .wf
                 .secrets
                 .iter()
-                .filter_map(|name| {
-                    Some((name.clone(), Json::String(std::env::var(format!("SAGAFLOW_SECRET_{name}")).ok()?)))
-                })
+                .filter_map(|name| Some((name.clone(), Json::String(crate::base::secrets::read(name)?))))
                 .collect();
             ctx["secrets"] = Json::Object(secrets);
         }

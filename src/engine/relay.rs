@@ -113,6 +113,18 @@ enum Tried {
     GiveUp(String),
 }
 
+impl Tried {
+    /// The same, with every known secret's value in its error masked.
+    fn masked(self) -> Tried {
+        let mask = |e: String| crate::base::secrets::mask_str(&e).into_owned();
+        match self {
+            Tried::Delivered => Tried::Delivered,
+            Tried::Again { error, after_ms } => Tried::Again { error: mask(error), after_ms },
+            Tried::GiveUp(error) => Tried::GiveUp(mask(error)),
+        }
+    }
+}
+
 impl Relay {
     /// Starts relaying on the current runtime; it stops when the handle's `stop` is called.
     pub fn spawn(engine: Engine, store: Arc<dyn Store>, subscriptions: Arc<Subscriptions>) -> Arc<Relay> {
@@ -223,6 +235,8 @@ impl Relay {
         tried: Tried,
     ) -> Result<Option<Pending>, Box<DeadLetter>> {
         let (subscriber, attempts) = (pending.subscriber.as_str(), pending.attempts);
+        // A subscriber's answer may echo a credential: it is masked before it is logged or kept.
+        let tried = tried.masked();
         let max_attempts = self.max_attempts(subscriber);
         let letter = |error: String| {
             Box::new(DeadLetter {

@@ -75,7 +75,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = serde_json::Map::new();
         error.insert("code".into(), self.code.into());
-        error.insert("message".into(), self.message.into());
+        error.insert("message".into(), crate::base::secrets::mask_str(&self.message).into_owned().into());
         error.extend(self.details);
         let body = serde_json::json!({ "error": error });
         (self.status, axum::Json(body)).into_response()

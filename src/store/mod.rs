@@ -60,6 +60,17 @@ pub struct EventRecord {
     pub at: u64,
 }
 
+impl EventRecord {
+    /// Replaces every known secret's value in the event by `***` (DSL.md A6).
+    pub fn mask_secrets(&mut self) {
+        if crate::base::secrets::any() {
+            crate::base::secrets::mask_string(&mut self.kind);
+            crate::base::secrets::mask_string(&mut self.key);
+            crate::base::secrets::mask_json(&mut self.data);
+        }
+    }
+}
+
 /// An event on its way to the subscribers that had subscribed when it was
 /// committed (webhooks, workflows it triggers): the outbox. It leaves the
 /// store when every subscriber has taken it or been given up on.

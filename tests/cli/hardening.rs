@@ -155,3 +155,98 @@ async fn a_cancel_after_every_step_ended_answers_409_and_never_undoes_the_run() 
     // Either answer may come, by timing; what never happens is a roll-back after the last step.
     assert!(accepted <= 200);
 }
+
+const LEAK: &str = "pl4nted-leak-t0ken-9f2c";
+
+/// The company's inventory service, careless: its answer and its error body
+/// echo the `Authorization` header it got.
+async fn echoing_service() -> String {
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    let echo =
+        |headers: &HeaderMap| headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let app = axum::Router::new()
+        .route(
+            "/reserve",
+            post(move |headers: HeaderMap| async move {
+                axum::Json(json!({"reservation_id": echo(&headers), "sku": "BOOK-001", "quantity": 1, "available": 2}))
+            }),
+        )
+        .route(
+            "/release",
+            post(move |headers: HeaderMap| async move {
+                let body =
+                    json!({"error": {"code": "invalid_input", "message": format!("token {} refused", echo(&headers))}});
+                (axum::http::StatusCode::BAD_REQUEST, axum::Json(body))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+const LEAKY: &str = "name: leaky
+steps:
+  - id: reserve
+    action: inventory.reserve
+    with: { sku: BOOK-001, quantity: 1 }
+  - id: copy
+    action: mock
+    with: { output: { token: \"{{secrets.LEAK_TOKEN}}\", said: \"key {{secrets.LEAK_TOKEN}} here\" } }
+  - id: release
+    action: inventory.release
+    with: { reservation_id: r-1 }
+    needs: [copy]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_echoed_by_a_service_or_copied_by_a_template_is_masked_everywhere() {
+    let service = echoing_service().await;
+    let dir = folder(&[("leaky.yaml", LEAKY)]);
+    let config =
+        format!("[services.inventory]\nbackend = \"http\"\nbase_url = \"{service}\"\nbearer_secret = \"LEAK_TOKEN\"\n");
+    std::fs::write(dir.path().join("sagaflow.toml"), config).expect("config");
+    let server = Server::start_env(dir.path(), &[], None, &[("SAGAFLOW_SECRET_LEAK_TOKEN", LEAK)]);
+    let (status, record) = server.post("/v1/workflows/leaky/runs?wait=30s", json!({"input": {}})).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["status"], "failed", "{record}");
+    let id = record["run_id"].as_str().expect("id").to_owned();
+    assert_eq!(record["steps"][0]["output"]["reservation_id"], "Bearer ***", "{record}");
+    assert_eq!(record["steps"][1]["output"], json!({"token": "***", "said": "key *** here"}));
+    assert_eq!(
+        record["steps"][2]["error"]["message"].as_str().map(|m| m.contains("token Bearer *** refused")),
+        Some(true),
+        "{record}"
+    );
+    let (_, again) = server.get(&format!("/v1/runs/{id}")).await;
+    let stream = server.request(reqwest::Method::GET, &format!("/v1/runs/{id}/events")).send().await.expect("stream");
+    let events = stream.text().await.expect("events");
+    assert!(events.contains("event: end"), "{events}");
+    let (_, listed) = server.get("/v1/runs?workflow=leaky").await;
+    for (what, text) in
+        [("the answer", record.to_string()), ("GET", again.to_string()), ("SSE", events), ("list", listed.to_string())]
+    {
+        assert!(!text.contains(LEAK), "{what} holds the secret: {text}");
+    }
+    assert!(server.terminate().is_some_and(|code| code == 0));
+    for file in walk(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(!bytes.windows(LEAK.len()).any(|w| w == LEAK.as_bytes()), "{} holds the secret", file.display());
+    }
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+    assert!(log.contains("***") && log.contains("INFO"), "the log was written at INFO and masked: {log}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

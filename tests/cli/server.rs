@@ -46,7 +46,13 @@ impl Server {
 
     /// Starts `sagaflow serve` in `dir` on a free port; waits until it listens.
     pub fn start_with(dir: &Path, args: &[&str], token: Option<&str>) -> Server {
+        Server::start_env(dir, args, token, &[])
+    }
+
+    /// The same, with more environment variables for the process.
+    pub fn start_env(dir: &Path, args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Server {
         let mut cmd = sagaflow();
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--grace", "3s"]).args(args).current_dir(dir);
         cmd.env("SAGAFLOW_LOG", "info").env_remove("SAGAFLOW_API_TOKEN");
         if let Some(t) = token {
