@@ -24,6 +24,10 @@ pub struct Args {
     /// The most event streams (`GET /v1/runs/{id}/events`) and `?wait` requests open at once; more get 503.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_streams: u32,
+    /// The most connections open at once (within the open-file limit); one more is answered 503 and closed.
+    /// Each has 10 s to send a request's headers (idle ones are closed after 10 s) and 30 s for its body.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -47,6 +51,7 @@ pub fn run(args: Args) -> ExitCode {
         token: token_from_env(),
         grace: args.grace,
         max_streams: args.max_streams as usize,
+        max_connections: args.max_connections as usize,
     };
     let result: Result<(), String> = runtime().block_on(async move {
         let running = server::start(options, store, &backends).await?;

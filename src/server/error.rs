@@ -97,7 +97,10 @@ impl<S: Send + Sync> FromRequest<S> for BoundedBody {
         let mut stream = req.into_body().into_data_stream();
         let mut body = Vec::new();
         let mut seen = 0usize;
-        while let Some(chunk) = stream.next().await {
+        let deadline = tokio::time::Instant::now() + super::listen::BODY_TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, stream.next()).await.map_err(|_| too_slow())?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| unreadable(e.to_string()))?;
             seen = seen.saturating_add(chunk.len());
             if seen <= super::MAX_BODY_BYTES {
@@ -159,6 +162,13 @@ fn too_large_or(status: StatusCode, text: String) -> ApiError {
 fn too_large() -> ApiError {
     let message = format!("the body is larger than {} KiB, the most this server takes", super::MAX_BODY_BYTES / 1024);
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+}
+
+/// A body that did not arrive within [`super::listen::BODY_TIMEOUT`].
+fn too_slow() -> ApiError {
+    let message =
+        format!("the body did not arrive within {} s; send it at once", super::listen::BODY_TIMEOUT.as_secs());
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
 }
 
 fn unreadable(text: String) -> ApiError {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod catalog;
 pub mod console;
 pub mod error;
+pub mod listen;
 pub mod prometheus;
 pub mod report;
 pub mod schedule;
@@ -44,6 +45,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// The most event streams and `?wait` requests open at once.
     pub max_streams: usize,
+    /// The most connections open at once (bounded further by the open-file limit).
+    pub max_connections: usize,
 }
 
 /// What the handlers share.
@@ -62,6 +65,8 @@ pub struct App {
     /// One permit for each event stream or `?wait` request that may be open.
     streams: Arc<tokio::sync::Semaphore>,
     max_streams: usize,
+    /// Connections open now.
+    pub connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl App {
@@ -91,7 +96,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     relay: Arc<Relay>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
@@ -133,6 +138,7 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
         started_at: std::time::Instant::now(),
         streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
         max_streams: options.max_streams,
+        connections: Arc::default(),
     });
     let snapshot = app.catalog.snapshot();
     let reports_app = app.clone();
@@ -144,9 +150,9 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     schedule::spawn(app.clone());
     let router = api::router(app.clone());
     let shutdown = app.shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-    });
+    let max_connections = listen::connection_limit(options.max_connections);
+    let open = app.connections.clone();
+    let server = tokio::spawn(listen::serve(listener, router, max_connections, shutdown, open));
     let invalid = snapshot.files.values().filter(|f| !f.is_valid()).count();
     tracing::info!(
         %addr,

@@ -33,6 +33,8 @@ pub fn render(app: &App) -> String {
     gauge(&mut out, "sagaflow_queue_depth", "Attempts waiting for a free slot.", m.queued.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_attempts_in_flight", "Attempts running or queued.", m.in_flight.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_long_requests_open", "Event streams and ?wait requests open.", app.long_requests_open());
+    let connections = app.connections.load(std::sync::atomic::Ordering::Relaxed);
+    gauge(&mut out, "sagaflow_connections_open", "HTTP connections open.", connections);
     histogram(
         &mut out,
         "sagaflow_step_latency_seconds",

@@ -250,3 +250,83 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Reads a connection until the server closes it (or `within` passes); answers what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.ok().map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_dropped_and_everyone_else_is_served() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let dir = folder(&[("ok.yaml", OK)]);
+    let server = Server::start(dir.path());
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // 300 clients trickling a request's headers, one that went idle after a request, one trickling a body.
+    let mut trickling = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(&addr).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        trickling.push(s);
+    }
+    let mut idle = TcpStream::connect(&addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let mut body = TcpStream::connect(&addr).await.expect("connect");
+    let head = "POST /v1/workflows/ok/runs HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"in";
+    body.write_all(head.as_bytes()).await.expect("write");
+    // Everyone else is served meanwhile.
+    let id = server.start_run("ok", json!({})).await;
+    server.until_status(&id, &["succeeded"]).await;
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let open = metrics.as_str().unwrap_or_default().lines().find(|l| l.starts_with("sagaflow_connections_open "));
+    let open: u64 = open.and_then(|l| l.split(' ').nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(open >= 302, "the slow connections are open: {open}");
+    // Then the server drops them: headers and idle connections after 10 s, the body after 30 s.
+    let within = std::time::Duration::from_secs(25);
+    for s in trickling.iter_mut().take(5).chain([&mut idle]) {
+        let said = read_until_closed(s, within).await;
+        assert!(said.is_some(), "a slow or idle connection was not closed in 25 s");
+    }
+    let said = read_until_closed(&mut body, std::time::Duration::from_secs(45)).await.expect("closed");
+    assert!(said.starts_with("HTTP/1.1 408") && said.contains("request_timeout"), "{said}");
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_the_limit_is_answered_503_at_once() {
+    let dir = folder(&[("ok.yaml", OK)]);
+    let server = Server::start_with(dir.path(), &["--max-connections", "4"], None);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let said = read_until_closed(&mut extra, std::time::Duration::from_secs(5)).await.expect("answered at once");
+    assert!(said.starts_with("HTTP/1.1 503") && said.contains("too_many_connections"), "{said}");
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = reqwest::get(format!("{}/healthz", server.url)).await;
+        if response.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not take connections again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
