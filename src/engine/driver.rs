@@ -334,6 +334,17 @@ struct Active {
     timers: Vec<(u64, u64)>,
 }
 
+/// A turn between deciding and acting: its commit, and who waits for it.
+struct Turn {
+    commit: Commit,
+    touched: Vec<String>,
+    started: Vec<(String, bool, oneshot::Sender<Started>)>,
+    committed: Vec<oneshot::Sender<()>>,
+    published: Vec<(String, oneshot::Sender<Woken>)>,
+    emitted: Vec<EventRecord>,
+    transitions: Vec<Transition>,
+}
+
 struct Driver {
     metrics: Arc<Metrics>,
     transitions: broadcast::Sender<Arc<Transition>>,
@@ -406,10 +417,12 @@ impl Driver {
                 info!("a crash is simulated here (--crash): the engine stops before recording the attempt's end");
                 return;
             }
-            if let Err(e) = self.turn(batch) {
-                warn!(error = %e, "the store failed; the engine stops, runs are resumable");
+            let turn = self.prepare(batch);
+            if !self.write(&turn.commit, &rx).await {
+                warn!("the store still cannot write and the engine is no longer used; it stops, runs are resumable");
                 return;
             }
+            self.finish(turn);
         }
     }
 
@@ -453,8 +466,9 @@ impl Driver {
         }
     }
 
-    /// One turn: fold the messages in, commit, then act.
-    fn turn(&mut self, batch: Vec<Msg>) -> Result<(), StoreError> {
+    /// The first half of a turn: fold the messages in and decide; what is to
+    /// be written, and what to do once it is.
+    fn prepare(&mut self, batch: Vec<Msg>) -> Turn {
         let mut commit = Commit::default();
         let mut touched: Vec<String> = Vec::new();
         let mut started: Vec<(String, bool, oneshot::Sender<Started>)> = Vec::new();
@@ -464,12 +478,16 @@ impl Driver {
         for msg in batch {
             match msg {
                 Msg::Start { run: NewRun { run_id, wf, input, inject }, reply } => {
-                    let run_id = match run_id {
-                        Some(id) if self.exists(&id)? => {
+                    let run_id = match run_id.map(|id| self.exists(&id).map(|known| (id, known))) {
+                        Some(Ok((id, true))) => {
                             started.push((id, false, reply));
                             continue;
                         }
-                        Some(id) => id,
+                        Some(Ok((id, false))) => id,
+                        Some(Err(e)) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
                         None => new_run_id(),
                     };
                     let now = now_ms();
@@ -532,15 +550,50 @@ impl Driver {
         commit.events.iter_mut().for_each(EventRecord::mask_secrets);
         let emitted = commit.events.clone();
         commit.deliveries = self.deliveries(&emitted);
-        let relay = !commit.deliveries.is_empty();
         let transitions = self.committed_transitions(&commit);
-        let writing = std::time::Instant::now();
-        self.store.commit(commit)?;
+        Turn { commit, touched, started, committed, published, emitted, transitions }
+    }
+
+    /// Writes a turn's commit. When the store fails (a full disk, say), the
+    /// same commit is tried again, 100 ms doubling to 5 s apart, until it is
+    /// written: nothing is lost or written twice, and meanwhile the store's
+    /// health holds the error (the API answers 503, `/healthz` says why).
+    /// False when the store still fails and every handle to the engine is gone.
+    async fn write(&mut self, commit: &Commit, rx: &mpsc::UnboundedReceiver<Msg>) -> bool {
+        let mut wait = StdDuration::from_millis(100);
+        loop {
+            let writing = std::time::Instant::now();
+            match self.store.commit(commit) {
+                Ok(()) => {
+                    self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
+                    if self.metrics.storage.error().is_some() {
+                        self.metrics.storage.recovered();
+                        info!("the store takes writes again; the engine goes on");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    if self.metrics.storage.error().is_none() {
+                        warn!(error = %e, "the store cannot write; the engine tries the same commit again until it can");
+                    }
+                    self.metrics.storage.failed(e.0);
+                    if rx.is_closed() {
+                        return false;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(StdDuration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The second half of a turn, once its commit is written: answer, wake, act.
+    fn finish(&mut self, turn: Turn) {
+        let Turn { commit, touched, started, committed, published, emitted, transitions } = turn;
         for t in transitions {
             let _ = self.transitions.send(Arc::new(t));
         }
-        self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
-        if relay {
+        if !commit.deliveries.is_empty() {
             self.subscriptions.wake();
         }
         for (run_id, new, reply) in started {
@@ -556,7 +609,6 @@ impl Driver {
         for run_id in touched {
             self.act(&run_id);
         }
-        Ok(())
     }
 
     /// The commit's entries as transitions, when someone listens.

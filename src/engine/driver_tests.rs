@@ -265,3 +265,104 @@ async fn dropping_every_handle_ends_the_loop_and_frees_the_registry() {
     }
     panic!("the engine loop kept its registry after every handle was dropped");
 }
+
+/// A store whose writes fail while `full` is set, as on a full disk.
+#[derive(Default)]
+struct FullDisk {
+    inner: MemoryStore,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl crate::store::ReadRuns for FullDisk {
+    fn entries(&self, run_id: &str) -> Result<Vec<super::journal::Entry>, crate::store::StoreError> {
+        self.inner.entries(run_id)
+    }
+    fn run(&self, run_id: &str) -> Result<Option<crate::store::RunMeta>, crate::store::StoreError> {
+        self.inner.run(run_id)
+    }
+    fn runs(&self) -> Result<Vec<crate::store::RunMeta>, crate::store::StoreError> {
+        self.inner.runs()
+    }
+    fn definition(&self, hash: &str) -> Result<Option<String>, crate::store::StoreError> {
+        self.inner.definition(hash)
+    }
+    fn events(
+        &self,
+        kind: &str,
+        key: &str,
+        since: u64,
+    ) -> Result<Vec<crate::store::EventRecord>, crate::store::StoreError> {
+        self.inner.events(kind, key, since)
+    }
+}
+
+impl crate::store::WriteRuns for FullDisk {
+    fn commit(&self, commit: &crate::store::Commit) -> Result<(), crate::store::StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(crate::store::StoreError("no space left on the device".into()));
+        }
+        self.inner.commit(commit)
+    }
+    fn put_definition(&self, hash: &str, source: &str) -> Result<(), crate::store::StoreError> {
+        self.inner.put_definition(hash, source)
+    }
+}
+
+impl crate::store::OutboxTable for FullDisk {
+    fn due(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<(Vec<crate::store::Delivery>, Option<u64>), crate::store::StoreError> {
+        self.inner.due(now, limit)
+    }
+    fn settle(
+        &self,
+        d: &crate::store::Delivery,
+        dead: &[crate::store::DeadLetter],
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.settle(d, dead)
+    }
+    fn pending(&self) -> Result<Vec<crate::store::Delivery>, crate::store::StoreError> {
+        self.inner.pending()
+    }
+    fn dead_letters(&self) -> Result<Vec<crate::store::DeadLetter>, crate::store::StoreError> {
+        self.inner.dead_letters()
+    }
+}
+
+impl crate::store::ScheduleTable for FullDisk {
+    fn last_tick(&self, schedule: &str) -> Result<Option<u64>, crate::store::StoreError> {
+        self.inner.last_tick(schedule)
+    }
+    fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), crate::store::StoreError> {
+        self.inner.set_last_tick(schedule, at)
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_write_holds_the_engine_until_it_can_and_nothing_is_lost_or_doubled() {
+    use crate::store::ReadRuns;
+    let store = Arc::new(FullDisk::default());
+    let engine = Engine::start(store.clone(), Registry::builtin_shared().clone(), EngineOptions::default());
+    let wf = builtin("name: w\nsteps:\n  - id: a\n    action: mock\n    with: { delay: 300ms, output: 1 }\n  - id: b\n    action: mock\n");
+    let id = engine.start_run(wf, json!({})).await.expect("started");
+    store.full.store(true, Ordering::SeqCst);
+    // Step a ends while the disk is full: its end cannot be written, and the engine says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while engine.metrics().storage.error().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the failed commit was never reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine.metrics().storage.error().as_deref(), Some("no space left on the device"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.entries(&id).expect("journal").len() <= 2, "nothing was written while the disk was full");
+    store.full.store(false, Ordering::SeqCst);
+    let record = engine.wait(&id).await.expect("record");
+    assert_eq!(record.status, "succeeded");
+    assert_eq!(engine.metrics().storage.error(), None, "the engine went on by itself");
+    let journal = store.entries(&id).expect("journal");
+    let ends = journal.iter().filter(|e| matches!(e, super::journal::Entry::AttemptFinished { .. })).count();
+    assert_eq!(ends, 2, "each attempt's end is written once: {journal:?}");
+    assert!(engine.metrics().storage.failures.load(Ordering::Relaxed) >= 1);
+}

@@ -90,6 +90,34 @@ pub struct Metrics {
     pub retries: AtomicU64,
     pub compensations: AtomicU64,
     pub runs_finished: AtomicU64,
+    /// Whether the store takes writes, and why not.
+    pub storage: StorageHealth,
+}
+
+/// Whether the store takes writes: after a failed group commit the engine
+/// tries the same commit again until it is written; meanwhile this holds the
+/// error, for `/healthz`, `/metrics` and the API's `503 storage_unavailable`.
+#[derive(Default)]
+pub struct StorageHealth {
+    error: std::sync::Mutex<Option<String>>,
+    /// Group commits that failed, since the start.
+    pub failures: AtomicU64,
+}
+
+impl StorageHealth {
+    /// The error that stops writes now; none when the store takes them.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn failed(&self, error: String) {
+        self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    pub fn recovered(&self) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 impl Metrics {

@@ -18,11 +18,13 @@ pub struct ApiError {
     pub message: String,
     /// More fields of the error object (such as a run's `status`).
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// Seconds to wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: serde_json::Map::new() }
+        ApiError { status, code, message: message.into(), details: serde_json::Map::new(), retry_after: None }
     }
 
     /// The error with more fields beside `code` and `message`.
@@ -47,6 +49,14 @@ impl ApiError {
 
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// The store cannot write now (a full disk, say); the engine goes on by
+    /// itself once it can.
+    pub fn storage_unavailable(error: String) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", error);
+        e.retry_after = Some(5);
+        e
     }
 
     pub fn draining() -> ApiError {
@@ -78,7 +88,11 @@ impl IntoResponse for ApiError {
         error.insert("message".into(), crate::base::secrets::mask_str(&self.message).into_owned().into());
         error.extend(self.details);
         let body = serde_json::json!({ "error": error });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -74,6 +74,32 @@ impl App {
         self.draining.load(Ordering::Relaxed)
     }
 
+    /// Whether a request that writes may go ahead: not while draining (503
+    /// `draining`), nor while the store cannot write (503 `storage_unavailable`).
+    pub fn takes_writes(&self) -> Result<(), ApiError> {
+        if self.is_draining() {
+            return Err(ApiError::draining());
+        }
+        match self.storage_error() {
+            Some(error) => Err(ApiError::storage_unavailable(error)),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the store cannot write now: a commit the engine is trying again, or
+    /// a write that would fail (a full disk); none when it can.
+    pub fn storage_error(&self) -> Option<String> {
+        self.engine.metrics().storage.error().or_else(|| self.store.check_writable().err().map(|e| e.0))
+    }
+
+    /// A store error as the API answers it: 503 while the store cannot write, 500 otherwise.
+    pub fn store_error(&self, e: crate::store::StoreError) -> ApiError {
+        match self.storage_error() {
+            Some(error) => ApiError::storage_unavailable(error),
+            None => ApiError::internal(e.0),
+        }
+    }
+
     /// A place for one more long request (an event stream, a `?wait`), held
     /// until it ends; 503 when the server holds as many as it takes.
     pub fn long_request(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
@@ -176,8 +202,13 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.app.engine.in_flight();
-        // The ends that came in are recorded.
-        self.app.engine.flush().await;
+        // The ends that came in are recorded (unless the store cannot write:
+        // then they run again at the next start, with the same keys).
+        if tokio::time::timeout(self.grace.max(Duration::from_secs(1)), self.app.engine.flush()).await.is_err() {
+            tracing::warn!(
+                "the store could not write the last transitions; their attempts run again at the next start"
+            );
+        }
         self.app.shutdown.cancel();
         self.relay.stop();
         let _ = self.server.await;

@@ -33,6 +33,20 @@ pub fn render(app: &App) -> String {
     gauge(&mut out, "sagaflow_queue_depth", "Attempts waiting for a free slot.", m.queued.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_attempts_in_flight", "Attempts running or queued.", m.in_flight.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_long_requests_open", "Event streams and ?wait requests open.", app.long_requests_open());
+    let storage = &app.engine.metrics().storage;
+    gauge(
+        &mut out,
+        "sagaflow_storage_available",
+        "1 when the store takes writes, 0 while it cannot (a full disk).",
+        u64::from(app.storage_error().is_none()),
+    );
+    let failures = storage.failures.load(std::sync::atomic::Ordering::Relaxed);
+    counter(
+        &mut out,
+        "sagaflow_storage_failures_total",
+        "Group commits the store refused (each is tried again).",
+        failures,
+    );
     let connections = app.connections.load(std::sync::atomic::Ordering::Relaxed);
     gauge(&mut out, "sagaflow_connections_open", "HTTP connections open.", connections);
     histogram(

@@ -57,21 +57,21 @@ impl ReadRuns for MemoryStore {
 }
 
 impl WriteRuns for MemoryStore {
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        for (run, _, entry) in commit.entries {
-            inner.journal.entry(run).or_default().push(entry);
+        for (run, _, entry) in &commit.entries {
+            inner.journal.entry(run.clone()).or_default().push(entry.clone());
         }
-        for meta in commit.runs {
-            inner.runs.insert(meta.run_id.clone(), meta);
+        for meta in &commit.runs {
+            inner.runs.insert(meta.run_id.clone(), meta.clone());
         }
-        for event in commit.events {
+        for event in &commit.events {
             if !inner.events.iter().any(|e| e.id == event.id) {
-                inner.events.push(event);
+                inner.events.push(event.clone());
             }
         }
-        for delivery in commit.deliveries {
-            inner.outbox.insert((delivery.event.at, delivery.event.id.clone()), delivery);
+        for delivery in &commit.deliveries {
+            inner.outbox.insert((delivery.event.at, delivery.event.id.clone()), delivery.clone());
         }
         Ok(())
     }

@@ -196,8 +196,14 @@ pub trait ReadRuns: Send + Sync {
 /// Writing runs. Invariant: when `commit` returns Ok, everything in it is durable
 /// (on disk for sled), and all of it or none of it is.
 pub trait WriteRuns: Send + Sync {
-    fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+    /// On an error nothing of it is written, and the same commit may be tried again.
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError>;
+    /// Whether a write could go through now (for health checks and to refuse
+    /// new work early); a store with nothing to check says yes.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The outbox: deliveries written by [`WriteRuns::commit`], taken by the relay.

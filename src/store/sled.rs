@@ -22,6 +22,34 @@ use crate::engine::journal::Entry;
 pub(super) const FORMAT_KEY: &str = "m/format";
 const FORMAT: &str = "sagaflow-store-1";
 
+/// Free space the store leaves on its file system (see [`SledStore::ensure_space`]).
+pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+
+/// Bytes free to an unprivileged writer on the file system holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs only writes the struct it is given; the path is NUL-terminated.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+            return None;
+        }
+        Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// The sled tree that holds the runs (the sandbox services have trees of their own).
 pub(super) const RUN_TREE: &str = "sagaflow";
 
@@ -118,6 +146,25 @@ impl SledStore {
         }
         self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
         self.sync()
+    }
+
+    /// Refuses a write of about `bytes` when the file system would keep less
+    /// than [`FREE_SPACE_RESERVE`] free. sled (0.34) keeps the first write
+    /// error it meets for the life of the process, so a write that hit a full
+    /// disk would stop the store until a restart; refused here, nothing is
+    /// written, and the same write goes through once space comes back.
+    pub(super) fn ensure_space(&self, bytes: usize) -> Result<(), StoreError> {
+        let Some(free) = free_bytes(&self.path) else { return Ok(()) };
+        let needed = FREE_SPACE_RESERVE.saturating_add(2 * bytes as u64);
+        if free >= needed {
+            return Ok(());
+        }
+        Err(StoreError(format!(
+            "no space left on the device: {} has {} free, and sagaflow keeps {} MiB free so that a full disk never breaks the store; free some space and the writes go on by themselves",
+            self.path.display(),
+            human_bytes(free),
+            FREE_SPACE_RESERVE / (1024 * 1024)
+        )))
     }
 
     pub(super) fn sync(&self) -> Result<(), StoreError> {
@@ -389,32 +436,43 @@ impl SledStore {
 }
 
 impl WriteRuns for SledStore {
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
         if commit.is_empty() {
             return Ok(());
         }
-        if let Some(hook) = self.before_commit.get() {
-            hook().map_err(|e| err(&self.path, "cannot write the sandbox", e))?;
-        }
         let mut batch = sled::Batch::default();
+        let mut bytes = 0usize;
+        let mut put = |key: Vec<u8>, value: Vec<u8>| {
+            bytes += key.len() + value.len();
+            batch.insert(key, value);
+        };
         for (run, seq, entry) in &commit.entries {
-            batch.insert(journal_key(run, *seq), encode(entry)?);
+            put(journal_key(run, *seq), encode(entry)?);
         }
         for meta in &commit.runs {
-            batch.insert(format!("r/{}", meta.run_id).into_bytes(), encode(meta)?);
-            batch.insert(start_key(meta), &[]);
+            put(format!("r/{}", meta.run_id).into_bytes(), encode(meta)?);
+            put(start_key(meta), Vec::new());
         }
         for event in &commit.events {
-            batch.insert(event_key(event), encode(event)?);
+            put(event_key(event), encode(event)?);
         }
         for delivery in &commit.deliveries {
-            batch.insert(delivery_key(&delivery.event), encode(delivery)?);
+            put(delivery_key(&delivery.event), encode(delivery)?);
+        }
+        self.ensure_space(bytes)?;
+        if let Some(hook) = self.before_commit.get() {
+            hook().map_err(|e| err(&self.path, "cannot write the sandbox", e))?;
         }
         self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
         self.sync()
     }
 
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.ensure_space(0)
+    }
+
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        self.ensure_space(source.len())?;
         self.tree
             .insert(format!("d/{hash}"), source.as_bytes())
             .map_err(|e| err(&self.path, "cannot write a definition", e))?;
@@ -459,6 +517,7 @@ impl OutboxTable for SledStore {
             true => batch.remove(delivery_key(&delivery.event)),
             false => batch.insert(delivery_key(&delivery.event), encode(delivery)?),
         }
+        self.ensure_space(dead.len() * 1024)?;
         self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write the outbox", e))?;
         self.sync()
     }
@@ -479,6 +538,7 @@ impl ScheduleTable for SledStore {
     }
 
     fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError> {
+        self.ensure_space(schedule.len())?;
         self.tree
             .insert(format!("s/{schedule}"), &at.to_be_bytes())
             .map_err(|e| err(&self.path, "cannot write a schedule", e))?;
@@ -507,7 +567,7 @@ mod tests {
     fn store_with_runs(dir: &Path) {
         let store = SledStore::open(dir).expect("open");
         let runs = (0..300).map(|i| meta(i, "w")).collect();
-        store.commit(Commit { runs, ..Commit::default() }).expect("commit");
+        store.commit(&Commit { runs, ..Commit::default() }).expect("commit");
         drop(store);
         drop(SledStore::open(dir).expect("reopen"));
     }
@@ -584,7 +644,7 @@ mod tests {
                 events: vec![event],
                 deliveries: vec![],
             };
-            store.commit(commit).expect("commit");
+            store.commit(&commit).expect("commit");
             store.put_definition("h", "name: w").expect("definition");
         }
         let store = SledStore::open(dir.path()).expect("reopen");
@@ -615,7 +675,7 @@ mod tests {
         let memory = crate::store::memory::MemoryStore::default();
         let runs: Vec<RunMeta> = (0..25).map(|i| meta(i, if i % 3 == 0 { "a" } else { "b" })).collect();
         for store in [&sled as &dyn crate::store::Store, &memory] {
-            store.commit(Commit { runs: runs.clone(), ..Commit::default() }).expect("commit");
+            store.commit(&Commit { runs: runs.clone(), ..Commit::default() }).expect("commit");
             for filter in [RunFilter::default(), RunFilter { workflow: Some("a".into()), status: None }] {
                 let mut seen = Vec::new();
                 let mut cursor = None;

@@ -92,6 +92,7 @@ impl SledStore {
     }
 
     fn write(&self, batch: sled::Batch, sandbox: Vec<(String, String, Vec<u8>)>) -> Result<(), StoreError> {
+        self.ensure_space(sandbox.iter().map(|(_, k, v)| k.len() + v.len()).sum())?;
         self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
         for (tree, key, value) in sandbox {
             let opened = self.db.open_tree(&tree).map_err(|e| err(&self.path, "cannot open a sandbox tree", e))?;
@@ -196,7 +197,7 @@ mod tests {
         };
         let event = EventRecord { id: "e1".into(), kind: "order.paid".into(), key: "o1".into(), data: 1.into(), at: 7 };
         let entries = (0..3).map(|seq| ("r1".to_owned(), seq, Entry::CancelRequested { at: u64::from(seq) })).collect();
-        store.commit(Commit { entries, runs: vec![run], events: vec![event], deliveries: vec![] }).expect("commit");
+        store.commit(&Commit { entries, runs: vec![run], events: vec![event], deliveries: vec![] }).expect("commit");
         store.put_definition("h1", "name: w\n").expect("definition");
         store.set_last_tick("w#0", 42).expect("tick");
         let sandbox = store.db.open_tree("sandbox.inventory").expect("tree");

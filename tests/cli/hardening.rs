@@ -330,3 +330,111 @@ async fn a_connection_over_the_limit_is_answered_503_at_once() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A small file system of its own (tmpfs), unmounted when dropped. Mounting
+/// needs root, which CI has; elsewhere the test says so and does nothing.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root and must be able to mount a tmpfs");
+            eprintln!("skipped: cannot mount a tmpfs here (not root)");
+            return None;
+        }
+        Some(SmallDisk(at.to_owned()))
+    }
+
+    /// Fills the disk to its last byte with one file; answers its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let mut byte = [0u8; 1];
+        while file.write_all(&mut byte).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+const SLOWISH: &str = "name: slowish
+steps:
+  - id: a
+    action: mock
+    with: { delay: 1500ms, output: 1 }
+  - id: b
+    action: mock
+    with: { output: 2 }
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_the_engine_goes_on_by_itself_when_space_comes_back() {
+    let dir = folder(&[("slowish.yaml", SLOWISH)]);
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "48m") else { return };
+    let data = disk.0.join("data");
+    let data_arg = data.to_string_lossy().into_owned();
+    let server = Server::start_with(dir.path(), &["--data", &data_arg], None);
+    let before = server.start_run("slowish", json!({})).await;
+    let filler = disk.fill();
+    // New work is refused plainly; the run in flight waits for the disk.
+    let (status, body) = server.post("/v1/workflows/slowish/runs", json!({"input": {}})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("storage_unavailable")), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("no space left on the device"), "{message}");
+    let response =
+        server.request(reqwest::Method::POST, "/v1/events").json(&json!({"type": "x.y"})).send().await.expect("answer");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    let (status, health) = server.get("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (503, Some("storage_unavailable")), "{health}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (_, metrics) = server.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("sagaflow_storage_available 0"), "{metrics}");
+    let (_, record) = server.get(&format!("/v1/runs/{before}")).await;
+    assert_ne!(record["status"], "succeeded", "the step's end could not be written yet: {record}");
+    // Space comes back: everything goes on, nothing lost or doubled.
+    std::fs::remove_file(filler).expect("free the disk");
+    let record = server.until_status(&before, &["succeeded"]).await;
+    assert_eq!(record["steps"][0]["attempts"], 1, "{record}");
+    server.until("/healthz", |h| h["status"] == "ok").await;
+    let after = server.start_run("slowish", json!({})).await;
+    server.until_status(&after, &["succeeded"]).await;
+    assert_eq!(server.terminate(), Some(0));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sagaflow"))
+        .args(["store", "check", "--data", &data_arg])
+        .output()
+        .expect("check");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    drop(disk);
+}
+
+#[test]
+fn the_cli_calls_a_full_disk_by_its_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(disk) = SmallDisk::mount(&dir.path().join("disk"), "24m") else { return };
+    let data = disk.0.join("data");
+    let _filler = disk.fill();
+    let output = Test::in_dir(dir.path())
+        .file("ok.yaml", OK)
+        .args(&["run", "ok.yaml", "--data", &data.to_string_lossy()])
+        .status(2)
+        .run();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no space left on the device"), "{stderr}");
+    assert!(!stderr.contains("not a sagaflow data directory"), "{stderr}");
+    drop(disk);
+}

@@ -28,15 +28,13 @@ pub struct EventBody {
 }
 
 pub async fn send(State(app): State<Arc<App>>, JsonBody(body): JsonBody<EventBody>) -> Result<Response, ApiError> {
-    if app.is_draining() {
-        return Err(ApiError::draining());
-    }
+    app.takes_writes()?;
     check_type(&body.kind)?;
     let key = crate::engine::machine::event_key(body.key.as_ref());
     if key.len() > MAX_KEY {
         return Err(ApiError::bad_request("bad_request", format!("an event key has at most {MAX_KEY} characters")));
     }
-    let (event, woken) = app.engine.publish_event(&body.kind, &key, body.data).await?;
+    let (event, woken) = app.engine.publish_event(&body.kind, &key, body.data).await.map_err(|e| app.store_error(e))?;
     let triggered: Vec<Json_> = app
         .subscriptions
         .subscribers(&event.kind)

@@ -15,10 +15,15 @@ pub async fn console() -> Response {
 }
 
 pub async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let (status, state) =
-        if app.is_draining() { (StatusCode::SERVICE_UNAVAILABLE, "draining") } else { (StatusCode::OK, "ok") };
+    let storage = app.storage_error();
+    let (status, state) = match (app.is_draining(), &storage) {
+        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        (false, Some(_)) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        (false, None) => (StatusCode::OK, "ok"),
+    };
     let body = json!({
         "status": state,
+        "storage": storage.map_or_else(|| json!({"ok": true}), |error| json!({"ok": false, "error": error})),
         "uptime_s": app.started_at.elapsed().as_secs(),
         "attempts_in_flight": app.engine.in_flight(),
         "workflows": app.catalog.snapshot().names().count(),

@@ -45,9 +45,7 @@ pub async fn start(
     headers: HeaderMap,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<Response, ApiError> {
-    if app.is_draining() {
-        return Err(ApiError::draining());
-    }
+    app.takes_writes()?;
     let wait = query.get("wait").map(|w| parse_wait(w)).transpose()?;
     let _place = wait.map(|_| app.long_request()).transpose()?;
     let wf = active_workflow(&app, &name)?;
@@ -58,7 +56,7 @@ pub async fn start(
     let run_id = idempotent_run_id(&headers, &name)?;
     let keyed = run_id.is_some();
     let run = NewRun { run_id, wf, input: input.clone(), inject: Vec::new() };
-    let (run_id, created) = app.engine.start_new(run).await?;
+    let (run_id, created) = app.engine.start_new(run).await.map_err(|e| app.store_error(e))?;
     if keyed && !created {
         same_input_or_conflict(&app, &run_id, &input)?;
     }
@@ -190,6 +188,7 @@ pub async fn list(
 /// `POST /v1/runs/{id}/cancel`: the run rolls back (its compensations run).
 pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
+    app.takes_writes()?;
     if let Err(refused) = app.engine.cancel(&id).await {
         let status = match &refused {
             CancelRefused::Ended(status) => status.clone(),

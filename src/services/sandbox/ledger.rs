@@ -109,14 +109,14 @@ pub struct Ledger {
     buffered: bool,
 }
 
-fn apply(tree: &sled::Tree, writes: Writes) -> Result<(), ActionError> {
+fn apply(tree: &sled::Tree, writes: &Writes) -> Result<(), ActionError> {
     if writes.is_empty() {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
     for (key, value) in writes {
         match value {
-            Some(v) => batch.insert(key.as_bytes(), v),
+            Some(v) => batch.insert(key.as_bytes(), v.as_slice()),
             None => batch.remove(key.as_bytes()),
         }
     }
@@ -133,10 +133,13 @@ impl Ledger {
         self.buffer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes the buffered writes to sled, as one atomic batch.
+    /// Writes the buffered writes to sled, as one atomic batch; on a failure
+    /// they stay buffered for the next try.
     pub fn flush(&self) -> Result<(), ActionError> {
         let mut buffer = self.buffer();
-        apply(&self.tree, std::mem::take(&mut *buffer))
+        apply(&self.tree, &buffer)?;
+        buffer.clear();
+        Ok(())
     }
 
     /// Runs `body` once per (operation, idempotency key): a repeat gets the
@@ -166,7 +169,7 @@ impl Ledger {
         if self.buffered {
             buffer.extend(pending);
         } else {
-            apply(&self.tree, pending)?;
+            apply(&self.tree, &pending)?;
         }
         Ok(result)
     }
