@@ -96,6 +96,49 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Every error answer is `{"error": {"code", "message"}}`: an error that
+/// axum or hyper wrote as plain text (an undecodable path or query, say) is
+/// rewritten so, its text kept as the message. HTML (the console's login
+/// page) and JSON pass as they are.
+pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let content_type = response.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let kept = content_type.is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    if status.as_u16() < 400 || kept {
+        return response;
+    }
+    let retry_after = response.headers().get(axum::http::header::RETRY_AFTER).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    let mut answer = ApiError::new(status, code_of(status), message).into_response();
+    if let Some(value) = retry_after {
+        answer.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+    }
+    answer
+}
+
+/// The error code an HTTP status stands for, when nothing more precise is known.
+fn code_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        409 => "conflict",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "rate_limited",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "bad_request",
+    }
+}
+
 /// A request body of at most [`super::MAX_BODY_BYTES`]. A larger one is read on
 /// (up to [`MAX_DRAINED_BYTES`]) and dropped, so a client still sending it reads
 /// the `413` instead of a reset connection.

@@ -438,3 +438,23 @@ fn the_cli_calls_a_full_disk_by_its_name() {
     assert!(!stderr.contains("not a sagaflow data directory"), "{stderr}");
     drop(disk);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json_and_an_empty_validate_body_is_refused() {
+    let dir = folder(&[("ok.yaml", OK)]);
+    let server = Server::start(dir.path());
+    for path in ["/v1/runs/%FF%FE", "/v1/runs?status=%FF", "/v1/runs?limit=many", "/v1/workflows/%C3%28"] {
+        let response = server.request(reqwest::Method::GET, path).send().await.expect("answer");
+        let status = response.status().as_u16();
+        let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert!(kind.starts_with("application/json"), "{path}: {kind}");
+        assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{path}: {body}");
+    }
+    for empty in ["", "  \n"] {
+        let request = server.request(reqwest::Method::POST, "/v1/validate").body(empty);
+        let (status, body) = server.send(request).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("empty_body")), "{body}");
+    }
+}

@@ -2,6 +2,7 @@
 //! builder in the style of casey/just (`Test::new().file(..).args(..).stdout(..)`).
 
 mod console;
+mod contract;
 mod corpus;
 mod crash;
 mod explore;

@@ -33,6 +33,7 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), super::auth::require_token))
         .layer(DefaultBodyLimit::max(super::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(super::error::json_errors))
         .with_state(app)
 }
 

@@ -86,6 +86,9 @@ pub async fn validate(
     if name.len() > 255 {
         return Err(ApiError::bad_request("bad_request", "?file= names a file in at most 255 characters"));
     }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("empty_body", "the body is empty: send the workflow file's YAML"));
+    }
     let name = name.to_owned();
     let report = tokio::task::spawn_blocking(move || {
         let checked = crate::validate::check_text(FilePath::new(&name), &body, app.engine.registry());
