@@ -29,6 +29,10 @@ enum What {
         /// Write the generated files here and keep them (default: a temporary folder, removed after).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Instead: one file whose N steps form one chain of `needs` (the largest graph a 1 MiB file holds
+        /// is about 20,000 steps); prints the time and the validator's peak memory.
+        #[arg(long, value_name = "N")]
+        chain: Option<usize>,
     },
 }
 
@@ -36,7 +40,15 @@ pub fn run(args: Args) -> ExitCode {
     match args.what {
         What::Run(args) => super::bench_run::run(args),
         What::Serve(args) => super::bench_serve::run(args),
-        What::Validate { files, steps, runs, dir } => match bench_validate(files, steps, runs.max(1), dir) {
+        What::Validate { chain: Some(steps), runs, .. } => match bench_chain(steps, runs.max(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
+        What::Validate { files, steps, runs, dir, chain: None } => match bench_validate(files, steps, runs.max(1), dir)
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -62,6 +74,47 @@ fn bench_validate(files: usize, steps: usize, runs: usize, keep: Option<PathBuf>
     println!("  best   {:>8.1} ms  {:>9.0} files/s", best * 1e3, files as f64 / best);
     println!("  median {:>8.1} ms  {:>9.0} files/s", median * 1e3, files as f64 / median);
     Ok(())
+}
+
+/// Validates one file of a `steps`-long chain `runs` times; prints the best and
+/// median time and the validating process's peak resident memory.
+fn bench_chain(steps: usize, runs: usize) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("sagaflow-bench-chain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let text = chain(steps);
+    let file = dir.join("chain.yaml");
+    let written = std::fs::write(&file, &text).map_err(|e| format!("cannot write {}: {e}", file.display()));
+    let result = written.and_then(|()| time_runs(&dir, 1, runs));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut times = result?;
+    times.sort_by(f64::total_cmp);
+    println!(
+        "bench validate --chain: 1 file of {steps} steps ({} KB) in one chain of `needs`, {runs} runs",
+        text.len() / 1000
+    );
+    println!("  best   {:>8.1} ms", times[0] * 1e3);
+    println!("  median {:>8.1} ms", times[times.len() / 2] * 1e3);
+    println!("  peak resident memory of `sagaflow validate` {:.1} MiB", children_peak_rss_mib());
+    Ok(())
+}
+
+/// A valid workflow of `steps` steps, each needing the one before.
+pub fn chain(steps: usize) -> String {
+    let mut y = String::from("name: chain\nsteps:\n  - {id: s0, action: mock}\n");
+    for j in 1..steps {
+        let _ = writeln!(y, "  - {{id: s{j}, action: mock, needs: [s{}]}}", j - 1);
+    }
+    y
+}
+
+/// The largest peak resident memory of the child processes waited for (Linux).
+fn children_peak_rss_mib() -> f64 {
+    // SAFETY: getrusage writes only the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0.0;
+    }
+    usage.ru_maxrss as f64 / 1024.0
 }
 
 fn time_runs(dir: &Path, files: usize, runs: usize) -> Result<Vec<f64>, String> {

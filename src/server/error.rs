@@ -17,20 +17,20 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     /// More fields of the error object (such as a run's `status`).
-    pub details: serde_json::Map<String, serde_json::Value>,
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Seconds to wait before trying again (`Retry-After`).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: serde_json::Map::new(), retry_after: None }
+        ApiError { status, code, message: message.into(), details: None, retry_after: None }
     }
 
     /// The error with more fields beside `code` and `message`.
     pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
         if let serde_json::Value::Object(map) = details {
-            self.details.extend(map);
+            self.details.get_or_insert_with(Box::default).extend(map);
         }
         self
     }
@@ -86,7 +86,7 @@ impl IntoResponse for ApiError {
         let mut error = serde_json::Map::new();
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), crate::base::secrets::mask_str(&self.message).into_owned().into());
-        error.extend(self.details);
+        error.extend(self.details.map(|d| *d).unwrap_or_default());
         let body = serde_json::json!({ "error": error });
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {

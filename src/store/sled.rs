@@ -36,7 +36,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
         if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
             return None;
         }
-        Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
     #[cfg(not(unix))]
     None
@@ -584,7 +584,7 @@ mod tests {
         // What a SIGKILL while sled writes its next snapshot leaves: a name that sorts last, half written.
         let unfinished = dir.path().join("snap.FFFFFFFFFFFFFFF0.generating");
         std::fs::write(&unfinished, vec![7u8; 100]).expect("plant");
-        assert!(is_corruption(&open_sled(dir.path()).err().expect("sled alone refuses it")));
+        assert!(is_corruption(&open_sled(dir.path()).expect_err("sled alone refuses it")));
         let store = SledStore::open(dir.path()).expect("opens by itself");
         assert_eq!(store.runs().expect("runs").len(), 300);
         assert!(!unfinished.exists());

@@ -358,8 +358,8 @@ impl SmallDisk {
         let mut file = std::fs::File::create(&path).expect("filler");
         let chunk = vec![0u8; 64 * 1024];
         while file.write_all(&chunk).is_ok() {}
-        let mut byte = [0u8; 1];
-        while file.write_all(&mut byte).is_ok() {}
+        let byte = [0u8; 1];
+        while file.write_all(&byte).is_ok() {}
         path
     }
 }
