@@ -17,6 +17,7 @@ use crate::dsl::span::Span;
 
 /// The events of one document, as granit-parser would give them (without the
 /// stream and document end events, which the builder does not read).
+#[cfg(test)]
 pub type Events<'a> = Vec<(Event<'a>, Span)>;
 
 /// Collections nested deeper than this go to the general parser.
@@ -24,14 +25,23 @@ const MAX_NESTING: usize = 32;
 /// Longer implicit keys are an error in YAML: the general parser says so.
 const MAX_KEY_BYTES: usize = 1024;
 
-/// The events of `text` when it is within the fast subset.
-pub fn events(text: &str) -> Option<Events<'_>> {
+/// Hands the events of `text` to `sink` one by one, as they are read (no list
+/// of them is kept: a large file costs no more than its tree). False when
+/// `text` is not within the fast subset: some events may have been handed
+/// over by then, and the caller starts again with the general parser.
+pub fn feed<'a>(text: &'a str, sink: &mut dyn FnMut(Event<'a>, Span)) -> bool {
     if !within_subset(text) {
-        return None;
+        return false;
     }
-    let mut fast = Fast { text, b: text.as_bytes(), out: Vec::with_capacity(text.len() / 12), depth: 0 };
-    fast.document()?;
-    Some(fast.out)
+    let mut fast = Fast { text, b: text.as_bytes(), out: sink, depth: 0 };
+    fast.document().is_some()
+}
+
+/// The events of `text` when it is within the fast subset.
+#[cfg(test)]
+pub fn events(text: &str) -> Option<Events<'_>> {
+    let mut out = Vec::new();
+    feed(text, &mut |event, span| out.push((event, span))).then_some(out)
 }
 
 /// Printable text with `\n` line ends, no tabs, no byte-order mark and no line
@@ -59,10 +69,10 @@ fn printable(c: char) -> bool {
         || c >= '\u{10000}'
 }
 
-struct Fast<'a> {
+struct Fast<'a, 's> {
     text: &'a str,
     b: &'a [u8],
-    out: Events<'a>,
+    out: &'s mut dyn FnMut(Event<'a>, Span),
     depth: usize,
 }
 
@@ -92,7 +102,7 @@ struct Key<'a> {
     colon: usize,
 }
 
-impl<'a> Fast<'a> {
+impl<'a> Fast<'a, '_> {
     fn document(&mut self) -> Option<()> {
         let Some(line) = self.next_line(0) else { return Some(()) };
         self.emit(Event::DocumentStart(false, None), line.content, line.content);
@@ -138,7 +148,7 @@ impl<'a> Fast<'a> {
         self.emit(Event::MappingStart(StructureStyle::Block, 0, None), first.span.start, first.span.start);
         let mut key = first;
         loop {
-            self.out.push((key.event, key.span));
+            (self.out)(key.event, key.span);
             let next = self.mapping_value(line, key.colon, indent)?;
             match next {
                 Some(n) if n.indent() == indent => {
@@ -483,7 +493,7 @@ impl<'a> Fast<'a> {
     }
 
     fn emit(&mut self, event: Event<'a>, start: usize, end: usize) {
-        self.out.push((event, Span::new(start, end)));
+        (self.out)(event, Span::new(start, end));
     }
 }
 

@@ -53,19 +53,25 @@ pub enum YamlError {
 
 /// Parses one YAML document; an empty text is `null`.
 pub fn parse(text: &str, limits: Limits) -> Result<Node, YamlError> {
-    let mut builder = Builder { limits, stack: Vec::new(), anchors: Vec::new(), nodes: 0, documents: 0, root: None };
-    match fast::events(text) {
-        Some(events) => {
-            for (event, span) in events {
-                builder.event(event, span)?;
-            }
+    let new = || Builder { limits, stack: Vec::new(), anchors: Vec::new(), nodes: 0, documents: 0, root: None };
+    let mut builder = new();
+    let mut failed: Option<YamlError> = None;
+    let fast = fast::feed(text, &mut |event, span| {
+        if failed.is_none() {
+            failed = builder.event(event, span).err();
         }
-        None => {
-            for item in Parser::new_from_str(text) {
-                let (event, span) = item.map_err(|e| syntax_error(text, &e))?;
-                builder.event(event, byte_span(&span))?;
-            }
+    });
+    if !fast {
+        // Not in the fast subset: the general parser reads it from the start.
+        builder = new();
+        failed = None;
+        for item in Parser::new_from_str(text) {
+            let (event, span) = item.map_err(|e| syntax_error(text, &e))?;
+            builder.event(event, byte_span(&span))?;
         }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     Ok(builder.root.unwrap_or(Node { value: Value::Null, span: Span::default() }))
 }
