@@ -72,7 +72,12 @@ pub fn run(args: Args) -> ExitCode {
         let engine = started.engine.clone();
         let run = NewRun { run_id: None, wf, input, inject };
         let (run_id, _) = engine.start_new(run).await.map_err(|e| e.0)?;
-        let record = engine.wait(&run_id).await.ok_or_else(|| format!("the engine stopped before run {run_id} ended"));
+        let record = engine.wait(&run_id).await.ok_or_else(|| match engine.metrics().storage.error() {
+            Some(e) => {
+                format!("the store could not write ({e}); run {run_id} goes on with `sagaflow resume` once it can")
+            }
+            None => format!("the engine stopped before run {run_id} ended"),
+        });
         started.finish().await;
         record
     });

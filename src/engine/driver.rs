@@ -47,6 +47,9 @@ pub struct EngineOptions {
     pub subscriptions: Arc<Subscriptions>,
     /// The world as `test` and `explore` simulate it; none in production.
     pub simulation: Simulation,
+    /// How long the engine tries again a commit the store refuses before it
+    /// stops (its runs resumable); none: until it goes through, as `serve` does.
+    pub write_outage_limit: Option<StdDuration>,
 }
 
 /// What `sagaflow test` and `explore` change in the engine's world.
@@ -69,6 +72,7 @@ impl Default for EngineOptions {
             metrics: Arc::new(Metrics::default()),
             subscriptions: Arc::default(),
             simulation: Simulation::default(),
+            write_outage_limit: Some(StdDuration::from_secs(30)),
         }
     }
 }
@@ -169,6 +173,7 @@ impl Engine {
             metrics: options.metrics,
             subscriptions: options.subscriptions,
             simulation: options.simulation,
+            write_outage_limit: options.write_outage_limit,
             runs: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
@@ -312,7 +317,7 @@ impl Engine {
     pub async fn cancel(&self, run_id: &str) -> Result<(), CancelRefused> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Cancel { run_id: run_id.to_owned(), reply });
-        answer.await.unwrap_or(Err(CancelRefused::Unknown))
+        answer.await.unwrap_or(Err(CancelRefused::Stopped))
     }
 
     fn send(&self, msg: Msg) {
@@ -341,6 +346,7 @@ struct Turn {
     started: Vec<(String, bool, oneshot::Sender<Started>)>,
     committed: Vec<oneshot::Sender<()>>,
     published: Vec<(String, oneshot::Sender<Woken>)>,
+    cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>>,
     emitted: Vec<EventRecord>,
     transitions: Vec<Transition>,
 }
@@ -352,6 +358,7 @@ struct Driver {
     paused: bool,
     subscriptions: Arc<Subscriptions>,
     simulation: Simulation,
+    write_outage_limit: Option<StdDuration>,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     /// Weak, so the loop ends once every handle to the engine is gone (an attempt
@@ -419,7 +426,7 @@ impl Driver {
             }
             let turn = self.prepare(batch);
             if !self.write(&turn.commit, &rx).await {
-                warn!("the store still cannot write and the engine is no longer used; it stops, runs are resumable");
+                warn!("the store still cannot write; the engine stops, its runs are resumable");
                 return;
             }
             self.finish(turn);
@@ -475,6 +482,7 @@ impl Driver {
         // Resumes and flushes, answered once the commit is done.
         let mut committed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();
+        let mut cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Start { run: NewRun { run_id, wf, input, inject }, reply } => {
@@ -516,15 +524,17 @@ impl Driver {
                         touched.push(run_id);
                     }
                 }
-                Msg::Cancel { run_id, reply } => {
-                    self.rehydrate(&run_id);
-                    let judged = self.runs.get(&run_id).map_or(Err(CancelRefused::Unknown), |a| a.state.cancellable());
-                    if judged.is_ok() {
+                Msg::Cancel { run_id, reply } => match self.judge_cancel(&run_id) {
+                    Ok(()) => {
                         self.record(&run_id, Entry::CancelRequested { at: now_ms() }, &mut commit);
                         touched.push(run_id);
+                        // Answered once the cancel is on disk.
+                        cancels.push(reply);
                     }
-                    let _ = reply.send(judged);
-                }
+                    Err(refused) => {
+                        let _ = reply.send(Err(refused));
+                    }
+                },
                 Msg::Publish { event, reply } => {
                     published.push((event.id.clone(), reply));
                     self.outbox.push(event);
@@ -551,7 +561,21 @@ impl Driver {
         let emitted = commit.events.clone();
         commit.deliveries = self.deliveries(&emitted);
         let transitions = self.committed_transitions(&commit);
-        Turn { commit, touched, started, committed, published, emitted, transitions }
+        Turn { commit, touched, started, committed, published, cancels, emitted, transitions }
+    }
+
+    /// Whether a run takes a cancel now (its state judges; one that has left
+    /// memory for good has ended, as its index row says).
+    fn judge_cancel(&mut self, run_id: &str) -> Result<(), CancelRefused> {
+        self.rehydrate(run_id);
+        if let Some(active) = self.runs.get(run_id) {
+            return active.state.cancellable();
+        }
+        match self.store.run(run_id) {
+            Ok(Some(meta)) => Err(CancelRefused::Ended(meta.status)),
+            Ok(None) => Err(CancelRefused::Unknown),
+            Err(_) => Err(CancelRefused::Stopped),
+        }
     }
 
     /// Writes a turn's commit. When the store fails (a full disk, say), the
@@ -561,6 +585,7 @@ impl Driver {
     /// False when the store still fails and every handle to the engine is gone.
     async fn write(&mut self, commit: &Commit, rx: &mpsc::UnboundedReceiver<Msg>) -> bool {
         let mut wait = StdDuration::from_millis(100);
+        let first_failure = std::time::Instant::now();
         loop {
             let writing = std::time::Instant::now();
             match self.store.commit(commit) {
@@ -577,7 +602,8 @@ impl Driver {
                         warn!(error = %e, "the store cannot write; the engine tries the same commit again until it can");
                     }
                     self.metrics.storage.failed(e.0);
-                    if rx.is_closed() {
+                    let too_long = self.write_outage_limit.is_some_and(|limit| first_failure.elapsed() >= limit);
+                    if rx.is_closed() || too_long {
                         return false;
                     }
                     tokio::time::sleep(wait).await;
@@ -589,7 +615,10 @@ impl Driver {
 
     /// The second half of a turn, once its commit is written: answer, wake, act.
     fn finish(&mut self, turn: Turn) {
-        let Turn { commit, touched, started, committed, published, emitted, transitions } = turn;
+        let Turn { commit, touched, started, committed, published, cancels, emitted, transitions } = turn;
+        for reply in cancels {
+            let _ = reply.send(Ok(()));
+        }
         for t in transitions {
             let _ = self.transitions.send(Arc::new(t));
         }

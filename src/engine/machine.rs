@@ -115,6 +115,8 @@ pub enum CancelRefused {
     StepsEnded,
     /// No run has that id.
     Unknown,
+    /// The engine stopped (or its store cannot be read) before it could judge.
+    Stopped,
 }
 
 impl std::fmt::Display for CancelRefused {
@@ -126,6 +128,7 @@ impl std::fmt::Display for CancelRefused {
                 "every step of the run has ended, so it finishes as it would have; it can no longer be cancelled",
             ),
             CancelRefused::Unknown => f.write_str("there is no such run"),
+            CancelRefused::Stopped => f.write_str("the engine could not take the cancel now; try again"),
         }
     }
 }

@@ -146,7 +146,13 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     for meta in store.runs().map_err(|e| e.0)? {
         metrics.run_moved(&meta.workflow, "", &meta.status);
     }
-    let options_engine = EngineOptions { subscriptions: subscriptions.clone(), metrics, ..EngineOptions::default() };
+    // The server waits for the store as long as it takes (a full disk is freed by a person).
+    let options_engine = EngineOptions {
+        subscriptions: subscriptions.clone(),
+        metrics,
+        write_outage_limit: None,
+        ..EngineOptions::default()
+    };
     let engine = Engine::start(store.clone(), backends.registry.clone(), options_engine);
     let relay = Relay::spawn(engine.clone(), store.clone(), subscriptions.clone());
     let resumed = crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;

@@ -70,6 +70,22 @@ pub struct SledStore {
 /// durable no later than the next commit.
 pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// A write sled refused. After an I/O error sled 0.34 refuses every later
+/// write until the process restarts, and the message says so.
+pub(super) fn write_err(path: &Path, what: &str, e: sled::Error) -> StoreError {
+    match &e {
+        sled::Error::Io(io) if is_no_space(io) => StoreError(format!(
+            "{what} in {}: no space left on the device; sled refuses every write after this until sagaflow restarts: free some space, then restart it",
+            path.display()
+        )),
+        sled::Error::Io(_) => StoreError(format!(
+            "{what} in {}: {e}; sled refuses every write after this until sagaflow restarts: restart it once the cause is fixed",
+            path.display()
+        )),
+        _ => err(path, what, e),
+    }
+}
+
 pub(super) fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("{what} in {}: {e}", path.display()))
 }
@@ -127,7 +143,9 @@ impl SledStore {
                 self.path.display()
             ))),
             None => {
-                self.tree.insert(FORMAT_KEY, FORMAT.as_bytes()).map_err(|e| err(&self.path, "cannot write", e))?;
+                self.tree
+                    .insert(FORMAT_KEY, FORMAT.as_bytes())
+                    .map_err(|e| write_err(&self.path, "cannot write", e))?;
                 self.sync()
             }
         }
@@ -144,7 +162,7 @@ impl SledStore {
         for meta in self.scan::<RunMeta>("r/", "run index row")? {
             batch.insert(start_key(&meta), &[]);
         }
-        self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
+        self.tree.apply_batch(batch).map_err(|e| write_err(&self.path, "cannot write", e))?;
         self.sync()
     }
 
@@ -168,7 +186,7 @@ impl SledStore {
     }
 
     pub(super) fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| err(&self.path, "cannot flush", e))?;
+        self.db.flush().map_err(|e| write_err(&self.path, "cannot flush", e))?;
         let guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(file) = guard.as_ref() {
             file.sync_data().map_err(|e| err(&self.path, "cannot fdatasync", e))?;
@@ -225,16 +243,26 @@ fn open_recovering(path: &Path, existed: bool) -> Result<sled::Db, StoreError> {
         return Err(damaged_log(path));
     }
     std::fs::create_dir_all(&aside).map_err(|e| err(path, "cannot make a folder for the damaged snapshot", e))?;
+    // Rebuilding may write to the log (sled starts afresh where it finds nothing):
+    // a copy of the log as it was is kept until the rebuild is known good.
+    let log_copy = aside.join("db.before-rebuild");
+    std::fs::copy(path.join("db"), &log_copy).map_err(|e| {
+        err(path, "cannot copy the log aside before rebuilding the store from it (nothing was changed)", e)
+    })?;
     for file in &snapshots {
         let to = aside.join(file.file_name().unwrap_or_default());
         tracing::warn!(file = %file.display(), to = %to.display(), "moving a damaged sled snapshot aside; the store is rebuilt from its log");
         std::fs::rename(file, &to).map_err(|e| err(path, "cannot move the damaged snapshot aside", e))?;
     }
-    match open_sled(path) {
+    let rebuilt = match open_sled(path) {
         Ok(db) => recovered(path, db, "the damaged snapshot was moved aside and the store rebuilt from its log"),
         Err(e) if is_corruption(&e) => Err(damaged_log(path)),
         Err(e) => Err(open_error(path, e)),
+    };
+    if rebuilt.is_ok() {
+        let _ = std::fs::remove_file(&log_copy);
     }
+    rebuilt
 }
 
 /// Where damaged snapshots are moved, inside the data directory.
@@ -272,9 +300,9 @@ fn recovered(path: &Path, db: sled::Db, how: &str) -> Result<sled::Db, StoreErro
 
 fn damaged_log(path: &Path) -> StoreError {
     StoreError(format!(
-        "the data directory {} is damaged beyond its snapshot: sled cannot read its log. Nothing was changed but snapshots moved to {}/. \
-         Restore a backup made with `sagaflow store export` into a new directory (`sagaflow store import FILE --data NEW`), \
-         or keep this one for inspection",
+        "the data directory {} is damaged beyond its snapshot: sled cannot read its log. Its snapshots and a copy of the log as it was \
+         (`db.before-rebuild`) are in {}/. Restore a backup made with `sagaflow store export` into a new directory \
+         (`sagaflow store import FILE --data NEW`), or keep this one for inspection",
         path.display(),
         path.join(DAMAGED_SNAPSHOTS).display()
     ))
@@ -463,7 +491,7 @@ impl WriteRuns for SledStore {
         if let Some(hook) = self.before_commit.get() {
             hook().map_err(|e| err(&self.path, "cannot write the sandbox", e))?;
         }
-        self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
+        self.tree.apply_batch(batch).map_err(|e| write_err(&self.path, "cannot write", e))?;
         self.sync()
     }
 
@@ -475,7 +503,7 @@ impl WriteRuns for SledStore {
         self.ensure_space(source.len())?;
         self.tree
             .insert(format!("d/{hash}"), source.as_bytes())
-            .map_err(|e| err(&self.path, "cannot write a definition", e))?;
+            .map_err(|e| write_err(&self.path, "cannot write a definition", e))?;
         self.sync()
     }
 }
@@ -518,7 +546,7 @@ impl OutboxTable for SledStore {
             false => batch.insert(delivery_key(&delivery.event), encode(delivery)?),
         }
         self.ensure_space(dead.len() * 1024)?;
-        self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write the outbox", e))?;
+        self.tree.apply_batch(batch).map_err(|e| write_err(&self.path, "cannot write the outbox", e))?;
         self.sync()
     }
 
@@ -541,7 +569,7 @@ impl ScheduleTable for SledStore {
         self.ensure_space(schedule.len())?;
         self.tree
             .insert(format!("s/{schedule}"), &at.to_be_bytes())
-            .map_err(|e| err(&self.path, "cannot write a schedule", e))?;
+            .map_err(|e| write_err(&self.path, "cannot write a schedule", e))?;
         self.sync()
     }
 }

@@ -3,7 +3,7 @@
 
 use super::backup::{Damage, Record, EXPORT_FORMAT};
 use super::sled::{
-    dead_letter_key, delivery_key, err, event_key, journal_key, start_key, SledStore, FORMAT_KEY, RUN_TREE,
+    dead_letter_key, delivery_key, err, event_key, journal_key, start_key, write_err, SledStore, FORMAT_KEY, RUN_TREE,
 };
 use super::StoreError;
 
@@ -20,11 +20,16 @@ impl SledStore {
     pub fn records<E>(&self, mut each: impl FnMut(Result<Record, Damage>) -> Result<(), E>) -> Result<(), E> {
         each(Ok(Record::Header { format: EXPORT_FORMAT.into() }))?;
         for item in self.tree.iter() {
-            let record = match item {
-                Ok((key, value)) => decode_run_key(&key, &value),
-                Err(e) => Some(Err(Damage { place: "the run tree".into(), problem: e.to_string() })),
+            // sled's iterator does not move past a read error: the rest of the tree is lost to it.
+            let (key, value) = match item {
+                Ok(pair) => pair,
+                Err(e) => {
+                    let problem = format!("{e}; the rest of the tree cannot be read");
+                    each(Err(Damage { place: "the run tree".into(), problem }))?;
+                    break;
+                }
             };
-            if let Some(record) = record {
+            if let Some(record) = decode_run_key(&key, &value) {
                 each(record)?;
             }
         }
@@ -38,7 +43,11 @@ impl SledStore {
                 }
             };
             for item in opened.iter() {
+                let unreadable = item.is_err();
                 each(decode_sandbox(tree, item))?;
+                if unreadable {
+                    break;
+                }
             }
         }
         Ok(())
@@ -93,10 +102,10 @@ impl SledStore {
 
     fn write(&self, batch: sled::Batch, sandbox: Vec<(String, String, Vec<u8>)>) -> Result<(), StoreError> {
         self.ensure_space(sandbox.iter().map(|(_, k, v)| k.len() + v.len()).sum())?;
-        self.tree.apply_batch(batch).map_err(|e| err(&self.path, "cannot write", e))?;
+        self.tree.apply_batch(batch).map_err(|e| write_err(&self.path, "cannot write", e))?;
         for (tree, key, value) in sandbox {
             let opened = self.db.open_tree(&tree).map_err(|e| err(&self.path, "cannot open a sandbox tree", e))?;
-            opened.insert(key.as_bytes(), value).map_err(|e| err(&self.path, "cannot write", e))?;
+            opened.insert(key.as_bytes(), value).map_err(|e| write_err(&self.path, "cannot write", e))?;
         }
         Ok(())
     }

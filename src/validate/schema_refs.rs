@@ -12,6 +12,12 @@ use serde_json::Value as Json;
 /// so on) an `input:` schema may have. Real schemas stay in single figures.
 pub const MAX_REF_CHAIN: usize = 32;
 
+/// The most `$ref`s an `input:` schema may hold at all. Chains are measured
+/// through `#/...` pointers; references by `$anchor`, `$id` or a
+/// percent-encoded pointer are not followed here, so their number is bounded
+/// instead, and no chain of them can be longer.
+pub const MAX_REFS: usize = 256;
+
 /// A chain of references longer than [`MAX_REF_CHAIN`]: where it starts (the
 /// path of segments to its first `$ref`, for the diagnostic) and how long it
 /// is at least.
@@ -19,6 +25,8 @@ pub const MAX_REF_CHAIN: usize = 32;
 pub struct TooDeep {
     pub path: Vec<String>,
     pub length: usize,
+    /// The schema has too many references at all (`length` of them), not one chain too long.
+    pub count: bool,
 }
 
 /// Checks that no chain of local `$ref`s in `schema` is longer than
@@ -26,6 +34,10 @@ pub struct TooDeep {
 /// ends the chain: the compiler resolves those lazily.
 pub fn check_ref_chains(schema: &Json) -> Result<(), TooDeep> {
     let refs = collect_refs(schema);
+    if refs.len() > MAX_REFS {
+        let first = refs.iter().min_by_key(|r| r.segments.len()).map(|r| r.segments.clone()).unwrap_or_default();
+        return Err(TooDeep { path: first, length: refs.len(), count: true });
+    }
     let by_path: HashMap<&str, usize> = refs.iter().enumerate().map(|(i, r)| (r.pointer.as_str(), i)).collect();
     // For each reference, the references its target holds (once per target).
     let mut inner: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -37,7 +49,9 @@ pub fn check_ref_chains(schema: &Json) -> Result<(), TooDeep> {
     let children = |i: usize| refs[i].target.as_deref().and_then(|t| inner.get(t)).map_or(&[][..], Vec::as_slice);
     let longest = longest_chains(refs.len(), children);
     match longest.iter().enumerate().max_by_key(|(_, &l)| l) {
-        Some((i, &length)) if length > MAX_REF_CHAIN => Err(TooDeep { path: refs[i].segments.clone(), length }),
+        Some((i, &length)) if length > MAX_REF_CHAIN => {
+            Err(TooDeep { path: refs[i].segments.clone(), length, count: false })
+        }
         _ => Ok(()),
     }
 }
@@ -166,9 +180,22 @@ mod tests {
     #[test]
     fn a_chain_within_the_bound_passes_and_one_past_it_is_refused_at_its_start() {
         assert_eq!(check_ref_chains(&chain(MAX_REF_CHAIN - 1)), Ok(()));
+        let err = check_ref_chains(&chain(100)).unwrap_err();
+        assert_eq!((err.path, err.length, err.count), (Vec::<String>::new(), 100, false));
         let err = check_ref_chains(&chain(25_000)).unwrap_err();
-        assert_eq!(err.path, Vec::<String>::new());
-        assert_eq!(err.length, 25_000);
+        assert_eq!((err.length, err.count), (25_000, true));
+    }
+
+    #[test]
+    fn references_by_anchor_or_encoded_pointer_are_bounded_by_their_number() {
+        for spell in [|i: usize| format!("#a{i}"), |i: usize| format!("#/%24defs/a{i}")] {
+            let mut defs = serde_json::Map::new();
+            for i in 0..1000 {
+                defs.insert(format!("a{i}"), json!({"$anchor": format!("a{i}"), "$ref": spell(i + 1)}));
+            }
+            let err = check_ref_chains(&json!({"$ref": spell(0), "$defs": defs})).unwrap_err();
+            assert!(err.count && err.length == 1001, "{err:?}");
+        }
     }
 
     #[test]

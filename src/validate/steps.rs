@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 
 use super::diagnostic::{Code, Diagnostic};
-use super::schema_refs::{check_ref_chains, MAX_REF_CHAIN};
+use super::schema_refs::{check_ref_chains, MAX_REFS, MAX_REF_CHAIN};
 use super::structure::{describe, instance_path, Place};
 use super::suggest::did_you_mean;
 use crate::actions::Registry;
@@ -281,10 +281,14 @@ pub fn check_input_schema(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
             Diagnostic::new(
                 Code::InvalidInputSchema,
                 node.span,
-                format!(
-                    "`input` has a chain of {} `$ref`s, each pointing at a schema that holds the next; at most {MAX_REF_CHAIN} are taken",
-                    deep.length
-                ),
+                if deep.count {
+                    format!("`input` holds {} `$ref`s; at most {MAX_REFS} are taken", deep.length)
+                } else {
+                    format!(
+                        "`input` has a chain of {} `$ref`s, each pointing at a schema that holds the next; at most {MAX_REF_CHAIN} are taken",
+                        deep.length
+                    )
+                },
             )
             .help("refer to the schema that is meant directly, instead of through a chain of references"),
         );

@@ -110,8 +110,11 @@ fn idempotent_run_id(headers: &HeaderMap, workflow: &str) -> Result<Option<Strin
 
 fn same_input_or_conflict(app: &App, run_id: &str, input: &Json_) -> Result<(), ApiError> {
     let first = app.store.entries(run_id)?.into_iter().next();
+    // The journal holds the input with its secrets masked: so must what it is compared with.
+    let mut input = input.clone();
+    crate::base::secrets::mask_json(&mut input);
     match first {
-        Some(Entry::RunStarted { input: earlier, .. }) if &earlier != input => Err(ApiError::conflict(format!(
+        Some(Entry::RunStarted { input: earlier, .. }) if earlier != input => Err(ApiError::conflict(format!(
             "this Idempotency-Key started run {run_id} with another input; use a new key for a new run"
         ))),
         _ => Ok(()),
@@ -190,6 +193,9 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
     let meta = run_meta(&app, &id)?;
     app.takes_writes()?;
     if let Err(refused) = app.engine.cancel(&id).await {
+        if refused == CancelRefused::Stopped {
+            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("run {id}: {refused}")));
+        }
         let status = match &refused {
             CancelRefused::Ended(status) => status.clone(),
             _ => meta.status.clone(),
