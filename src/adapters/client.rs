@@ -88,9 +88,19 @@ fn embedded_v4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
     if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
         found.push(pair(s[6], s[7]));
     }
-    // NAT64: 64:ff9b::/96 (well-known) and 64:ff9b:1::/48 (local use), the address in the last 32 bits.
-    if (s[0] == 0x64 && s[1] == 0xff9b) && (s[2..6] == [0; 4] || s[2] == 1) {
+    // NAT64: 64:ff9b::/96 (well-known), the address in the last 32 bits; and
+    // 64:ff9b:1::/48 (local use), whose prefix may be /48, /56, /64 or /96
+    // (RFC 6052: the address skips bits 64-71), so every layout is read.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] {
         found.push(pair(s[6], s[7]));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        let b = v6.octets();
+        let v4 = |o: [u8; 4]| Ipv4Addr::from(o);
+        found.push(v4([b[6], b[7], b[9], b[10]]));
+        found.push(v4([b[7], b[9], b[10], b[11]]));
+        found.push(v4([b[9], b[10], b[11], b[12]]));
+        found.push(v4([b[12], b[13], b[14], b[15]]));
     }
     // 6to4: 2002:AABB:CCDD::/48.
     if s[0] == 0x2002 {

@@ -264,6 +264,8 @@ fn forbidden_addresses() {
         "192.0.0.192",
         "64:ff9b::a9fe:a9fe",
         "64:ff9b:1::a9fe:a9fe",
+        "64:ff9b:1:a9fe:a9:fe00::",
+        "64:ff9b:1:a9:fe:a9fe::",
         "::a9fe:a9fe",
         "2002:a9fe:a9fe::",
         "2002:a9fe:a9fe:1::5",

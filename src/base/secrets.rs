@@ -49,11 +49,18 @@ fn add(known: &Known, value: String) {
         return;
     }
     let mut values = known.values.write().unwrap_or_else(|p| p.into_inner());
-    if !values.contains(&value) {
-        values.push(value);
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        known.any.store(true, Ordering::Release);
+    // As written inside JSON and by `{:?}` too (a log line in JSON, a debug field):
+    // a secret with a quote, a backslash or a control character is escaped there.
+    let escaped = serde_json::to_string(&value).unwrap_or_default();
+    let debugged = format!("{value:?}");
+    let forms = [escaped.trim_matches('"').to_owned(), debugged.trim_matches('"').to_owned(), value];
+    for form in forms {
+        if !values.contains(&form) {
+            values.push(form);
+        }
     }
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    known.any.store(true, Ordering::Release);
 }
 
 /// Makes a value a known secret (one read from the environment after the start).
@@ -165,5 +172,13 @@ mod tests {
         let mut out = Vec::new();
         std::io::Write::write_all(&mut Masked(&mut out), b"level=INFO key=s3cret-value-for-masking\n").ok();
         assert_eq!(String::from_utf8_lossy(&out), "level=INFO key=***\n");
+    }
+
+    #[test]
+    fn a_secret_is_masked_where_json_or_debug_output_escapes_it() {
+        register("quo\"te\\back-secret");
+        let line = serde_json::json!({"fields": {"message": "got quo\"te\\back-secret"}}).to_string();
+        assert_eq!(mask_str(&line), r#"{"fields":{"message":"got ***"}}"#);
+        assert_eq!(mask_str(&format!("{:?}", "got quo\"te\\back-secret")), "\"got ***\"");
     }
 }

@@ -27,6 +27,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to send a request's body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an answer may wait for a client that stopped reading it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// File descriptors kept for what is not a connection (the store, the
 /// workflow files, outgoing requests).
 const RESERVED_FDS: u64 = 96;
@@ -70,6 +73,7 @@ pub async fn serve(
     max_connections: usize,
     shutdown: CancellationToken,
     open: Arc<std::sync::atomic::AtomicU64>,
+    grace: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut connections = JoinSet::new();
@@ -92,15 +96,35 @@ pub async fn serve(
             connections.spawn(refuse(stream));
             continue;
         };
-        let (router, shutdown, open) = (router.clone(), shutdown.clone(), open.clone());
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        let counted = Counted::new(open.clone());
         connections.spawn(async move {
-            open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             connection(stream, router, shutdown).await;
-            open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            drop(permit);
+            drop((counted, permit));
         });
     }
-    while connections.join_next().await.is_some() {}
+    // Each connection ends the request it is in; past the grace period they are cut.
+    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(connections = connections.len(), "connections still open after the grace period are closed");
+        connections.abort_all();
+    }
+}
+
+/// One open connection on the gauge, taken off however its task ends.
+struct Counted(Arc<std::sync::atomic::AtomicU64>);
+
+impl Counted {
+    fn new(open: Arc<std::sync::atomic::AtomicU64>) -> Counted {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted(open)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// One connection, served until the client is done, too slow, or the server stops.
@@ -109,7 +133,7 @@ async fn connection(stream: TcpStream, router: axum::Router, shutdown: Cancellat
     let service = TowerToHyperService::new(router.map_request(|req: Request<Incoming>| req.map(Body::new)));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(WriteDeadline::new(stream)), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -120,8 +144,11 @@ async fn connection(stream: TcpStream, router: axum::Router, shutdown: Cancellat
     }
 }
 
-/// A connection over the limit: told so, then closed.
+/// A connection over the limit: told so, then closed. What it sent is read
+/// and dropped for a moment after the answer, so closing does not reset the
+/// connection before the client reads the answer.
 async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncReadExt;
     let body = r#"{"error":{"code":"too_many_connections","message":"the server holds as many connections as it takes; try again shortly"}}"#;
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
@@ -129,4 +156,87 @@ async fn refuse(mut stream: TcpStream) {
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(answer.as_bytes())).await;
     let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = 64 * 1024usize;
+        while let Ok(n @ 1..) = stream.read(&mut sink).await {
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// A stream whose writes fail once one has waited [`WRITE_TIMEOUT`] without
+/// progress: a client that stops reading an answer (an event stream, say)
+/// loses its connection instead of holding it for ever.
+struct WriteDeadline<S> {
+    inner: S,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S) -> WriteDeadline<S> {
+        WriteDeadline { inner, stalled: None }
+    }
+
+    /// After a write that could not go on: fails once it has waited too long.
+    fn check_stall(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<usize>> {
+        let sleep = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        match std::future::Future::poll(sleep.as_mut(), cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading the answer",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.check_stall(cx),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Pending => self.check_stall(cx).map_ok(|_| ()),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -184,7 +184,7 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     let shutdown = app.shutdown.clone();
     let max_connections = listen::connection_limit(options.max_connections);
     let open = app.connections.clone();
-    let server = tokio::spawn(listen::serve(listener, router, max_connections, shutdown, open));
+    let server = tokio::spawn(listen::serve(listener, router, max_connections, shutdown, open, options.grace));
     let invalid = snapshot.files.values().filter(|f| !f.is_valid()).count();
     tracing::info!(
         %addr,

@@ -10,6 +10,9 @@ use super::diagnostic::{Code, Diagnostic};
 use super::suggest::did_you_mean;
 use crate::dsl::model::{Needs, Section, Step, Workflow};
 
+/// How many cycles are reported at most (each costs its length to name).
+const MAX_CYCLES_REPORTED: usize = 10;
+
 /// How many steps a cycle's message names at most.
 const MAX_NAMED_IN_CYCLE: usize = 12;
 
@@ -111,6 +114,9 @@ impl<'w> Graph<'w> {
             Done,
         }
         let mut mark = vec![Mark::New; self.steps.len()];
+        // Where each step on the path stands in it.
+        let mut at = vec![0usize; self.steps.len()];
+        let mut reported = 0;
         for start in 0..self.steps.len() {
             if mark[start] != Mark::New {
                 continue;
@@ -129,13 +135,16 @@ impl<'w> Graph<'w> {
                 match mark[need] {
                     Mark::New => {
                         mark[need] = Mark::OnPath;
+                        at[need] = path.len();
                         path.push((need, 0));
                     }
                     Mark::OnPath => {
                         self.has_cycle = true;
-                        let from = path.iter().position(|&(p, _)| p == need).unwrap_or(0);
-                        let cycle: Vec<usize> = path[from..].iter().map(|&(p, _)| p).collect();
-                        out.push(self.cycle_diagnostic(&cycle));
+                        reported += 1;
+                        if reported <= MAX_CYCLES_REPORTED {
+                            let cycle: Vec<usize> = path[at[need]..].iter().map(|&(p, _)| p).collect();
+                            out.push(self.cycle_diagnostic(&cycle));
+                        }
                     }
                     Mark::Done => {}
                 }

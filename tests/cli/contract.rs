@@ -7,13 +7,18 @@ use std::process::Command;
 
 use super::server::{copy_business_workflows, folder, Server};
 
-/// Where `.ci/install-test-deps` puts Schemathesis's command.
+/// Where `.ci/install-test-deps` puts Schemathesis's command (or `SAGAFLOW_SCHEMATHESIS`).
 fn schemathesis() -> Option<PathBuf> {
-    let path = std::env::var_os("SAGAFLOW_SCHEMATHESIS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/sagaflow-test/schemathesis/bin/st"));
-    let runs = Command::new(&path).arg("--version").output().is_ok_and(|o| o.status.success());
-    runs.then_some(path)
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let places = [
+        std::env::var_os("SAGAFLOW_SCHEMATHESIS").map(PathBuf::from),
+        Some(PathBuf::from("/opt/sagaflow-test/schemathesis/bin/st")),
+        Some(home.join(".cache/sagaflow-test/schemathesis/bin/st")),
+    ];
+    places
+        .into_iter()
+        .flatten()
+        .find(|path| Command::new(path).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
 const CONFIG: &str = r#"seed = 42

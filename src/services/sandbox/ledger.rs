@@ -61,8 +61,16 @@ impl Tx<'_> {
         }
     }
 
+    /// Writes a record; a known secret's value in it is kept as `***` (the
+    /// sandbox's trees live in the data directory, which never holds one).
     pub fn put<T: Serialize>(&self, key: &str, value: &T) -> TxResult<()> {
-        let bytes = serde_json::to_vec(value).map_err(storage)?;
+        let bytes = if crate::base::secrets::any() {
+            let mut json = serde_json::to_value(value).map_err(storage)?;
+            crate::base::secrets::mask_json(&mut json);
+            serde_json::to_vec(&json).map_err(storage)?
+        } else {
+            serde_json::to_vec(value).map_err(storage)?
+        };
         self.pending.borrow_mut().insert(key.to_owned(), Some(bytes));
         Ok(())
     }
