@@ -22,8 +22,11 @@ fn ref_chain(n: usize) -> String {
     ref_chain_spelled(n, |i| format!("#/$defs/a{i}"), false)
 }
 
+/// How the `$ref` to the i-th schema is written.
+type Spelling = fn(usize) -> String;
+
 /// The same, each reference written by `spell` (a pointer, an `$anchor`, ...).
-fn ref_chain_spelled(n: usize, spell: fn(usize) -> String, anchors: bool) -> String {
+fn ref_chain_spelled(n: usize, spell: Spelling, anchors: bool) -> String {
     let mut yaml = format!("name: refs\ninput:\n  $ref: \"{}\"\n  $defs:\n", spell(0));
     for i in 0..n - 1 {
         let anchor = if anchors { format!("$anchor: a{i}, ") } else { String::new() };
@@ -66,8 +69,7 @@ fn a_chain_of_25000_refs_in_input_is_refused_by_validate_and_run() {
     assert_eq!(report["diagnostics"][0]["code"], "invalid-input-schema", "{report}");
     assert_eq!(report["diagnostics"][0]["message"], "`input` holds 25000 `$ref`s; at most 256 are taken");
     // Through anchors and percent-encoded pointers too, which the chain measure does not follow.
-    let spellings: [(fn(usize) -> String, bool); 2] =
-        [(|i| format!("#a{i}"), true), (|i| format!("#/%24defs/a{i}"), false)];
+    let spellings: [(Spelling, bool); 2] = [(|i| format!("#a{i}"), true), (|i| format!("#/%24defs/a{i}"), false)];
     for (spell, anchors) in spellings {
         let output = Test::new()
             .file("refs.yaml", ref_chain_spelled(15_000, spell, anchors))
