@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::engine::journal::ActionError;
+pub use crate::base::error::ActionError;
 
 /// One call of an action: its input and where it comes from.
 #[derive(Debug, Clone)]

@@ -39,7 +39,7 @@ pub struct Sleep;
 impl Action for Sleep {
     fn call(&self, call: Call) -> ActionFuture {
         Box::pin(async move {
-            let now = crate::engine::driver::now_ms();
+            let now = crate::base::clock::now_ms();
             let due = wake_at(&call.input, now)?;
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(now))) => Ok(woke(due.max(now))),

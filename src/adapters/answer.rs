@@ -8,7 +8,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value as Json;
 
 use super::client::{read_bounded, BodyError};
-use crate::engine::journal::ActionError;
+use crate::base::error::ActionError;
 
 /// A `Retry-After` longer than this is taken as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -85,7 +85,7 @@ fn retry_after(headers: &HeaderMap) -> Option<u64> {
         Ok(secs) => Duration::from_secs(secs),
         Err(_) => {
             let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            let ms = at.timestamp_millis() - crate::engine::driver::now_ms() as i64;
+            let ms = at.timestamp_millis() - crate::base::clock::now_ms() as i64;
             Duration::from_millis(ms.max(0) as u64)
         }
     };

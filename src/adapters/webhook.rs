@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::answer::exchange;
 use super::client::{Client, Secret};
-use crate::engine::journal::ActionError;
+use crate::base::error::ActionError;
 use crate::store::EventRecord;
 
 /// A receiver's answer is read (and dropped) up to this size.

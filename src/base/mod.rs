@@ -1,4 +1,7 @@
 //! The bottom layer: vocabulary every other folder may use, importing none of them.
 
+pub mod clock;
+pub mod error;
 pub mod file;
+pub mod ids;
 pub mod secrets;

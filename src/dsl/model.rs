@@ -168,7 +168,7 @@ impl Retry {
 }
 
 /// The error codes that may be retried.
-pub const RETRYABLE_CODES: &[&str] = &["timeout", "unavailable", "rate_limited"];
+pub use crate::base::error::RETRYABLE_CODES;
 
 /// The error codes of the language itself.
 pub const BUILTIN_CODES: &[&str] = &[

@@ -158,7 +158,7 @@ impl CompiledWorkflow {
             input_json: w.input.as_ref().map(|n| n.to_json()),
             description: w.description.clone(),
             name: w.name.value.clone(),
-            hash: content_hash(source),
+            hash: crate::base::ids::content_hash(source),
             source: source.to_owned(),
             input_schema,
             timeout_ms: w.timeout.as_ref().map(|t| t.value.millis()),
@@ -224,11 +224,6 @@ fn compile_opt(templates: &mut Templates, node: Option<&crate::dsl::node::Node>)
 }
 
 /// The hex SHA-256 of a workflow's source: the name of its version.
-pub fn content_hash(source: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(source.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// `secrets.NAME` as written anywhere in the source.
 fn secret_names(source: &str) -> Vec<String> {

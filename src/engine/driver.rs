@@ -20,24 +20,9 @@ use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
 use super::relay::Subscriptions;
 use crate::actions::{Call, Registry};
+use crate::base::clock::now_ms;
+use crate::base::ids::new_run_id;
 use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A new run id: sortable by start time, unique by its random tail.
-pub fn new_run_id() -> String {
-    format!("{:012x}{:08x}", now_ms(), fastrand::u32(..))
-}
-
-/// The id of a run that must start at most once for `seed` (an event and the
-/// workflow it triggers, a schedule's tick): the same id every time, sortable
-/// by `at` like [`new_run_id`]'s.
-pub fn derived_run_id(at: u64, seed: &str) -> String {
-    format!("{at:012x}{}", &super::compiled::content_hash(seed)[..8])
-}
 
 pub struct EngineOptions {
     /// At most this many action attempts run at once, across all runs.

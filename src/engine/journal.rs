@@ -5,70 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-/// An error an action (or the engine) reports: a code and plain words.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActionError {
-    pub code: String,
-    pub message: String,
-    /// How long the service asked to be left alone (`Retry-After`): the next
-    /// attempt waits at least this long.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after_ms: Option<u64>,
-}
-
-impl ActionError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        ActionError { code: code.into(), message: message.into(), retry_after_ms: None }
-    }
-
-    pub fn with_retry_after(mut self, ms: Option<u64>) -> Self {
-        self.retry_after_ms = ms;
-        self
-    }
-
-    /// `timeout`, `unavailable` and `rate_limited` may be retried; nothing else.
-    pub fn is_retryable(&self) -> bool {
-        crate::dsl::model::RETRYABLE_CODES.contains(&self.code.as_str())
-    }
-}
-
-impl ActionError {
-    fn mask_secrets(&mut self) {
-        crate::base::secrets::mask_string(&mut self.message);
-        crate::base::secrets::mask_string(&mut self.code);
-    }
-}
-
-impl Outcome {
-    fn mask_secrets(&mut self) {
-        match self {
-            Outcome::Ok(value) => crate::base::secrets::mask_json(value),
-            Outcome::Err(error) => error.mask_secrets(),
-        }
-    }
-}
-
-impl Entry {
-    /// Replaces every known secret's value in the entry by `***` (DSL.md A6).
-    /// The driver does it before an entry is applied or journaled, so the
-    /// state, the store and everything shown from them agree.
-    pub fn mask_secrets(&mut self) {
-        if !crate::base::secrets::any() {
-            return;
-        }
-        match self {
-            Entry::RunStarted { input, .. } => crate::base::secrets::mask_json(input),
-            Entry::InputRejected { error, .. } | Entry::StepFailed { error, .. } | Entry::OutputFailed { error } => {
-                error.mask_secrets()
-            }
-            Entry::AttemptFinished { outcome, .. } | Entry::CompensationFinished { outcome, .. } => {
-                outcome.mask_secrets()
-            }
-            Entry::RunFinished { output: Some(output), .. } => crate::base::secrets::mask_json(output),
-            _ => {}
-        }
-    }
-}
+pub use crate::base::error::ActionError;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,4 +105,35 @@ pub enum Entry {
         output: Option<Json>,
         at: u64,
     },
+}
+
+impl Outcome {
+    fn mask_secrets(&mut self) {
+        match self {
+            Outcome::Ok(value) => crate::base::secrets::mask_json(value),
+            Outcome::Err(error) => error.mask_secrets(),
+        }
+    }
+}
+
+impl Entry {
+    /// Replaces every known secret's value in the entry by `***` (DSL.md A6).
+    /// The driver does it before an entry is applied or journaled, so the
+    /// state, the store and everything shown from them agree.
+    pub fn mask_secrets(&mut self) {
+        if !crate::base::secrets::any() {
+            return;
+        }
+        match self {
+            Entry::RunStarted { input, .. } => crate::base::secrets::mask_json(input),
+            Entry::InputRejected { error, .. } | Entry::StepFailed { error, .. } | Entry::OutputFailed { error } => {
+                error.mask_secrets()
+            }
+            Entry::AttemptFinished { outcome, .. } | Entry::CompensationFinished { outcome, .. } => {
+                outcome.mask_secrets()
+            }
+            Entry::RunFinished { output: Some(output), .. } => crate::base::secrets::mask_json(output),
+            _ => {}
+        }
+    }
 }

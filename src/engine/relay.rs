@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::compiled::CompiledWorkflow;
-use super::driver::{now_ms, Engine};
+use super::driver::Engine;
 use crate::adapters::webhook::Webhook;
+use crate::base::clock::now_ms;
 use crate::store::{DeadLetter, Delivery, EventRecord, Pending, RunMeta, Store};
 
 /// Deliveries taken in one pass, and tried at once, at most.
@@ -93,7 +94,7 @@ impl Subscriptions {
 /// The run a trigger starts for an event: the same id every time, so an event
 /// delivered twice starts one run. Sortable by the event's time, like run ids.
 pub fn triggered_run_id(event: &EventRecord, workflow: &str) -> String {
-    super::driver::derived_run_id(event.at, &format!("{}\0{workflow}", event.id))
+    crate::base::ids::derived_run_id(event.at, &format!("{}\0{workflow}", event.id))
 }
 
 /// The relay task, and what it has done.

@@ -14,10 +14,11 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::actions::Registry;
+use crate::base::clock::now_ms;
+use crate::base::ids::content_hash;
 use crate::dsl::loader;
 use crate::dsl::span::{SourceFile, Span};
-use crate::engine::compiled::{content_hash, CompiledWorkflow, NotRunnable};
-use crate::engine::driver::now_ms;
+use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
 use crate::validate::diagnostic::{Code, Diagnostic, FileReport};
 use crate::validate::render;
 

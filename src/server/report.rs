@@ -81,7 +81,7 @@ fn build(
     let active = snapshot.active(name);
     let mut report = ReloadReport {
         workflow: name.to_owned(),
-        at: crate::engine::driver::now_ms(),
+        at: crate::base::clock::now_ms(),
         change: change.clone(),
         active: active.as_ref().map(|a| a.hash.clone()),
         in_flight: BTreeMap::new(),

@@ -9,8 +9,8 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 
 use super::App;
+use crate::base::clock::now_ms;
 use crate::engine::compiled::{CompiledWorkflow, ScheduleTrigger};
-use crate::engine::driver::now_ms;
 
 /// The scheduler wakes at least this often, to notice the clock moving.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -110,7 +110,7 @@ async fn fire(app: &App, s: &Schedule) -> Result<Option<u64>, String> {
 
 /// The run of one tick: the same id every time it is asked for.
 pub fn tick_run_id(key: &str, tick: u64) -> String {
-    crate::engine::driver::derived_run_id(tick, key)
+    crate::base::ids::derived_run_id(tick, key)
 }
 
 /// A time (milliseconds since the epoch) in a zone.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use crate::engine::journal::ActionError;
+pub use crate::base::error::ActionError;
 pub use operation::Operation;
 
 /// What a service call gets besides its request: who calls, and the key that

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
 use super::plain_id;
-use crate::engine::compiled::content_hash;
+use crate::base::ids::content_hash;
 use crate::engine::driver::NewRun;
 use crate::engine::journal::Entry;
 use crate::engine::machine::CancelRefused;
