@@ -5,3 +5,4 @@ pub mod error;
 pub mod file;
 pub mod ids;
 pub mod secrets;
+pub mod suggest;

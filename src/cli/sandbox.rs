@@ -42,7 +42,7 @@ fn show(args: ShowArgs) -> ExitCode {
     let names: Vec<&str> = SERVICES.iter().map(|(s, _)| *s).collect();
     if let Some(service) = &args.service {
         if !names.contains(&service.as_str()) {
-            let hint = crate::validate::suggest::did_you_mean(service, names.iter().copied())
+            let hint = crate::base::suggest::did_you_mean(service, names.iter().copied())
                 .map(|h| format!("; {h}"))
                 .unwrap_or_else(|| format!("; the services are {}", names.join(", ")));
             return usage_error(&format!("there is no sandbox service `{service}`{hint}"));

@@ -172,7 +172,7 @@ impl Config {
         self.check_webhooks()?;
         for (name, service) in &self.services {
             if !SERVICE_NAMES.contains(&name.get_ref().as_str()) {
-                let hint = crate::validate::suggest::hint(name.get_ref(), SERVICE_NAMES.iter().copied());
+                let hint = crate::base::suggest::hint(name.get_ref(), SERVICE_NAMES.iter().copied());
                 return Err(self.error(name.span(), &format!("there is no service `{}`{hint}", name.get_ref())));
             }
             match service.backend.get_ref().as_str() {

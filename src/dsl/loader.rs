@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::node::{Node, Value};
 use super::span::{SourceFile, Span};
 use super::yaml::{self, Limits, YamlError};
-use crate::validate::diagnostic::{Code, Diagnostic};
+use crate::dsl::diagnostic::{Code, Diagnostic};
 
 /// A workflow file may be at most this large.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;

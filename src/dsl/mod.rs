@@ -1,5 +1,6 @@
 //! The workflow language: YAML text to a typed, spanned model.
 
+pub mod diagnostic;
 pub mod duration;
 pub mod loader;
 pub mod model;

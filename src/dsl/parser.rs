@@ -8,7 +8,7 @@ use super::duration::{Duration, DurationError};
 use super::model::*;
 use super::node::{Entry, Node, Value};
 use super::span::Spanned;
-use crate::validate::diagnostic::{Code, Diagnostic};
+use crate::dsl::diagnostic::{Code, Diagnostic};
 
 /// Parses a workflow mapping, taking the tree apart (nothing is copied).
 /// Diagnostics are returned beside the model.

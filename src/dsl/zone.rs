@@ -10,7 +10,7 @@ pub fn time_zone(name: &str) -> Result<TimeZone, String> {
     }
     TimeZone::get(name).map_err(|_| {
         let names: Vec<String> = jiff::tz::db().available().map(|n| n.as_str().to_owned()).collect();
-        let hint = crate::validate::suggest::hint(name, names.iter().map(String::as_str));
+        let hint = crate::base::suggest::hint(name, names.iter().map(String::as_str));
         format!("`{name}` is not a time zone of the IANA database{hint}")
     })
 }

@@ -7,8 +7,8 @@ use serde_json::Value as Json;
 
 use super::template::{Templates, ValueTemplate};
 use crate::actions::Registry;
+use crate::dsl::diagnostic::FileReport;
 use crate::dsl::model::{OnError, Retry, Section, Step, TriggerKind, Workflow};
-use crate::validate::diagnostic::FileReport;
 use crate::validate::{check_text, Checked};
 
 /// One step, compiled.
@@ -104,8 +104,8 @@ impl CompiledWorkflow {
             _ => return Err(NotRunnable(report)),
         };
         let compiled = Self::from_model(&workflow, source).map_err(|message| {
-            let d = crate::validate::diagnostic::Diagnostic::new(
-                crate::validate::diagnostic::Code::TemplateSyntax,
+            let d = crate::dsl::diagnostic::Diagnostic::new(
+                crate::dsl::diagnostic::Code::TemplateSyntax,
                 crate::dsl::span::Span::default(),
                 message,
             );
@@ -210,7 +210,7 @@ impl CompiledWorkflow {
     /// "`w` has no step `x`; did you mean `y`?": what to say of a step id it lacks.
     pub fn no_step(&self, id: &str) -> String {
         let ids = self.steps.iter().map(|s| s.id.as_str());
-        let hint = crate::validate::suggest::hint(id, ids);
+        let hint = crate::base::suggest::hint(id, ids);
         format!("`{}` has no step `{id}`{hint}", self.name)
     }
 

@@ -16,10 +16,10 @@ use serde_json::Value as Json;
 use crate::actions::Registry;
 use crate::base::clock::now_ms;
 use crate::base::ids::content_hash;
+use crate::dsl::diagnostic::{Code, Diagnostic, FileReport};
 use crate::dsl::loader;
 use crate::dsl::span::{SourceFile, Span};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
-use crate::validate::diagnostic::{Code, Diagnostic, FileReport};
 use crate::validate::render;
 
 /// One file of the directory as last read.
@@ -86,7 +86,7 @@ impl Snapshot {
 
     /// "there is no workflow `x`", with "did you mean" when a name is close.
     pub fn no_workflow(&self, name: &str) -> String {
-        let hint = crate::validate::suggest::hint(name, self.names().map(String::as_str));
+        let hint = crate::base::suggest::hint(name, self.names().map(String::as_str));
         format!("there is no workflow `{name}`{hint}")
     }
 }

@@ -110,7 +110,7 @@ impl Parser {
         let Value::Map(entries) = &node.value else { return Err(self.error(node.span, "expected a mapping here")) };
         for e in entries {
             if !known.contains(&e.key.as_str()) {
-                let hint = crate::validate::suggest::did_you_mean(&e.key, known.iter().copied())
+                let hint = crate::base::suggest::did_you_mean(&e.key, known.iter().copied())
                     .map(|h| format!("; {h}"))
                     .unwrap_or_else(|| format!("; the keys are {}", known.join(", ")));
                 return Err(self.error(e.key_span, &format!("unknown key `{}`{hint}", e.key)));

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use bit_set::BitSet;
 
-use super::diagnostic::{Code, Diagnostic};
-use super::suggest::did_you_mean;
+use crate::base::suggest::did_you_mean;
+use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::model::{Needs, Section, Step, Workflow};
 
 /// How many cycles are reported at most (each costs its length to name).

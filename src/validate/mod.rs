@@ -1,7 +1,6 @@
 //! Static analysis of workflow files: loader → structure (JSON Schema) → parser →
 //! semantic checks, each stage reporting diagnostics with exact positions.
 
-pub mod diagnostic;
 pub mod graph;
 pub mod instance;
 pub mod render;
@@ -9,7 +8,6 @@ pub mod saga;
 pub mod schema_refs;
 pub mod steps;
 pub mod structure;
-pub mod suggest;
 pub mod templates;
 pub mod timing;
 
@@ -19,10 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::actions::Registry;
+use crate::dsl::diagnostic::{Code, Diagnostic, FileReport, Related};
 use crate::dsl::loader::{load_bytes, load_path, Loaded};
 use crate::dsl::model::Workflow;
 use crate::dsl::parser::parse_workflow;
-use diagnostic::{Code, Diagnostic, FileReport, Related};
 use graph::Graph;
 use structure::WorkflowSchema;
 use templates::TemplateChecker;

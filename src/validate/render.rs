@@ -4,7 +4,7 @@
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 use serde_json::json;
 
-use super::diagnostic::{Diagnostic, FileReport, Severity};
+use crate::dsl::diagnostic::{Diagnostic, FileReport, Severity};
 use crate::dsl::span::{SourceFile, Span};
 
 /// Totals over a whole report.

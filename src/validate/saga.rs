@@ -12,9 +12,9 @@
 //! (A compensation reading an output it cannot have is an error of the
 //! template checks: `unreachable-step`.)
 
-use super::diagnostic::{Code, Diagnostic};
 use super::graph::Graph;
 use crate::actions::{Effect, Registry};
+use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::model::{OnError, Section};
 
 /// Whether an action sends a message rather than changing business state.

@@ -3,11 +3,11 @@
 
 use serde_json::Value as Json;
 
-use super::diagnostic::{Code, Diagnostic};
 use super::schema_refs::{check_ref_chains, MAX_REFS, MAX_REF_CHAIN};
 use super::structure::{describe, instance_path, Place};
-use super::suggest::did_you_mean;
 use crate::actions::Registry;
+use crate::base::suggest::did_you_mean;
+use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::model::{Retry, Step, Trigger, TriggerKind, Workflow, RETRYABLE_CODES};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{Span, Spanned};

@@ -10,9 +10,9 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::paths::LocationSegment;
 use serde_json::Value as Json;
 
-use super::diagnostic::{Code, Diagnostic};
 use super::instance::Tree;
-use super::suggest::did_you_mean;
+use crate::base::suggest::did_you_mean;
+use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::Span;
 

@@ -5,10 +5,10 @@ use std::cell::OnceCell;
 
 use serde_json::Value as Json;
 
-use super::diagnostic::{Code, Diagnostic};
 use super::graph::Graph;
-use super::suggest::did_you_mean;
 use crate::actions::Registry;
+use crate::base::suggest::did_you_mean;
+use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::model::{Section, Step, Workflow};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{SourceFile, Span};

@@ -1,7 +1,7 @@
 //! Warnings about time: waits with no end, and waits or retry budgets longer
 //! than the whole run may take.
 
-use super::diagnostic::{Code, Diagnostic};
+use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::duration::Duration;
 use crate::dsl::model::{Retry, Step, Workflow};
 use crate::dsl::span::Spanned;

@@ -170,7 +170,7 @@ pub async fn list(
         })?,
     };
     if let Some(status) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        let hint = crate::validate::suggest::did_you_mean(status, STATUSES)
+        let hint = crate::base::suggest::did_you_mean(status, STATUSES)
             .map(|h| format!("; {h}"))
             .unwrap_or_else(|| format!("; it is one of {}", STATUSES.join(", ")));
         return Err(ApiError::bad_request("bad_request", format!("?status={status} is not a run status{hint}")));
