@@ -8,6 +8,7 @@ pub mod config;
 pub mod dsl;
 pub mod engine;
 pub mod explore;
+pub mod journal;
 pub mod server;
 pub mod services;
 pub mod store;

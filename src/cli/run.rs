@@ -8,7 +8,6 @@ use serde_json::Value as Json;
 use super::{output, runtime, usage_error};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
 use crate::engine::driver::{NewRun, Simulation};
-use crate::engine::inject::Injection;
 use crate::validate::render;
 
 #[derive(clap::Args)]
@@ -62,7 +61,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(input) => input,
         Err(e) => return usage_error(&e),
     };
-    let inject = match args.fail.iter().map(|f| Injection::parse(f, &wf)).collect::<Result<Vec<_>, _>>() {
+    let inject = match args.fail.iter().map(|f| crate::engine::inject::parse(f, &wf)).collect::<Result<Vec<_>, _>>() {
         Ok(inject) => inject,
         Err(e) => return usage_error(&e),
     };

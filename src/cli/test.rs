@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::{runtime, usage_error};
 use crate::engine::compiled::CompiledWorkflow;
-use crate::engine::inject::Injection;
 use crate::explore::at_once;
+use crate::journal::injection::Injection;
 use crate::services::sandbox::Seed;
 use crate::testing::spec::TestFile;
 use crate::testing::{prepare, run_case, CaseResult};

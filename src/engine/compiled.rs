@@ -190,7 +190,7 @@ impl CompiledWorkflow {
     }
 
     /// A run input's mismatches with `input:` (at most five), as the `schema` error a run fails with.
-    pub fn check_input(&self, input: &Json) -> Option<crate::engine::journal::ActionError> {
+    pub fn check_input(&self, input: &Json) -> Option<crate::journal::entry::ActionError> {
         let validator = self.input_schema.as_ref()?;
         let problems: Vec<String> = validator
             .iter_errors(input)
@@ -203,7 +203,7 @@ impl CompiledWorkflow {
             .collect();
         (!problems.is_empty()).then(|| {
             let message = format!("the run input does not match `input:`: {}", problems.join("; "));
-            crate::engine::journal::ActionError::new("schema", message)
+            crate::journal::entry::ActionError::new("schema", message)
         })
     }
 

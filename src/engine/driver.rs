@@ -13,8 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::compiled::{CompiledWorkflow, StepKind};
-use super::inject::Injection;
-use super::journal::{ActionError, Entry, Item, Outcome};
 use super::machine::{CancelRefused, Decide, Phase, RunState};
 use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
@@ -22,6 +20,8 @@ use super::relay::Subscriptions;
 use crate::actions::{Call, Registry};
 use crate::base::clock::now_ms;
 use crate::base::ids::new_run_id;
+use crate::journal::entry::{ActionError, Entry, Item, Outcome};
+use crate::journal::injection::Injection;
 use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
 
 pub struct EngineOptions {

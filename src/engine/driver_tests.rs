@@ -274,7 +274,7 @@ struct FullDisk {
 }
 
 impl crate::store::ReadRuns for FullDisk {
-    fn entries(&self, run_id: &str) -> Result<Vec<super::journal::Entry>, crate::store::StoreError> {
+    fn entries(&self, run_id: &str) -> Result<Vec<crate::journal::entry::Entry>, crate::store::StoreError> {
         self.inner.entries(run_id)
     }
     fn run(&self, run_id: &str) -> Result<Option<crate::store::RunMeta>, crate::store::StoreError> {
@@ -362,7 +362,7 @@ async fn a_store_that_cannot_write_holds_the_engine_until_it_can_and_nothing_is_
     assert_eq!(record.status, "succeeded");
     assert_eq!(engine.metrics().storage.error(), None, "the engine went on by itself");
     let journal = store.entries(&id).expect("journal");
-    let ends = journal.iter().filter(|e| matches!(e, super::journal::Entry::AttemptFinished { .. })).count();
+    let ends = journal.iter().filter(|e| matches!(e, crate::journal::entry::Entry::AttemptFinished { .. })).count();
     assert_eq!(ends, 2, "each attempt's end is written once: {journal:?}");
     assert!(engine.metrics().storage.failures.load(Ordering::Relaxed) >= 1);
 }

@@ -4,68 +4,40 @@
 //! only the first N of each item with `xN`. Injections are part of the run's
 //! first journal entry, so they show in the run record and hold after a resume.
 
-use serde::{Deserialize, Serialize};
-
 use super::compiled::CompiledWorkflow;
-use super::journal::ActionError;
+use crate::journal::injection::{Injection, DEFAULT_CODE};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Injection {
-    pub step: String,
-    /// The step's compensation, not the step.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub compensate: bool,
-    pub code: String,
-    /// Only the first N attempts (of each item); none: every attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub times: Option<u32>,
-}
-
-/// The code of an injected failure when none is given.
-pub const DEFAULT_CODE: &str = "unavailable";
-
-impl Injection {
-    /// Whether this attempt fails.
-    pub fn applies(&self, step: &str, compensation: bool, attempt: u32) -> bool {
-        self.step == step && self.compensate == compensation && self.times.is_none_or(|n| attempt <= n)
+/// Reads `STEP[.compensate][=CODE][xN]` for a workflow: the step must exist
+/// (and have a `compensate` for `.compensate`).
+pub fn parse(text: &str, wf: &CompiledWorkflow) -> Result<Injection, String> {
+    let bad = |why: String| format!("--fail `{text}`: {why}");
+    // `xN` may end the text; a step id may end in `x2` too, so the step decides.
+    let mut readings = vec![(text, None)];
+    if let Some((head, n)) = text.rsplit_once('x') {
+        if let Ok(n) = n.parse::<u32>() {
+            readings.insert(0, (head, Some(n)));
+        }
     }
-
-    pub fn error(&self) -> ActionError {
-        ActionError::new(self.code.clone(), format!("a failure injected by `--fail {self}`"))
-    }
-
-    /// Reads `STEP[.compensate][=CODE][xN]` for a workflow: the step must exist
-    /// (and have a `compensate` for `.compensate`).
-    pub fn parse(text: &str, wf: &CompiledWorkflow) -> Result<Injection, String> {
-        let bad = |why: String| format!("--fail `{text}`: {why}");
-        // `xN` may end the text; a step id may end in `x2` too, so the step decides.
-        let mut readings = vec![(text, None)];
-        if let Some((head, n)) = text.rsplit_once('x') {
-            if let Ok(n) = n.parse::<u32>() {
-                readings.insert(0, (head, Some(n)));
+    let mut first_error = None;
+    for (head, times) in readings {
+        let (target, code) = match head.split_once('=') {
+            Some((t, c)) => (t, c),
+            None => (head, DEFAULT_CODE),
+        };
+        let (step, compensate) = match target.strip_suffix(".compensate") {
+            Some(step) => (step, true),
+            None => (target, false),
+        };
+        match check(wf, step, compensate, code, times) {
+            Ok(()) => {
+                return Ok(Injection { step: step.to_owned(), compensate, code: code.to_owned(), times });
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
         }
-        let mut first_error = None;
-        for (head, times) in readings {
-            let (target, code) = match head.split_once('=') {
-                Some((t, c)) => (t, c),
-                None => (head, DEFAULT_CODE),
-            };
-            let (step, compensate) = match target.strip_suffix(".compensate") {
-                Some(step) => (step, true),
-                None => (target, false),
-            };
-            match check(wf, step, compensate, code, times) {
-                Ok(()) => {
-                    return Ok(Injection { step: step.to_owned(), compensate, code: code.to_owned(), times });
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(bad(first_error.unwrap_or_default()))
     }
+    Err(bad(first_error.unwrap_or_default()))
 }
 
 fn check(wf: &CompiledWorkflow, step: &str, compensate: bool, code: &str, times: Option<u32>) -> Result<(), String> {
@@ -81,16 +53,6 @@ fn check(wf: &CompiledWorkflow, step: &str, compensate: bool, code: &str, times:
         return Err("`x0` fails no attempt; leave it out to fail them all".into());
     }
     Ok(())
-}
-
-impl std::fmt::Display for Injection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}={}", self.step, if self.compensate { ".compensate" } else { "" }, self.code)?;
-        match self.times {
-            Some(n) => write!(f, "x{n}"),
-            None => Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -114,7 +76,7 @@ steps:
     #[test]
     fn every_form_reads_and_prints_back() {
         let wf = wf();
-        let read = |t: &str| Injection::parse(t, &wf);
+        let read = |t: &str| parse(t, &wf);
         let charge = Injection { step: "charge".into(), compensate: false, code: "unavailable".into(), times: None };
         assert_eq!(read("charge"), Ok(charge.clone()));
         assert_eq!(read("charge=card_declined").map(|i| i.code), Ok("card_declined".into()));
@@ -128,7 +90,7 @@ steps:
     #[test]
     fn wrong_ones_say_why() {
         let wf = wf();
-        let read = |t: &str| Injection::parse(t, &wf).err().unwrap_or_default();
+        let read = |t: &str| parse(t, &wf).err().unwrap_or_default();
         assert_eq!(read("charg"), "--fail `charg`: `w` has no step `charg`; did you mean `charge`?");
         assert_eq!(read("box2.compensate"), "--fail `box2.compensate`: the step `box2` has no `compensate` to fail");
         assert_eq!(

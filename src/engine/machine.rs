@@ -24,9 +24,9 @@ use std::sync::Arc;
 use serde_json::{json, Value as Json};
 
 use super::compiled::{CompiledStep, CompiledWorkflow, StepKind};
-use super::journal::{ActionError, Entry, Item, Outcome};
 use super::template::{RenderFailure, ValueTemplate};
 use crate::dsl::model::{OnError, Retry, Section};
+use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -158,7 +158,7 @@ pub struct RunState {
     /// Compensations in the order they started.
     pub compensations: Vec<(usize, Item)>,
     /// Failures injected into this run (`--fail`).
-    pub inject: Vec<super::inject::Injection>,
+    pub inject: Vec<crate::journal::injection::Injection>,
 }
 
 fn unit_index(item: Item) -> usize {

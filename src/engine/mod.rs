@@ -6,7 +6,6 @@ pub mod driver;
 #[cfg(test)]
 mod driver_tests;
 pub mod inject;
-pub mod journal;
 pub mod machine;
 pub mod metrics;
 pub mod record;

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::journal::ActionError;
 use super::machine::{Phase, RunState, UnitStatus};
+use crate::journal::entry::ActionError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
@@ -20,7 +20,7 @@ pub struct RunRecord {
     pub compensations: Vec<CompensationRecord>,
     /// Failures injected with `--fail`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub injected: Vec<super::inject::Injection>,
+    pub injected: Vec<crate::journal::injection::Injection>,
     pub started_at: u64,
     pub finished_at: Option<u64>,
 }

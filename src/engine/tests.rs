@@ -6,10 +6,10 @@ use std::sync::Arc;
 use serde_json::{json, Value as Json};
 
 use super::compiled::CompiledWorkflow;
-use super::journal::{ActionError, Entry, Item, Outcome};
 use super::machine::{Decide, Phase, RunState};
 use super::record::RunRecord;
 use crate::actions::Registry;
+use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 
 fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
     match CompiledWorkflow::compile(std::path::Path::new("t.yaml"), yaml, Registry::builtin()) {

@@ -4,7 +4,7 @@
 use serde_json::{json, Value as Json};
 
 use crate::engine::compiled::CompiledWorkflow;
-use crate::engine::journal::Entry;
+use crate::journal::entry::Entry;
 
 /// One entry as JSON: `seq`, `type` and its fields, plus `step_id` where it names a step.
 pub fn describe(wf: &CompiledWorkflow, seq: u32, entry: &Entry) -> Json {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{DeadLetter, Delivery, EventRecord, RunMeta};
-use crate::engine::journal::Entry;
+use crate::journal::entry::Entry;
 
 /// The first line of an export, naming its format.
 pub const EXPORT_FORMAT: &str = "sagaflow-export-1";

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use super::{
     Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunMeta, ScheduleTable, StoreError, WriteRuns,
 };
-use crate::engine::journal::Entry;
+use crate::journal::entry::Entry;
 
 #[derive(Default)]
 pub struct MemoryStore {

@@ -9,7 +9,7 @@ mod sled_backup;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::journal::Entry;
+use crate::journal::entry::Entry;
 
 /// A store that cannot do what was asked: the message says what and where.
 #[derive(Debug, Clone, PartialEq)]

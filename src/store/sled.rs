@@ -16,7 +16,7 @@ use super::{
     decode, encode, run_cursor, Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunFilter, RunMeta,
     RunPage, ScheduleTable, StoreError, WriteRuns, MAX_SCANNED_PER_PAGE,
 };
-use crate::engine::journal::Entry;
+use crate::journal::entry::Entry;
 
 /// The key and value that say a sled database is a sagaflow store of this format.
 pub(super) const FORMAT_KEY: &str = "m/format";
@@ -597,7 +597,7 @@ mod tests {
         let runs = (0..300).map(|i| meta(i, "w")).collect();
         store.commit(&Commit { runs, ..Commit::default() }).expect("commit");
         drop(store);
-        drop(SledStore::open(dir).expect("reopen"));
+        drop(SledStore::open(dir).unwrap_or_else(|e| panic!("reopen: {e}")));
     }
 
     fn snapshots(dir: &Path) -> Vec<PathBuf> {

@@ -214,7 +214,7 @@ mod tests {
         store
     }
 
-    use crate::engine::journal::Entry;
+    use crate::journal::entry::Entry;
 
     fn export(store: &SledStore) -> Vec<Record> {
         let mut out = Vec::new();

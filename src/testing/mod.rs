@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::engine::compiled::CompiledWorkflow;
-use crate::engine::inject::Injection;
 use crate::explore::holdings::{holdings, leaks};
 use crate::explore::{compensations, run_once, Outcome, Scenario};
+use crate::journal::injection::Injection;
 use crate::services::sandbox::Seed;
 use spec::{at, Case, Expected, TestFile};
 
@@ -30,7 +30,10 @@ pub fn prepare(test: &TestFile) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Inject
     })?;
     let mut injections = Vec::new();
     for case in &test.cases {
-        let parsed = case.fail.iter().map(|(f, span)| Injection::parse(f, &wf).map_err(|e| at(&test.file, *span, &e)));
+        let parsed = case
+            .fail
+            .iter()
+            .map(|(f, span)| crate::engine::inject::parse(f, &wf).map_err(|e| at(&test.file, *span, &e)));
         injections.push(parsed.collect::<Result<Vec<_>, _>>()?);
         for e in &case.expect {
             if let Expected::Step { id, .. } = &e.what {

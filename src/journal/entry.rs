@@ -30,7 +30,7 @@ pub enum Entry {
         deadline: Option<u64>,
         /// Failures injected into this run (`--fail`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        inject: Vec<super::inject::Injection>,
+        inject: Vec<super::injection::Injection>,
     },
     InputRejected {
         error: ActionError,
