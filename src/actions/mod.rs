@@ -1,13 +1,15 @@
 //! Actions: what a step can do. The validator and the engine read the same registry.
 
 mod builtin;
+
+pub use builtin::actions as builtin_actions;
 mod mock;
 pub mod sleep;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
@@ -95,34 +97,6 @@ pub struct InvalidSpec {
 }
 
 impl Registry {
-    /// The built-in actions, compiled once per process.
-    pub fn builtin() -> &'static Registry {
-        Registry::builtin_shared()
-    }
-
-    /// The built-in actions, to hand to an engine (which shares its registry).
-    pub fn builtin_shared() -> &'static Arc<Registry> {
-        static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
-        REGISTRY.get_or_init(|| {
-            let http = crate::adapters::http_request::HttpRequest::detached();
-            let registry = Registry::with_services(&crate::services::Services::detached(), http)
-                .expect("built-in action schemas compile (a test checks it)");
-            Arc::new(registry)
-        })
-    }
-
-    /// The language's own actions, every service operation bound to `services`,
-    /// and `http.request`.
-    pub fn with_services(
-        services: &crate::services::Services,
-        http: crate::adapters::http_request::HttpRequest,
-    ) -> Result<Registry, InvalidSpec> {
-        let mut actions = builtin::actions();
-        let operations = services.operations().into_iter().chain(std::iter::once(http.operation()));
-        actions.extend(operations.map(|op| (op.spec, op.action)));
-        Registry::from_actions(actions)
-    }
-
     pub fn from_actions(actions: Vec<(ActionSpec, Arc<dyn Action>)>) -> Result<Registry, InvalidSpec> {
         let compile = |spec: &ActionSpec, schema: &Json| {
             jsonschema::draft202012::new(schema)
@@ -153,18 +127,5 @@ impl Registry {
 
     pub fn specs(&self) -> impl Iterator<Item = &ActionSpec> {
         self.actions.values().map(|r| &r.spec)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builtin_schemas_compile() {
-        let registry = Registry::builtin();
-        for name in ["mock", "sleep", "event.wait", "event.emit"] {
-            assert!(registry.get(name).is_some(), "{name}");
-        }
     }
 }

@@ -56,7 +56,7 @@ pub fn markdown(registry: &Registry) -> String {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let registry = Registry::builtin();
+    let registry = crate::config::registry::builtin();
     match args.format {
         ActionsFormat::Markdown => print!("{}", markdown(registry)),
         ActionsFormat::Services => print!("{}", super::contract::markdown(registry)),

@@ -67,7 +67,7 @@ fn step_action(action: &str, i: usize) -> String {
 /// seeded with one product of unbounded stock, for `sandbox`.
 fn registry(action: &str, store: Option<&SledStore>) -> Result<Arc<Registry>, String> {
     if action != "sandbox" {
-        return Ok(Registry::builtin_shared().clone());
+        return Ok(crate::config::registry::builtin_shared().clone());
     }
     let seed = crate::services::sandbox::Seed::parse(
         std::path::Path::new("bench-seed.yaml"),
@@ -114,9 +114,10 @@ fn resume_parked(data: &std::path::Path) -> ExitCode {
         Err(e) => return usage_error(&e.0),
     };
     let resumed = runtime().block_on(async move {
-        let engine = Engine::start(store.clone(), Registry::builtin_shared().clone(), EngineOptions::default());
+        let engine =
+            Engine::start(store.clone(), crate::config::registry::builtin_shared().clone(), EngineOptions::default());
         let start = Instant::now();
-        let ids = crate::engine::resume_unfinished(&engine, store.as_ref(), Registry::builtin()).await?;
+        let ids = crate::engine::resume_unfinished(&engine, store.as_ref(), crate::config::registry::builtin()).await?;
         Ok::<_, String>((ids.len(), start.elapsed()))
     });
     let (count, elapsed) = match resumed {

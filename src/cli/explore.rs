@@ -36,7 +36,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
-    let wf = match CompiledWorkflow::compile(&path, &source, crate::actions::Registry::builtin()) {
+    let wf = match CompiledWorkflow::compile(&path, &source, crate::config::registry::builtin()) {
         Ok(wf) => wf,
         Err(NotRunnable(report)) => {
             eprint!("{}", render::human(std::slice::from_ref(&report), false));

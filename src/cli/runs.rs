@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{output, runtime, usage_error, RunFormat};
-use crate::actions::Registry;
 use crate::engine::record::RunRecord;
 use crate::engine::{replay, resume_unfinished, Versions};
 use crate::store::sled::SledStore;
@@ -30,7 +29,7 @@ pub fn show(args: ShowArgs) -> ExitCode {
         Ok(store) => store,
         Err(e) => return usage_error(&e.0),
     };
-    match replay(&store, &mut Versions::default(), &args.run_id, Registry::builtin()) {
+    match replay(&store, &mut Versions::default(), &args.run_id, crate::config::registry::builtin()) {
         Ok(state) => output::print_run(&RunRecord::of(&state), args.output.format),
         Err(e) => usage_error(&e),
     }

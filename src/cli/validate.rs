@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{usage_error, Format};
-use crate::actions::Registry;
 use crate::validate::render::{self, Totals};
 use crate::validate::{check_files, collect_files};
 
@@ -27,7 +26,7 @@ pub fn run(args: Args) -> ExitCode {
         Ok(files) => files,
         Err(e) => return usage_error(&e.0),
     };
-    let reports = check_files(&files, Registry::builtin());
+    let reports = check_files(&files, crate::config::registry::builtin());
     let totals = Totals::of(&reports);
     match args.format {
         Format::Human => print!(

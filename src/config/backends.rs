@@ -63,7 +63,7 @@ impl Backends {
             timeout: config.duration(&config.http.timeout, "http.timeout", 30_000)?,
             max_response_bytes: config.http.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
         };
-        let registry = Registry::with_services(&services, http)
+        let registry = crate::config::registry::with_services(&services, http)
             .map_err(|e| ConfigError(format!("action `{}` has a broken schema: {}", e.action, e.message)))?;
         let webhooks = config.webhooks(&client)?;
         Ok(Backends { registry: Arc::new(registry), sandbox, webhooks })

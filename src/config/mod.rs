@@ -4,6 +4,7 @@
 //! service on its sandbox. A wrong file gets an error with file, line and key.
 
 mod backends;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::Path;

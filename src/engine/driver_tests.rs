@@ -152,9 +152,12 @@ async fn attempts_in_flight_never_exceed_the_global_bound() {
 
 #[tokio::test]
 async fn cancelling_a_run_cancels_its_attempt_and_rolls_back() {
-    let registry = Registry::builtin();
-    let engine =
-        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
+    let registry = crate::config::registry::builtin();
+    let engine = Engine::start(
+        Arc::new(MemoryStore::default()),
+        crate::config::registry::builtin_shared().clone(),
+        EngineOptions::default(),
+    );
     let yaml = "name: w\nsteps:\n  - id: quick\n    action: mock\n    compensate: { action: mock }\n  - id: slow\n    action: mock\n    with: { delay: 5s }\n";
     let wf = match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, registry) {
         Ok(wf) => wf,
@@ -182,7 +185,7 @@ async fn an_output_too_large_to_keep_fails_the_step() {
 }
 
 fn builtin(yaml: &str) -> Arc<CompiledWorkflow> {
-    match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, Registry::builtin()) {
+    match CompiledWorkflow::compile(Path::new("t.yaml"), yaml, crate::config::registry::builtin()) {
         Ok(wf) => wf,
         Err(e) => panic!("{:?}", e.0.diagnostics),
     }
@@ -190,8 +193,11 @@ fn builtin(yaml: &str) -> Arc<CompiledWorkflow> {
 
 #[tokio::test]
 async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
-    let engine =
-        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
+    let engine = Engine::start(
+        Arc::new(MemoryStore::default()),
+        crate::config::registry::builtin_shared().clone(),
+        EngineOptions::default(),
+    );
     let waiter = builtin("name: waiter\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: order.paid, key: '{{input.order}}' }\n    timeout: 10s\n");
     let emitter = builtin("name: emitter\nsteps:\n  - id: emit\n    action: event.emit\n    with: { type: order.paid, key: o-1, data: { amount: 12 } }\n");
     let waiting = engine.start_run(waiter.clone(), json!({ "order": "o-1" })).await.expect("started");
@@ -209,8 +215,11 @@ async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
 
 #[tokio::test]
 async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out() {
-    let engine =
-        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
+    let engine = Engine::start(
+        Arc::new(MemoryStore::default()),
+        crate::config::registry::builtin_shared().clone(),
+        EngineOptions::default(),
+    );
     let wf = builtin("name: late\nsteps:\n  - id: first\n    action: sleep\n    with: { for: 200ms }\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-7 }\n    timeout: 5s\n");
     let id = engine.start_run(wf, json!({})).await.expect("started");
     engine.publish("user.verified", "u-7", json!({ "at": "now" })).await.expect("published");
@@ -224,8 +233,11 @@ async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_runs_wait_at_once_and_one_event_wakes_them_all() {
-    let engine =
-        Engine::start(Arc::new(MemoryStore::default()), Registry::builtin_shared().clone(), EngineOptions::default());
+    let engine = Engine::start(
+        Arc::new(MemoryStore::default()),
+        crate::config::registry::builtin_shared().clone(),
+        EngineOptions::default(),
+    );
     let wf = builtin("name: many\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: launch.go, key: all }\n    timeout: 10m\n");
     let mut ids = Vec::with_capacity(10_000);
     for _ in 0..10_000 {
@@ -243,7 +255,7 @@ async fn ten_thousand_runs_wait_at_once_and_one_event_wakes_them_all() {
 #[tokio::test]
 async fn dropping_every_handle_ends_the_loop_and_frees_the_registry() {
     let http = crate::adapters::http_request::HttpRequest::detached();
-    let registry = match Registry::with_services(&crate::services::Services::detached(), http) {
+    let registry = match crate::config::registry::with_services(&crate::services::Services::detached(), http) {
         Ok(r) => Arc::new(r),
         Err(e) => panic!("{e:?}"),
     };
@@ -344,7 +356,8 @@ impl crate::store::ScheduleTable for FullDisk {
 async fn a_store_that_cannot_write_holds_the_engine_until_it_can_and_nothing_is_lost_or_doubled() {
     use crate::store::ReadRuns;
     let store = Arc::new(FullDisk::default());
-    let engine = Engine::start(store.clone(), Registry::builtin_shared().clone(), EngineOptions::default());
+    let engine =
+        Engine::start(store.clone(), crate::config::registry::builtin_shared().clone(), EngineOptions::default());
     let wf = builtin("name: w\nsteps:\n  - id: a\n    action: mock\n    with: { delay: 300ms, output: 1 }\n  - id: b\n    action: mock\n");
     let id = engine.start_run(wf, json!({})).await.expect("started");
     store.full.store(true, Ordering::SeqCst);

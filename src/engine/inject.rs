@@ -58,7 +58,6 @@ fn check(wf: &CompiledWorkflow, step: &str, compensate: bool, code: &str, times:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::Registry;
 
     fn wf() -> std::sync::Arc<CompiledWorkflow> {
         let source = "name: w
@@ -69,7 +68,7 @@ steps:
   - id: box2
     action: mock
 ";
-        CompiledWorkflow::compile(std::path::Path::new("w.yaml"), source, Registry::builtin())
+        CompiledWorkflow::compile(std::path::Path::new("w.yaml"), source, crate::config::registry::builtin())
             .unwrap_or_else(|_| panic!("compiles"))
     }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{triggered_run_id, Relay, Subscriptions};
-use crate::actions::Registry;
 use crate::adapters::client::Client;
 use crate::adapters::test_server::{Reply, TestServer};
 use crate::adapters::webhook::Webhook;
@@ -39,7 +38,7 @@ steps:
 ";
 
 fn compile(source: &str) -> Arc<CompiledWorkflow> {
-    CompiledWorkflow::compile(Path::new("test.yaml"), source, Registry::builtin())
+    CompiledWorkflow::compile(Path::new("test.yaml"), source, crate::config::registry::builtin())
         .unwrap_or_else(|_| panic!("the test workflow compiles"))
 }
 
@@ -65,7 +64,7 @@ fn start(subscriptions: Subscriptions) -> Running {
     let store = Arc::new(MemoryStore::default());
     let subscriptions = Arc::new(subscriptions);
     let options = EngineOptions { subscriptions: subscriptions.clone(), ..EngineOptions::default() };
-    let engine = Engine::start(store.clone(), Registry::builtin_shared().clone(), options);
+    let engine = Engine::start(store.clone(), crate::config::registry::builtin_shared().clone(), options);
     let relay = Relay::spawn(engine.clone(), store.clone() as Arc<dyn Store>, subscriptions);
     Running { engine, relay, store }
 }

@@ -8,11 +8,10 @@ use serde_json::{json, Value as Json};
 use super::compiled::CompiledWorkflow;
 use super::machine::{Decide, Phase, RunState};
 use super::record::RunRecord;
-use crate::actions::Registry;
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 
 fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
-    match CompiledWorkflow::compile(std::path::Path::new("t.yaml"), yaml, Registry::builtin()) {
+    match CompiledWorkflow::compile(std::path::Path::new("t.yaml"), yaml, crate::config::registry::builtin()) {
         Ok(wf) => wf,
         Err(e) => panic!("does not compile: {:?}", e.0.diagnostics),
     }

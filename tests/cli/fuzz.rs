@@ -4,13 +4,12 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use sagaflow::actions::Registry;
 use sagaflow::validate::check_text;
 
 const VALID: &str = include_str!("../corpus/valid/every_key.yaml");
 
 fn check(bytes: &[u8]) {
-    let checked = check_text(Path::new("fuzz.yaml"), bytes, Registry::builtin());
+    let checked = check_text(Path::new("fuzz.yaml"), bytes, sagaflow::config::registry::builtin());
     for d in &checked.report.diagnostics {
         // Every diagnostic points inside the file and renders.
         assert!(d.span.start <= checked.report.file.text.len());
@@ -127,7 +126,7 @@ fn hostile_inputs_end_in_clear_errors() {
         ("empty", Vec::new(), "wrong-type"),
     ];
     for (name, bytes, code) in cases {
-        let checked = check_text(Path::new(name), &bytes, Registry::builtin());
+        let checked = check_text(Path::new(name), &bytes, sagaflow::config::registry::builtin());
         let codes: Vec<_> = checked.report.diagnostics.iter().map(|d| d.code.as_str()).collect();
         assert_eq!(codes, vec![code], "{name}");
     }
