@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod client;
 pub mod http_request;
+pub mod service_http;
 pub mod smtp;
 pub mod webhook;
 

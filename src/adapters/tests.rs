@@ -6,10 +6,11 @@ use serde_json::json;
 
 use super::client::{Client, Secret};
 use super::http_request::{AllowList, HttpRequest};
+use super::service_http::HttpService;
 use super::test_server::{Reply, TestServer};
 use crate::actions::{Action, Call};
-use crate::services::http::HttpService;
 use crate::services::inventory::{Inventory, ReserveStock};
+use crate::services::remote::Remote;
 use crate::services::{ActionError, Ctx};
 
 /// A loopback port nobody listens on (the moment it is asked for).
@@ -24,15 +25,15 @@ fn client() -> Client {
     Client::new().unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn service(url: &str, timeout: Duration) -> HttpService {
-    HttpService {
+fn service(url: &str, timeout: Duration) -> Remote {
+    Remote(std::sync::Arc::new(HttpService {
         service: "inventory".into(),
         base_url: url.to_owned(),
         timeout,
         max_response_bytes: 4096,
         headers: vec![("authorization".into(), Secret::hidden("Bearer s3cr3t".into()))],
         client: Some(client()),
-    }
+    }))
 }
 
 fn reserve() -> ReserveStock {

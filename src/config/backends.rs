@@ -8,10 +8,11 @@ use super::{Config, ConfigError, ServiceConfig};
 use crate::actions::Registry;
 use crate::adapters::client::{Client, Secret};
 use crate::adapters::http_request::{AllowList, HttpRequest};
+use crate::adapters::service_http::HttpService;
 use crate::adapters::smtp::{SmtpMailer, SmtpSettings};
 use crate::adapters::webhook::Webhook;
-use crate::services::http::HttpService;
 use crate::services::notifications::{Emailer, Mailer, Notifier, Templates};
+use crate::services::remote::Remote;
 use crate::services::sandbox::{Sandbox, Seed};
 use crate::services::Services;
 use crate::store::sled::SledStore;
@@ -135,17 +136,18 @@ impl Config {
     }
 
     /// The http backend of a service, when the config chooses it.
-    fn http_service(&self, name: &str, client: &Client) -> Result<Option<HttpService>, ConfigError> {
+    fn http_service(&self, name: &str, client: &Client) -> Result<Option<Remote>, ConfigError> {
         let Some(s) = self.service(name).filter(|s| s.backend.get_ref() == "http") else { return Ok(None) };
         let headers = self.headers(&s.headers, s.bearer_secret.as_ref(), &format!("services.{name}.bearer_secret"))?;
-        Ok(Some(HttpService {
+        let service = HttpService {
             service: name.to_owned(),
             base_url: s.base_url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default(),
             timeout: self.duration(&s.timeout, &format!("services.{name}.timeout"), 30_000)?,
             max_response_bytes: self.http.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE),
             headers,
             client: Some(client.clone()),
-        }))
+        };
+        Ok(Some(Remote(Arc::new(service))))
     }
 
     fn mailer(&self, sandbox: &Sandbox) -> Result<Arc<dyn Mailer>, ConfigError> {

@@ -8,12 +8,12 @@ pub mod ai;
 pub mod catalog;
 pub mod courses;
 pub mod errors;
-pub mod http;
 pub mod inventory;
 pub mod notifications;
 pub mod operation;
 pub mod orders;
 pub mod payments;
+pub mod remote;
 pub mod sandbox;
 pub mod users;
 
@@ -78,7 +78,7 @@ impl Services {
     /// Services with no backend: the registry validation reads has their
     /// contracts; calling one fails with `unavailable`.
     pub fn detached() -> Services {
-        let h = |name: &str| Arc::new(http::HttpService::detached(name));
+        let h = |name: &'static str| Arc::new(remote::Remote(Arc::new(remote::Unbound(name))));
         Services {
             inventory: h("inventory"),
             payments: h("payments"),

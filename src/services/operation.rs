@@ -135,10 +135,10 @@ macro_rules! service {
             )*
         }
 
-        impl $Trait for $crate::services::http::HttpService {
+        impl $Trait for $crate::services::remote::Remote {
             $(
                 fn $op(&self, ctx: $crate::services::Ctx, request: $Req) -> $crate::services::ServiceFuture<$Resp> {
-                    self.post(stringify!($op), ctx, request)
+                    self.call(stringify!($op), ctx, request)
                 }
             )*
         }

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::{ActionError, Ctx, ServiceFuture};
-use crate::adapters::answer::exchange;
-use crate::adapters::client::{Client, Secret};
+use super::answer::exchange;
+use super::client::{Client, Secret};
+use crate::base::error::ActionError;
+use crate::services::remote::Transport;
+use crate::services::{Ctx, ServiceFuture};
 
 /// One service's REST endpoint.
 #[derive(Clone)]
@@ -25,46 +25,25 @@ pub struct HttpService {
     pub client: Option<Client>,
 }
 
-impl HttpService {
-    /// A service with no backend, in the registry that validation reads.
-    pub fn detached(service: &str) -> HttpService {
-        HttpService {
-            service: service.to_owned(),
-            base_url: String::new(),
-            timeout: Duration::from_secs(30),
-            max_response_bytes: 0,
-            headers: Vec::new(),
-            client: None,
-        }
-    }
-
-    /// Calls `operation` and reads its answer as `Resp`.
-    pub fn post<Req, Resp>(&self, operation: &str, ctx: Ctx, request: Req) -> ServiceFuture<Resp>
-    where
-        Req: Serialize + Send + 'static,
-        Resp: DeserializeOwned + Send + 'static,
-    {
+impl Transport for HttpService {
+    fn send(&self, operation: &'static str, ctx: Ctx, request: Json) -> ServiceFuture<Json> {
         let this = self.clone();
         let url = format!("{}/{operation}", self.base_url.trim_end_matches('/'));
         Box::pin(async move {
             let body = serde_json::to_vec(&request)
                 .map_err(|e| ActionError::new("invalid_input", format!("the request cannot be written: {e}")))?;
             tokio::select! {
-                answer = this.exchange(&url, &ctx, body) => {
-                    let json = answer?;
-                    serde_json::from_value(json).map_err(|e| {
-                        ActionError::new("failed", format!("{url} answered JSON that does not fit the contract: {e}"))
-                    })
-                }
+                answer = this.exchange(&url, &ctx, body) => answer,
                 _ = ctx.cancel.cancelled() => Err(ActionError::new("cancelled", format!("the call to {url} was cancelled"))),
             }
         })
     }
+}
 
+impl HttpService {
     async fn exchange(&self, url: &str, ctx: &Ctx, body: Vec<u8>) -> Result<Json, ActionError> {
         let Some(client) = &self.client else {
-            let message =
-                format!("the {} service has no backend in this registry (it is for validation)", self.service);
+            let message = format!("the {} service has no HTTP client", self.service);
             return Err(ActionError::new("unavailable", message));
         };
         let mut request = client
