@@ -4,5 +4,6 @@ pub mod clock;
 pub mod error;
 pub mod file;
 pub mod ids;
+pub mod input;
 pub mod secrets;
 pub mod suggest;

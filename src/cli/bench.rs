@@ -1,7 +1,6 @@
 //! `sagaflow bench validate`: validates generated workflow files through the
 //! `sagaflow validate DIR` command itself and prints files per second.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
@@ -81,7 +80,7 @@ fn bench_validate(files: usize, steps: usize, runs: usize, keep: Option<PathBuf>
 fn bench_chain(steps: usize, runs: usize) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("sagaflow-bench-chain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let text = chain(steps);
+    let text = crate::dsl::sample::chain(steps);
     let file = dir.join("chain.yaml");
     let written = std::fs::write(&file, &text).map_err(|e| format!("cannot write {}: {e}", file.display()));
     let result = written.and_then(|()| time_runs(&dir, 1, runs));
@@ -96,15 +95,6 @@ fn bench_chain(steps: usize, runs: usize) -> Result<(), String> {
     println!("  median {:>8.1} ms", times[times.len() / 2] * 1e3);
     println!("  peak resident memory of `sagaflow validate` {:.1} MiB", children_peak_rss_mib());
     Ok(())
-}
-
-/// A valid workflow of `steps` steps, each needing the one before.
-pub fn chain(steps: usize) -> String {
-    let mut y = String::from("name: chain\nsteps:\n  - {id: s0, action: mock}\n");
-    for j in 1..steps {
-        let _ = writeln!(y, "  - {{id: s{j}, action: mock, needs: [s{}]}}", j - 1);
-    }
-    y
 }
 
 /// The largest peak resident memory of the child processes waited for (Linux).
@@ -141,29 +131,8 @@ fn time_runs(dir: &Path, files: usize, runs: usize) -> Result<Vec<f64>, String> 
 fn generate(dir: &Path, files: usize, steps: usize) -> Result<(), String> {
     for i in 0..files {
         let path: PathBuf = dir.join(format!("bench_{i:05}.yaml"));
-        std::fs::write(&path, workflow(i, steps)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, crate::dsl::sample::workflow(i, steps))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
-}
-
-/// A valid workflow of `steps` steps with templates, needs, retries and compensations.
-pub fn workflow(i: usize, steps: usize) -> String {
-    let mut y = format!(
-        "name: bench_{i}\ndescription: Generated for the validation benchmark.\ninput:\n  type: object\n  required: [order_id]\n  properties:\n    order_id: {{type: string}}\n    total: {{type: number}}\ntimeout: 1h\ndefaults:\n  retry: {{max_attempts: 3, backoff: exponential, delay: 100ms}}\n  timeout: 5s\nsteps:\n"
-    );
-    for j in 0..steps {
-        let _ = write!(y, "  - id: step_{j}\n    action: mock\n    with:\n      output:\n        id: \"s{j}-{{{{input.order_id}}}}\"\n        amount: {j}\n");
-        if j > 0 {
-            let _ = writeln!(y, "        note: \"after {{{{steps.step_{}.output.id}}}} for {{{{run.id}}}}\"", j - 1);
-        }
-        if j >= 2 && j % 3 == 0 {
-            let _ = writeln!(y, "    needs: [step_{}, step_{}]", j - 2, j - 1);
-        }
-        let _ = write!(
-            y,
-            "    retry: {{max_attempts: 4, delay: 50ms, max_delay: 1s, on: [unavailable, timeout]}}\n    timeout: 2s\n    compensate:\n      action: mock\n      with: {{output: \"undo {{{{steps.step_{j}.output.id}}}} because {{{{error.message}}}}\"}}\n"
-        );
-    }
-    y.push_str("output:\n  last: \"{{steps.step_0.output.id}}\"\n");
-    y
 }

@@ -44,7 +44,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let given = args.input.clone().or_else(|| first_example(&args.workflows, &wf.name));
-    let input = match super::run::read_input(given.as_deref().unwrap_or("{}")) {
+    let input = match crate::base::input::read_input(given.as_deref().unwrap_or("{}")) {
         Ok(input) => input,
         Err(e) => return usage_error(&e),
     };

@@ -1,7 +1,7 @@
 //! The command line: clap definitions and dispatch. Each subcommand lives in its own file.
 
 mod actions;
-pub(crate) mod bench;
+mod bench;
 mod bench_run;
 mod bench_serve;
 mod client;
@@ -139,8 +139,6 @@ pub enum Format {
     Json,
     Github,
 }
-
-pub use run::read_input_file;
 
 /// Exit code 2: the command was used wrongly.
 pub fn usage_error(message: &str) -> ExitCode {

@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde_json::Value as Json;
-
 use super::{output, runtime, usage_error};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
 use crate::engine::driver::{NewRun, Simulation};
@@ -57,7 +55,7 @@ pub fn run(args: Args) -> ExitCode {
             return usage_error(&format!("{} has errors; it cannot run", path.display()));
         }
     };
-    let input = match read_input(&args.input) {
+    let input = match crate::base::input::read_input(&args.input) {
         Ok(input) => input,
         Err(e) => return usage_error(&e),
     };
@@ -86,12 +84,6 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn read_bounded(file: &Path) -> Result<String, String> {
-    let bytes = crate::base::file::read_regular(file, MAX_INPUT_BYTES)
-        .map_err(|e| format!("cannot read the input file {}: {e}", file.display()))?;
-    String::from_utf8(bytes).map_err(|_| format!("the input file {} is not UTF-8 text", file.display()))
-}
-
 /// A path to a file, or a workflow name looked up in a directory.
 pub fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
     let path = Path::new(given);
@@ -111,30 +103,6 @@ pub fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), Strin
     Err(format!("there is no file `{given}` and no workflow named `{given}` in {}", dir.display()))
 }
 
-/// A run input may be at most this large (JSON's nesting is bounded by serde_json, 128).
-pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
-
-/// `--input`: JSON text, or `@FILE`.
-pub fn read_input(given: &str) -> Result<Json, String> {
-    match given.strip_prefix('@') {
-        Some(file) => read_input_file(Path::new(file)),
-        None => parse_input(given, "--input"),
-    }
-}
-
-/// A run input from a JSON file (bounded in size).
-pub fn read_input_file(path: &Path) -> Result<Json, String> {
-    parse_input(&read_bounded(path)?, &path.display().to_string())
-}
-
-fn parse_input(text: &str, from: &str) -> Result<Json, String> {
-    if text.len() as u64 > MAX_INPUT_BYTES {
-        return Err(format!("{from} is larger than {} KiB, the most a run input may be", MAX_INPUT_BYTES / 1024));
-    }
-    serde_json::from_str(text)
-        .map_err(|e| format!("{from} is not JSON: {e} (line {}, column {})", e.line(), e.column()))
-}
-
 /// `run NAME --server URL`: the server runs its own workflow of that name.
 fn run_on_server(server: &str, args: &Args) -> ExitCode {
     if !args.fail.is_empty() || args.answer_waits {
@@ -149,7 +117,7 @@ fn run_on_server(server: &str, args: &Args) -> ExitCode {
         },
         false => args.workflow.clone(),
     };
-    match read_input(&args.input) {
+    match crate::base::input::read_input(&args.input) {
         Ok(input) => super::client::run(server, &name, input, args.output.format),
         Err(e) => usage_error(&e),
     }

@@ -6,6 +6,7 @@ pub mod loader;
 pub mod model;
 pub mod node;
 pub mod parser;
+pub mod sample;
 pub mod span;
 pub mod template;
 pub mod yaml;

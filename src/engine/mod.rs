@@ -2,6 +2,8 @@
 //! scheduler, checkpointed in the store.
 
 pub mod compiled;
+#[cfg(test)]
+mod config_tests;
 pub mod driver;
 #[cfg(test)]
 mod driver_tests;

@@ -127,7 +127,7 @@ impl Parser {
             Some(n) => match n.as_str().and_then(|s| s.strip_prefix('@')) {
                 Some(file) => {
                     let file = path.parent().unwrap_or(Path::new(".")).join(file);
-                    crate::cli::read_input_file(&file).map_err(|e| self.error(n.span, &e))?
+                    crate::base::input::read_input_file(&file).map_err(|e| self.error(n.span, &e))?
                 }
                 None => n.to_json(),
             },

@@ -601,7 +601,7 @@ mod tests {
     #[test]
     fn takes_the_generated_benchmark_files() {
         for i in 0..5 {
-            assert_eq!(agrees(&crate::cli::bench::workflow(i, 20)), Ok(true));
+            assert_eq!(agrees(&crate::dsl::sample::workflow(i, 20)), Ok(true));
         }
     }
 
@@ -708,7 +708,7 @@ mod tests {
 
         #[test]
         fn edits_of_a_workflow_agree_with_granit(edits in proptest::collection::vec(edit(), 1..6)) {
-            let text = apply(&crate::cli::bench::workflow(0, 2), &edits);
+            let text = apply(&crate::dsl::sample::workflow(0, 2), &edits);
             if let Err(e) = agrees(&text) {
                 prop_assert!(false, "{}", e);
             }
