@@ -9,6 +9,8 @@ pub mod dsl;
 pub mod engine;
 pub mod explore;
 pub mod journal;
+#[cfg(test)]
+mod layers;
 pub mod server;
 pub mod services;
 pub mod store;
