@@ -223,8 +223,6 @@ fn compile_opt(templates: &mut Templates, node: Option<&crate::dsl::node::Node>)
     node.map_or(Ok(ValueTemplate::Literal(Json::Object(Default::default()))), |n| templates.compile(n))
 }
 
-/// The hex SHA-256 of a workflow's source: the name of its version.
-
 /// `secrets.NAME` as written anywhere in the source.
 fn secret_names(source: &str) -> Vec<String> {
     let mut names: Vec<String> = source
