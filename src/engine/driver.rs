@@ -17,6 +17,7 @@ use super::machine::{CancelRefused, Decide, Phase, RunState};
 use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
 use super::relay::Subscriptions;
+use super::wanted::{self, AttemptKey, Start};
 use crate::actions::{Call, Registry};
 use crate::base::clock::now_ms;
 use crate::base::ids::new_run_id;
@@ -316,7 +317,7 @@ struct Active {
     seq: u32,
     status: String,
     /// Attempts and compensations started by this process, with their cancel tokens.
-    launched: HashMap<(bool, usize, Item, u32), CancellationToken>,
+    launched: HashMap<AttemptKey, CancellationToken>,
     /// When each attempt in flight was decided, for the step latency.
     decided: HashMap<(usize, Item), std::time::Instant>,
     /// Attempts whose end is in the commit under way.
@@ -674,7 +675,12 @@ impl Driver {
             }
             Entry::AttemptFinished { step, item, attempt, .. } => {
                 active.finished.push((*step, *item));
-                active.launched.remove(&(false, *step, *item, *attempt));
+                active.launched.remove(&AttemptKey {
+                    compensation: false,
+                    step: *step,
+                    item: *item,
+                    attempt: *attempt,
+                });
                 let is_wait = active.state.wf.steps.get(*step).is_some_and(|d| d.kind == StepKind::Wait);
                 if let Some(awaited) = is_wait.then(|| active.state.awaited_event(*step, *item).ok()).flatten() {
                     // Only the list of this wait's own type and key can hold it.
@@ -687,7 +693,7 @@ impl Driver {
                 }
             }
             Entry::CompensationFinished { step, item, attempt, .. } => {
-                active.launched.remove(&(true, *step, *item, *attempt));
+                active.launched.remove(&AttemptKey { compensation: true, step: *step, item: *item, attempt: *attempt });
             }
             Entry::RetryScheduled { .. } => {
                 self.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -759,32 +765,23 @@ impl Driver {
             return;
         }
         if active.state.phase == Phase::RollingBack {
-            for ((compensation, ..), token) in &active.launched {
-                if !compensation {
+            for (key, token) in &active.launched {
+                if !key.compensation {
                     token.cancel();
                 }
             }
-            for (s, item, attempt) in active.state.in_flight() {
-                if active.state.is_wait_step(s) {
-                    let outcome =
-                        Outcome::Err(ActionError::new("cancelled", "the wait was cut short: the run is rolling back"));
-                    let entry = Entry::AttemptFinished { step: s, item, attempt, outcome, at: now_ms() };
-                    self.ready.push((run_id.to_owned(), entry));
-                }
+            for key in active.state.cut_short() {
+                let outcome =
+                    Outcome::Err(ActionError::new("cancelled", "the wait was cut short: the run is rolling back"));
+                self.ready.push((run_id.to_owned(), key.finished(outcome, now_ms())));
             }
         }
         if self.paused {
             self.rearm(run_id);
             return;
         }
-        let attempts: Vec<(bool, usize, Item, u32)> = active
-            .state
-            .in_flight()
-            .into_iter()
-            .map(|(s, item, attempt)| (false, s, item, attempt))
-            .chain(active.state.compensation_in_flight().map(|(s, item, attempt)| (true, s, item, attempt)))
-            .filter(|key| !active.launched.contains_key(key))
-            .collect();
+        let attempts: Vec<AttemptKey> =
+            active.state.running().into_iter().filter(|key| !active.launched.contains_key(key)).collect();
         for key in attempts {
             self.launch(run_id, key);
         }
@@ -827,39 +824,31 @@ impl Driver {
     }
 
     /// Starts an `event.wait`: an event of its type and key that came since the
-    /// run started ends it at once (`Some(data)`); otherwise it waits for one.
-    fn begin_wait(&mut self, run_id: &str, s: usize, item: Item, attempt: u32) -> Result<Option<Json>, ActionError> {
-        let Some(active) = self.runs.get(run_id) else { return Ok(None) };
-        let (kind, key) = active.state.awaited_event(s, item)?;
-        let since = active.state.started_at;
-        let arrived = self.store.events(&kind, &key, since).map_err(|e| ActionError::new("unavailable", e.0))?;
+    /// run started ends it at once (its outcome); otherwise it waits for one.
+    fn begin_wait(&mut self, run_id: &str, at: AttemptKey, kind: String, key: String, since: u64) -> Option<Outcome> {
+        let arrived = match self.store.events(&kind, &key, since) {
+            Ok(arrived) => arrived,
+            Err(e) => return Some(Outcome::Err(ActionError::new("unavailable", e.0))),
+        };
         if let Some(event) = arrived.into_iter().next() {
-            return Ok(Some(event.data));
+            return Some(Outcome::Ok(event.data));
         }
         if let Some(answer) = &self.simulation.answer_waits {
             let data = answer.get(&kind).cloned().unwrap_or_else(|| serde_json::json!({}));
-            let id = format!("sim-{run_id}:{}:{}", active.state.wf.steps[s].id, item.unwrap_or(0));
+            let step = self.runs.get(run_id).map(|a| a.state.wf.steps[at.step].id.clone()).unwrap_or_default();
+            let id = format!("sim-{run_id}:{step}:{}", at.item.unwrap_or(0));
             self.outbox.push(EventRecord { id, kind, key, data: data.clone(), at: now_ms() });
-            return Ok(Some(data));
+            return Some(Outcome::Ok(data));
         }
-        self.waits.entry((kind, key)).or_default().push(Waiter { run_id: run_id.to_owned(), step: s, item, attempt });
-        Ok(None)
+        let waiter = Waiter { run_id: run_id.to_owned(), step: at.step, item: at.item, attempt: at.attempt };
+        self.waits.entry((kind, key)).or_default().push(waiter);
+        None
     }
 
     /// An `event.emit`: the event joins the next commit, with the step's end (the
     /// outbox); its id is the step's idempotency key, so a repeat is the same event.
-    fn emit(&mut self, input: &Json, id: String) -> Outcome {
-        let Some(kind) = input.get("type").and_then(Json::as_str) else {
-            return Outcome::Err(ActionError::new("invalid_input", "event.emit needs a `type`"));
-        };
-        let event = EventRecord {
-            id: id.clone(),
-            kind: kind.to_owned(),
-            key: super::machine::event_key(input.get("key")),
-            data: input.get("data").cloned().unwrap_or(Json::Null),
-            at: now_ms(),
-        };
-        self.outbox.push(event);
+    fn emit(&mut self, id: String, kind: String, key: String, data: Json) -> Outcome {
+        self.outbox.push(EventRecord { id: id.clone(), kind, key, data, at: now_ms() });
         Outcome::Ok(serde_json::json!({ "event_id": id }))
     }
 
@@ -892,71 +881,42 @@ impl Driver {
         }
     }
 
-    fn launch(&mut self, run_id: &str, key: (bool, usize, Item, u32)) {
+    /// Starts one attempt the way the run says ([`RunState::start`]): an
+    /// immediate end, a durable timer, an event wait, an emit into the next
+    /// commit, or a call of an action.
+    fn launch(&mut self, run_id: &str, key: AttemptKey) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
-        let (compensation, s, item, attempt) = key;
-        let finished = move |outcome: Outcome| {
-            let at = now_ms();
-            if compensation {
-                Entry::CompensationFinished { step: s, item, attempt, outcome, at }
-            } else {
-                Entry::AttemptFinished { step: s, item, attempt, outcome, at }
-            }
-        };
-        if let Some(error) = active.state.injected(s, compensation, attempt) {
-            active.launched.insert(key, CancellationToken::new());
-            self.ready.push((run_id.to_owned(), finished(Outcome::Err(error))));
-            return;
-        }
-        if !compensation && active.state.is_wait_step(s) {
-            active.launched.insert(key, CancellationToken::new());
-            let is_sleep = active.state.wf.steps[s].kind == StepKind::Sleep;
-            let began = if is_sleep && self.simulation.skip_sleeps {
-                active.state.sleep_end(s, item).and_then(|(_, woke)| match woke {
-                    Outcome::Ok(data) => Ok(Some(data)),
-                    Outcome::Err(e) => Err(e),
-                })
-            } else if is_sleep {
-                // A durable timer, armed from the machine's timers; only a bad input ends it now.
-                active.state.sleep_end(s, item).map(|_| None)
-            } else {
-                self.begin_wait(run_id, s, item, attempt)
-            };
-            let outcome = match began {
-                Ok(None) => return,
-                Ok(Some(data)) => Outcome::Ok(data),
-                Err(e) => Outcome::Err(e),
-            };
-            self.ready.push((run_id.to_owned(), finished(outcome)));
-            return;
-        }
+        let start = active.state.start(key);
         let token = CancellationToken::new();
         active.launched.insert(key, token.clone());
-        let state = &active.state;
-        let def = &state.wf.steps[s];
-        let (action_name, kind, input, timeout_ms, suffix) = match (&def.compensate, compensation) {
-            (Some(c), true) => {
-                (c.action.clone(), c.kind, state.compensation_input(s, item), c.timeout_ms, ":compensate")
-            }
-            _ => (def.action.clone(), def.kind, state.attempt_input(s, item), def.timeout_ms, ""),
-        };
-        let idempotency_key = match item {
-            Some(i) => format!("{run_id}:{}:{i}{suffix}", def.id),
-            None => format!("{run_id}:{}{suffix}", def.id),
-        };
         let run = run_id.to_owned();
-        let input = match input {
-            Ok(input) => input,
-            Err(e) => {
-                self.ready.push((run, finished(Outcome::Err(e))));
+        let finished = move |outcome: Outcome| key.finished(outcome, now_ms());
+        let call = match start {
+            Start::Fail(error) => return self.ready.push((run, finished(Outcome::Err(error)))),
+            Start::Sleep if self.simulation.skip_sleeps => {
+                let Some(active) = self.runs.get(run_id) else { return };
+                let outcome = active.state.sleep_end(key.step, key.item).map_or_else(Outcome::Err, |(_, woke)| woke);
+                return self.ready.push((run, finished(outcome)));
+            }
+            // A durable timer, armed from the machine's timers.
+            Start::Sleep => return,
+            Start::Wait { kind, key: event, since } => {
+                if let Some(outcome) = self.begin_wait(run_id, key, kind, event, since) {
+                    self.ready.push((run, finished(outcome)));
+                }
                 return;
             }
+            Start::Emit { id, kind, key: event, data } => {
+                let outcome = self.emit(id, kind, event, data);
+                return self.ready.push((run, finished(outcome)));
+            }
+            Start::Call(call) => call,
         };
-        if kind == StepKind::Emit {
-            let outcome = self.emit(&input, idempotency_key);
-            self.ready.push((run, finished(outcome)));
-            return;
-        }
+        let Some(active) = self.runs.get(run_id) else { return };
+        let state = &active.state;
+        let def = &state.wf.steps[key.step];
+        let (compensation, item, attempt) = (key.compensation, key.item, key.attempt);
+        let wanted::Call { action: action_name, input, idempotency_key, timeout_ms } = *call;
         let Some(registered) = self.registry.shared(&action_name) else {
             let e = ActionError::new("failed", format!("the action `{action_name}` is not registered"));
             self.ready.push((run, finished(Outcome::Err(e))));

@@ -15,6 +15,7 @@ pub mod relay;
 pub mod template;
 #[cfg(test)]
 mod tests;
+pub mod wanted;
 
 use std::collections::HashMap;
 use std::path::Path;

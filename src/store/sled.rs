@@ -268,9 +268,33 @@ fn open_recovering(path: &Path, existed: bool) -> Result<sled::Db, StoreError> {
 /// Where damaged snapshots are moved, inside the data directory.
 const DAMAGED_SNAPSHOTS: &str = "damaged-snapshots";
 
+/// Opens sled's database. A lock held by this very process is one being let
+/// go (sled's threads end a moment after its last handle is dropped): that is
+/// waited for, up to 5 s.
 fn open_sled(path: &Path) -> Result<sled::Db, sled::Error> {
-    std::panic::catch_unwind(|| sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open())
-        .unwrap_or_else(|_| Err(sled::Error::Corruption { at: None, bt: () }))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open())
+            .unwrap_or_else(|_| Err(sled::Error::Corruption { at: None, bt: () }));
+        match opened {
+            Err(e) if is_lock(&e) && held_by_us(path) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether sled could not take the data directory's lock.
+fn is_lock(e: &sled::Error) -> bool {
+    let text = e.to_string();
+    text.contains("WouldBlock") || text.contains("lock")
+}
+
+/// Whether the holder file names this process.
+fn held_by_us(path: &Path) -> bool {
+    let holder = std::fs::read_to_string(path.join(HOLDER_FILE)).unwrap_or_default();
+    holder.strip_prefix("pid ").and_then(|rest| rest.split(':').next()) == Some(&std::process::id().to_string())
 }
 
 fn is_corruption(e: &sled::Error) -> bool {
@@ -309,8 +333,7 @@ fn damaged_log(path: &Path) -> StoreError {
 }
 
 fn open_error(path: &Path, e: sled::Error) -> StoreError {
-    let text = e.to_string();
-    if text.contains("WouldBlock") || text.contains("lock") {
+    if is_lock(&e) {
         let holder =
             std::fs::read_to_string(path.join(HOLDER_FILE)).map(|h| format!(" ({})", h.trim())).unwrap_or_default();
         StoreError(format!(

@@ -1,0 +1,143 @@
+//! What a run wants done now, decided from its state alone: the attempts that
+//! should be running, how each one is run, and what a roll-back cuts short.
+//! The driver performs it (tasks, timers, the store, the clock); the scenario
+//! tests read the same answers, so nothing here is decided twice.
+
+use serde_json::Value as Json;
+
+use super::compiled::StepKind;
+use super::machine::{event_key, Phase, RunState};
+use crate::journal::entry::{ActionError, Entry, Item, Outcome};
+
+/// Which attempt: a step's (or one item's), or its compensation's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub compensation: bool,
+    pub step: usize,
+    pub item: Item,
+    pub attempt: u32,
+}
+
+impl AttemptKey {
+    /// The entry that journals this attempt's end.
+    pub fn finished(self, outcome: Outcome, at: u64) -> Entry {
+        let AttemptKey { compensation, step, item, attempt } = self;
+        if compensation {
+            Entry::CompensationFinished { step, item, attempt, outcome, at }
+        } else {
+            Entry::AttemptFinished { step, item, attempt, outcome, at }
+        }
+    }
+}
+
+/// How an attempt is run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// It ends at once with this error: a failure injected with `--fail`, or an
+    /// input that cannot be made (a template that does not render).
+    Fail(ActionError),
+    /// A durable `sleep`: its end is one of the run's timers.
+    Sleep,
+    /// An `event.wait` for an event of this type and key that came at or after `since`.
+    Wait { kind: String, key: String, since: u64 },
+    /// An `event.emit`: the event, whose id is the step's idempotency key,
+    /// joins the commit of the step's end (the outbox).
+    Emit { id: String, kind: String, key: String, data: Json },
+    /// A call of a registered action.
+    Call(Box<Call>),
+}
+
+/// An action call an attempt makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub action: String,
+    pub input: Json,
+    /// The same for every attempt of one unit: a service that sees it twice must not act twice.
+    pub idempotency_key: String,
+    pub timeout_ms: Option<u64>,
+}
+
+impl RunState {
+    /// The attempts that should be running now: the forward units under way
+    /// and the compensation under way.
+    pub fn running(&self) -> Vec<AttemptKey> {
+        let forward = self.in_flight().into_iter().map(|(step, item, attempt)| AttemptKey {
+            compensation: false,
+            step,
+            item,
+            attempt,
+        });
+        let undo = self.compensation_in_flight().map(|(step, item, attempt)| AttemptKey {
+            compensation: true,
+            step,
+            item,
+            attempt,
+        });
+        forward.chain(undo).collect()
+    }
+
+    /// How to run one of the [`running`](Self::running) attempts: a pure
+    /// decision from the state (no I/O, no clock).
+    pub fn start(&self, key: AttemptKey) -> Start {
+        let AttemptKey { compensation, step: s, item, attempt } = key;
+        if let Some(error) = self.injected(s, compensation, attempt) {
+            return Start::Fail(error);
+        }
+        let def = &self.wf.steps[s];
+        let (action, kind, timeout_ms) = match (&def.compensate, compensation) {
+            (Some(c), true) => (&c.action, c.kind, c.timeout_ms),
+            _ => (&def.action, def.kind, def.timeout_ms),
+        };
+        if !compensation && kind == StepKind::Sleep {
+            return self.sleep_end(s, item).map_or_else(Start::Fail, |_| Start::Sleep);
+        }
+        if !compensation && kind == StepKind::Wait {
+            let since = self.started_at;
+            return self.awaited_event(s, item).map_or_else(Start::Fail, |(kind, key)| Start::Wait {
+                kind,
+                key,
+                since,
+            });
+        }
+        let input = if compensation { self.compensation_input(s, item) } else { self.attempt_input(s, item) };
+        let input = match input {
+            Ok(input) => input,
+            Err(e) => return Start::Fail(e),
+        };
+        let idempotency_key = self.idempotency_key(key);
+        if kind == StepKind::Emit {
+            return emit(input, idempotency_key);
+        }
+        Start::Call(Box::new(Call { action: action.clone(), input, idempotency_key, timeout_ms }))
+    }
+
+    /// The key every attempt of a unit (or of its compensation) carries.
+    pub fn idempotency_key(&self, key: AttemptKey) -> String {
+        let id = &self.wf.steps[key.step].id;
+        let suffix = if key.compensation { ":compensate" } else { "" };
+        match key.item {
+            Some(i) => format!("{}:{id}:{i}{suffix}", self.run_id),
+            None => format!("{}:{id}{suffix}", self.run_id),
+        }
+    }
+
+    /// What a roll-back ends at once: the forward waits (`sleep`,
+    /// `event.wait`) still under way, each to end `cancelled`. (Forward calls
+    /// under way are tasks: the driver cancels those.)
+    pub fn cut_short(&self) -> Vec<AttemptKey> {
+        if self.phase != Phase::RollingBack {
+            return Vec::new();
+        }
+        self.running().into_iter().filter(|k| !k.compensation && self.is_wait_step(k.step)).collect()
+    }
+}
+
+/// The event an `event.emit` attempt sends, from its input.
+fn emit(input: Json, id: String) -> Start {
+    let Some(kind) = input.get("type").and_then(Json::as_str).map(str::to_owned) else {
+        return Start::Fail(ActionError::new("invalid_input", "event.emit needs a `type`"));
+    };
+    let key = event_key(input.get("key"));
+    let data = input.get("data").cloned().unwrap_or(Json::Null);
+    Start::Emit { id, kind, key, data }
+}
