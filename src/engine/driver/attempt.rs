@@ -1,0 +1,187 @@
+//! Attempt dispatch: one attempt started as the run says, under its timeout,
+//! its cancellation token and the bound on attempts at once; its output checked.
+
+use super::*;
+
+impl Driver {
+    /// Starts one attempt the way the run says ([`RunState::start`]): an
+    /// immediate end, a durable timer, an event wait, an emit into the next
+    /// commit, or a call of an action.
+    pub(super) fn launch(&mut self, run_id: &str, key: AttemptKey) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        let start = active.state.start(key);
+        let token = CancellationToken::new();
+        active.launched.insert(key, token.clone());
+        let run = run_id.to_owned();
+        let finished = move |outcome: Outcome| key.finished(outcome, now_ms());
+        let call = match start {
+            Start::Fail(error) => return self.ready.push((run, finished(Outcome::Err(error)))),
+            Start::Sleep if self.simulation.skip_sleeps => {
+                let Some(active) = self.runs.get(run_id) else { return };
+                let outcome = active.state.sleep_end(key.step, key.item).map_or_else(Outcome::Err, |(_, woke)| woke);
+                return self.ready.push((run, finished(outcome)));
+            }
+            // A durable timer, armed from the machine's timers.
+            Start::Sleep => return,
+            Start::Wait { kind, key: event, since } => {
+                if let Some(outcome) = self.begin_wait(run_id, key, kind, event, since) {
+                    self.ready.push((run, finished(outcome)));
+                }
+                return;
+            }
+            Start::Emit { id, kind, key: event, data } => {
+                let outcome = self.emit(id, kind, event, data);
+                return self.ready.push((run, finished(outcome)));
+            }
+            Start::Call(call) => call,
+        };
+        let Some(active) = self.runs.get(run_id) else { return };
+        let state = &active.state;
+        let def = &state.wf.steps[key.step];
+        let (compensation, item, attempt) = (key.compensation, key.item, key.attempt);
+        let wanted::Call { action: action_name, input, idempotency_key, timeout_ms } = *call;
+        let Some(registered) = self.registry.shared(&action_name) else {
+            let e = ActionError::new("failed", format!("the action `{action_name}` is not registered"));
+            self.ready.push((run, finished(Outcome::Err(e))));
+            return;
+        };
+        let call =
+            Call { input, run_id: run.clone(), step: def.id.clone(), attempt, idempotency_key, cancel: token.clone() };
+        let span = info_span!(
+            "attempt",
+            run_id = %run,
+            workflow = %state.wf.name,
+            step = %def.id,
+            item,
+            attempt,
+            action = %action_name,
+            compensation
+        );
+        span.in_scope(|| info!("attempt started"));
+        let began = std::time::Instant::now();
+        // With a permit free, poll the action once here: one that is done at once
+        // (mock, a local sandbox service) needs no task and no channel hop.
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        let mut future = registered.action.call(call);
+        if permit.is_some() {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(result) = span.in_scope(|| future.as_mut().poll(&mut cx)) {
+                let outcome = checked(&registered, result);
+                span.in_scope(|| log_finished(&outcome, began));
+                self.ready.push((run, finished(outcome)));
+                return;
+            }
+        }
+        let Some(tx) = self.tx.upgrade() else { return };
+        let permits = self.permits.clone();
+        let metrics = self.metrics.clone();
+        metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(
+            async move {
+                let permit = match permit {
+                    Some(p) => Ok(p),
+                    None => {
+                        metrics.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let p = permits.acquire_owned().await;
+                        metrics.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        p
+                    }
+                };
+                let outcome = match permit {
+                    Ok(_permit) => attempt_outcome(&registered, future, token, timeout_ms).await,
+                    Err(_) => Outcome::Err(ActionError::new("unavailable", "the engine is shutting down")),
+                };
+                log_finished(&outcome, began);
+                let _ = tx.send(Msg::Outcome { run_id: run, entry: finished(outcome) });
+                metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Runs one attempt under its timeout and cancellation, and checks its output.
+pub(super) async fn attempt_outcome(
+    registered: &crate::actions::Registered,
+    future: crate::actions::ActionFuture,
+    token: CancellationToken,
+    timeout_ms: Option<u64>,
+) -> Outcome {
+    let timeout = async {
+        match timeout_ms {
+            Some(ms) => tokio::time::sleep(StdDuration::from_millis(ms)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        result = future => result,
+        _ = token.cancelled() => Err(ActionError::new("cancelled", "the attempt was cancelled: the run is rolling back")),
+        _ = timeout => {
+            token.cancel();
+            let limit = crate::dsl::duration::Duration(timeout_ms.unwrap_or(0));
+            Err(ActionError::new("timeout", format!("the attempt took longer than its timeout of {limit}")))
+        }
+    };
+    checked(registered, result)
+}
+
+/// A step's output may be at most about this large (it is journaled and kept).
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// About how many bytes a value takes as JSON; stops counting past `limit`.
+pub(super) fn json_size(v: &Json, limit: usize) -> usize {
+    match v {
+        Json::Null | Json::Bool(_) => 5,
+        Json::Number(_) => 20,
+        Json::String(s) => s.len() + 2,
+        Json::Array(items) => items
+            .iter()
+            .try_fold(2usize, |n, i| {
+                let n = n + json_size(i, limit) + 1;
+                if n > limit {
+                    Err(n)
+                } else {
+                    Ok(n)
+                }
+            })
+            .unwrap_or_else(|n| n),
+        Json::Object(map) => map
+            .iter()
+            .try_fold(2usize, |n, (k, i)| {
+                let n = n + k.len() + 4 + json_size(i, limit);
+                if n > limit {
+                    Err(n)
+                } else {
+                    Ok(n)
+                }
+            })
+            .unwrap_or_else(|n| n),
+    }
+}
+
+/// An action's result, with its output held to the action's output schema.
+pub(super) fn checked(registered: &crate::actions::Registered, result: Result<Json, ActionError>) -> Outcome {
+    match result {
+        Ok(output) if json_size(&output, MAX_OUTPUT_BYTES) > MAX_OUTPUT_BYTES => Outcome::Err(ActionError::new(
+            "too_large",
+            format!(
+                "the action `{}` returned more than {} KiB of output, the most a step may keep",
+                registered.spec.name,
+                MAX_OUTPUT_BYTES / 1024
+            ),
+        )),
+        Ok(output) if registered.output_validator.is_valid(&output) => Outcome::Ok(output),
+        Ok(output) => {
+            let why =
+                registered.output_validator.iter_errors(&output).next().map(|e| e.to_string()).unwrap_or_default();
+            Outcome::Err(ActionError::new(
+                "schema",
+                format!(
+                    "the action `{}` returned output that does not match its output schema: {why}",
+                    registered.spec.name
+                ),
+            ))
+        }
+        Err(e) => Outcome::Err(e),
+    }
+}

@@ -1,0 +1,248 @@
+//! The engine's public handle: start, resume, wait for, cancel and follow runs.
+
+use super::*;
+
+pub struct EngineOptions {
+    /// At most this many action attempts run at once, across all runs.
+    pub max_concurrent_attempts: usize,
+    pub metrics: Arc<Metrics>,
+    /// Who takes the events runs emit, beside the runs waiting for them.
+    pub subscriptions: Arc<Subscriptions>,
+    /// The world as `test` and `explore` simulate it; none in production.
+    pub simulation: Simulation,
+    /// How long the engine tries again a commit the store refuses before it
+    /// stops (its runs resumable); none: until it goes through, as `serve` does.
+    pub write_outage_limit: Option<StdDuration>,
+}
+
+/// What `sagaflow test` and `explore` change in the engine's world.
+#[derive(Default, Clone)]
+pub struct Simulation {
+    /// A crash: when an attempt of this step has ended, its action's effect
+    /// done, the engine stops before recording the end.
+    pub halt_after: Option<String>,
+    /// An `event.wait` with no event yet gets one at once: the data given for
+    /// its type here, `{}` for a type not given.
+    pub answer_waits: Option<Arc<BTreeMap<String, Json>>>,
+    /// A `sleep` ends at once (its output says when it would have).
+    pub skip_sleeps: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_concurrent_attempts: 256,
+            metrics: Arc::new(Metrics::default()),
+            subscriptions: Arc::default(),
+            simulation: Simulation::default(),
+            write_outage_limit: Some(StdDuration::from_secs(30)),
+        }
+    }
+}
+
+/// A run to start.
+pub struct NewRun {
+    /// None: a new id. Some: this id, unless a run of it exists (then nothing starts).
+    pub run_id: Option<String>,
+    pub wf: Arc<CompiledWorkflow>,
+    pub input: Json,
+    pub inject: Vec<Injection>,
+}
+
+/// One committed transition of a run, as the engine broadcasts it after the commit.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub run_id: String,
+    /// The entry's place in the run's journal, from 0.
+    pub seq: u32,
+    pub entry: Entry,
+    /// The run's workflow version (content hash).
+    pub version: String,
+}
+
+/// How many transitions a slow listener may fall behind before it must read
+/// the rest from the store.
+const TRANSITIONS_BUFFER: usize = 8192;
+
+/// A handle to the engine loop; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::UnboundedSender<Msg>,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    /// Workflow versions whose copy is known to be in the store.
+    stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    transitions: broadcast::Sender<Arc<Transition>>,
+    metrics: Arc<Metrics>,
+    /// Versions compiled from the store's copies, for reading runs back.
+    versions: Arc<std::sync::Mutex<super::super::Versions>>,
+}
+
+impl Engine {
+    /// Starts the loop on the current tokio runtime.
+    pub fn start(store: Arc<dyn Store>, registry: Arc<Registry>, options: EngineOptions) -> Engine {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (transitions, _) = broadcast::channel(TRANSITIONS_BUFFER);
+        let metrics = options.metrics.clone();
+        let driver = Driver {
+            transitions: transitions.clone(),
+            paused: false,
+            store: store.clone(),
+            registry: registry.clone(),
+            tx: tx.downgrade(),
+            permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
+            metrics: options.metrics,
+            subscriptions: options.subscriptions,
+            simulation: options.simulation,
+            write_outage_limit: options.write_outage_limit,
+            runs: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            waiters: HashMap::new(),
+            evicted: HashMap::new(),
+            ready: Vec::new(),
+            outbox: Vec::new(),
+            waits: HashMap::new(),
+        };
+        tokio::spawn(driver.run(rx));
+        Engine { tx, store, registry, stored: Arc::default(), transitions, metrics, versions: Arc::default() }
+    }
+
+    /// Starts a run; its first entries, and its workflow version, are durable when
+    /// this returns.
+    pub async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
+        self.start_new(NewRun { run_id: None, wf, input, inject: Vec::new() }).await.map(|(id, _)| id)
+    }
+
+    /// Starts a run of a given id, unless one of that id exists (answers false):
+    /// what starts a run at most once for one event or one tick.
+    pub async fn start_run_as(
+        &self,
+        run_id: String,
+        wf: Arc<CompiledWorkflow>,
+        input: Json,
+    ) -> Result<bool, StoreError> {
+        let run = NewRun { run_id: Some(run_id), wf, input, inject: Vec::new() };
+        self.start_new(run).await.map(|(_, new)| new)
+    }
+
+    /// Starts a run as described; answers its id and whether this call started it.
+    pub async fn start_new(&self, run: NewRun) -> Started {
+        self.store_definition(&run.wf)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Start { run, reply });
+        answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))
+    }
+
+    /// Continues a run from its journal.
+    pub async fn resume(&self, run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>) {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Resume { run_id, wf, entries, reply });
+        let _ = answer.await;
+    }
+
+    /// Waits for a run to end and gives its record; a run that is no longer
+    /// active is read back from the store. `None`: no such run, or it cannot end
+    /// here (the engine stopped).
+    pub async fn wait(&self, run_id: &str) -> Option<RunRecord> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Wait { run_id: run_id.to_owned(), reply });
+        if let Some(record) = answer.await.ok().flatten() {
+            return Some(record);
+        }
+        let state = self.replay(run_id).ok()?;
+        (state.phase == Phase::Done).then(|| RunRecord::of(&state))
+    }
+
+    /// A run's state read back from the store (each version compiled once).
+    pub fn replay(&self, run_id: &str) -> Result<super::super::machine::RunState, String> {
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        super::super::replay(self.store.as_ref(), &mut versions, run_id, &self.registry)
+    }
+
+    /// A workflow version from the store's copy (compiled once).
+    pub fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, String> {
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        versions.get(self.store.as_ref(), hash, &self.registry)
+    }
+
+    /// Keeps a copy of a workflow version, once, so its runs can be read back and resumed.
+    fn store_definition(&self, wf: &CompiledWorkflow) -> Result<(), StoreError> {
+        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        if !stored.contains(&wf.hash) {
+            if self.store.definition(&wf.hash)?.is_none() {
+                self.store.put_definition(&wf.hash, &wf.source)?;
+            }
+            stored.insert(wf.hash.clone());
+        }
+        Ok(())
+    }
+
+    /// Sends an event from outside (the API, a test): durable when this returns,
+    /// then delivered to the runs waiting for it.
+    pub async fn publish(&self, kind: &str, key: &str, data: Json) -> Result<String, StoreError> {
+        self.publish_event(kind, key, data).await.map(|(event, _)| event.id)
+    }
+
+    /// Sends an event from outside; answers it as stored and the runs whose
+    /// waiting `event.wait` it ended.
+    pub async fn publish_event(
+        &self,
+        kind: &str,
+        key: &str,
+        data: Json,
+    ) -> Result<(EventRecord, Vec<String>), StoreError> {
+        let id = format!("ev-{}", new_run_id());
+        let event = EventRecord { id, kind: kind.to_owned(), key: key.to_owned(), data, at: now_ms() };
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Publish { event: event.clone(), reply });
+        let woken = answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))?;
+        Ok((event, woken))
+    }
+
+    /// Every transition committed from now on, live. A listener that falls
+    /// more than a few thousand behind is told it lagged (then reads the store).
+    pub fn transitions(&self) -> broadcast::Receiver<Arc<Transition>> {
+        self.transitions.subscribe()
+    }
+
+    /// Stops launching attempts: a drain before the process ends. What is in
+    /// flight ends and is recorded; the rest continues on the next start.
+    pub fn pause(&self) {
+        self.send(Msg::Pause);
+    }
+
+    /// Attempts launched and not yet ended.
+    pub fn in_flight(&self) -> u64 {
+        self.metrics.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Returns after one more turn of the loop: what reached the engine before
+    /// this call (attempts' ends, new runs) is committed.
+    pub async fn flush(&self) {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Flush { reply });
+        let _ = answer.await;
+    }
+
+    /// Asks a run to roll back; answers whether it will (a run whose forward
+    /// steps have all ended, or that has ended, is not cancelled).
+    pub async fn cancel(&self, run_id: &str) -> Result<(), CancelRefused> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Cancel { run_id: run_id.to_owned(), reply });
+        answer.await.unwrap_or(Err(CancelRefused::Stopped))
+    }
+
+    fn send(&self, msg: Msg) {
+        // A closed channel means the loop ended; the caller's reply then fails.
+        let _ = self.tx.send(msg);
+    }
+}

@@ -1,0 +1,494 @@
+//! The driver: one async loop owns every active run's state. It takes outcomes
+//! in (attempts that ended, timers that fired, new runs), folds them through the
+//! state machines, commits every resulting entry in one group commit, and only
+//! then acts on them: starts attempts, arms timers, cancels, answers waiters.
+//!
+//! The loop and its turn are here; what it holds has a file each: the public
+//! handle (`handle`), the run cache (`run_cache`), the timer queue (`timers`),
+//! event waits and emits (`events`), attempt dispatch (`attempt`), logs (`observe`).
+
+mod attempt;
+mod events;
+mod handle;
+mod observe;
+mod run_cache;
+mod timers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use serde_json::Value as Json;
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::compiled::{CompiledWorkflow, StepKind};
+use super::machine::{CancelRefused, Decide, Phase, RunState};
+use super::metrics::Metrics;
+use super::record::{run_status, RunRecord};
+use super::relay::Subscriptions;
+use super::wanted::{self, AttemptKey, Start};
+use crate::actions::{Call, Registry};
+use crate::base::clock::now_ms;
+use crate::base::ids::new_run_id;
+use crate::journal::entry::{ActionError, Entry, Item, Outcome};
+use crate::journal::injection::Injection;
+use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
+
+pub use attempt::MAX_OUTPUT_BYTES;
+use events::Waiter;
+pub use handle::{Engine, EngineOptions, NewRun, Simulation, Transition};
+use observe::{log_entry, log_finished};
+use run_cache::{Active, Evicted};
+
+/// A new run's answer: its id, and whether this call started it (false: a run
+/// of that id existed already).
+type Started = Result<(String, bool), StoreError>;
+
+enum Msg {
+    Start {
+        run: NewRun,
+        reply: oneshot::Sender<Started>,
+    },
+    Resume {
+        run_id: String,
+        wf: Arc<CompiledWorkflow>,
+        entries: Vec<Entry>,
+        reply: oneshot::Sender<()>,
+    },
+    Outcome {
+        run_id: String,
+        entry: Entry,
+    },
+    Wait {
+        run_id: String,
+        reply: oneshot::Sender<Option<RunRecord>>,
+    },
+    Cancel {
+        run_id: String,
+        reply: oneshot::Sender<Result<(), CancelRefused>>,
+    },
+    Publish {
+        event: EventRecord,
+        reply: oneshot::Sender<Woken>,
+    },
+    /// Stop launching attempts (a drain): what is in flight ends and is recorded.
+    Pause,
+    /// Answered once the turn that takes it has committed.
+    Flush {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The runs an event published from outside woke.
+type Woken = Result<Vec<String>, StoreError>;
+
+/// A turn between deciding and acting: its commit, and who waits for it.
+struct Turn {
+    commit: Commit,
+    touched: Vec<String>,
+    started: Vec<(String, bool, oneshot::Sender<Started>)>,
+    committed: Vec<oneshot::Sender<()>>,
+    published: Vec<(String, oneshot::Sender<Woken>)>,
+    cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>>,
+    emitted: Vec<EventRecord>,
+    transitions: Vec<Transition>,
+}
+
+struct Driver {
+    metrics: Arc<Metrics>,
+    transitions: broadcast::Sender<Arc<Transition>>,
+    /// Draining: no attempt is launched any more.
+    paused: bool,
+    subscriptions: Arc<Subscriptions>,
+    simulation: Simulation,
+    write_outage_limit: Option<StdDuration>,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    /// Weak, so the loop ends once every handle to the engine is gone (an attempt
+    /// in its own task holds a strong one until its end is sent).
+    tx: mpsc::WeakUnboundedSender<Msg>,
+    permits: Arc<Semaphore>,
+    runs: HashMap<String, Active>,
+    timers: BTreeMap<(u64, u64), (String, Entry)>,
+    timer_seq: u64,
+    waiters: HashMap<String, Vec<oneshot::Sender<Option<RunRecord>>>>,
+    /// Outcomes of attempts that ended as they were launched, for the next turn.
+    ready: Vec<(String, Entry)>,
+    /// Events emitted since the last commit: they go into the next one.
+    outbox: Vec<EventRecord>,
+    /// `event.wait` units waiting, by event type and key.
+    waits: HashMap<(String, String), Vec<Waiter>>,
+    /// Runs that only wait on timers far off, out of memory: their workflow version.
+    /// A timer that fires brings the run back from its journal.
+    evicted: HashMap<String, Evicted>,
+}
+
+/// Messages taken in one turn of the loop, at most: one group commit.
+const MAX_BATCH: usize = 4096;
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            let mut batch: Vec<Msg> = if self.ready.is_empty() {
+                match self.next_message(&mut rx).await {
+                    Some(Some(first)) => vec![first],
+                    Some(None) => continue,
+                    None => return,
+                }
+            } else {
+                // Let the runtime run other tasks between turns that need no waiting.
+                tokio::task::yield_now().await;
+                self.ready.drain(..).map(|(run_id, entry)| Msg::Outcome { run_id, entry }).collect()
+            };
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            if self.halts(&batch) {
+                info!("a crash is simulated here (--crash): the engine stops before recording the attempt's end");
+                return;
+            }
+            let turn = self.prepare(batch);
+            if !self.write(&turn.commit, &rx).await {
+                warn!("the store still cannot write; the engine stops, its runs are resumable");
+                return;
+            }
+            self.finish(turn);
+        }
+    }
+    /// Whether the batch holds the end of an attempt of the step to halt after.
+    fn halts(&self, batch: &[Msg]) -> bool {
+        let Some(halt) = &self.simulation.halt_after else { return false };
+        batch.iter().any(|msg| match msg {
+            Msg::Outcome { run_id, entry: Entry::AttemptFinished { step, .. } } => {
+                self.runs.get(run_id).and_then(|a| a.state.wf.steps.get(*step)).is_some_and(|d| &d.id == halt)
+            }
+            _ => false,
+        })
+    }
+    /// The next message, `Some(None)` when a timer fired instead, `None` when every
+    /// handle to the engine is gone.
+    async fn next_message(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) -> Option<Option<Msg>> {
+        match self.next_due() {
+            Some(due) => tokio::select! {
+                msg = rx.recv() => msg.map(Some),
+                _ = tokio::time::sleep(StdDuration::from_millis(due.saturating_sub(now_ms()))) => {
+                    self.fire_timers();
+                    Some(None)
+                }
+            },
+            None => rx.recv().await.map(Some),
+        }
+    }
+    /// The first half of a turn: fold the messages in and decide; what is to
+    /// be written, and what to do once it is.
+    fn prepare(&mut self, batch: Vec<Msg>) -> Turn {
+        let mut commit = Commit::default();
+        let mut touched: Vec<String> = Vec::new();
+        let mut started: Vec<(String, bool, oneshot::Sender<Started>)> = Vec::new();
+        // Resumes and flushes, answered once the commit is done.
+        let mut committed: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();
+        let mut cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>> = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Start { run: NewRun { run_id, wf, input, inject }, reply } => {
+                    let run_id = match run_id.map(|id| self.exists(&id).map(|known| (id, known))) {
+                        Some(Ok((id, true))) => {
+                            started.push((id, false, reply));
+                            continue;
+                        }
+                        Some(Ok((id, false))) => id,
+                        Some(Err(e)) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                        None => new_run_id(),
+                    };
+                    let now = now_ms();
+                    let deadline = wf.timeout_ms.map(|t| now + t);
+                    let entry = Entry::RunStarted {
+                        workflow: wf.name.clone(),
+                        hash: wf.hash.clone(),
+                        input,
+                        at: now,
+                        deadline,
+                        inject,
+                    };
+                    self.runs.insert(run_id.clone(), Active::new(RunState::new(run_id.clone(), wf)));
+                    self.record(&run_id, entry, &mut commit);
+                    touched.push(run_id.clone());
+                    started.push((run_id, true, reply));
+                }
+                Msg::Resume { run_id, wf, entries, reply } => {
+                    self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
+                    touched.push(run_id);
+                    committed.push(reply);
+                }
+                Msg::Outcome { run_id, entry } => {
+                    if self.rehydrate(&run_id) {
+                        self.record(&run_id, entry, &mut commit);
+                        touched.push(run_id);
+                    }
+                }
+                Msg::Cancel { run_id, reply } => match self.judge_cancel(&run_id) {
+                    Ok(()) => {
+                        self.record(&run_id, Entry::CancelRequested { at: now_ms() }, &mut commit);
+                        touched.push(run_id);
+                        // Answered once the cancel is on disk.
+                        cancels.push(reply);
+                    }
+                    Err(refused) => {
+                        let _ = reply.send(Err(refused));
+                    }
+                },
+                Msg::Publish { event, reply } => {
+                    published.push((event.id.clone(), reply));
+                    self.outbox.push(event);
+                }
+                Msg::Pause => self.paused = true,
+                Msg::Flush { reply } => committed.push(reply),
+                Msg::Wait { run_id, reply } => {
+                    match self.runs.contains_key(&run_id) || self.evicted.contains_key(&run_id) {
+                        true => self.waiters.entry(run_id).or_default().push(reply),
+                        false => {
+                            let _ = reply.send(None);
+                        }
+                    }
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for run_id in &touched {
+            self.decide(run_id, &mut commit);
+        }
+        commit.events.append(&mut self.outbox);
+        commit.events.iter_mut().for_each(EventRecord::mask_secrets);
+        let emitted = commit.events.clone();
+        commit.deliveries = self.deliveries(&emitted);
+        let transitions = self.committed_transitions(&commit);
+        Turn { commit, touched, started, committed, published, cancels, emitted, transitions }
+    }
+    /// Whether a run takes a cancel now (its state judges; one that has left
+    /// memory for good has ended, as its index row says).
+    fn judge_cancel(&mut self, run_id: &str) -> Result<(), CancelRefused> {
+        self.rehydrate(run_id);
+        if let Some(active) = self.runs.get(run_id) {
+            return active.state.cancellable();
+        }
+        match self.store.run(run_id) {
+            Ok(Some(meta)) => Err(CancelRefused::Ended(meta.status)),
+            Ok(None) => Err(CancelRefused::Unknown),
+            Err(_) => Err(CancelRefused::Stopped),
+        }
+    }
+    /// Writes a turn's commit. When the store fails (a full disk, say), the
+    /// same commit is tried again, 100 ms doubling to 5 s apart, until it is
+    /// written: nothing is lost or written twice, and meanwhile the store's
+    /// health holds the error (the API answers 503, `/healthz` says why).
+    /// False when the store still fails and every handle to the engine is gone.
+    async fn write(&mut self, commit: &Commit, rx: &mpsc::UnboundedReceiver<Msg>) -> bool {
+        let mut wait = StdDuration::from_millis(100);
+        let first_failure = std::time::Instant::now();
+        loop {
+            let writing = std::time::Instant::now();
+            match self.store.commit(commit) {
+                Ok(()) => {
+                    self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
+                    if self.metrics.storage.error().is_some() {
+                        self.metrics.storage.recovered();
+                        info!("the store takes writes again; the engine goes on");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    if self.metrics.storage.error().is_none() {
+                        warn!(error = %e, "the store cannot write; the engine tries the same commit again until it can");
+                    }
+                    self.metrics.storage.failed(e.0);
+                    let too_long = self.write_outage_limit.is_some_and(|limit| first_failure.elapsed() >= limit);
+                    if rx.is_closed() || too_long {
+                        return false;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(StdDuration::from_secs(5));
+                }
+            }
+        }
+    }
+    /// The second half of a turn, once its commit is written: answer, wake, act.
+    fn finish(&mut self, turn: Turn) {
+        let Turn { commit, touched, started, committed, published, cancels, emitted, transitions } = turn;
+        for reply in cancels {
+            let _ = reply.send(Ok(()));
+        }
+        for t in transitions {
+            let _ = self.transitions.send(Arc::new(t));
+        }
+        if !commit.deliveries.is_empty() {
+            self.subscriptions.wake();
+        }
+        for (run_id, new, reply) in started {
+            let _ = reply.send(Ok((run_id, new)));
+        }
+        for reply in committed {
+            let _ = reply.send(());
+        }
+        let mut woken = self.deliver(&emitted);
+        for (id, reply) in published {
+            let _ = reply.send(Ok(woken.remove(&id).unwrap_or_default()));
+        }
+        for run_id in touched {
+            self.act(&run_id);
+        }
+    }
+    /// The commit's entries as transitions, when someone listens.
+    fn committed_transitions(&self, commit: &Commit) -> Vec<Transition> {
+        if self.transitions.receiver_count() == 0 {
+            return Vec::new();
+        }
+        let version = |run_id: &str| self.runs.get(run_id).map(|a| a.state.wf.hash.clone()).unwrap_or_default();
+        commit
+            .entries
+            .iter()
+            .map(|(run_id, seq, entry)| Transition {
+                run_id: run_id.clone(),
+                seq: *seq,
+                entry: entry.clone(),
+                version: version(run_id),
+            })
+            .collect()
+    }
+    /// Whether a run of this id is known, here or in the store.
+    fn exists(&self, run_id: &str) -> Result<bool, StoreError> {
+        Ok(self.runs.contains_key(run_id) || self.evicted.contains_key(run_id) || self.store.run(run_id)?.is_some())
+    }
+    /// Applies an entry to a run and adds it to the commit.
+    fn record(&mut self, run_id: &str, mut entry: Entry, commit: &mut Commit) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        entry.mask_secrets();
+        log_entry(run_id, &active.state, &entry);
+        match &entry {
+            Entry::AttemptStarted { step, item, .. } => {
+                active.decided.insert((*step, *item), std::time::Instant::now());
+                self.metrics.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Entry::AttemptFinished { step, item, attempt, .. } => {
+                active.finished.push((*step, *item));
+                active.launched.remove(&AttemptKey {
+                    compensation: false,
+                    step: *step,
+                    item: *item,
+                    attempt: *attempt,
+                });
+                let is_wait = active.state.wf.steps.get(*step).is_some_and(|d| d.kind == StepKind::Wait);
+                if let Some(awaited) = is_wait.then(|| active.state.awaited_event(*step, *item).ok()).flatten() {
+                    // Only the list of this wait's own type and key can hold it.
+                    if let Some(waiters) = self.waits.get_mut(&awaited) {
+                        waiters.retain(|w| !(w.run_id == run_id && w.step == *step && w.item == *item));
+                        if waiters.is_empty() {
+                            self.waits.remove(&awaited);
+                        }
+                    }
+                }
+            }
+            Entry::CompensationFinished { step, item, attempt, .. } => {
+                active.launched.remove(&AttemptKey { compensation: true, step: *step, item: *item, attempt: *attempt });
+            }
+            Entry::RetryScheduled { .. } => {
+                self.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Entry::CompensationStarted { .. } => {
+                self.metrics.compensations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        active.state.apply(&entry);
+        commit.entries.push((run_id.to_owned(), active.seq, entry));
+        active.seq += 1;
+    }
+    /// Asks the run what happens next until it has nothing more to say.
+    fn decide(&mut self, run_id: &str, commit: &mut Commit) {
+        let mut random = || fastrand::f64();
+        for _ in 0..10_000 {
+            let Some(active) = self.runs.get(run_id) else { return };
+            let entries = active.state.decide(&mut Decide { now: now_ms(), random: &mut random });
+            if entries.is_empty() {
+                break;
+            }
+            for entry in entries {
+                self.record(run_id, entry, commit);
+            }
+        }
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        let status = run_status(&active.state);
+        if status != active.status {
+            self.metrics.run_moved(&active.state.wf.name, &active.status, &status);
+            active.status = status.clone();
+            let s = &active.state;
+            commit.runs.push(RunMeta {
+                run_id: run_id.to_owned(),
+                workflow: s.wf.name.clone(),
+                hash: s.wf.hash.clone(),
+                status,
+                started_at: s.started_at,
+                updated_at: now_ms(),
+            });
+        }
+    }
+    /// After the commit: start what is in flight, arm timers, cancel, finish.
+    fn act(&mut self, run_id: &str) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        for key in std::mem::take(&mut active.finished) {
+            if let Some(at) = active.decided.remove(&key) {
+                self.metrics.step_latency.record(at.elapsed().as_micros() as u64);
+            }
+        }
+        if active.state.phase == Phase::Done {
+            self.metrics.runs_finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            info!(run_id, workflow = %active.state.wf.name, status = %active.status, "run finished");
+            // The record (a copy of every output) only for those waiting for it.
+            let waiters = self.waiters.remove(run_id).unwrap_or_default();
+            let record = (!waiters.is_empty()).then(|| RunRecord::of(&active.state));
+            for (_, token) in active.launched.drain() {
+                token.cancel();
+            }
+            for key in active.timers.drain(..) {
+                self.timers.remove(&key);
+            }
+            self.runs.remove(run_id);
+            for waiter in waiters {
+                let _ = waiter.send(record.clone());
+            }
+            return;
+        }
+        if active.state.phase == Phase::RollingBack {
+            for (key, token) in &active.launched {
+                if !key.compensation {
+                    token.cancel();
+                }
+            }
+            for key in active.state.cut_short() {
+                let outcome =
+                    Outcome::Err(ActionError::new("cancelled", "the wait was cut short: the run is rolling back"));
+                self.ready.push((run_id.to_owned(), key.finished(outcome, now_ms())));
+            }
+        }
+        if self.paused {
+            self.rearm(run_id);
+            return;
+        }
+        let attempts: Vec<AttemptKey> =
+            active.state.running().into_iter().filter(|key| !active.launched.contains_key(key)).collect();
+        for key in attempts {
+            self.launch(run_id, key);
+        }
+        self.rearm(run_id);
+        self.maybe_evict(run_id);
+    }
+}
