@@ -3,21 +3,27 @@
 //! entries. Neither does I/O or reads a clock: time and randomness come in
 //! through [`Decide`]. Replaying a journal gives the same state as living it.
 //!
-//! | phase       | entry                          | becomes                                          |
-//! |-------------|--------------------------------|--------------------------------------------------|
-//! | forward     | RunStarted                     | input checked; steps pending                     |
-//! | forward     | InputRejected                  | done: `failed`, code `schema`                    |
-//! | forward     | StepSkipped / StepItems        | step skipped / step's units created              |
-//! | forward     | AttemptStarted                 | unit running, attempt counted                    |
-//! | forward     | AttemptFinished ok             | unit succeeded (completion order kept)           |
-//! | forward     | AttemptFinished err, retryable | unit waits for RetryScheduled, then RetryDue     |
-//! | forward     | AttemptFinished err, final     | unit failed; `on_error: fail` starts roll-back   |
-//! | forward     | StepFailed / OutputFailed      | roll-back (template errors)                      |
-//! | forward     | RunTimedOut / CancelRequested  | roll-back                                        |
-//! | roll-back   | (units in flight)              | wait: the driver cancels them                    |
-//! | roll-back   | Compensation*                  | one at a time, reverse completion order          |
-//! | roll-back   | (compensations done)           | `on_failure` steps run, then RunFinished         |
-//! | any         | RunFinished                    | done                                             |
+//! | phase       | entry                                        | becomes                                        |
+//! |-------------|----------------------------------------------|------------------------------------------------|
+//! | forward     | RunStarted                                   | input checked; steps pending                   |
+//! | forward     | InputRejected                                | done: `failed`, code `schema`                  |
+//! | forward     | StepSkipped / StepItems                      | step skipped / step's units created            |
+//! | forward     | AttemptStarted                               | unit running, attempt counted                  |
+//! | forward     | AttemptFinished ok                           | unit succeeded (completion order kept)         |
+//! | forward     | AttemptFinished err, retryable               | unit retrying                                  |
+//! | forward     | RetryScheduled, then RetryDue                | the backoff's end set; then the unit pending   |
+//! | forward     | AttemptFinished err, final                   | unit failed; `on_error: fail` starts roll-back |
+//! | forward     | StepFailed / OutputFailed                    | roll-back (template errors)                    |
+//! | forward     | RunTimedOut / CancelRequested                | roll-back                                      |
+//! | roll-back   | (units in flight)                            | wait: the driver cancels them                  |
+//! | roll-back   | CompensationStarted / CompensationFinished   | one at a time, reverse completion order        |
+//! | roll-back   | CompensationRetryScheduled, then CompensationRetryDue | a compensation's backoff              |
+//! | roll-back   | (compensations done)                         | `on_failure` steps run, then the run finishes  |
+//! | any         | RunFinished                                  | done                                           |
+//!
+//! A test holds this table to the code: it names every kind of entry, and
+//! only those. Entries from outside (an attempt's end, a timer) are journaled
+//! only when [`RunState::accepts`] them.
 
 use std::sync::Arc;
 
@@ -206,6 +212,27 @@ impl RunState {
 
     pub fn unit(&self, step: usize, item: Item) -> Option<&Unit> {
         self.steps.get(step)?.units.get(unit_index(item))
+    }
+
+    /// Whether an entry from outside the machine (an attempt's end, a timer
+    /// that fired) still changes the run: the driver journals only those, so
+    /// the journal never holds an entry that changed nothing (a late end of a
+    /// cancelled attempt, a timer of a unit that moved on).
+    pub fn accepts(&self, entry: &Entry) -> bool {
+        let running = |u: Option<&Unit>, attempt: u32| {
+            u.is_some_and(|u| u.status == UnitStatus::Running && u.attempts == attempt)
+        };
+        let retrying = |u: Option<&Unit>| u.is_some_and(|u| u.status == UnitStatus::Retrying);
+        let compensation = |step: usize, item: Item| self.unit(step, item).and_then(|u| u.compensation.as_deref());
+        match entry {
+            Entry::AttemptFinished { step, item, attempt, .. } => running(self.unit(*step, *item), *attempt),
+            Entry::CompensationFinished { step, item, attempt, .. } => running(compensation(*step, *item), *attempt),
+            Entry::RetryDue { step, item } => retrying(self.unit(*step, *item)),
+            Entry::CompensationRetryDue { step, item } => retrying(compensation(*step, *item)),
+            Entry::RunTimedOut { .. } => self.phase == Phase::Forward,
+            Entry::CancelRequested { .. } => self.cancellable().is_ok(),
+            _ => self.phase != Phase::Done,
+        }
     }
 
     /// Folds one entry into the state. Entries that do not fit (stale) are ignored.

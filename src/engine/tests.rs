@@ -339,3 +339,102 @@ fn a_cancel_is_taken_only_while_a_forward_step_has_not_ended() {
     let replayed = RunState::replayed("run-1", rolled_back.wf.clone(), &journal[..=failed_at]);
     assert_eq!(replayed.cancellable(), Err(CancelRefused::RollingBack));
 }
+
+#[test]
+fn only_entries_that_change_the_run_are_taken_from_outside() {
+    let (state, journal) = simulate(SAGA, json!({}), |step, _, attempt| match (step, attempt) {
+        ("reserve", 1) => err("unavailable"),
+        ("ship", _) => err("conflict"),
+        _ => ok(json!(1)),
+    });
+    // Every entry of a real run was taken when it came.
+    for end in 1..journal.len() {
+        let before = RunState::replayed("run-1", state.wf.clone(), &journal[..end - 1]);
+        assert!(before.accepts(&journal[end - 1]), "refused {:?}", shape(&journal[end - 1..end]));
+    }
+    // After the end, none from outside is.
+    let late = [
+        Entry::AttemptFinished { step: 0, item: None, attempt: 1, outcome: ok(json!(2)), at: 9 },
+        Entry::RetryDue { step: 0, item: None },
+        Entry::CompensationFinished { step: 0, item: None, attempt: 1, outcome: ok(json!(2)), at: 9 },
+        Entry::CompensationRetryDue { step: 1, item: None },
+        Entry::RunTimedOut { at: 9 },
+        Entry::CancelRequested { at: 9 },
+    ];
+    for entry in &late {
+        assert!(!state.accepts(entry), "took {:?}", shape(std::slice::from_ref(entry)));
+    }
+    // A stale end of an earlier attempt is refused while a later one runs.
+    let retried = journal.iter().position(|e| matches!(e, Entry::AttemptStarted { step: 0, attempt: 2, .. }));
+    let retried = retried.expect("reserve ran twice");
+    let during = RunState::replayed("run-1", state.wf.clone(), &journal[..=retried]);
+    assert!(!during.accepts(&late[0]), "the end of attempt 1 while attempt 2 runs");
+}
+
+/// The name of an entry's kind. The match is exhaustive: a new kind of entry
+/// does not compile until it is named here, and then the table test wants it
+/// in the table at the top of `machine.rs`.
+fn entry_kind(entry: &Entry) -> &'static str {
+    match entry {
+        Entry::RunStarted { .. } => "RunStarted",
+        Entry::InputRejected { .. } => "InputRejected",
+        Entry::StepSkipped { .. } => "StepSkipped",
+        Entry::StepItems { .. } => "StepItems",
+        Entry::StepFailed { .. } => "StepFailed",
+        Entry::AttemptStarted { .. } => "AttemptStarted",
+        Entry::AttemptFinished { .. } => "AttemptFinished",
+        Entry::RetryScheduled { .. } => "RetryScheduled",
+        Entry::RetryDue { .. } => "RetryDue",
+        Entry::OutputFailed { .. } => "OutputFailed",
+        Entry::RunTimedOut { .. } => "RunTimedOut",
+        Entry::CancelRequested { .. } => "CancelRequested",
+        Entry::CompensationStarted { .. } => "CompensationStarted",
+        Entry::CompensationFinished { .. } => "CompensationFinished",
+        Entry::CompensationRetryScheduled { .. } => "CompensationRetryScheduled",
+        Entry::CompensationRetryDue { .. } => "CompensationRetryDue",
+        Entry::RunFinished { .. } => "RunFinished",
+    }
+}
+
+#[test]
+fn the_transition_table_names_every_kind_of_entry_and_only_those() {
+    use std::collections::BTreeSet;
+    let e = || ActionError::new("x", "y");
+    let every = [
+        Entry::RunStarted {
+            workflow: String::new(),
+            hash: String::new(),
+            input: json!({}),
+            at: 0,
+            deadline: None,
+            inject: vec![],
+        },
+        Entry::InputRejected { error: e(), at: 0 },
+        Entry::StepSkipped { step: 0 },
+        Entry::StepItems { step: 0, count: 0 },
+        Entry::StepFailed { step: 0, error: e() },
+        Entry::AttemptStarted { step: 0, item: None, attempt: 1, at: 0 },
+        Entry::AttemptFinished { step: 0, item: None, attempt: 1, outcome: ok(json!(1)), at: 0 },
+        Entry::RetryScheduled { step: 0, item: None, due: 0 },
+        Entry::RetryDue { step: 0, item: None },
+        Entry::OutputFailed { error: e() },
+        Entry::RunTimedOut { at: 0 },
+        Entry::CancelRequested { at: 0 },
+        Entry::CompensationStarted { step: 0, item: None, attempt: 1, at: 0 },
+        Entry::CompensationFinished { step: 0, item: None, attempt: 1, outcome: ok(json!(1)), at: 0 },
+        Entry::CompensationRetryScheduled { step: 0, item: None, due: 0 },
+        Entry::CompensationRetryDue { step: 0, item: None },
+        Entry::RunFinished { status: "succeeded".into(), output: None, at: 0 },
+    ];
+    let kinds: BTreeSet<&str> = every.iter().map(entry_kind).collect();
+    assert_eq!(kinds.len(), every.len(), "each kind once");
+    let table = include_str!("machine.rs").lines().filter(|l| l.starts_with("//! |") && !l.contains("---"));
+    let mut named = BTreeSet::new();
+    for row in table.skip(1) {
+        let entry_column = row.split('|').nth(2).unwrap_or_default();
+        let words = entry_column.split(|c: char| !c.is_alphanumeric());
+        named.extend(words.filter(|w| w.starts_with(|c: char| c.is_ascii_uppercase())).map(str::to_owned));
+    }
+    let kinds: BTreeSet<String> = kinds.into_iter().map(str::to_owned).collect();
+    assert_eq!(named, kinds, "the table at the top of machine.rs and the kinds of entry differ");
+}

@@ -230,9 +230,15 @@ impl Driver {
                     committed.push(reply);
                 }
                 Msg::Outcome { run_id, entry } => {
-                    if self.rehydrate(&run_id) {
+                    if !self.rehydrate(&run_id) {
+                        continue;
+                    }
+                    if self.runs.get(&run_id).is_some_and(|a| a.state.accepts(&entry)) {
                         self.record(&run_id, entry, &mut commit);
                         touched.push(run_id);
+                    } else {
+                        // Stale: it changes nothing and is not journaled; its attempt is over.
+                        self.forget(&run_id, &entry);
                     }
                 }
                 Msg::Cancel { run_id, reply } => match self.judge_cancel(&run_id) {
@@ -368,6 +374,21 @@ impl Driver {
     fn exists(&self, run_id: &str) -> Result<bool, StoreError> {
         Ok(self.runs.contains_key(run_id) || self.evicted.contains_key(run_id) || self.store.run(run_id)?.is_some())
     }
+    /// An attempt whose end came too late to count is no longer launched.
+    fn forget(&mut self, run_id: &str, entry: &Entry) {
+        let Some(active) = self.runs.get_mut(run_id) else { return };
+        let key = match *entry {
+            Entry::AttemptFinished { step, item, attempt, .. } => {
+                AttemptKey { compensation: false, step, item, attempt }
+            }
+            Entry::CompensationFinished { step, item, attempt, .. } => {
+                AttemptKey { compensation: true, step, item, attempt }
+            }
+            _ => return,
+        };
+        active.launched.remove(&key);
+    }
+
     /// Applies an entry to a run and adds it to the commit.
     fn record(&mut self, run_id: &str, mut entry: Entry, commit: &mut Commit) {
         let Some(active) = self.runs.get_mut(run_id) else { return };
