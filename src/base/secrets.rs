@@ -78,6 +78,11 @@ pub fn read(name: &str) -> Option<String> {
     Some(value)
 }
 
+/// The values of the named secrets that are set (each registered for masking).
+pub fn values(names: &[String]) -> std::collections::BTreeMap<String, String> {
+    names.iter().filter_map(|name| Some((name.clone(), read(name)?))).collect()
+}
+
 /// Whether any secret is known (when none is, masking costs nothing).
 pub fn any() -> bool {
     known().any.load(Ordering::Acquire)

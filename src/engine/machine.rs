@@ -165,6 +165,10 @@ pub struct RunState {
     pub compensations: Vec<(usize, Item)>,
     /// Failures injected into this run (`--fail`).
     pub inject: Vec<crate::journal::injection::Injection>,
+    /// The values of the secrets its workflow reads (`{{secrets.X}}`), given
+    /// to it: the fold never reads the environment, so a replay decides as
+    /// the run did wherever it is given the same values.
+    pub secrets: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 fn unit_index(item: Item) -> usize {
@@ -194,12 +198,24 @@ impl RunState {
             completed: Vec::new(),
             compensations: Vec::new(),
             inject: Vec::new(),
+            secrets: Arc::default(),
         }
     }
 
     /// A run's state rebuilt from its journal: the fold of its entries.
     pub fn replayed(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>, entries: &[Entry]) -> RunState {
+        RunState::replayed_with(run_id, wf, entries, Arc::default())
+    }
+
+    /// The same, with the values of the secrets its workflow reads.
+    pub fn replayed_with(
+        run_id: impl Into<String>,
+        wf: Arc<CompiledWorkflow>,
+        entries: &[Entry],
+        secrets: Arc<std::collections::BTreeMap<String, String>>,
+    ) -> RunState {
         let mut state = RunState::new(run_id, wf);
+        state.secrets = secrets;
         for entry in entries {
             state.apply(entry);
         }
@@ -846,14 +862,9 @@ impl RunState {
             "run": { "id": self.run_id, "workflow": self.wf.name },
             "steps": steps,
         });
-        if !self.wf.secrets.is_empty() {
-            let secrets: serde_json::Map<String, Json> = self
-                .wf
-                .secrets
-                .iter()
-                .filter_map(|name| Some((name.clone(), Json::String(crate::base::secrets::read(name)?))))
-                .collect();
-            ctx["secrets"] = Json::Object(secrets);
+        if !self.secrets.is_empty() {
+            let secrets = self.secrets.iter().map(|(name, value)| (name.clone(), Json::String(value.clone())));
+            ctx["secrets"] = Json::Object(secrets.collect());
         }
         if let (Some(s), Some(i)) = (s, item) {
             ctx["item"] = self.steps[s].items.get(i).cloned().unwrap_or(Json::Null);

@@ -64,7 +64,8 @@ pub fn replay(
 ) -> Result<RunState, String> {
     let meta = store.run(run_id).map_err(|e| e.0)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
     let wf = versions.get(store, &meta.hash, registry)?;
-    Ok(RunState::replayed(run_id, wf, &store.entries(run_id).map_err(|e| e.0)?))
+    let secrets = std::sync::Arc::new(crate::base::secrets::values(&wf.secrets));
+    Ok(RunState::replayed_with(run_id, wf, &store.entries(run_id).map_err(|e| e.0)?, secrets))
 }
 
 /// Hands every unfinished run in the store to the engine, on the version it

@@ -438,3 +438,24 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
     let kinds: BTreeSet<String> = kinds.into_iter().map(str::to_owned).collect();
     assert_eq!(named, kinds, "the table at the top of machine.rs and the kinds of entry differ");
 }
+
+#[test]
+fn the_fold_reads_secrets_it_is_given_never_the_environment() {
+    let wf = compile(
+        "name: w\nsteps:\n  - id: a\n    action: mock\n    with: { output: \"k={{secrets.PURE_FOLD_TOKEN}}\" }\n",
+    );
+    let started = Entry::RunStarted {
+        workflow: "w".into(),
+        hash: wf.hash.clone(),
+        input: json!({}),
+        at: 1,
+        deadline: None,
+        inject: vec![],
+    };
+    let given = Arc::new(std::collections::BTreeMap::from([("PURE_FOLD_TOKEN".to_owned(), "abc1".to_owned())]));
+    let state = RunState::replayed_with("r", wf.clone(), std::slice::from_ref(&started), given);
+    assert_eq!(state.attempt_input(0, None).ok(), Some(json!({"output": "k=abc1"})));
+    // Not given: not read from anywhere else, so the template has nothing to render.
+    let bare = RunState::replayed("r", wf, &[started]);
+    assert!(bare.attempt_input(0, None).is_err());
+}

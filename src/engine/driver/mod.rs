@@ -219,7 +219,10 @@ impl Driver {
                         deadline,
                         inject,
                     };
-                    self.runs.insert(run_id.clone(), Active::new(RunState::new(run_id.clone(), wf)));
+                    let mut state = RunState::new(run_id.clone(), wf);
+                    // The secrets it reads enter the state here, once; the fold never reads them.
+                    state.secrets = Arc::new(crate::base::secrets::values(&state.wf.secrets));
+                    self.runs.insert(run_id.clone(), Active::new(state));
                     self.record(&run_id, entry, &mut commit);
                     touched.push(run_id.clone());
                     started.push((run_id, true, reply));
