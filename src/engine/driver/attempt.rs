@@ -62,6 +62,8 @@ impl Driver {
         // With a permit free, poll the action once here: one that is done at once
         // (mock, a local sandbox service) needs no task and no channel hop.
         let permit = self.permits.clone().try_acquire_owned().ok();
+        // The action's timers and sockets belong to the runtime its task runs on.
+        let _runtime = self.runtime.enter();
         let mut future = registered.action.call(call);
         if permit.is_some() {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -76,7 +78,7 @@ impl Driver {
         let permits = self.permits.clone();
         let metrics = self.metrics.clone();
         metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::spawn(
+        self.runtime.spawn(
             async move {
                 let permit = match permit {
                     Some(p) => Ok(p),

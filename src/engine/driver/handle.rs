@@ -84,7 +84,9 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let (transitions, _) = broadcast::channel(TRANSITIONS_BUFFER);
         let metrics = options.metrics.clone();
+        let runtime = tokio::runtime::Handle::current();
         let driver = Driver {
+            runtime: runtime.clone(),
             transitions: transitions.clone(),
             paused: false,
             store: store.clone(),
@@ -104,7 +106,22 @@ impl Engine {
             outbox: Vec::new(),
             waits: HashMap::new(),
         };
-        tokio::spawn(driver.run(rx));
+        // The loop has a thread of its own: its group commits (fsync) and the
+        // synchronous start of actions never hold up a worker of the runtime,
+        // where the actions themselves, the server and the relay run.
+        // It logs where its starter logs (a scoped subscriber too).
+        let logs = tracing::dispatcher::get_default(Clone::clone);
+        let spawned = std::thread::Builder::new().name("sagaflow-engine".into()).spawn(move || {
+            tracing::dispatcher::with_default(&logs, || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(own) => own.block_on(driver.run(rx)),
+                    Err(e) => tracing::error!(error = %e, "the engine's thread cannot run; no run moves"),
+                }
+            })
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the engine's thread cannot start; no run moves");
+        }
         Engine { tx, store, registry, stored: Arc::default(), transitions, metrics, versions: Arc::default() }
     }
 

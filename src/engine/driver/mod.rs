@@ -97,6 +97,8 @@ struct Turn {
 }
 
 struct Driver {
+    /// The runtime attempts run on (the loop itself has a thread of its own).
+    runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     transitions: broadcast::Sender<Arc<Transition>>,
     /// Draining: no attempt is launched any more.
