@@ -73,7 +73,7 @@ pub fn run(server: &str, workflow: &str, input: Json, format: RunFormat) -> Exit
         }
         loop {
             let record = client.record(&run_id).await?;
-            if crate::store::is_finished(&record.status) {
+            if record.status.is_finished() {
                 return Ok(record);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -102,7 +102,7 @@ pub fn runs(server: &str, filter: &crate::store::RunFilter) -> Result<Vec<crate:
         loop {
             let mut query = vec![("limit", "1000".to_owned())];
             query.extend(filter.workflow.clone().map(|w| ("workflow", w)));
-            query.extend(filter.status.clone().map(|s| ("status", s)));
+            query.extend(filter.status.map(|s| ("status", s.to_string())));
             query.extend(cursor.take().map(|c| ("cursor", c)));
             let (_, page) = client.send(client.request(reqwest::Method::GET, "/v1/runs").query(&query)).await?;
             let runs: Vec<crate::store::RunMeta> = serde_json::from_value(page["runs"].clone())

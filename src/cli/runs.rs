@@ -37,9 +37,9 @@ pub fn show(args: ShowArgs) -> ExitCode {
 
 #[derive(clap::Args)]
 pub struct RunsArgs {
-    /// Only runs with this status.
+    /// Only runs with this status (running, waiting, compensating, succeeded, failed, compensated, compensation_failed).
     #[arg(long)]
-    status: Option<String>,
+    status: Option<crate::journal::status::RunStatus>,
     /// Only runs of this workflow.
     #[arg(long)]
     workflow: Option<String>,

@@ -145,7 +145,7 @@ async fn attempts_in_flight_never_exceed_the_global_bound() {
         ids.push(s.engine.start_run(wf.clone(), json!({})).await.expect("started"));
     }
     for id in ids {
-        assert_eq!(s.engine.wait(&id).await.map(|r| r.status), Some("succeeded".to_owned()));
+        assert_eq!(s.engine.wait(&id).await.map(|r| r.status), Some(crate::journal::status::RunStatus::Succeeded));
     }
     assert_eq!(s.peak.load(Ordering::SeqCst), 3);
 }

@@ -33,6 +33,7 @@ use super::compiled::{CompiledStep, CompiledWorkflow, StepKind};
 use super::template::{RenderFailure, ValueTemplate};
 use crate::dsl::model::{OnError, Retry, Section};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
+use crate::journal::status::RunStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -114,7 +115,7 @@ pub struct RunError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelRefused {
     /// The run has ended, with this status.
-    Ended(String),
+    Ended(RunStatus),
     /// The run is already rolling back.
     RollingBack,
     /// Every forward step has ended: the run finishes as it would have.
@@ -157,7 +158,7 @@ pub struct RunState {
     pub input_error: Option<ActionError>,
     pub error: Option<RunError>,
     pub output: Option<Json>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     pub steps: Vec<StepState>,
     /// Units that succeeded, in the order they did.
     pub completed: Vec<(usize, Item)>,
@@ -336,7 +337,7 @@ impl RunState {
             }
             Entry::RunFinished { status, output, at } => {
                 self.phase = Phase::Done;
-                self.status = Some(status.clone());
+                self.status = Some(*status);
                 self.output = output.clone();
                 self.finished_at = Some(*at);
             }
@@ -601,7 +602,7 @@ impl RunState {
         let mut out = self.schedule_section(Section::Steps, d);
         if out.is_empty() && self.section_done(Section::Steps) {
             out.push(match self.render_output() {
-                Ok(output) => Entry::RunFinished { status: "succeeded".into(), output, at: d.now },
+                Ok(output) => Entry::RunFinished { status: RunStatus::Succeeded, output, at: d.now },
                 Err(f) => Entry::OutputFailed {
                     error: ActionError::new(
                         "template",
@@ -626,7 +627,7 @@ impl RunState {
         }
         let out = self.schedule_section(Section::OnFailure, d);
         if out.is_empty() && self.section_done(Section::OnFailure) {
-            return vec![Entry::RunFinished { status: self.final_status().into(), output: None, at: d.now }];
+            return vec![Entry::RunFinished { status: self.final_status(), output: None, at: d.now }];
         }
         out
     }
@@ -666,7 +667,7 @@ impl RunState {
     /// refused, not journaled.
     pub fn cancellable(&self) -> Result<(), CancelRefused> {
         match self.phase {
-            Phase::Done => return Err(CancelRefused::Ended(self.status.clone().unwrap_or_default())),
+            Phase::Done => return Err(CancelRefused::Ended(self.status.unwrap_or_else(|| self.final_status()))),
             Phase::RollingBack => return Err(CancelRefused::RollingBack),
             Phase::Forward => {}
         }
@@ -680,13 +681,13 @@ impl RunState {
         }
     }
 
-    pub fn final_status(&self) -> &'static str {
+    pub fn final_status(&self) -> RunStatus {
         if self.error.is_none() {
-            return "succeeded";
+            return RunStatus::Succeeded;
         }
         let queue = self.compensation_queue();
         if queue.is_empty() {
-            return "failed";
+            return RunStatus::Failed;
         }
         let all_ok = queue.iter().all(|(s, item)| {
             self.unit(*s, *item)
@@ -694,9 +695,9 @@ impl RunState {
                 .is_some_and(|c| c.status == UnitStatus::Succeeded)
         });
         if all_ok {
-            "compensated"
+            RunStatus::Compensated
         } else {
-            "compensation_failed"
+            RunStatus::CompensationFailed
         }
     }
 

@@ -1,5 +1,6 @@
 //! The run record of DSL.md: what `run --format json`, `show` and the API print.
 
+use crate::journal::status::RunStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -12,7 +13,7 @@ pub struct RunRecord {
     pub workflow: String,
     /// The content hash of the workflow version the run started on.
     pub version: String,
-    pub status: String,
+    pub status: RunStatus,
     pub input: Json,
     pub output: Json,
     pub error: Option<ErrorRecord>,
@@ -104,16 +105,20 @@ impl RunRecord {
     }
 }
 
-pub fn run_status(run: &RunState) -> String {
+pub fn run_status(run: &RunState) -> RunStatus {
     match run.phase {
-        Phase::Done => run.status.clone().unwrap_or_else(|| run.final_status().to_owned()),
-        Phase::RollingBack => "compensating".to_owned(),
+        Phase::Done => run.status.unwrap_or_else(|| run.final_status()),
+        Phase::RollingBack => RunStatus::Compensating,
         Phase::Forward => {
             let in_flight = run.in_flight();
             let waits = in_flight.iter().filter(|(s, ..)| run.is_wait_step(*s)).count();
             let working = in_flight.len() > waits;
             let retrying = run.steps.iter().flat_map(|s| &s.units).any(|u| u.status == UnitStatus::Retrying);
-            if !working && (retrying || waits > 0) { "waiting" } else { "running" }.to_owned()
+            if !working && (retrying || waits > 0) {
+                RunStatus::Waiting
+            } else {
+                RunStatus::Running
+            }
         }
     }
 }

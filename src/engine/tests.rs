@@ -326,7 +326,7 @@ fn a_cancel_is_taken_only_while_a_forward_step_has_not_ended() {
     for end in 1..=journal.len() {
         let replayed = RunState::replayed("run-1", state.wf.clone(), &journal[..end]);
         let expected = match end {
-            e if e == journal.len() => Err(CancelRefused::Ended("succeeded".into())),
+            e if e == journal.len() => Err(CancelRefused::Ended(crate::journal::status::RunStatus::Succeeded)),
             e if e > last_step_end => Err(CancelRefused::StepsEnded),
             _ => Ok(()),
         };
@@ -424,7 +424,7 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
         Entry::CompensationFinished { step: 0, item: None, attempt: 1, outcome: ok(json!(1)), at: 0 },
         Entry::CompensationRetryScheduled { step: 0, item: None, due: 0 },
         Entry::CompensationRetryDue { step: 0, item: None },
-        Entry::RunFinished { status: "succeeded".into(), output: None, at: 0 },
+        Entry::RunFinished { status: crate::journal::status::RunStatus::Succeeded, output: None, at: 0 },
     ];
     let kinds: BTreeSet<&str> = every.iter().map(entry_kind).collect();
     assert_eq!(kinds.len(), every.len(), "each kind once");

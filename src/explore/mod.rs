@@ -233,14 +233,14 @@ pub fn compensations(record: &RunRecord) -> Vec<String> {
 
 /// What a point's outcome says, against the happy path's.
 fn judge(wf: &CompiledWorkflow, name: &str, plan: &Plan, got: &Outcome, happy: &Outcome) -> Point {
-    let status = got.record.status.clone();
+    let status = got.record.status.to_string();
     let mut problems = Vec::new();
     let mut leaked = Vec::new();
     match plan {
         Plan::Happy if status != "succeeded" => problems.push(format!("the happy path ends `{status}`")),
         Plan::Happy => {}
         Plan::Crash(_) => {
-            if status != happy.record.status {
+            if happy.record.status != status.as_str() {
                 problems.push(format!("ends `{status}`, not `{}` as without the crash", happy.record.status));
             }
             let (want, have) = (counts(&happy.after), counts(&got.after));

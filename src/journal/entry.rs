@@ -101,7 +101,7 @@ pub enum Entry {
         item: Item,
     },
     RunFinished {
-        status: String,
+        status: super::status::RunStatus,
         output: Option<Json>,
         at: u64,
     },

@@ -4,3 +4,4 @@
 
 pub mod entry;
 pub mod injection;
+pub mod status;

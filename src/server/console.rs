@@ -38,7 +38,7 @@ mod tests {
     /// The statuses the console filters by and the OpenAPI file lists are the store's.
     #[test]
     fn the_console_and_the_openapi_file_know_every_run_status() {
-        let statuses: Vec<&str> = crate::store::RUN_STATUSES.to_vec();
+        let statuses: Vec<&str> = crate::store::RunStatus::names().collect();
         let openapi: serde_json::Value = serde_json::from_str(OPENAPI).expect("the OpenAPI file is JSON");
         assert_eq!(
             openapi.pointer("/components/schemas/RunRecord/properties/status/enum"),

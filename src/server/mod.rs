@@ -144,7 +144,7 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     subscriptions.set_workflows(catalog.snapshot().all_active());
     let metrics = Arc::new(Metrics::default());
     for meta in store.runs().map_err(|e| e.0)? {
-        metrics.run_moved(&meta.workflow, "", &meta.status);
+        metrics.run_moved(&meta.workflow, "", meta.status.as_str());
     }
     // The server waits for the store as long as it takes (a full disk is freed by a person).
     let options_engine = EngineOptions {

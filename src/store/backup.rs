@@ -155,7 +155,7 @@ mod tests {
             run_id: id.into(),
             workflow: "w".into(),
             hash: "h1".into(),
-            status: "running".into(),
+            status: crate::journal::status::RunStatus::Running,
             started_at: 1,
             updated_at: 1,
         };

@@ -10,6 +10,7 @@ mod sled_backup;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::entry::Entry;
+pub use crate::journal::status::RunStatus;
 
 /// A store that cannot do what was asked: the message says what and where.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,23 +28,14 @@ pub struct RunMeta {
     pub run_id: String,
     pub workflow: String,
     pub hash: String,
-    pub status: String,
+    pub status: RunStatus,
     pub started_at: u64,
     pub updated_at: u64,
 }
 
-/// Every status a run can have; the last four are the ends.
-pub const RUN_STATUSES: [&str; 7] =
-    ["running", "waiting", "compensating", "succeeded", "failed", "compensated", "compensation_failed"];
-
-/// Whether a run of this status has ended.
-pub fn is_finished(status: &str) -> bool {
-    RUN_STATUSES[3..].contains(&status)
-}
-
 impl RunMeta {
     pub fn is_finished(&self) -> bool {
-        is_finished(&self.status)
+        self.status.is_finished()
     }
 }
 
@@ -137,13 +129,12 @@ impl Commit {
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub workflow: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
 }
 
 impl RunFilter {
     pub fn matches(&self, meta: &RunMeta) -> bool {
-        self.workflow.as_ref().is_none_or(|w| &meta.workflow == w)
-            && self.status.as_ref().is_none_or(|s| &meta.status == s)
+        self.workflow.as_ref().is_none_or(|w| &meta.workflow == w) && self.status.is_none_or(|s| meta.status == s)
     }
 }
 

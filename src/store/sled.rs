@@ -600,6 +600,7 @@ impl ScheduleTable for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::status::RunStatus;
 
     #[test]
     fn a_sled_database_sagaflow_did_not_write_is_refused() {
@@ -675,7 +676,7 @@ mod tests {
             run_id: "r1".into(),
             workflow: "w".into(),
             hash: "h".into(),
-            status: "running".into(),
+            status: crate::journal::status::RunStatus::Running,
             started_at: 1,
             updated_at: 2,
         };
@@ -712,7 +713,7 @@ mod tests {
             run_id: format!("run{i:03}"),
             workflow: workflow.into(),
             hash: "h".into(),
-            status: if i.is_multiple_of(2) { "succeeded".into() } else { "failed".into() },
+            status: if i.is_multiple_of(2) { RunStatus::Succeeded } else { RunStatus::Failed },
             started_at: 1000 + i,
             updated_at: 1000 + i,
         }

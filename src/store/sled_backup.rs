@@ -200,7 +200,7 @@ mod tests {
             run_id: "r1".into(),
             workflow: "w".into(),
             hash: "h1".into(),
-            status: "running".into(),
+            status: crate::journal::status::RunStatus::Running,
             started_at: 5,
             updated_at: 6,
         };

@@ -65,7 +65,7 @@ pub async fn run_case(
 fn miss(expected: &Expected, got: &Outcome) -> Option<String> {
     let r = &got.record;
     match expected {
-        Expected::Status(s) => (r.status != *s).then(|| {
+        Expected::Status(s) => (r.status != s.as_str()).then(|| {
             let why = r.error.as_ref().map(|e| format!(" ({}: {})", e.code, e.message)).unwrap_or_default();
             format!("expected the run to end `{s}`, it ended `{}`{why}", r.status)
         }),

@@ -34,6 +34,7 @@ use crate::base::clock::now_ms;
 use crate::base::ids::new_run_id;
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 use crate::journal::injection::Injection;
+use crate::journal::status::RunStatus;
 use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
 
 pub use attempt::MAX_OUTPUT_BYTES;
@@ -453,9 +454,10 @@ impl Driver {
         }
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let status = run_status(&active.state);
-        if status != active.status {
-            self.metrics.run_moved(&active.state.wf.name, &active.status, &status);
-            active.status = status.clone();
+        if Some(status) != active.status {
+            let before = active.status.map_or("", RunStatus::as_str);
+            self.metrics.run_moved(&active.state.wf.name, before, status.as_str());
+            active.status = Some(status);
             let s = &active.state;
             commit.runs.push(RunMeta {
                 run_id: run_id.to_owned(),
@@ -477,7 +479,8 @@ impl Driver {
         }
         if active.state.phase == Phase::Done {
             self.metrics.runs_finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            info!(run_id, workflow = %active.state.wf.name, status = %active.status, "run finished");
+            let status = active.status.map_or("", RunStatus::as_str);
+            info!(run_id, workflow = %active.state.wf.name, status, "run finished");
             // The record (a copy of every output) only for those waiting for it.
             let waiters = self.waiters.remove(run_id).unwrap_or_default();
             let record = (!waiters.is_empty()).then(|| RunRecord::of(&active.state));

@@ -5,7 +5,7 @@ use super::*;
 pub(super) struct Active {
     pub(super) state: RunState,
     pub(super) seq: u32,
-    pub(super) status: String,
+    pub(super) status: Option<RunStatus>,
     /// Attempts and compensations started by this process, with their cancel tokens.
     pub(super) launched: HashMap<AttemptKey, CancellationToken>,
     /// When each attempt in flight was decided, for the step latency.
@@ -65,16 +65,16 @@ impl Active {
         let secrets = Arc::new(crate::base::secrets::values(&wf.secrets));
         let mut active = Active::new(RunState::replayed_with(run_id, wf, entries, secrets));
         active.seq = entries.len() as u32;
-        active.status = run_status(&active.state);
+        active.status = Some(run_status(&active.state));
         active
     }
 
-    /// A new run: its empty status makes the first decision write its index row.
+    /// A new run: no status yet, so the first decision writes its index row.
     pub(super) fn new(state: RunState) -> Active {
         Active {
             state,
             seq: 0,
-            status: String::new(),
+            status: None,
             launched: HashMap::new(),
             decided: HashMap::new(),
             finished: Vec::new(),

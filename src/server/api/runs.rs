@@ -22,7 +22,7 @@ use crate::journal::entry::Entry;
 use crate::server::error::{ApiError, JsonBody};
 use crate::server::timeline;
 use crate::server::App;
-use crate::store::{RunFilter, RunMeta, RUN_STATUSES as STATUSES};
+use crate::store::{RunFilter, RunMeta, RunStatus};
 
 /// `?wait=` may ask for at most this long.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -70,7 +70,7 @@ pub async fn start(
             return Ok((StatusCode::OK, Json(record)).into_response());
         }
     }
-    let status = app.store.run(&run_id)?.map_or_else(|| "running".to_owned(), |m| m.status);
+    let status = app.store.run(&run_id)?.map_or(RunStatus::Running, |m| m.status);
     let body = json!({ "run_id": run_id, "status": status, "created": created });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
@@ -169,18 +169,14 @@ pub async fn list(
             ApiError::bad_request("bad_request", format!("?limit={text}: give a number from 1 to {MAX_PAGE}"))
         })?,
     };
-    if let Some(status) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        let hint = crate::base::suggest::did_you_mean(status, STATUSES)
-            .map(|h| format!("; {h}"))
-            .unwrap_or_else(|| format!("; it is one of {}", STATUSES.join(", ")));
-        return Err(ApiError::bad_request("bad_request", format!("?status={status} is not a run status{hint}")));
-    }
+    let status = q.status.as_deref().map(str::parse::<RunStatus>).transpose();
+    let status = status.map_err(|e| ApiError::bad_request("bad_request", format!("?status: {e}")))?;
     if let Some(cursor) = q.cursor.as_deref() {
         if cursor.len() > 200 || !cursor.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
             return Err(ApiError::bad_request("bad_request", "?cursor is not one this server gave"));
         }
     }
-    let filter = RunFilter { workflow: q.workflow, status: q.status };
+    let filter = RunFilter { workflow: q.workflow, status };
     let store = app.store.clone();
     let page = tokio::task::spawn_blocking(move || store.runs_page(&filter, q.cursor.as_deref(), limit))
         .await

@@ -1,0 +1,109 @@
+//! A run's status: what the run index, the run record and the API say of it.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a run stands. Serialised as its snake_case name, as the store, the
+/// run record of DSL.md and the API have always written it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Steps are running (or about to).
+    Running,
+    /// Nothing runs: the run waits for a timer (a retry's backoff, a sleep) or an event.
+    Waiting,
+    /// A failure rolls it back: its compensations run.
+    Compensating,
+    Succeeded,
+    /// It failed with nothing to undo.
+    Failed,
+    /// It failed, and every compensation succeeded.
+    Compensated,
+    /// It failed, and a compensation failed too: a person must look.
+    CompensationFailed,
+}
+
+impl RunStatus {
+    /// Every status; the last four are the ends.
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Running,
+        RunStatus::Waiting,
+        RunStatus::Compensating,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Compensated,
+        RunStatus::CompensationFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Compensating => "compensating",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Compensated => "compensated",
+            RunStatus::CompensationFailed => "compensation_failed",
+        }
+    }
+
+    /// Whether a run of this status has ended.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed
+        )
+    }
+
+    /// Every status's name, for messages and "did you mean".
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        RunStatus::ALL.into_iter().map(RunStatus::as_str)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RunStatus, String> {
+        RunStatus::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
+            let hint =
+                crate::base::suggest::did_you_mean(text, RunStatus::names()).map(|h| format!("; {h}")).unwrap_or_else(
+                    || format!("; a status is one of {}", RunStatus::names().collect::<Vec<_>>().join(", ")),
+                );
+            format!("`{text}` is not a run status{hint}")
+        })
+    }
+}
+
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for RunStatus {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus;
+
+    #[test]
+    fn each_status_reads_back_from_its_name_as_json_writes_it() {
+        for status in RunStatus::ALL {
+            let json = serde_json::to_string(&status).unwrap_or_default();
+            assert_eq!(json, format!("\"{status}\""));
+            assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
+        }
+        let e = "succeded".parse::<RunStatus>().unwrap_err();
+        assert_eq!(e, "`succeded` is not a run status; did you mean `succeeded`?");
+    }
+}
