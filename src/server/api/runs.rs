@@ -193,8 +193,8 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
             return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("run {id}: {refused}")));
         }
         let status = match &refused {
-            CancelRefused::Ended(status) => status.clone(),
-            _ => meta.status.clone(),
+            CancelRefused::Ended(status) => *status,
+            _ => meta.status,
         };
         let message = format!("run {id}: {refused}");
         return Err(ApiError::conflict(message).with_details(json!({ "status": status })));
