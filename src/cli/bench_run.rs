@@ -111,7 +111,7 @@ fn rss_mib() -> (f64, f64) {
 fn resume_parked(data: &std::path::Path) -> ExitCode {
     let store = match SledStore::open(data) {
         Ok(s) => Arc::new(s),
-        Err(e) => return usage_error(&e.0),
+        Err(e) => return usage_error(&e.message),
     };
     let resumed = runtime().block_on(async move {
         let engine =
@@ -159,7 +159,7 @@ pub fn run(args: Args) -> ExitCode {
         "memory" => None,
         "sled" => match SledStore::open(args.data.as_ref().unwrap_or(&temp)) {
             Ok(s) => Some(Arc::new(s)),
-            Err(e) => return usage_error(&e.0),
+            Err(e) => return usage_error(&e.message),
         },
         other => return usage_error(&format!("--store is `sled` or `memory`, not `{other}`")),
     };

@@ -18,11 +18,11 @@ pub struct Args {
 pub fn run(args: Args) -> ExitCode {
     let store = match SledStore::open(&args.data.path) {
         Ok(store) => store,
-        Err(e) => return usage_error(&e.0),
+        Err(e) => return usage_error(&e.message),
     };
     let (pending, dead) = match store.pending().and_then(|p| Ok((p, store.dead_letters()?))) {
         Ok(both) => both,
-        Err(e) => return usage_error(&e.0),
+        Err(e) => return usage_error(&e.message),
     };
     match args.output.format {
         RunFormat::Json => {

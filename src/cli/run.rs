@@ -68,7 +68,7 @@ pub fn run(args: Args) -> ExitCode {
         let started = super::setup::start(store, &backends, &args.workflows, simulation);
         let engine = started.engine.clone();
         let run = NewRun { run_id: None, wf, input, inject };
-        let (run_id, _) = engine.start_new(run).await.map_err(|e| e.0)?;
+        let (run_id, _) = engine.start_new(run).await.map_err(|e| e.message)?;
         let record = engine.wait(&run_id).await.ok_or_else(|| match engine.metrics().storage.error() {
             Some(e) => {
                 format!("the store could not write ({e}); run {run_id} goes on with `sagaflow resume` once it can")

@@ -27,7 +27,7 @@ pub fn show(args: ShowArgs) -> ExitCode {
     }
     let store = match SledStore::open(&args.data.path) {
         Ok(store) => store,
-        Err(e) => return usage_error(&e.0),
+        Err(e) => return usage_error(&e.message),
     };
     match replay(&store, &mut Versions::default(), &args.run_id, crate::config::registry::builtin()) {
         Ok(state) => output::print_run(&RunRecord::of(&state), args.output.format),
@@ -59,7 +59,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
         None => SledStore::open(&args.data.path)
             .and_then(|store| store.runs())
             .map(|runs| runs.into_iter().filter(|r| filter.matches(r)).collect())
-            .map_err(|e| e.0),
+            .map_err(|e| e.message),
     };
     let runs = match runs {
         Ok(runs) => runs,

@@ -33,7 +33,7 @@ pub fn seed() -> Result<Seed, String> {
 /// The store in `data` and the backends bound to it (the sandbox lives in the same database).
 pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
     let config = config()?;
-    let store = SledStore::open(data).map_err(|e| e.0)?;
+    let store = SledStore::open(data).map_err(|e| e.message)?;
     let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
     Ok((Arc::new(store), backends))
 }
@@ -42,7 +42,7 @@ pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
 /// no backends are built, so a secret the config names need not be set.
 pub fn open_sandbox(data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
     let seed = seed()?;
-    let store = SledStore::open(data).map_err(|e| e.0)?;
+    let store = SledStore::open(data).map_err(|e| e.message)?;
     let sandbox = Sandbox::open(store.db(), &seed, true)?;
     Ok((store, sandbox, seed))
 }

@@ -54,7 +54,7 @@ pub fn run(command: Command) -> ExitCode {
 }
 
 fn open(data: &std::path::Path) -> Result<SledStore, String> {
-    SledStore::open(data).map_err(|e| e.0)
+    SledStore::open(data).map_err(|e| e.message)
 }
 
 fn check(args: CheckArgs) -> ExitCode {
@@ -154,9 +154,10 @@ fn import(args: ImportArgs) -> ExitCode {
     let shown = args.file.display().to_string();
     let records = reader.lines().enumerate().filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty())).map(
         |(n, line)| {
-            let line = line.map_err(|e| StoreError(format!("{shown}:{}: cannot read: {e}", n + 1)))?;
-            serde_json::from_str::<Record>(&line)
-                .map_err(|e| StoreError(format!("{shown}:{}:{}: not a record of an export: {e}", n + 1, e.column())))
+            let line = line.map_err(|e| StoreError::other(format!("{shown}:{}: cannot read: {e}", n + 1)))?;
+            serde_json::from_str::<Record>(&line).map_err(|e| {
+                StoreError::other(format!("{shown}:{}:{}: not a record of an export: {e}", n + 1, e.column()))
+            })
         },
     );
     let was_empty = store.is_empty();
@@ -165,10 +166,10 @@ fn import(args: ImportArgs) -> ExitCode {
             eprintln!("imported {count} records into {}", args.data.path.display());
             ExitCode::SUCCESS
         }
-        Err(e) if !was_empty || store.is_empty() => usage_error(&e.0),
+        Err(e) if !was_empty || store.is_empty() => usage_error(&e.message),
         Err(e) => usage_error(&format!(
             "{}; {} now holds part of the export: remove it and import again",
-            e.0,
+            e.message,
             args.data.path.display()
         )),
     }

@@ -70,7 +70,7 @@ async fn a_secret_reaches_the_service_and_nothing_else_and_retry_after_is_honour
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let engine = Engine::start(Arc::new(store), backends.registry.clone(), EngineOptions::default());
-    let run_id = engine.start_run(wf, json!({})).await.unwrap_or_else(|e| panic!("{}", e.0));
+    let run_id = engine.start_run(wf, json!({})).await.unwrap_or_else(|e| panic!("{}", e.message));
     let record = engine.wait(&run_id).await.unwrap_or_else(|| panic!("the run ended"));
     drop(engine);
 

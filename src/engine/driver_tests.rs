@@ -311,7 +311,10 @@ impl crate::store::ReadRuns for FullDisk {
 impl crate::store::WriteRuns for FullDisk {
     fn commit(&self, commit: &crate::store::Commit) -> Result<(), crate::store::StoreError> {
         if self.full.load(Ordering::SeqCst) {
-            return Err(crate::store::StoreError("no space left on the device".into()));
+            return Err(crate::store::StoreError::new(
+                crate::store::StoreErrorKind::Unavailable,
+                "no space left on the device",
+            ));
         }
         self.inner.commit(commit)
     }

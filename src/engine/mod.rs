@@ -46,7 +46,7 @@ impl Versions {
         }
         let source = store
             .definition(hash)
-            .map_err(|e| e.0)?
+            .map_err(|e| e.message)?
             .ok_or_else(|| format!("the store has no copy of workflow version {hash}"))?;
         let wf = CompiledWorkflow::compile(Path::new("<stored definition>"), &source, registry)
             .map_err(|_| format!("the stored workflow version {hash} no longer compiles"))?;
@@ -62,10 +62,10 @@ pub fn replay(
     run_id: &str,
     registry: &Registry,
 ) -> Result<RunState, String> {
-    let meta = store.run(run_id).map_err(|e| e.0)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
+    let meta = store.run(run_id).map_err(|e| e.message)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
     let wf = versions.get(store, &meta.hash, registry)?;
     let secrets = std::sync::Arc::new(crate::base::secrets::values(&wf.secrets));
-    Ok(RunState::replayed_with(run_id, wf, &store.entries(run_id).map_err(|e| e.0)?, secrets))
+    Ok(RunState::replayed_with(run_id, wf, &store.entries(run_id).map_err(|e| e.message)?, secrets))
 }
 
 /// Hands every unfinished run in the store to the engine, on the version it
@@ -76,11 +76,11 @@ pub async fn resume_unfinished(
     store: &dyn crate::store::Store,
     registry: &Registry,
 ) -> Result<Vec<String>, String> {
-    let unfinished: Vec<_> = store.runs().map_err(|e| e.0)?.into_iter().filter(|r| !r.is_finished()).collect();
+    let unfinished: Vec<_> = store.runs().map_err(|e| e.message)?.into_iter().filter(|r| !r.is_finished()).collect();
     let mut versions = Versions::default();
     for meta in &unfinished {
         let wf = versions.get(store, &meta.hash, registry)?;
-        let entries = store.entries(&meta.run_id).map_err(|e| e.0)?;
+        let entries = store.entries(&meta.run_id).map_err(|e| e.message)?;
         engine.resume(meta.run_id.clone(), wf, entries).await;
     }
     // One more turn of the loop: the last resumed runs have acted.

@@ -305,7 +305,7 @@ impl Relay {
                     Tried::Delivered
                 }
                 Ok(false) => Tried::Delivered,
-                Err(e) => Tried::Again { error: e.0, after_ms: None },
+                Err(e) => Tried::Again { error: e.message, after_ms: None },
             };
         }
         Tried::GiveUp(format!("`{subscriber}` is not a kind of subscriber this sagaflow knows"))

@@ -194,7 +194,7 @@ async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan)
 /// Runs the workflow once on a fresh sandbox and store (a temporary folder).
 pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: Scenario) -> Result<Outcome, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
-    let store = Arc::new(SledStore::open(dir.path()).map_err(|e| e.0)?);
+    let store = Arc::new(SledStore::open(dir.path()).map_err(|e| e.message)?);
     let sandbox = Sandbox::open(store.db(), seed, false)?;
     let backends = Backends::on(&Config::default(), sandbox.clone()).map_err(|e| e.0)?;
     let before = sandbox.show(None)?;
@@ -205,7 +205,7 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
     };
     let engine = Engine::start(store.clone(), backends.registry.clone(), options(s.halt_after));
     let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject: s.inject };
-    let (run_id, _) = engine.start_new(new).await.map_err(|e| e.0)?;
+    let (run_id, _) = engine.start_new(new).await.map_err(|e| e.message)?;
     let record = match engine.wait(&run_id).await {
         Some(record) => record,
         None => {

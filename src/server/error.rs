@@ -77,7 +77,7 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::internal(e.0)
+        ApiError::internal(e.message)
     }
 }
 

@@ -89,14 +89,14 @@ impl App {
     /// Why the store cannot write now: a commit the engine is trying again, or
     /// a write that would fail (a full disk); none when it can.
     pub fn storage_error(&self) -> Option<String> {
-        self.engine.metrics().storage.error().or_else(|| self.store.check_writable().err().map(|e| e.0))
+        self.engine.metrics().storage.error().or_else(|| self.store.check_writable().err().map(|e| e.message))
     }
 
     /// A store error as the API answers it: 503 while the store cannot write, 500 otherwise.
     pub fn store_error(&self, e: crate::store::StoreError) -> ApiError {
         match self.storage_error() {
             Some(error) => ApiError::storage_unavailable(error),
-            None => ApiError::internal(e.0),
+            None => ApiError::internal(e.message),
         }
     }
 
@@ -143,7 +143,7 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(catalog.snapshot().all_active());
     let metrics = Arc::new(Metrics::default());
-    for meta in store.runs().map_err(|e| e.0)? {
+    for meta in store.runs().map_err(|e| e.message)? {
         metrics.run_moved(&meta.workflow, "", meta.status.as_str());
     }
     // The server waits for the store as long as it takes (a full disk is freed by a person).

@@ -12,13 +12,43 @@ use serde::{Deserialize, Serialize};
 use crate::journal::entry::Entry;
 pub use crate::journal::status::RunStatus;
 
-/// A store that cannot do what was asked: the message says what and where.
+/// A store that cannot do what was asked: what kind of failure, and a
+/// message that says what and where.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoreError(pub String);
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+/// What a store error means for the one who got it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store cannot write now and may later (a full disk): the same write,
+    /// tried again, may go through.
+    Unavailable,
+    /// The store refuses every write until the process restarts (sled after an
+    /// I/O error).
+    Broken,
+    /// What the store holds cannot be read (a damaged record, another format).
+    Corrupt,
+    /// Anything else: a path that is not a data directory, a lock held elsewhere.
+    Other,
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
+        StoreError { kind, message: message.into() }
+    }
+
+    /// An error of kind [`StoreErrorKind::Other`].
+    pub fn other(message: impl Into<String>) -> StoreError {
+        StoreError::new(StoreErrorKind::Other, message)
+    }
+}
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -228,13 +258,16 @@ pub trait Store: ReadRuns + WriteRuns + OutboxTable + ScheduleTable {}
 impl<T: ReadRuns + WriteRuns + OutboxTable + ScheduleTable> Store for T {}
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError(format!("cannot encode a record: {e}")))
+    serde_json::to_vec(value).map_err(|e| StoreError::other(format!("cannot encode a record: {e}")))
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        StoreError(format!(
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!(
             "the store holds a {what} that cannot be read ({e}); is this a sagaflow data directory of this version?"
-        ))
+        ),
+        )
     })
 }

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use super::{
     decode, encode, run_cursor, Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunFilter, RunMeta,
-    RunPage, ScheduleTable, StoreError, WriteRuns, MAX_SCANNED_PER_PAGE,
+    RunPage, ScheduleTable, StoreError, StoreErrorKind, WriteRuns, MAX_SCANNED_PER_PAGE,
 };
 use crate::journal::entry::Entry;
 
@@ -74,11 +74,11 @@ pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// write until the process restarts, and the message says so.
 pub(super) fn write_err(path: &Path, what: &str, e: sled::Error) -> StoreError {
     match &e {
-        sled::Error::Io(io) if is_no_space(io) => StoreError(format!(
+        sled::Error::Io(io) if is_no_space(io) => StoreError::new(StoreErrorKind::Broken, format!(
             "{what} in {}: no space left on the device; sled refuses every write after this until sagaflow restarts: free some space, then restart it",
             path.display()
         )),
-        sled::Error::Io(_) => StoreError(format!(
+        sled::Error::Io(_) => StoreError::new(StoreErrorKind::Broken, format!(
             "{what} in {}: {e}; sled refuses every write after this until sagaflow restarts: restart it once the cause is fixed",
             path.display()
         )),
@@ -87,20 +87,20 @@ pub(super) fn write_err(path: &Path, what: &str, e: sled::Error) -> StoreError {
 }
 
 pub(super) fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("{what} in {}: {e}", path.display()))
+    StoreError::other(format!("{what} in {}: {e}", path.display()))
 }
 
 impl SledStore {
     /// Opens (or creates) a data directory.
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
         if path.exists() && !path.is_dir() {
-            return Err(StoreError(format!("{} is a file, not a data directory", path.display())));
+            return Err(StoreError::other(format!("{} is a file, not a data directory", path.display())));
         }
         if path.is_dir()
             && std::fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(false)
             && !path.join("conf").exists()
         {
-            return Err(StoreError(format!(
+            return Err(StoreError::other(format!(
                 "{} is not empty and is not a sagaflow data directory (no sled `conf` file); choose another --data",
                 path.display()
             )));
@@ -133,12 +133,12 @@ impl SledStore {
         let marker = self.tree.get(FORMAT_KEY).map_err(|e| err(&self.path, "cannot read the format marker", e))?;
         match marker {
             Some(value) if value.as_ref() == FORMAT.as_bytes() => Ok(()),
-            Some(value) => Err(StoreError(format!(
+            Some(value) => Err(StoreError::other(format!(
                 "{} holds sagaflow data of another format ({}); this sagaflow reads {FORMAT}",
                 self.path.display(),
                 String::from_utf8_lossy(&value)
             ))),
-            None if existed => Err(StoreError(format!(
+            None if existed => Err(StoreError::other(format!(
                 "{} is corrupt, or is a sled database that sagaflow did not write: its format marker is missing",
                 self.path.display()
             ))),
@@ -177,7 +177,7 @@ impl SledStore {
         if free >= needed {
             return Ok(());
         }
-        Err(StoreError(format!(
+        Err(StoreError::new(StoreErrorKind::Unavailable, format!(
             "no space left on the device: {} has {} free, and sagaflow keeps {} MiB free so that a full disk never breaks the store; free some space and the writes go on by themselves",
             self.path.display(),
             human_bytes(free),
@@ -323,7 +323,7 @@ fn recovered(path: &Path, db: sled::Db, how: &str) -> Result<sled::Db, StoreErro
 }
 
 fn damaged_log(path: &Path) -> StoreError {
-    StoreError(format!(
+    StoreError::other(format!(
         "the data directory {} is damaged beyond its snapshot: sled cannot read its log. Its snapshots and a copy of the log as it was \
          (`db.before-rebuild`) are in {}/. Restore a backup made with `sagaflow store export` into a new directory \
          (`sagaflow store import FILE --data NEW`), or keep this one for inspection",
@@ -336,21 +336,21 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
     if is_lock(&e) {
         let holder =
             std::fs::read_to_string(path.join(HOLDER_FILE)).map(|h| format!(" ({})", h.trim())).unwrap_or_default();
-        StoreError(format!(
+        StoreError::other(format!(
             "the data directory {} is in use by another sagaflow process{holder}; stop it, use another --data, or talk to it with --server",
             path.display()
         ))
     } else if let sled::Error::Io(io) = &e {
         if is_no_space(io) {
-            StoreError(format!(
+            StoreError::other(format!(
                 "cannot open the data directory {}: no space left on the device; free some space and try again",
                 path.display()
             ))
         } else {
-            StoreError(format!("cannot open the data directory {}: {io}", path.display()))
+            StoreError::other(format!("cannot open the data directory {}: {io}", path.display()))
         }
     } else {
-        StoreError(format!("{} is not a sagaflow data directory, or it is corrupt (sled: {e})", path.display()))
+        StoreError::other(format!("{} is not a sagaflow data directory, or it is corrupt (sled: {e})", path.display()))
     }
 }
 
@@ -464,7 +464,7 @@ impl ReadRuns for SledStore {
         match self.tree.get(format!("d/{hash}")).map_err(|e| err(&self.path, "cannot read a definition", e))? {
             Some(bytes) => String::from_utf8(bytes.to_vec())
                 .map(Some)
-                .map_err(|_| StoreError(format!("the definition {hash} is not text"))),
+                .map_err(|_| StoreError::other(format!("the definition {hash} is not text"))),
             None => Ok(None),
         }
     }
@@ -610,7 +610,7 @@ mod tests {
             other.insert("someone", "else").expect("insert");
             other.flush().expect("flush");
         }
-        let e = SledStore::open(dir.path()).err().map(|e| e.0).unwrap_or_default();
+        let e = SledStore::open(dir.path()).err().map(|e| e.message).unwrap_or_default();
         assert!(e.contains("format marker is missing"), "{e}");
     }
 
@@ -665,7 +665,7 @@ mod tests {
         let snapshot = snapshots(dir.path()).pop().expect("a snapshot");
         std::fs::write(&snapshot, vec![0u8; 64]).expect("wreck the snapshot");
         std::fs::write(dir.path().join("db"), vec![0xA5u8; 4096]).expect("wreck the log");
-        let e = SledStore::open(dir.path()).err().map(|e| e.0).unwrap_or_default();
+        let e = SledStore::open(dir.path()).err().map(|e| e.message).unwrap_or_default();
         assert!(e.contains("sagaflow store import"), "{e}");
     }
 

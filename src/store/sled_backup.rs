@@ -66,7 +66,7 @@ impl SledStore {
     /// empty; durable when it returns. Answers how many were written.
     pub fn import(&self, records: impl Iterator<Item = Result<Record, StoreError>>) -> Result<u64, StoreError> {
         if !self.is_empty() {
-            return Err(StoreError(format!(
+            return Err(StoreError::other(format!(
                 "{} already holds data; import into a new data directory (--data NEW)",
                 self.path.display()
             )));
@@ -78,14 +78,16 @@ impl SledStore {
             match record? {
                 Record::Header { format } if format == EXPORT_FORMAT => continue,
                 Record::Header { format } => {
-                    return Err(StoreError(format!(
+                    return Err(StoreError::other(format!(
                         "the export is of format {format}; this sagaflow reads {EXPORT_FORMAT}"
                     )))
                 }
                 Record::Sandbox { tree, key, value } if tree.starts_with(SANDBOX_TREES) => {
                     sandbox.push((tree, key, super::encode(&value)?));
                 }
-                Record::Sandbox { tree, .. } => return Err(StoreError(format!("`{tree}` is not a sandbox tree"))),
+                Record::Sandbox { tree, .. } => {
+                    return Err(StoreError::other(format!("`{tree}` is not a sandbox tree")))
+                }
                 other => put(&mut batch, &other)?,
             }
             count += 1;
@@ -238,7 +240,7 @@ mod tests {
         assert_eq!(export(&copy), records);
         assert_eq!(copy.runs_page(&Default::default(), None, 10).expect("page").runs.len(), 1, "start index rebuilt");
         let e = copy.import(records.into_iter().map(Ok)).expect_err("not empty");
-        assert!(e.0.contains("already holds data"), "{e}");
+        assert!(e.message.contains("already holds data"), "{e}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Driver {
     ) -> Option<Outcome> {
         let arrived = match self.store.events(&kind, &key, since) {
             Ok(arrived) => arrived,
-            Err(e) => return Some(Outcome::Err(ActionError::new("unavailable", e.0))),
+            Err(e) => return Some(Outcome::Err(ActionError::new("unavailable", e.message))),
         };
         if let Some(event) = arrived.into_iter().next() {
             return Some(Outcome::Ok(event.data));

@@ -148,7 +148,7 @@ impl Engine {
         self.store_definition(&run.wf)?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Start { run, reply });
-        answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))
+        answer.await.unwrap_or_else(|_| Err(StoreError::other("the engine stopped")))
     }
 
     /// Continues a run from its journal.
@@ -213,7 +213,7 @@ impl Engine {
         let event = EventRecord { id, kind: kind.to_owned(), key: key.to_owned(), data, at: now_ms() };
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Publish { event: event.clone(), reply });
-        let woken = answer.await.unwrap_or_else(|_| Err(StoreError("the engine stopped".into())))?;
+        let woken = answer.await.unwrap_or_else(|_| Err(StoreError::other("the engine stopped")))?;
         Ok((event, woken))
     }
 

@@ -322,7 +322,7 @@ impl Driver {
                     if self.metrics.storage.error().is_none() {
                         warn!(error = %e, "the store cannot write; the engine tries the same commit again until it can");
                     }
-                    self.metrics.storage.failed(e.0);
+                    self.metrics.storage.failed(e.message);
                     let too_long = self.write_outage_limit.is_some_and(|limit| first_failure.elapsed() >= limit);
                     if rx.is_closed() || too_long {
                         return false;
