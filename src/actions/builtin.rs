@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::mock::Mock;
 use super::{Action, ActionError, ActionFuture, ActionSpec, Call, Effect};
+use crate::dsl::names::EVENT_TYPE_PATTERN;
 
 const DURATION_PATTERN: &str = "^[0-9]+(ms|s|m|h|d)$";
-const EVENT_TYPE_PATTERN: &str = "^[a-z][a-z0-9_.-]*$";
 
 pub fn actions() -> Vec<(ActionSpec, Arc<dyn Action>)> {
     vec![

@@ -33,8 +33,11 @@ pub struct Refused {
     pub retry: bool,
 }
 
-/// The codes worth another attempt: the receiver may answer later.
-const RETRYABLE: &[&str] = &["timeout", "rate_limited", "unavailable", "too_large"];
+/// Whether another delivery may go through: what is retryable for any action,
+/// and an answer too large (a receiver's error page, which may pass).
+fn worth_again(error: &ActionError) -> bool {
+    error.is_retryable() || error.code == "too_large"
+}
 
 /// Whether `pattern` (`a.b`, `a.*`, `*`) takes the event type `kind`.
 pub fn matches(pattern: &str, kind: &str) -> bool {
@@ -57,7 +60,7 @@ impl Webhook {
     /// POSTs the event; a 2xx answer is delivery.
     pub async fn deliver(&self, event: &EventRecord) -> Result<(), Refused> {
         let refused = |error: ActionError| {
-            let retry = RETRYABLE.contains(&error.code.as_str());
+            let retry = worth_again(&error);
             Refused { error, retry }
         };
         let body = serde_json::to_vec(event)

@@ -1,5 +1,6 @@
 //! The bottom layer: vocabulary every other folder may use, importing none of them.
 
+pub mod backoff;
 pub mod clock;
 pub mod error;
 pub mod file;

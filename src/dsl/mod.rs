@@ -4,6 +4,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod loader;
 pub mod model;
+pub mod names;
 pub mod node;
 pub mod parser;
 pub mod sample;

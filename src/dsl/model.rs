@@ -151,12 +151,13 @@ impl Default for Retry {
 impl Retry {
     /// The wait before attempt `attempt + 1` (attempt counts from 1), without jitter.
     pub fn wait_after(&self, attempt: u32) -> Duration {
-        let base = self.delay.millis() as f64;
+        let base = self.delay.millis();
         let ms = match self.backoff {
-            Backoff::Fixed => base,
-            Backoff::Exponential => base * self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32),
+            Backoff::Fixed => base.min(super::duration::MAX_MILLIS),
+            Backoff::Exponential => {
+                crate::base::backoff::exponential(base, self.multiplier, attempt, super::duration::MAX_MILLIS)
+            }
         };
-        let ms = ms.min(super::duration::MAX_MILLIS as f64) as u64;
         Duration(self.max_delay.as_ref().map_or(ms, |cap| ms.min(cap.value.millis())))
     }
 

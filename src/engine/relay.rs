@@ -262,7 +262,7 @@ impl Relay {
                 Err(letter(format!("{error} (after {attempts} attempts)")))
             }
             Tried::Again { error, after_ms } => {
-                let backoff = FIRST_BACKOFF_MS.saturating_mul(1 << (attempts - 1).min(20)).min(MAX_BACKOFF_MS);
+                let backoff = crate::base::backoff::exponential(FIRST_BACKOFF_MS, 2.0, attempts, MAX_BACKOFF_MS);
                 let wait = backoff.max(after_ms.unwrap_or(0));
                 info!(event = %event.id, kind = %event.kind, subscriber, attempts, %error, wait_ms = wait, "event delivery failed; trying again");
                 pending.due = now_ms() + wait;

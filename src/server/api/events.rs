@@ -53,10 +53,7 @@ pub async fn send(State(app): State<Arc<App>>, JsonBody(body): JsonBody<EventBod
 }
 
 fn check_type(kind: &str) -> Result<(), ApiError> {
-    let mut chars = kind.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
-    if !first_ok || !rest_ok || kind.len() > 128 {
+    if !crate::dsl::names::is_event_type(kind) {
         return Err(ApiError::bad_request(
             "bad_request",
             format!(
