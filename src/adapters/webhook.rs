@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::answer::exchange;
 use super::client::{Client, Secret};
 use crate::base::error::ActionError;
-use crate::store::EventRecord;
+use crate::store::{EventRecord, Subscriber};
 
 /// A receiver's answer is read (and dropped) up to this size.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -48,9 +48,9 @@ pub fn matches(pattern: &str, kind: &str) -> bool {
 }
 
 impl Webhook {
-    /// The id the outbox knows this subscriber by.
-    pub fn subscriber(&self) -> String {
-        format!("webhook:{}", self.name)
+    /// This webhook as a subscriber.
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber::Webhook(self.name.clone())
     }
 
     pub fn takes(&self, kind: &str) -> bool {

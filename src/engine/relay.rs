@@ -25,7 +25,7 @@ use super::compiled::CompiledWorkflow;
 use super::driver::Engine;
 use crate::adapters::webhook::Webhook;
 use crate::base::clock::now_ms;
-use crate::store::{DeadLetter, Delivery, EventRecord, Pending, RunMeta, Store};
+use crate::store::{DeadLetter, Delivery, EventRecord, Pending, RunMeta, Store, Subscriber};
 
 /// Deliveries taken in one pass, and tried at once, at most.
 const BATCH: usize = 256;
@@ -58,15 +58,15 @@ impl Subscriptions {
         *self.workflows.write().unwrap_or_else(|p| p.into_inner()) = triggered.collect();
     }
 
-    /// Every subscriber of an event type, as the outbox names them.
-    pub fn subscribers(&self, kind: &str) -> Vec<String> {
-        let mut subscribers: Vec<String> =
+    /// Every subscriber of an event type: webhooks, then triggered workflows by name.
+    pub fn subscribers(&self, kind: &str) -> Vec<Subscriber> {
+        let mut subscribers: Vec<Subscriber> =
             self.webhooks.iter().filter(|w| w.takes(kind)).map(|w| w.subscriber()).collect();
         let workflows = self.workflows.read().unwrap_or_else(|p| p.into_inner());
-        let mut triggered: Vec<String> = workflows
+        let mut triggered: Vec<Subscriber> = workflows
             .values()
             .filter(|w| w.event_triggers.iter().any(|t| t == kind))
-            .map(|w| format!("workflow:{}", w.name))
+            .map(|w| Subscriber::Workflow(w.name.clone()))
             .collect();
         triggered.sort();
         subscribers.extend(triggered);
@@ -273,42 +273,49 @@ impl Relay {
     }
 
     fn max_attempts(&self, subscriber: &str) -> u32 {
-        subscriber
-            .strip_prefix("webhook:")
-            .and_then(|name| self.subscriptions.webhook(name))
-            .map_or(u32::MAX, |w| w.max_attempts.max(1))
+        match Subscriber::parse(subscriber) {
+            Some(Subscriber::Webhook(name)) => {
+                self.subscriptions.webhook(&name).map_or(u32::MAX, |w| w.max_attempts.max(1))
+            }
+            _ => u32::MAX,
+        }
     }
 
     async fn attempt(&self, subscriber: &str, event: &EventRecord) -> Tried {
-        if let Some(name) = subscriber.strip_prefix("webhook:") {
-            let Some(webhook) = self.subscriptions.webhook(name) else {
-                return Tried::GiveUp(format!("the webhook `{name}` is no longer configured"));
-            };
-            return match webhook.deliver(event).await {
-                Ok(()) => Tried::Delivered,
-                Err(r) if r.retry => Tried::Again { error: r.error.message, after_ms: r.error.retry_after_ms },
-                Err(r) => Tried::GiveUp(format!("{}: {}", r.error.code, r.error.message)),
-            };
+        match Subscriber::parse(subscriber) {
+            Some(Subscriber::Webhook(name)) => self.to_webhook(&name, event).await,
+            Some(Subscriber::Workflow(name)) => self.to_workflow(&name, event).await,
+            None => Tried::GiveUp(format!("`{subscriber}` is not a kind of subscriber this sagaflow knows")),
         }
-        if let Some(name) = subscriber.strip_prefix("workflow:") {
-            let Some(wf) = self.subscriptions.workflow(name, &event.kind) else {
-                return Tried::GiveUp(format!(
-                    "the workflow `{name}` no longer exists or is no longer triggered by `{}`",
-                    event.kind
-                ));
-            };
-            let run_id = triggered_run_id(event, name);
-            return match self.engine.start_run_as(run_id.clone(), wf, event.data.clone()).await {
-                Ok(true) => {
-                    info!(run_id = %run_id, workflow = name, event = %event.id, "run started by an event");
-                    self.started.lock().unwrap_or_else(|p| p.into_inner()).push((name.to_owned(), run_id));
-                    Tried::Delivered
-                }
-                Ok(false) => Tried::Delivered,
-                Err(e) => Tried::Again { error: e.message, after_ms: None },
-            };
+    }
+
+    async fn to_webhook(&self, name: &str, event: &EventRecord) -> Tried {
+        let Some(webhook) = self.subscriptions.webhook(name) else {
+            return Tried::GiveUp(format!("the webhook `{name}` is no longer configured"));
+        };
+        match webhook.deliver(event).await {
+            Ok(()) => Tried::Delivered,
+            Err(r) if r.retry => Tried::Again { error: r.error.message, after_ms: r.error.retry_after_ms },
+            Err(r) => Tried::GiveUp(format!("{}: {}", r.error.code, r.error.message)),
         }
-        Tried::GiveUp(format!("`{subscriber}` is not a kind of subscriber this sagaflow knows"))
+    }
+
+    async fn to_workflow(&self, name: &str, event: &EventRecord) -> Tried {
+        let Some(wf) = self.subscriptions.workflow(name, &event.kind) else {
+            let message =
+                format!("the workflow `{name}` no longer exists or is no longer triggered by `{}`", event.kind);
+            return Tried::GiveUp(message);
+        };
+        let run_id = triggered_run_id(event, name);
+        match self.engine.start_run_as(run_id.clone(), wf, event.data.clone()).await {
+            Ok(true) => {
+                info!(run_id = %run_id, workflow = name, event = %event.id, "run started by an event");
+                self.started.lock().unwrap_or_else(|p| p.into_inner()).push((name.to_owned(), run_id));
+                Tried::Delivered
+            }
+            Ok(false) => Tried::Delivered,
+            Err(e) => Tried::Again { error: e.message, after_ms: None },
+        }
     }
 }
 

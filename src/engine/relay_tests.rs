@@ -15,7 +15,7 @@ use crate::adapters::webhook::Webhook;
 use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions};
 use crate::store::memory::MemoryStore;
-use crate::store::{OutboxTable, ReadRuns, Store};
+use crate::store::{OutboxTable, ReadRuns, Store, Subscriber};
 
 const EMITTER: &str = "name: emitter
 steps:
@@ -139,7 +139,7 @@ async fn a_webhook_down_for_good_is_given_up_after_its_attempts() {
 async fn an_event_starts_its_triggered_workflow_once_with_the_event_data_as_input() {
     let subscriptions = Subscriptions::default();
     subscriptions.set_workflows([compile(LISTENER), compile(EMITTER)]);
-    assert_eq!(subscriptions.subscribers("order.placed"), vec!["workflow:listener"]);
+    assert_eq!(subscriptions.subscribers("order.placed"), vec![Subscriber::Workflow("listener".into())]);
     assert!(subscriptions.subscribers("user.created").is_empty());
     let r = start(subscriptions);
     emit(&r).await;

@@ -102,6 +102,36 @@ pub struct Delivery {
     pub pending: Vec<Pending>,
 }
 
+/// Who an event is delivered to. The outbox names it as text, `webhook:NAME`
+/// or `workflow:NAME` (its [`Display`](std::fmt::Display) and [`Subscriber::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subscriber {
+    /// A webhook of `sagaflow.toml`.
+    Webhook(String),
+    /// A workflow with an `event` trigger.
+    Workflow(String),
+}
+
+impl Subscriber {
+    /// A subscriber from its name in the outbox; none for a kind this sagaflow does not know.
+    pub fn parse(id: &str) -> Option<Subscriber> {
+        match id.split_once(':')? {
+            ("webhook", name) => Some(Subscriber::Webhook(name.to_owned())),
+            ("workflow", name) => Some(Subscriber::Workflow(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subscriber::Webhook(name) => write!(f, "webhook:{name}"),
+            Subscriber::Workflow(name) => write!(f, "workflow:{name}"),
+        }
+    }
+}
+
 /// One subscriber still owed an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
@@ -116,9 +146,9 @@ pub struct Pending {
 
 impl Delivery {
     /// A new delivery of `event` to `subscribers`, due at once.
-    pub fn new(event: EventRecord, subscribers: Vec<String>) -> Delivery {
+    pub fn new(event: EventRecord, subscribers: &[Subscriber]) -> Delivery {
         let pending =
-            subscribers.into_iter().map(|subscriber| Pending { subscriber, attempts: 0, due: 0, last_error: None });
+            subscribers.iter().map(|s| Pending { subscriber: s.to_string(), attempts: 0, due: 0, last_error: None });
         Delivery { event, pending: pending.collect() }
     }
 

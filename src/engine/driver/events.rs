@@ -21,7 +21,7 @@ impl Driver {
             .iter()
             .filter_map(|e| {
                 let subscribers = self.subscriptions.subscribers(&e.kind);
-                (!subscribers.is_empty()).then(|| Delivery::new(e.clone(), subscribers))
+                (!subscribers.is_empty()).then(|| Delivery::new(e.clone(), &subscribers))
             })
             .collect()
     }

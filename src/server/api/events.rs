@@ -39,7 +39,10 @@ pub async fn send(State(app): State<Arc<App>>, JsonBody(body): JsonBody<EventBod
         .subscriptions
         .subscribers(&event.kind)
         .iter()
-        .filter_map(|s| s.strip_prefix("workflow:"))
+        .filter_map(|s| match s {
+            crate::store::Subscriber::Workflow(name) => Some(name.as_str()),
+            crate::store::Subscriber::Webhook(_) => None,
+        })
         .map(|workflow| {
             let mut t = json!({ "workflow": workflow, "run_id": triggered_run_id(&event, workflow) });
             if let Some(e) = app.catalog.snapshot().active(workflow).and_then(|wf| wf.check_input(&event.data)) {
