@@ -8,6 +8,7 @@ use serde_json::{json, Value as Json};
 use super::compiled::CompiledWorkflow;
 use super::machine::{Decide, Phase, RunState};
 use super::record::RunRecord;
+use super::wanted::Start;
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 
 fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
@@ -17,8 +18,11 @@ fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
     }
 }
 
-/// Runs a workflow to its end; `answer(step id, item, attempt)` decides each attempt
-/// and compensation (compensations are asked as `"undo <id>"`).
+/// Runs a workflow to its end the way the driver does, from what the machine
+/// says ([`RunState::running`], [`RunState::start`]): an attempt that fails at
+/// once fails, a sleep waits for its timer, and `answer(step id, item,
+/// attempt)` decides each call, wait and emit (compensations are asked as
+/// `"undo <id>"`). Time moves to the next timer when nothing else can.
 fn simulate(yaml: &str, input: Json, mut answer: impl FnMut(&str, Item, u32) -> Outcome) -> (RunState, Vec<Entry>) {
     let wf = compile(yaml);
     let mut state = RunState::new("run-1", wf.clone());
@@ -52,17 +56,22 @@ fn simulate(yaml: &str, input: Json, mut answer: impl FnMut(&str, Item, u32) -> 
         if state.phase == Phase::Done {
             break;
         }
-        if let Some((s, item, attempt)) = state.in_flight().first().copied() {
-            let outcome = match state.attempt_input(s, item) {
-                Ok(_) => answer(&wf.steps[s].id, item, attempt),
-                Err(e) => Outcome::Err(e),
+        let answered = state.running().into_iter().find_map(|key| {
+            let asked = if key.compensation {
+                format!("undo {}", wf.steps[key.step].id)
+            } else {
+                wf.steps[key.step].id.clone()
             };
-            push(&mut state, &mut journal, Entry::AttemptFinished { step: s, item, attempt, outcome, at: now });
-            continue;
-        }
-        if let Some((s, item, attempt)) = state.compensation_in_flight() {
-            let outcome = answer(&format!("undo {}", wf.steps[s].id), item, attempt);
-            push(&mut state, &mut journal, Entry::CompensationFinished { step: s, item, attempt, outcome, at: now });
+            match state.start(key) {
+                Start::Fail(e) => Some((key, Outcome::Err(e))),
+                Start::Sleep => None,
+                Start::Wait { .. } | Start::Emit { .. } | Start::Call(_) => {
+                    Some((key, answer(&asked, key.item, key.attempt)))
+                }
+            }
+        });
+        if let Some((key, outcome)) = answered {
+            push(&mut state, &mut journal, key.finished(outcome, now));
             continue;
         }
         let Some((due, entry)) = state.timers().into_iter().min_by_key(|(due, _)| *due) else {
@@ -458,4 +467,53 @@ fn the_fold_reads_secrets_it_is_given_never_the_environment() {
     // Not given: not read from anywhere else, so the template has nothing to render.
     let bare = RunState::replayed("r", wf, &[started]);
     assert!(bare.attempt_input(0, None).is_err());
+}
+
+#[test]
+fn the_machine_says_how_each_attempt_runs() {
+    use super::wanted::{AttemptKey, Call};
+    let wf = compile(
+        "name: w
+steps:
+  - { id: nap, action: sleep, with: { for: 1h }, needs: [] }
+  - { id: tell, action: event.emit, with: { type: order.paid, key: o-1, data: { n: 1 } }, needs: [] }
+  - { id: charge, action: mock, with: { output: 5 }, timeout: 3s, needs: [], compensate: { action: mock, with: { output: back } } }
+  - { id: broken, action: mock, needs: [] }
+",
+    );
+    let inject = vec![crate::journal::injection::Injection {
+        step: "broken".into(),
+        compensate: false,
+        code: "unavailable".into(),
+        times: None,
+    }];
+    let started = Entry::RunStarted {
+        workflow: "w".into(),
+        hash: wf.hash.clone(),
+        input: json!({}),
+        at: 1,
+        deadline: None,
+        inject,
+    };
+    let mut state = RunState::replayed("r", wf, &[started]);
+    let mut random = || 0.5;
+    for e in state.decide(&mut Decide { now: 2, random: &mut random }) {
+        state.apply(&e);
+    }
+    let key = |step| AttemptKey { compensation: false, step, item: None, attempt: 1 };
+    assert_eq!(state.running(), (0..4).map(key).collect::<Vec<_>>());
+    assert_eq!(state.start(key(0)), Start::Sleep);
+    let emit = Start::Emit { id: "r:tell".into(), kind: "order.paid".into(), key: "o-1".into(), data: json!({"n": 1}) };
+    assert_eq!(state.start(key(1)), emit);
+    let call = Call {
+        action: "mock".into(),
+        input: json!({"output": 5}),
+        idempotency_key: "r:charge".into(),
+        timeout_ms: Some(3000),
+    };
+    assert_eq!(state.start(key(2)), Start::Call(Box::new(call)));
+    assert!(matches!(state.start(key(3)), Start::Fail(e) if e.code == "unavailable"));
+    let undo = AttemptKey { compensation: true, step: 2, item: None, attempt: 1 };
+    assert_eq!(state.idempotency_key(undo), "r:charge:compensate");
+    assert!(state.cut_short().is_empty(), "nothing is cut short going forward");
 }
