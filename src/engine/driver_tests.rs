@@ -278,92 +278,23 @@ async fn dropping_every_handle_ends_the_loop_and_frees_the_registry() {
     panic!("the engine loop kept its registry after every handle was dropped");
 }
 
-/// A store whose writes fail while `full` is set, as on a full disk.
-#[derive(Default)]
-struct FullDisk {
-    inner: MemoryStore,
-    full: std::sync::atomic::AtomicBool,
-}
-
-impl crate::store::ReadRuns for FullDisk {
-    fn entries(&self, run_id: &str) -> Result<Vec<crate::journal::entry::Entry>, crate::store::StoreError> {
-        self.inner.entries(run_id)
-    }
-    fn run(&self, run_id: &str) -> Result<Option<crate::store::RunMeta>, crate::store::StoreError> {
-        self.inner.run(run_id)
-    }
-    fn runs(&self) -> Result<Vec<crate::store::RunMeta>, crate::store::StoreError> {
-        self.inner.runs()
-    }
-    fn definition(&self, hash: &str) -> Result<Option<String>, crate::store::StoreError> {
-        self.inner.definition(hash)
-    }
-    fn events(
-        &self,
-        kind: &str,
-        key: &str,
-        since: u64,
-    ) -> Result<Vec<crate::store::EventRecord>, crate::store::StoreError> {
-        self.inner.events(kind, key, since)
-    }
-}
-
-impl crate::store::WriteRuns for FullDisk {
-    fn commit(&self, commit: &crate::store::Commit) -> Result<(), crate::store::StoreError> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(crate::store::StoreError::new(
-                crate::store::StoreErrorKind::Unavailable,
-                "no space left on the device",
-            ));
-        }
-        self.inner.commit(commit)
-    }
-    fn put_definition(&self, hash: &str, source: &str) -> Result<(), crate::store::StoreError> {
-        self.inner.put_definition(hash, source)
-    }
-}
-
-impl crate::store::OutboxTable for FullDisk {
-    fn due(
-        &self,
-        now: u64,
-        limit: usize,
-    ) -> Result<(Vec<crate::store::Delivery>, Option<u64>), crate::store::StoreError> {
-        self.inner.due(now, limit)
-    }
-    fn settle(
-        &self,
-        d: &crate::store::Delivery,
-        dead: &[crate::store::DeadLetter],
-    ) -> Result<(), crate::store::StoreError> {
-        self.inner.settle(d, dead)
-    }
-    fn pending(&self) -> Result<Vec<crate::store::Delivery>, crate::store::StoreError> {
-        self.inner.pending()
-    }
-    fn dead_letters(&self) -> Result<Vec<crate::store::DeadLetter>, crate::store::StoreError> {
-        self.inner.dead_letters()
-    }
-}
-
-impl crate::store::ScheduleTable for FullDisk {
-    fn last_tick(&self, schedule: &str) -> Result<Option<u64>, crate::store::StoreError> {
-        self.inner.last_tick(schedule)
-    }
-    fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), crate::store::StoreError> {
-        self.inner.set_last_tick(schedule, at)
-    }
-}
-
 #[tokio::test]
 async fn a_store_that_cannot_write_holds_the_engine_until_it_can_and_nothing_is_lost_or_doubled() {
-    use crate::store::ReadRuns;
-    let store = Arc::new(FullDisk::default());
-    let engine =
-        Engine::start(store.clone(), crate::config::registry::builtin_shared().clone(), EngineOptions::default());
+    use crate::store::{ReadRuns, StoreError, StoreErrorKind};
+    // A store whose writes fail while `full` is set, as on a full disk.
+    let store = Arc::new(MemoryStore::default());
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refusing = full.clone();
+    let rule = move |_: &crate::store::Commit| {
+        let no_space = StoreError::new(StoreErrorKind::Unavailable, "no space left on the device");
+        refusing.load(Ordering::SeqCst).then_some(no_space)
+    };
+    let faulty = crate::store::faulty::Faulty::new(store.clone(), Box::new(rule));
+    let registry = crate::config::registry::builtin_shared().clone();
+    let engine = Engine::start(Arc::new(faulty), registry, EngineOptions::default());
     let wf = builtin("name: w\nsteps:\n  - id: a\n    action: mock\n    with: { delay: 300ms, output: 1 }\n  - id: b\n    action: mock\n");
     let id = engine.start_run(wf, json!({})).await.expect("started");
-    store.full.store(true, Ordering::SeqCst);
+    full.store(true, Ordering::SeqCst);
     // Step a ends while the disk is full: its end cannot be written, and the engine says so.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while engine.metrics().storage.error().is_none() {
@@ -373,7 +304,7 @@ async fn a_store_that_cannot_write_holds_the_engine_until_it_can_and_nothing_is_
     assert_eq!(engine.metrics().storage.error().as_deref(), Some("no space left on the device"));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(store.entries(&id).expect("journal").len() <= 2, "nothing was written while the disk was full");
-    store.full.store(false, Ordering::SeqCst);
+    full.store(false, Ordering::SeqCst);
     let record = engine.wait(&id).await.expect("record");
     assert_eq!(record.status, "succeeded");
     assert_eq!(engine.metrics().storage.error(), None, "the engine went on by itself");

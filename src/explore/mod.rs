@@ -26,9 +26,12 @@ use crate::dsl::model::{OnError, Section};
 use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions, NewRun, Simulation};
 use crate::engine::record::RunRecord;
+use crate::journal::entry::Entry;
 use crate::journal::injection::Injection;
 use crate::services::sandbox::{Sandbox, Seed};
+use crate::store::faulty::{FailRule, Faulty};
 use crate::store::sled::SledStore;
+use crate::store::{Store, StoreError, StoreErrorKind};
 use holdings::{counts, holdings, leaks};
 
 /// Points explored at once.
@@ -198,12 +201,14 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
     let sandbox = Sandbox::open(store.db(), seed, false)?;
     let backends = Backends::on(&Config::default(), sandbox.clone()).map_err(|e| e.0)?;
     let before = sandbox.show(None)?;
-    let simulation = Simulation { answer_waits: Some(Arc::new(s.answers)), skip_sleeps: true, halt_after: None };
-    let options = |halt_after| EngineOptions {
-        simulation: Simulation { halt_after, ..simulation.clone() },
-        ..EngineOptions::default()
+    let simulation = Simulation { answer_waits: Some(Arc::new(s.answers)), skip_sleeps: true };
+    let options = || EngineOptions { simulation: simulation.clone(), ..EngineOptions::default() };
+    // The crash: the commit that holds the end of the step's attempt never reaches the disk.
+    let crashing: Arc<dyn Store> = match s.halt_after.as_deref().and_then(|id| wf.position(id)) {
+        Some(step) => Arc::new(Faulty::new(store.clone(), crash_after(step))),
+        None => store.clone(),
     };
-    let engine = Engine::start(store.clone(), backends.registry.clone(), options(s.halt_after));
+    let engine = Engine::start(crashing, backends.registry.clone(), options());
     let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject: s.inject };
     let (run_id, _) = engine.start_new(new).await.map_err(|e| e.message)?;
     let record = match engine.wait(&run_id).await {
@@ -211,12 +216,22 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
         None => {
             // The crash: a new engine on the same store resumes the run.
             drop(engine);
-            let engine = Engine::start(store.clone(), backends.registry.clone(), options(None));
+            let engine = Engine::start(store.clone(), backends.registry.clone(), options());
             crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
             engine.wait(&run_id).await.ok_or_else(|| format!("run {run_id} did not end after its resume"))?
         }
     };
     Ok(Outcome { record, before, after: sandbox.show(None)? })
+}
+
+/// Fails the commit that holds the end of an attempt of `step`, as a crash
+/// after the action's effect and before its checkpoint would.
+fn crash_after(step: usize) -> FailRule {
+    Box::new(move |commit: &crate::store::Commit| {
+        let ends =
+            commit.entries.iter().any(|(_, _, e)| matches!(e, Entry::AttemptFinished { step: s, .. } if *s == step));
+        ends.then(|| StoreError::new(StoreErrorKind::Broken, "a crash simulated here (--crash)"))
+    })
 }
 
 /// The compensations of a run, in the order they ran: `step` or `step[item]`.

@@ -3,6 +3,7 @@
 //! `sled` is the default; `memory` is for unit tests and benchmarks beside it.
 
 pub mod backup;
+pub mod faulty;
 pub mod memory;
 pub mod sled;
 mod sled_backup;

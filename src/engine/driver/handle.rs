@@ -18,9 +18,6 @@ pub struct EngineOptions {
 /// What `sagaflow test` and `explore` change in the engine's world.
 #[derive(Default, Clone)]
 pub struct Simulation {
-    /// A crash: when an attempt of this step has ended, its action's effect
-    /// done, the engine stops before recording the end.
-    pub halt_after: Option<String>,
     /// An `event.wait` with no event yet gets one at once: the data given for
     /// its type here, `{}` for a type not given.
     pub answer_waits: Option<Arc<BTreeMap<String, Json>>>,

@@ -151,10 +151,6 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            if self.halts(&batch) {
-                info!("a crash is simulated here (--crash): the engine stops before recording the attempt's end");
-                return;
-            }
             let turn = self.prepare(batch);
             if !self.write(&turn.commit, &rx).await {
                 warn!("the store still cannot write; the engine stops, its runs are resumable");
@@ -162,16 +158,6 @@ impl Driver {
             }
             self.finish(turn);
         }
-    }
-    /// Whether the batch holds the end of an attempt of the step to halt after.
-    fn halts(&self, batch: &[Msg]) -> bool {
-        let Some(halt) = &self.simulation.halt_after else { return false };
-        batch.iter().any(|msg| match msg {
-            Msg::Outcome { run_id, entry: Entry::AttemptFinished { step, .. } } => {
-                self.runs.get(run_id).and_then(|a| a.state.wf.steps.get(*step)).is_some_and(|d| &d.id == halt)
-            }
-            _ => false,
-        })
     }
     /// The next message, `Some(None)` when a timer fired instead, `None` when every
     /// handle to the engine is gone.
@@ -322,8 +308,11 @@ impl Driver {
                     if self.metrics.storage.error().is_none() {
                         warn!(error = %e, "the store cannot write; the engine tries the same commit again until it can");
                     }
+                    // A store broken for good is not waited for where waiting has a bound.
+                    let broken = e.kind == crate::store::StoreErrorKind::Broken;
                     self.metrics.storage.failed(e.message);
-                    let too_long = self.write_outage_limit.is_some_and(|limit| first_failure.elapsed() >= limit);
+                    let too_long =
+                        self.write_outage_limit.is_some_and(|limit| broken || first_failure.elapsed() >= limit);
                     if rx.is_closed() || too_long {
                         return false;
                     }

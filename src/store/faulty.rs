@@ -1,0 +1,83 @@
+//! A store around another that fails the commits a rule picks: a crash
+//! simulated at a chosen point (`explore --crash`), a full disk (tests). Reads
+//! and every other write go to the store inside.
+
+use std::sync::Arc;
+
+use super::{
+    Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunMeta, ScheduleTable, Store, StoreError,
+    WriteRuns,
+};
+use crate::journal::entry::Entry;
+
+/// Which commits fail, and with what error.
+pub type FailRule = Box<dyn Fn(&Commit) -> Option<StoreError> + Send + Sync>;
+
+/// A store whose commits fail when [`FailRule`] says so.
+pub struct Faulty {
+    inner: Arc<dyn Store>,
+    fails: FailRule,
+}
+
+impl Faulty {
+    pub fn new(inner: Arc<dyn Store>, fails: FailRule) -> Faulty {
+        Faulty { inner, fails }
+    }
+}
+
+impl ReadRuns for Faulty {
+    fn entries(&self, run_id: &str) -> Result<Vec<Entry>, StoreError> {
+        self.inner.entries(run_id)
+    }
+    fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError> {
+        self.inner.run(run_id)
+    }
+    fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+        self.inner.runs()
+    }
+    fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.inner.definition(hash)
+    }
+    fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.events(kind, key, since)
+    }
+}
+
+impl WriteRuns for Faulty {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        match (self.fails)(commit) {
+            Some(error) => Err(error),
+            None => self.inner.commit(commit),
+        }
+    }
+    fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        self.inner.put_definition(hash, source)
+    }
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner.check_writable()
+    }
+}
+
+impl OutboxTable for Faulty {
+    fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError> {
+        self.inner.due(now, limit)
+    }
+    fn settle(&self, delivery: &Delivery, dead: &[DeadLetter]) -> Result<(), StoreError> {
+        self.inner.settle(delivery, dead)
+    }
+    fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.pending()
+    }
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.dead_letters()
+    }
+}
+
+impl ScheduleTable for Faulty {
+    fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.last_tick(schedule)
+    }
+    fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError> {
+        self.inner.set_last_tick(schedule, at)
+    }
+}
