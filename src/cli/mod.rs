@@ -57,6 +57,18 @@ fn init_logs(format: LogFormat, quiet: bool) {
     };
 }
 
+/// A command whose output is piped into one that stops reading (`| head`)
+/// ends quietly, as command-line tools do, instead of panicking on the
+/// closed pipe (Rust ignores SIGPIPE). Not for `serve`, which writes to
+/// sockets and must outlive any one of them.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The tokio runtime for commands that run workflows.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -109,6 +121,9 @@ enum Command {
 /// Runs the command line; the exit code follows DSL.md (0 ok, 1 problems, 2 bad usage).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_pipe();
+    }
     init_logs(cli.log_format, matches!(cli.command, Command::Explore(_) | Command::Test(_)));
     setup::set_config_path(cli.config);
     match cli.command {

@@ -1,4 +1,5 @@
-//! `sagaflow validate PATH... [--format human|json|github] [--deny-warnings]`
+//! `sagaflow validate PATH... [--format human|json|github] [--deny-warnings]`,
+//! and `sagaflow validate --explain [CODE]`: the table of checks.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,8 +12,11 @@ use crate::validate::{check_files, collect_files};
 #[derive(clap::Args)]
 pub struct Args {
     /// Workflow files, or directories to search for `*.yaml`/`*.yml` (test files `*.test.yaml` are left out).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "explain")]
     paths: Vec<PathBuf>,
+    /// Instead: print every check (its code, severity and what it finds), or only CODE's.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
+    explain: Option<String>,
     /// How to print the report.
     #[arg(long, value_enum, default_value = "human")]
     format: Format,
@@ -22,6 +26,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    if let Some(code) = &args.explain {
+        return explain(code);
+    }
     let files = match collect_files(&args.paths) {
         Ok(files) => files,
         Err(e) => return usage_error(&e.0),
@@ -41,4 +48,21 @@ pub fn run(args: Args) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The table of checks, or one code's line.
+fn explain(only: &str) -> ExitCode {
+    use crate::dsl::diagnostic::Code;
+    let codes: Vec<Code> = Code::ALL.iter().copied().filter(|c| only.is_empty() || c.as_str() == only).collect();
+    if codes.is_empty() {
+        let hint = crate::base::suggest::did_you_mean(only, Code::ALL.iter().map(|c| c.as_str()))
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+        return usage_error(&format!("there is no check `{only}`{hint}"));
+    }
+    let width = codes.iter().map(|c| c.as_str().len()).max().unwrap_or(0);
+    for code in codes {
+        println!("{:width$}  {:7}  {}", code.as_str(), code.severity().as_str(), code.explain());
+    }
+    ExitCode::SUCCESS
 }

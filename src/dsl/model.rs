@@ -170,17 +170,3 @@ impl Retry {
 
 /// The error codes that may be retried.
 pub use crate::base::error::RETRYABLE_CODES;
-
-/// The error codes of the language itself.
-pub const BUILTIN_CODES: &[&str] = &[
-    "timeout",
-    "unavailable",
-    "rate_limited",
-    "invalid_input",
-    "not_found",
-    "conflict",
-    "failed",
-    "template",
-    "schema",
-    "cancelled",
-];

@@ -98,9 +98,11 @@ pub struct NotRunnable(pub FileReport);
 impl CompiledWorkflow {
     /// Checks and compiles a workflow's source text. Warnings do not stop it.
     pub fn compile(path: &std::path::Path, source: &str, registry: &Registry) -> Result<Arc<Self>, NotRunnable> {
-        let Checked { report, workflow } = check_text(path, source.as_bytes(), registry);
+        let checked = check_text(path, source.as_bytes(), registry);
+        let errors = checked.has_errors();
+        let Checked { report, workflow } = checked;
         let workflow = match workflow {
-            Some(w) if !report.diagnostics.iter().any(|d| d.is_error()) => w,
+            Some(w) if !errors => w,
             _ => return Err(NotRunnable(report)),
         };
         let compiled = Self::from_model(&workflow, source).map_err(|message| {

@@ -175,3 +175,32 @@ fn docs_services_md_and_openapi_are_what_the_registry_says() {
         Test::new().args(&["actions", "--format", format]).stdout(&committed).run();
     }
 }
+
+#[test]
+fn explain_lists_every_check_and_one_code_says_did_you_mean() {
+    let output = Test::new().args(&["validate", "--explain", "cycle"]).run();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(said, "cycle  error    steps need each other in a circle, so none can start\n");
+    Test::new()
+        .args(&["validate", "--explain", "cycel"])
+        .stderr("error: there is no check `cycel`; did you mean `cycle`?\n")
+        .status(2)
+        .run();
+}
+
+#[test]
+fn output_piped_into_a_reader_that_is_gone_ends_quietly() {
+    for args in [&["validate", "--explain"][..], &["actions", "--format", "json"], &["schema"]] {
+        let mut child = super::harness::sagaflow()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start");
+        // The reader is gone before anything is written (as after `| head -c 0`).
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("end");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
