@@ -95,15 +95,8 @@ async fn a_secret_reaches_the_service_and_nothing_else_and_retry_after_is_honour
     }
 }
 
+/// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
+    let entries = walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok);
+    entries.filter(|e| e.file_type().is_file()).map(walkdir::DirEntry::into_path).collect()
 }

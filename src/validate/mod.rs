@@ -100,7 +100,7 @@ pub fn collect_files_named(paths: &[PathBuf], keep: fn(&str) -> bool) -> Result<
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| UsageError(format!("cannot read `{}`: {e}", path.display())))?;
         if meta.is_dir() {
-            walk(path, &mut files, 0, keep);
+            walk(path, &mut files, keep);
         } else {
             files.push(path.clone());
         }
@@ -110,20 +110,16 @@ pub fn collect_files_named(paths: &[PathBuf], keep: fn(&str) -> bool) -> Result<
 
 const MAX_WALK_DEPTH: usize = 32;
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, depth: usize, keep: fn(&str) -> bool) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.starts_with('.') {
-            continue;
-        }
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        if meta.is_dir() && depth < MAX_WALK_DEPTH {
-            walk(&path, files, depth + 1, keep);
-        } else if keep(name) {
-            files.push(path);
+/// The files under `dir` that `keep` takes by name, in name order, depth
+/// first; hidden entries (and what is under them) are left out, links are not
+/// followed into, and nothing deeper than [`MAX_WALK_DEPTH`] is read.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, keep: fn(&str) -> bool) {
+    let hidden = |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+    let walker = walkdir::WalkDir::new(dir).max_depth(MAX_WALK_DEPTH + 1).sort_by_file_name();
+    for entry in walker.into_iter().filter_entry(|e| !hidden(e)).filter_map(Result::ok) {
+        let name = entry.file_name().to_str().unwrap_or_default();
+        if !entry.file_type().is_dir() && keep(name) {
+            files.push(entry.into_path());
         }
     }
 }
