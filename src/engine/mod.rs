@@ -7,6 +7,8 @@ mod config_tests;
 pub mod driver;
 #[cfg(test)]
 mod driver_tests;
+#[cfg(test)]
+mod golden_tests;
 pub mod inject;
 pub mod machine;
 pub mod metrics;
