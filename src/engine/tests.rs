@@ -453,14 +453,7 @@ fn the_fold_reads_secrets_it_is_given_never_the_environment() {
     let wf = compile(
         "name: w\nsteps:\n  - id: a\n    action: mock\n    with: { output: \"k={{secrets.PURE_FOLD_TOKEN}}\" }\n",
     );
-    let started = Entry::RunStarted {
-        workflow: "w".into(),
-        hash: wf.hash.clone(),
-        input: json!({}),
-        at: 1,
-        deadline: None,
-        inject: vec![],
-    };
+    let started = run_started(&wf, vec![]);
     let given = Arc::new(std::collections::BTreeMap::from([("PURE_FOLD_TOKEN".to_owned(), "abc1".to_owned())]));
     let state = RunState::replayed_with("r", wf.clone(), std::slice::from_ref(&started), given);
     assert_eq!(state.attempt_input(0, None).ok(), Some(json!({"output": "k=abc1"})));
@@ -487,15 +480,7 @@ steps:
         code: "unavailable".into(),
         times: None,
     }];
-    let started = Entry::RunStarted {
-        workflow: "w".into(),
-        hash: wf.hash.clone(),
-        input: json!({}),
-        at: 1,
-        deadline: None,
-        inject,
-    };
-    let mut state = RunState::replayed("r", wf, &[started]);
+    let mut state = RunState::replayed("r", wf.clone(), &[run_started(&wf, inject)]);
     let mut random = || 0.5;
     for e in state.decide(&mut Decide { now: 2, random: &mut random }) {
         state.apply(&e);
@@ -516,4 +501,16 @@ steps:
     let undo = AttemptKey { compensation: true, step: 2, item: None, attempt: 1 };
     assert_eq!(state.idempotency_key(undo), "r:charge:compensate");
     assert!(state.cut_short().is_empty(), "nothing is cut short going forward");
+}
+
+/// A run's first entry, at time 1, with no input.
+fn run_started(wf: &CompiledWorkflow, inject: Vec<crate::journal::injection::Injection>) -> Entry {
+    Entry::RunStarted {
+        workflow: wf.name.clone(),
+        hash: wf.hash.clone(),
+        input: json!({}),
+        at: 1,
+        deadline: None,
+        inject,
+    }
 }
