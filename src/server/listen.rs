@@ -15,10 +15,34 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+/// A bounded number of places (connections, event streams): one is held
+/// while its permit lives, and how many are held is read off the semaphore.
+#[derive(Clone)]
+pub struct Places {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Places {
+    pub fn new(max: usize) -> Places {
+        Places { permits: Arc::new(Semaphore::new(max)), max }
+    }
+
+    /// One more place, if one is free.
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// How many places are held now.
+    pub fn held(&self) -> u64 {
+        self.max.saturating_sub(self.permits.available_permits()) as u64
+    }
+}
 
 /// How long a client has to send a request's headers, and how long an idle
 /// keep-alive connection is kept.
@@ -70,12 +94,10 @@ fn raise_open_file_limit() -> u64 {
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
-    max_connections: usize,
+    places: Places,
     shutdown: CancellationToken,
-    open: Arc<std::sync::atomic::AtomicU64>,
     grace: Duration,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -92,15 +114,15 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Some(place) = places.take() else {
             connections.spawn(refuse(stream));
             continue;
         };
         let (router, shutdown) = (router.clone(), shutdown.clone());
-        let counted = Counted::new(open.clone());
+        // The place is given back however the task ends (a panic too).
         connections.spawn(async move {
             connection(stream, router, shutdown).await;
-            drop((counted, permit));
+            drop(place);
         });
     }
     // Each connection ends the request it is in; past the grace period they are cut.
@@ -108,22 +130,6 @@ pub async fn serve(
     if drained.is_err() {
         tracing::warn!(connections = connections.len(), "connections still open after the grace period are closed");
         connections.abort_all();
-    }
-}
-
-/// One open connection on the gauge, taken off however its task ends.
-struct Counted(Arc<std::sync::atomic::AtomicU64>);
-
-impl Counted {
-    fn new(open: Arc<std::sync::atomic::AtomicU64>) -> Counted {
-        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Counted(open)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -63,10 +63,9 @@ pub struct App {
     pub shutdown: CancellationToken,
     pub started_at: std::time::Instant,
     /// One permit for each event stream or `?wait` request that may be open.
-    streams: Arc<tokio::sync::Semaphore>,
-    max_streams: usize,
-    /// Connections open now.
-    pub connections: Arc<std::sync::atomic::AtomicU64>,
+    streams: listen::Places,
+    /// One place for each connection that may be open.
+    pub connections: listen::Places,
 }
 
 impl App {
@@ -103,12 +102,12 @@ impl App {
     /// A place for one more long request (an event stream, a `?wait`), held
     /// until it ends; 503 when the server holds as many as it takes.
     pub fn long_request(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        self.streams.clone().try_acquire_owned().map_err(|_| ApiError::busy())
+        self.streams.take().ok_or_else(ApiError::busy)
     }
 
     /// How many long requests are open now.
     pub fn long_requests_open(&self) -> u64 {
-        self.max_streams.saturating_sub(self.streams.available_permits()) as u64
+        self.streams.held()
     }
 
     /// Makes what the catalog holds now the engine's world: event triggers.
@@ -168,9 +167,8 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
         draining: AtomicBool::new(false),
         shutdown: CancellationToken::new(),
         started_at: std::time::Instant::now(),
-        streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
-        max_streams: options.max_streams,
-        connections: Arc::default(),
+        streams: listen::Places::new(options.max_streams),
+        connections: listen::Places::new(listen::connection_limit(options.max_connections)),
     });
     let snapshot = app.catalog.snapshot();
     let reports_app = app.clone();
@@ -182,9 +180,8 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     schedule::spawn(app.clone());
     let router = api::router(app.clone());
     let shutdown = app.shutdown.clone();
-    let max_connections = listen::connection_limit(options.max_connections);
-    let open = app.connections.clone();
-    let server = tokio::spawn(listen::serve(listener, router, max_connections, shutdown, open, options.grace));
+    let places = app.connections.clone();
+    let server = tokio::spawn(listen::serve(listener, router, places, shutdown, options.grace));
     let invalid = snapshot.files.values().filter(|f| !f.is_valid()).count();
     tracing::info!(
         %addr,

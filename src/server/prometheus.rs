@@ -47,8 +47,7 @@ pub fn render(app: &App) -> String {
         "Group commits the store refused (each is tried again).",
         failures,
     );
-    let connections = app.connections.load(std::sync::atomic::Ordering::Relaxed);
-    gauge(&mut out, "sagaflow_connections_open", "HTTP connections open.", connections);
+    gauge(&mut out, "sagaflow_connections_open", "HTTP connections open.", app.connections.held());
     histogram(
         &mut out,
         "sagaflow_step_latency_seconds",
