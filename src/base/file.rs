@@ -73,11 +73,14 @@ fn describe(kind: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// A byte count as a person reads it.
-fn size(bytes: u64) -> String {
+/// A byte count as a person reads it: MiB (whole, or to a tenth), else whole
+/// KiB, else bytes.
+pub fn size(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
     match bytes {
-        b if b >= 1024 * 1024 && b % (1024 * 1024) == 0 => format!("{} MiB", b / (1024 * 1024)),
-        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= MIB => format!("{:.1} MiB", b as f64 / MIB as f64),
+        b if b >= 1024 => format!("{} KiB", b / 1024),
         b => format!("{b} bytes"),
     }
 }

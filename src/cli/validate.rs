@@ -55,9 +55,7 @@ fn explain(only: &str) -> ExitCode {
     use crate::dsl::diagnostic::Code;
     let codes: Vec<Code> = Code::ALL.iter().copied().filter(|c| only.is_empty() || c.as_str() == only).collect();
     if codes.is_empty() {
-        let hint = crate::base::suggest::did_you_mean(only, Code::ALL.iter().map(|c| c.as_str()))
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
+        let hint = crate::base::suggest::hint(only, Code::ALL.iter().map(|c| c.as_str()));
         return usage_error(&format!("there is no check `{only}`{hint}"));
     }
     let width = codes.iter().map(|c| c.as_str().len()).max().unwrap_or(0);

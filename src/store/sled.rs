@@ -42,14 +42,6 @@ fn free_bytes(path: &Path) -> Option<u64> {
     None
 }
 
-fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
-        b if b >= 1024 => format!("{} KiB", b / 1024),
-        b => format!("{b} bytes"),
-    }
-}
-
 /// The sled tree that holds the runs (the sandbox services have trees of their own).
 pub(super) const RUN_TREE: &str = "sagaflow";
 
@@ -73,17 +65,16 @@ pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// A write sled refused. After an I/O error sled 0.34 refuses every later
 /// write until the process restarts, and the message says so.
 pub(super) fn write_err(path: &Path, what: &str, e: sled::Error) -> StoreError {
-    match &e {
-        sled::Error::Io(io) if is_no_space(io) => StoreError::new(StoreErrorKind::Broken, format!(
-            "{what} in {}: no space left on the device; sled refuses every write after this until sagaflow restarts: free some space, then restart it",
-            path.display()
-        )),
-        sled::Error::Io(_) => StoreError::new(StoreErrorKind::Broken, format!(
-            "{what} in {}: {e}; sled refuses every write after this until sagaflow restarts: restart it once the cause is fixed",
-            path.display()
-        )),
-        _ => err(path, what, e),
-    }
+    let sled::Error::Io(io) = &e else { return err(path, what, e) };
+    let (cause, todo) = match is_no_space(io) {
+        true => ("no space left on the device".to_owned(), "free some space, then restart it"),
+        false => (e.to_string(), "restart it once the cause is fixed"),
+    };
+    let message = format!(
+        "{what} in {}: {cause}; sled refuses every write after this until sagaflow restarts: {todo}",
+        path.display()
+    );
+    StoreError::new(StoreErrorKind::Broken, message)
 }
 
 pub(super) fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -180,7 +171,7 @@ impl SledStore {
         Err(StoreError::new(StoreErrorKind::Unavailable, format!(
             "no space left on the device: {} has {} free, and sagaflow keeps {} MiB free so that a full disk never breaks the store; free some space and the writes go on by themselves",
             self.path.display(),
-            human_bytes(free),
+            crate::base::file::size(free),
             FREE_SPACE_RESERVE / (1024 * 1024)
         )))
     }
