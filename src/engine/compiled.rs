@@ -209,6 +209,12 @@ impl CompiledWorkflow {
         })
     }
 
+    /// The values of the secrets it reads, from the environment (registered
+    /// for masking): what a run of it is given, once, when it starts or is replayed.
+    pub fn secret_values(&self) -> Arc<std::collections::BTreeMap<String, String>> {
+        Arc::new(crate::base::secrets::values(&self.secrets))
+    }
+
     /// "`w` has no step `x`; did you mean `y`?": what to say of a step id it lacks.
     pub fn no_step(&self, id: &str) -> String {
         let ids = self.steps.iter().map(|s| s.id.as_str());

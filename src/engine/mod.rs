@@ -66,7 +66,7 @@ pub fn replay(
 ) -> Result<RunState, String> {
     let meta = store.run(run_id).map_err(|e| e.message)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
     let wf = versions.get(store, &meta.hash, registry)?;
-    let secrets = std::sync::Arc::new(crate::base::secrets::values(&wf.secrets));
+    let secrets = wf.secret_values();
     Ok(RunState::replayed_with(run_id, wf, &store.entries(run_id).map_err(|e| e.message)?, secrets))
 }
 

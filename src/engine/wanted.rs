@@ -19,6 +19,19 @@ pub struct AttemptKey {
 }
 
 impl AttemptKey {
+    /// The attempt whose end an entry journals, if it journals one.
+    pub fn ended_by(entry: &Entry) -> Option<AttemptKey> {
+        match *entry {
+            Entry::AttemptFinished { step, item, attempt, .. } => {
+                Some(AttemptKey { compensation: false, step, item, attempt })
+            }
+            Entry::CompensationFinished { step, item, attempt, .. } => {
+                Some(AttemptKey { compensation: true, step, item, attempt })
+            }
+            _ => None,
+        }
+    }
+
     /// The entry that journals this attempt's end.
     pub fn finished(self, outcome: Outcome, at: u64) -> Entry {
         let AttemptKey { compensation, step, item, attempt } = self;

@@ -210,7 +210,7 @@ impl Driver {
                     };
                     let mut state = RunState::new(run_id.clone(), wf);
                     // The secrets it reads enter the state here, once; the fold never reads them.
-                    state.secrets = Arc::new(crate::base::secrets::values(&state.wf.secrets));
+                    state.secrets = state.wf.secret_values();
                     self.runs.insert(run_id.clone(), Active::new(state));
                     self.record(&run_id, entry, &mut commit);
                     touched.push(run_id.clone());
@@ -371,16 +371,7 @@ impl Driver {
     }
     /// An attempt whose end came too late to count is no longer launched.
     fn forget(&mut self, run_id: &str, entry: &Entry) {
-        let Some(active) = self.runs.get_mut(run_id) else { return };
-        let key = match *entry {
-            Entry::AttemptFinished { step, item, attempt, .. } => {
-                AttemptKey { compensation: false, step, item, attempt }
-            }
-            Entry::CompensationFinished { step, item, attempt, .. } => {
-                AttemptKey { compensation: true, step, item, attempt }
-            }
-            _ => return,
-        };
+        let (Some(active), Some(key)) = (self.runs.get_mut(run_id), AttemptKey::ended_by(entry)) else { return };
         active.launched.remove(&key);
     }
 
@@ -389,19 +380,16 @@ impl Driver {
         let Some(active) = self.runs.get_mut(run_id) else { return };
         entry.mask_secrets();
         log_entry(run_id, &active.state, &entry);
+        if let Some(key) = AttemptKey::ended_by(&entry) {
+            active.launched.remove(&key);
+        }
         match &entry {
             Entry::AttemptStarted { step, item, .. } => {
                 active.decided.insert((*step, *item), std::time::Instant::now());
                 self.metrics.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            Entry::AttemptFinished { step, item, attempt, .. } => {
+            Entry::AttemptFinished { step, item, .. } => {
                 active.finished.push((*step, *item));
-                active.launched.remove(&AttemptKey {
-                    compensation: false,
-                    step: *step,
-                    item: *item,
-                    attempt: *attempt,
-                });
                 let is_wait = active.state.wf.steps.get(*step).is_some_and(|d| d.kind == StepKind::Wait);
                 if let Some(awaited) = is_wait.then(|| active.state.awaited_event(*step, *item).ok()).flatten() {
                     // Only the list of this wait's own type and key can hold it.
@@ -412,9 +400,6 @@ impl Driver {
                         }
                     }
                 }
-            }
-            Entry::CompensationFinished { step, item, attempt, .. } => {
-                active.launched.remove(&AttemptKey { compensation: true, step: *step, item: *item, attempt: *attempt });
             }
             Entry::RetryScheduled { .. } => {
                 self.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

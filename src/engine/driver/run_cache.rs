@@ -62,7 +62,7 @@ impl Driver {
 impl Active {
     /// A run brought back from its journal; its index row is already stored.
     pub(super) fn replayed(run_id: &str, wf: Arc<CompiledWorkflow>, entries: &[Entry]) -> Active {
-        let secrets = Arc::new(crate::base::secrets::values(&wf.secrets));
+        let secrets = wf.secret_values();
         let mut active = Active::new(RunState::replayed_with(run_id, wf, entries, secrets));
         active.seq = entries.len() as u32;
         active.status = Some(run_status(&active.state));
