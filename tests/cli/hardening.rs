@@ -272,17 +272,10 @@ async fn a_secret_echoed_by_a_service_or_copied_by_a_template_is_masked_everywhe
     assert!(log.contains("***") && log.contains("INFO"), "the log was written at INFO and masked: {log}");
 }
 
+/// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
+    let entries = walkdir::WalkDir::new(dir).into_iter().filter_map(Result::ok);
+    entries.filter(|e| e.file_type().is_file()).map(walkdir::DirEntry::into_path).collect()
 }
 
 /// Reads a connection until the server closes it (or `within` passes); answers what it sent.
