@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::actions::Registry;
 use crate::config::{Backends, Config};
 use crate::engine::compiled::CompiledWorkflow;
-use crate::engine::driver::{Engine, EngineOptions, Simulation};
+use crate::engine::driver::{Engine, EngineOptions};
 use crate::engine::relay::{Relay, Subscriptions};
 use crate::services::sandbox::{Sandbox, Seed};
 use crate::store::sled::SledStore;
@@ -59,10 +59,10 @@ pub const RELAY_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts the engine and the relay (on the current runtime). The workflows in
 /// `workflows` with `event` triggers start runs when their events come.
-pub fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path, simulation: Simulation) -> Started {
+pub fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path) -> Started {
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(triggered(workflows, &backends.registry));
-    let options = EngineOptions { subscriptions: subscriptions.clone(), simulation, ..EngineOptions::default() };
+    let options = EngineOptions { subscriptions: subscriptions.clone(), ..EngineOptions::default() };
     let engine = Engine::start(store.clone(), backends.registry.clone(), options);
     let relay = Relay::spawn(engine.clone(), store, subscriptions);
     Started { engine, relay }

@@ -164,7 +164,7 @@ async fn cancelling_a_run_cancels_its_attempt_and_rolls_back() {
         Err(e) => panic!("{:?}", e.0.diagnostics),
     };
     let id = engine.start_run(wf, json!({})).await.expect("started");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.flush().await;
     let started = std::time::Instant::now();
     assert_eq!(engine.cancel(&id).await, Ok(()));
     let r = engine.wait(&id).await.expect("record");
@@ -202,7 +202,7 @@ async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
     let emitter = builtin("name: emitter\nsteps:\n  - id: emit\n    action: event.emit\n    with: { type: order.paid, key: o-1, data: { amount: 12 } }\n");
     let waiting = engine.start_run(waiter.clone(), json!({ "order": "o-1" })).await.expect("started");
     let other = engine.start_run(waiter, json!({ "order": "o-2" })).await.expect("started");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    engine.flush().await;
     let emitting = engine.start_run(emitter, json!({})).await.expect("started");
     let emitted = engine.wait(&emitting).await.expect("record");
     assert_eq!(emitted.steps[0].output["event_id"], format!("{emitting}:emit"));
@@ -213,22 +213,53 @@ async fn an_emitted_event_wakes_the_run_that_waits_for_it() {
     assert_eq!(cancelled.status, "failed", "the other key's wait is still waiting until cancelled");
 }
 
+/// The engine on a virtual clock: its timers are stepped through, not waited for.
+fn on_virtual_time() -> (Engine, crate::base::clock::VirtualClock) {
+    let clock = crate::base::clock::VirtualClock::default();
+    let options = EngineOptions { clock: Arc::new(clock.clone()), ..EngineOptions::default() };
+    let engine =
+        Engine::start(Arc::new(MemoryStore::default()), crate::config::registry::builtin_shared().clone(), options);
+    (engine, clock)
+}
+
 #[tokio::test]
 async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out() {
-    let engine = Engine::start(
-        Arc::new(MemoryStore::default()),
-        crate::config::registry::builtin_shared().clone(),
-        EngineOptions::default(),
-    );
-    let wf = builtin("name: late\nsteps:\n  - id: first\n    action: sleep\n    with: { for: 200ms }\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-7 }\n    timeout: 5s\n");
+    use crate::base::clock::Clock;
+    let (engine, clock) = on_virtual_time();
+    let wf = builtin("name: late\nsteps:\n  - id: first\n    action: sleep\n    with: { for: 1h }\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-7 }\n    timeout: 5s\n");
     let id = engine.start_run(wf, json!({})).await.expect("started");
     engine.publish("user.verified", "u-7", json!({ "at": "now" })).await.expect("published");
+    clock.advance_to(clock.now_ms() + 3_600_000);
     let r = engine.wait(&id).await.expect("record");
     assert_eq!(r.steps[1].output, json!({ "at": "now" }), "published while the run slept, found when the wait began");
-    let wf = builtin("name: nobody\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-8 }\n    timeout: 100ms\n");
+    let wf = builtin("name: nobody\nsteps:\n  - id: wait\n    action: event.wait\n    with: { type: user.verified, key: u-8 }\n    timeout: 2h\n");
     let id = engine.start_run(wf, json!({})).await.expect("started");
+    engine.flush().await;
+    clock.advance_to(clock.now_ms() + 2 * 3_600_000);
     let r = engine.wait(&id).await.expect("record");
     assert_eq!(r.steps[0].error.clone().map(|e| e.code), Some("timeout".to_owned()));
+}
+
+#[tokio::test]
+async fn timers_fire_as_the_clock_reaches_them_and_not_before() {
+    use crate::base::clock::Clock;
+    let (engine, clock) = on_virtual_time();
+    let wf = builtin("name: naps\nsteps:\n  - id: nap\n    action: sleep\n    with: { for: 1d }\n  - id: after\n    action: mock\n    with: { output: { done: true } }\n");
+    let started = clock.now_ms();
+    let id = engine.start_run(wf, json!({})).await.expect("started");
+    engine.flush().await;
+    clock.advance_to(started + 3_600_000);
+    engine.flush().await;
+    let waiting = engine.wait(&id);
+    tokio::pin!(waiting);
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut waiting).await;
+    assert!(early.is_err(), "an hour into a day's sleep, the run still sleeps");
+    clock.advance_to(started + 86_400_000);
+    let r = waiting.await.expect("record");
+    assert_eq!((r.status.as_str(), &r.steps[1].output), ("succeeded", &json!({ "done": true })));
+    let woke = r.steps[0].output["woke_at"].as_str().unwrap_or_default().to_owned();
+    let due = chrono::DateTime::from_timestamp_millis((started + 86_400_000) as i64).unwrap_or_default();
+    assert!(woke.starts_with(&due.format("%Y-%m-%dT%H:%M").to_string()), "woke at {woke}, due {due}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

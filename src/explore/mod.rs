@@ -9,10 +9,11 @@
 //! | `STEP.compensate` | a later step fails for good, and the compensation's first attempt fails with `unavailable` | `compensated` (its retry saves it), nothing leaked |
 //! | `crash after STEP` | the process "crashes" after the step's action did its effect, before the checkpoint; a new engine resumes | as the happy path, with the same records in the sandbox (no double effect) |
 //!
-//! Waits are answered at once and sleeps skipped, so a flow that waits for a
-//! person explores in milliseconds. Services run on the sandbox, which writes
+//! Waits are answered and time skips ahead when a run only waits on timers
+//! ([`harness`]), so a flow that waits for a person explores in milliseconds. Services run on the sandbox, which writes
 //! through (as a remote service would), so a crash does not take back an effect.
 
+pub mod harness;
 pub mod holdings;
 
 use std::collections::BTreeMap;
@@ -21,10 +22,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::base::clock::VirtualClock;
 use crate::config::{Backends, Config};
 use crate::dsl::model::{OnError, Section};
 use crate::engine::compiled::CompiledWorkflow;
-use crate::engine::driver::{Engine, EngineOptions, NewRun, Simulation};
+use crate::engine::driver::{Engine, EngineOptions, NewRun};
 use crate::engine::record::RunRecord;
 use crate::journal::entry::Entry;
 use crate::journal::injection::Injection;
@@ -169,7 +171,8 @@ pub struct Outcome {
 }
 
 /// One run in a simulated world: failures injected, waits answered (with the
-/// data given for the event type, else `{}`), sleeps skipped, and perhaps a crash.
+/// data given for the event type, else `{}`), time skipped while it waits on
+/// timers alone ([`harness`]), and perhaps a crash.
 #[derive(Default, Clone)]
 pub struct Scenario {
     pub inject: Vec<Injection>,
@@ -201,24 +204,29 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
     let sandbox = Sandbox::open(store.db(), seed, false)?;
     let backends = Backends::on(&Config::default(), sandbox.clone()).map_err(|e| e.0)?;
     let before = sandbox.show(None)?;
-    let simulation = Simulation { answer_waits: Some(Arc::new(s.answers)), skip_sleeps: true };
-    let options = || EngineOptions { simulation: simulation.clone(), ..EngineOptions::default() };
+    let world = harness::World { answers: s.answers, clock: Some(VirtualClock::default()) };
+    let options =
+        || EngineOptions { clock: Arc::new(world.clock.clone().unwrap_or_default()), ..EngineOptions::default() };
     // The crash: the commit that holds the end of the step's attempt never reaches the disk.
     let crashing: Arc<dyn Store> = match s.halt_after.as_deref().and_then(|id| wf.position(id)) {
         Some(step) => Arc::new(Faulty::new(store.clone(), crash_after(step))),
         None => store.clone(),
     };
     let engine = Engine::start(crashing, backends.registry.clone(), options());
+    let seen = engine.transitions();
     let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject: s.inject };
     let (run_id, _) = engine.start_new(new).await.map_err(|e| e.message)?;
-    let record = match engine.wait(&run_id).await {
+    let record = match harness::follow(&engine, store.as_ref(), wf, &run_id, &world, seen).await {
         Some(record) => record,
         None => {
             // The crash: a new engine on the same store resumes the run.
             drop(engine);
             let engine = Engine::start(store.clone(), backends.registry.clone(), options());
+            let seen = engine.transitions();
             crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
-            engine.wait(&run_id).await.ok_or_else(|| format!("run {run_id} did not end after its resume"))?
+            harness::follow(&engine, store.as_ref(), wf, &run_id, &world, seen)
+                .await
+                .ok_or_else(|| format!("run {run_id} did not end after its resume"))?
         }
     };
     Ok(Outcome { record, before, after: sandbox.show(None)? })

@@ -92,3 +92,52 @@ fn wrong_test_files_are_usage_errors_with_positions() {
     let out = Test::new().file("t.test.yaml", "workflow: [unclosed\n").args(&["test", "t.test.yaml"]).status(2).run();
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: t.test.yaml:"), "{:?}", out);
 }
+
+/// Time skips ahead only when a run waits on timers alone, so a day's sleep,
+/// a retry's backoff and a two-day wait take no time, and the run's deadline
+/// still comes in the middle of a sleep longer than it, as it would for real.
+#[test]
+fn time_skips_to_the_next_timer_and_a_deadline_still_cuts_a_sleep_short() {
+    let flow = "name: slow
+timeout: '{{DEADLINE}}'
+steps:
+  - id: reserve
+    action: inventory.reserve
+    with: { sku: MUG-001, quantity: 1 }
+    compensate:
+      action: inventory.release
+      with: { reservation_id: '{{steps.reserve.output.reservation_id}}' }
+  - id: nap
+    action: sleep
+    with: { for: 1d }
+  - id: flaky
+    action: mock
+    retry: { max_attempts: 4, delay: 10m }
+  - id: click
+    action: event.wait
+    with: { type: user.clicked, key: u-1 }
+    timeout: 48h
+output: { clicked: '{{steps.click.output.by}}' }
+";
+    let tests = "workflow: slow.yaml
+tests:
+  - name: sleeps, retries and waits without taking the time
+    fail: [flaky=unavailablex3]
+    events: { user.clicked: { by: ann } }
+    expect: { status: succeeded, output: { clicked: ann }, steps: { flaky: succeeded } }
+";
+    let cut = "workflow: short.yaml
+tests:
+  - name: the deadline comes during the sleep
+    expect: { status: compensated, steps: { nap: failed, click: pending }, compensations: [reserve], leaks: [] }
+";
+    let out = Test::new()
+        .file("slow.yaml", flow.replace("'{{DEADLINE}}'", "5d"))
+        .file("slow.test.yaml", tests)
+        .file("short.yaml", flow.replace("'{{DEADLINE}}'", "12h").replace("name: slow", "name: short"))
+        .file("short.test.yaml", cut)
+        .args(&["test", "."])
+        .run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("2 passed, 0 failed\n"), "{text}");
+}

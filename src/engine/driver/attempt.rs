@@ -13,14 +13,10 @@ impl Driver {
         let token = CancellationToken::new();
         active.launched.insert(key, token.clone());
         let run = run_id.to_owned();
-        let finished = move |outcome: Outcome| key.finished(outcome, now_ms());
+        let clock = self.clock.clone();
+        let finished = move |outcome: Outcome| key.finished(outcome, clock.now_ms());
         let call = match start {
             Start::Fail(error) => return self.ready.push((run, finished(Outcome::Err(error)))),
-            Start::Sleep if self.simulation.skip_sleeps => {
-                let Some(active) = self.runs.get(run_id) else { return };
-                let outcome = active.state.sleep_end(key.step, key.item).map_or_else(Outcome::Err, |(_, woke)| woke);
-                return self.ready.push((run, finished(outcome)));
-            }
             // A durable timer, armed from the machine's timers.
             Start::Sleep => return,
             Start::Wait { kind, key: event, since } => {

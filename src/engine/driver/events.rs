@@ -42,13 +42,6 @@ impl Driver {
         if let Some(event) = arrived.into_iter().next() {
             return Some(Outcome::Ok(event.data));
         }
-        if let Some(answer) = &self.simulation.answer_waits {
-            let data = answer.get(&kind).cloned().unwrap_or_else(|| serde_json::json!({}));
-            let step = self.runs.get(run_id).map(|a| a.state.wf.steps[at.step].id.clone()).unwrap_or_default();
-            let id = format!("sim-{run_id}:{step}:{}", at.item.unwrap_or(0));
-            self.outbox.push(EventRecord { id, kind, key, data: data.clone(), at: now_ms() });
-            return Some(Outcome::Ok(data));
-        }
         let waiter = Waiter { run_id: run_id.to_owned(), step: at.step, item: at.item, attempt: at.attempt };
         self.waits.entry((kind, key)).or_default().push(waiter);
         None
@@ -56,7 +49,7 @@ impl Driver {
     /// An `event.emit`: the event joins the next commit, with the step's end (the
     /// outbox); its id is the step's idempotency key, so a repeat is the same event.
     pub(super) fn emit(&mut self, id: String, kind: String, key: String, data: Json) -> Outcome {
-        self.outbox.push(EventRecord { id: id.clone(), kind, key, data, at: now_ms() });
+        self.outbox.push(EventRecord { id: id.clone(), kind, key, data, at: self.clock.now_ms() });
         Outcome::Ok(serde_json::json!({ "event_id": id }))
     }
     /// After a commit: every waiting unit an event matches ends with its data.

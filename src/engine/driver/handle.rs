@@ -8,21 +8,12 @@ pub struct EngineOptions {
     pub metrics: Arc<Metrics>,
     /// Who takes the events runs emit, beside the runs waiting for them.
     pub subscriptions: Arc<Subscriptions>,
-    /// The world as `test` and `explore` simulate it; none in production.
-    pub simulation: Simulation,
+    /// What tells the time: the system's in production; a virtual clock
+    /// where a simulation skips the waits of a run with nothing else to do.
+    pub clock: Arc<dyn Clock>,
     /// How long the engine tries again a commit the store refuses before it
     /// stops (its runs resumable); none: until it goes through, as `serve` does.
     pub write_outage_limit: Option<StdDuration>,
-}
-
-/// What `sagaflow test` and `explore` change in the engine's world.
-#[derive(Default, Clone)]
-pub struct Simulation {
-    /// An `event.wait` with no event yet gets one at once: the data given for
-    /// its type here, `{}` for a type not given.
-    pub answer_waits: Option<Arc<BTreeMap<String, Json>>>,
-    /// A `sleep` ends at once (its output says when it would have).
-    pub skip_sleeps: bool,
 }
 
 impl Default for EngineOptions {
@@ -31,7 +22,7 @@ impl Default for EngineOptions {
             max_concurrent_attempts: 256,
             metrics: Arc::new(Metrics::default()),
             subscriptions: Arc::default(),
-            simulation: Simulation::default(),
+            clock: Arc::new(SystemClock),
             write_outage_limit: Some(StdDuration::from_secs(30)),
         }
     }
@@ -73,6 +64,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Versions compiled from the store's copies, for reading runs back.
     versions: Arc<std::sync::Mutex<super::super::Versions>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -92,7 +84,7 @@ impl Engine {
             permits: Arc::new(Semaphore::new(options.max_concurrent_attempts.max(1))),
             metrics: options.metrics,
             subscriptions: options.subscriptions,
-            simulation: options.simulation,
+            clock: options.clock.clone(),
             write_outage_limit: options.write_outage_limit,
             runs: HashMap::new(),
             timers: BTreeMap::new(),
@@ -119,7 +111,8 @@ impl Engine {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "the engine's thread cannot start; no run moves");
         }
-        Engine { tx, store, registry, stored: Arc::default(), transitions, metrics, versions: Arc::default() }
+        let clock = options.clock;
+        Engine { tx, store, registry, stored: Arc::default(), transitions, metrics, versions: Arc::default(), clock }
     }
 
     /// Starts a run; its first entries, and its workflow version, are durable when
@@ -207,7 +200,7 @@ impl Engine {
         data: Json,
     ) -> Result<(EventRecord, Vec<String>), StoreError> {
         let id = format!("ev-{}", new_run_id());
-        let event = EventRecord { id, kind: kind.to_owned(), key: key.to_owned(), data, at: now_ms() };
+        let event = EventRecord { id, kind: kind.to_owned(), key: key.to_owned(), data, at: self.clock.now_ms() };
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Publish { event: event.clone(), reply });
         let woken = answer.await.unwrap_or_else(|_| Err(StoreError::other("the engine stopped")))?;

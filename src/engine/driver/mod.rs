@@ -30,7 +30,7 @@ use super::record::{run_status, RunRecord};
 use super::relay::Subscriptions;
 use super::wanted::{self, AttemptKey, Start};
 use crate::actions::{Call, Registry};
-use crate::base::clock::now_ms;
+use crate::base::clock::{Clock, SystemClock};
 use crate::base::ids::new_run_id;
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 use crate::journal::injection::Injection;
@@ -39,7 +39,7 @@ use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
 
 pub use attempt::MAX_OUTPUT_BYTES;
 use events::Waiter;
-pub use handle::{Engine, EngineOptions, NewRun, Simulation, Transition};
+pub use handle::{Engine, EngineOptions, NewRun, Transition};
 use observe::{log_entry, log_finished};
 use run_cache::{Active, Evicted};
 
@@ -105,7 +105,7 @@ struct Driver {
     /// Draining: no attempt is launched any more.
     paused: bool,
     subscriptions: Arc<Subscriptions>,
-    simulation: Simulation,
+    clock: Arc<dyn Clock>,
     write_outage_limit: Option<StdDuration>,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
@@ -165,7 +165,7 @@ impl Driver {
         match self.next_due() {
             Some(due) => tokio::select! {
                 msg = rx.recv() => msg.map(Some),
-                _ = tokio::time::sleep(StdDuration::from_millis(due.saturating_sub(now_ms()))) => {
+                _ = self.clock.until(due) => {
                     self.fire_timers();
                     Some(None)
                 }
@@ -198,7 +198,7 @@ impl Driver {
                         }
                         None => new_run_id(),
                     };
-                    let now = now_ms();
+                    let now = self.clock.now_ms();
                     let deadline = wf.timeout_ms.map(|t| now + t);
                     let entry = Entry::RunStarted {
                         workflow: wf.name.clone(),
@@ -235,7 +235,7 @@ impl Driver {
                 }
                 Msg::Cancel { run_id, reply } => match self.judge_cancel(&run_id) {
                     Ok(()) => {
-                        self.record(&run_id, Entry::CancelRequested { at: now_ms() }, &mut commit);
+                        self.record(&run_id, Entry::CancelRequested { at: self.clock.now_ms() }, &mut commit);
                         touched.push(run_id);
                         // Answered once the cancel is on disk.
                         cancels.push(reply);
@@ -377,9 +377,10 @@ impl Driver {
 
     /// Applies an entry to a run and adds it to the commit.
     fn record(&mut self, run_id: &str, mut entry: Entry, commit: &mut Commit) {
+        let now = self.clock.now_ms();
         let Some(active) = self.runs.get_mut(run_id) else { return };
         entry.mask_secrets();
-        log_entry(run_id, &active.state, &entry);
+        log_entry(run_id, &active.state, &entry, now);
         if let Some(key) = AttemptKey::ended_by(&entry) {
             active.launched.remove(&key);
         }
@@ -418,7 +419,7 @@ impl Driver {
         let mut random = || fastrand::f64();
         for _ in 0..10_000 {
             let Some(active) = self.runs.get(run_id) else { return };
-            let entries = active.state.decide(&mut Decide { now: now_ms(), random: &mut random });
+            let entries = active.state.decide(&mut Decide { now: self.clock.now_ms(), random: &mut random });
             if entries.is_empty() {
                 break;
             }
@@ -439,7 +440,7 @@ impl Driver {
                 hash: s.wf.hash.clone(),
                 status,
                 started_at: s.started_at,
-                updated_at: now_ms(),
+                updated_at: self.clock.now_ms(),
             });
         }
     }
@@ -479,7 +480,7 @@ impl Driver {
             for key in active.state.cut_short() {
                 let outcome =
                     Outcome::Err(ActionError::new("cancelled", "the wait was cut short: the run is rolling back"));
-                self.ready.push((run_id.to_owned(), key.finished(outcome, now_ms())));
+                self.ready.push((run_id.to_owned(), key.finished(outcome, self.clock.now_ms())));
             }
         }
         if self.paused {

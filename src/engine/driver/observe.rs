@@ -12,14 +12,15 @@ pub(super) fn log_finished(outcome: &Outcome, began: std::time::Instant) {
 }
 
 /// The log events of a run's transitions: starts, retries, timeouts, compensations.
-pub(super) fn log_entry(run_id: &str, state: &RunState, entry: &Entry) {
+/// `now`: the engine's clock, for how far off a timer is.
+pub(super) fn log_entry(run_id: &str, state: &RunState, entry: &Entry, now: u64) {
     let workflow = state.wf.name.as_str();
     let step = |s: &usize| state.wf.steps.get(*s).map_or("", |d| d.id.as_str());
     match entry {
         Entry::RunStarted { .. } => info!(run_id, workflow, "run started"),
         Entry::InputRejected { error, .. } => warn!(run_id, workflow, message = %error.message, "run input rejected"),
         Entry::RetryScheduled { step: s, item, due } => {
-            info!(run_id, workflow, step = step(s), item, in_ms = due.saturating_sub(now_ms()), "retry scheduled")
+            info!(run_id, workflow, step = step(s), item, in_ms = due.saturating_sub(now), "retry scheduled")
         }
         Entry::RunTimedOut { .. } => warn!(run_id, workflow, "run timed out; rolling back"),
         Entry::CancelRequested { .. } => info!(run_id, workflow, "run cancelled; rolling back"),

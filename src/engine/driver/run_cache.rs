@@ -50,7 +50,7 @@ impl Driver {
         let idle =
             state.in_flight().iter().all(|(s, ..)| state.is_wait_step(*s)) && state.compensation_in_flight().is_none();
         let next = active.timers.iter().map(|(due, _)| *due).min();
-        let far = next.is_some_and(|due| due > now_ms() + EVICT_AFTER_MS);
+        let far = next.is_some_and(|due| due > self.clock.now_ms() + EVICT_AFTER_MS);
         if idle && far && active.state.phase != Phase::Done {
             if let Some(active) = self.runs.remove(run_id) {
                 self.evicted.insert(run_id.to_owned(), Evicted { wf: active.state.wf.clone(), timers: active.timers });

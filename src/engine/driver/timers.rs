@@ -7,7 +7,7 @@ impl Driver {
         self.timers.keys().next().map(|(due, _)| *due)
     }
     pub(super) fn fire_timers(&mut self) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let due: Vec<(u64, u64)> = self.timers.range(..(now + 1, 0)).map(|(k, _)| *k).collect();
         for key in due {
             if let Some((run_id, entry)) = self.timers.remove(&key) {
