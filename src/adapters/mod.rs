@@ -9,6 +9,7 @@ pub mod smtp;
 pub mod webhook;
 
 #[cfg(test)]
+#[cfg(test)]
 pub mod test_server;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
@@ -60,35 +59,22 @@ pub struct TestServer {
     pub requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
+type Answer = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
 impl TestServer {
+    /// Serves every request on a loopback port with axum: each is recorded,
+    /// then answered as `answer` says.
     pub async fn start(answer: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
         let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let (answer, seen) = (Arc::new(answer), requests.clone());
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let (answer, seen) = (answer.clone(), seen.clone());
-                tokio::spawn(async move {
-                    let Some(request) = read_request(&mut socket).await else { return };
-                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(request.clone());
-                    let reply = answer(&request);
-                    tokio::time::sleep(reply.delay).await;
-                    let mut head = format!(
-                        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-                        reply.status,
-                        reply.body.len()
-                    );
-                    for (n, v) in &reply.headers {
-                        head.push_str(&format!("{n}: {v}\r\n"));
-                    }
-                    head.push_str("\r\n");
-                    let _ = socket.write_all(head.as_bytes()).await;
-                    let _ = socket.write_all(&reply.body).await;
-                    let _ = socket.shutdown().await;
-                });
-            }
+        let answer: Answer = Arc::new(answer);
+        let seen = requests.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (answer, seen) = (answer.clone(), seen.clone());
+            async move { reply(request, &answer, &seen).await }
         });
+        tokio::spawn(async move { axum::serve(listener, app).await });
         TestServer { url, requests }
     }
 
@@ -97,35 +83,30 @@ impl TestServer {
     }
 }
 
-async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Recorded> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+/// Records one request and answers it.
+async fn reply(
+    request: axum::extract::Request,
+    answer: &Answer,
+    seen: &Mutex<Vec<Recorded>>,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.map(|b| b.to_vec()).unwrap_or_default();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let length: usize =
-        headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
+    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let recorded = Recorded { method: parts.method.to_string(), path, headers, body };
+    seen.lock().unwrap_or_else(|e| e.into_inner()).push(recorded.clone());
+    let Reply { status, headers, body, delay } = answer(&recorded);
+    tokio::time::sleep(delay).await;
+    let mut response = axum::response::Response::new(axum::body::Body::from(body));
+    *response.status_mut() = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::IM_A_TEAPOT);
+    for (n, v) in headers {
+        if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(n), axum::http::HeaderValue::try_from(v)) {
+            response.headers_mut().append(n, v);
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
-    Some(Recorded { method, path, headers, body: buf[head_end..].to_vec() })
+    response
 }

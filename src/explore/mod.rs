@@ -84,37 +84,17 @@ pub async fn explore(wf: Arc<CompiledWorkflow>, input: Json, seed: Seed, crash: 
     Ok(points)
 }
 
-/// Runs the jobs, at most `n` at once, and gives their results in the jobs'
-/// order; the first error ends it.
+/// Runs the jobs, each a task of its own, at most `n` at once, and gives their
+/// results in the jobs' order; the first error (in that order) ends it.
 pub async fn at_once<T, F>(jobs: Vec<F>, n: usize) -> Result<Vec<T>, String>
 where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, String>> + Send + 'static,
 {
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut results: Vec<Option<T>> = jobs.iter().map(|_| None).collect();
-    for (i, job) in jobs.into_iter().enumerate() {
-        if tasks.len() >= n.max(1) {
-            next_result(&mut tasks, &mut results).await?;
-        }
-        tasks.spawn(async move { job.await.map(|t| (i, t)) });
-    }
-    while !tasks.is_empty() {
-        next_result(&mut tasks, &mut results).await?;
-    }
-    Ok(results.into_iter().flatten().collect())
-}
-
-/// Waits for the next job to end and puts its result in its place.
-async fn next_result<T: Send + 'static>(
-    tasks: &mut tokio::task::JoinSet<Result<(usize, T), String>>,
-    results: &mut [Option<T>],
-) -> Result<(), String> {
-    if let Some(done) = tasks.join_next().await {
-        let (i, t) = done.map_err(|e| format!("a run stopped: {e}"))??;
-        results[i] = Some(t);
-    }
-    Ok(())
+    use futures_util::{StreamExt, TryStreamExt};
+    let spawned = futures_util::stream::iter(jobs)
+        .map(|job| async move { tokio::spawn(job).await.map_err(|e| format!("a run stopped: {e}"))? });
+    spawned.buffered(n.max(1)).try_collect().await
 }
 
 fn not_reached(name: &str, why: &str) -> Point {

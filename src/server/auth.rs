@@ -34,19 +34,51 @@ pub async fn require_token(State(app): State<Arc<App>>, request: Request, next: 
 
 /// The token a request carries, from the header or the console's cookie.
 fn presented(request: &Request) -> Option<String> {
-    let headers = request.headers();
+    presented_in(request.headers())
+}
+
+fn presented_in(headers: &axum::http::HeaderMap) -> Option<String> {
     if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return Some(value.strip_prefix("Bearer ").unwrap_or(value).trim().to_owned());
     }
     let cookies = headers.get_all(header::COOKIE).into_iter().filter_map(|v| v.to_str().ok());
-    cookies.flat_map(|c| c.split(';')).find_map(|pair| {
-        let (name, value) = pair.trim().split_once('=')?;
-        (name == COOKIE).then(|| value.to_owned())
-    })
+    cookies
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE)
+        .map(|c| c.value_trimmed().to_owned())
 }
 
 /// Compares without stopping at the first difference (no timing hint).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn with(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(name.clone(), HeaderValue::from_str(value).expect("a header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_token_comes_from_the_header_or_the_consoles_cookie() {
+        let bearer = with(&[(header::AUTHORIZATION, "Bearer s3cret ")]);
+        assert_eq!(presented_in(&bearer).as_deref(), Some("s3cret"));
+        let among = with(&[(header::COOKIE, "theme=dark; sagaflow_token=s3cret; lang=en")]);
+        assert_eq!(presented_in(&among).as_deref(), Some("s3cret"));
+        let quoted = with(&[(header::COOKIE, "sagaflow_token=\"s3cret\"")]);
+        assert_eq!(presented_in(&quoted).as_deref(), Some("s3cret"), "a quoted value (RFC 6265) is its inside");
+        let second_header = with(&[(header::COOKIE, "a=1"), (header::COOKIE, "sagaflow_token=s3cret")]);
+        assert_eq!(presented_in(&second_header).as_deref(), Some("s3cret"));
+        let lookalike = with(&[(header::COOKIE, "xsagaflow_token=s3cret; broken")]);
+        assert_eq!(presented_in(&lookalike), None);
+    }
 }
