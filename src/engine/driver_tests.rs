@@ -170,8 +170,8 @@ async fn cancelling_a_run_cancels_its_attempt_and_rolls_back() {
     let r = engine.wait(&id).await.expect("record");
     assert!(started.elapsed() < Duration::from_secs(3), "the 5 s attempt was cancelled, not waited for");
     assert_eq!(r.status, "compensated");
-    assert_eq!(r.error.map(|e| e.code), Some("cancelled".to_owned()));
-    assert_eq!(r.steps[1].error.clone().map(|e| e.code), Some("cancelled".to_owned()));
+    assert_eq!(r.error.map(|e| e.code.to_string()), Some("cancelled".to_owned()));
+    assert_eq!(r.steps[1].error.clone().map(|e| e.code.to_string()), Some("cancelled".to_owned()));
 }
 
 #[tokio::test]
@@ -180,7 +180,7 @@ async fn an_output_too_large_to_keep_fails_the_step() {
     let wf = workflow("name: w\nsteps:\n  - id: a\n    action: probe.call\n");
     let id = s.engine.start_run(wf, json!({})).await.expect("started");
     let r = s.engine.wait(&id).await.expect("record");
-    assert_eq!(r.steps[0].error.clone().map(|e| e.code), Some("too_large".to_owned()));
+    assert_eq!(r.steps[0].error.clone().map(|e| e.code.to_string()), Some("too_large".to_owned()));
     assert_eq!(r.status, "failed");
 }
 
@@ -237,7 +237,7 @@ async fn an_event_that_came_before_the_wait_began_is_not_lost_and_waits_time_out
     engine.flush().await;
     clock.advance_to(clock.now_ms() + 2 * 3_600_000);
     let r = engine.wait(&id).await.expect("record");
-    assert_eq!(r.steps[0].error.clone().map(|e| e.code), Some("timeout".to_owned()));
+    assert_eq!(r.steps[0].error.clone().map(|e| e.code.to_string()), Some("timeout".to_owned()));
 }
 
 #[tokio::test]

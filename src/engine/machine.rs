@@ -34,21 +34,13 @@ use super::template::{RenderFailure, ValueTemplate};
 use crate::dsl::model::{OnError, Retry, Section};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 use crate::journal::status::RunStatus;
+pub use crate::journal::status::{StepStatus, UnitStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Forward,
     RollingBack,
     Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnitStatus {
-    Pending,
-    Running,
-    Retrying,
-    Succeeded,
-    Failed,
 }
 
 /// One attempt-bearing unit: a step, or one item of a `for_each` step.
@@ -83,15 +75,6 @@ impl Unit {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-}
-
 #[derive(Debug, Clone)]
 pub struct StepState {
     pub status: StepStatus,
@@ -107,7 +90,7 @@ pub struct StepState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunError {
     pub step: Option<String>,
-    pub code: String,
+    pub code: crate::base::error::ErrorCode,
     pub message: String,
 }
 
@@ -833,20 +816,14 @@ impl RunState {
         state.units.first().and_then(|u| u.output.clone()).unwrap_or(Json::Null)
     }
 
-    pub fn step_status(&self, s: usize) -> &'static str {
+    pub fn step_status(&self, s: usize) -> StepStatus {
         let state = &self.steps[s];
         let comp: Vec<&Unit> = state.units.iter().filter_map(|u| u.compensation.as_deref()).collect();
         if !comp.is_empty() && comp.iter().all(|c| c.done()) {
             let all_ok = comp.iter().all(|c| c.status == UnitStatus::Succeeded);
-            return if all_ok { "compensated" } else { "compensation_failed" };
+            return if all_ok { StepStatus::Compensated } else { StepStatus::CompensationFailed };
         }
-        match state.status {
-            StepStatus::Pending => "pending",
-            StepStatus::Running => "running",
-            StepStatus::Succeeded => "succeeded",
-            StepStatus::Failed => "failed",
-            StepStatus::Skipped => "skipped",
-        }
+        state.status
     }
 
     /// What templates of step `s` (and item) can read.
@@ -856,7 +833,9 @@ impl RunState {
             .steps
             .iter()
             .enumerate()
-            .map(|(i, def)| (def.id.clone(), json!({ "output": self.step_output(i), "status": self.step_status(i) })))
+            .map(|(i, def)| {
+                (def.id.clone(), json!({ "output": self.step_output(i), "status": self.step_status(i).as_str() }))
+            })
             .collect();
         let mut ctx = json!({
             "input": self.input,
@@ -888,7 +867,7 @@ pub fn event_key(key: Option<&Json>) -> String {
 }
 
 fn may_retry(retry: &Retry, e: &ActionError, attempt: u32) -> bool {
-    let listed = retry.on.as_ref().is_none_or(|codes| codes.iter().any(|c| c.value == e.code));
+    let listed = retry.on.as_ref().is_none_or(|codes| codes.iter().any(|c| e.code == c.value.as_str()));
     e.is_retryable() && listed && attempt < retry.max_attempts
 }
 

@@ -1,10 +1,10 @@
 //! The run record of DSL.md: what `run --format json`, `show` and the API print.
 
-use crate::journal::status::RunStatus;
+use crate::journal::status::{RunStatus, StepStatus, UnitStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::machine::{Phase, RunState, UnitStatus};
+use super::machine::{Phase, RunState};
 use crate::journal::entry::ActionError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,14 +29,14 @@ pub struct RunRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ErrorRecord {
     pub step: Option<String>,
-    pub code: String,
+    pub code: crate::base::error::ErrorCode,
     pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepRecord {
     pub id: String,
-    pub status: String,
+    pub status: StepStatus,
     pub attempts: u32,
     pub output: Json,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +51,7 @@ pub struct StepRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ItemRecord {
     pub index: usize,
-    pub status: String,
+    pub status: UnitStatus,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ActionError>,
@@ -62,20 +62,10 @@ pub struct CompensationRecord {
     pub step: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
-    pub status: String,
+    pub status: UnitStatus,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ActionError>,
-}
-
-fn unit_status(s: UnitStatus) -> &'static str {
-    match s {
-        UnitStatus::Pending => "pending",
-        UnitStatus::Running => "running",
-        UnitStatus::Retrying => "retrying",
-        UnitStatus::Succeeded => "succeeded",
-        UnitStatus::Failed => "failed",
-    }
 }
 
 impl RunRecord {
@@ -138,17 +128,12 @@ fn step_record(run: &RunState, s: usize) -> StepRecord {
             .units
             .iter()
             .enumerate()
-            .map(|(index, u)| ItemRecord {
-                index,
-                status: unit_status(u.status).to_owned(),
-                attempts: u.attempts,
-                error: u.error.clone(),
-            })
+            .map(|(index, u)| ItemRecord { index, status: u.status, attempts: u.attempts, error: u.error.clone() })
             .collect()
     });
     StepRecord {
         id: def.id.clone(),
-        status: run.step_status(s).to_owned(),
+        status: run.step_status(s),
         attempts,
         output: run.step_output(s),
         error,
@@ -162,7 +147,7 @@ fn compensation_record(run: &RunState, s: usize, item: Option<usize>) -> Option<
     Some(CompensationRecord {
         step: run.wf.steps[s].id.clone(),
         item,
-        status: unit_status(c.status).to_owned(),
+        status: c.status,
         attempts: c.attempts,
         error: c.error.clone(),
     })

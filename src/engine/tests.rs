@@ -267,7 +267,7 @@ fn a_when_that_renders_false_skips_and_a_for_each_of_text_fails() {
     );
     let r = RunRecord::of(&state);
     assert_eq!(r.status, "failed");
-    assert_eq!(r.error.map(|e| e.code), Some("template".to_owned()));
+    assert_eq!(r.error.map(|e| e.code.to_string()), Some("template".to_owned()));
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn the_run_deadline_rolls_back_what_succeeded() {
         |step, _, _| if step == "b" { err("unavailable") } else { ok(json!(1)) },
     );
     let r = RunRecord::of(&state);
-    assert_eq!((r.status.as_str(), r.error.map(|e| e.code)), ("compensated", Some("timeout".to_owned())));
+    assert_eq!((r.status.as_str(), r.error.map(|e| e.code.to_string())), ("compensated", Some("timeout".to_owned())));
     assert_eq!(r.steps[1].attempts, 3, "attempts at 0, 400 and 800 ms; the deadline comes at 1 s");
 }
 

@@ -107,3 +107,63 @@ mod tests {
         assert_eq!(e, "`succeded` is not a run status; did you mean `succeeded`?");
     }
 }
+
+/// Names a status enum's variants once, for `as_str`, `Display` and
+/// comparisons with a plain string; serialised as that name.
+macro_rules! named_status {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vdoc])* $variant,)* }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+named_status! {
+    /// Where a step stands, as the run record and templates (`steps.X.status`) say it.
+    StepStatus {
+        Pending => "pending",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Skipped => "skipped",
+        /// It succeeded, and its compensation ran and succeeded.
+        Compensated => "compensated",
+        /// Its compensation failed for good: a person must look.
+        CompensationFailed => "compensation_failed",
+    }
+}
+
+named_status! {
+    /// Where one attempt-bearing unit (a step, an item of a `for_each`, or a
+    /// compensation) stands.
+    UnitStatus {
+        Pending => "pending",
+        Running => "running",
+        /// Its last attempt failed; another is due after a backoff.
+        Retrying => "retrying",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+}

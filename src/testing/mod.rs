@@ -74,7 +74,7 @@ fn miss(expected: &Expected, got: &Outcome) -> Option<String> {
         }
         Expected::Step { id, status } => {
             let step = r.steps.iter().find(|s| s.id == *id)?;
-            (step.status != *status).then(|| {
+            (step.status != status.as_str()).then(|| {
                 let why = step.error.as_ref().map(|e| format!(" ({}: {})", e.code, e.message)).unwrap_or_default();
                 format!("expected step `{id}` to be `{status}`, it is `{}`{why}", step.status)
             })

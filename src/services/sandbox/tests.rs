@@ -63,7 +63,7 @@ fn at_once<T: Send + 'static>(
 
 fn codes<T>(results: &[Result<T, ActionError>]) -> (usize, Vec<String>) {
     let ok = results.iter().filter(|r| r.is_ok()).count();
-    let errors = results.iter().filter_map(|r| r.as_ref().err().map(|e| e.code.clone())).collect();
+    let errors = results.iter().filter_map(|r| r.as_ref().err().map(|e| e.code.to_string())).collect();
     (ok, errors)
 }
 
