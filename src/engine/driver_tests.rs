@@ -344,3 +344,30 @@ async fn a_store_that_cannot_write_holds_the_engine_until_it_can_and_nothing_is_
     assert_eq!(ends, 2, "each attempt's end is written once: {journal:?}");
     assert!(engine.metrics().storage.failures.load(Ordering::Relaxed) >= 1);
 }
+
+#[tokio::test]
+async fn a_commit_another_writer_fenced_off_stops_the_engine_even_where_outages_are_waited_out() {
+    use crate::store::{ReadRuns, StoreError, StoreErrorKind};
+    let store = Arc::new(MemoryStore::default());
+    let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refusing = fenced.clone();
+    let rule = move |_: &crate::store::Commit| {
+        let taken = StoreError::new(StoreErrorKind::Conflict, "run taken over by worker b");
+        refusing.load(Ordering::SeqCst).then_some(taken)
+    };
+    let faulty = crate::store::faulty::Faulty::new(store.clone(), Box::new(rule));
+    let registry = crate::config::registry::builtin_shared().clone();
+    // As `serve` runs it: a store that cannot write is waited for without a bound.
+    let options = EngineOptions { write_outage_limit: None, ..EngineOptions::default() };
+    let engine = Engine::start(Arc::new(faulty), registry, options);
+    let wf = builtin(
+        "name: w\nsteps:\n  - id: a\n    action: mock\n    with: { delay: 200ms }\n  - id: b\n    action: mock\n",
+    );
+    let id = engine.start_run(wf, json!({})).await.expect("started");
+    fenced.store(true, Ordering::SeqCst);
+    let ended = tokio::time::timeout(Duration::from_secs(20), engine.wait(&id)).await;
+    assert_eq!(ended.expect("the engine stopped instead of trying the fenced commit forever"), None);
+    let journal = store.entries(&id).expect("journal");
+    assert!(!journal.iter().any(|e| matches!(e, crate::journal::entry::Entry::RunFinished { .. })), "{journal:?}");
+    assert_eq!(engine.metrics().storage.error().as_deref(), Some("run taken over by worker b"));
+}

@@ -27,7 +27,45 @@ use compiled::CompiledWorkflow;
 use machine::RunState;
 
 use crate::actions::Registry;
-use crate::store::ReadRuns;
+use crate::store::{ReadRuns, StoreError};
+
+/// Why a run (or a workflow version) cannot be read back from the store.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// No run has this id.
+    NoSuchRun(String),
+    /// The store could not be read.
+    Store(StoreError),
+    /// The store has no copy of the workflow version the run started on.
+    NoCopy(String),
+    /// The stored workflow version no longer compiles (its actions changed).
+    NoLongerCompiles(String),
+}
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayError::NoSuchRun(id) => write!(f, "there is no run `{id}`"),
+            ReplayError::Store(e) => f.write_str(&e.message),
+            ReplayError::NoCopy(hash) => write!(f, "the store has no copy of workflow version {hash}"),
+            ReplayError::NoLongerCompiles(hash) => write!(f, "the stored workflow version {hash} no longer compiles"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+impl From<StoreError> for ReplayError {
+    fn from(e: StoreError) -> Self {
+        ReplayError::Store(e)
+    }
+}
+
+impl From<ReplayError> for String {
+    fn from(e: ReplayError) -> Self {
+        e.to_string()
+    }
+}
 
 /// Workflow versions compiled from the store, by content hash.
 #[derive(Default)]
@@ -42,16 +80,13 @@ impl Versions {
         store: &dyn ReadRuns,
         hash: &str,
         registry: &Registry,
-    ) -> Result<Arc<CompiledWorkflow>, String> {
+    ) -> Result<Arc<CompiledWorkflow>, ReplayError> {
         if let Some(wf) = self.compiled.get(hash) {
             return Ok(wf.clone());
         }
-        let source = store
-            .definition(hash)
-            .map_err(|e| e.message)?
-            .ok_or_else(|| format!("the store has no copy of workflow version {hash}"))?;
+        let source = store.definition(hash)?.ok_or_else(|| ReplayError::NoCopy(hash.to_owned()))?;
         let wf = CompiledWorkflow::compile(Path::new("<stored definition>"), &source, registry)
-            .map_err(|_| format!("the stored workflow version {hash} no longer compiles"))?;
+            .map_err(|_| ReplayError::NoLongerCompiles(hash.to_owned()))?;
         self.compiled.insert(hash.to_owned(), wf.clone());
         Ok(wf)
     }
@@ -63,11 +98,11 @@ pub fn replay(
     versions: &mut Versions,
     run_id: &str,
     registry: &Registry,
-) -> Result<RunState, String> {
-    let meta = store.run(run_id).map_err(|e| e.message)?.ok_or_else(|| format!("there is no run `{run_id}`"))?;
+) -> Result<RunState, ReplayError> {
+    let meta = store.run(run_id)?.ok_or_else(|| ReplayError::NoSuchRun(run_id.to_owned()))?;
     let wf = versions.get(store, &meta.hash, registry)?;
     let secrets = wf.secret_values();
-    Ok(RunState::replayed_with(run_id, wf, &store.entries(run_id).map_err(|e| e.message)?, secrets))
+    Ok(RunState::replayed_with(run_id, wf, &store.entries(run_id)?, secrets))
 }
 
 /// Hands every unfinished run in the store to the engine, on the version it
@@ -77,12 +112,12 @@ pub async fn resume_unfinished(
     engine: &driver::Engine,
     store: &dyn crate::store::Store,
     registry: &Registry,
-) -> Result<Vec<String>, String> {
-    let unfinished: Vec<_> = store.runs().map_err(|e| e.message)?.into_iter().filter(|r| !r.is_finished()).collect();
+) -> Result<Vec<String>, ReplayError> {
+    let unfinished: Vec<_> = store.runs()?.into_iter().filter(|r| !r.is_finished()).collect();
     let mut versions = Versions::default();
     for meta in &unfinished {
         let wf = versions.get(store, &meta.hash, registry)?;
-        let entries = store.entries(&meta.run_id).map_err(|e| e.message)?;
+        let entries = store.entries(&meta.run_id)?;
         engine.resume(meta.run_id.clone(), wf, entries).await;
     }
     // One more turn of the loop: the last resumed runs have acted.

@@ -76,8 +76,22 @@ impl ApiError {
 }
 
 impl From<crate::store::StoreError> for ApiError {
+    /// Storage that may take the request later is 503 with `Retry-After`.
     fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::internal(e.message)
+        match e.kind {
+            crate::store::StoreErrorKind::Unavailable => ApiError::storage_unavailable(e.message),
+            _ => ApiError::internal(e.message),
+        }
+    }
+}
+
+impl From<crate::engine::ReplayError> for ApiError {
+    fn from(e: crate::engine::ReplayError) -> ApiError {
+        match e {
+            crate::engine::ReplayError::Store(e) => e.into(),
+            crate::engine::ReplayError::NoSuchRun(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        }
     }
 }
 

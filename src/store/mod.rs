@@ -32,6 +32,10 @@ pub enum StoreErrorKind {
     Broken,
     /// What the store holds cannot be read (a damaged record, another format).
     Corrupt,
+    /// Another writer owns what the write touches (in a store shared by
+    /// workers, a run fenced by the worker that took it over): tried again, it
+    /// fails again; the writer must let the runs go.
+    Conflict,
     /// Anything else: a path that is not a data directory, a lock held elsewhere.
     Other,
 }

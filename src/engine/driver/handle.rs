@@ -162,13 +162,13 @@ impl Engine {
     }
 
     /// A run's state read back from the store (each version compiled once).
-    pub fn replay(&self, run_id: &str) -> Result<super::super::machine::RunState, String> {
+    pub fn replay(&self, run_id: &str) -> Result<super::super::machine::RunState, super::super::ReplayError> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         super::super::replay(self.store.as_ref(), &mut versions, run_id, &self.registry)
     }
 
     /// A workflow version from the store's copy (compiled once).
-    pub fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, String> {
+    pub fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, super::super::ReplayError> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         versions.get(self.store.as_ref(), hash, &self.registry)
     }

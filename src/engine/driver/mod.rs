@@ -308,12 +308,15 @@ impl Driver {
                     if self.metrics.storage.error().is_none() {
                         warn!(error = %e, "the store cannot write; the engine tries the same commit again until it can");
                     }
-                    // A store broken for good is not waited for where waiting has a bound.
+                    // A store broken for good is not waited for where waiting has a bound;
+                    // a commit another writer fenced off is never tried again (the runs
+                    // are no longer this engine's to move; their owner goes on with them).
                     let broken = e.kind == crate::store::StoreErrorKind::Broken;
+                    let fenced = e.kind == crate::store::StoreErrorKind::Conflict;
                     self.metrics.storage.failed(e.message);
                     let too_long =
                         self.write_outage_limit.is_some_and(|limit| broken || first_failure.elapsed() >= limit);
-                    if rx.is_closed() || too_long {
+                    if rx.is_closed() || too_long || fenced {
                         return false;
                     }
                     tokio::time::sleep(wait).await;

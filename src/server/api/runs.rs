@@ -139,7 +139,7 @@ pub async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<
 
 fn record(app: &App, id: &str) -> Result<RunRecord, ApiError> {
     let meta = run_meta(app, id)?;
-    let state = app.engine.replay(&meta.run_id).map_err(ApiError::internal)?;
+    let state = app.engine.replay(&meta.run_id)?;
     Ok(RunRecord::of(&state))
 }
 
@@ -210,7 +210,7 @@ pub async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
     let place = app.long_request()?;
     // Listen before reading the history: nothing falls between the two.
     let live = app.engine.transitions();
-    let wf = app.engine.version(&meta.hash).map_err(ApiError::internal)?;
+    let wf = app.engine.version(&meta.hash)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
     tokio::spawn(async move {
         follow(app, id, wf, live, tx).await;
