@@ -156,7 +156,7 @@ pub enum Format {
 }
 
 /// Exit code 2: the command was used wrongly.
-pub fn usage_error(message: &str) -> ExitCode {
+pub fn usage_error(message: &(impl std::fmt::Display + ?Sized)) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }

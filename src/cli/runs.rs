@@ -31,7 +31,7 @@ pub fn show(args: ShowArgs) -> ExitCode {
     };
     match replay(&store, &mut Versions::default(), &args.run_id, crate::config::registry::builtin()) {
         Ok(state) => output::print_run(&RunRecord::of(&state), args.output.format),
-        Err(e) => usage_error(&e.to_string()),
+        Err(e) => usage_error(&e),
     }
 }
 

@@ -49,7 +49,7 @@ fn show(args: ShowArgs) -> ExitCode {
         }
     }
     let state = match super::setup::open_sandbox(&args.data.path)
-        .and_then(|(_, sandbox, _)| sandbox.show(args.service.as_deref()))
+        .and_then(|(_, sandbox, _)| Ok(sandbox.show(args.service.as_deref())?))
     {
         Ok(state) => state,
         Err(e) => return usage_error(&e),
@@ -78,7 +78,7 @@ fn human(state: &Json) -> String {
 }
 
 fn reset(args: ResetArgs) -> ExitCode {
-    let done = super::setup::open_sandbox(&args.data.path).and_then(|(_, sandbox, seed)| sandbox.reset(&seed));
+    let done = super::setup::open_sandbox(&args.data.path).and_then(|(_, sandbox, seed)| Ok(sandbox.reset(&seed)?));
     match done {
         Ok(()) => {
             println!("the sandbox in {} is back to its seed", args.data.path.display());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::{runtime, usage_error};
 use crate::engine::compiled::CompiledWorkflow;
-use crate::explore::at_once;
+use crate::explore::{at_once, ExploreError};
 use crate::journal::injection::Injection;
 use crate::services::sandbox::Seed;
 use crate::testing::spec::TestFile;
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> ExitCode {
 
 /// Every case of every file, four at once, each on its own fresh sandbox;
 /// the results in file and case order.
-async fn run_all(loaded: Arc<Vec<Loaded>>, seed: Seed) -> Result<Vec<Vec<CaseResult>>, String> {
+async fn run_all(loaded: Arc<Vec<Loaded>>, seed: Seed) -> Result<Vec<Vec<CaseResult>>, ExploreError> {
     let all: Vec<(usize, usize)> =
         loaded.iter().enumerate().flat_map(|(f, (t, ..))| (0..t.cases.len()).map(move |c| (f, c))).collect();
     let jobs = all.iter().map(|&(f, c)| {

@@ -46,10 +46,10 @@ impl Backends {
             Some(store) => Sandbox::open(store.db(), &seed, true),
             None => Sandbox::temporary(&seed),
         }
-        .map_err(ConfigError)?;
+        .map_err(ConfigError::from)?;
         if let Some(store) = store {
             let flushed = sandbox.clone();
-            store.before_commit(Box::new(move || flushed.flush()));
+            store.before_commit(Box::new(move || Ok(flushed.flush()?)));
         }
         Backends::on(config, sandbox)
     }
@@ -151,7 +151,7 @@ impl Config {
     }
 
     fn mailer(&self, sandbox: &Sandbox) -> Result<Arc<dyn Mailer>, ConfigError> {
-        let Some(smtp) = &self.smtp else { return sandbox.mailbox().map_err(ConfigError) };
+        let Some(smtp) = &self.smtp else { return sandbox.mailbox().map_err(ConfigError::from) };
         let password = match &smtp.password_secret {
             Some(name) => Some(Secret::hidden(self.secret(name, "smtp.password_secret")?)),
             None => None,
@@ -172,7 +172,7 @@ impl Config {
     /// Every service on the backend the config chooses; the sandbox otherwise.
     fn services(&self, sandbox: &Sandbox, client: &Client) -> Result<Services, ConfigError> {
         let templates = Arc::new(self.templates()?);
-        let mut services = sandbox.services(templates.clone()).map_err(ConfigError)?;
+        let mut services = sandbox.services(templates.clone()).map_err(ConfigError::from)?;
         macro_rules! choose {
             ($($field:ident),*) => {$(
                 if let Some(h) = self.http_service(stringify!($field), client)? {

@@ -134,6 +134,12 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError(pub String);
 
+impl From<crate::services::sandbox::SandboxError> for ConfigError {
+    fn from(e: crate::services::sandbox::SandboxError) -> Self {
+        ConfigError(e.to_string())
+    }
+}
+
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

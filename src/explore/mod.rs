@@ -23,18 +23,76 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::base::clock::VirtualClock;
-use crate::config::{Backends, Config};
+use crate::config::{Backends, Config, ConfigError};
 use crate::dsl::model::{OnError, Section};
 use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions, NewRun};
 use crate::engine::record::RunRecord;
+use crate::engine::ReplayError;
 use crate::journal::entry::Entry;
 use crate::journal::injection::Injection;
-use crate::services::sandbox::{Sandbox, Seed};
+use crate::services::sandbox::{Sandbox, SandboxError, Seed};
 use crate::store::faulty::{FailRule, Faulty};
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError, StoreErrorKind};
 use holdings::{counts, holdings, leaks};
+
+/// Why a workflow could not be run in the simulated world (a problem of this
+/// machine or of the engine, not a finding about the workflow).
+#[derive(Debug)]
+pub enum ExploreError {
+    /// A temporary folder for a run's store could not be made.
+    TempDir(std::io::Error),
+    Store(StoreError),
+    Sandbox(SandboxError),
+    Config(ConfigError),
+    /// A run could not be read back to resume it.
+    Replay(ReplayError),
+    /// The run did not end after a new engine resumed it.
+    NotEnded(String),
+    /// A run's task stopped before it ended (it panicked, or the runtime shut down).
+    Stopped(tokio::task::JoinError),
+}
+
+impl std::fmt::Display for ExploreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExploreError::TempDir(e) => write!(f, "cannot make a temporary folder: {e}"),
+            ExploreError::Store(e) => f.write_str(&e.message),
+            ExploreError::Sandbox(e) => e.fmt(f),
+            ExploreError::Config(e) => f.write_str(&e.0),
+            ExploreError::Replay(e) => e.fmt(f),
+            ExploreError::NotEnded(run_id) => write!(f, "run {run_id} did not end after its resume"),
+            ExploreError::Stopped(e) => write!(f, "a run stopped: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ExploreError {}
+
+macro_rules! explore_error_from {
+    ($($from:ty => $variant:ident),*) => {$(
+        impl From<$from> for ExploreError {
+            fn from(e: $from) -> Self {
+                ExploreError::$variant(e)
+            }
+        }
+    )*};
+}
+
+explore_error_from!(
+    StoreError => Store,
+    SandboxError => Sandbox,
+    ConfigError => Config,
+    ReplayError => Replay,
+    tokio::task::JoinError => Stopped
+);
+
+impl From<ExploreError> for String {
+    fn from(e: ExploreError) -> Self {
+        e.to_string()
+    }
+}
 
 /// Points explored at once.
 const AT_ONCE: usize = 4;
@@ -65,14 +123,19 @@ enum Plan {
 }
 
 /// Explores a workflow with one input. `crash`: add the crash points.
-pub async fn explore(wf: Arc<CompiledWorkflow>, input: Json, seed: Seed, crash: bool) -> Result<Vec<Point>, String> {
+pub async fn explore(
+    wf: Arc<CompiledWorkflow>,
+    input: Json,
+    seed: Seed,
+    crash: bool,
+) -> Result<Vec<Point>, ExploreError> {
     let happy = run(&wf, &input, &seed, &Plan::Happy).await?;
     let mut points = vec![judge(&wf, "(none: the happy path)", &Plan::Happy, &happy, &happy)];
     let jobs = plans(&wf, &happy.record, crash).into_iter().map(|(name, plan)| {
         let (wf, input, seed, baseline) = (wf.clone(), input.clone(), seed.clone(), happy.clone());
         async move {
             match plan {
-                Err(why) => Ok(not_reached(&name, &why)),
+                Err(why) => Ok::<_, ExploreError>(not_reached(&name, &why)),
                 Ok(plan) => {
                     let outcome = run(&wf, &input, &seed, &plan).await?;
                     Ok(judge(&wf, &name, &plan, &outcome, &baseline))
@@ -86,14 +149,14 @@ pub async fn explore(wf: Arc<CompiledWorkflow>, input: Json, seed: Seed, crash: 
 
 /// Runs the jobs, each a task of its own, at most `n` at once, and gives their
 /// results in the jobs' order; the first error (in that order) ends it.
-pub async fn at_once<T, F>(jobs: Vec<F>, n: usize) -> Result<Vec<T>, String>
+pub async fn at_once<T, E, F>(jobs: Vec<F>, n: usize) -> Result<Vec<T>, E>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    E: From<tokio::task::JoinError> + Send + 'static,
+    F: std::future::Future<Output = Result<T, E>> + Send + 'static,
 {
     use futures_util::{StreamExt, TryStreamExt};
-    let spawned = futures_util::stream::iter(jobs)
-        .map(|job| async move { tokio::spawn(job).await.map_err(|e| format!("a run stopped: {e}"))? });
+    let spawned = futures_util::stream::iter(jobs).map(|job| async move { tokio::spawn(job).await? });
     spawned.buffered(n.max(1)).try_collect().await
 }
 
@@ -173,16 +236,21 @@ fn scenario(plan: &Plan) -> Scenario {
     Scenario { inject, halt_after, answers: BTreeMap::new() }
 }
 
-async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<Outcome, String> {
+async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<Outcome, ExploreError> {
     run_once(wf, input, seed, scenario(plan)).await
 }
 
 /// Runs the workflow once on a fresh sandbox and store (a temporary folder).
-pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: Scenario) -> Result<Outcome, String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
-    let store = Arc::new(SledStore::open(dir.path()).map_err(|e| e.message)?);
+pub async fn run_once(
+    wf: &Arc<CompiledWorkflow>,
+    input: &Json,
+    seed: &Seed,
+    s: Scenario,
+) -> Result<Outcome, ExploreError> {
+    let dir = tempfile::tempdir().map_err(ExploreError::TempDir)?;
+    let store = Arc::new(SledStore::open(dir.path())?);
     let sandbox = Sandbox::open(store.db(), seed, false)?;
-    let backends = Backends::on(&Config::default(), sandbox.clone()).map_err(|e| e.0)?;
+    let backends = Backends::on(&Config::default(), sandbox.clone())?;
     let before = sandbox.show(None)?;
     let world = harness::World { answers: s.answers, clock: Some(VirtualClock::default()) };
     let options =
@@ -195,7 +263,7 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
     let engine = Engine::start(crashing, backends.registry.clone(), options());
     let seen = engine.transitions();
     let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject: s.inject };
-    let (run_id, _) = engine.start_new(new).await.map_err(|e| e.message)?;
+    let (run_id, _) = engine.start_new(new).await?;
     let record = match harness::follow(&engine, store.as_ref(), wf, &run_id, &world, seen).await {
         Some(record) => record,
         None => {
@@ -206,7 +274,7 @@ pub async fn run_once(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, s: 
             crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
             harness::follow(&engine, store.as_ref(), wf, &run_id, &world, seen)
                 .await
-                .ok_or_else(|| format!("run {run_id} did not end after its resume"))?
+                .ok_or_else(|| ExploreError::NotEnded(run_id.clone()))?
         }
     };
     Ok(Outcome { record, before, after: sandbox.show(None)? })

@@ -60,7 +60,7 @@ pub struct SledStore {
 
 /// Writes of others in the same database (the sandbox services') that must be
 /// durable no later than the next commit.
-pub type BeforeCommit = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type BeforeCommit = Box<dyn Fn() -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
 
 /// A write sled refused. After an I/O error sled 0.34 refuses every later
 /// write until the process restarts, and the message says so.

@@ -53,7 +53,7 @@ pub async fn run_case(
     case: &Case,
     inject: Vec<Injection>,
     seed: &Seed,
-) -> Result<CaseResult, String> {
+) -> Result<CaseResult, crate::explore::ExploreError> {
     let scenario = Scenario { inject, halt_after: None, answers: case.events.clone() };
     let outcome = run_once(wf, &case.input, seed, scenario).await?;
     let misses =

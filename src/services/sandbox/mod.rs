@@ -13,6 +13,7 @@ mod payments;
 pub mod seed;
 mod users;
 
+use crate::base::error::ActionError;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
@@ -47,8 +48,48 @@ pub struct Sandbox {
     db: sled::Db,
 }
 
-fn storage(e: impl std::fmt::Display) -> String {
-    format!("the sandbox store failed: {e}")
+/// Why the sandbox cannot do what was asked.
+#[derive(Debug)]
+pub enum SandboxError {
+    /// sled could not open, read or write the sandbox's trees.
+    Storage(sled::Error),
+    /// A ledger's read or write failed.
+    Ledger(ActionError),
+    /// A service's seed could not be written.
+    Seed { service: &'static str, error: ActionError },
+    /// There is no sandbox service of this name.
+    NoService(String),
+}
+
+impl std::fmt::Display for SandboxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SandboxError::Storage(e) => write!(f, "the sandbox store failed: {e}"),
+            SandboxError::Ledger(e) => f.write_str(&e.message),
+            SandboxError::Seed { service, error } => write!(f, "cannot seed the sandbox {service}: {}", error.message),
+            SandboxError::NoService(name) => write!(f, "there is no sandbox service `{name}`"),
+        }
+    }
+}
+
+impl std::error::Error for SandboxError {}
+
+impl From<sled::Error> for SandboxError {
+    fn from(e: sled::Error) -> Self {
+        SandboxError::Storage(e)
+    }
+}
+
+impl From<ActionError> for SandboxError {
+    fn from(e: ActionError) -> Self {
+        SandboxError::Ledger(e)
+    }
+}
+
+impl From<SandboxError> for String {
+    fn from(e: SandboxError) -> Self {
+        e.to_string()
+    }
 }
 
 impl Sandbox {
@@ -56,14 +97,13 @@ impl Sandbox {
     /// `buffered`: the services' writes wait for [`Sandbox::flush`], which the
     /// run store calls before each group commit (see [`ledger`]); otherwise
     /// each call writes through.
-    pub fn open(db: sled::Db, seed: &Seed, buffered: bool) -> Result<Sandbox, String> {
+    pub fn open(db: sled::Db, seed: &Seed, buffered: bool) -> Result<Sandbox, SandboxError> {
         let mut ledgers = std::collections::BTreeMap::new();
         for (service, _) in SERVICES {
-            let tree = db.open_tree(format!("sandbox.{service}")).map_err(storage)?;
+            let tree = db.open_tree(format!("sandbox.{service}"))?;
             let ledger = Ledger::new(tree, buffered);
             if ledger.is_empty() {
-                seed.apply(service, &ledger)
-                    .map_err(|e| format!("cannot seed the sandbox {service}: {}", e.message))?;
+                seed.apply(service, &ledger).map_err(|error| SandboxError::Seed { service, error })?;
             }
             ledgers.insert(*service, ledger);
         }
@@ -73,41 +113,41 @@ impl Sandbox {
     }
 
     /// Writes every service's buffered writes to sled (the next flush makes them durable).
-    pub fn flush(&self) -> Result<(), String> {
-        self.ledgers.values().try_for_each(Ledger::flush).map_err(|e| e.message)
+    pub fn flush(&self) -> Result<(), SandboxError> {
+        Ok(self.ledgers.values().try_for_each(Ledger::flush)?)
     }
 
     /// A sandbox in a temporary database, gone when dropped (unit tests, benchmarks).
-    pub fn temporary(seed: &Seed) -> Result<Sandbox, String> {
-        let db = sled::Config::new().temporary(true).open().map_err(storage)?;
+    pub fn temporary(seed: &Seed) -> Result<Sandbox, SandboxError> {
+        let db = sled::Config::new().temporary(true).open()?;
         Sandbox::open(db, seed, false)
     }
 
-    pub fn ledger(&self, service: &str) -> Result<Ledger, String> {
-        self.ledgers.get(service).cloned().ok_or_else(|| format!("there is no sandbox service `{service}`"))
+    pub fn ledger(&self, service: &str) -> Result<Ledger, SandboxError> {
+        self.ledgers.get(service).cloned().ok_or_else(|| SandboxError::NoService(service.to_owned()))
     }
 
     /// Empties every service and seeds it again.
-    pub fn reset(&self, seed: &Seed) -> Result<(), String> {
+    pub fn reset(&self, seed: &Seed) -> Result<(), SandboxError> {
         for (service, _) in SERVICES {
             let ledger = self.ledger(service)?;
-            ledger.clear().map_err(|e| e.message)?;
-            seed.apply(service, &ledger).map_err(|e| e.message)?;
+            ledger.clear()?;
+            seed.apply(service, &ledger).map_err(|error| SandboxError::Seed { service, error })?;
         }
         // The seed's writes are buffered in the ledgers: write them, then make them durable.
         self.flush()?;
-        self.db.flush().map_err(storage)?;
+        self.db.flush()?;
         Ok(())
     }
 
     /// The state of one service (or every one): `{service: {kind: [records]}}`.
-    pub fn show(&self, only: Option<&str>) -> Result<Json, String> {
+    pub fn show(&self, only: Option<&str>) -> Result<Json, SandboxError> {
         let mut out = serde_json::Map::new();
         for (service, kinds) in SERVICES.iter().filter(|(s, _)| only.is_none_or(|o| o == *s)) {
             let ledger = self.ledger(service)?;
             let mut records = serde_json::Map::new();
             for kind in *kinds {
-                records.insert((*kind).to_owned(), Json::Array(ledger.all(kind).map_err(|e| e.message)?));
+                records.insert((*kind).to_owned(), Json::Array(ledger.all(kind)?));
             }
             out.insert((*service).to_owned(), Json::Object(records));
         }
@@ -115,12 +155,12 @@ impl Sandbox {
     }
 
     /// The sandbox mailbox as a mailer.
-    pub fn mailbox(&self) -> Result<Arc<dyn Mailer>, String> {
+    pub fn mailbox(&self) -> Result<Arc<dyn Mailer>, SandboxError> {
         Ok(Arc::new(mailbox::Mailbox(self.ledger("mail")?)))
     }
 
     /// Every service on the sandbox, mail in the mailbox.
-    pub fn services(&self, templates: Arc<Templates>) -> Result<Services, String> {
+    pub fn services(&self, templates: Arc<Templates>) -> Result<Services, SandboxError> {
         let users: Arc<dyn super::users::Users> = Arc::new(users::SandboxUsers(self.ledger("users")?));
         let mailer = self.mailbox()?;
         Ok(Services {
