@@ -54,7 +54,7 @@ pub fn run(args: Args) -> ExitCode {
         max_connections: args.max_connections as usize,
     };
     let result: Result<(), String> = runtime().block_on(async move {
-        let running = server::start(options, store, &backends).await?;
+        let running = server::start(options, store, &backends).await.map_err(|e| e.to_string())?;
         println!("sagaflow serve: listening on http://{}", running.addr);
         let _ = std::io::stdout().flush();
         server::stop_signal().await;

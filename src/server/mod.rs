@@ -125,24 +125,68 @@ pub struct Running {
     grace: Duration,
 }
 
+/// Why the server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// `--listen` is not an address, or a name with none.
+    Address { listen: String, why: String },
+    /// A non-loopback address with no token: the API would be open to anyone.
+    NeedsToken(SocketAddr),
+    /// The address cannot be bound (in use, not this machine's, not allowed).
+    Listen { addr: SocketAddr, error: std::io::Error },
+    /// The workflows' first load stopped (it panicked).
+    Load(tokio::task::JoinError),
+    Store(crate::store::StoreError),
+    /// An unfinished run could not be read back to resume it.
+    Resume(crate::engine::ReplayError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Address { listen, why } => write!(f, "--listen {listen}: {why}"),
+            StartError::NeedsToken(addr) => write!(
+                f,
+                "listening on {addr} (not loopback) needs a token: set SAGAFLOW_API_TOKEN, or listen on 127.0.0.1"
+            ),
+            StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Load(e) => write!(f, "loading the workflows failed: {e}"),
+            StartError::Store(e) => f.write_str(&e.message),
+            StartError::Resume(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<crate::store::StoreError> for StartError {
+    fn from(e: crate::store::StoreError) -> Self {
+        StartError::Store(e)
+    }
+}
+
+impl From<crate::engine::ReplayError> for StartError {
+    fn from(e: crate::engine::ReplayError) -> Self {
+        StartError::Resume(e)
+    }
+}
+
 /// Starts everything: catalog, engine, relay, resumes unfinished runs, binds,
 /// then the watcher and the scheduler. Answers once the server takes requests.
-pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Backends) -> Result<Running, String> {
+pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Backends) -> Result<Running, StartError> {
     let addr: SocketAddr = resolve(&options.listen).await?;
     if !addr.ip().is_loopback() && options.token.is_none() {
-        return Err(format!(
-            "listening on {addr} (not loopback) needs a token: set SAGAFLOW_API_TOKEN, or listen on 127.0.0.1"
-        ));
+        return Err(StartError::NeedsToken(addr));
     }
     let catalog = Arc::new(Catalog::new(&options.workflows, backends.registry.clone()));
     let catalog_for_load = catalog.clone();
     let changes = tokio::task::spawn_blocking(move || catalog_for_load.reload())
         .await
-        .map_err(|e| format!("loading the workflows failed: {e}"))?;
+        .map_err(StartError::Load)?;
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(catalog.snapshot().all_active());
     let metrics = Arc::new(Metrics::default());
-    for meta in store.runs().map_err(|e| e.message)? {
+    for meta in store.runs()? {
         metrics.run_moved(&meta.workflow, "", meta.status.as_str());
     }
     // The server waits for the store as long as it takes (a full disk is freed by a person).
@@ -155,8 +199,8 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     let engine = Engine::start(store.clone(), backends.registry.clone(), options_engine);
     let relay = Relay::spawn(engine.clone(), store.clone(), subscriptions.clone());
     let resumed = crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Listen { addr, error })?;
+    let addr = listener.local_addr().map_err(|error| StartError::Listen { addr, error })?;
     let app = Arc::new(App {
         engine,
         store,
@@ -226,15 +270,16 @@ impl Running {
 }
 
 /// `host:port` to one address (a name such as `localhost` is looked up).
-async fn resolve(listen: &str) -> Result<SocketAddr, String> {
+async fn resolve(listen: &str) -> Result<SocketAddr, StartError> {
     if let Ok(addr) = listen.parse() {
         return Ok(addr);
     }
+    let fails = |why: String| StartError::Address { listen: listen.to_owned(), why };
     tokio::net::lookup_host(listen)
         .await
-        .map_err(|e| format!("--listen {listen}: not an address (write HOST:PORT, such as 127.0.0.1:8080): {e}"))?
+        .map_err(|e| fails(format!("not an address (write HOST:PORT, such as 127.0.0.1:8080): {e}")))?
         .next()
-        .ok_or_else(|| format!("--listen {listen}: the name has no address"))
+        .ok_or_else(|| fails("the name has no address".to_owned()))
 }
 
 /// Waits for ctrl-c or SIGTERM.

@@ -90,18 +90,17 @@ fn parse(trigger: &ScheduleTrigger) -> Result<(croner::Cron, TimeZone), String> 
 
 /// Starts the run of the latest tick not yet fired, if one has come; answers
 /// the next tick's time.
-async fn fire(app: &App, s: &Schedule) -> Result<Option<u64>, String> {
+async fn fire(app: &App, s: &Schedule) -> Result<Option<u64>, crate::store::StoreError> {
     let now = now_ms();
-    let Some(last) = app.store.last_tick(&s.key).map_err(|e| e.message)? else {
+    let Some(last) = app.store.last_tick(&s.key)? else {
         // A new schedule starts counting now: no ticks from before it existed.
-        app.store.set_last_tick(&s.key, now).map_err(|e| e.message)?;
+        app.store.set_last_tick(&s.key, now)?;
         return Ok(next_tick(&s.cron, &s.zone, now));
     };
     if let Some(tick) = latest_tick(&s.cron, &s.zone, now).filter(|t| *t > last) {
         let run_id = tick_run_id(&s.key, tick);
-        let started =
-            app.engine.start_run_as(run_id.clone(), s.wf.clone(), s.input.clone()).await.map_err(|e| e.message)?;
-        app.store.set_last_tick(&s.key, tick).map_err(|e| e.message)?;
+        let started = app.engine.start_run_as(run_id.clone(), s.wf.clone(), s.input.clone()).await?;
+        app.store.set_last_tick(&s.key, tick)?;
         if started {
             tracing::info!(workflow = %s.wf.name, run_id, tick, "a schedule started a run");
         }
