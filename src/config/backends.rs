@@ -27,7 +27,6 @@ pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 20;
 /// What a process runs with.
 pub struct Backends {
     pub registry: Arc<Registry>,
-    pub sandbox: Sandbox,
     /// Who takes emitted events over HTTP.
     pub webhooks: Vec<Arc<Webhook>>,
 }
@@ -67,7 +66,7 @@ impl Backends {
         let registry = crate::config::registry::with_services(&services, http)
             .map_err(|e| ConfigError(format!("action `{}` has a broken schema: {}", e.action, e.message)))?;
         let webhooks = config.webhooks(&client)?;
-        Ok(Backends { registry: Arc::new(registry), sandbox, webhooks })
+        Ok(Backends { registry: Arc::new(registry), webhooks })
     }
 }
 

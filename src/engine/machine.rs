@@ -187,6 +187,7 @@ impl RunState {
     }
 
     /// A run's state rebuilt from its journal: the fold of its entries.
+    #[cfg(test)]
     pub fn replayed(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>, entries: &[Entry]) -> RunState {
         RunState::replayed_with(run_id, wf, entries, Arc::default())
     }

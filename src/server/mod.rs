@@ -129,11 +129,17 @@ pub struct Running {
 #[derive(Debug)]
 pub enum StartError {
     /// `--listen` is not an address, or a name with none.
-    Address { listen: String, why: String },
+    Address {
+        listen: String,
+        why: String,
+    },
     /// A non-loopback address with no token: the API would be open to anyone.
     NeedsToken(SocketAddr),
     /// The address cannot be bound (in use, not this machine's, not allowed).
-    Listen { addr: SocketAddr, error: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     /// The workflows' first load stopped (it panicked).
     Load(tokio::task::JoinError),
     Store(crate::store::StoreError),
@@ -180,9 +186,7 @@ pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Back
     }
     let catalog = Arc::new(Catalog::new(&options.workflows, backends.registry.clone()));
     let catalog_for_load = catalog.clone();
-    let changes = tokio::task::spawn_blocking(move || catalog_for_load.reload())
-        .await
-        .map_err(StartError::Load)?;
+    let changes = tokio::task::spawn_blocking(move || catalog_for_load.reload()).await.map_err(StartError::Load)?;
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(catalog.snapshot().all_active());
     let metrics = Arc::new(Metrics::default());

@@ -38,7 +38,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A context for calls made outside a run (tests, `sandbox` commands).
+    /// A context for calls made outside a run (tests).
+    #[cfg(test)]
     pub fn detached(idempotency_key: &str) -> Ctx {
         Ctx {
             idempotency_key: idempotency_key.to_owned(),

@@ -141,6 +141,7 @@ impl Templates {
             .unwrap_or_else(|e| panic!("the shipped templates are broken (a test checks them): {e}"))
     }
 
+    #[cfg(test)]
     pub fn names(&self) -> &[String] {
         &self.names
     }

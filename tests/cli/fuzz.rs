@@ -4,18 +4,18 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use sagaflow::validate::check_text;
+use sagaflow::fuzzing::check_text;
 
 const VALID: &str = include_str!("../corpus/valid/every_key.yaml");
 
 fn check(bytes: &[u8]) {
-    let checked = check_text(Path::new("fuzz.yaml"), bytes, sagaflow::config::registry::builtin());
+    let checked = check_text(Path::new("fuzz.yaml"), bytes, sagaflow::fuzzing::builtin());
     for d in &checked.report.diagnostics {
         // Every diagnostic points inside the file and renders.
         assert!(d.span.start <= checked.report.file.text.len());
     }
-    let _ = sagaflow::validate::render::human(std::slice::from_ref(&checked.report), false);
-    let _ = sagaflow::validate::render::json(std::slice::from_ref(&checked.report));
+    let _ = sagaflow::fuzzing::human(std::slice::from_ref(&checked.report), false);
+    let _ = sagaflow::fuzzing::json(std::slice::from_ref(&checked.report));
 }
 
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ fn hostile_inputs_end_in_clear_errors() {
         ("empty", Vec::new(), "wrong-type"),
     ];
     for (name, bytes, code) in cases {
-        let checked = check_text(Path::new(name), &bytes, sagaflow::config::registry::builtin());
+        let checked = check_text(Path::new(name), &bytes, sagaflow::fuzzing::builtin());
         let codes: Vec<_> = checked.report.diagnostics.iter().map(|d| d.code.as_str()).collect();
         assert_eq!(codes, vec![code], "{name}");
     }

@@ -44,8 +44,6 @@ pub struct Transition {
     /// The entry's place in the run's journal, from 0.
     pub seq: u32,
     pub entry: Entry,
-    /// The run's workflow version (content hash).
-    pub version: String,
 }
 
 /// How many transitions a slow listener may fall behind before it must read

@@ -37,7 +37,6 @@ use crate::journal::injection::Injection;
 use crate::journal::status::RunStatus;
 use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
 
-pub use attempt::MAX_OUTPUT_BYTES;
 use events::Waiter;
 pub use handle::{Engine, EngineOptions, NewRun, Transition};
 use observe::{log_entry, log_finished};
@@ -356,17 +355,12 @@ impl Driver {
         if self.transitions.receiver_count() == 0 {
             return Vec::new();
         }
-        let version = |run_id: &str| self.runs.get(run_id).map(|a| a.state.wf.hash.clone()).unwrap_or_default();
-        commit
-            .entries
-            .iter()
-            .map(|(run_id, seq, entry)| Transition {
-                run_id: run_id.clone(),
-                seq: *seq,
-                entry: entry.clone(),
-                version: version(run_id),
-            })
-            .collect()
+        let transition = |(run_id, seq, entry): &(String, u32, Entry)| Transition {
+            run_id: run_id.clone(),
+            seq: *seq,
+            entry: entry.clone(),
+        };
+        commit.entries.iter().map(transition).collect()
     }
     /// Whether a run of this id is known, here or in the store.
     fn exists(&self, run_id: &str) -> Result<bool, StoreError> {
