@@ -1,4 +1,5 @@
 //! sagaflow: a declarative workflow interpreter.
+#![deny(unreachable_pub)]
 
 pub(crate) mod actions;
 pub(crate) mod adapters;

@@ -10,7 +10,7 @@ use crate::dsl::names::EVENT_TYPE_PATTERN;
 
 const DURATION_PATTERN: &str = "^[0-9]+(ms|s|m|h|d)$";
 
-pub fn actions() -> Vec<(ActionSpec, Arc<dyn Action>)> {
+pub(crate) fn actions() -> Vec<(ActionSpec, Arc<dyn Action>)> {
     vec![
         (mock(), Arc::new(Mock)),
         (sleep(), Arc::new(super::sleep::Sleep)),

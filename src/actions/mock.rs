@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 use super::{Action, ActionError, ActionFuture, Call};
 use crate::dsl::duration::Duration;
 
-pub struct Mock;
+pub(super) struct Mock;
 
 impl Action for Mock {
     fn call(&self, call: Call) -> ActionFuture {

@@ -2,9 +2,9 @@
 
 mod builtin;
 
-pub use builtin::actions as builtin_actions;
+pub(crate) use builtin::actions as builtin_actions;
 mod mock;
-pub mod sleep;
+pub(crate) mod sleep;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::base::error::ActionError;
+pub(crate) use crate::base::error::ActionError;
 
 /// One call of an action: its input and where it comes from.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ pub struct Call {
 }
 
 /// What an action call gives back.
-pub type ActionFuture = Pin<Box<dyn Future<Output = Result<Json, ActionError>> + Send>>;
+pub(crate) type ActionFuture = Pin<Box<dyn Future<Output = Result<Json, ActionError>> + Send>>;
 
 /// An action's behaviour. Its contract (schemas, effect) is its [`ActionSpec`].
 pub trait Action: Send + Sync {

@@ -10,7 +10,7 @@ use super::{Action, ActionError, ActionFuture, Call};
 use crate::dsl::duration::Duration;
 
 /// When a sleep that started at `started_at` (ms since the epoch) ends.
-pub fn wake_at(input: &Json, started_at: u64) -> Result<u64, ActionError> {
+pub(crate) fn wake_at(input: &Json, started_at: u64) -> Result<u64, ActionError> {
     if let Some(d) = input.get("for").and_then(Json::as_str) {
         let d: Duration =
             d.parse().map_err(|_| ActionError::new("invalid_input", format!("`for: {d}` is not a duration")))?;
@@ -29,12 +29,12 @@ pub fn wake_at(input: &Json, started_at: u64) -> Result<u64, ActionError> {
 }
 
 /// The output of a sleep that ended at `at`.
-pub fn woke(at: u64) -> Json {
+pub(crate) fn woke(at: u64) -> Json {
     let time = chrono::DateTime::from_timestamp_millis(at as i64).unwrap_or_default();
     json!({ "woke_at": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true) })
 }
 
-pub struct Sleep;
+pub(crate) struct Sleep;
 
 impl Action for Sleep {
     fn call(&self, call: Call) -> ActionFuture {

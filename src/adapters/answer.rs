@@ -14,7 +14,7 @@ use crate::base::error::ActionError;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// A 2xx answer: its status, headers, and body (at most the bytes asked for).
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Result<Vec<u8>, BodyError>,
@@ -22,7 +22,7 @@ pub struct Answer {
 
 /// Sends `request` (its URL shown as `shown` in errors) and reads the answer, at
 /// most `max` bytes of it. Any status but 2xx is an error saying what it means.
-pub async fn exchange(request: reqwest::RequestBuilder, shown: &str, max: usize) -> Result<Answer, ActionError> {
+pub(crate) async fn exchange(request: reqwest::RequestBuilder, shown: &str, max: usize) -> Result<Answer, ActionError> {
     let response = request.send().await.map_err(|e| transport_error(shown, &e))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();

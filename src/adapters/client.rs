@@ -13,25 +13,25 @@ use crate::services::ActionError;
 /// A value that may be a secret: its `Debug` never shows it, and as a header it
 /// is marked sensitive (hidden from reqwest's own logs).
 #[derive(Clone)]
-pub struct Secret {
+pub(crate) struct Secret {
     value: String,
     sensitive: bool,
 }
 
 impl Secret {
-    pub fn hidden(value: String) -> Secret {
+    pub(crate) fn hidden(value: String) -> Secret {
         Secret { value, sensitive: true }
     }
 
-    pub fn plain(value: String) -> Secret {
+    pub(crate) fn plain(value: String) -> Secret {
         Secret { value, sensitive: false }
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.value
     }
 
-    pub fn header_value(&self) -> Result<reqwest::header::HeaderValue, ActionError> {
+    pub(crate) fn header_value(&self) -> Result<reqwest::header::HeaderValue, ActionError> {
         let mut v = reqwest::header::HeaderValue::from_str(&self.value)
             .map_err(|_| ActionError::new("invalid_input", "a header value holds characters a header cannot carry"))?;
         v.set_sensitive(self.sensitive);
@@ -62,7 +62,7 @@ const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254
 /// live), the known metadata addresses, unspecified and broadcast; and any
 /// IPv6 address that carries one of those IPv4 addresses inside it (mapped,
 /// compatible, NAT64, 6to4, Teredo), by the IPv4 address's own rules.
-pub fn forbidden(ip: IpAddr) -> bool {
+pub(crate) fn forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
@@ -118,7 +118,7 @@ fn embedded_v4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
 /// addresses; found again in the transport error's causes to give the step
 /// the code `forbidden`.
 #[derive(Debug)]
-pub struct ForbiddenAddress(pub String);
+pub(crate) struct ForbiddenAddress(pub String);
 
 impl std::fmt::Display for ForbiddenAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,17 +156,17 @@ impl Resolve for GuardedResolver {
 
 /// The process's HTTP client (cheap to clone).
 #[derive(Clone)]
-pub struct Client(reqwest::Client);
+pub(crate) struct Client(reqwest::Client);
 
 impl Client {
-    pub fn new() -> Result<Client, String> {
+    pub(crate) fn new() -> Result<Client, String> {
         Client::with_resolver(GuardedResolver::default())
     }
 
     /// A client that answers these names itself instead of asking the system
     /// (through the same guard), for tests of names that point somewhere.
     #[cfg(test)]
-    pub fn with_hosts(hosts: std::collections::HashMap<String, Vec<IpAddr>>) -> Result<Client, String> {
+    pub(crate) fn with_hosts(hosts: std::collections::HashMap<String, Vec<IpAddr>>) -> Result<Client, String> {
         Client::with_resolver(GuardedResolver { hosts: Arc::new(hosts) })
     }
 
@@ -181,22 +181,22 @@ impl Client {
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))
     }
 
-    pub fn inner(&self) -> &reqwest::Client {
+    pub(crate) fn inner(&self) -> &reqwest::Client {
         &self.0
     }
 }
 
 /// A body too large, or cut off.
-pub struct BodyError(String, &'static str);
+pub(crate) struct BodyError(String, &'static str);
 
 impl BodyError {
-    pub fn at(self, url: &str) -> ActionError {
+    pub(crate) fn at(self, url: &str) -> ActionError {
         ActionError::new(self.1, format!("{url}: {}", self.0))
     }
 }
 
 /// Reads a response body of at most `max` bytes.
-pub async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+pub(crate) async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
     if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(BodyError(format!("the answer is larger than {max} bytes"), "too_large"));
     }

@@ -16,7 +16,7 @@ use crate::services::{ActionError, Operation};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Request {
+pub(crate) struct Request {
     /// GET, POST, PUT, PATCH, DELETE or HEAD (default GET).
     #[serde(default = "get")]
     #[schemars(regex(pattern = "^(GET|POST|PUT|PATCH|DELETE|HEAD)$"))]
@@ -40,7 +40,7 @@ fn get() -> String {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
     /// The body: JSON when it parses as JSON, else text.
@@ -49,10 +49,10 @@ pub struct Response {
 
 /// Which hosts `http.request` may call: `host`, `host:port` or `*.domain`.
 #[derive(Debug, Clone, Default)]
-pub struct AllowList(pub Vec<String>);
+pub(crate) struct AllowList(pub Vec<String>);
 
 impl AllowList {
-    pub fn allows(&self, host: &str, port: u16) -> bool {
+    pub(crate) fn allows(&self, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         self.0.iter().any(|entry| {
             let entry = entry.to_ascii_lowercase();
@@ -71,7 +71,7 @@ impl AllowList {
 }
 
 #[derive(Clone)]
-pub struct HttpRequest {
+pub(crate) struct HttpRequest {
     /// None: validation only; a call fails.
     pub client: Option<Client>,
     pub allow: AllowList,
@@ -85,7 +85,7 @@ fn refuse(message: String) -> ActionError {
 
 impl HttpRequest {
     /// For the registry validation reads: no host is allowed, nothing is called.
-    pub fn detached() -> HttpRequest {
+    pub(crate) fn detached() -> HttpRequest {
         HttpRequest {
             client: None,
             allow: AllowList::default(),
@@ -94,7 +94,7 @@ impl HttpRequest {
         }
     }
 
-    pub fn operation(self) -> Operation {
+    pub(crate) fn operation(self) -> Operation {
         let spec = crate::services::operation::spec::<Request, Response>(
             "http.request",
             "Calls an HTTP endpoint on the allow-list; the answer's status maps to the DSL's error codes.",

@@ -1,15 +1,15 @@
 //! Adapters to the outside world: the HTTP client (shared by the `http`
 //! service backends and `http.request`), the `http.request` action, SMTP mail, and webhooks.
 
-pub mod answer;
-pub mod client;
-pub mod http_request;
-pub mod service_http;
-pub mod smtp;
-pub mod webhook;
+pub(crate) mod answer;
+pub(crate) mod client;
+pub(crate) mod http_request;
+pub(crate) mod service_http;
+pub(crate) mod smtp;
+pub(crate) mod webhook;
 
 #[cfg(test)]
 #[cfg(test)]
-pub mod test_server;
+pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use crate::services::{Ctx, ServiceFuture};
 
 /// One service's REST endpoint.
 #[derive(Clone)]
-pub struct HttpService {
+pub(crate) struct HttpService {
     pub service: String,
     pub base_url: String,
     pub timeout: Duration,

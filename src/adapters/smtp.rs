@@ -13,7 +13,7 @@ use crate::services::{ActionError, Ctx, ServiceFuture};
 
 /// How to reach the SMTP server.
 #[derive(Debug, Clone)]
-pub struct SmtpSettings {
+pub(crate) struct SmtpSettings {
     pub host: String,
     pub port: u16,
     /// `none` (plain, for a relay on loopback), `starttls` or `tls`.
@@ -24,13 +24,13 @@ pub struct SmtpSettings {
     pub timeout: Duration,
 }
 
-pub struct SmtpMailer {
+pub(crate) struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: lettre::message::Mailbox,
 }
 
 impl SmtpMailer {
-    pub fn new(s: &SmtpSettings) -> Result<SmtpMailer, String> {
+    pub(crate) fn new(s: &SmtpSettings) -> Result<SmtpMailer, String> {
         let from = s.from.parse().map_err(|e| format!("smtp.from `{}` is not an address: {e}", s.from))?;
         let builder = match s.tls.as_str() {
             "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),

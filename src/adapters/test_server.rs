@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub method: String,
     pub path: String,
     /// Lower-case names.
@@ -16,13 +16,13 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -30,7 +30,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn json(status: u16, body: serde_json::Value) -> Reply {
+    pub(crate) fn json(status: u16, body: serde_json::Value) -> Reply {
         Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
@@ -39,22 +39,22 @@ impl Reply {
         }
     }
 
-    pub fn raw(status: u16, body: &[u8]) -> Reply {
+    pub(crate) fn raw(status: u16, body: &[u8]) -> Reply {
         Reply { status, headers: Vec::new(), body: body.to_vec(), delay: Duration::ZERO }
     }
 
-    pub fn header(mut self, name: &str, value: &str) -> Reply {
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
         self
     }
 
-    pub fn after(mut self, delay: Duration) -> Reply {
+    pub(crate) fn after(mut self, delay: Duration) -> Reply {
         self.delay = delay;
         self
     }
 }
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub url: String,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
 }
@@ -64,7 +64,7 @@ type Answer = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 impl TestServer {
     /// Serves every request on a loopback port with axum: each is recorded,
     /// then answered as `answer` says.
-    pub async fn start(answer: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> TestServer {
+    pub(crate) async fn start(answer: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
         let url = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -78,7 +78,7 @@ impl TestServer {
         TestServer { url, requests }
     }
 
-    pub fn seen(&self) -> Vec<Recorded> {
+    pub(crate) fn seen(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

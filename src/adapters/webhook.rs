@@ -13,7 +13,7 @@ use crate::store::{EventRecord, Subscriber};
 const MAX_ANSWER: usize = 64 * 1024;
 
 /// One configured webhook.
-pub struct Webhook {
+pub(crate) struct Webhook {
     pub name: String,
     pub url: String,
     /// Event types it takes: `order.placed`, `order.*`, or `*` for all.
@@ -28,7 +28,7 @@ pub struct Webhook {
 
 /// Why a delivery did not happen, and whether trying again may help.
 #[derive(Debug)]
-pub struct Refused {
+pub(crate) struct Refused {
     pub error: ActionError,
     pub retry: bool,
 }
@@ -40,7 +40,7 @@ fn worth_again(error: &ActionError) -> bool {
 }
 
 /// Whether `pattern` (`a.b`, `a.*`, `*`) takes the event type `kind`.
-pub fn matches(pattern: &str, kind: &str) -> bool {
+pub(crate) fn matches(pattern: &str, kind: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => kind.starts_with(prefix),
         None => pattern == kind,
@@ -49,16 +49,16 @@ pub fn matches(pattern: &str, kind: &str) -> bool {
 
 impl Webhook {
     /// This webhook as a subscriber.
-    pub fn subscriber(&self) -> Subscriber {
+    pub(crate) fn subscriber(&self) -> Subscriber {
         Subscriber::Webhook(self.name.clone())
     }
 
-    pub fn takes(&self, kind: &str) -> bool {
+    pub(crate) fn takes(&self, kind: &str) -> bool {
         self.events.iter().any(|p| matches(p, kind))
     }
 
     /// POSTs the event; a 2xx answer is delivery.
-    pub async fn deliver(&self, event: &EventRecord) -> Result<(), Refused> {
+    pub(crate) async fn deliver(&self, event: &EventRecord) -> Result<(), Refused> {
         let refused = |error: ActionError| {
             let retry = worth_again(&error);
             Refused { error, retry }

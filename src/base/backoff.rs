@@ -2,7 +2,7 @@
 
 /// The wait in milliseconds before attempt `attempt + 1` (attempts count
 /// from 1): `first` times `multiplier` to the power `attempt - 1`, at most `cap`.
-pub fn exponential(first_ms: u64, multiplier: f64, attempt: u32, cap_ms: u64) -> u64 {
+pub(crate) fn exponential(first_ms: u64, multiplier: f64, attempt: u32, cap_ms: u64) -> u64 {
     let grown = first_ms as f64 * multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
     grown.min(cap_ms as f64) as u64
 }

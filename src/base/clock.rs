@@ -9,18 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Milliseconds since the Unix epoch, by the system's clock.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A future that ends once a clock reads a given time.
-pub type Due = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Due = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What tells the engine the time, and wakes it when a timer is due.
 ///
 /// Invariant: [`Clock::now_ms`] never goes back, and the future of
 /// [`Clock::until`] ends no earlier than the moment `now_ms() >= due`.
-pub trait Clock: Send + Sync + 'static {
+pub(crate) trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     /// Ends once the clock reads `due` or later.
@@ -29,7 +29,7 @@ pub trait Clock: Send + Sync + 'static {
 
 /// The system's clock: what production runs on.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
@@ -45,7 +45,7 @@ impl Clock for SystemClock {
 /// does, and [`VirtualClock::advance_to`] jumps it forward, waking whatever
 /// waits for a time it passes.
 #[derive(Debug, Clone)]
-pub struct VirtualClock {
+pub(crate) struct VirtualClock {
     inner: Arc<Inner>,
 }
 
@@ -64,7 +64,7 @@ impl Default for VirtualClock {
 
 impl VirtualClock {
     /// Moves the clock to `at`, if that is ahead of it; never back.
-    pub fn advance_to(&self, at: u64) {
+    pub(crate) fn advance_to(&self, at: u64) {
         let ahead = at.saturating_sub(self.now_ms());
         if ahead > 0 {
             let skipped = self.inner.skipped.fetch_add(ahead, Ordering::SeqCst) + ahead;

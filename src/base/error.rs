@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The error codes a retry policy retries when it names none
 /// ([`ErrorCode::is_retryable`]), as the validator names them.
-pub const RETRYABLE_CODES: &[&str] = &["timeout", "unavailable", "rate_limited"];
+pub(crate) const RETRYABLE_CODES: &[&str] = &["timeout", "unavailable", "rate_limited"];
 
 /// What kind of failure an error is. The codes the language names have a
 /// variant each; an action's own codes (`payment_declined`, or one given with

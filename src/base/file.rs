@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// The bytes of a regular file, at most `max` plus one (so a caller tells a
 /// file over the bound apart), or why it cannot be read.
-pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
     let mut bytes = Vec::new();
     file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
@@ -19,7 +19,7 @@ pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
 
 /// The text of a regular file of at most `max` bytes; a larger file, or one
 /// that is not UTF-8, is an error that says so.
-pub fn read_regular_text(path: &Path, max: u64) -> io::Result<String> {
+pub(crate) fn read_regular_text(path: &Path, max: u64) -> io::Result<String> {
     let bytes = read_regular(path, max)?;
     if bytes.len() as u64 > max {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the file is larger than {}", size(max))));
@@ -75,7 +75,7 @@ fn describe(kind: &std::fs::FileType) -> &'static str {
 
 /// A byte count as a person reads it: MiB (whole, or to a tenth), else whole
 /// KiB, else bytes.
-pub fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     match bytes {
         b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),

@@ -5,10 +5,10 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 /// A run input may be at most this large (JSON's nesting is bounded by serde_json, 128).
-pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_INPUT_BYTES: u64 = 1024 * 1024;
 
 /// `--input`: JSON text, or `@FILE`.
-pub fn read_input(given: &str) -> Result<Json, String> {
+pub(crate) fn read_input(given: &str) -> Result<Json, String> {
     match given.strip_prefix('@') {
         Some(file) => read_input_file(Path::new(file)),
         None => parse_input(given, "--input"),
@@ -16,7 +16,7 @@ pub fn read_input(given: &str) -> Result<Json, String> {
 }
 
 /// A run input from a JSON file (a regular file, bounded in size).
-pub fn read_input_file(path: &Path) -> Result<Json, String> {
+pub(crate) fn read_input_file(path: &Path) -> Result<Json, String> {
     let bytes = super::file::read_regular(path, MAX_INPUT_BYTES)
         .map_err(|e| format!("cannot read the input file {}: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("the input file {} is not UTF-8 text", path.display()))?;

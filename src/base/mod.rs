@@ -1,10 +1,10 @@
 //! The bottom layer: vocabulary every other folder may use, importing none of them.
 
-pub mod backoff;
-pub mod clock;
-pub mod error;
-pub mod file;
-pub mod ids;
-pub mod input;
-pub mod secrets;
-pub mod suggest;
+pub(crate) mod backoff;
+pub(crate) mod clock;
+pub(crate) mod error;
+pub(crate) mod file;
+pub(crate) mod ids;
+pub(crate) mod input;
+pub(crate) mod secrets;
+pub(crate) mod suggest;

@@ -14,14 +14,14 @@ use std::sync::{OnceLock, RwLock};
 use serde_json::Value as Json;
 
 /// What stands in place of a secret's value.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Values shorter than this are not masked: a one- or two-letter "secret" would
 /// turn every such letter of every record into `***`.
-pub const MIN_MASKED_LEN: usize = 4;
+pub(crate) const MIN_MASKED_LEN: usize = 4;
 
 /// The environment variables whose values are secrets.
-pub const SECRET_PREFIX: &str = "SAGAFLOW_SECRET_";
+pub(crate) const SECRET_PREFIX: &str = "SAGAFLOW_SECRET_";
 const API_TOKEN: &str = "SAGAFLOW_API_TOKEN";
 
 struct Known {
@@ -64,7 +64,7 @@ fn add(known: &Known, value: String) {
 }
 
 /// Makes a value a known secret (one read from the environment after the start).
-pub fn register(value: &str) {
+pub(crate) fn register(value: &str) {
     let known = known();
     if !known.values.read().unwrap_or_else(|p| p.into_inner()).iter().any(|v| v == value) {
         add(known, value.to_owned());
@@ -72,24 +72,24 @@ pub fn register(value: &str) {
 }
 
 /// The value of the secret `name` (`SAGAFLOW_SECRET_<name>`), registered for masking.
-pub fn read(name: &str) -> Option<String> {
+pub(crate) fn read(name: &str) -> Option<String> {
     let value = std::env::var(format!("{SECRET_PREFIX}{name}")).ok()?;
     register(&value);
     Some(value)
 }
 
 /// The values of the named secrets that are set (each registered for masking).
-pub fn values(names: &[String]) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn values(names: &[String]) -> std::collections::BTreeMap<String, String> {
     names.iter().filter_map(|name| Some((name.clone(), read(name)?))).collect()
 }
 
 /// Whether any secret is known (when none is, masking costs nothing).
-pub fn any() -> bool {
+pub(crate) fn any() -> bool {
     known().any.load(Ordering::Acquire)
 }
 
 /// The text with every known secret's value replaced by [`MASK`].
-pub fn mask_str(text: &str) -> Cow<'_, str> {
+pub(crate) fn mask_str(text: &str) -> Cow<'_, str> {
     if !any() {
         return Cow::Borrowed(text);
     }
@@ -104,7 +104,7 @@ pub fn mask_str(text: &str) -> Cow<'_, str> {
 }
 
 /// Masks a string in place; answers whether it changed.
-pub fn mask_string(text: &mut String) -> bool {
+pub(crate) fn mask_string(text: &mut String) -> bool {
     match mask_str(text) {
         Cow::Borrowed(_) => false,
         Cow::Owned(masked) => {
@@ -115,7 +115,7 @@ pub fn mask_string(text: &mut String) -> bool {
 }
 
 /// Masks every string (and object key) inside a JSON value, by an explicit stack.
-pub fn mask_json(value: &mut Json) {
+pub(crate) fn mask_json(value: &mut Json) {
     if !any() {
         return;
     }
@@ -140,7 +140,7 @@ pub fn mask_json(value: &mut Json) {
 
 /// A writer that masks what passes through it (the log's): each log line is
 /// one write, so a secret never straddles two.
-pub struct Masked<W>(pub W);
+pub(crate) struct Masked<W>(pub W);
 
 impl<W: std::io::Write> std::io::Write for Masked<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

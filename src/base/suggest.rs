@@ -1,7 +1,7 @@
 //! "Did you mean `x`?": the closest known name to a misspelt one.
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
-pub fn closest<'a, I>(word: &str, candidates: I) -> Option<&'a str>
+pub(crate) fn closest<'a, I>(word: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
@@ -16,7 +16,7 @@ where
 }
 
 /// "did you mean `x`?", when there is a close candidate.
-pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
+pub(crate) fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
@@ -24,7 +24,7 @@ where
 }
 
 /// `; did you mean `x`?` to end a message with, or nothing when no candidate is close.
-pub fn hint<'a, I>(word: &str, candidates: I) -> String
+pub(crate) fn hint<'a, I>(word: &str, candidates: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {

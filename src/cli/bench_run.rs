@@ -19,7 +19,7 @@ use crate::store::sled::SledStore;
 use crate::store::Store;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// How many runs in all.
     #[arg(long, default_value_t = 10_000)]
     runs: usize,
@@ -144,7 +144,7 @@ fn restart(data: &std::path::Path) -> ExitCode {
     }
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     if let (true, Some(data)) = (args.resume_parked, &args.data) {
         return resume_parked(data);
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// How long the clients post.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -26,7 +26,7 @@ pub struct Args {
     steps: usize,
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     match super::runtime().block_on(bench(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

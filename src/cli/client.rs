@@ -61,7 +61,7 @@ impl Client {
 }
 
 /// `run NAME --server URL`: starts the run there and waits for its end.
-pub fn run(server: &str, workflow: &str, input: Json, format: RunFormat) -> ExitCode {
+pub(super) fn run(server: &str, workflow: &str, input: Json, format: RunFormat) -> ExitCode {
     let result = runtime().block_on(async {
         let client = Client::new(server)?;
         let path = format!("/v1/workflows/{workflow}/runs?wait={WAIT}");
@@ -86,7 +86,7 @@ pub fn run(server: &str, workflow: &str, input: Json, format: RunFormat) -> Exit
 }
 
 /// `show RUN --server URL`
-pub fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
+pub(super) fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
     match runtime().block_on(async { Client::new(server)?.record(run_id).await }) {
         Ok(record) => output::print_run(&record, format),
         Err(e) => usage_error(&e),
@@ -94,7 +94,7 @@ pub fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
 }
 
 /// `runs --server URL`: every page of the listing, oldest first like the local one.
-pub fn runs(server: &str, filter: &crate::store::RunFilter) -> Result<Vec<crate::store::RunMeta>, String> {
+pub(super) fn runs(server: &str, filter: &crate::store::RunFilter) -> Result<Vec<crate::store::RunMeta>, String> {
     runtime().block_on(async {
         let client = Client::new(server)?;
         let mut all = Vec::new();

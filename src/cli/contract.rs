@@ -57,7 +57,7 @@ headers = { "X-Tenant" = "shop-eu" }
 "#;
 
 /// docs/services.md.
-pub fn markdown(registry: &Registry) -> String {
+pub(super) fn markdown(registry: &Registry) -> String {
     let mut out = String::from(INTRO);
     out.push_str("\n| code | meaning |\n| --- | --- |\n");
     for (code, meaning) in DSL_ERRORS.iter().chain(SERVICE_ERRORS) {
@@ -86,7 +86,7 @@ pub fn markdown(registry: &Registry) -> String {
 }
 
 /// docs/services.openapi.json: every service's paths under `/{service}`.
-pub fn openapi(registry: &Registry) -> Json {
+pub(super) fn openapi(registry: &Registry) -> Json {
     let mut paths = serde_json::Map::new();
     for spec in registry.specs() {
         let Some((service, op)) = service_of(spec) else { continue };

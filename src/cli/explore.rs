@@ -11,7 +11,7 @@ use crate::explore::{explore, summary, Point};
 use crate::validate::render;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// A workflow file, or the name of a workflow in the workflows directory.
     workflow: String,
     /// The run input: JSON text or @FILE (default: workflows/examples/<name>/happy.json, else the first example there, else `{}`).
@@ -27,7 +27,7 @@ pub struct Args {
     output: super::Output,
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     let (path, source) = match super::run::find_workflow(&args.workflow, &args.workflows) {
         Ok(found) => found,
         Err(e) => return usage_error(&e),

@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 /// sagaflow: business workflows as YAML step graphs, run as durable sagas.
 #[derive(Parser)]
 #[command(name = "sagaflow", version, about, long_about = None, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
     /// How log lines (on stderr) look. Their level comes from SAGAFLOW_LOG (default `warn`).
@@ -37,7 +37,7 @@ pub struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -70,7 +70,7 @@ fn quiet_on_closed_pipe() {
 }
 
 /// The tokio runtime for commands that run workflows.
-pub fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +79,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Output formats of run records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RunFormat {
+pub(crate) enum RunFormat {
     Human,
     Json,
 }
@@ -149,21 +149,21 @@ pub fn main() -> ExitCode {
 
 /// Output formats shared by the subcommands that print reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Human,
     Json,
     Github,
 }
 
 /// Exit code 2: the command was used wrongly.
-pub fn usage_error(message: &(impl std::fmt::Display + ?Sized)) -> ExitCode {
+pub(crate) fn usage_error(message: &(impl std::fmt::Display + ?Sized)) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
 
 /// `--data DIR`, the data directory, shared by every command that opens one.
 #[derive(clap::Args)]
-pub struct DataDir {
+pub(crate) struct DataDir {
     /// The data directory (the sled store).
     #[arg(long = "data", value_name = "DIR", default_value = ".sagaflow")]
     pub path: std::path::PathBuf,
@@ -171,7 +171,7 @@ pub struct DataDir {
 
 /// `--format`, how a command that prints runs prints them.
 #[derive(clap::Args)]
-pub struct Output {
+pub(crate) struct Output {
     /// `human` to read, `json` for scripts.
     #[arg(long, value_enum, default_value = "human")]
     pub format: RunFormat,

@@ -8,14 +8,14 @@ use crate::store::sled::SledStore;
 use crate::store::OutboxTable;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     #[command(flatten)]
     data: super::DataDir,
     #[command(flatten)]
     output: super::Output,
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     let store = match SledStore::open(&args.data.path) {
         Ok(store) => store,
         Err(e) => return usage_error(&e.message),

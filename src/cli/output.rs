@@ -7,7 +7,7 @@ use crate::engine::record::RunRecord;
 use super::RunFormat;
 
 /// Prints a run; exit 0 when it succeeded, 1 otherwise.
-pub fn print_run(record: &RunRecord, format: RunFormat) -> ExitCode {
+pub(super) fn print_run(record: &RunRecord, format: RunFormat) -> ExitCode {
     match format {
         RunFormat::Json => println!("{}", serde_json::to_string(record).unwrap_or_default()),
         RunFormat::Human => print!("{}", human(record)),
@@ -20,7 +20,7 @@ pub fn print_run(record: &RunRecord, format: RunFormat) -> ExitCode {
 }
 
 /// A run as a person reads it: a header, a table of steps, errors in words.
-pub fn human(r: &RunRecord) -> String {
+pub(super) fn human(r: &RunRecord) -> String {
     let mut out = format!("run {}  workflow {}  status {}\n", r.run_id, r.workflow, r.status);
     if !r.injected.is_empty() {
         let injected: Vec<String> = r.injected.iter().map(|i| i.to_string()).collect();

@@ -10,7 +10,7 @@ use crate::explore::harness::{self, World};
 use crate::validate::render;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// A workflow file, or the name of a workflow in the workflows directory.
     workflow: String,
     /// The run input: JSON text, or @FILE to read it from a file.
@@ -36,7 +36,7 @@ pub struct Args {
     server: Option<String>,
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     if let Some(server) = &args.server {
         return run_on_server(server, &args);
     }
@@ -91,7 +91,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 /// A path to a file, or a workflow name looked up in a directory.
-pub fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
+pub(super) fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String), String> {
     let path = Path::new(given);
     if path.is_file() {
         let source = read_workflow_text(path)?;

@@ -10,7 +10,7 @@ use crate::store::sled::SledStore;
 use crate::store::{ReadRuns, RunFilter};
 
 #[derive(clap::Args)]
-pub struct ShowArgs {
+pub(super) struct ShowArgs {
     run_id: String,
     #[command(flatten)]
     data: super::DataDir,
@@ -21,7 +21,7 @@ pub struct ShowArgs {
     server: Option<String>,
 }
 
-pub fn show(args: ShowArgs) -> ExitCode {
+pub(super) fn show(args: ShowArgs) -> ExitCode {
     if let Some(server) = &args.server {
         return super::client::show(server, &args.run_id, args.output.format);
     }
@@ -36,7 +36,7 @@ pub fn show(args: ShowArgs) -> ExitCode {
 }
 
 #[derive(clap::Args)]
-pub struct RunsArgs {
+pub(super) struct RunsArgs {
     /// Only runs with this status (running, waiting, compensating, succeeded, failed, compensated, compensation_failed).
     #[arg(long)]
     status: Option<crate::journal::status::RunStatus>,
@@ -52,7 +52,7 @@ pub struct RunsArgs {
     server: Option<String>,
 }
 
-pub fn runs(args: RunsArgs) -> ExitCode {
+pub(super) fn runs(args: RunsArgs) -> ExitCode {
     let filter = RunFilter { workflow: args.workflow, status: args.status };
     let runs = match &args.server {
         Some(server) => super::client::runs(server, &filter),
@@ -78,7 +78,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
 }
 
 #[derive(clap::Args)]
-pub struct ResumeArgs {
+pub(super) struct ResumeArgs {
     #[command(flatten)]
     data: super::DataDir,
     /// Workflows here with `event` triggers start runs when their events come.
@@ -88,7 +88,7 @@ pub struct ResumeArgs {
     output: super::Output,
 }
 
-pub fn resume(args: ResumeArgs) -> ExitCode {
+pub(super) fn resume(args: ResumeArgs) -> ExitCode {
     let (store, backends) = match super::setup::open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),

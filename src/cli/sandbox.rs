@@ -8,7 +8,7 @@ use super::{usage_error, RunFormat};
 use crate::services::sandbox::SERVICES;
 
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Print the sandbox state: every service, or one (`mail` is the mailbox).
     Show(ShowArgs),
     /// Empty every sandbox service and seed it again (runs are kept).
@@ -16,7 +16,7 @@ pub enum Command {
 }
 
 #[derive(clap::Args)]
-pub struct ShowArgs {
+pub(super) struct ShowArgs {
     /// inventory, payments, orders, users, courses, vendor, erp, catalog, ai or mail.
     service: Option<String>,
     #[command(flatten)]
@@ -26,12 +26,12 @@ pub struct ShowArgs {
 }
 
 #[derive(clap::Args)]
-pub struct ResetArgs {
+pub(super) struct ResetArgs {
     #[command(flatten)]
     data: super::DataDir,
 }
 
-pub fn run(command: Command) -> ExitCode {
+pub(super) fn run(command: Command) -> ExitCode {
     match command {
         Command::Show(args) => show(args),
         Command::Reset(args) => reset(args),

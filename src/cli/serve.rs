@@ -9,7 +9,7 @@ use super::{runtime, usage_error};
 use crate::server::{self, ServeOptions};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The workflows directory: watched, reloaded as files change.
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
@@ -36,11 +36,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The token the API asks for, from the environment (empty counts as none).
-pub fn token_from_env() -> Option<String> {
+pub(super) fn token_from_env() -> Option<String> {
     std::env::var("SAGAFLOW_API_TOKEN").ok().filter(|t| !t.trim().is_empty())
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     let (store, backends) = match super::setup::open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),

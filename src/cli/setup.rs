@@ -16,22 +16,22 @@ use crate::store::sled::SledStore;
 /// `--config`, set once by the command line.
 static CONFIG_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
 
-pub fn set_config_path(path: Option<PathBuf>) {
+pub(super) fn set_config_path(path: Option<PathBuf>) {
     let _ = CONFIG_PATH.set(path);
 }
 
 /// The config: `--config`, `./sagaflow.toml`, or the defaults.
-pub fn config() -> Result<Config, String> {
+pub(super) fn config() -> Result<Config, String> {
     Config::find(CONFIG_PATH.get().and_then(|p| p.as_deref())).map_err(|e| e.0)
 }
 
 /// The sandbox seed the config names (or the shipped one), for `test` and `explore`.
-pub fn seed() -> Result<Seed, String> {
+pub(super) fn seed() -> Result<Seed, String> {
     config()?.seed().map_err(|e| e.0)
 }
 
 /// The store in `data` and the backends bound to it (the sandbox lives in the same database).
-pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
+pub(super) fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
     let config = config()?;
     let store = SledStore::open(data).map_err(|e| e.message)?;
     let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
@@ -40,7 +40,7 @@ pub fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
 
 /// The store in `data` and its sandbox alone, for `sandbox show` and `reset`:
 /// no backends are built, so a secret the config names need not be set.
-pub fn open_sandbox(data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
+pub(super) fn open_sandbox(data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
     let seed = seed()?;
     let store = SledStore::open(data).map_err(|e| e.message)?;
     let sandbox = Sandbox::open(store.db(), &seed, true)?;
@@ -48,18 +48,18 @@ pub fn open_sandbox(data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
 }
 
 /// An engine over the store with its relay: what `run` and `resume` start.
-pub struct Started {
+pub(super) struct Started {
     pub engine: Engine,
     pub relay: Arc<Relay>,
 }
 
 /// How long `run` and `resume` wait, once their runs ended, for the outbox to
 /// empty; what is left is delivered by the next process.
-pub const RELAY_GRACE: Duration = Duration::from_secs(5);
+pub(super) const RELAY_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts the engine and the relay (on the current runtime). The workflows in
 /// `workflows` with `event` triggers start runs when their events come.
-pub fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path) -> Started {
+pub(super) fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path) -> Started {
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(triggered(workflows, &backends.registry));
     let options = EngineOptions { subscriptions: subscriptions.clone(), ..EngineOptions::default() };
@@ -71,7 +71,7 @@ pub fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path) -> St
 impl Started {
     /// Lets the outbox empty (for at most [`RELAY_GRACE`]), stops the relay, and
     /// says on stderr what was started and what is left.
-    pub async fn finish(self) {
+    pub(super) async fn finish(self) {
         let left = self.relay.drain(RELAY_GRACE).await;
         self.relay.stop();
         for (workflow, run_id, meta) in self.relay.started() {

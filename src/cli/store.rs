@@ -11,7 +11,7 @@ use crate::store::sled::SledStore;
 use crate::store::StoreError;
 
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(super) enum Command {
     /// Read every run, journal, definition, event, delivery, schedule and sandbox record, and report what cannot be read.
     Check(CheckArgs),
     /// Write the whole store as JSON lines (to FILE, or standard output), for a backup or a move.
@@ -21,7 +21,7 @@ pub enum Command {
 }
 
 #[derive(clap::Args)]
-pub struct CheckArgs {
+pub(super) struct CheckArgs {
     #[command(flatten)]
     data: super::DataDir,
     #[command(flatten)]
@@ -29,7 +29,7 @@ pub struct CheckArgs {
 }
 
 #[derive(clap::Args)]
-pub struct ExportArgs {
+pub(super) struct ExportArgs {
     /// Where to write (default: standard output).
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -38,14 +38,14 @@ pub struct ExportArgs {
 }
 
 #[derive(clap::Args)]
-pub struct ImportArgs {
+pub(super) struct ImportArgs {
     /// An export (`-` for standard input).
     file: PathBuf,
     #[command(flatten)]
     data: super::DataDir,
 }
 
-pub fn run(command: Command) -> ExitCode {
+pub(super) fn run(command: Command) -> ExitCode {
     match command {
         Command::Check(args) => check(args),
         Command::Export(args) => export(args),

@@ -23,13 +23,13 @@ const AT_ONCE: usize = 4;
 type Loaded = (TestFile, Arc<CompiledWorkflow>, Vec<Vec<Injection>>);
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Test files, or directories to search for `*.test.yaml`.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     let files = match crate::validate::collect_files_named(&args.paths, crate::validate::is_test_file) {
         Ok(files) if files.is_empty() => return usage_error("no `*.test.yaml` file under the paths given"),
         Ok(files) => files,

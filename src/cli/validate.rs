@@ -10,7 +10,7 @@ use crate::validate::render::{self, Totals};
 use crate::validate::{check_files, collect_files};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Workflow files, or directories to search for `*.yaml`/`*.yml` (test files `*.test.yaml` are left out).
     #[arg(required_unless_present = "explain")]
     paths: Vec<PathBuf>,
@@ -25,7 +25,7 @@ pub struct Args {
     deny_warnings: bool,
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args) -> ExitCode {
     if let Some(code) = &args.explain {
         return explain(code);
     }

@@ -18,14 +18,14 @@ use crate::services::Services;
 use crate::store::sled::SledStore;
 
 /// The largest answer a service or `http.request` may give, unless configured.
-pub const DEFAULT_MAX_RESPONSE: usize = 1024 * 1024;
+pub(super) const DEFAULT_MAX_RESPONSE: usize = 1024 * 1024;
 
 /// Attempts at a webhook delivery unless configured: with the relay's backoff
 /// (1 s doubling to 10 min), about two hours.
-pub const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 20;
+pub(super) const DEFAULT_WEBHOOK_ATTEMPTS: u32 = 20;
 
 /// What a process runs with.
-pub struct Backends {
+pub(crate) struct Backends {
     pub registry: Arc<Registry>,
     /// Who takes emitted events over HTTP.
     pub webhooks: Vec<Arc<Webhook>>,
@@ -35,12 +35,12 @@ impl Backends {
     /// Binds every action to its backend. The registry lives as long as the process.
     /// With a store, the sandbox lives in its database and its writes are
     /// flushed with the store's commits.
-    pub fn build(config: &Config, store: Option<&SledStore>) -> Result<Backends, ConfigError> {
+    pub(crate) fn build(config: &Config, store: Option<&SledStore>) -> Result<Backends, ConfigError> {
         Backends::with_seed(config, store, config.seed()?)
     }
 
     /// As [`Backends::build`], with a sandbox seeded from `seed` where it is new.
-    pub fn with_seed(config: &Config, store: Option<&SledStore>, seed: Seed) -> Result<Backends, ConfigError> {
+    pub(crate) fn with_seed(config: &Config, store: Option<&SledStore>, seed: Seed) -> Result<Backends, ConfigError> {
         let sandbox = match store {
             Some(store) => Sandbox::open(store.db(), &seed, true),
             None => Sandbox::temporary(&seed),
@@ -54,7 +54,7 @@ impl Backends {
     }
 
     /// Binds every action to its backend, the sandbox services to `sandbox`.
-    pub fn on(config: &Config, sandbox: Sandbox) -> Result<Backends, ConfigError> {
+    pub(crate) fn on(config: &Config, sandbox: Sandbox) -> Result<Backends, ConfigError> {
         let client = Client::new().map_err(ConfigError)?;
         let services = config.services(&sandbox, &client)?;
         let http = HttpRequest {
@@ -71,7 +71,7 @@ impl Backends {
 }
 
 impl Config {
-    pub fn seed(&self) -> Result<Seed, ConfigError> {
+    pub(crate) fn seed(&self) -> Result<Seed, ConfigError> {
         match &self.sandbox.seed {
             None => Ok(Seed::builtin()),
             Some(path) => Seed::load(std::path::Path::new(path.get_ref())).map_err(|e| self.error(path.span(), &e)),

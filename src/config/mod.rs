@@ -4,7 +4,7 @@
 //! service on its sandbox. A wrong file gets an error with file, line and key.
 
 mod backends;
-pub mod registry;
+pub(crate) mod registry;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,21 +12,21 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use backends::Backends;
+pub(crate) use backends::Backends;
 
 /// The file looked for in the working directory when `--config` is not given.
-pub const DEFAULT_FILE: &str = "sagaflow.toml";
+pub(crate) const DEFAULT_FILE: &str = "sagaflow.toml";
 
 /// The largest config file (and notification templates file) read.
-pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The service names a `[services.NAME]` table may have.
-pub const SERVICE_NAMES: &[&str] =
+pub(crate) const SERVICE_NAMES: &[&str] =
     &["inventory", "payments", "orders", "users", "courses", "vendor", "erp", "catalog", "ai", "notify", "email"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     #[serde(default)]
     pub sandbox: SandboxConfig,
     #[serde(default)]
@@ -47,14 +47,14 @@ pub struct Config {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SandboxConfig {
+pub(crate) struct SandboxConfig {
     /// A seed file replacing the shipped one.
     pub seed: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
+pub(crate) struct ServiceConfig {
     /// `sandbox` (default) or `http`.
     #[serde(default = "sandbox")]
     pub backend: Spanned<String>,
@@ -73,7 +73,7 @@ fn sandbox() -> Spanned<String> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpConfig {
+pub(crate) struct HttpConfig {
     /// Hosts `http.request` may call: `host`, `host:port` or `*.domain`.
     #[serde(default)]
     pub allow: Vec<String>,
@@ -85,7 +85,7 @@ pub struct HttpConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
+pub(crate) struct SmtpConfig {
     pub host: String,
     #[serde(default = "smtp_port")]
     pub port: u16,
@@ -108,14 +108,14 @@ fn starttls() -> Spanned<String> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NotificationsConfig {
+pub(crate) struct NotificationsConfig {
     /// A templates file replacing the shipped `notifications/templates.yaml`.
     pub templates: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
+pub(crate) struct WebhookConfig {
     pub name: Spanned<String>,
     pub url: Spanned<String>,
     /// Event types: `order.placed`, `order.*`, `*` (the default: all).
@@ -148,7 +148,7 @@ impl std::fmt::Display for ConfigError {
 
 impl Config {
     /// `--config FILE`, else `./sagaflow.toml` if it exists, else the defaults.
-    pub fn find(given: Option<&Path>) -> Result<Config, ConfigError> {
+    pub(crate) fn find(given: Option<&Path>) -> Result<Config, ConfigError> {
         match given {
             Some(path) => Config::load(path),
             None if Path::new(DEFAULT_FILE).is_file() => Config::load(Path::new(DEFAULT_FILE)),
@@ -157,13 +157,13 @@ impl Config {
     }
 
     /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = crate::base::file::read_regular_text(path, MAX_CONFIG_FILE_BYTES)
             .map_err(|e| ConfigError(format!("cannot read the config {}: {e}", path.display())))?;
         Config::parse(path, &text)
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let source = crate::dsl::span::SourceFile::new(path, text.to_owned());
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| source.position(s.start)).unwrap_or_else(|| source.position(0));
@@ -233,7 +233,7 @@ impl Config {
     }
 
     /// An error at a span of the file.
-    pub fn error(&self, span: std::ops::Range<usize>, message: &str) -> ConfigError {
+    pub(crate) fn error(&self, span: std::ops::Range<usize>, message: &str) -> ConfigError {
         match &self.source {
             Some(source) => ConfigError(format!("{}: {message}", source.position(span.start))),
             None => ConfigError(message.to_owned()),
@@ -241,7 +241,7 @@ impl Config {
     }
 
     /// A secret named in the config, from `SAGAFLOW_SECRET_<NAME>`.
-    pub fn secret(&self, name: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+    pub(crate) fn secret(&self, name: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
         let var = format!("{}{}", crate::base::secrets::SECRET_PREFIX, name.get_ref());
         crate::base::secrets::read(name.get_ref()).ok_or_else(|| {
             self.error(name.span(), &format!("{key} names the secret `{}`, but {var} is not set", name.get_ref()))
@@ -249,7 +249,7 @@ impl Config {
     }
 
     /// A duration value of the config.
-    pub fn duration(
+    pub(crate) fn duration(
         &self,
         value: &Option<Spanned<String>>,
         key: &str,

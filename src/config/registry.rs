@@ -14,7 +14,7 @@ pub fn builtin() -> &'static Registry {
 }
 
 /// The same, to hand to an engine (which shares its registry).
-pub fn builtin_shared() -> &'static Arc<Registry> {
+pub(crate) fn builtin_shared() -> &'static Arc<Registry> {
     static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let registry = with_services(&Services::detached(), HttpRequest::detached())
@@ -25,7 +25,7 @@ pub fn builtin_shared() -> &'static Arc<Registry> {
 
 /// The language's own actions, every service operation bound to `services`,
 /// and `http.request`.
-pub fn with_services(services: &Services, http: HttpRequest) -> Result<Registry, InvalidSpec> {
+pub(crate) fn with_services(services: &Services, http: HttpRequest) -> Result<Registry, InvalidSpec> {
     let mut actions = crate::actions::builtin_actions();
     let operations = services.operations().into_iter().chain(std::iter::once(http.operation()));
     actions.extend(operations.map(|op| (op.spec, op.action)));

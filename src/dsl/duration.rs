@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The longest duration the language accepts (about 100 years).
-pub const MAX_MILLIS: u64 = 100 * 365 * 24 * 3_600_000;
+pub(crate) const MAX_MILLIS: u64 = 100 * 365 * 24 * 3_600_000;
 
 /// A duration in whole milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -12,27 +12,27 @@ use super::yaml::{self, Limits, YamlError};
 use crate::dsl::diagnostic::{Code, Diagnostic};
 
 /// A workflow file may be at most this large.
-pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Mappings and lists may nest at most this deep.
-pub const MAX_DEPTH: usize = 48;
+pub(crate) const MAX_DEPTH: usize = 48;
 /// At most this many YAML nodes, aliases expanded.
-pub const MAX_NODES: usize = 200_000;
+pub(crate) const MAX_NODES: usize = 200_000;
 
 /// A loaded file: its source (always, for rendering) and its tree, or why not.
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub file: Arc<SourceFile>,
     pub root: Result<Node, Diagnostic>,
 }
 
 impl Loaded {
     /// The `name:` the file declares, if it parsed and has one.
-    pub fn declared_name(&self) -> Option<&str> {
+    pub(crate) fn declared_name(&self) -> Option<&str> {
         self.root.as_ref().ok()?.get("name")?.as_str()
     }
 }
 
 /// Reads and parses a file from disk.
-pub fn load_path(path: &Path) -> Loaded {
+pub(crate) fn load_path(path: &Path) -> Loaded {
     match read_bounded(path) {
         Ok(bytes) => load_owned(path, bytes),
         Err(diagnostic) => Loaded { file: SourceFile::new(path, String::new()), root: Err(diagnostic) },
@@ -41,18 +41,18 @@ pub fn load_path(path: &Path) -> Loaded {
 
 /// A file's bytes, at most one more than a workflow file may hold (so a larger
 /// one is told apart), or why it cannot be read.
-pub fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     crate::base::file::read_regular(path, MAX_FILE_BYTES as u64)
         .map_err(|e| Diagnostic::new(Code::Io, Span::default(), format!("cannot read the file: {e}")))
 }
 
 /// Parses bytes that claim to be a workflow file.
-pub fn load_bytes(path: &Path, bytes: &[u8]) -> Loaded {
+pub(crate) fn load_bytes(path: &Path, bytes: &[u8]) -> Loaded {
     load_owned(path, bytes.to_vec())
 }
 
 /// Parses bytes that claim to be a workflow file, keeping them as its text.
-pub fn load_owned(path: &Path, bytes: Vec<u8>) -> Loaded {
+pub(crate) fn load_owned(path: &Path, bytes: Vec<u8>) -> Loaded {
     if bytes.len() > MAX_FILE_BYTES {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
         let message = format!("the file is larger than {} KiB, the most a workflow file may be", MAX_FILE_BYTES / 1024);
@@ -92,7 +92,7 @@ fn not_utf8(path: &Path, bytes: &[u8], e: std::str::Utf8Error) -> Loaded {
 }
 
 /// The bounds a workflow file is parsed under.
-pub const LIMITS: Limits = Limits { max_depth: MAX_DEPTH, max_nodes: MAX_NODES, max_anchors: 10_000 };
+pub(crate) const LIMITS: Limits = Limits { max_depth: MAX_DEPTH, max_nodes: MAX_NODES, max_anchors: 10_000 };
 
 fn parse(file: &SourceFile) -> Result<Node, Diagnostic> {
     yaml::parse(&file.text, LIMITS).map_err(|e| yaml_diagnostic(file, e))

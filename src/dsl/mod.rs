@@ -1,14 +1,14 @@
 //! The workflow language: YAML text to a typed, spanned model.
 
-pub mod diagnostic;
-pub mod duration;
-pub mod loader;
-pub mod model;
-pub mod names;
-pub mod node;
-pub mod parser;
-pub mod sample;
-pub mod span;
-pub mod template;
-pub mod yaml;
-pub mod zone;
+pub(crate) mod diagnostic;
+pub(crate) mod duration;
+pub(crate) mod loader;
+pub(crate) mod model;
+pub(crate) mod names;
+pub(crate) mod node;
+pub(crate) mod parser;
+pub(crate) mod sample;
+pub(crate) mod span;
+pub(crate) mod template;
+pub(crate) mod yaml;
+pub(crate) mod zone;

@@ -169,4 +169,4 @@ impl Retry {
 }
 
 /// The error codes that may be retried.
-pub use crate::base::error::RETRYABLE_CODES;
+pub(crate) use crate::base::error::RETRYABLE_CODES;

@@ -3,14 +3,14 @@
 /// An event type (`order.paid`): a lower-case letter, then lower-case letters,
 /// digits, `_`, `.` and `-`. The JSON Schema of `event.*` actions says the same
 /// as [`is_event_type`].
-pub const EVENT_TYPE_PATTERN: &str = "^[a-z][a-z0-9_.-]*$";
+pub(crate) const EVENT_TYPE_PATTERN: &str = "^[a-z][a-z0-9_.-]*$";
 
 /// The longest event type.
-pub const MAX_EVENT_TYPE: usize = 128;
+pub(crate) const MAX_EVENT_TYPE: usize = 128;
 
 /// Whether `kind` is an event type as [`EVENT_TYPE_PATTERN`] writes it, within
 /// [`MAX_EVENT_TYPE`] characters.
-pub fn is_event_type(kind: &str) -> bool {
+pub(crate) fn is_event_type(kind: &str) -> bool {
     let mut chars = kind.chars();
     let first = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     let rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));

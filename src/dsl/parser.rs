@@ -12,7 +12,7 @@ use crate::dsl::diagnostic::{Code, Diagnostic};
 
 /// Parses a workflow mapping, taking the tree apart (nothing is copied).
 /// Diagnostics are returned beside the model.
-pub fn parse_workflow(root: Node) -> (Option<Workflow>, Vec<Diagnostic>) {
+pub(crate) fn parse_workflow(root: Node) -> (Option<Workflow>, Vec<Diagnostic>) {
     let mut p = Parser { diagnostics: Vec::new() };
     let workflow = p.workflow(root);
     (workflow, p.diagnostics)

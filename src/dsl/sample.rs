@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 /// A valid workflow of `steps` steps with templates, needs, retries and compensations.
-pub fn workflow(i: usize, steps: usize) -> String {
+pub(crate) fn workflow(i: usize, steps: usize) -> String {
     let mut y = format!(
         "name: bench_{i}\ndescription: Generated for the validation benchmark.\ninput:\n  type: object\n  required: [order_id]\n  properties:\n    order_id: {{type: string}}\n    total: {{type: number}}\ntimeout: 1h\ndefaults:\n  retry: {{max_attempts: 3, backoff: exponential, delay: 100ms}}\n  timeout: 5s\nsteps:\n"
     );
@@ -25,7 +25,7 @@ pub fn workflow(i: usize, steps: usize) -> String {
 }
 
 /// A valid workflow of `steps` steps, each needing the one before.
-pub fn chain(steps: usize) -> String {
+pub(crate) fn chain(steps: usize) -> String {
     let mut y = String::from("name: chain\nsteps:\n  - {id: s0, action: mock}\n");
     for j in 1..steps {
         let _ = writeln!(y, "  - {{id: s{j}, action: mock, needs: [s{}]}}", j - 1);

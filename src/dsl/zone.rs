@@ -4,7 +4,7 @@
 use jiff::tz::TimeZone;
 
 /// The zone of a name such as `Europe/Berlin` or `UTC`, or what is wrong with it.
-pub fn time_zone(name: &str) -> Result<TimeZone, String> {
+pub(crate) fn time_zone(name: &str) -> Result<TimeZone, String> {
     if name == "Z" {
         return Ok(TimeZone::UTC);
     }

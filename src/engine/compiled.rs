@@ -12,7 +12,7 @@ use crate::dsl::model::{OnError, Retry, Section, Step, TriggerKind, Workflow};
 use crate::validate::{check_text, Checked};
 
 /// One step, compiled.
-pub struct CompiledStep {
+pub(crate) struct CompiledStep {
     pub id: String,
     pub action: String,
     pub kind: StepKind,
@@ -32,7 +32,7 @@ pub struct CompiledStep {
 /// How the engine carries out an action: most are calls to the registry; the
 /// engine's own are a durable timer, a wait for an event, and an outbox write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepKind {
+pub(crate) enum StepKind {
     Call,
     /// `sleep`: a timer in the journal, no task held.
     Sleep,
@@ -43,7 +43,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub fn of(action: &str) -> StepKind {
+    pub(crate) fn of(action: &str) -> StepKind {
         match action {
             "sleep" => StepKind::Sleep,
             "event.wait" => StepKind::Wait,
@@ -53,7 +53,7 @@ impl StepKind {
     }
 }
 
-pub struct CompiledCompensate {
+pub(crate) struct CompiledCompensate {
     pub action: String,
     pub kind: StepKind,
     pub with: ValueTemplate,
@@ -62,7 +62,7 @@ pub struct CompiledCompensate {
 }
 
 /// A workflow version: what a run starts with and keeps to its end.
-pub struct CompiledWorkflow {
+pub(crate) struct CompiledWorkflow {
     pub name: String,
     /// SHA-256 of the source text, hex.
     pub hash: String,
@@ -86,18 +86,18 @@ pub struct CompiledWorkflow {
 /// A `schedule` trigger: its cron text (5 fields, or 6 with seconds), time
 /// zone, and the input of the runs it starts.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ScheduleTrigger {
+pub(crate) struct ScheduleTrigger {
     pub cron: String,
     pub timezone: Option<String>,
     pub input: Json,
 }
 
 /// Why a workflow cannot run: its diagnostics.
-pub struct NotRunnable(pub FileReport);
+pub(crate) struct NotRunnable(pub FileReport);
 
 impl CompiledWorkflow {
     /// Checks and compiles a workflow's source text. Warnings do not stop it.
-    pub fn compile(path: &std::path::Path, source: &str, registry: &Registry) -> Result<Arc<Self>, NotRunnable> {
+    pub(crate) fn compile(path: &std::path::Path, source: &str, registry: &Registry) -> Result<Arc<Self>, NotRunnable> {
         let checked = check_text(path, source.as_bytes(), registry);
         let errors = checked.has_errors();
         let Checked { report, workflow } = checked;
@@ -192,7 +192,7 @@ impl CompiledWorkflow {
     }
 
     /// A run input's mismatches with `input:` (at most five), as the `schema` error a run fails with.
-    pub fn check_input(&self, input: &Json) -> Option<crate::journal::entry::ActionError> {
+    pub(crate) fn check_input(&self, input: &Json) -> Option<crate::journal::entry::ActionError> {
         let validator = self.input_schema.as_ref()?;
         let problems: Vec<String> = validator
             .iter_errors(input)
@@ -211,18 +211,18 @@ impl CompiledWorkflow {
 
     /// The values of the secrets it reads, from the environment (registered
     /// for masking): what a run of it is given, once, when it starts or is replayed.
-    pub fn secret_values(&self) -> Arc<std::collections::BTreeMap<String, String>> {
+    pub(crate) fn secret_values(&self) -> Arc<std::collections::BTreeMap<String, String>> {
         Arc::new(crate::base::secrets::values(&self.secrets))
     }
 
     /// "`w` has no step `x`; did you mean `y`?": what to say of a step id it lacks.
-    pub fn no_step(&self, id: &str) -> String {
+    pub(crate) fn no_step(&self, id: &str) -> String {
         let ids = self.steps.iter().map(|s| s.id.as_str());
         let hint = crate::base::suggest::hint(id, ids);
         format!("`{}` has no step `{id}`{hint}", self.name)
     }
 
-    pub fn position(&self, id: &str) -> Option<usize> {
+    pub(crate) fn position(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
     }
 }

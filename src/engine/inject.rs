@@ -9,7 +9,7 @@ use crate::journal::injection::{Injection, DEFAULT_CODE};
 
 /// Reads `STEP[.compensate][=CODE][xN]` for a workflow: the step must exist
 /// (and have a `compensate` for `.compensate`).
-pub fn parse(text: &str, wf: &CompiledWorkflow) -> Result<Injection, String> {
+pub(crate) fn parse(text: &str, wf: &CompiledWorkflow) -> Result<Injection, String> {
     let bad = |why: String| format!("--fail `{text}`: {why}");
     // `xN` may end the text; a step id may end in `x2` too, so the step decides.
     let mut readings = vec![(text, None)];

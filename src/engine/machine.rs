@@ -34,10 +34,10 @@ use super::template::{RenderFailure, ValueTemplate};
 use crate::dsl::model::{OnError, Retry, Section};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 use crate::journal::status::RunStatus;
-pub use crate::journal::status::{StepStatus, UnitStatus};
+pub(crate) use crate::journal::status::{StepStatus, UnitStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Forward,
     RollingBack,
     Done,
@@ -45,7 +45,7 @@ pub enum Phase {
 
 /// One attempt-bearing unit: a step, or one item of a `for_each` step.
 #[derive(Debug, Clone)]
-pub struct Unit {
+pub(crate) struct Unit {
     pub status: UnitStatus,
     pub attempts: u32,
     pub output: Option<Json>,
@@ -76,7 +76,7 @@ impl Unit {
 }
 
 #[derive(Debug, Clone)]
-pub struct StepState {
+pub(crate) struct StepState {
     pub status: StepStatus,
     /// One unit, or one per `for_each` item.
     pub units: Vec<Unit>,
@@ -88,7 +88,7 @@ pub struct StepState {
 
 /// The error that ended the run's forward progress.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunError {
+pub(crate) struct RunError {
     pub step: Option<String>,
     pub code: crate::base::error::ErrorCode,
     pub message: String,
@@ -96,7 +96,7 @@ pub struct RunError {
 
 /// Why a cancel was not taken.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CancelRefused {
+pub(crate) enum CancelRefused {
     /// The run has ended, with this status.
     Ended(RunStatus),
     /// The run is already rolling back.
@@ -124,13 +124,13 @@ impl std::fmt::Display for CancelRefused {
 }
 
 /// What `decide` may read from the world: the time and a source of jitter.
-pub struct Decide<'a> {
+pub(crate) struct Decide<'a> {
     pub now: u64,
     /// A number in [0, 1) for each jittered wait.
     pub random: &'a mut dyn FnMut() -> f64,
 }
 
-pub struct RunState {
+pub(crate) struct RunState {
     pub run_id: String,
     pub wf: Arc<CompiledWorkflow>,
     pub input: Json,
@@ -160,7 +160,7 @@ fn unit_index(item: Item) -> usize {
 }
 
 impl RunState {
-    pub fn new(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>) -> RunState {
+    pub(crate) fn new(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>) -> RunState {
         let steps = wf
             .steps
             .iter()
@@ -188,12 +188,12 @@ impl RunState {
 
     /// A run's state rebuilt from its journal: the fold of its entries.
     #[cfg(test)]
-    pub fn replayed(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>, entries: &[Entry]) -> RunState {
+    pub(crate) fn replayed(run_id: impl Into<String>, wf: Arc<CompiledWorkflow>, entries: &[Entry]) -> RunState {
         RunState::replayed_with(run_id, wf, entries, Arc::default())
     }
 
     /// The same, with the values of the secrets its workflow reads.
-    pub fn replayed_with(
+    pub(crate) fn replayed_with(
         run_id: impl Into<String>,
         wf: Arc<CompiledWorkflow>,
         entries: &[Entry],
@@ -211,7 +211,7 @@ impl RunState {
         self.steps.get_mut(step)?.units.get_mut(unit_index(item))
     }
 
-    pub fn unit(&self, step: usize, item: Item) -> Option<&Unit> {
+    pub(crate) fn unit(&self, step: usize, item: Item) -> Option<&Unit> {
         self.steps.get(step)?.units.get(unit_index(item))
     }
 
@@ -219,7 +219,7 @@ impl RunState {
     /// that fired) still changes the run: the driver journals only those, so
     /// the journal never holds an entry that changed nothing (a late end of a
     /// cancelled attempt, a timer of a unit that moved on).
-    pub fn accepts(&self, entry: &Entry) -> bool {
+    pub(crate) fn accepts(&self, entry: &Entry) -> bool {
         let running = |u: Option<&Unit>, attempt: u32| {
             u.is_some_and(|u| u.status == UnitStatus::Running && u.attempts == attempt)
         };
@@ -237,7 +237,7 @@ impl RunState {
     }
 
     /// Folds one entry into the state. Entries that do not fit (stale) are ignored.
-    pub fn apply(&mut self, entry: &Entry) {
+    pub(crate) fn apply(&mut self, entry: &Entry) {
         match entry {
             Entry::RunStarted { input, at, deadline, inject, .. } => {
                 self.input = input.clone();
@@ -329,7 +329,7 @@ impl RunState {
     }
 
     /// The injected failure of this attempt, if one is injected.
-    pub fn injected(&self, step: usize, compensation: bool, attempt: u32) -> Option<ActionError> {
+    pub(crate) fn injected(&self, step: usize, compensation: bool, attempt: u32) -> Option<ActionError> {
         let id = &self.wf.steps.get(step)?.id;
         self.inject.iter().find(|i| i.applies(id, compensation, attempt)).map(|i| i.error())
     }
@@ -463,7 +463,7 @@ impl RunState {
     }
 
     /// The units to compensate, in the order they will be: reverse completion.
-    pub fn compensation_queue(&self) -> Vec<(usize, Item)> {
+    pub(crate) fn compensation_queue(&self) -> Vec<(usize, Item)> {
         self.completed
             .iter()
             .rev()
@@ -473,7 +473,7 @@ impl RunState {
     }
 
     /// Units whose action is under way (the driver runs them, again after a restart).
-    pub fn in_flight(&self) -> Vec<(usize, Item, u32)> {
+    pub(crate) fn in_flight(&self) -> Vec<(usize, Item, u32)> {
         let mut out = Vec::new();
         for (s, step) in self.steps.iter().enumerate() {
             let for_each = self.wf.steps[s].for_each.is_some();
@@ -487,7 +487,7 @@ impl RunState {
     }
 
     /// The compensation under way, if any.
-    pub fn compensation_in_flight(&self) -> Option<(usize, Item, u32)> {
+    pub(crate) fn compensation_in_flight(&self) -> Option<(usize, Item, u32)> {
         self.compensation_queue().into_iter().find_map(|(s, item)| {
             let c = self.unit(s, item)?.compensation.as_ref()?;
             (c.status == UnitStatus::Running).then_some((s, item, c.attempts))
@@ -496,12 +496,12 @@ impl RunState {
 
     /// Whether a step waits inside the engine (`sleep`, `event.wait`) rather than
     /// calling an action: it holds no task, and its end comes from a timer or an event.
-    pub fn is_wait_step(&self, s: usize) -> bool {
+    pub(crate) fn is_wait_step(&self, s: usize) -> bool {
         matches!(self.wf.steps[s].kind, StepKind::Sleep | StepKind::Wait)
     }
 
     /// The event type and key an `event.wait` unit waits for.
-    pub fn awaited_event(&self, s: usize, item: Item) -> Result<(String, String), ActionError> {
+    pub(crate) fn awaited_event(&self, s: usize, item: Item) -> Result<(String, String), ActionError> {
         let input = self.attempt_input(s, item)?;
         let kind = input
             .get("type")
@@ -511,7 +511,7 @@ impl RunState {
     }
 
     /// When a sleeping unit's attempt ends, and how: woken, or past its timeout.
-    pub fn sleep_end(&self, s: usize, item: Item) -> Result<(u64, Outcome), ActionError> {
+    pub(crate) fn sleep_end(&self, s: usize, item: Item) -> Result<(u64, Outcome), ActionError> {
         let unit = self.unit(s, item).ok_or_else(|| ActionError::new("failed", "no such unit"))?;
         let started = unit.started_at.unwrap_or(self.started_at);
         let due = crate::actions::sleep::wake_at(&self.attempt_input(s, item)?, started)?;
@@ -528,7 +528,7 @@ impl RunState {
     }
 
     /// Timers the run waits on: (due, entry to journal when due).
-    pub fn timers(&self) -> Vec<(u64, Entry)> {
+    pub(crate) fn timers(&self) -> Vec<(u64, Entry)> {
         let mut out = Vec::new();
         if let (Phase::Forward, Some(deadline)) = (self.phase, self.deadline) {
             out.push((deadline, Entry::RunTimedOut { at: deadline }));
@@ -571,7 +571,7 @@ impl RunState {
 
     /// What happens next, as entries to journal and apply in order. Call again
     /// after applying them until it returns nothing.
-    pub fn decide(&self, d: &mut Decide) -> Vec<Entry> {
+    pub(crate) fn decide(&self, d: &mut Decide) -> Vec<Entry> {
         match self.phase {
             Phase::Done => Vec::new(),
             Phase::Forward => self.decide_forward(d),
@@ -649,7 +649,7 @@ impl RunState {
     /// forward steps has not ended. Once every one has (the confirmation sent,
     /// say), the run ends as it would have; a cancel that comes then is
     /// refused, not journaled.
-    pub fn cancellable(&self) -> Result<(), CancelRefused> {
+    pub(crate) fn cancellable(&self) -> Result<(), CancelRefused> {
         match self.phase {
             Phase::Done => return Err(CancelRefused::Ended(self.status.unwrap_or_else(|| self.final_status()))),
             Phase::RollingBack => return Err(CancelRefused::RollingBack),
@@ -665,7 +665,7 @@ impl RunState {
         }
     }
 
-    pub fn final_status(&self) -> RunStatus {
+    pub(crate) fn final_status(&self) -> RunStatus {
         if self.error.is_none() {
             return RunStatus::Succeeded;
         }
@@ -784,7 +784,7 @@ impl RunState {
     }
 
     /// The input of an attempt of a step (or item).
-    pub fn attempt_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
+    pub(crate) fn attempt_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
         let def = &self.wf.steps[s];
         if let ValueTemplate::Literal(value) = &def.with {
             return Ok(value.clone());
@@ -793,7 +793,7 @@ impl RunState {
     }
 
     /// The input of a compensation of a step (or item).
-    pub fn compensation_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
+    pub(crate) fn compensation_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
         let def = &self.wf.steps[s];
         let Some(c) = &def.compensate else { return Ok(Json::Null) };
         if let ValueTemplate::Literal(value) = &c.with {
@@ -806,7 +806,7 @@ impl RunState {
     }
 
     /// The output of a step as templates see it: a list for `for_each` steps.
-    pub fn step_output(&self, s: usize) -> Json {
+    pub(crate) fn step_output(&self, s: usize) -> Json {
         let state = &self.steps[s];
         if self.wf.steps[s].for_each.is_some() {
             if state.units.is_empty() && state.status == StepStatus::Pending {
@@ -817,7 +817,7 @@ impl RunState {
         state.units.first().and_then(|u| u.output.clone()).unwrap_or(Json::Null)
     }
 
-    pub fn step_status(&self, s: usize) -> StepStatus {
+    pub(crate) fn step_status(&self, s: usize) -> StepStatus {
         let state = &self.steps[s];
         let comp: Vec<&Unit> = state.units.iter().filter_map(|u| u.compensation.as_deref()).collect();
         if !comp.is_empty() && comp.iter().all(|c| c.done()) {
@@ -828,7 +828,7 @@ impl RunState {
     }
 
     /// What templates of step `s` (and item) can read.
-    pub fn context(&self, s: Option<usize>, item: Item) -> Json {
+    pub(crate) fn context(&self, s: Option<usize>, item: Item) -> Json {
         let steps: serde_json::Map<String, Json> = self
             .wf
             .steps
@@ -859,7 +859,7 @@ impl RunState {
 }
 
 /// An event key as text: a string as it is, anything else as JSON, none as "".
-pub fn event_key(key: Option<&Json>) -> String {
+pub(crate) fn event_key(key: Option<&Json>) -> String {
     match key {
         None | Some(Json::Null) => String::new(),
         Some(Json::String(s)) => s.clone(),

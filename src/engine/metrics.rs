@@ -8,7 +8,7 @@ const SUB: usize = 16;
 const OCTAVES: usize = 26;
 
 /// A histogram of durations in microseconds, good to about 6%.
-pub struct Histogram {
+pub(crate) struct Histogram {
     buckets: Vec<AtomicU64>,
     count: AtomicU64,
     sum: AtomicU64,
@@ -41,22 +41,22 @@ fn bucket_low(bucket: usize) -> u64 {
 }
 
 impl Histogram {
-    pub fn record(&self, micros: u64) {
+    pub(crate) fn record(&self, micros: u64) {
         self.buckets[bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(micros, Ordering::Relaxed);
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
-    pub fn sum_micros(&self) -> u64 {
+    pub(crate) fn sum_micros(&self) -> u64 {
         self.sum.load(Ordering::Relaxed)
     }
 
     /// The value under which `q` (0..=1) of the recorded values fall.
-    pub fn quantile(&self, q: f64) -> u64 {
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
         let total = self.count();
         if total == 0 {
             return 0;
@@ -75,7 +75,7 @@ impl Histogram {
 
 /// What the engine measures.
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Runs by (workflow, status): moved as each run's status changes.
     runs: std::sync::Mutex<std::collections::BTreeMap<(String, String), i64>>,
     /// Attempts launched and not yet ended, waiting for a permit or running.
@@ -98,7 +98,7 @@ pub struct Metrics {
 /// tries the same commit again until it is written; meanwhile this holds the
 /// error, for `/healthz`, `/metrics` and the API's `503 storage_unavailable`.
 #[derive(Default)]
-pub struct StorageHealth {
+pub(crate) struct StorageHealth {
     error: std::sync::Mutex<Option<String>>,
     /// Group commits that failed, since the start.
     pub failures: AtomicU64,
@@ -106,23 +106,23 @@ pub struct StorageHealth {
 
 impl StorageHealth {
     /// The error that stops writes now; none when the store takes them.
-    pub fn error(&self) -> Option<String> {
+    pub(crate) fn error(&self) -> Option<String> {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn failed(&self, error: String) {
+    pub(crate) fn failed(&self, error: String) {
         self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }
 
-    pub fn recovered(&self) {
+    pub(crate) fn recovered(&self) {
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
 impl Metrics {
     /// A run of `workflow` went from status `from` (`""`: it is new) to `to`.
-    pub fn run_moved(&self, workflow: &str, from: &str, to: &str) {
+    pub(crate) fn run_moved(&self, workflow: &str, from: &str, to: &str) {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         if !from.is_empty() {
             *runs.entry((workflow.to_owned(), from.to_owned())).or_default() -= 1;
@@ -131,14 +131,14 @@ impl Metrics {
     }
 
     /// How many runs there are of each workflow in each status.
-    pub fn runs_by_status(&self) -> Vec<((String, String), i64)> {
+    pub(crate) fn runs_by_status(&self) -> Vec<((String, String), i64)> {
         let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         runs.iter().filter(|(_, n)| **n != 0).map(|(k, n)| (k.clone(), *n)).collect()
     }
 
     /// The histogram's buckets as Prometheus wants them: (upper bound in
     /// seconds, count of values at or under it), cumulative, at these bounds.
-    pub fn cumulative(h: &Histogram, bounds_seconds: &[f64]) -> Vec<(f64, u64)> {
+    pub(crate) fn cumulative(h: &Histogram, bounds_seconds: &[f64]) -> Vec<(f64, u64)> {
         let mut out = Vec::with_capacity(bounds_seconds.len());
         let mut seen = 0u64;
         let mut bucket = 0usize;

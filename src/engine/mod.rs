@@ -1,23 +1,23 @@
 //! The interpreter: runs as deterministic state machines, driven by an async
 //! scheduler, checkpointed in the store.
 
-pub mod compiled;
+pub(crate) mod compiled;
 #[cfg(test)]
 mod config_tests;
-pub mod driver;
+pub(crate) mod driver;
 #[cfg(test)]
 mod driver_tests;
 #[cfg(test)]
 mod golden_tests;
-pub mod inject;
-pub mod machine;
-pub mod metrics;
-pub mod record;
-pub mod relay;
-pub mod template;
+pub(crate) mod inject;
+pub(crate) mod machine;
+pub(crate) mod metrics;
+pub(crate) mod record;
+pub(crate) mod relay;
+pub(crate) mod template;
 #[cfg(test)]
 mod tests;
-pub mod wanted;
+pub(crate) mod wanted;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -69,13 +69,13 @@ impl From<ReplayError> for String {
 
 /// Workflow versions compiled from the store, by content hash.
 #[derive(Default)]
-pub struct Versions {
+pub(crate) struct Versions {
     compiled: HashMap<String, Arc<CompiledWorkflow>>,
 }
 
 impl Versions {
     /// The version a run started on, from the copy the store keeps.
-    pub fn get(
+    pub(crate) fn get(
         &mut self,
         store: &dyn ReadRuns,
         hash: &str,
@@ -93,7 +93,7 @@ impl Versions {
 }
 
 /// A run's state, rebuilt from its journal.
-pub fn replay(
+pub(crate) fn replay(
     store: &dyn ReadRuns,
     versions: &mut Versions,
     run_id: &str,
@@ -108,7 +108,7 @@ pub fn replay(
 /// Hands every unfinished run in the store to the engine, on the version it
 /// started with; answers their ids. When this returns, each has been replayed
 /// and has started what it was doing (attempts again, waits and timers armed).
-pub async fn resume_unfinished(
+pub(crate) async fn resume_unfinished(
     engine: &driver::Engine,
     store: &dyn crate::store::Store,
     registry: &Registry,

@@ -8,7 +8,7 @@ use super::machine::{Phase, RunState};
 use crate::journal::entry::ActionError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     pub run_id: String,
     pub workflow: String,
     /// The content hash of the workflow version the run started on.
@@ -27,14 +27,14 @@ pub struct RunRecord {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ErrorRecord {
+pub(crate) struct ErrorRecord {
     pub step: Option<String>,
     pub code: crate::base::error::ErrorCode,
     pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StepRecord {
+pub(crate) struct StepRecord {
     pub id: String,
     pub status: StepStatus,
     pub attempts: u32,
@@ -49,7 +49,7 @@ pub struct StepRecord {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ItemRecord {
+pub(crate) struct ItemRecord {
     pub index: usize,
     pub status: UnitStatus,
     pub attempts: u32,
@@ -58,7 +58,7 @@ pub struct ItemRecord {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CompensationRecord {
+pub(crate) struct CompensationRecord {
     pub step: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
@@ -69,7 +69,7 @@ pub struct CompensationRecord {
 }
 
 impl RunRecord {
-    pub fn of(run: &RunState) -> RunRecord {
+    pub(crate) fn of(run: &RunState) -> RunRecord {
         RunRecord {
             run_id: run.run_id.clone(),
             workflow: run.wf.name.clone(),
@@ -95,7 +95,7 @@ impl RunRecord {
     }
 }
 
-pub fn run_status(run: &RunState) -> RunStatus {
+pub(crate) fn run_status(run: &RunState) -> RunStatus {
     match run.phase {
         Phase::Done => run.status.unwrap_or_else(|| run.final_status()),
         Phase::RollingBack => RunStatus::Compensating,

@@ -39,7 +39,7 @@ const IDLE_PASS: Duration = Duration::from_secs(5);
 /// Who takes which events. Shared by the driver (which names the subscribers
 /// of each event it commits) and the relay (which delivers to them).
 #[derive(Default)]
-pub struct Subscriptions {
+pub(crate) struct Subscriptions {
     webhooks: Vec<Arc<Webhook>>,
     /// Workflows with an `event` trigger, by name: the active version of each.
     workflows: RwLock<HashMap<String, Arc<CompiledWorkflow>>>,
@@ -48,18 +48,18 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
-    pub fn new(webhooks: Vec<Arc<Webhook>>) -> Subscriptions {
+    pub(crate) fn new(webhooks: Vec<Arc<Webhook>>) -> Subscriptions {
         Subscriptions { webhooks, ..Subscriptions::default() }
     }
 
     /// Replaces the triggered workflows with these (those without event triggers are left out).
-    pub fn set_workflows(&self, workflows: impl IntoIterator<Item = Arc<CompiledWorkflow>>) {
+    pub(crate) fn set_workflows(&self, workflows: impl IntoIterator<Item = Arc<CompiledWorkflow>>) {
         let triggered = workflows.into_iter().filter(|w| !w.event_triggers.is_empty()).map(|w| (w.name.clone(), w));
         *self.workflows.write().unwrap_or_else(|p| p.into_inner()) = triggered.collect();
     }
 
     /// Every subscriber of an event type: webhooks, then triggered workflows by name.
-    pub fn subscribers(&self, kind: &str) -> Vec<Subscriber> {
+    pub(crate) fn subscribers(&self, kind: &str) -> Vec<Subscriber> {
         let mut subscribers: Vec<Subscriber> =
             self.webhooks.iter().filter(|w| w.takes(kind)).map(|w| w.subscriber()).collect();
         let workflows = self.workflows.read().unwrap_or_else(|p| p.into_inner());
@@ -73,7 +73,7 @@ impl Subscriptions {
         subscribers
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.webhooks.is_empty() && self.workflows.read().unwrap_or_else(|p| p.into_inner()).is_empty()
     }
 
@@ -93,12 +93,12 @@ impl Subscriptions {
 
 /// The run a trigger starts for an event: the same id every time, so an event
 /// delivered twice starts one run. Sortable by the event's time, like run ids.
-pub fn triggered_run_id(event: &EventRecord, workflow: &str) -> String {
+pub(crate) fn triggered_run_id(event: &EventRecord, workflow: &str) -> String {
     crate::base::ids::derived_run_id(event.at, &format!("{}\0{workflow}", event.id))
 }
 
 /// The relay task, and what it has done.
-pub struct Relay {
+pub(crate) struct Relay {
     store: Arc<dyn Store>,
     subscriptions: Arc<Subscriptions>,
     engine: Engine,
@@ -128,7 +128,7 @@ impl Tried {
 
 impl Relay {
     /// Starts relaying on the current runtime; it stops when the handle's `stop` is called.
-    pub fn spawn(engine: Engine, store: Arc<dyn Store>, subscriptions: Arc<Subscriptions>) -> Arc<Relay> {
+    pub(crate) fn spawn(engine: Engine, store: Arc<dyn Store>, subscriptions: Arc<Subscriptions>) -> Arc<Relay> {
         let relay = Arc::new(Relay {
             store,
             subscriptions,
@@ -140,13 +140,13 @@ impl Relay {
         relay
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop.cancel();
     }
 
     /// Runs started from triggers by this process: workflow, run id, and its
     /// index row now (none if the store cannot say).
-    pub fn started(&self) -> Vec<(String, String, Option<RunMeta>)> {
+    pub(crate) fn started(&self) -> Vec<(String, String, Option<RunMeta>)> {
         let started = self.started.lock().unwrap_or_else(|p| p.into_inner()).clone();
         started
             .into_iter()
@@ -159,7 +159,7 @@ impl Relay {
 
     /// Waits until the outbox is empty, or `grace` has passed; answers how many
     /// deliveries are left (they stay in the store for the next process).
-    pub async fn drain(&self, grace: Duration) -> usize {
+    pub(crate) async fn drain(&self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
             let left = self.store.pending().map_or(usize::MAX, |p| p.len());

@@ -17,7 +17,7 @@ use crate::dsl::template::{analyze, is_template, split_path};
 
 /// A value whose strings may hold templates, compiled.
 #[derive(Debug, Clone)]
-pub enum ValueTemplate {
+pub(crate) enum ValueTemplate {
     /// No template inside: the value as written.
     Literal(Json),
     /// A string with text around its templates: renders to text.
@@ -32,13 +32,13 @@ pub enum ValueTemplate {
 
 /// A template that failed to render, with the field it is in.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RenderFailure {
+pub(crate) struct RenderFailure {
     pub field: String,
     pub message: String,
 }
 
 /// The templates of one workflow version, compiled into one handlebars registry.
-pub struct Templates {
+pub(crate) struct Templates {
     registry: Handlebars<'static>,
     next: usize,
 }
@@ -50,7 +50,7 @@ impl Default for Templates {
 }
 
 impl Templates {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
@@ -61,7 +61,7 @@ impl Templates {
 
     /// Compiles a YAML value's templates. Errors name the template's problem
     /// (the validator reports them with positions first).
-    pub fn compile(&mut self, node: &Node) -> Result<ValueTemplate, String> {
+    pub(crate) fn compile(&mut self, node: &Node) -> Result<ValueTemplate, String> {
         Ok(match &node.value {
             Value::String(text) if is_template(text) => self.compile_text(text)?,
             Value::Seq(items) => {
@@ -110,7 +110,7 @@ impl Templates {
 
     /// Renders a compiled value against a context (`input`, `steps`, `run`, ...).
     /// `field` names where the value is, for the failure message.
-    pub fn render(&self, t: &ValueTemplate, ctx: &Json, field: &str) -> Result<Json, RenderFailure> {
+    pub(crate) fn render(&self, t: &ValueTemplate, ctx: &Json, field: &str) -> Result<Json, RenderFailure> {
         let fail = |message: String| RenderFailure { field: field.to_owned(), message };
         match t {
             ValueTemplate::Literal(v) => Ok(v.clone()),

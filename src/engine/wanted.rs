@@ -11,7 +11,7 @@ use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 
 /// Which attempt: a step's (or one item's), or its compensation's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AttemptKey {
+pub(crate) struct AttemptKey {
     pub compensation: bool,
     pub step: usize,
     pub item: Item,
@@ -20,7 +20,7 @@ pub struct AttemptKey {
 
 impl AttemptKey {
     /// The attempt whose end an entry journals, if it journals one.
-    pub fn ended_by(entry: &Entry) -> Option<AttemptKey> {
+    pub(crate) fn ended_by(entry: &Entry) -> Option<AttemptKey> {
         match *entry {
             Entry::AttemptFinished { step, item, attempt, .. } => {
                 Some(AttemptKey { compensation: false, step, item, attempt })
@@ -33,7 +33,7 @@ impl AttemptKey {
     }
 
     /// The entry that journals this attempt's end.
-    pub fn finished(self, outcome: Outcome, at: u64) -> Entry {
+    pub(crate) fn finished(self, outcome: Outcome, at: u64) -> Entry {
         let AttemptKey { compensation, step, item, attempt } = self;
         if compensation {
             Entry::CompensationFinished { step, item, attempt, outcome, at }
@@ -45,7 +45,7 @@ impl AttemptKey {
 
 /// How an attempt is run.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Start {
+pub(crate) enum Start {
     /// It ends at once with this error: a failure injected with `--fail`, or an
     /// input that cannot be made (a template that does not render).
     Fail(ActionError),
@@ -62,7 +62,7 @@ pub enum Start {
 
 /// An action call an attempt makes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Call {
+pub(crate) struct Call {
     pub action: String,
     pub input: Json,
     /// The same for every attempt of one unit: a service that sees it twice must not act twice.
@@ -73,7 +73,7 @@ pub struct Call {
 impl RunState {
     /// The attempts that should be running now: the forward units under way
     /// and the compensation under way.
-    pub fn running(&self) -> Vec<AttemptKey> {
+    pub(crate) fn running(&self) -> Vec<AttemptKey> {
         let forward = self.in_flight().into_iter().map(|(step, item, attempt)| AttemptKey {
             compensation: false,
             step,
@@ -91,7 +91,7 @@ impl RunState {
 
     /// How to run one of the [`running`](Self::running) attempts: a pure
     /// decision from the state (no I/O, no clock).
-    pub fn start(&self, key: AttemptKey) -> Start {
+    pub(crate) fn start(&self, key: AttemptKey) -> Start {
         let AttemptKey { compensation, step: s, item, attempt } = key;
         if let Some(error) = self.injected(s, compensation, attempt) {
             return Start::Fail(error);
@@ -125,7 +125,7 @@ impl RunState {
     }
 
     /// The key every attempt of a unit (or of its compensation) carries.
-    pub fn idempotency_key(&self, key: AttemptKey) -> String {
+    pub(crate) fn idempotency_key(&self, key: AttemptKey) -> String {
         let id = &self.wf.steps[key.step].id;
         let suffix = if key.compensation { ":compensate" } else { "" };
         match key.item {
@@ -137,7 +137,7 @@ impl RunState {
     /// What a roll-back ends at once: the forward waits (`sleep`,
     /// `event.wait`) still under way, each to end `cancelled`. (Forward calls
     /// under way are tasks: the driver cancels those.)
-    pub fn cut_short(&self) -> Vec<AttemptKey> {
+    pub(crate) fn cut_short(&self) -> Vec<AttemptKey> {
         if self.phase != Phase::RollingBack {
             return Vec::new();
         }

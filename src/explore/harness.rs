@@ -28,7 +28,7 @@ use crate::store::ReadRuns;
 
 /// What the world does for a run.
 #[derive(Default, Clone)]
-pub struct World {
+pub(crate) struct World {
     /// The data an awaited event of each type carries; `{}` for a type not given.
     pub answers: BTreeMap<String, Json>,
     /// Some: time skips ahead whenever the run waits on timers only.
@@ -102,7 +102,7 @@ impl Mirror {
 /// Follows a run to its end in this world. `seen` must be subscribed before
 /// the run started or resumed, so no transition is missed. Answers the run's
 /// record, or `None` when the engine stopped before the run ended.
-pub async fn follow(
+pub(crate) async fn follow(
     engine: &Engine,
     store: &dyn ReadRuns,
     wf: &Arc<CompiledWorkflow>,

@@ -9,13 +9,13 @@ use serde_json::Value as Json;
 
 /// One holding: how much (units, cents, tokens, or 1) and what it is, in words.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Holding {
+pub(crate) struct Holding {
     pub amount: u64,
     pub what: String,
 }
 
 /// Every holding of a sandbox state (`Sandbox::show`), by `service/kind/id`.
-pub fn holdings(state: &Json) -> BTreeMap<String, Holding> {
+pub(crate) fn holdings(state: &Json) -> BTreeMap<String, Holding> {
     let mut out = BTreeMap::new();
     let Some(services) = state.as_object() else { return out };
     for (service, kinds) in services {
@@ -32,7 +32,7 @@ pub fn holdings(state: &Json) -> BTreeMap<String, Holding> {
 
 /// How many records of each `service/kind` a state has: two runs that did
 /// the same things have the same counts.
-pub fn counts(state: &Json) -> BTreeMap<String, usize> {
+pub(crate) fn counts(state: &Json) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for (service, kinds) in state.as_object().into_iter().flatten() {
         for (kind, records) in kinds.as_object().into_iter().flatten() {
@@ -43,7 +43,7 @@ pub fn counts(state: &Json) -> BTreeMap<String, usize> {
 }
 
 /// What grew from `before` to `after`, in words.
-pub fn leaks(before: &BTreeMap<String, Holding>, after: &BTreeMap<String, Holding>) -> Vec<String> {
+pub(crate) fn leaks(before: &BTreeMap<String, Holding>, after: &BTreeMap<String, Holding>) -> Vec<String> {
     after
         .iter()
         .filter(|(key, h)| h.amount > before.get(*key).map_or(0, |b| b.amount))

@@ -13,8 +13,8 @@
 //! ([`harness`]), so a flow that waits for a person explores in milliseconds. Services run on the sandbox, which writes
 //! through (as a remote service would), so a crash does not take back an effect.
 
-pub mod harness;
-pub mod holdings;
+pub(crate) mod harness;
+pub(crate) mod holdings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,7 +99,7 @@ const AT_ONCE: usize = 4;
 
 /// One failure point and what came of it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     pub point: String,
     pub status: String,
     /// Compensations that ran, in order (`step` or `step[item]`).
@@ -123,7 +123,7 @@ enum Plan {
 }
 
 /// Explores a workflow with one input. `crash`: add the crash points.
-pub async fn explore(
+pub(crate) async fn explore(
     wf: Arc<CompiledWorkflow>,
     input: Json,
     seed: Seed,
@@ -149,7 +149,7 @@ pub async fn explore(
 
 /// Runs the jobs, each a task of its own, at most `n` at once, and gives their
 /// results in the jobs' order; the first error (in that order) ends it.
-pub async fn at_once<T, E, F>(jobs: Vec<F>, n: usize) -> Result<Vec<T>, E>
+pub(crate) async fn at_once<T, E, F>(jobs: Vec<F>, n: usize) -> Result<Vec<T>, E>
 where
     T: Send + 'static,
     E: From<tokio::task::JoinError> + Send + 'static,
@@ -206,7 +206,7 @@ fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, 
 
 /// A run's end and the sandbox around it.
 #[derive(Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub record: RunRecord,
     /// The sandbox's state (`Sandbox::show`) before and after the run.
     pub before: Json,
@@ -217,7 +217,7 @@ pub struct Outcome {
 /// data given for the event type, else `{}`), time skipped while it waits on
 /// timers alone ([`harness`]), and perhaps a crash.
 #[derive(Default, Clone)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub inject: Vec<Injection>,
     pub halt_after: Option<String>,
     pub answers: BTreeMap<String, Json>,
@@ -241,7 +241,7 @@ async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan)
 }
 
 /// Runs the workflow once on a fresh sandbox and store (a temporary folder).
-pub async fn run_once(
+pub(crate) async fn run_once(
     wf: &Arc<CompiledWorkflow>,
     input: &Json,
     seed: &Seed,
@@ -291,7 +291,7 @@ fn crash_after(step: usize) -> FailRule {
 }
 
 /// The compensations of a run, in the order they ran: `step` or `step[item]`.
-pub fn compensations(record: &RunRecord) -> Vec<String> {
+pub(crate) fn compensations(record: &RunRecord) -> Vec<String> {
     record
         .compensations
         .iter()
@@ -349,7 +349,7 @@ fn judge(wf: &CompiledWorkflow, name: &str, plan: &Plan, got: &Outcome, happy: &
 }
 
 /// Counts of points by outcome, for the summary line.
-pub fn summary(points: &[Point]) -> BTreeMap<&'static str, usize> {
+pub(crate) fn summary(points: &[Point]) -> BTreeMap<&'static str, usize> {
     let mut out = BTreeMap::new();
     for p in points {
         let key = match (&p.not_reached, p.problems.is_empty()) {

@@ -5,23 +5,23 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-pub use crate::base::error::ActionError;
+pub(crate) use crate::base::error::ActionError;
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok(Json),
     Err(ActionError),
 }
 
 /// Which unit of a step: the step itself, or one item of a `for_each`.
-pub type Item = Option<usize>;
+pub(crate) type Item = Option<usize>;
 
 /// One journaled transition. Times are milliseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Entry {
+pub(crate) enum Entry {
     RunStarted {
         workflow: String,
         hash: String,
@@ -120,7 +120,7 @@ impl Entry {
     /// Replaces every known secret's value in the entry by `***` (DSL.md A6).
     /// The driver does it before an entry is applied or journaled, so the
     /// state, the store and everything shown from them agree.
-    pub fn mask_secrets(&mut self) {
+    pub(crate) fn mask_secrets(&mut self) {
         if !crate::base::secrets::any() {
             return;
         }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::error::ActionError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Injection {
+pub(crate) struct Injection {
     pub step: String,
     /// The step's compensation, not the step.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -18,15 +18,15 @@ pub struct Injection {
 }
 
 /// The code of an injected failure when none is given.
-pub const DEFAULT_CODE: &str = "unavailable";
+pub(crate) const DEFAULT_CODE: &str = "unavailable";
 
 impl Injection {
     /// Whether this attempt fails.
-    pub fn applies(&self, step: &str, compensation: bool, attempt: u32) -> bool {
+    pub(crate) fn applies(&self, step: &str, compensation: bool, attempt: u32) -> bool {
         self.step == step && self.compensate == compensation && self.times.is_none_or(|n| attempt <= n)
     }
 
-    pub fn error(&self) -> ActionError {
+    pub(crate) fn error(&self) -> ActionError {
         ActionError::new(self.code.clone(), format!("a failure injected by `--fail {self}`"))
     }
 }

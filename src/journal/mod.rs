@@ -2,6 +2,6 @@
 //! failures injected into one. Below the store, which keeps entries, and the
 //! engine, which folds them.
 
-pub mod entry;
-pub mod injection;
-pub mod status;
+pub(crate) mod entry;
+pub(crate) mod injection;
+pub(crate) mod status;

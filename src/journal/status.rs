@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// run record of DSL.md and the API have always written it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunStatus {
+pub(crate) enum RunStatus {
     /// Steps are running (or about to).
     Running,
     /// Nothing runs: the run waits for a timer (a retry's backoff, a sleep) or an event.
@@ -24,7 +24,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// Every status; the last four are the ends.
-    pub const ALL: [RunStatus; 7] = [
+    pub(crate) const ALL: [RunStatus; 7] = [
         RunStatus::Running,
         RunStatus::Waiting,
         RunStatus::Compensating,
@@ -34,7 +34,7 @@ impl RunStatus {
         RunStatus::CompensationFailed,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
@@ -47,7 +47,7 @@ impl RunStatus {
     }
 
     /// Whether a run of this status has ended.
-    pub fn is_finished(self) -> bool {
+    pub(crate) fn is_finished(self) -> bool {
         matches!(
             self,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Compensated | RunStatus::CompensationFailed
@@ -55,7 +55,7 @@ impl RunStatus {
     }
 
     /// Every status's name, for messages and "did you mean".
-    pub fn names() -> impl Iterator<Item = &'static str> {
+    pub(crate) fn names() -> impl Iterator<Item = &'static str> {
         RunStatus::ALL.into_iter().map(RunStatus::as_str)
     }
 }
@@ -115,10 +115,10 @@ macro_rules! named_status {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vdoc])* $variant,)* }
+        pub(crate) enum $name { $($(#[$vdoc])* $variant,)* }
 
         impl $name {
-            pub fn as_str(self) -> &'static str {
+            pub(crate) fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text,)* }
             }
         }

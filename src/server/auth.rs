@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::App;
 
-pub const COOKIE: &str = "sagaflow_token";
+pub(crate) const COOKIE: &str = "sagaflow_token";
 
-pub async fn require_token(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_token(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let Some(token) = app.token.as_deref() else { return next.run(request).await };
     if request.uri().path() == "/healthz" {
         return next.run(request).await;

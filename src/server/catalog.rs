@@ -24,7 +24,7 @@ use crate::validate::render;
 
 /// One file of the directory as last read.
 #[derive(Clone)]
-pub struct FileState {
+pub(crate) struct FileState {
     pub file: PathBuf,
     /// The `name:` it declares, when it could be read.
     pub name: Option<String>,
@@ -39,12 +39,12 @@ pub struct FileState {
 }
 
 impl FileState {
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         self.diagnostics.is_none()
     }
 
     /// The name to show: the declared one, or the file's stem.
-    pub fn display_name(&self) -> String {
+    pub(crate) fn display_name(&self) -> String {
         self.name
             .clone()
             .unwrap_or_else(|| self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
@@ -53,7 +53,7 @@ impl FileState {
 
 /// Everything the server knows of its workflows at one moment.
 #[derive(Clone, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub files: BTreeMap<PathBuf, FileState>,
     /// Workflow name → the file whose active version runs under it.
     by_name: BTreeMap<String, PathBuf>,
@@ -63,12 +63,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The active version of a workflow, by name.
-    pub fn active(&self, name: &str) -> Option<Arc<CompiledWorkflow>> {
+    pub(crate) fn active(&self, name: &str) -> Option<Arc<CompiledWorkflow>> {
         self.files.get(self.by_name.get(name)?)?.active.clone()
     }
 
     /// The file state behind a name: the active one, else a file that declares it.
-    pub fn file_of(&self, name: &str) -> Option<&FileState> {
+    pub(crate) fn file_of(&self, name: &str) -> Option<&FileState> {
         match self.by_name.get(name) {
             Some(path) => self.files.get(path),
             None => self.files.values().find(|f| f.display_name() == name),
@@ -76,16 +76,16 @@ impl Snapshot {
     }
 
     /// Every active version.
-    pub fn all_active(&self) -> Vec<Arc<CompiledWorkflow>> {
+    pub(crate) fn all_active(&self) -> Vec<Arc<CompiledWorkflow>> {
         self.by_name.values().filter_map(|p| self.files.get(p)?.active.clone()).collect()
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &String> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &String> {
         self.by_name.keys()
     }
 
     /// "there is no workflow `x`", with "did you mean" when a name is close.
-    pub fn no_workflow(&self, name: &str) -> String {
+    pub(crate) fn no_workflow(&self, name: &str) -> String {
         let hint = crate::base::suggest::hint(name, self.names().map(String::as_str));
         format!("there is no workflow `{name}`{hint}")
     }
@@ -94,7 +94,7 @@ impl Snapshot {
 /// What one reload changed, per workflow name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
-pub enum Change {
+pub(crate) enum Change {
     Added {
         workflow: String,
         version: String,
@@ -118,7 +118,7 @@ pub enum Change {
 }
 
 impl Change {
-    pub fn workflow(&self) -> &str {
+    pub(crate) fn workflow(&self) -> &str {
         match self {
             Change::Added { workflow, .. }
             | Change::Updated { workflow, .. }
@@ -129,7 +129,7 @@ impl Change {
 }
 
 /// The workflows directory and its current snapshot.
-pub struct Catalog {
+pub(crate) struct Catalog {
     dir: PathBuf,
     registry: Arc<Registry>,
     current: RwLock<Arc<Snapshot>>,
@@ -140,7 +140,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn new(dir: &Path, registry: Arc<Registry>) -> Catalog {
+    pub(crate) fn new(dir: &Path, registry: Arc<Registry>) -> Catalog {
         Catalog {
             dir: dir.to_owned(),
             registry,
@@ -150,22 +150,22 @@ impl Catalog {
         }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Woken after every reload that changed something.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
     /// Reads the directory again: changed files are compiled, the rest kept.
     /// Answers what changed. Blocking (it reads files).
-    pub fn reload(&self) -> Vec<Change> {
+    pub(crate) fn reload(&self) -> Vec<Change> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.snapshot();
         let files = match crate::validate::collect_files(std::slice::from_ref(&self.dir)) {

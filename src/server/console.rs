@@ -6,19 +6,19 @@ use axum::response::{IntoResponse, Response};
 
 /// The console: workflows (state, diagnostics, graph), runs (live timeline),
 /// a form to start a run from the input schema, and a form to send an event.
-pub const CONSOLE: &str = include_str!("assets/console.html");
+pub(crate) const CONSOLE: &str = include_str!("assets/console.html");
 
 /// The API's OpenAPI 3.1 description.
-pub const OPENAPI: &str = include_str!("assets/openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("assets/openapi.json");
 
 const LOGIN: &str = include_str!("assets/login.html");
 
-pub fn page() -> Response {
+pub(crate) fn page() -> Response {
     html(StatusCode::OK, CONSOLE)
 }
 
 /// What `/` shows a browser without the token: a form that keeps it in a cookie.
-pub fn login_page() -> Response {
+pub(crate) fn login_page() -> Response {
     html(StatusCode::UNAUTHORIZED, LOGIN)
 }
 

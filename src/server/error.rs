@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 /// An error the API answers with.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
@@ -23,54 +23,54 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), details: None, retry_after: None }
     }
 
     /// The error with more fields beside `code` and `message`.
-    pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
+    pub(crate) fn with_details(mut self, details: serde_json::Value) -> ApiError {
         if let serde_json::Value::Object(map) = details {
             self.details.get_or_insert_with(Box::default).extend(map);
         }
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn conflict(message: impl Into<String>) -> ApiError {
+    pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     /// The store cannot write now (a full disk, say); the engine goes on by
     /// itself once it can.
-    pub fn storage_unavailable(error: String) -> ApiError {
+    pub(crate) fn storage_unavailable(error: String) -> ApiError {
         let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", error);
         e.retry_after = Some(5);
         e
     }
 
-    pub fn draining() -> ApiError {
+    pub(crate) fn draining() -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the server is shutting down; try again shortly")
     }
 
     /// As many event streams and waits are open as the server takes.
-    pub fn busy() -> ApiError {
+    pub(crate) fn busy() -> ApiError {
         let message = "the server holds as many event streams and waits as it takes (--max-streams); try again shortly";
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_streams", message)
     }
 
     /// The store or the engine failed: the request did not happen.
-    pub fn internal(message: impl Into<String>) -> ApiError {
+    pub(crate) fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 }
@@ -114,7 +114,7 @@ impl IntoResponse for ApiError {
 /// axum or hyper wrote as plain text (an undecodable path or query, say) is
 /// rewritten so, its text kept as the message. HTML (the console's login
 /// page) and JSON pass as they are.
-pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn json_errors(request: Request, next: axum::middleware::Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let content_type = response.headers().get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -156,10 +156,10 @@ fn code_of(status: StatusCode) -> &'static str {
 /// A request body of at most [`super::MAX_BODY_BYTES`]. A larger one is read on
 /// (up to [`MAX_DRAINED_BYTES`]) and dropped, so a client still sending it reads
 /// the `413` instead of a reset connection.
-pub struct BoundedBody(pub Bytes);
+pub(crate) struct BoundedBody(pub Bytes);
 
 /// How much of an oversized body is read and dropped before the connection is cut.
-pub const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_DRAINED_BYTES: usize = 16 * 1024 * 1024;
 
 impl<S: Send + Sync> FromRequest<S> for BoundedBody {
     type Rejection = ApiError;
@@ -189,7 +189,7 @@ impl<S: Send + Sync> FromRequest<S> for BoundedBody {
 
 /// A JSON request body: like axum's `Json` over a [`BoundedBody`], with its
 /// rejections as [`ApiError`]s.
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;

@@ -23,36 +23,36 @@ use tower::ServiceExt;
 /// A bounded number of places (connections, event streams): one is held
 /// while its permit lives, and how many are held is read off the semaphore.
 #[derive(Clone)]
-pub struct Places {
+pub(crate) struct Places {
     permits: Arc<Semaphore>,
     max: usize,
 }
 
 impl Places {
-    pub fn new(max: usize) -> Places {
+    pub(crate) fn new(max: usize) -> Places {
         Places { permits: Arc::new(Semaphore::new(max)), max }
     }
 
     /// One more place, if one is free.
-    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn take(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
 
     /// How many places are held now.
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.max.saturating_sub(self.permits.available_permits()) as u64
     }
 }
 
 /// How long a client has to send a request's headers, and how long an idle
 /// keep-alive connection is kept.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client has to send a request's body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long an answer may wait for a client that stopped reading it.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// File descriptors kept for what is not a connection (the store, the
 /// workflow files, outgoing requests).
@@ -60,7 +60,7 @@ const RESERVED_FDS: u64 = 96;
 
 /// The most connections to take by default: `wanted`, within what the
 /// process's open-file limit allows (raised to its hard limit first).
-pub fn connection_limit(wanted: usize) -> usize {
+pub(crate) fn connection_limit(wanted: usize) -> usize {
     let files = raise_open_file_limit();
     let fit = files.saturating_sub(RESERVED_FDS).max(16);
     wanted.min(usize::try_from(fit).unwrap_or(usize::MAX))
@@ -91,7 +91,7 @@ fn raise_open_file_limit() -> u64 {
 
 /// Serves `router` on `listener` until `shutdown`; then each open connection
 /// finishes the request it is in and closes, and this returns.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     places: Places,

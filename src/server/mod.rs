@@ -2,17 +2,17 @@
 //! API (axum), the hot-reloading workflow catalog, the cron scheduler, the
 //! outbox relay (event triggers, webhooks) and the web console.
 
-pub mod api;
-pub mod auth;
-pub mod catalog;
-pub mod console;
-pub mod error;
-pub mod listen;
-pub mod prometheus;
-pub mod report;
-pub mod schedule;
-pub mod timeline;
-pub mod watch;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod catalog;
+pub(crate) mod console;
+pub(crate) mod error;
+pub(crate) mod listen;
+pub(crate) mod prometheus;
+pub(crate) mod report;
+pub(crate) mod schedule;
+pub(crate) mod timeline;
+pub(crate) mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,11 +32,11 @@ use error::ApiError;
 use report::Reports;
 
 /// A request body may be at most this large (run inputs, events, workflow text).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How the server is started.
 #[derive(Debug, Clone)]
-pub struct ServeOptions {
+pub(crate) struct ServeOptions {
     pub workflows: PathBuf,
     pub listen: String,
     /// The bearer token every route but `/healthz` requires; required off loopback.
@@ -50,7 +50,7 @@ pub struct ServeOptions {
 }
 
 /// What the handlers share.
-pub struct App {
+pub(crate) struct App {
     pub engine: Engine,
     pub store: Arc<dyn Store>,
     pub catalog: Arc<Catalog>,
@@ -69,13 +69,13 @@ pub struct App {
 }
 
 impl App {
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
 
     /// Whether a request that writes may go ahead: not while draining (503
     /// `draining`), nor while the store cannot write (503 `storage_unavailable`).
-    pub fn takes_writes(&self) -> Result<(), ApiError> {
+    pub(crate) fn takes_writes(&self) -> Result<(), ApiError> {
         if self.is_draining() {
             return Err(ApiError::draining());
         }
@@ -87,12 +87,12 @@ impl App {
 
     /// Why the store cannot write now: a commit the engine is trying again, or
     /// a write that would fail (a full disk); none when it can.
-    pub fn storage_error(&self) -> Option<String> {
+    pub(crate) fn storage_error(&self) -> Option<String> {
         self.engine.metrics().storage.error().or_else(|| self.store.check_writable().err().map(|e| e.message))
     }
 
     /// A store error as the API answers it: 503 while the store cannot write, 500 otherwise.
-    pub fn store_error(&self, e: crate::store::StoreError) -> ApiError {
+    pub(crate) fn store_error(&self, e: crate::store::StoreError) -> ApiError {
         match self.storage_error() {
             Some(error) => ApiError::storage_unavailable(error),
             None => ApiError::internal(e.message),
@@ -101,23 +101,23 @@ impl App {
 
     /// A place for one more long request (an event stream, a `?wait`), held
     /// until it ends; 503 when the server holds as many as it takes.
-    pub fn long_request(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    pub(crate) fn long_request(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         self.streams.take().ok_or_else(ApiError::busy)
     }
 
     /// How many long requests are open now.
-    pub fn long_requests_open(&self) -> u64 {
+    pub(crate) fn long_requests_open(&self) -> u64 {
         self.streams.held()
     }
 
     /// Makes what the catalog holds now the engine's world: event triggers.
-    pub fn catalog_changed(&self) {
+    pub(crate) fn catalog_changed(&self) {
         self.subscriptions.set_workflows(self.catalog.snapshot().all_active());
     }
 }
 
 /// A server that is up: its address, and how to stop it.
-pub struct Running {
+pub(crate) struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     relay: Arc<Relay>,
@@ -127,7 +127,7 @@ pub struct Running {
 
 /// Why the server did not start.
 #[derive(Debug)]
-pub enum StartError {
+pub(crate) enum StartError {
     /// `--listen` is not an address, or a name with none.
     Address {
         listen: String,
@@ -179,7 +179,11 @@ impl From<crate::engine::ReplayError> for StartError {
 
 /// Starts everything: catalog, engine, relay, resumes unfinished runs, binds,
 /// then the watcher and the scheduler. Answers once the server takes requests.
-pub async fn start(options: ServeOptions, store: Arc<dyn Store>, backends: &Backends) -> Result<Running, StartError> {
+pub(crate) async fn start(
+    options: ServeOptions,
+    store: Arc<dyn Store>,
+    backends: &Backends,
+) -> Result<Running, StartError> {
     let addr: SocketAddr = resolve(&options.listen).await?;
     if !addr.ip().is_loopback() && options.token.is_none() {
         return Err(StartError::NeedsToken(addr));
@@ -245,7 +249,7 @@ impl Running {
     /// Drains: no new runs or events (503), live streams end, attempts in
     /// flight get the grace period, then everything stops with every
     /// transition on disk. Unfinished runs continue at the next start.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.app.draining.store(true, Ordering::Relaxed);
         self.app.engine.pause();
         let deadline = tokio::time::Instant::now() + self.grace;
@@ -287,7 +291,7 @@ async fn resolve(listen: &str) -> Result<SocketAddr, StartError> {
 }
 
 /// Waits for ctrl-c or SIGTERM.
-pub async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

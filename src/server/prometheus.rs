@@ -9,7 +9,7 @@ use crate::engine::metrics::{Histogram, Metrics};
 /// Latency bucket bounds, in seconds.
 const BOUNDS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-pub fn render(app: &App) -> String {
+pub(crate) fn render(app: &App) -> String {
     let m = app.engine.metrics();
     let mut out = String::new();
     out.push_str("# HELP sagaflow_runs Runs by workflow and status.\n# TYPE sagaflow_runs gauge\n");

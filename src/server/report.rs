@@ -17,7 +17,7 @@ use crate::store::Store;
 const MAX_REPLAYED: usize = 2_000;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ReloadReport {
+pub(crate) struct ReloadReport {
     pub workflow: String,
     pub at: u64,
     pub change: Change,
@@ -32,7 +32,7 @@ pub struct ReloadReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Stranded {
+pub(crate) struct Stranded {
     pub run_id: String,
     pub version: String,
     /// The steps it is at (running, retrying or waiting) that the active version does not have.
@@ -41,12 +41,12 @@ pub struct Stranded {
 
 /// The last report of each workflow.
 #[derive(Default)]
-pub struct Reports {
+pub(crate) struct Reports {
     by_workflow: Mutex<BTreeMap<String, ReloadReport>>,
 }
 
 impl Reports {
-    pub fn get(&self, workflow: &str) -> Option<ReloadReport> {
+    pub(crate) fn get(&self, workflow: &str) -> Option<ReloadReport> {
         self.by_workflow.lock().unwrap_or_else(|p| p.into_inner()).get(workflow).cloned()
     }
 
@@ -55,7 +55,7 @@ impl Reports {
     }
 
     /// Writes the reports of a reload's changes, and logs each. Blocking (reads the store).
-    pub fn write(&self, changes: &[Change], snapshot: &Snapshot, store: &dyn Store, registry: &Registry) {
+    pub(crate) fn write(&self, changes: &[Change], snapshot: &Snapshot, store: &dyn Store, registry: &Registry) {
         let relevant: Vec<&Change> =
             changes.iter().filter(|c| matches!(c, Change::Updated { .. } | Change::Removed { .. })).collect();
         let unfinished = match relevant.is_empty() {
@@ -161,6 +161,6 @@ fn log(report: &ReloadReport) {
 }
 
 /// The first 12 digits of a version hash.
-pub fn short(hash: &str) -> &str {
+pub(crate) fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }

@@ -24,7 +24,7 @@ struct Schedule {
     input: serde_json::Value,
 }
 
-pub fn spawn(app: Arc<App>) {
+pub(crate) fn spawn(app: Arc<App>) {
     tokio::spawn(async move {
         let mut changed = app.catalog.subscribe();
         loop {
@@ -109,7 +109,7 @@ async fn fire(app: &App, s: &Schedule) -> Result<Option<u64>, crate::store::Stor
 }
 
 /// The run of one tick: the same id every time it is asked for.
-pub fn tick_run_id(key: &str, tick: u64) -> String {
+pub(crate) fn tick_run_id(key: &str, tick: u64) -> String {
     crate::base::ids::derived_run_id(tick, key)
 }
 

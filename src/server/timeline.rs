@@ -7,7 +7,7 @@ use crate::engine::compiled::CompiledWorkflow;
 use crate::journal::entry::Entry;
 
 /// One entry as JSON: `seq`, `type` and its fields, plus `step_id` where it names a step.
-pub fn describe(wf: &CompiledWorkflow, seq: u32, entry: &Entry) -> Json {
+pub(crate) fn describe(wf: &CompiledWorkflow, seq: u32, entry: &Entry) -> Json {
     let mut value = serde_json::to_value(entry).unwrap_or_else(|_| json!({}));
     if let Some(object) = value.as_object_mut() {
         object.insert("seq".into(), json!(seq));
@@ -20,6 +20,6 @@ pub fn describe(wf: &CompiledWorkflow, seq: u32, entry: &Entry) -> Json {
 }
 
 /// Whether the run ends with this entry.
-pub fn is_end(entry: &Entry) -> bool {
+pub(crate) fn is_end(entry: &Entry) -> bool {
     matches!(entry, Entry::RunFinished { .. })
 }

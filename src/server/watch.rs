@@ -11,12 +11,12 @@ use tokio::sync::Notify;
 use super::App;
 
 /// Quiet time after the last file event before a reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(150);
 /// How often the directory is read when it cannot be watched.
-pub const POLL: Duration = Duration::from_secs(2);
+pub(crate) const POLL: Duration = Duration::from_secs(2);
 
 /// Starts the watcher and the reload task.
-pub fn spawn(app: Arc<App>) {
+pub(crate) fn spawn(app: Arc<App>) {
     let dirty = Arc::new(Notify::new());
     let watcher = start_watcher(&app, dirty.clone());
     let polling = watcher.is_none();
@@ -45,7 +45,7 @@ async fn settle(dirty: &Notify) {
 
 /// Reloads the catalog; a change goes to the engine's triggers at once, then
 /// the reload report is written.
-pub async fn reload(app: &Arc<App>) {
+pub(crate) async fn reload(app: &Arc<App>) {
     let app = app.clone();
     let done = tokio::task::spawn_blocking(move || {
         let changes = app.catalog.reload();

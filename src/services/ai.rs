@@ -8,7 +8,7 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct QuotaAsk {
+pub(crate) struct QuotaAsk {
     pub user_id: String,
     /// Tokens the request may use at most.
     #[schemars(range(min = 1))]
@@ -16,7 +16,7 @@ pub struct QuotaAsk {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Quota {
+pub(crate) struct Quota {
     pub user_id: String,
     pub plan: String,
     pub limit: u64,
@@ -28,7 +28,7 @@ pub struct Quota {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct QuotaHold {
+pub(crate) struct QuotaHold {
     pub reservation_id: String,
     pub user_id: String,
     pub tokens: u64,
@@ -37,7 +37,7 @@ pub struct QuotaHold {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CommitQuota {
+pub(crate) struct CommitQuota {
     pub reservation_id: String,
     /// Tokens the completion really used; at most the reserved tokens are charged.
     pub tokens_used: u64,
@@ -45,12 +45,12 @@ pub struct CommitQuota {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HoldRef {
+pub(crate) struct HoldRef {
     pub reservation_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct QuotaSettled {
+pub(crate) struct QuotaSettled {
     pub reservation_id: String,
     /// `committed` or `released`.
     pub status: String,
@@ -60,7 +60,7 @@ pub struct QuotaSettled {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Prompt {
+pub(crate) struct Prompt {
     #[schemars(length(min = 1, max = 32768))]
     pub prompt: String,
     #[serde(default = "default_max")]
@@ -75,7 +75,7 @@ fn default_max() -> u64 {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Completion {
+pub(crate) struct Completion {
     pub text: String,
     pub tokens_used: u64,
     pub model: String,

@@ -8,7 +8,7 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct VendorProduct {
+pub(crate) struct VendorProduct {
     pub sku: String,
     pub name: String,
     pub price_cents: u64,
@@ -17,7 +17,7 @@ pub struct VendorProduct {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FetchPage {
+pub(crate) struct FetchPage {
     pub vendor_id: String,
     /// From 1.
     #[serde(default = "first")]
@@ -34,7 +34,7 @@ fn first() -> u32 {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ProductPage {
+pub(crate) struct ProductPage {
     pub vendor_id: String,
     pub page: u32,
     pub total_pages: u32,
@@ -48,7 +48,7 @@ pub struct ProductPage {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Upsert {
+pub(crate) struct Upsert {
     #[schemars(length(max = 1000))]
     pub products: Vec<VendorProduct>,
     /// Where they come from (a vendor id).
@@ -57,7 +57,7 @@ pub struct Upsert {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Upserted {
+pub(crate) struct Upserted {
     pub received: u64,
     pub created: u64,
     pub updated: u64,

@@ -8,12 +8,12 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CourseRef {
+pub(crate) struct CourseRef {
     pub course_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Course {
+pub(crate) struct Course {
     pub course_id: String,
     pub title: String,
     /// 0 for a free course.
@@ -25,13 +25,13 @@ pub struct Course {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Learner {
+pub(crate) struct Learner {
     pub course_id: String,
     pub user_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Seat {
+pub(crate) struct Seat {
     pub seat_id: String,
     pub course_id: String,
     pub user_id: String,
@@ -40,12 +40,12 @@ pub struct Seat {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SeatRef {
+pub(crate) struct SeatRef {
     pub seat_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct SeatReleased {
+pub(crate) struct SeatReleased {
     pub seat_id: String,
     /// False when it had been released before.
     pub released: bool,
@@ -53,7 +53,7 @@ pub struct SeatReleased {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Enrolment {
+pub(crate) struct Enrolment {
     pub enrolment_id: String,
     pub course_id: String,
     pub user_id: String,

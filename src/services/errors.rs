@@ -5,7 +5,7 @@
 use super::ActionError;
 
 /// (code, what it means). Codes not in the DSL's retryable list are never retried.
-pub const SERVICE_ERRORS: &[(&str, &str)] = &[
+pub(crate) const SERVICE_ERRORS: &[(&str, &str)] = &[
     ("out_of_stock", "There is less stock of the product than the quantity asked."),
     ("card_declined", "The card issuer declined the payment."),
     ("insufficient_funds", "The card has not enough funds for the amount."),
@@ -21,7 +21,7 @@ pub const SERVICE_ERRORS: &[(&str, &str)] = &[
 ];
 
 /// The DSL's codes, which every operation may return.
-pub const DSL_ERRORS: &[(&str, &str)] = &[
+pub(crate) const DSL_ERRORS: &[(&str, &str)] = &[
     ("timeout", "The call took longer than the step's timeout (retryable)."),
     ("unavailable", "The service could not be reached or failed on its side (retryable)."),
     ("rate_limited", "The service asked to slow down (retryable; `Retry-After` is honoured)."),
@@ -30,15 +30,15 @@ pub const DSL_ERRORS: &[(&str, &str)] = &[
     ("conflict", "The request conflicts with the current state."),
 ];
 
-pub fn not_found(what: &str, id: &str) -> ActionError {
+pub(crate) fn not_found(what: &str, id: &str) -> ActionError {
     ActionError::new("not_found", format!("there is no {what} `{id}`"))
 }
 
-pub fn invalid(message: impl Into<String>) -> ActionError {
+pub(crate) fn invalid(message: impl Into<String>) -> ActionError {
     ActionError::new("invalid_input", message)
 }
 
 /// Whether the service layer documents this code (its own or the DSL's).
-pub fn is_documented(code: &str) -> bool {
+pub(crate) fn is_documented(code: &str) -> bool {
     SERVICE_ERRORS.iter().chain(DSL_ERRORS).any(|(c, _)| *c == code)
 }

@@ -8,7 +8,7 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CheckStock {
+pub(crate) struct CheckStock {
     /// The product's SKU.
     pub sku: String,
     /// How many the caller needs (default 1).
@@ -22,7 +22,7 @@ fn one() -> u32 {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct StockLevel {
+pub(crate) struct StockLevel {
     pub sku: String,
     pub name: String,
     /// Price of one, in cents.
@@ -35,7 +35,7 @@ pub struct StockLevel {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReserveStock {
+pub(crate) struct ReserveStock {
     pub sku: String,
     #[schemars(range(min = 1))]
     pub quantity: u32,
@@ -45,7 +45,7 @@ pub struct ReserveStock {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     pub reservation_id: String,
     pub sku: String,
     pub quantity: u32,
@@ -55,12 +55,12 @@ pub struct Reservation {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReleaseStock {
+pub(crate) struct ReleaseStock {
     pub reservation_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Released {
+pub(crate) struct Released {
     pub reservation_id: String,
     /// False when it had been released before (releasing twice is harmless).
     pub released: bool,

@@ -4,18 +4,18 @@
 //! declaration. Two backends: `sandbox` (stateful, in the sled store, the
 //! default) and `http` (a REST client to the company's real service).
 
-pub mod ai;
-pub mod catalog;
-pub mod courses;
-pub mod errors;
-pub mod inventory;
-pub mod notifications;
-pub mod operation;
-pub mod orders;
-pub mod payments;
-pub mod remote;
-pub mod sandbox;
-pub mod users;
+pub(crate) mod ai;
+pub(crate) mod catalog;
+pub(crate) mod courses;
+pub(crate) mod errors;
+pub(crate) mod inventory;
+pub(crate) mod notifications;
+pub(crate) mod operation;
+pub(crate) mod orders;
+pub(crate) mod payments;
+pub(crate) mod remote;
+pub(crate) mod sandbox;
+pub(crate) mod users;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,13 +23,13 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use crate::base::error::ActionError;
-pub use operation::Operation;
+pub(crate) use crate::base::error::ActionError;
+pub(crate) use operation::Operation;
 
 /// What a service call gets besides its request: who calls, and the key that
 /// makes a repeated call (a retry, a resumed attempt) act at most once.
 #[derive(Debug, Clone)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub idempotency_key: String,
     pub run_id: String,
     pub step: String,
@@ -40,7 +40,7 @@ pub struct Ctx {
 impl Ctx {
     /// A context for calls made outside a run (tests).
     #[cfg(test)]
-    pub fn detached(idempotency_key: &str) -> Ctx {
+    pub(crate) fn detached(idempotency_key: &str) -> Ctx {
         Ctx {
             idempotency_key: idempotency_key.to_owned(),
             run_id: String::new(),
@@ -52,16 +52,16 @@ impl Ctx {
 }
 
 /// What a service operation gives back.
-pub type ServiceFuture<T> = Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send>>;
+pub(crate) type ServiceFuture<T> = Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send>>;
 
 /// A result as a future that is ready at once.
-pub fn ready<T: Send + 'static>(result: Result<T, ActionError>) -> ServiceFuture<T> {
+pub(crate) fn ready<T: Send + 'static>(result: Result<T, ActionError>) -> ServiceFuture<T> {
     Box::pin(std::future::ready(result))
 }
 
 /// One backend for every service: what the registry binds the actions to.
 #[derive(Clone)]
-pub struct Services {
+pub(crate) struct Services {
     pub inventory: Arc<dyn inventory::Inventory>,
     pub payments: Arc<dyn payments::Payments>,
     pub orders: Arc<dyn orders::Orders>,
@@ -78,7 +78,7 @@ pub struct Services {
 impl Services {
     /// Services with no backend: the registry validation reads has their
     /// contracts; calling one fails with `unavailable`.
-    pub fn detached() -> Services {
+    pub(crate) fn detached() -> Services {
         let h = |name: &'static str| Arc::new(remote::Remote(Arc::new(remote::Unbound(name))));
         Services {
             inventory: h("inventory"),
@@ -96,7 +96,7 @@ impl Services {
     }
 
     /// Every operation of every service, bound to these backends.
-    pub fn operations(&self) -> Vec<Operation> {
+    pub(crate) fn operations(&self) -> Vec<Operation> {
         let mut all = Vec::new();
         all.extend(inventory::operations(&self.inventory));
         all.extend(payments::operations(&self.payments));

@@ -15,7 +15,7 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Notification {
+pub(crate) struct Notification {
     /// A user id (its address is looked up) or an email address.
     pub to: String,
     /// The name of a template (see docs/services.md).
@@ -27,7 +27,7 @@ pub struct Notification {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EmailRequest {
+pub(crate) struct EmailRequest {
     #[schemars(regex(pattern = "^[^@\\s]+@[^@\\s]+$"))]
     pub to: String,
     #[schemars(length(min = 1, max = 998))]
@@ -37,7 +37,7 @@ pub struct EmailRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// The Message-ID: made from the idempotency key, so a retried send is recognisable.
     pub message_id: String,
     pub to: String,
@@ -62,7 +62,7 @@ crate::service! {
 
 /// A message ready to go.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Mail {
+pub(crate) struct Mail {
     pub message_id: String,
     pub to: String,
     pub subject: String,
@@ -71,20 +71,20 @@ pub struct Mail {
 }
 
 /// Where mail goes: the sandbox mailbox or an SMTP server.
-pub trait Mailer: Send + Sync {
+pub(crate) trait Mailer: Send + Sync {
     /// Delivers at most once per `mail.message_id` where the backend can tell.
     fn deliver(&self, ctx: Ctx, mail: Mail) -> ServiceFuture<Sent>;
 }
 
 /// The Message-ID of a send: the idempotency key, made safe for the header.
-pub fn message_id(idempotency_key: &str) -> String {
+pub(crate) fn message_id(idempotency_key: &str) -> String {
     let local: String =
         idempotency_key.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '.' }).collect();
     format!("<{local}@sagaflow>")
 }
 
 /// `email.send` over a mailer.
-pub struct Emailer(pub Arc<dyn Mailer>);
+pub(crate) struct Emailer(pub Arc<dyn Mailer>);
 
 impl Email for Emailer {
     fn send(&self, ctx: Ctx, request: EmailRequest) -> ServiceFuture<Sent> {
@@ -102,23 +102,23 @@ impl Email for Emailer {
 /// A named template: a subject and a body, both handlebars.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Template {
+pub(crate) struct Template {
     pub subject: String,
     pub body: String,
 }
 
 /// The templates shipped with sagaflow (`notifications/templates.yaml`).
-pub const BUILTIN_TEMPLATES: &str = include_str!("../../notifications/templates.yaml");
+pub(crate) const BUILTIN_TEMPLATES: &str = include_str!("../../notifications/templates.yaml");
 
 /// Named templates, compiled once.
-pub struct Templates {
+pub(crate) struct Templates {
     registry: handlebars::Handlebars<'static>,
     names: Vec<String>,
 }
 
 impl Templates {
     /// Reads templates from YAML text: `name: {subject, body}`.
-    pub fn parse(path: &std::path::Path, text: &str) -> Result<Templates, String> {
+    pub(crate) fn parse(path: &std::path::Path, text: &str) -> Result<Templates, String> {
         let loaded = crate::dsl::loader::load_bytes(path, text.as_bytes());
         let root = loaded.root.map_err(|d| format!("{}: {}", path.display(), d.message))?;
         let all: BTreeMap<String, Template> = serde_json::from_value(root.to_json())
@@ -136,18 +136,18 @@ impl Templates {
         Ok(Templates { registry, names: all.into_keys().collect() })
     }
 
-    pub fn builtin() -> Templates {
+    pub(crate) fn builtin() -> Templates {
         Templates::parse(std::path::Path::new("notifications/templates.yaml"), BUILTIN_TEMPLATES)
             .unwrap_or_else(|e| panic!("the shipped templates are broken (a test checks them): {e}"))
     }
 
     #[cfg(test)]
-    pub fn names(&self) -> &[String] {
+    pub(crate) fn names(&self) -> &[String] {
         &self.names
     }
 
     /// (subject, body) of a template filled with `data`.
-    pub fn render(&self, name: &str, data: &Json) -> Result<(String, String), ActionError> {
+    pub(crate) fn render(&self, name: &str, data: &Json) -> Result<(String, String), ActionError> {
         if !self.names.iter().any(|n| n == name) {
             let known = self.names.join(", ");
             return Err(ActionError::new("unknown_template", format!("there is no template `{name}`; known: {known}")));
@@ -162,7 +162,7 @@ impl Templates {
 }
 
 /// `notify.send`: a template rendered and mailed to a user.
-pub struct Notifier {
+pub(crate) struct Notifier {
     pub templates: Arc<Templates>,
     pub users: Arc<dyn Users>,
     pub mailer: Arc<dyn Mailer>,

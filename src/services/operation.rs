@@ -13,13 +13,13 @@ use super::{ActionError, Ctx, ServiceFuture};
 use crate::actions::{Action, ActionFuture, ActionSpec, Call, Effect};
 
 /// An operation bound to a backend, ready for the registry.
-pub struct Operation {
+pub(crate) struct Operation {
     pub spec: ActionSpec,
     pub action: Arc<dyn Action>,
 }
 
 impl Operation {
-    pub fn new<Req, Resp>(
+    pub(crate) fn new<Req, Resp>(
         name: &str,
         description: &str,
         effect: Effect,
@@ -36,7 +36,7 @@ impl Operation {
 }
 
 /// The spec of an action whose input and output are these types.
-pub fn spec<Req: schemars::JsonSchema, Resp: schemars::JsonSchema>(
+pub(crate) fn spec<Req: schemars::JsonSchema, Resp: schemars::JsonSchema>(
     name: &str,
     description: &str,
     effect: Effect,
@@ -54,7 +54,7 @@ pub fn spec<Req: schemars::JsonSchema, Resp: schemars::JsonSchema>(
 
 /// The JSON Schema (2020-12) of a type, every subschema inline (the validator
 /// reads output properties without following `$ref`).
-pub fn schema_of<T: schemars::JsonSchema>() -> Json {
+pub(crate) fn schema_of<T: schemars::JsonSchema>() -> Json {
     let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
     let mut schema = settings.into_generator().into_root_schema_for::<T>().to_value();
     if let Some(map) = schema.as_object_mut() {
@@ -65,7 +65,7 @@ pub fn schema_of<T: schemars::JsonSchema>() -> Json {
 }
 
 /// An undo: the effect of an operation that the named action takes back.
-pub fn undone_by(action: &str) -> Effect {
+pub(crate) fn undone_by(action: &str) -> Effect {
     Effect::Reversible { undo: action.to_owned() }
 }
 
@@ -128,7 +128,7 @@ macro_rules! service {
         }
     ) => {
         $(#[doc = $doc])*
-        pub trait $Trait: Send + Sync {
+        pub(crate) trait $Trait: Send + Sync {
             $(
                 #[doc = $opdoc]
                 fn $op(&self, ctx: $crate::services::Ctx, request: $Req) -> $crate::services::ServiceFuture<$Resp>;
@@ -144,7 +144,7 @@ macro_rules! service {
         }
 
         /// Every operation of this service, bound to `backend`.
-        pub fn $ops(backend: &std::sync::Arc<dyn $Trait>) -> Vec<$crate::services::Operation> {
+        pub(crate) fn $ops(backend: &std::sync::Arc<dyn $Trait>) -> Vec<$crate::services::Operation> {
             vec![$(
                 {
                     let backend = backend.clone();

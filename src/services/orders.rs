@@ -8,7 +8,7 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderLine {
+pub(crate) struct OrderLine {
     pub sku: String,
     #[schemars(range(min = 1))]
     pub quantity: u32,
@@ -18,7 +18,7 @@ pub struct OrderLine {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateOrder {
+pub(crate) struct CreateOrder {
     pub user_id: String,
     #[schemars(length(min = 1))]
     pub items: Vec<OrderLine>,
@@ -30,7 +30,7 @@ pub struct CreateOrder {
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
+pub(crate) enum OrderStatus {
     Created,
     Paid,
     Shipped,
@@ -41,7 +41,7 @@ pub enum OrderStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Order {
+pub(crate) struct Order {
     pub order_id: String,
     pub user_id: String,
     pub items: Vec<OrderLine>,
@@ -52,7 +52,7 @@ pub struct Order {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrderRef {
+pub(crate) struct OrderRef {
     pub order_id: String,
     #[serde(default)]
     pub reason: Option<String>,
@@ -60,13 +60,13 @@ pub struct OrderRef {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetStatus {
+pub(crate) struct SetStatus {
     pub order_id: String,
     pub status: OrderStatus,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct StatusChanged {
+pub(crate) struct StatusChanged {
     pub order_id: String,
     pub status: OrderStatus,
     pub previous: OrderStatus,

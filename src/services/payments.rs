@@ -8,7 +8,7 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PaymentRequest {
+pub(crate) struct PaymentRequest {
     /// The amount in cents.
     #[schemars(range(min = 1))]
     pub amount_cents: u64,
@@ -30,7 +30,7 @@ fn eur() -> String {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Payment {
+pub(crate) struct Payment {
     pub payment_id: String,
     /// `authorized`, `voided`, `captured`, `partially_refunded` or `refunded`.
     pub status: String,
@@ -45,13 +45,13 @@ pub struct Payment {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PaymentRef {
+pub(crate) struct PaymentRef {
     pub payment_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RefundRequest {
+pub(crate) struct RefundRequest {
     pub payment_id: String,
     /// Cents to refund (default: everything still refundable).
     #[serde(default)]
@@ -62,7 +62,7 @@ pub struct RefundRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Refund {
+pub(crate) struct Refund {
     pub refund_id: String,
     pub payment_id: String,
     pub amount_cents: u64,

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use super::{ActionError, Ctx, ServiceFuture};
 
 /// Carries one operation's request to a service and brings its answer back.
-pub trait Transport: Send + Sync {
+pub(crate) trait Transport: Send + Sync {
     /// Sends `request` to `operation` of the service; the answer is JSON that
     /// the caller reads against the operation's contract.
     fn send(&self, operation: &'static str, ctx: Ctx, request: Json) -> ServiceFuture<Json>;
@@ -21,11 +21,11 @@ pub trait Transport: Send + Sync {
 /// A service behind a [`Transport`]; `service!` makes it implement the
 /// service's trait.
 #[derive(Clone)]
-pub struct Remote(pub Arc<dyn Transport>);
+pub(crate) struct Remote(pub Arc<dyn Transport>);
 
 impl Remote {
     /// Calls `operation` and reads its answer as `Resp`.
-    pub fn call<Req, Resp>(&self, operation: &'static str, ctx: Ctx, request: Req) -> ServiceFuture<Resp>
+    pub(crate) fn call<Req, Resp>(&self, operation: &'static str, ctx: Ctx, request: Req) -> ServiceFuture<Resp>
     where
         Req: Serialize + Send + 'static,
         Resp: DeserializeOwned + Send + 'static,
@@ -48,7 +48,7 @@ impl Remote {
 
 /// No backend at all: the services of the registry validation reads, whose
 /// contracts are all it needs. A call fails with `unavailable`.
-pub struct Unbound(pub &'static str);
+pub(crate) struct Unbound(pub &'static str);
 
 impl Transport for Unbound {
     fn send(&self, _: &'static str, _: Ctx, _: Json) -> ServiceFuture<Json> {

@@ -8,14 +8,14 @@ use crate::actions::Effect;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateUser {
+pub(crate) struct CreateUser {
     #[schemars(regex(pattern = "^[^@\\s]+@[^@\\s]+$"))]
     pub email: String,
     pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct User {
+pub(crate) struct User {
     pub user_id: String,
     pub email: String,
     pub name: String,
@@ -26,13 +26,13 @@ pub struct User {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UserRef {
+pub(crate) struct UserRef {
     pub user_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct VerifyUser {
+pub(crate) struct VerifyUser {
     pub user_id: String,
     /// When given, it must be the token the user was sent.
     #[serde(default)]
@@ -40,7 +40,7 @@ pub struct VerifyUser {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Deleted {
+pub(crate) struct Deleted {
     pub user_id: String,
     /// False when there was no such user (deleting twice is harmless).
     pub deleted: bool,

@@ -12,12 +12,12 @@ use super::{DeadLetter, Delivery, EventRecord, RunMeta};
 use crate::journal::entry::Entry;
 
 /// The first line of an export, naming its format.
-pub const EXPORT_FORMAT: &str = "sagaflow-export-1";
+pub(crate) const EXPORT_FORMAT: &str = "sagaflow-export-1";
 
 /// One line of an export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Record {
+pub(crate) enum Record {
     Header {
         format: String,
     },
@@ -56,7 +56,7 @@ pub enum Record {
 
 impl Record {
     /// The record's kind, as written in its line.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Record::Header { .. } => "header",
             Record::Definition { .. } => "definition",
@@ -73,14 +73,14 @@ impl Record {
 
 /// Something in a store that cannot be read: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Damage {
+pub(crate) struct Damage {
     pub place: String,
     pub problem: String,
 }
 
 /// What `check` found: how many records of each kind were read, and the damage.
 #[derive(Debug, Default, Serialize)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     pub records: BTreeMap<&'static str, u64>,
     pub damage: Vec<Damage>,
 }
@@ -89,7 +89,7 @@ pub struct CheckReport {
 /// records that do not decode: gaps in a journal, runs without a journal or
 /// without their definition, journals without a run.
 #[derive(Default)]
-pub struct Checker {
+pub(crate) struct Checker {
     report: CheckReport,
     runs: BTreeMap<String, String>,
     journals: BTreeMap<String, Vec<u32>>,
@@ -97,7 +97,7 @@ pub struct Checker {
 }
 
 impl Checker {
-    pub fn record(&mut self, record: Result<Record, Damage>) {
+    pub(crate) fn record(&mut self, record: Result<Record, Damage>) {
         let record = match record {
             Ok(record) => record,
             Err(damage) => return self.report.damage.push(damage),
@@ -115,7 +115,7 @@ impl Checker {
         }
     }
 
-    pub fn finish(mut self) -> CheckReport {
+    pub(crate) fn finish(mut self) -> CheckReport {
         for (run, hash) in &self.runs {
             let damage = |problem: String| Damage { place: format!("run {run}"), problem };
             match self.journals.get(run) {

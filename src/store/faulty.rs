@@ -11,16 +11,16 @@ use super::{
 use crate::journal::entry::Entry;
 
 /// Which commits fail, and with what error.
-pub type FailRule = Box<dyn Fn(&Commit) -> Option<StoreError> + Send + Sync>;
+pub(crate) type FailRule = Box<dyn Fn(&Commit) -> Option<StoreError> + Send + Sync>;
 
 /// A store whose commits fail when [`FailRule`] says so.
-pub struct Faulty {
+pub(crate) struct Faulty {
     inner: Arc<dyn Store>,
     fails: FailRule,
 }
 
 impl Faulty {
-    pub fn new(inner: Arc<dyn Store>, fails: FailRule) -> Faulty {
+    pub(crate) fn new(inner: Arc<dyn Store>, fails: FailRule) -> Faulty {
         Faulty { inner, fails }
     }
 }

@@ -9,7 +9,7 @@ use super::{
 use crate::journal::entry::Entry;
 
 #[derive(Default)]
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     inner: Mutex<Inner>,
 }
 

@@ -2,16 +2,16 @@
 //! groups), the run index, and workflow definitions by content hash.
 //! `sled` is the default; `memory` is for unit tests and benchmarks beside it.
 
-pub mod backup;
-pub mod faulty;
-pub mod memory;
-pub mod sled;
+pub(crate) mod backup;
+pub(crate) mod faulty;
+pub(crate) mod memory;
+pub(crate) mod sled;
 mod sled_backup;
 
 use serde::{Deserialize, Serialize};
 
 use crate::journal::entry::Entry;
-pub use crate::journal::status::RunStatus;
+pub(crate) use crate::journal::status::RunStatus;
 
 /// A store that cannot do what was asked: what kind of failure, and a
 /// message that says what and where.
@@ -59,7 +59,7 @@ impl std::fmt::Display for StoreError {
 
 /// What the run index keeps of a run, to list and resume runs without replaying them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunMeta {
+pub(crate) struct RunMeta {
     pub run_id: String,
     pub workflow: String,
     pub hash: String,
@@ -69,7 +69,7 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.status.is_finished()
     }
 }
@@ -77,7 +77,7 @@ impl RunMeta {
 /// An event: emitted by a step (in the same commit as the step: the outbox) or
 /// sent from outside. Its id makes delivery idempotent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventRecord {
+pub(crate) struct EventRecord {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -89,7 +89,7 @@ pub struct EventRecord {
 
 impl EventRecord {
     /// Replaces every known secret's value in the event by `***` (DSL.md A6).
-    pub fn mask_secrets(&mut self) {
+    pub(crate) fn mask_secrets(&mut self) {
         if crate::base::secrets::any() {
             crate::base::secrets::mask_string(&mut self.kind);
             crate::base::secrets::mask_string(&mut self.key);
@@ -102,7 +102,7 @@ impl EventRecord {
 /// committed (webhooks, workflows it triggers): the outbox. It leaves the
 /// store when every subscriber has taken it or been given up on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub event: EventRecord,
     pub pending: Vec<Pending>,
 }
@@ -110,7 +110,7 @@ pub struct Delivery {
 /// Who an event is delivered to. The outbox names it as text, `webhook:NAME`
 /// or `workflow:NAME` (its [`Display`](std::fmt::Display) and [`Subscriber::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Subscriber {
+pub(crate) enum Subscriber {
     /// A webhook of `sagaflow.toml`.
     Webhook(String),
     /// A workflow with an `event` trigger.
@@ -119,7 +119,7 @@ pub enum Subscriber {
 
 impl Subscriber {
     /// A subscriber from its name in the outbox; none for a kind this sagaflow does not know.
-    pub fn parse(id: &str) -> Option<Subscriber> {
+    pub(crate) fn parse(id: &str) -> Option<Subscriber> {
         match id.split_once(':')? {
             ("webhook", name) => Some(Subscriber::Webhook(name.to_owned())),
             ("workflow", name) => Some(Subscriber::Workflow(name.to_owned())),
@@ -139,7 +139,7 @@ impl std::fmt::Display for Subscriber {
 
 /// One subscriber still owed an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// `webhook:NAME` or `workflow:NAME`.
     pub subscriber: String,
     pub attempts: u32,
@@ -151,21 +151,21 @@ pub struct Pending {
 
 impl Delivery {
     /// A new delivery of `event` to `subscribers`, due at once.
-    pub fn new(event: EventRecord, subscribers: &[Subscriber]) -> Delivery {
+    pub(crate) fn new(event: EventRecord, subscribers: &[Subscriber]) -> Delivery {
         let pending =
             subscribers.iter().map(|s| Pending { subscriber: s.to_string(), attempts: 0, due: 0, last_error: None });
         Delivery { event, pending: pending.collect() }
     }
 
     /// When its next subscriber is due.
-    pub fn next_due(&self) -> Option<u64> {
+    pub(crate) fn next_due(&self) -> Option<u64> {
         self.pending.iter().map(|p| p.due).min()
     }
 }
 
 /// A delivery given up on: the subscriber, the event, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     pub event: EventRecord,
     pub subscriber: String,
     pub attempts: u32,
@@ -176,7 +176,7 @@ pub struct DeadLetter {
 /// One group commit: journal entries of many runs, their index rows, the
 /// events their steps emitted, and those events' deliveries (the outbox).
 #[derive(Debug, Default)]
-pub struct Commit {
+pub(crate) struct Commit {
     /// (run, sequence number within the run, entry)
     pub entries: Vec<(String, u32, Entry)>,
     pub runs: Vec<RunMeta>,
@@ -185,27 +185,27 @@ pub struct Commit {
 }
 
 impl Commit {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.runs.is_empty() && self.events.is_empty() && self.deliveries.is_empty()
     }
 }
 
 /// Which runs a listing wants.
 #[derive(Debug, Clone, Default)]
-pub struct RunFilter {
+pub(crate) struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<RunStatus>,
 }
 
 impl RunFilter {
-    pub fn matches(&self, meta: &RunMeta) -> bool {
+    pub(crate) fn matches(&self, meta: &RunMeta) -> bool {
         self.workflow.as_ref().is_none_or(|w| &meta.workflow == w) && self.status.is_none_or(|s| meta.status == s)
     }
 }
 
 /// One page of a run listing, newest first; `next` continues it.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct RunPage {
+pub(crate) struct RunPage {
     pub runs: Vec<RunMeta>,
     /// Give this back as the cursor for the next page; none: this was the last.
     pub next: Option<String>,
@@ -213,15 +213,15 @@ pub struct RunPage {
 
 /// A listing looks at most this many runs per page, so one request stays
 /// cheap however rare the runs it filters for; `next` goes on from there.
-pub const MAX_SCANNED_PER_PAGE: usize = 20_000;
+pub(crate) const MAX_SCANNED_PER_PAGE: usize = 20_000;
 
 /// The cursor of a listing: the run after which the next page starts.
-pub fn run_cursor(meta: &RunMeta) -> String {
+pub(crate) fn run_cursor(meta: &RunMeta) -> String {
     format!("{:016x}{}", meta.started_at, meta.run_id)
 }
 
 /// Reading runs back: for `show`, `runs` and recovery.
-pub trait ReadRuns: Send + Sync {
+pub(crate) trait ReadRuns: Send + Sync {
     /// Runs matching the filter, newest first, after the cursor (a page's `next`).
     fn runs_page(&self, filter: &RunFilter, cursor: Option<&str>, limit: usize) -> Result<RunPage, StoreError> {
         let mut all = self.runs()?;
@@ -251,7 +251,7 @@ pub trait ReadRuns: Send + Sync {
 
 /// Writing runs. Invariant: when `commit` returns Ok, everything in it is durable
 /// (on disk for sled), and all of it or none of it is.
-pub trait WriteRuns: Send + Sync {
+pub(crate) trait WriteRuns: Send + Sync {
     /// On an error nothing of it is written, and the same commit may be tried again.
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError>;
@@ -266,7 +266,7 @@ pub trait WriteRuns: Send + Sync {
 /// Invariant: a delivery stays until `settle` says each of its subscribers
 /// took it or was given up on (then it is a dead letter), so a crash at any
 /// point delivers again rather than never.
-pub trait OutboxTable: Send + Sync {
+pub(crate) trait OutboxTable: Send + Sync {
     /// Up to `limit` deliveries with a subscriber due at `now`, oldest event first,
     /// and the earliest time one of the others is due.
     fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError>;
@@ -281,14 +281,14 @@ pub trait OutboxTable: Send + Sync {
 
 /// Where each schedule got to: the last tick it fired (milliseconds since the
 /// epoch), so a restart neither fires a tick twice nor forgets one it missed.
-pub trait ScheduleTable: Send + Sync {
+pub(crate) trait ScheduleTable: Send + Sync {
     fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError>;
     /// Durable when it returns.
     fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError>;
 }
 
 /// A whole store.
-pub trait Store: ReadRuns + WriteRuns + OutboxTable + ScheduleTable {}
+pub(crate) trait Store: ReadRuns + WriteRuns + OutboxTable + ScheduleTable {}
 
 impl<T: ReadRuns + WriteRuns + OutboxTable + ScheduleTable> Store for T {}
 

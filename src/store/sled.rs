@@ -23,7 +23,7 @@ pub(super) const FORMAT_KEY: &str = "m/format";
 const FORMAT: &str = "sagaflow-store-1";
 
 /// Free space the store leaves on its file system (see [`SledStore::ensure_space`]).
-pub const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
+pub(crate) const FREE_SPACE_RESERVE: u64 = 16 * 1024 * 1024;
 
 /// Bytes free to an unprivileged writer on the file system holding `path`.
 fn free_bytes(path: &Path) -> Option<u64> {
@@ -46,9 +46,9 @@ fn free_bytes(path: &Path) -> Option<u64> {
 pub(super) const RUN_TREE: &str = "sagaflow";
 
 /// sled's page cache: an explicit budget (its default is 1 GiB).
-pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
-pub struct SledStore {
+pub(crate) struct SledStore {
     pub(super) db: sled::Db,
     pub(super) tree: sled::Tree,
     /// The database file, for fdatasync after each flush.
@@ -60,7 +60,7 @@ pub struct SledStore {
 
 /// Writes of others in the same database (the sandbox services') that must be
 /// durable no later than the next commit.
-pub type BeforeCommit = Box<dyn Fn() -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
+pub(crate) type BeforeCommit = Box<dyn Fn() -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
 
 /// A write sled refused. After an I/O error sled 0.34 refuses every later
 /// write until the process restarts, and the message says so.
@@ -83,7 +83,7 @@ pub(super) fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreEr
 
 impl SledStore {
     /// Opens (or creates) a data directory.
-    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<SledStore, StoreError> {
         if path.exists() && !path.is_dir() {
             return Err(StoreError::other(format!("{} is a file, not a data directory", path.display())));
         }
@@ -109,12 +109,12 @@ impl SledStore {
     }
 
     /// Sets what runs before each commit (once; later calls are ignored).
-    pub fn before_commit(&self, hook: BeforeCommit) {
+    pub(crate) fn before_commit(&self, hook: BeforeCommit) {
         let _ = self.before_commit.set(hook);
     }
 
     /// The database, for the sandbox services' own trees.
-    pub fn db(&self) -> sled::Db {
+    pub(crate) fn db(&self) -> sled::Db {
         self.db.clone()
     }
 
@@ -346,7 +346,7 @@ fn open_error(path: &Path, e: sled::Error) -> StoreError {
 }
 
 /// Whether an I/O error is a full disk (or a quota reached).
-pub fn is_no_space(e: &std::io::Error) -> bool {
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull
         || e.kind() == std::io::ErrorKind::QuotaExceeded
         || e.raw_os_error() == Some(libc::ENOSPC)

@@ -17,7 +17,7 @@ impl SledStore {
     /// Every record of the store, in key order, each handed to `each` as it is
     /// read; a key or value that cannot be read is a [`Damage`] in its place.
     /// Stops at the first error `each` returns (a full output disk, say).
-    pub fn records<E>(&self, mut each: impl FnMut(Result<Record, Damage>) -> Result<(), E>) -> Result<(), E> {
+    pub(crate) fn records<E>(&self, mut each: impl FnMut(Result<Record, Damage>) -> Result<(), E>) -> Result<(), E> {
         each(Ok(Record::Header { format: EXPORT_FORMAT.into() }))?;
         for item in self.tree.iter() {
             // sled's iterator does not move past a read error: the rest of the tree is lost to it.
@@ -54,7 +54,7 @@ impl SledStore {
     }
 
     /// Whether the store holds nothing yet (a new data directory).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         let only_marker = self.tree.iter().keys().all(|k| k.is_ok_and(|k| k.as_ref() == FORMAT_KEY.as_bytes()));
         let no_sandbox = self.db.tree_names().iter().all(|name| {
             !name.starts_with(SANDBOX_TREES.as_bytes()) || self.db.open_tree(name).is_ok_and(|t| t.is_empty())
@@ -64,7 +64,7 @@ impl SledStore {
 
     /// Writes records read from an export into this store, which must be
     /// empty; durable when it returns. Answers how many were written.
-    pub fn import(&self, records: impl Iterator<Item = Result<Record, StoreError>>) -> Result<u64, StoreError> {
+    pub(crate) fn import(&self, records: impl Iterator<Item = Result<Record, StoreError>>) -> Result<u64, StoreError> {
         if !self.is_empty() {
             return Err(StoreError::other(format!(
                 "{} already holds data; import into a new data directory (--data NEW)",

@@ -1,7 +1,7 @@
 //! `sagaflow test`: test files run on a fresh sandbox each, every expectation
 //! checked and every miss said in plain words with its file and line.
 
-pub mod spec;
+pub(crate) mod spec;
 
 use std::sync::Arc;
 
@@ -15,14 +15,14 @@ use crate::services::sandbox::Seed;
 use spec::{at, Case, Expected, TestFile};
 
 /// One case's result: its name, and what did not hold (empty: it passed).
-pub struct CaseResult {
+pub(crate) struct CaseResult {
     pub name: String,
     pub misses: Vec<String>,
 }
 
 /// Compiles a test file's workflow and checks its `fail`s: what is wrong is a
 /// usage error (exit 2), not a failed test.
-pub fn prepare(test: &TestFile) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Injection>>), String> {
+pub(crate) fn prepare(test: &TestFile) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Injection>>), String> {
     let source = crate::base::file::read_regular_text(&test.workflow, crate::dsl::loader::MAX_FILE_BYTES as u64)
         .map_err(|e| at(&test.file, Default::default(), &format!("cannot read {}: {e}", test.workflow.display())))?;
     let wf = CompiledWorkflow::compile(&test.workflow, &source, crate::config::registry::builtin()).map_err(|_| {
@@ -47,7 +47,7 @@ pub fn prepare(test: &TestFile) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Inject
 }
 
 /// Runs one case on a fresh sandbox and checks what it expects.
-pub async fn run_case(
+pub(crate) async fn run_case(
     test: &TestFile,
     wf: &Arc<CompiledWorkflow>,
     case: &Case,

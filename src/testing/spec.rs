@@ -28,13 +28,13 @@ use serde_json::Value as Json;
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{SourceFile, Span};
 
-pub struct TestFile {
+pub(crate) struct TestFile {
     pub file: Arc<SourceFile>,
     pub workflow: PathBuf,
     pub cases: Vec<Case>,
 }
 
-pub struct Case {
+pub(crate) struct Case {
     pub name: String,
     pub input: Json,
     /// `--fail` texts with where they are written.
@@ -44,12 +44,12 @@ pub struct Case {
 }
 
 /// One expectation and where it is written.
-pub struct Expect {
+pub(crate) struct Expect {
     pub span: Span,
     pub what: Expected,
 }
 
-pub enum Expected {
+pub(crate) enum Expected {
     Status(String),
     Output(Json),
     Step { id: String, status: String },
@@ -59,7 +59,7 @@ pub enum Expected {
 }
 
 /// `file:line:column: message`.
-pub fn at(file: &SourceFile, span: Span, message: &str) -> String {
+pub(crate) fn at(file: &SourceFile, span: Span, message: &str) -> String {
     format!("{}: {message}", file.position(span.start))
 }
 
@@ -68,7 +68,7 @@ const EXPECT_KEYS: &[&str] = &["status", "output", "steps", "compensations", "le
 
 impl TestFile {
     /// Reads a test file; an error says where and what.
-    pub fn load(path: &Path) -> Result<TestFile, String> {
+    pub(crate) fn load(path: &Path) -> Result<TestFile, String> {
         let loaded = crate::dsl::loader::load_path(path);
         let file = loaded.file.clone();
         let root = loaded.root.map_err(|d| at(&file, d.span, &d.message))?;

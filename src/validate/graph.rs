@@ -17,7 +17,7 @@ const MAX_CYCLES_REPORTED: usize = 10;
 const MAX_NAMED_IN_CYCLE: usize = 12;
 
 /// Steps by position (`steps` then `on_failure`), with their resolved needs.
-pub struct Graph<'w> {
+pub(crate) struct Graph<'w> {
     pub steps: Vec<&'w Step>,
     pub index: HashMap<&'w str, usize>,
     /// For each step, the positions of the steps it needs (only valid ones).
@@ -32,7 +32,7 @@ pub struct Graph<'w> {
 
 impl<'w> Graph<'w> {
     /// Builds the graph, reporting duplicate ids, bad needs and cycles.
-    pub fn build(workflow: &'w Workflow, out: &mut Vec<Diagnostic>) -> Graph<'w> {
+    pub(crate) fn build(workflow: &'w Workflow, out: &mut Vec<Diagnostic>) -> Graph<'w> {
         let steps: Vec<&Step> = workflow.all_steps().collect();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for (i, step) in steps.iter().enumerate() {
@@ -59,12 +59,12 @@ impl<'w> Graph<'w> {
         graph
     }
 
-    pub fn position(&self, id: &str) -> Option<usize> {
+    pub(crate) fn position(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
     }
 
     /// Whether `ancestor` is sure to have finished before `step` starts.
-    pub fn is_ancestor(&self, step: usize, ancestor: usize) -> bool {
+    pub(crate) fn is_ancestor(&self, step: usize, ancestor: usize) -> bool {
         self.needs[step].contains(&ancestor) || self.ancestors(step).contains(ancestor)
     }
 

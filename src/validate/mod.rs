@@ -1,15 +1,15 @@
 //! Static analysis of workflow files: loader → structure (JSON Schema) → parser →
 //! semantic checks, each stage reporting diagnostics with exact positions.
 
-pub mod graph;
-pub mod instance;
-pub mod render;
-pub mod saga;
-pub mod schema_refs;
-pub mod steps;
-pub mod structure;
-pub mod templates;
-pub mod timing;
+pub(crate) mod graph;
+pub(crate) mod instance;
+pub(crate) mod render;
+pub(crate) mod saga;
+pub(crate) mod schema_refs;
+pub(crate) mod steps;
+pub(crate) mod structure;
+pub(crate) mod templates;
+pub(crate) mod timing;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ pub fn check_text(path: &Path, text: &[u8], registry: &Registry) -> Checked {
 }
 
 /// Checks one file on disk.
-pub fn check_file(path: &Path, registry: &Registry) -> Checked {
+pub(crate) fn check_file(path: &Path, registry: &Registry) -> Checked {
     check_loaded(load_path(path), registry)
 }
 
@@ -85,17 +85,17 @@ fn analyze(file: &crate::dsl::span::SourceFile, workflow: &Workflow, registry: &
 
 /// A path given on the command line that cannot be checked.
 #[derive(Debug)]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 /// The workflow files under the given paths: files as given, directories
 /// recursively (`*.yaml`/`*.yml`, test files `*.test.yaml` and hidden folders left out).
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
+pub(crate) fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
     collect_files_named(paths, is_workflow_file)
 }
 
 /// The files under the given paths: files as given, directories recursively
 /// (hidden folders left out, links not followed), those whose name `keep` takes.
-pub fn collect_files_named(paths: &[PathBuf], keep: fn(&str) -> bool) -> Result<Vec<PathBuf>, UsageError> {
+pub(crate) fn collect_files_named(paths: &[PathBuf], keep: fn(&str) -> bool) -> Result<Vec<PathBuf>, UsageError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| UsageError(format!("cannot read `{}`: {e}", path.display())))?;
@@ -125,13 +125,13 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, keep: fn(&str) -> bool) {
 }
 
 /// `*.yaml` or `*.yml`, but not a test file (`*.test.yaml`).
-pub fn is_workflow_file(name: &str) -> bool {
+pub(crate) fn is_workflow_file(name: &str) -> bool {
     let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
     yaml && !is_test_file(name)
 }
 
 /// A test file of `sagaflow test`: `*.test.yaml` or `*.test.yml`.
-pub fn is_test_file(name: &str) -> bool {
+pub(crate) fn is_test_file(name: &str) -> bool {
     name.ends_with(".test.yaml") || name.ends_with(".test.yml")
 }
 
@@ -143,7 +143,7 @@ struct Summary {
 
 /// Checks many files on all cores, then the rules across files (unique names).
 /// Each file's model is dropped as soon as it is checked, so memory stays flat.
-pub fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<FileReport> {
+pub(crate) fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<FileReport> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len()).max(1);
     let next = AtomicUsize::new(0);
     let mut results: Vec<(usize, Summary)> = std::thread::scope(|scope| {

@@ -9,14 +9,14 @@ use crate::dsl::span::{SourceFile, Span};
 
 /// Totals over a whole report.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub files: usize,
     pub errors: usize,
     pub warnings: usize,
 }
 
 impl Totals {
-    pub fn of(reports: &[FileReport]) -> Totals {
+    pub(crate) fn of(reports: &[FileReport]) -> Totals {
         let all = reports.iter().flat_map(|r| &r.diagnostics);
         Totals {
             files: reports.len(),
@@ -127,7 +127,7 @@ fn diagnostic_json(file: &SourceFile, d: &Diagnostic) -> serde_json::Value {
 }
 
 /// GitHub Actions workflow commands: `::error file=F,line=L,col=C::message`.
-pub fn github(reports: &[FileReport]) -> String {
+pub(crate) fn github(reports: &[FileReport]) -> String {
     let mut out = String::new();
     for report in reports {
         for d in &report.diagnostics {

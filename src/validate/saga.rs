@@ -26,7 +26,7 @@ fn effect_of<'r>(registry: &'r Registry, action: &str) -> Option<&'r Effect> {
     registry.get(action).map(|a| &a.spec.effect)
 }
 
-pub fn check_saga(graph: &Graph, registry: &Registry, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check_saga(graph: &Graph, registry: &Registry, out: &mut Vec<Diagnostic>) {
     if graph.has_cycle {
         return;
     }

@@ -10,19 +10,19 @@ use serde_json::Value as Json;
 
 /// The longest chain of `$ref`s (a reference whose target holds another, and
 /// so on) an `input:` schema may have. Real schemas stay in single figures.
-pub const MAX_REF_CHAIN: usize = 32;
+pub(crate) const MAX_REF_CHAIN: usize = 32;
 
 /// The most `$ref`s an `input:` schema may hold at all. Chains are measured
 /// through `#/...` pointers; references by `$anchor`, `$id` or a
 /// percent-encoded pointer are not followed here, so their number is bounded
 /// instead, and no chain of them can be longer.
-pub const MAX_REFS: usize = 256;
+pub(crate) const MAX_REFS: usize = 256;
 
 /// A chain of references longer than [`MAX_REF_CHAIN`]: where it starts (the
 /// path of segments to its first `$ref`, for the diagnostic) and how long it
 /// is at least.
 #[derive(Debug, PartialEq)]
-pub struct TooDeep {
+pub(crate) struct TooDeep {
     pub path: Vec<String>,
     pub length: usize,
     /// The schema has too many references at all (`length` of them), not one chain too long.
@@ -32,7 +32,7 @@ pub struct TooDeep {
 /// Checks that no chain of local `$ref`s in `schema` is longer than
 /// [`MAX_REF_CHAIN`]. A reference back into its own chain (a recursive schema)
 /// ends the chain: the compiler resolves those lazily.
-pub fn check_ref_chains(schema: &Json) -> Result<(), TooDeep> {
+pub(crate) fn check_ref_chains(schema: &Json) -> Result<(), TooDeep> {
     let refs = collect_refs(schema);
     if refs.len() > MAX_REFS {
         let first = refs.iter().min_by_key(|r| r.segments.len()).map(|r| r.segments.clone()).unwrap_or_default();

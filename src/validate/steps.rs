@@ -14,7 +14,7 @@ use crate::dsl::span::{Span, Spanned};
 use crate::dsl::template::{analyze, is_template};
 
 /// Checks every step's action and `with`, and the step-level rules.
-pub fn check_steps(workflow: &Workflow, registry: &Registry, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check_steps(workflow: &Workflow, registry: &Registry, out: &mut Vec<Diagnostic>) {
     for step in workflow.all_steps() {
         check_action(&step.action, step.with.as_ref(), step.span, registry, out);
         if let Some(c) = &step.compensate {
@@ -201,7 +201,7 @@ fn check_for_each(step: &Step, list: &Node, out: &mut Vec<Diagnostic>) {
 }
 
 /// Checks triggers: one of `schedule`/`event`, and cron expressions.
-pub fn check_triggers(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check_triggers(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     for trigger in &workflow.triggers {
         match &trigger.kind {
             None => out.push(
@@ -238,7 +238,7 @@ fn check_event_trigger(trigger: &Trigger, out: &mut Vec<Diagnostic>) {
 }
 
 /// Parses a 5- or 6-field cron expression (seconds first when there are 6).
-pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+pub(crate) fn parse_cron(text: &str) -> Result<croner::Cron, String> {
     let fields = text.split_whitespace().count();
     if fields != 5 && fields != 6 {
         return Err(format!(
@@ -263,7 +263,7 @@ fn check_cron(cron: &Spanned<String>, out: &mut Vec<Diagnostic>) {
 }
 
 /// Checks that `input:` is itself a valid JSON Schema (draft 2020-12).
-pub fn check_input_schema(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check_input_schema(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     let Some(input) = &workflow.input else { return };
     let schema = input.to_json();
     if let Err(e) = jsonschema::meta::validate(&schema) {

@@ -17,16 +17,16 @@ use crate::dsl::node::{Node, Value};
 use crate::dsl::span::Span;
 
 /// The language's JSON Schema, as committed in `schemas/`.
-pub const WORKFLOW_SCHEMA: &str = include_str!("../../schemas/workflow.schema.json");
+pub(crate) const WORKFLOW_SCHEMA: &str = include_str!("../../schemas/workflow.schema.json");
 
 /// The workflow schema, parsed and compiled once per process.
-pub struct WorkflowSchema {
+pub(crate) struct WorkflowSchema {
     pub json: Json,
     validator: jsonschema::Validator<Tree>,
 }
 
 impl WorkflowSchema {
-    pub fn get() -> &'static WorkflowSchema {
+    pub(crate) fn get() -> &'static WorkflowSchema {
         static SCHEMA: OnceLock<WorkflowSchema> = OnceLock::new();
         SCHEMA.get_or_init(|| {
             let json: Json =
@@ -40,7 +40,7 @@ impl WorkflowSchema {
     }
 
     /// The keys an object of kind `def` may have (`None`: the top level).
-    pub fn keys(&self, def: Option<&str>) -> Vec<&str> {
+    pub(crate) fn keys(&self, def: Option<&str>) -> Vec<&str> {
         let object = match def {
             None => &self.json,
             Some(def) => &self.json["$defs"][def],
@@ -49,7 +49,7 @@ impl WorkflowSchema {
     }
 
     /// Checks a file's tree; every error becomes a diagnostic at its key or value.
-    pub fn check(&self, root: &Node) -> Vec<Diagnostic> {
+    pub(crate) fn check(&self, root: &Node) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for error in self.validator.iter_errors(root) {
             let path = instance_path(&error);
@@ -62,7 +62,7 @@ impl WorkflowSchema {
 }
 
 /// The path of a schema error's instance, as keys and indices.
-pub fn instance_path(error: &jsonschema::ValidationError) -> Vec<String> {
+pub(crate) fn instance_path(error: &jsonschema::ValidationError) -> Vec<String> {
     error
         .instance_path()
         .iter()
@@ -74,7 +74,7 @@ pub fn instance_path(error: &jsonschema::ValidationError) -> Vec<String> {
 }
 
 /// Turns one schema error into diagnostics; `known` are the keys the object may have.
-pub fn describe(kind: &ValidationErrorKind, at: &Place, known: &[&str]) -> Vec<Diagnostic> {
+pub(crate) fn describe(kind: &ValidationErrorKind, at: &Place, known: &[&str]) -> Vec<Diagnostic> {
     match kind {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             unexpected.iter().map(|key| unknown_key(at, key, known)).collect()
@@ -102,7 +102,7 @@ fn unknown_key(at: &Place, key: &str, known: &[&str]) -> Diagnostic {
 }
 
 /// Where a schema error points: the node, its path, and the key it sits under.
-pub struct Place<'a> {
+pub(crate) struct Place<'a> {
     pub node: &'a Node,
     pub path: Vec<String>,
     pub key_span: Option<Span>,
@@ -111,7 +111,7 @@ pub struct Place<'a> {
 }
 
 impl<'a> Place<'a> {
-    pub fn new(root: &'a Node, path: &[String], within: Option<&'a str>) -> Self {
+    pub(crate) fn new(root: &'a Node, path: &[String], within: Option<&'a str>) -> Self {
         let (node, key_span) = root.at_path(path);
         Place { node, path: path.to_vec(), key_span, within }
     }
@@ -150,7 +150,7 @@ impl<'a> Place<'a> {
 }
 
 /// Which `$defs` entry describes the object at an instance path.
-pub fn object_def(path: &[String]) -> Option<&'static str> {
+pub(crate) fn object_def(path: &[String]) -> Option<&'static str> {
     let is_index = |s: &String| s.parse::<usize>().is_ok();
     match path {
         [] => None,
@@ -208,7 +208,7 @@ fn type_words(t: &str) -> &'static str {
 }
 
 /// Plain words for what a node holds.
-pub fn node_words(node: &Node) -> &'static str {
+pub(crate) fn node_words(node: &Node) -> &'static str {
     match &node.value {
         Value::Null => "nothing (null)",
         Value::Bool(_) => "true or false",

@@ -29,7 +29,7 @@ struct Scope {
     trigger: bool,
 }
 
-pub struct TemplateChecker<'a> {
+pub(crate) struct TemplateChecker<'a> {
     file: &'a SourceFile,
     workflow: &'a Workflow,
     graph: &'a Graph<'a>,
@@ -43,7 +43,7 @@ pub struct TemplateChecker<'a> {
 }
 
 impl<'a> TemplateChecker<'a> {
-    pub fn new(
+    pub(crate) fn new(
         file: &'a SourceFile,
         workflow: &'a Workflow,
         graph: &'a Graph<'a>,
@@ -67,7 +67,7 @@ impl<'a> TemplateChecker<'a> {
         })
     }
 
-    pub fn check(&mut self) {
+    pub(crate) fn check(&mut self) {
         for (i, step) in self.graph.steps.clone().into_iter().enumerate() {
             self.step(i, step);
         }
@@ -299,7 +299,7 @@ impl<'a> TemplateChecker<'a> {
 
 /// The output schema a step declares: its action's, or for `mock`, the shape of
 /// the literal `with.output`.
-pub fn declared_output(step: &Step, registry: &Registry) -> Json {
+pub(crate) fn declared_output(step: &Step, registry: &Registry) -> Json {
     if step.action.value == "mock" {
         return step.with.as_ref().and_then(|w| w.get("output")).map_or(Json::Null, shape_of);
     }

@@ -6,7 +6,7 @@ use crate::dsl::duration::Duration;
 use crate::dsl::model::{Retry, Step, Workflow};
 use crate::dsl::span::Spanned;
 
-pub fn check_timing(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+pub(crate) fn check_timing(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     for step in workflow.all_steps() {
         let timeout = step.timeout.as_ref().or(workflow.defaults.timeout.as_ref());
         let retry = step.retry.clone().or_else(|| workflow.defaults.retry.clone()).unwrap_or_default();

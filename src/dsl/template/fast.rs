@@ -7,7 +7,7 @@
 use super::{Analysis, PathRef, HELPERS};
 
 /// Analyzes `text` when it is within the fast subset.
-pub fn analyze(text: &str) -> Option<Analysis> {
+pub(super) fn analyze(text: &str) -> Option<Analysis> {
     let mut analysis = Analysis::default();
     let mut rest = text;
     let mut mustaches = 0;

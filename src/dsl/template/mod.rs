@@ -7,22 +7,22 @@ use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
 use handlebars::{Path, Template};
 
 /// The names a template may start a path with.
-pub const ROOTS: &[&str] = &["input", "run", "steps", "item", "index", "error", "secrets"];
+pub(crate) const ROOTS: &[&str] = &["input", "run", "steps", "item", "index", "error", "secrets"];
 
 /// The helpers a template may call: handlebars' own and the language's.
-pub const HELPERS: &[&str] = &[
+pub(crate) const HELPERS: &[&str] = &[
     "if", "unless", "each", "with", "lookup", "log", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or", "not", "len",
     "json", "default",
 ];
 
 /// Whether a string holds a template at all.
-pub fn is_template(text: &str) -> bool {
+pub(crate) fn is_template(text: &str) -> bool {
     text.contains("{{")
 }
 
 /// A path a template reads, from one of the roots.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PathRef {
+pub(crate) struct PathRef {
     pub root: String,
     pub rest: Vec<String>,
     /// Inside `default` or under an `if`/`unless` test: a missing value is handled.
@@ -33,7 +33,7 @@ pub struct PathRef {
 
 /// What a template reads and calls.
 #[derive(Debug, Clone, Default)]
-pub struct Analysis {
+pub(crate) struct Analysis {
     /// The whole string is one `{{expression}}`: it gives a JSON value, not text.
     pub lone: bool,
     pub refs: Vec<PathRef>,
@@ -44,17 +44,17 @@ pub struct Analysis {
 
 /// A template that does not parse.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TemplateSyntaxError {
+pub(crate) struct TemplateSyntaxError {
     pub message: String,
     /// Line and column inside the template text, from 1.
     pub position: Option<(usize, usize)>,
 }
 
 /// A template may be at most this long.
-pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
 /// A template may open at most this many blocks (`{{#if}}`, `{{#each}}`) and nest
 /// subexpressions at most this deep: the parser recurses on both.
-pub const MAX_TEMPLATE_NESTING: usize = 32;
+pub(crate) const MAX_TEMPLATE_NESTING: usize = 32;
 
 /// Rejects templates whose size or nesting could exhaust the parser's stack.
 fn check_bounds(text: &str) -> Result<(), TemplateSyntaxError> {
@@ -80,7 +80,7 @@ fn check_bounds(text: &str) -> Result<(), TemplateSyntaxError> {
 }
 
 /// Parses a template and lists what it reads.
-pub fn analyze(text: &str) -> Result<Analysis, TemplateSyntaxError> {
+pub(crate) fn analyze(text: &str) -> Result<Analysis, TemplateSyntaxError> {
     check_bounds(text)?;
     match fast::analyze(text) {
         Some(analysis) => Ok(analysis),
@@ -89,7 +89,7 @@ pub fn analyze(text: &str) -> Result<Analysis, TemplateSyntaxError> {
 }
 
 /// The reference analysis: handlebars' own parser, walked.
-pub fn analyze_with_handlebars(text: &str) -> Result<Analysis, TemplateSyntaxError> {
+pub(crate) fn analyze_with_handlebars(text: &str) -> Result<Analysis, TemplateSyntaxError> {
     let template = Template::compile(text).map_err(|e| TemplateSyntaxError {
         message: plain_syntax_error(text, &e.reason().to_string()),
         position: e.pos(),
@@ -249,7 +249,7 @@ fn path_raw(path: &Path) -> String {
 }
 
 /// Splits `steps.x.output.[0]` or `steps/x/output` into segments, brackets removed.
-pub fn split_path(raw: &str) -> Vec<String> {
+pub(crate) fn split_path(raw: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut chars = raw.chars();

@@ -18,7 +18,7 @@ use crate::dsl::span::Span;
 /// The events of one document, as granit-parser would give them (without the
 /// stream and document end events, which the builder does not read).
 #[cfg(test)]
-pub type Events<'a> = Vec<(Event<'a>, Span)>;
+pub(super) type Events<'a> = Vec<(Event<'a>, Span)>;
 
 /// Collections nested deeper than this go to the general parser.
 const MAX_NESTING: usize = 32;
@@ -29,7 +29,7 @@ const MAX_KEY_BYTES: usize = 1024;
 /// of them is kept: a large file costs no more than its tree). False when
 /// `text` is not within the fast subset: some events may have been handed
 /// over by then, and the caller starts again with the general parser.
-pub fn feed<'a>(text: &'a str, sink: &mut dyn FnMut(Event<'a>, Span)) -> bool {
+pub(super) fn feed<'a>(text: &'a str, sink: &mut dyn FnMut(Event<'a>, Span)) -> bool {
     if !within_subset(text) {
         return false;
     }
@@ -39,7 +39,7 @@ pub fn feed<'a>(text: &'a str, sink: &mut dyn FnMut(Event<'a>, Span)) -> bool {
 
 /// The events of `text` when it is within the fast subset.
 #[cfg(test)]
-pub fn events(text: &str) -> Option<Events<'_>> {
+pub(super) fn events(text: &str) -> Option<Events<'_>> {
     let mut out = Vec::new();
     feed(text, &mut |event, span| out.push((event, span))).then_some(out)
 }

@@ -18,7 +18,7 @@ use super::span::Span;
 
 /// Bounds on what a document may make the loader build.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_depth: usize,
     pub max_nodes: usize,
     pub max_anchors: usize,
@@ -26,7 +26,7 @@ pub struct Limits {
 
 /// Why a text is not a YAML document the loader accepts.
 #[derive(Debug, Clone, PartialEq)]
-pub enum YamlError {
+pub(crate) enum YamlError {
     /// Not YAML; the byte offset and the parser's words.
     Syntax {
         at: usize,
@@ -52,7 +52,7 @@ pub enum YamlError {
 }
 
 /// Parses one YAML document; an empty text is `null`.
-pub fn parse(text: &str, limits: Limits) -> Result<Node, YamlError> {
+pub(crate) fn parse(text: &str, limits: Limits) -> Result<Node, YamlError> {
     let new = || Builder { limits, stack: Vec::new(), anchors: Vec::new(), nodes: 0, documents: 0, root: None };
     let mut builder = new();
     let mut failed: Option<YamlError> = None;

@@ -124,7 +124,7 @@ pub(super) async fn attempt_outcome(
 }
 
 /// A step's output may be at most about this large (it is journaled and kept).
-pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// About how many bytes a value takes as JSON; stops counting past `limit`.
 pub(super) fn json_size(v: &Json, limit: usize) -> usize {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub struct EngineOptions {
+pub(crate) struct EngineOptions {
     /// At most this many action attempts run at once, across all runs.
     pub max_concurrent_attempts: usize,
     pub metrics: Arc<Metrics>,
@@ -29,7 +29,7 @@ impl Default for EngineOptions {
 }
 
 /// A run to start.
-pub struct NewRun {
+pub(crate) struct NewRun {
     /// None: a new id. Some: this id, unless a run of it exists (then nothing starts).
     pub run_id: Option<String>,
     pub wf: Arc<CompiledWorkflow>,
@@ -39,7 +39,7 @@ pub struct NewRun {
 
 /// One committed transition of a run, as the engine broadcasts it after the commit.
 #[derive(Debug, Clone)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub run_id: String,
     /// The entry's place in the run's journal, from 0.
     pub seq: u32,
@@ -52,7 +52,7 @@ const TRANSITIONS_BUFFER: usize = 8192;
 
 /// A handle to the engine loop; cheap to clone.
 #[derive(Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     tx: mpsc::UnboundedSender<Msg>,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
@@ -67,7 +67,7 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the loop on the current tokio runtime.
-    pub fn start(store: Arc<dyn Store>, registry: Arc<Registry>, options: EngineOptions) -> Engine {
+    pub(crate) fn start(store: Arc<dyn Store>, registry: Arc<Registry>, options: EngineOptions) -> Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let (transitions, _) = broadcast::channel(TRANSITIONS_BUFFER);
         let metrics = options.metrics.clone();
@@ -115,13 +115,13 @@ impl Engine {
 
     /// Starts a run; its first entries, and its workflow version, are durable when
     /// this returns.
-    pub async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
+    pub(crate) async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
         self.start_new(NewRun { run_id: None, wf, input, inject: Vec::new() }).await.map(|(id, _)| id)
     }
 
     /// Starts a run of a given id, unless one of that id exists (answers false):
     /// what starts a run at most once for one event or one tick.
-    pub async fn start_run_as(
+    pub(crate) async fn start_run_as(
         &self,
         run_id: String,
         wf: Arc<CompiledWorkflow>,
@@ -132,7 +132,7 @@ impl Engine {
     }
 
     /// Starts a run as described; answers its id and whether this call started it.
-    pub async fn start_new(&self, run: NewRun) -> Started {
+    pub(crate) async fn start_new(&self, run: NewRun) -> Started {
         self.store_definition(&run.wf)?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Start { run, reply });
@@ -140,7 +140,7 @@ impl Engine {
     }
 
     /// Continues a run from its journal.
-    pub async fn resume(&self, run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>) {
+    pub(crate) async fn resume(&self, run_id: String, wf: Arc<CompiledWorkflow>, entries: Vec<Entry>) {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Resume { run_id, wf, entries, reply });
         let _ = answer.await;
@@ -149,7 +149,7 @@ impl Engine {
     /// Waits for a run to end and gives its record; a run that is no longer
     /// active is read back from the store. `None`: no such run, or it cannot end
     /// here (the engine stopped).
-    pub async fn wait(&self, run_id: &str) -> Option<RunRecord> {
+    pub(crate) async fn wait(&self, run_id: &str) -> Option<RunRecord> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Wait { run_id: run_id.to_owned(), reply });
         if let Some(record) = answer.await.ok().flatten() {
@@ -160,13 +160,13 @@ impl Engine {
     }
 
     /// A run's state read back from the store (each version compiled once).
-    pub fn replay(&self, run_id: &str) -> Result<super::super::machine::RunState, super::super::ReplayError> {
+    pub(crate) fn replay(&self, run_id: &str) -> Result<super::super::machine::RunState, super::super::ReplayError> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         super::super::replay(self.store.as_ref(), &mut versions, run_id, &self.registry)
     }
 
     /// A workflow version from the store's copy (compiled once).
-    pub fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, super::super::ReplayError> {
+    pub(crate) fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, super::super::ReplayError> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         versions.get(self.store.as_ref(), hash, &self.registry)
     }
@@ -185,13 +185,13 @@ impl Engine {
 
     /// Sends an event from outside (the API, a test): durable when this returns,
     /// then delivered to the runs waiting for it.
-    pub async fn publish(&self, kind: &str, key: &str, data: Json) -> Result<String, StoreError> {
+    pub(crate) async fn publish(&self, kind: &str, key: &str, data: Json) -> Result<String, StoreError> {
         self.publish_event(kind, key, data).await.map(|(event, _)| event.id)
     }
 
     /// Sends an event from outside; answers it as stored and the runs whose
     /// waiting `event.wait` it ended.
-    pub async fn publish_event(
+    pub(crate) async fn publish_event(
         &self,
         kind: &str,
         key: &str,
@@ -207,32 +207,32 @@ impl Engine {
 
     /// Every transition committed from now on, live. A listener that falls
     /// more than a few thousand behind is told it lagged (then reads the store).
-    pub fn transitions(&self) -> broadcast::Receiver<Arc<Transition>> {
+    pub(crate) fn transitions(&self) -> broadcast::Receiver<Arc<Transition>> {
         self.transitions.subscribe()
     }
 
     /// Stops launching attempts: a drain before the process ends. What is in
     /// flight ends and is recorded; the rest continues on the next start.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.send(Msg::Pause);
     }
 
     /// Attempts launched and not yet ended.
-    pub fn in_flight(&self) -> u64 {
+    pub(crate) fn in_flight(&self) -> u64 {
         self.metrics.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    pub fn registry(&self) -> &Registry {
+    pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
 
     /// Returns after one more turn of the loop: what reached the engine before
     /// this call (attempts' ends, new runs) is committed.
-    pub async fn flush(&self) {
+    pub(crate) async fn flush(&self) {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Flush { reply });
         let _ = answer.await;
@@ -240,7 +240,7 @@ impl Engine {
 
     /// Asks a run to roll back; answers whether it will (a run whose forward
     /// steps have all ended, or that has ended, is not cancelled).
-    pub async fn cancel(&self, run_id: &str) -> Result<(), CancelRefused> {
+    pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), CancelRefused> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Cancel { run_id: run_id.to_owned(), reply });
         answer.await.unwrap_or(Err(CancelRefused::Stopped))

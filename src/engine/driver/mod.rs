@@ -38,7 +38,7 @@ use crate::journal::status::RunStatus;
 use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
 
 use events::Waiter;
-pub use handle::{Engine, EngineOptions, NewRun, Transition};
+pub(crate) use handle::{Engine, EngineOptions, NewRun, Transition};
 use observe::{log_entry, log_finished};
 use run_cache::{Active, Evicted};
 

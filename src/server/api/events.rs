@@ -18,7 +18,7 @@ const MAX_KEY: usize = 512;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventBody {
+pub(super) struct EventBody {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -27,7 +27,10 @@ pub struct EventBody {
     data: Json_,
 }
 
-pub async fn send(State(app): State<Arc<App>>, JsonBody(body): JsonBody<EventBody>) -> Result<Response, ApiError> {
+pub(super) async fn send(
+    State(app): State<Arc<App>>,
+    JsonBody(body): JsonBody<EventBody>,
+) -> Result<Response, ApiError> {
     app.takes_writes()?;
     check_type(&body.kind)?;
     let key = crate::engine::machine::event_key(body.key.as_ref());

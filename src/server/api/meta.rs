@@ -10,11 +10,11 @@ use serde_json::json;
 
 use crate::server::App;
 
-pub async fn console() -> Response {
+pub(super) async fn console() -> Response {
     crate::server::console::page()
 }
 
-pub async fn healthz(State(app): State<Arc<App>>) -> Response {
+pub(super) async fn healthz(State(app): State<Arc<App>>) -> Response {
     let storage = app.storage_error();
     let (status, state) = match (app.is_draining(), &storage) {
         (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
@@ -31,11 +31,11 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> Response {
     let text = crate::server::prometheus::render(&app);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-pub async fn openapi() -> Response {
+pub(super) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], crate::server::console::OPENAPI).into_response()
 }

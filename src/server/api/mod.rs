@@ -14,7 +14,7 @@ use axum::Router;
 use super::error::ApiError;
 use super::App;
 
-pub fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(meta::console))
         .route("/healthz", get(meta::healthz))

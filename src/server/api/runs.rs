@@ -32,13 +32,13 @@ const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StartBody {
+pub(super) struct StartBody {
     #[serde(default)]
     input: Option<Json_>,
 }
 
 /// `POST /v1/workflows/{name}/runs`
-pub async fn start(
+pub(super) async fn start(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -133,7 +133,7 @@ fn parse_wait(text: &str) -> Result<Duration, ApiError> {
 }
 
 /// `GET /v1/runs/{id}`: the run record of DSL.md.
-pub async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<RunRecord>, ApiError> {
+pub(super) async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<RunRecord>, ApiError> {
     Ok(Json(record(&app, &id)?))
 }
 
@@ -150,7 +150,7 @@ fn run_meta(app: &App, id: &str) -> Result<RunMeta, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     workflow: Option<String>,
     status: Option<String>,
     limit: Option<String>,
@@ -158,7 +158,7 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/runs?workflow=&status=&limit=&cursor=`: newest first, paged.
-pub async fn list(
+pub(super) async fn list(
     State(app): State<Arc<App>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<crate::store::RunPage>, ApiError> {
@@ -185,7 +185,7 @@ pub async fn list(
 }
 
 /// `POST /v1/runs/{id}/cancel`: the run rolls back (its compensations run).
-pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
     app.takes_writes()?;
     if let Err(refused) = app.engine.cancel(&id).await {
@@ -205,7 +205,7 @@ pub async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resu
 
 /// `GET /v1/runs/{id}/events`: the run's transitions as server-sent events,
 /// from its first, live until it ends (`event: end` carries the run record).
-pub async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
     let place = app.long_request()?;
     // Listen before reading the history: nothing falls between the two.

@@ -17,7 +17,7 @@ use crate::server::App;
 use crate::validate::render;
 
 /// `GET /v1/workflows`: every workflow file, with its state.
-pub async fn list(State(app): State<Arc<App>>) -> Json<Json_> {
+pub(super) async fn list(State(app): State<Arc<App>>) -> Json<Json_> {
     let snapshot = app.catalog.snapshot();
     let workflows: Vec<Json_> = snapshot.files.values().map(summary).collect();
     Json(json!({ "workflows": workflows, "generation": snapshot.generation }))
@@ -37,7 +37,7 @@ fn summary(f: &FileState) -> Json_ {
 }
 
 /// `GET /v1/workflows/{name}`: its state, diagnostics, last reload report and graph.
-pub async fn one(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<Json_>, ApiError> {
+pub(super) async fn one(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<Json_>, ApiError> {
     plain_id(&name, "workflow")?;
     let snapshot = app.catalog.snapshot();
     let file = snapshot.file_of(&name).ok_or_else(|| ApiError::not_found(snapshot.no_workflow(&name)))?;
@@ -77,7 +77,7 @@ fn graph(wf: &CompiledWorkflow) -> Vec<Json_> {
 
 /// `POST /v1/validate?file=NAME.yaml`: the body is a workflow's YAML; the
 /// answer is the `validate --format json` report (200 whether or not it has errors).
-pub async fn validate(
+pub(super) async fn validate(
     State(app): State<Arc<App>>,
     Query(query): Query<HashMap<String, String>>,
     BoundedBody(body): BoundedBody,

@@ -10,7 +10,7 @@ use crate::services::{ActionError, Ctx, ServiceFuture};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Account {
+pub(crate) struct Account {
     pub user_id: String,
     pub plan: String,
     pub limit: u64,
@@ -35,7 +35,7 @@ struct Hold {
     charged: u64,
 }
 
-pub struct SandboxAi(pub Ledger);
+pub(super) struct SandboxAi(pub Ledger);
 
 fn account(tx: &Tx, user: &str) -> TxResult<Account> {
     tx.require(&format!("account/{user}"), "AI account for user", user)
@@ -144,6 +144,6 @@ impl Ai for SandboxAi {
     }
 }
 
-pub fn seed(ledger: &Ledger, accounts: &[Account]) -> Result<(), ActionError> {
+pub(super) fn seed(ledger: &Ledger, accounts: &[Account]) -> Result<(), ActionError> {
     ledger.transact(|tx| accounts.iter().try_for_each(|a| save(tx, a)))
 }

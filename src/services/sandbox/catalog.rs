@@ -11,7 +11,7 @@ use crate::services::{ActionError, Ctx, ServiceFuture};
 /// A vendor's feed as the seed describes it: `products` products, numbered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Feed {
+pub(crate) struct Feed {
     pub vendor_id: String,
     pub name: String,
     pub products: u64,
@@ -46,7 +46,7 @@ impl Feed {
     }
 }
 
-pub struct SandboxVendor(pub Ledger);
+pub(super) struct SandboxVendor(pub Ledger);
 
 impl Vendor for SandboxVendor {
     fn fetch_products(&self, _: Ctx, request: FetchPage) -> ServiceFuture<ProductPage> {
@@ -62,7 +62,7 @@ impl Vendor for SandboxVendor {
 }
 
 /// The ERP or the catalog: products by SKU.
-pub struct SandboxProducts(pub Ledger);
+pub(super) struct SandboxProducts(pub Ledger);
 
 impl SandboxProducts {
     fn upsert(&self, ctx: Ctx, request: Upsert) -> ServiceFuture<Upserted> {
@@ -97,6 +97,6 @@ impl Catalog for SandboxProducts {
     }
 }
 
-pub fn seed(ledger: &Ledger, feeds: &[Feed]) -> Result<(), ActionError> {
+pub(super) fn seed(ledger: &Ledger, feeds: &[Feed]) -> Result<(), ActionError> {
     ledger.transact(|tx| feeds.iter().try_for_each(|f| tx.put(&format!("feed/{}", f.vendor_id), f)))
 }

@@ -10,7 +10,7 @@ use crate::services::{ActionError, Ctx, ServiceFuture};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CourseRecord {
+pub(crate) struct CourseRecord {
     pub course_id: String,
     pub title: String,
     pub price_cents: u64,
@@ -33,7 +33,7 @@ struct SeatRecord {
     released: bool,
 }
 
-pub struct SandboxCourses(pub Ledger);
+pub(super) struct SandboxCourses(pub Ledger);
 
 fn course(tx: &Tx, id: &str) -> TxResult<CourseRecord> {
     tx.require(&format!("course/{id}"), "course", id)
@@ -165,6 +165,6 @@ impl Courses for SandboxCourses {
     }
 }
 
-pub fn seed(ledger: &Ledger, courses: &[CourseRecord]) -> Result<(), ActionError> {
+pub(super) fn seed(ledger: &Ledger, courses: &[CourseRecord]) -> Result<(), ActionError> {
     ledger.transact(|tx| courses.iter().try_for_each(|c| tx.put(&format!("course/{}", c.course_id), c)))
 }

@@ -10,7 +10,7 @@ use crate::services::{ActionError, Ctx, ServiceFuture};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Product {
+pub(crate) struct Product {
     pub sku: String,
     pub name: String,
     pub price_cents: u64,
@@ -20,7 +20,7 @@ pub struct Product {
 }
 
 impl Product {
-    pub fn available(&self) -> u64 {
+    pub(crate) fn available(&self) -> u64 {
         self.stock.saturating_sub(self.reserved)
     }
 }
@@ -34,7 +34,7 @@ struct Held {
     released: bool,
 }
 
-pub struct SandboxInventory(pub Ledger);
+pub(super) struct SandboxInventory(pub Ledger);
 
 fn product(tx: &Tx, sku: &str) -> TxResult<Product> {
     tx.require(&format!("product/{sku}"), "product", sku)
@@ -98,7 +98,7 @@ impl Inventory for SandboxInventory {
 }
 
 /// Seeds the products.
-pub fn seed(ledger: &Ledger, products: &[Product]) -> Result<(), ActionError> {
+pub(super) fn seed(ledger: &Ledger, products: &[Product]) -> Result<(), ActionError> {
     ledger.transact(|tx| {
         for p in products {
             tx.put(&format!("product/{}", p.sku), p)?;

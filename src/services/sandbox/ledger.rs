@@ -24,10 +24,10 @@ use serde_json::Value as Json;
 use crate::services::{ActionError, Ctx};
 
 /// What a transaction body returns: a value, or an error that aborts it.
-pub type TxResult<T> = Result<T, ActionError>;
+pub(crate) type TxResult<T> = Result<T, ActionError>;
 
 /// Aborts the transaction with a business error; nothing it wrote stays.
-pub fn abort<T>(e: ActionError) -> TxResult<T> {
+pub(crate) fn abort<T>(e: ActionError) -> TxResult<T> {
     Err(e)
 }
 
@@ -40,7 +40,7 @@ type Writes = BTreeMap<String, Option<Vec<u8>>>;
 
 /// The view of a tree inside a transaction: the tree, its buffered writes, and
 /// this transaction's own.
-pub struct Tx<'a> {
+pub(crate) struct Tx<'a> {
     tree: &'a sled::Tree,
     buffered: &'a Writes,
     pending: std::cell::RefCell<Writes>,
@@ -54,7 +54,7 @@ impl Tx<'_> {
         Ok(self.tree.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> TxResult<Option<T>> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, key: &str) -> TxResult<Option<T>> {
         match self.raw(key)? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(storage),
@@ -63,7 +63,7 @@ impl Tx<'_> {
 
     /// Writes a record; a known secret's value in it is kept as `***` (the
     /// sandbox's trees live in the data directory, which never holds one).
-    pub fn put<T: Serialize>(&self, key: &str, value: &T) -> TxResult<()> {
+    pub(crate) fn put<T: Serialize>(&self, key: &str, value: &T) -> TxResult<()> {
         let bytes = if crate::base::secrets::any() {
             let mut json = serde_json::to_value(value).map_err(storage)?;
             crate::base::secrets::mask_json(&mut json);
@@ -75,13 +75,13 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn remove(&self, key: &str) -> TxResult<()> {
+    pub(crate) fn remove(&self, key: &str) -> TxResult<()> {
         self.pending.borrow_mut().insert(key.to_owned(), None);
         Ok(())
     }
 
     /// The record at `key`, or `not_found` naming `what` and `id`.
-    pub fn require<T: DeserializeOwned>(&self, key: &str, what: &str, id: &str) -> TxResult<T> {
+    pub(crate) fn require<T: DeserializeOwned>(&self, key: &str, what: &str, id: &str) -> TxResult<T> {
         match self.get::<T>(key)? {
             Some(record) => Ok(record),
             None => abort(crate::services::errors::not_found(what, id)),
@@ -89,7 +89,7 @@ impl Tx<'_> {
     }
 
     /// The next number of a kind's counter, from 1.
-    pub fn next_number(&self, kind: &str) -> TxResult<u64> {
+    pub(crate) fn next_number(&self, kind: &str) -> TxResult<u64> {
         let key = format!("seq/{kind}");
         let n = self.get::<u64>(&key)?.unwrap_or(0) + 1;
         self.put(&key, &n)?;
@@ -98,7 +98,7 @@ impl Tx<'_> {
 
     /// The next free id of a kind: `<prefix>-<n>`, n from 1, skipping ids
     /// the seed took.
-    pub fn next_id(&self, kind: &str, prefix: &str) -> TxResult<String> {
+    pub(crate) fn next_id(&self, kind: &str, prefix: &str) -> TxResult<String> {
         loop {
             let id = format!("{prefix}-{}", self.next_number(kind)?);
             if self.raw(&format!("{kind}/{id}"))?.is_none() {
@@ -110,7 +110,7 @@ impl Tx<'_> {
 
 /// One sandbox service's tree. Clones share the lock and the buffer.
 #[derive(Clone)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     tree: sled::Tree,
     /// The writes not yet in sled; its lock serialises the transactions.
     buffer: Arc<Mutex<Writes>>,
@@ -133,7 +133,7 @@ fn apply(tree: &sled::Tree, writes: &Writes) -> Result<(), ActionError> {
 
 impl Ledger {
     /// `buffered`: keep writes until [`Ledger::flush`] (when a run store flushes them).
-    pub fn new(tree: sled::Tree, buffered: bool) -> Ledger {
+    pub(crate) fn new(tree: sled::Tree, buffered: bool) -> Ledger {
         Ledger { tree, buffer: Arc::default(), buffered }
     }
 
@@ -143,7 +143,7 @@ impl Ledger {
 
     /// Writes the buffered writes to sled, as one atomic batch; on a failure
     /// they stay buffered for the next try.
-    pub fn flush(&self) -> Result<(), ActionError> {
+    pub(crate) fn flush(&self) -> Result<(), ActionError> {
         let mut buffer = self.buffer();
         apply(&self.tree, &buffer)?;
         buffer.clear();
@@ -153,7 +153,12 @@ impl Ledger {
     /// Runs `body` once per (operation, idempotency key): a repeat gets the
     /// first success back and changes nothing. A failure is not remembered, so a
     /// retry tries again (stock may have come back).
-    pub fn once<T>(&self, operation: &str, ctx: &Ctx, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T, ActionError>
+    pub(crate) fn once<T>(
+        &self,
+        operation: &str,
+        ctx: &Ctx,
+        body: impl Fn(&Tx) -> TxResult<T>,
+    ) -> Result<T, ActionError>
     where
         T: Serialize + DeserializeOwned,
     {
@@ -169,7 +174,7 @@ impl Ledger {
     }
 
     /// Runs `body` alone on the tree: all of its writes or none.
-    pub fn transact<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T, ActionError> {
+    pub(crate) fn transact<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T, ActionError> {
         let mut buffer = self.buffer();
         let tx = Tx { tree: &self.tree, buffered: &buffer, pending: Default::default() };
         let result = body(&tx)?;
@@ -183,7 +188,7 @@ impl Ledger {
     }
 
     /// Every record of a kind, by id order.
-    pub fn all(&self, kind: &str) -> Result<Vec<Json>, ActionError> {
+    pub(crate) fn all(&self, kind: &str) -> Result<Vec<Json>, ActionError> {
         self.flush()?;
         let prefix = format!("{kind}/");
         let mut out = Vec::new();
@@ -194,11 +199,11 @@ impl Ledger {
         Ok(out)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.tree.is_empty() && self.buffer().is_empty()
     }
 
-    pub fn clear(&self) -> Result<(), ActionError> {
+    pub(crate) fn clear(&self) -> Result<(), ActionError> {
         let mut buffer = self.buffer();
         buffer.clear();
         self.tree.clear().map_err(storage)

@@ -5,7 +5,7 @@ use super::ready;
 use crate::services::notifications::{Mail, Mailer, Sent};
 use crate::services::{Ctx, ServiceFuture};
 
-pub struct Mailbox(pub Ledger);
+pub(super) struct Mailbox(pub Ledger);
 
 impl Mailer for Mailbox {
     fn deliver(&self, ctx: Ctx, mail: Mail) -> ServiceFuture<Sent> {

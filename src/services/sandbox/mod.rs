@@ -6,11 +6,11 @@ mod ai;
 mod catalog;
 mod courses;
 mod inventory;
-pub mod ledger;
+pub(crate) mod ledger;
 mod mailbox;
 mod orders;
 mod payments;
-pub mod seed;
+pub(crate) mod seed;
 mod users;
 
 use crate::base::error::ActionError;
@@ -21,14 +21,14 @@ use serde_json::Value as Json;
 use super::notifications::{Emailer, Mailer, Notifier, Templates};
 use super::Services;
 use ledger::Ledger;
-pub use seed::Seed;
+pub(crate) use seed::Seed;
 
 /// The sandbox never waits: its answers are ready at once.
-pub use super::ready;
+pub(crate) use super::ready;
 
 /// The sandbox services' names, in the order `sandbox show` prints them, with
 /// the kinds of record each keeps.
-pub const SERVICES: &[(&str, &[&str])] = &[
+pub(crate) const SERVICES: &[(&str, &[&str])] = &[
     ("inventory", &["product", "reservation"]),
     ("payments", &["card", "payment", "refund"]),
     ("orders", &["order"]),
@@ -43,7 +43,7 @@ pub const SERVICES: &[(&str, &[&str])] = &[
 
 /// The sandbox state in a sled database: one ledger a service, opened once.
 #[derive(Clone)]
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     ledgers: Arc<std::collections::BTreeMap<&'static str, Ledger>>,
     db: sled::Db,
 }
@@ -97,7 +97,7 @@ impl Sandbox {
     /// `buffered`: the services' writes wait for [`Sandbox::flush`], which the
     /// run store calls before each group commit (see [`ledger`]); otherwise
     /// each call writes through.
-    pub fn open(db: sled::Db, seed: &Seed, buffered: bool) -> Result<Sandbox, SandboxError> {
+    pub(crate) fn open(db: sled::Db, seed: &Seed, buffered: bool) -> Result<Sandbox, SandboxError> {
         let mut ledgers = std::collections::BTreeMap::new();
         for (service, _) in SERVICES {
             let tree = db.open_tree(format!("sandbox.{service}"))?;
@@ -113,22 +113,22 @@ impl Sandbox {
     }
 
     /// Writes every service's buffered writes to sled (the next flush makes them durable).
-    pub fn flush(&self) -> Result<(), SandboxError> {
+    pub(crate) fn flush(&self) -> Result<(), SandboxError> {
         Ok(self.ledgers.values().try_for_each(Ledger::flush)?)
     }
 
     /// A sandbox in a temporary database, gone when dropped (unit tests, benchmarks).
-    pub fn temporary(seed: &Seed) -> Result<Sandbox, SandboxError> {
+    pub(crate) fn temporary(seed: &Seed) -> Result<Sandbox, SandboxError> {
         let db = sled::Config::new().temporary(true).open()?;
         Sandbox::open(db, seed, false)
     }
 
-    pub fn ledger(&self, service: &str) -> Result<Ledger, SandboxError> {
+    pub(crate) fn ledger(&self, service: &str) -> Result<Ledger, SandboxError> {
         self.ledgers.get(service).cloned().ok_or_else(|| SandboxError::NoService(service.to_owned()))
     }
 
     /// Empties every service and seeds it again.
-    pub fn reset(&self, seed: &Seed) -> Result<(), SandboxError> {
+    pub(crate) fn reset(&self, seed: &Seed) -> Result<(), SandboxError> {
         for (service, _) in SERVICES {
             let ledger = self.ledger(service)?;
             ledger.clear()?;
@@ -141,7 +141,7 @@ impl Sandbox {
     }
 
     /// The state of one service (or every one): `{service: {kind: [records]}}`.
-    pub fn show(&self, only: Option<&str>) -> Result<Json, SandboxError> {
+    pub(crate) fn show(&self, only: Option<&str>) -> Result<Json, SandboxError> {
         let mut out = serde_json::Map::new();
         for (service, kinds) in SERVICES.iter().filter(|(s, _)| only.is_none_or(|o| o == *s)) {
             let ledger = self.ledger(service)?;
@@ -155,12 +155,12 @@ impl Sandbox {
     }
 
     /// The sandbox mailbox as a mailer.
-    pub fn mailbox(&self) -> Result<Arc<dyn Mailer>, SandboxError> {
+    pub(crate) fn mailbox(&self) -> Result<Arc<dyn Mailer>, SandboxError> {
         Ok(Arc::new(mailbox::Mailbox(self.ledger("mail")?)))
     }
 
     /// Every service on the sandbox, mail in the mailbox.
-    pub fn services(&self, templates: Arc<Templates>) -> Result<Services, SandboxError> {
+    pub(crate) fn services(&self, templates: Arc<Templates>) -> Result<Services, SandboxError> {
         let users: Arc<dyn super::users::Users> = Arc::new(users::SandboxUsers(self.ledger("users")?));
         let mailer = self.mailbox()?;
         Ok(Services {

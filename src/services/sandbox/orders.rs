@@ -6,7 +6,7 @@ use crate::services::errors::invalid;
 use crate::services::orders::*;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
-pub struct SandboxOrders(pub Ledger);
+pub(super) struct SandboxOrders(pub Ledger);
 
 fn load(tx: &Tx, id: &str) -> TxResult<Order> {
     tx.require(&format!("order/{id}"), "order", id)
@@ -77,6 +77,6 @@ impl Orders for SandboxOrders {
     }
 }
 
-pub fn seed(ledger: &Ledger, orders: &[Order]) -> Result<(), ActionError> {
+pub(super) fn seed(ledger: &Ledger, orders: &[Order]) -> Result<(), ActionError> {
     ledger.transact(|tx| orders.iter().try_for_each(|o| save(tx, o)))
 }

@@ -12,13 +12,13 @@ use crate::services::{ActionError, Ctx, ServiceFuture};
 /// A test card: what paying with its token does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Card {
+pub(crate) struct Card {
     pub token: String,
     /// `approve`, or the error code a payment with it gets (`card_declined`, `insufficient_funds`).
     pub outcome: String,
 }
 
-pub struct SandboxPayments(pub Ledger);
+pub(super) struct SandboxPayments(pub Ledger);
 
 fn load(tx: &Tx, id: &str) -> TxResult<Payment> {
     tx.require(&format!("payment/{id}"), "payment", id)
@@ -136,7 +136,7 @@ impl Payments for SandboxPayments {
 }
 
 /// Seeds the cards and the payments made before (for refunds).
-pub fn seed(ledger: &Ledger, cards: &[Card], payments: &[Payment]) -> Result<(), ActionError> {
+pub(super) fn seed(ledger: &Ledger, cards: &[Card], payments: &[Payment]) -> Result<(), ActionError> {
     ledger.transact(|tx| {
         for c in cards {
             tx.put(&format!("card/{}", c.token), c)?;

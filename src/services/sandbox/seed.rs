@@ -10,14 +10,14 @@ use super::{ai, catalog, courses, inventory, orders, payments, users};
 use crate::services::ActionError;
 
 /// The seed shipped with sagaflow.
-pub const BUILTIN_SEED: &str = include_str!("../../../sandbox/seed.yaml");
+pub(crate) const BUILTIN_SEED: &str = include_str!("../../../sandbox/seed.yaml");
 
 /// The largest seed file read.
-pub const MAX_SEED_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_SEED_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Seed {
+pub(crate) struct Seed {
     pub products: Vec<inventory::Product>,
     pub cards: Vec<payments::Card>,
     pub payments: Vec<crate::services::payments::Payment>,
@@ -30,25 +30,25 @@ pub struct Seed {
 
 impl Seed {
     /// Reads a seed from YAML; a wrong one gets the file and the field.
-    pub fn parse(path: &Path, text: &str) -> Result<Seed, String> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Seed, String> {
         let loaded = crate::dsl::loader::load_bytes(path, text.as_bytes());
         let root = loaded.root.map_err(|d| format!("{}: {}", loaded.file.position(d.span.start), d.message))?;
         serde_json::from_value(root.to_json()).map_err(|e| format!("{}: not a sandbox seed: {e}", path.display()))
     }
 
-    pub fn builtin() -> Seed {
+    pub(crate) fn builtin() -> Seed {
         Seed::parse(Path::new("sandbox/seed.yaml"), BUILTIN_SEED)
             .unwrap_or_else(|e| panic!("the shipped seed is broken (a test checks it): {e}"))
     }
 
-    pub fn load(path: &Path) -> Result<Seed, String> {
+    pub(crate) fn load(path: &Path) -> Result<Seed, String> {
         let text = crate::base::file::read_regular_text(path, MAX_SEED_BYTES)
             .map_err(|e| format!("cannot read the seed {}: {e}", path.display()))?;
         Seed::parse(path, &text)
     }
 
     /// Writes one service's part of the seed.
-    pub fn apply(&self, service: &str, ledger: &Ledger) -> Result<(), ActionError> {
+    pub(crate) fn apply(&self, service: &str, ledger: &Ledger) -> Result<(), ActionError> {
         match service {
             "inventory" => inventory::seed(ledger, &self.products),
             "payments" => payments::seed(ledger, &self.cards, &self.payments),

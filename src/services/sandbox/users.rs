@@ -7,7 +7,7 @@ use super::ready;
 use crate::services::users::*;
 use crate::services::{ActionError, Ctx, ServiceFuture};
 
-pub struct SandboxUsers(pub Ledger);
+pub(super) struct SandboxUsers(pub Ledger);
 
 fn load(tx: &Tx, id: &str) -> TxResult<User> {
     tx.require(&format!("user/{id}"), "user", id)
@@ -76,6 +76,6 @@ impl Users for SandboxUsers {
     }
 }
 
-pub fn seed(ledger: &Ledger, users: &[User]) -> Result<(), ActionError> {
+pub(super) fn seed(ledger: &Ledger, users: &[User]) -> Result<(), ActionError> {
     ledger.transact(|tx| users.iter().try_for_each(|u| save(tx, u)))
 }
