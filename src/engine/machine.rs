@@ -43,6 +43,13 @@ pub(crate) enum Phase {
     Done,
 }
 
+/// How an attempt's end left its unit.
+enum Ended {
+    Succeeded,
+    Retrying,
+    Failed(ActionError),
+}
+
 /// One attempt-bearing unit: a step, or one item of a `for_each` step.
 #[derive(Debug, Clone)]
 pub(crate) struct Unit {
@@ -72,6 +79,57 @@ impl Unit {
 
     fn done(&self) -> bool {
         matches!(self.status, UnitStatus::Succeeded | UnitStatus::Failed)
+    }
+
+    /// An attempt of the unit (or of its compensation) started.
+    fn start(&mut self, attempt: u32, at: u64) {
+        self.status = UnitStatus::Running;
+        self.attempts = attempt;
+        self.started_at.get_or_insert(at);
+    }
+
+    /// The end of attempt `attempt`, if it is the one running; `retried`
+    /// says whether a failure is tried again. The same for a step's units
+    /// and for compensations: what differs is the caller's.
+    fn finish(
+        &mut self,
+        attempt: u32,
+        outcome: &Outcome,
+        at: u64,
+        retried: impl Fn(&ActionError) -> bool,
+    ) -> Option<Ended> {
+        if self.status != UnitStatus::Running || self.attempts != attempt {
+            return None;
+        }
+        match outcome {
+            Outcome::Ok(output) => {
+                self.status = UnitStatus::Succeeded;
+                self.output = Some(output.clone());
+                self.error = None;
+                self.finished_at = Some(at);
+                Some(Ended::Succeeded)
+            }
+            Outcome::Err(e) if retried(e) => {
+                self.status = UnitStatus::Retrying;
+                self.error = Some(e.clone());
+                Some(Ended::Retrying)
+            }
+            Outcome::Err(e) => {
+                self.status = UnitStatus::Failed;
+                self.error = Some(e.clone());
+                self.finished_at = Some(at);
+                Some(Ended::Failed(e.clone()))
+            }
+        }
+    }
+
+    /// A retry's backoff is over: the unit goes to `then` (pending again, or
+    /// failed for good when the run no longer goes forward).
+    fn retry_came(&mut self, then: UnitStatus) {
+        if self.status == UnitStatus::Retrying {
+            self.retry_due = None;
+            self.status = then;
+        }
     }
 }
 
@@ -261,9 +319,7 @@ impl RunState {
                     s.status = StepStatus::Running;
                 }
                 if let Some(u) = self.unit_mut(*step, *item) {
-                    u.status = UnitStatus::Running;
-                    u.attempts = *attempt;
-                    u.started_at.get_or_insert(*at);
+                    u.start(*attempt, *at);
                 }
             }
             Entry::AttemptFinished { step, item, attempt, outcome, at } => {
@@ -275,10 +331,9 @@ impl RunState {
                 }
             }
             Entry::RetryDue { step, item } => {
-                let forward = self.phase == Phase::Forward;
-                if let Some(u) = self.unit_mut(*step, *item).filter(|u| u.status == UnitStatus::Retrying) {
-                    u.retry_due = None;
-                    u.status = if forward { UnitStatus::Pending } else { UnitStatus::Failed };
+                let then = if self.phase == Phase::Forward { UnitStatus::Pending } else { UnitStatus::Failed };
+                if let Some(u) = self.unit_mut(*step, *item) {
+                    u.retry_came(then);
                 }
             }
             Entry::OutputFailed { error } => self.roll_back(None, error.clone()),
@@ -297,10 +352,7 @@ impl RunState {
                     self.compensations.push((*step, *item));
                 }
                 if let Some(u) = self.unit_mut(*step, *item) {
-                    let c = u.compensation.get_or_insert_with(|| Box::new(Unit::new()));
-                    c.status = UnitStatus::Running;
-                    c.attempts = *attempt;
-                    c.started_at.get_or_insert(*at);
+                    u.compensation.get_or_insert_with(|| Box::new(Unit::new())).start(*attempt, *at);
                 }
             }
             Entry::CompensationFinished { step, item, attempt, outcome, at } => {
@@ -313,10 +365,7 @@ impl RunState {
             }
             Entry::CompensationRetryDue { step, item } => {
                 if let Some(c) = self.unit_mut(*step, *item).and_then(|u| u.compensation.as_mut()) {
-                    if c.status == UnitStatus::Retrying {
-                        c.retry_due = None;
-                        c.status = UnitStatus::Pending;
-                    }
+                    c.retry_came(UnitStatus::Pending);
                 }
             }
             Entry::RunFinished { status, output, at } => {
@@ -368,29 +417,15 @@ impl RunState {
     fn attempt_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
         let forward = self.phase == Phase::Forward;
         let retry = self.wf.steps[step].retry.clone();
-        let Some(u) = self.unit_mut(step, item).filter(|u| u.status == UnitStatus::Running && u.attempts == attempt)
-        else {
-            return;
-        };
-        match outcome {
-            Outcome::Ok(output) => {
-                u.status = UnitStatus::Succeeded;
-                u.output = Some(output.clone());
-                u.error = None;
-                u.finished_at = Some(at);
-                self.completed.push((step, item));
-            }
-            Outcome::Err(e) if forward && may_retry(&retry, e, attempt) => {
-                u.status = UnitStatus::Retrying;
-                u.error = Some(e.clone());
-            }
-            Outcome::Err(e) => {
-                u.status = UnitStatus::Failed;
-                u.error = Some(e.clone());
-                u.finished_at = Some(at);
+        let Some(u) = self.unit_mut(step, item) else { return };
+        match u.finish(attempt, outcome, at, |e| forward && may_retry(&retry, e, attempt)) {
+            None => return,
+            Some(Ended::Succeeded) => self.completed.push((step, item)),
+            Some(Ended::Retrying) => {}
+            Some(Ended::Failed(e)) => {
                 let def = &self.wf.steps[step];
                 if forward && def.on_error == OnError::Fail && def.section == Section::Steps {
-                    self.roll_back(Some(step), e.clone());
+                    self.roll_back(Some(step), e);
                 }
             }
         }
@@ -436,29 +471,8 @@ impl RunState {
     fn compensation_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
         let Some(def) = self.wf.steps[step].compensate.as_ref() else { return };
         let retry = def.retry.clone();
-        let Some(c) = self
-            .unit_mut(step, item)
-            .and_then(|u| u.compensation.as_mut())
-            .filter(|c| c.status == UnitStatus::Running && c.attempts == attempt)
-        else {
-            return;
-        };
-        match outcome {
-            Outcome::Ok(output) => {
-                c.status = UnitStatus::Succeeded;
-                c.output = Some(output.clone());
-                c.error = None;
-                c.finished_at = Some(at);
-            }
-            Outcome::Err(e) if may_retry(&retry, e, attempt) => {
-                c.status = UnitStatus::Retrying;
-                c.error = Some(e.clone());
-            }
-            Outcome::Err(e) => {
-                c.status = UnitStatus::Failed;
-                c.error = Some(e.clone());
-                c.finished_at = Some(at);
-            }
+        if let Some(c) = self.unit_mut(step, item).and_then(|u| u.compensation.as_mut()) {
+            c.finish(attempt, outcome, at, |e| may_retry(&retry, e, attempt));
         }
     }
 
