@@ -156,6 +156,8 @@ impl CompiledWorkflow {
             Some(schema) => Some(jsonschema::draft202012::new(&schema.to_json()).map_err(|e| e.to_string())?),
             None => None,
         };
+        let output = w.output.as_ref().map(|n| templates.compile(n)).transpose()?;
+        let secrets = templates.secrets_read();
         Ok(CompiledWorkflow {
             input_json: w.input.as_ref().map(|n| n.to_json()),
             description: w.description.clone(),
@@ -164,10 +166,10 @@ impl CompiledWorkflow {
             source: source.to_owned(),
             input_schema,
             timeout_ms: w.timeout.as_ref().map(|t| t.value.millis()),
-            output: w.output.as_ref().map(|n| templates.compile(n)).transpose()?,
+            output,
             steps,
             templates,
-            secrets: secret_names(source),
+            secrets,
             event_triggers: w
                 .triggers
                 .iter()
@@ -231,16 +233,25 @@ fn compile_opt(templates: &mut Templates, node: Option<&crate::dsl::node::Node>)
     node.map_or(Ok(ValueTemplate::Literal(Json::Object(Default::default()))), |n| templates.compile(n))
 }
 
-/// `secrets.NAME` as written anywhere in the source.
-fn secret_names(source: &str) -> Vec<String> {
-    let mut names: Vec<String> = source
-        .match_indices("secrets.")
-        .map(|(i, m)| {
-            source[i + m.len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()
-        })
-        .filter(|n| !n.is_empty())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secrets_a_workflow_reads_are_those_its_templates_read_not_its_comments() {
+        let yaml = "name: w
+# rotate secrets.OLD_KEY next year
+description: uses secrets.NOT_READ in words only
+steps:
+  - id: call
+    action: mock
+    with: { output: { key: '{{secrets.API_KEY}}', both: 'Bearer {{secrets.TOKEN}} {{secrets.API_KEY}}' } }
+";
+        let wf =
+            match CompiledWorkflow::compile(std::path::Path::new("w.yaml"), yaml, crate::config::registry::builtin()) {
+                Ok(wf) => wf,
+                Err(e) => panic!("{:?}", e.0.diagnostics),
+            };
+        assert_eq!(wf.secrets, ["API_KEY", "TOKEN"]);
+    }
 }

@@ -41,6 +41,8 @@ pub(crate) struct RenderFailure {
 pub(crate) struct Templates {
     registry: Handlebars<'static>,
     next: usize,
+    /// The names of the secrets (`secrets.NAME`) the compiled templates read.
+    secrets: std::collections::BTreeSet<String>,
 }
 
 impl Default for Templates {
@@ -56,7 +58,7 @@ impl Templates {
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("json", Box::new(JsonHelper));
         registry.register_helper("default", Box::new(DefaultHelper));
-        Templates { registry, next: 0 }
+        Templates { registry, next: 0, secrets: Default::default() }
     }
 
     /// Compiles a YAML value's templates. Errors name the template's problem
@@ -90,6 +92,8 @@ impl Templates {
 
     fn compile_text(&mut self, text: &str) -> Result<ValueTemplate, String> {
         let analysis = analyze(text).map_err(|e| e.message)?;
+        let secrets = analysis.refs.iter().filter(|r| r.root == "secrets").filter_map(|r| r.rest.first());
+        self.secrets.extend(secrets.cloned());
         if analysis.lone {
             let inner = lone_inner(text);
             if analysis.helpers.is_empty() && analysis.refs.len() == 1 && is_plain_path(inner) {
@@ -99,6 +103,11 @@ impl Templates {
             return Ok(ValueTemplate::Expression(name));
         }
         Ok(ValueTemplate::Text(self.register(text)?))
+    }
+
+    /// The secrets the templates compiled so far read, by name.
+    pub(crate) fn secrets_read(&self) -> Vec<String> {
+        self.secrets.iter().cloned().collect()
     }
 
     fn register(&mut self, source: &str) -> Result<String, String> {

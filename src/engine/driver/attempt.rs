@@ -126,41 +126,32 @@ pub(super) async fn attempt_outcome(
 /// A step's output may be at most about this large (it is journaled and kept).
 pub(super) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
-/// About how many bytes a value takes as JSON; stops counting past `limit`.
-pub(super) fn json_size(v: &Json, limit: usize) -> usize {
-    match v {
-        Json::Null | Json::Bool(_) => 5,
-        Json::Number(_) => 20,
-        Json::String(s) => s.len() + 2,
-        Json::Array(items) => items
-            .iter()
-            .try_fold(2usize, |n, i| {
-                let n = n + json_size(i, limit) + 1;
-                if n > limit {
-                    Err(n)
-                } else {
-                    Ok(n)
-                }
-            })
-            .unwrap_or_else(|n| n),
-        Json::Object(map) => map
-            .iter()
-            .try_fold(2usize, |n, (k, i)| {
-                let n = n + k.len() + 4 + json_size(i, limit);
-                if n > limit {
-                    Err(n)
-                } else {
-                    Ok(n)
-                }
-            })
-            .unwrap_or_else(|n| n),
+/// Whether a value written as JSON takes more than `limit` bytes: it is
+/// written into a counter that stops at the limit (nothing is kept).
+pub(super) fn longer_than(v: &Json, limit: usize) -> bool {
+    struct Counter {
+        written: usize,
+        limit: usize,
     }
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.written += bytes.len();
+            match self.written > self.limit {
+                true => Err(std::io::Error::other("past the limit")),
+                false => Ok(bytes.len()),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Counter { written: 0, limit }, v).is_err()
 }
 
 /// An action's result, with its output held to the action's output schema.
 pub(super) fn checked(registered: &crate::actions::Registered, result: Result<Json, ActionError>) -> Outcome {
     match result {
-        Ok(output) if json_size(&output, MAX_OUTPUT_BYTES) > MAX_OUTPUT_BYTES => Outcome::Err(ActionError::new(
+        Ok(output) if longer_than(&output, MAX_OUTPUT_BYTES) => Outcome::Err(ActionError::new(
             "too_large",
             format!(
                 "the action `{}` returned more than {} KiB of output, the most a step may keep",
@@ -181,5 +172,22 @@ pub(super) fn checked(registered: &crate::actions::Registered, result: Result<Js
             ))
         }
         Err(e) => Outcome::Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_is_measured_as_the_json_it_is_written_as() {
+        let text = |n: usize| Json::String("x".repeat(n));
+        assert!(!longer_than(&text(8), 10), "\"xxxxxxxx\" is 10 bytes");
+        assert!(longer_than(&text(9), 10));
+        let escaped = Json::String("\"".repeat(5));
+        assert!(longer_than(&escaped, 11), "each quote is written as two bytes: 12 in all");
+        let nested = serde_json::json!({ "a": [1, 2, { "b": null }] });
+        assert_eq!(nested.to_string().len(), 22);
+        assert!(!longer_than(&nested, 22) && longer_than(&nested, 21));
     }
 }
