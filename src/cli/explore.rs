@@ -27,12 +27,12 @@ pub(super) struct Args {
     output: super::Output,
 }
 
-pub(super) fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
     let (path, source) = match super::run::find_workflow(&args.workflow, &args.workflows) {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let seed = match super::setup::seed() {
+    let seed = match setup.seed() {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };

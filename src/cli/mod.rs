@@ -125,7 +125,7 @@ pub fn main() -> ExitCode {
         quiet_on_closed_pipe();
     }
     init_logs(cli.log_format, matches!(cli.command, Command::Explore(_) | Command::Test(_)));
-    setup::set_config_path(cli.config);
+    let setup = setup::Setup { config_path: cli.config };
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema => {
@@ -133,16 +133,16 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Actions(args) => actions::run(args),
-        Command::Run(args) => run::run(args),
-        Command::Explore(args) => explore::run(args),
-        Command::Test(args) => test::run(args),
-        Command::Resume(args) => runs::resume(args),
+        Command::Run(args) => run::run(args, &setup),
+        Command::Explore(args) => explore::run(args, &setup),
+        Command::Test(args) => test::run(args, &setup),
+        Command::Resume(args) => runs::resume(args, &setup),
         Command::Show(args) => runs::show(args),
         Command::Runs(args) => runs::runs(args),
         Command::Outbox(args) => outbox::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Serve(args) => serve::run(args),
-        Command::Sandbox(command) => sandbox::run(command),
+        Command::Serve(args) => serve::run(args, &setup),
+        Command::Sandbox(command) => sandbox::run(command, &setup),
         Command::Store(command) => store::run(command),
     }
 }

@@ -36,7 +36,7 @@ pub(super) struct Args {
     server: Option<String>,
 }
 
-pub(super) fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
     if let Some(server) = &args.server {
         return run_on_server(server, &args);
     }
@@ -44,7 +44,7 @@ pub(super) fn run(args: Args) -> ExitCode {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let (store, backends) = match super::setup::open(&args.data.path) {
+    let (store, backends) = match setup.open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -88,8 +88,8 @@ pub(super) struct ResumeArgs {
     output: super::Output,
 }
 
-pub(super) fn resume(args: ResumeArgs) -> ExitCode {
-    let (store, backends) = match super::setup::open(&args.data.path) {
+pub(super) fn resume(args: ResumeArgs, setup: &super::setup::Setup) -> ExitCode {
+    let (store, backends) = match setup.open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

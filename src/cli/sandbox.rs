@@ -31,14 +31,14 @@ pub(super) struct ResetArgs {
     data: super::DataDir,
 }
 
-pub(super) fn run(command: Command) -> ExitCode {
+pub(super) fn run(command: Command, setup: &super::setup::Setup) -> ExitCode {
     match command {
-        Command::Show(args) => show(args),
-        Command::Reset(args) => reset(args),
+        Command::Show(args) => show(args, setup),
+        Command::Reset(args) => reset(args, setup),
     }
 }
 
-fn show(args: ShowArgs) -> ExitCode {
+fn show(args: ShowArgs, setup: &super::setup::Setup) -> ExitCode {
     let names: Vec<&str> = SERVICES.iter().map(|(s, _)| *s).collect();
     if let Some(service) = &args.service {
         if !names.contains(&service.as_str()) {
@@ -48,7 +48,8 @@ fn show(args: ShowArgs) -> ExitCode {
             return usage_error(&format!("there is no sandbox service `{service}`{hint}"));
         }
     }
-    let state = match super::setup::open_sandbox(&args.data.path)
+    let state = match setup
+        .open_sandbox(&args.data.path)
         .and_then(|(_, sandbox, _)| Ok(sandbox.show(args.service.as_deref())?))
     {
         Ok(state) => state,
@@ -77,8 +78,8 @@ fn human(state: &Json) -> String {
     out
 }
 
-fn reset(args: ResetArgs) -> ExitCode {
-    let done = super::setup::open_sandbox(&args.data.path).and_then(|(_, sandbox, seed)| Ok(sandbox.reset(&seed)?));
+fn reset(args: ResetArgs, setup: &super::setup::Setup) -> ExitCode {
+    let done = setup.open_sandbox(&args.data.path).and_then(|(_, sandbox, seed)| Ok(sandbox.reset(&seed)?));
     match done {
         Ok(()) => {
             println!("the sandbox in {} is back to its seed", args.data.path.display());

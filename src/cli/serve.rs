@@ -40,8 +40,8 @@ pub(super) fn token_from_env() -> Option<String> {
     std::env::var("SAGAFLOW_API_TOKEN").ok().filter(|t| !t.trim().is_empty())
 }
 
-pub(super) fn run(args: Args) -> ExitCode {
-    let (store, backends) = match super::setup::open(&args.data.path) {
+pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
+    let (store, backends) = match setup.open(&args.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -2,7 +2,7 @@
 //! registry bound to the configured backends.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::actions::Registry;
@@ -13,38 +13,38 @@ use crate::engine::relay::{Relay, Subscriptions};
 use crate::services::sandbox::{Sandbox, Seed};
 use crate::store::sled::SledStore;
 
-/// `--config`, set once by the command line.
-static CONFIG_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
-
-pub(super) fn set_config_path(path: Option<PathBuf>) {
-    let _ = CONFIG_PATH.set(path);
+/// What the command line says of the setup: the config file, if `--config` names one.
+pub(super) struct Setup {
+    pub config_path: Option<PathBuf>,
 }
 
-/// The config: `--config`, `./sagaflow.toml`, or the defaults.
-pub(super) fn config() -> Result<Config, String> {
-    Config::find(CONFIG_PATH.get().and_then(|p| p.as_deref())).map_err(|e| e.0)
-}
+impl Setup {
+    /// The config: `--config`, `./sagaflow.toml`, or the defaults.
+    pub(super) fn config(&self) -> Result<Config, String> {
+        Config::find(self.config_path.as_deref()).map_err(|e| e.0)
+    }
 
-/// The sandbox seed the config names (or the shipped one), for `test` and `explore`.
-pub(super) fn seed() -> Result<Seed, String> {
-    config()?.seed().map_err(|e| e.0)
-}
+    /// The sandbox seed the config names (or the shipped one), for `test` and `explore`.
+    pub(super) fn seed(&self) -> Result<Seed, String> {
+        self.config()?.seed().map_err(|e| e.0)
+    }
 
-/// The store in `data` and the backends bound to it (the sandbox lives in the same database).
-pub(super) fn open(data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
-    let config = config()?;
-    let store = SledStore::open(data).map_err(|e| e.message)?;
-    let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
-    Ok((Arc::new(store), backends))
-}
+    /// The store in `data` and the backends bound to it (the sandbox lives in the same database).
+    pub(super) fn open(&self, data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
+        let config = self.config()?;
+        let store = SledStore::open(data).map_err(|e| e.message)?;
+        let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
+        Ok((Arc::new(store), backends))
+    }
 
-/// The store in `data` and its sandbox alone, for `sandbox show` and `reset`:
-/// no backends are built, so a secret the config names need not be set.
-pub(super) fn open_sandbox(data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
-    let seed = seed()?;
-    let store = SledStore::open(data).map_err(|e| e.message)?;
-    let sandbox = Sandbox::open(store.db(), &seed, true)?;
-    Ok((store, sandbox, seed))
+    /// The store in `data` and its sandbox alone, for `sandbox show` and `reset`:
+    /// no backends are built, so a secret the config names need not be set.
+    pub(super) fn open_sandbox(&self, data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
+        let seed = self.seed()?;
+        let store = SledStore::open(data).map_err(|e| e.message)?;
+        let sandbox = Sandbox::open(store.db(), &seed, true)?;
+        Ok((store, sandbox, seed))
+    }
 }
 
 /// An engine over the store with its relay: what `run` and `resume` start.
@@ -95,11 +95,11 @@ fn triggered(dir: &Path, registry: &Registry) -> Vec<Arc<CompiledWorkflow>> {
     files
         .into_iter()
         .filter_map(|file| {
-            let source = crate::base::file::read_regular_text(&file, crate::dsl::loader::MAX_FILE_BYTES as u64).ok()?;
-            if !source.contains("triggers") {
+            let loaded = crate::dsl::loader::load_path(&file);
+            if !loaded.declares_triggers() {
                 return None;
             }
-            match CompiledWorkflow::compile(&file, &source, registry) {
+            match CompiledWorkflow::compile(&file, &loaded.file.text, registry) {
                 Ok(wf) => Some(wf),
                 Err(_) => {
                     tracing::warn!(file = %file.display(), "the workflow has errors; its triggers are off");

@@ -29,13 +29,13 @@ pub(super) struct Args {
     paths: Vec<PathBuf>,
 }
 
-pub(super) fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
     let files = match crate::validate::collect_files_named(&args.paths, crate::validate::is_test_file) {
         Ok(files) if files.is_empty() => return usage_error("no `*.test.yaml` file under the paths given"),
         Ok(files) => files,
         Err(e) => return usage_error(&e.0),
     };
-    let seed = match super::setup::seed() {
+    let seed = match setup.seed() {
         Ok(seed) => seed,
         Err(e) => return usage_error(&e),
     };

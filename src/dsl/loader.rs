@@ -29,6 +29,12 @@ impl Loaded {
     pub(crate) fn declared_name(&self) -> Option<&str> {
         self.root.as_ref().ok()?.get("name")?.as_str()
     }
+
+    /// Whether the file parsed and has a `triggers:` list with something in it.
+    pub(crate) fn declares_triggers(&self) -> bool {
+        let triggers = self.root.as_ref().ok().and_then(|root| root.get("triggers"));
+        triggers.is_some_and(|t| !t.items().is_empty())
+    }
 }
 
 /// Reads and parses a file from disk.
