@@ -169,6 +169,14 @@ pub(crate) struct DataDir {
     pub path: std::path::PathBuf,
 }
 
+/// `--server URL`: a running `sagaflow serve` to ask instead of the data directory.
+#[derive(clap::Args)]
+pub(crate) struct Server {
+    /// Ask a running `sagaflow serve` (its base URL) instead of the data directory.
+    #[arg(long = "server", value_name = "URL")]
+    pub url: Option<String>,
+}
+
 /// `--format`, how a command that prints runs prints them.
 #[derive(clap::Args)]
 pub(crate) struct Output {

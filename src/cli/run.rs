@@ -31,13 +31,12 @@ pub(super) struct Args {
     /// sent): to try a flow that waits for a person without waiting.
     #[arg(long)]
     answer_waits: bool,
-    /// Start the run on a running `sagaflow serve` (its workflow of this name) and wait for it there.
-    #[arg(long, value_name = "URL")]
-    server: Option<String>,
+    #[command(flatten)]
+    server: super::Server,
 }
 
 pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
-    if let Some(server) = &args.server {
+    if let Some(server) = &args.server.url {
         return run_on_server(server, &args);
     }
     let (path, source) = match find_workflow(&args.workflow, &args.workflows) {

@@ -16,13 +16,12 @@ pub(super) struct ShowArgs {
     data: super::DataDir,
     #[command(flatten)]
     output: super::Output,
-    /// Ask a running `sagaflow serve` instead of opening the data directory.
-    #[arg(long, value_name = "URL")]
-    server: Option<String>,
+    #[command(flatten)]
+    server: super::Server,
 }
 
 pub(super) fn show(args: ShowArgs) -> ExitCode {
-    if let Some(server) = &args.server {
+    if let Some(server) = &args.server.url {
         return super::client::show(server, &args.run_id, args.output.format);
     }
     let store = match SledStore::open(&args.data.path) {
@@ -47,14 +46,13 @@ pub(super) struct RunsArgs {
     data: super::DataDir,
     #[command(flatten)]
     output: super::Output,
-    /// Ask a running `sagaflow serve` instead of opening the data directory.
-    #[arg(long, value_name = "URL")]
-    server: Option<String>,
+    #[command(flatten)]
+    server: super::Server,
 }
 
 pub(super) fn runs(args: RunsArgs) -> ExitCode {
     let filter = RunFilter { workflow: args.workflow, status: args.status };
-    let runs = match &args.server {
+    let runs = match &args.server.url {
         Some(server) => super::client::runs(server, &filter),
         None => SledStore::open(&args.data.path)
             .and_then(|store| store.runs())
