@@ -479,6 +479,14 @@ async fn every_error_is_json_and_an_empty_validate_body_is_refused() {
         assert!(kind.starts_with("application/json"), "{path}: {kind}");
         assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{path}: {body}");
     }
+    // A misspelt parameter is refused by name, not ignored (the run would start without waiting).
+    for (path, word) in [("/v1/workflows/ok/runs?wiat=5s", "wiat"), ("/v1/validate?flie=a.yaml", "flie")] {
+        let request = server.request(reqwest::Method::POST, path).header("content-type", "application/json").body("{}");
+        let (status, body) = server.send(request).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{path}: {body}");
+        assert!(message.contains(&format!("unknown field `{word}`")), "{path}: {message}");
+    }
     for empty in ["", "  \n"] {
         let request = server.request(reqwest::Method::POST, "/v1/validate").body(empty);
         let (status, body) = server.send(request).await;

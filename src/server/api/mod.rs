@@ -1,6 +1,7 @@
 //! The HTTP API's routes. Handlers are small functions, one file per resource.
 
 mod events;
+mod extract;
 mod meta;
 mod runs;
 mod workflows;
@@ -44,13 +45,4 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     let message = format!("{} does not take {method}; `GET /openapi.json` lists what it takes", uri.path());
     ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message)
-}
-
-/// A path segment naming a run or a workflow: bounded, of plain characters.
-fn plain_id(id: &str, what: &str) -> Result<(), ApiError> {
-    let plain = id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if id.is_empty() || id.len() > 128 || !plain {
-        return Err(ApiError::not_found(format!("there is no {what} `{}`", id.chars().take(128).collect::<String>())));
-    }
-    Ok(())
 }

@@ -1,11 +1,10 @@
 //! `/v1/workflows/{name}/runs` and `/v1/runs...`: start, read, list, cancel, follow.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
-use super::plain_id;
+use super::extract::{Params, RunId, WorkflowName};
 use crate::base::ids::content_hash;
 use crate::engine::driver::NewRun;
 use crate::engine::machine::CancelRefused;
@@ -37,16 +36,23 @@ pub(super) struct StartBody {
     input: Option<Json_>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StartQuery {
+    /// Wait up to this long (`30s`) for the run to end, and answer its record if it did.
+    wait: Option<String>,
+}
+
 /// `POST /v1/workflows/{name}/runs`
 pub(super) async fn start(
     State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    WorkflowName(name): WorkflowName,
+    Params(query): Params<StartQuery>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Result<Response, ApiError> {
     app.takes_writes()?;
-    let wait = query.get("wait").map(|w| parse_wait(w)).transpose()?;
+    let wait = query.wait.as_deref().map(parse_wait).transpose()?;
     let _place = wait.map(|_| app.long_request()).transpose()?;
     let wf = active_workflow(&app, &name)?;
     let input = body.input.unwrap_or_else(|| json!({}));
@@ -76,7 +82,6 @@ pub(super) async fn start(
 }
 
 fn active_workflow(app: &App, name: &str) -> Result<Arc<crate::engine::compiled::CompiledWorkflow>, ApiError> {
-    plain_id(name, "workflow")?;
     let snapshot = app.catalog.snapshot();
     if let Some(wf) = snapshot.active(name) {
         return Ok(wf);
@@ -133,7 +138,7 @@ fn parse_wait(text: &str) -> Result<Duration, ApiError> {
 }
 
 /// `GET /v1/runs/{id}`: the run record of DSL.md.
-pub(super) async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<RunRecord>, ApiError> {
+pub(super) async fn one(State(app): State<Arc<App>>, RunId(id): RunId) -> Result<Json<RunRecord>, ApiError> {
     Ok(Json(record(&app, &id)?))
 }
 
@@ -144,7 +149,6 @@ fn record(app: &App, id: &str) -> Result<RunRecord, ApiError> {
 }
 
 fn run_meta(app: &App, id: &str) -> Result<RunMeta, ApiError> {
-    plain_id(id, "run")?;
     app.store.run(id)?.ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))
 }
 
@@ -160,9 +164,8 @@ pub(super) struct ListQuery {
 /// `GET /v1/runs?workflow=&status=&limit=&cursor=`: newest first, paged.
 pub(super) async fn list(
     State(app): State<Arc<App>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<crate::store::RunPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request("bad_request", e.body_text()))?;
     let limit = match q.limit.as_deref() {
         None => DEFAULT_PAGE,
         Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
@@ -185,7 +188,7 @@ pub(super) async fn list(
 }
 
 /// `POST /v1/runs/{id}/cancel`: the run rolls back (its compensations run).
-pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn cancel(State(app): State<Arc<App>>, RunId(id): RunId) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
     app.takes_writes()?;
     if let Err(refused) = app.engine.cancel(&id).await {
@@ -205,7 +208,7 @@ pub(super) async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) 
 
 /// `GET /v1/runs/{id}/events`: the run's transitions as server-sent events,
 /// from its first, live until it ends (`event: end` carries the run record).
-pub(super) async fn events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(super) async fn events(State(app): State<Arc<App>>, RunId(id): RunId) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
     let place = app.long_request()?;
     // Listen before reading the history: nothing falls between the two.

@@ -1,14 +1,13 @@
 //! `/v1/workflows` and `/v1/validate`: what the server runs, and checking a file before it is saved.
 
-use std::collections::HashMap;
 use std::path::Path as FilePath;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value as Json_};
 
-use super::plain_id;
+use super::extract::{Params, WorkflowName};
 use crate::dsl::model::Section;
 use crate::engine::compiled::CompiledWorkflow;
 use crate::server::catalog::FileState;
@@ -37,8 +36,10 @@ fn summary(f: &FileState) -> Json_ {
 }
 
 /// `GET /v1/workflows/{name}`: its state, diagnostics, last reload report and graph.
-pub(super) async fn one(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<Json_>, ApiError> {
-    plain_id(&name, "workflow")?;
+pub(super) async fn one(
+    State(app): State<Arc<App>>,
+    WorkflowName(name): WorkflowName,
+) -> Result<Json<Json_>, ApiError> {
     let snapshot = app.catalog.snapshot();
     let file = snapshot.file_of(&name).ok_or_else(|| ApiError::not_found(snapshot.no_workflow(&name)))?;
     let mut body = summary(file);
@@ -75,14 +76,21 @@ fn graph(wf: &CompiledWorkflow) -> Vec<Json_> {
         .collect()
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ValidateQuery {
+    /// The name the report gives the file.
+    file: Option<String>,
+}
+
 /// `POST /v1/validate?file=NAME.yaml`: the body is a workflow's YAML; the
 /// answer is the `validate --format json` report (200 whether or not it has errors).
 pub(super) async fn validate(
     State(app): State<Arc<App>>,
-    Query(query): Query<HashMap<String, String>>,
+    Params(query): Params<ValidateQuery>,
     BoundedBody(body): BoundedBody,
 ) -> Result<Json<Json_>, ApiError> {
-    let name = query.get("file").map_or("request.yaml", String::as_str);
+    let name = query.file.as_deref().unwrap_or("request.yaml");
     if name.len() > 255 {
         return Err(ApiError::bad_request("bad_request", "?file= names a file in at most 255 characters"));
     }
