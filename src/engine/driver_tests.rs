@@ -371,3 +371,40 @@ async fn a_commit_another_writer_fenced_off_stops_the_engine_even_where_outages_
     assert!(!journal.iter().any(|e| matches!(e, crate::journal::entry::Entry::RunFinished { .. })), "{journal:?}");
     assert_eq!(engine.metrics().storage.error().as_deref(), Some("run taken over by worker b"));
 }
+
+/// A store whose commits take milliseconds (a database over the network): the
+/// loop awaits each one, and what comes in meanwhile joins the next group commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_slow_to_commit_gets_fewer_larger_commits_and_every_run_ends() {
+    use crate::store::ReadRuns;
+    let store = Arc::new(MemoryStore::default());
+    let commits = Arc::new(AtomicUsize::new(0));
+    let counted = commits.clone();
+    let rule = move |_: &crate::store::Commit| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        None
+    };
+    let slow = crate::store::faulty::Faulty::new(store.clone(), Box::new(rule)).with_latency(Duration::from_millis(20));
+    let registry = crate::config::registry::builtin_shared().clone();
+    let engine = Engine::start(Arc::new(slow), registry, EngineOptions::default());
+    let wf = builtin(
+        "name: w\nsteps:\n  - id: a\n    action: mock\n  - id: b\n    action: mock\n  - id: c\n    action: mock\n",
+    );
+    let starts: Vec<_> = (0..200)
+        .map(|_| {
+            let (engine, wf) = (engine.clone(), wf.clone());
+            tokio::spawn(async move { engine.start_run(wf, json!({})).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for start in starts {
+        ids.push(start.await.expect("joined").expect("started"));
+    }
+    for id in &ids {
+        assert_eq!(engine.wait(id).await.expect("record").status, "succeeded");
+    }
+    let entries: usize = ids.iter().map(|id| store.entries(id).expect("journal").len()).sum();
+    let commits = commits.load(Ordering::SeqCst);
+    assert!(entries >= 200 * 8, "every run's journal is whole: {entries}");
+    assert!(commits * 4 < entries, "{commits} commits for {entries} entries: the waits were used to batch");
+}

@@ -1,6 +1,7 @@
 //! A store around another that fails the commits a rule picks: a crash
-//! simulated at a chosen point (`explore --crash`), a full disk (tests). Reads
-//! and every other write go to the store inside.
+//! simulated at a chosen point (`explore --crash`), a full disk (tests); and
+//! that may take a while to answer a commit, as a database over the network
+//! does. Reads and every other write go to the store inside.
 
 use std::sync::Arc;
 
@@ -17,11 +18,19 @@ pub(crate) type FailRule = Box<dyn Fn(&Commit) -> Option<StoreError> + Send + Sy
 pub(crate) struct Faulty {
     inner: Arc<dyn Store>,
     fails: FailRule,
+    /// How long each commit the engine awaits takes before it is written.
+    latency: std::time::Duration,
 }
 
 impl Faulty {
     pub(crate) fn new(inner: Arc<dyn Store>, fails: FailRule) -> Faulty {
-        Faulty { inner, fails }
+        Faulty { inner, fails, latency: std::time::Duration::ZERO }
+    }
+    /// Each awaited commit answers only after `latency`, as over a network.
+    #[cfg(test)]
+    pub(crate) fn with_latency(mut self, latency: std::time::Duration) -> Faulty {
+        self.latency = latency;
+        self
     }
 }
 
@@ -49,6 +58,17 @@ impl WriteRuns for Faulty {
             Some(error) => Err(error),
             None => self.inner.commit(commit),
         }
+    }
+    fn commit_turn<'a>(&'a self, commit: &'a Commit) -> super::Committing<'a> {
+        Box::pin(async move {
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
+            match (self.fails)(commit) {
+                Some(error) => Err(error),
+                None => self.inner.commit_turn(commit).await,
+            }
+        })
     }
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
         self.inner.put_definition(hash, source)

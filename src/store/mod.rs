@@ -249,11 +249,25 @@ pub(crate) trait ReadRuns: Send + Sync {
     fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError>;
 }
 
+/// A commit under way: durable, all of it, once it answers Ok.
+pub(crate) type Committing<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
 /// Writing runs. Invariant: when `commit` returns Ok, everything in it is durable
 /// (on disk for sled), and all of it or none of it is.
 pub(crate) trait WriteRuns: Send + Sync {
-    /// On an error nothing of it is written, and the same commit may be tried again.
+    /// On an error nothing of it is written, and the same commit may be tried
+    /// again (unless the error is [`StoreErrorKind::Conflict`]: then the runs
+    /// are another writer's).
     fn commit(&self, commit: &Commit) -> Result<(), StoreError>;
+    /// The same, for the engine's loop, which awaits it: a store that commits
+    /// over the network (a shared database, where a commit takes milliseconds
+    /// and may be fenced off) answers when its transaction did, without holding
+    /// the loop's thread. A local store writes at once, on the loop's own
+    /// thread (it has one, so a flush never holds up a worker of the runtime).
+    fn commit_turn<'a>(&'a self, commit: &'a Commit) -> Committing<'a> {
+        Box::pin(std::future::ready(self.commit(commit)))
+    }
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError>;
     /// Whether a write could go through now (for health checks and to refuse
     /// new work early); a store with nothing to check says yes.

@@ -290,11 +290,15 @@ impl Driver {
     /// health holds the error (the API answers 503, `/healthz` says why).
     /// False when the store still fails and every handle to the engine is gone.
     async fn write(&mut self, commit: &Commit, rx: &mpsc::UnboundedReceiver<Msg>) -> bool {
+        if commit.is_empty() {
+            // A turn that only read (a wait, a flush): nothing to ask of the store.
+            return true;
+        }
         let mut wait = StdDuration::from_millis(100);
         let first_failure = std::time::Instant::now();
         loop {
             let writing = std::time::Instant::now();
-            match self.store.commit(commit) {
+            match self.store.commit_turn(commit).await {
                 Ok(()) => {
                     self.metrics.commit_latency.record(writing.elapsed().as_micros() as u64);
                     if self.metrics.storage.error().is_some() {
