@@ -15,14 +15,14 @@ impl Action for Mock {
             if let Some(delay) = delay.filter(|d| d.millis() > 0) {
                 tokio::select! {
                     _ = tokio::time::sleep(delay.std()) => {}
-                    _ = call.cancel.cancelled() => return Err(ActionError::new("cancelled", "the attempt was cancelled")),
+                    _ = call.ctx.cancel.cancelled() => return Err(ActionError::new("cancelled", "the attempt was cancelled")),
                 }
             }
             let fail_all = input.get("fail").and_then(Json::as_bool).unwrap_or(false);
             let fail_first = input.get("fail_attempts").and_then(Json::as_u64).unwrap_or(0);
-            if fail_all || u64::from(call.attempt) <= fail_first {
+            if fail_all || u64::from(call.ctx.attempt) <= fail_first {
                 let code = input.get("error").and_then(Json::as_str).unwrap_or("unavailable");
-                return Err(ActionError::new(code, format!("mock failure on attempt {}", call.attempt)));
+                return Err(ActionError::new(code, format!("mock failure on attempt {}", call.ctx.attempt)));
             }
             Ok(input.get("output").cloned().unwrap_or(Json::Null))
         })

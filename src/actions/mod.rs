@@ -16,19 +16,40 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::base::error::ActionError;
 
-/// One call of an action: its input and where it comes from.
+/// One call of an action: its input, and who calls (the context a service
+/// operation is given as it is).
 #[derive(Debug, Clone)]
 pub struct Call {
     pub input: Json,
+    pub ctx: Ctx,
+}
+
+/// Who calls and under what key: the run and step, the attempt (from 1; the
+/// same for a retry of a crashed attempt), the idempotency key (the same for
+/// every attempt of one step and item: a service that sees it twice must not
+/// act twice), and the token set when the attempt is cancelled (its timeout
+/// passed, the run rolls back).
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub idempotency_key: String,
     pub run_id: String,
     pub step: String,
-    /// From 1; the same for a retry of a crashed attempt.
     pub attempt: u32,
-    /// The same for every attempt of one step (and item): a service that sees it
-    /// twice must not act twice.
-    pub idempotency_key: String,
-    /// Set when the attempt is cancelled (its timeout passed, the run rolls back).
     pub cancel: CancellationToken,
+}
+
+impl Ctx {
+    /// A context for calls made outside a run (tests).
+    #[cfg(test)]
+    pub(crate) fn detached(idempotency_key: &str) -> Ctx {
+        Ctx {
+            idempotency_key: idempotency_key.to_owned(),
+            run_id: String::new(),
+            step: String::new(),
+            attempt: 1,
+            cancel: CancellationToken::new(),
+        }
+    }
 }
 
 /// What an action call gives back.

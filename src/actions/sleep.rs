@@ -43,7 +43,7 @@ impl Action for Sleep {
             let due = wake_at(&call.input, now)?;
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(due.saturating_sub(now))) => Ok(woke(due.max(now))),
-                _ = call.cancel.cancelled() => Err(ActionError::new("cancelled", "the sleep was cancelled")),
+                _ = call.ctx.cancel.cancelled() => Err(ActionError::new("cancelled", "the sleep was cancelled")),
             }
         })
     }

@@ -178,7 +178,7 @@ impl Action for HttpRequest {
         let this = self.clone();
         Box::pin(async move {
             let request = request.map_err(|e| refuse(format!("the input does not fit http.request: {e}")))?;
-            this.send(request, call.cancel).await
+            this.send(request, call.ctx.cancel).await
         })
     }
 }

@@ -167,14 +167,7 @@ fn http_request(allow: &[&str]) -> HttpRequest {
 }
 
 async fn request(action: &HttpRequest, input: serde_json::Value) -> Result<serde_json::Value, ActionError> {
-    let call = Call {
-        input,
-        run_id: "r".into(),
-        step: "s".into(),
-        attempt: 1,
-        idempotency_key: "r:s".into(),
-        cancel: Default::default(),
-    };
+    let call = Call { input, ctx: crate::actions::Ctx::detached("r:s") };
     action.call(call).await
 }
 

@@ -114,7 +114,13 @@ async fn output_that_breaks_the_output_schema_fails_the_step_with_code_schema() 
 #[tokio::test]
 async fn every_attempt_of_a_step_gets_the_same_idempotency_key() {
     let s = setup(
-        |c| if c.attempt < 3 { Err(ActionError::new("unavailable", "try again")) } else { Ok(json!({ "id": "x" })) },
+        |c| {
+            if c.ctx.attempt < 3 {
+                Err(ActionError::new("unavailable", "try again"))
+            } else {
+                Ok(json!({ "id": "x" }))
+            }
+        },
         0,
         8,
     );
@@ -125,14 +131,15 @@ async fn every_attempt_of_a_step_gets_the_same_idempotency_key() {
     let r = s.engine.wait(&id).await.expect("record");
     assert_eq!(r.status, "succeeded");
     let calls = s.calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let keys =
-        |step: &str| calls.iter().filter(|c| c.step == step).map(|c| c.idempotency_key.clone()).collect::<Vec<_>>();
+    let keys = |step: &str| {
+        calls.iter().filter(|c| c.ctx.step == step).map(|c| c.ctx.idempotency_key.clone()).collect::<Vec<_>>()
+    };
     assert_eq!(keys("a"), vec![format!("{id}:a"); 3]);
     let mut b = keys("b");
     b.sort();
     b.dedup();
     assert_eq!(b, vec![format!("{id}:b:0"), format!("{id}:b:1")], "one key per item");
-    let attempts: Vec<u32> = calls.iter().filter(|c| c.step == "a").map(|c| c.attempt).collect();
+    let attempts: Vec<u32> = calls.iter().filter(|c| c.ctx.step == "a").map(|c| c.ctx.attempt).collect();
     assert_eq!(attempts, vec![1, 2, 3]);
 }
 

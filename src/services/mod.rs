@@ -21,35 +21,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
+pub(crate) use crate::actions::Ctx;
 pub(crate) use crate::base::error::ActionError;
 pub(crate) use operation::Operation;
-
-/// What a service call gets besides its request: who calls, and the key that
-/// makes a repeated call (a retry, a resumed attempt) act at most once.
-#[derive(Debug, Clone)]
-pub(crate) struct Ctx {
-    pub idempotency_key: String,
-    pub run_id: String,
-    pub step: String,
-    pub attempt: u32,
-    pub cancel: CancellationToken,
-}
-
-impl Ctx {
-    /// A context for calls made outside a run (tests).
-    #[cfg(test)]
-    pub(crate) fn detached(idempotency_key: &str) -> Ctx {
-        Ctx {
-            idempotency_key: idempotency_key.to_owned(),
-            run_id: String::new(),
-            step: String::new(),
-            attempt: 1,
-            cancel: CancellationToken::new(),
-        }
-    }
-}
 
 /// What a service operation gives back.
 pub(crate) type ServiceFuture<T> = Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send>>;

@@ -89,14 +89,7 @@ where
                 return super::ready(Err(e));
             }
         };
-        let ctx = Ctx {
-            idempotency_key: call.idempotency_key,
-            run_id: call.run_id,
-            step: call.step,
-            attempt: call.attempt,
-            cancel: call.cancel,
-        };
-        let response = (self.call)(ctx, request);
+        let response = (self.call)(call.ctx, request);
         Box::pin(async move {
             let response = response.await?;
             serde_json::to_value(response)

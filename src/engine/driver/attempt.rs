@@ -41,8 +41,10 @@ impl Driver {
             self.ready.push((run, finished(Outcome::Err(e))));
             return;
         };
-        let call =
-            Call { input, run_id: run.clone(), step: def.id.clone(), attempt, idempotency_key, cancel: token.clone() };
+        let call = Call {
+            input,
+            ctx: Ctx { run_id: run.clone(), step: def.id.clone(), attempt, idempotency_key, cancel: token.clone() },
+        };
         let span = info_span!(
             "attempt",
             run_id = %run,

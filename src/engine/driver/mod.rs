@@ -29,7 +29,7 @@ use super::metrics::Metrics;
 use super::record::{run_status, RunRecord};
 use super::relay::Subscriptions;
 use super::wanted::{self, AttemptKey, Start};
-use crate::actions::{Call, Registry};
+use crate::actions::{Call, Ctx, Registry};
 use crate::base::clock::{Clock, SystemClock};
 use crate::base::ids::new_run_id;
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
