@@ -11,7 +11,7 @@ use crate::adapters::http_request::{AllowList, HttpRequest};
 use crate::adapters::service_http::HttpService;
 use crate::adapters::smtp::{SmtpMailer, SmtpSettings};
 use crate::adapters::webhook::Webhook;
-use crate::services::notifications::{Emailer, Mailer, Notifier, Templates};
+use crate::services::notifications::{Emailer, MailTemplates, Mailer, Notifier};
 use crate::services::remote::Remote;
 use crate::services::sandbox::{Sandbox, Seed};
 use crate::services::Services;
@@ -78,14 +78,14 @@ impl Config {
         }
     }
 
-    fn templates(&self) -> Result<Templates, ConfigError> {
+    fn templates(&self) -> Result<MailTemplates, ConfigError> {
         match &self.notifications.templates {
-            None => Ok(Templates::builtin()),
+            None => Ok(MailTemplates::builtin()),
             Some(path) => {
                 let p = std::path::Path::new(path.get_ref());
                 let text = crate::base::file::read_regular_text(p, crate::config::MAX_CONFIG_FILE_BYTES)
                     .map_err(|e| self.error(path.span(), &format!("cannot read {}: {e}", p.display())))?;
-                Templates::parse(p, &text).map_err(|e| self.error(path.span(), &e))
+                MailTemplates::parse(p, &text).map_err(|e| self.error(path.span(), &e))
             }
         }
     }

@@ -206,7 +206,7 @@ fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, 
 
 /// A run's end and the sandbox around it.
 #[derive(Clone)]
-pub(crate) struct Outcome {
+pub(crate) struct RunEnd {
     pub record: RunRecord,
     /// The sandbox's state (`Sandbox::show`) before and after the run.
     pub before: Json,
@@ -236,7 +236,7 @@ fn scenario(plan: &Plan) -> Scenario {
     Scenario { inject, halt_after, answers: BTreeMap::new() }
 }
 
-async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<Outcome, ExploreError> {
+async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<RunEnd, ExploreError> {
     run_once(wf, input, seed, scenario(plan)).await
 }
 
@@ -246,7 +246,7 @@ pub(crate) async fn run_once(
     input: &Json,
     seed: &Seed,
     s: Scenario,
-) -> Result<Outcome, ExploreError> {
+) -> Result<RunEnd, ExploreError> {
     let dir = tempfile::tempdir().map_err(ExploreError::TempDir)?;
     let store = Arc::new(SledStore::open(dir.path())?);
     let sandbox = Sandbox::open(store.db(), seed, false)?;
@@ -277,7 +277,7 @@ pub(crate) async fn run_once(
                 .ok_or_else(|| ExploreError::NotEnded(run_id.clone()))?
         }
     };
-    Ok(Outcome { record, before, after: sandbox.show(None)? })
+    Ok(RunEnd { record, before, after: sandbox.show(None)? })
 }
 
 /// Fails the commit that holds the end of an attempt of `step`, as a crash
@@ -303,7 +303,7 @@ pub(crate) fn compensations(record: &RunRecord) -> Vec<String> {
 }
 
 /// What a point's outcome says, against the happy path's.
-fn judge(wf: &CompiledWorkflow, name: &str, plan: &Plan, got: &Outcome, happy: &Outcome) -> Point {
+fn judge(wf: &CompiledWorkflow, name: &str, plan: &Plan, got: &RunEnd, happy: &RunEnd) -> Point {
     let status = got.record.status.to_string();
     let mut problems = Vec::new();
     let mut leaked = Vec::new();

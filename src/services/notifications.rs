@@ -111,14 +111,14 @@ pub(crate) struct Template {
 pub(crate) const BUILTIN_TEMPLATES: &str = include_str!("../../notifications/templates.yaml");
 
 /// Named templates, compiled once.
-pub(crate) struct Templates {
+pub(crate) struct MailTemplates {
     registry: handlebars::Handlebars<'static>,
     names: Vec<String>,
 }
 
-impl Templates {
+impl MailTemplates {
     /// Reads templates from YAML text: `name: {subject, body}`.
-    pub(crate) fn parse(path: &std::path::Path, text: &str) -> Result<Templates, String> {
+    pub(crate) fn parse(path: &std::path::Path, text: &str) -> Result<MailTemplates, String> {
         let loaded = crate::dsl::loader::load_bytes(path, text.as_bytes());
         let root = loaded.root.map_err(|d| format!("{}: {}", path.display(), d.message))?;
         let all: BTreeMap<String, Template> = serde_json::from_value(root.to_json())
@@ -133,11 +133,11 @@ impl Templates {
                     .map_err(|e| format!("{}: template `{name}` {part}: {e}", path.display()))?;
             }
         }
-        Ok(Templates { registry, names: all.into_keys().collect() })
+        Ok(MailTemplates { registry, names: all.into_keys().collect() })
     }
 
-    pub(crate) fn builtin() -> Templates {
-        Templates::parse(std::path::Path::new("notifications/templates.yaml"), BUILTIN_TEMPLATES)
+    pub(crate) fn builtin() -> MailTemplates {
+        MailTemplates::parse(std::path::Path::new("notifications/templates.yaml"), BUILTIN_TEMPLATES)
             .unwrap_or_else(|e| panic!("the shipped templates are broken (a test checks them): {e}"))
     }
 
@@ -163,7 +163,7 @@ impl Templates {
 
 /// `notify.send`: a template rendered and mailed to a user.
 pub(crate) struct Notifier {
-    pub templates: Arc<Templates>,
+    pub templates: Arc<MailTemplates>,
     pub users: Arc<dyn Users>,
     pub mailer: Arc<dyn Mailer>,
 }

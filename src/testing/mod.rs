@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 
 use crate::engine::compiled::CompiledWorkflow;
 use crate::explore::holdings::{holdings, leaks};
-use crate::explore::{compensations, run_once, Outcome, Scenario};
+use crate::explore::{compensations, run_once, RunEnd, Scenario};
 use crate::journal::injection::Injection;
 use crate::services::sandbox::Seed;
 use spec::{at, Case, Expected, TestFile};
@@ -62,7 +62,7 @@ pub(crate) async fn run_case(
 }
 
 /// What is wrong with one expectation, if anything.
-fn miss(expected: &Expected, got: &Outcome) -> Option<String> {
+fn miss(expected: &Expected, got: &RunEnd) -> Option<String> {
     let r = &got.record;
     match expected {
         Expected::Status(s) => (r.status != s.as_str()).then(|| {

@@ -132,7 +132,7 @@ impl Engine {
     }
 
     /// Starts a run as described; answers its id and whether this call started it.
-    pub(crate) async fn start_new(&self, run: NewRun) -> Started {
+    pub(crate) async fn start_new(&self, run: NewRun) -> StartAnswer {
         self.store_definition(&run.wf)?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Start { run, reply });

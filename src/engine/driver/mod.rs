@@ -44,12 +44,12 @@ use run_cache::{Active, Evicted};
 
 /// A new run's answer: its id, and whether this call started it (false: a run
 /// of that id existed already).
-type Started = Result<(String, bool), StoreError>;
+type StartAnswer = Result<(String, bool), StoreError>;
 
 enum Msg {
     Start {
         run: NewRun,
-        reply: oneshot::Sender<Started>,
+        reply: oneshot::Sender<StartAnswer>,
     },
     Resume {
         run_id: String,
@@ -88,7 +88,7 @@ type Woken = Result<Vec<String>, StoreError>;
 struct Turn {
     commit: Commit,
     touched: Vec<String>,
-    started: Vec<(String, bool, oneshot::Sender<Started>)>,
+    started: Vec<(String, bool, oneshot::Sender<StartAnswer>)>,
     committed: Vec<oneshot::Sender<()>>,
     published: Vec<(String, oneshot::Sender<Woken>)>,
     cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>>,
@@ -177,7 +177,7 @@ impl Driver {
     fn prepare(&mut self, batch: Vec<Msg>) -> Turn {
         let mut commit = Commit::default();
         let mut touched: Vec<String> = Vec::new();
-        let mut started: Vec<(String, bool, oneshot::Sender<Started>)> = Vec::new();
+        let mut started: Vec<(String, bool, oneshot::Sender<StartAnswer>)> = Vec::new();
         // Resumes and flushes, answered once the commit is done.
         let mut committed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();

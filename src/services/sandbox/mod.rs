@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use super::notifications::{Emailer, Mailer, Notifier, Templates};
+use super::notifications::{Emailer, MailTemplates, Mailer, Notifier};
 use super::Services;
 use ledger::Ledger;
 pub(crate) use seed::Seed;
@@ -160,7 +160,7 @@ impl Sandbox {
     }
 
     /// Every service on the sandbox, mail in the mailbox.
-    pub(crate) fn services(&self, templates: Arc<Templates>) -> Result<Services, SandboxError> {
+    pub(crate) fn services(&self, templates: Arc<MailTemplates>) -> Result<Services, SandboxError> {
         let users: Arc<dyn super::users::Users> = Arc::new(users::SandboxUsers(self.ledger("users")?));
         let mailer = self.mailbox()?;
         Ok(Services {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{Sandbox, Seed};
-use crate::services::notifications::Templates;
+use crate::services::notifications::MailTemplates;
 use crate::services::{ActionError, Ctx, ServiceFuture, Services};
 
 struct Fixture {
@@ -19,7 +19,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let db = sled::open(dir.path()).unwrap_or_else(|e| panic!("sled: {e}"));
     let sandbox = Sandbox::open(db, &Seed::builtin(), false).unwrap_or_else(|e| panic!("{e}"));
-    let services = sandbox.services(Arc::new(Templates::builtin())).unwrap_or_else(|e| panic!("{e}"));
+    let services = sandbox.services(Arc::new(MailTemplates::builtin())).unwrap_or_else(|e| panic!("{e}"));
     Fixture { _dir: dir, sandbox, services }
 }
 
@@ -216,7 +216,7 @@ fn notify_renders_the_template_and_lands_in_the_mailbox_once() {
 fn the_shipped_seed_and_templates_parse() {
     let seed = Seed::builtin();
     assert!(seed.products.len() >= 5 && !seed.vendor_feeds.is_empty() && !seed.ai_accounts.is_empty());
-    assert!(Templates::builtin().names().len() >= 8);
+    assert!(MailTemplates::builtin().names().len() >= 8);
 }
 
 #[test]
