@@ -109,6 +109,9 @@ pub struct Compensate {
     pub with: Option<Node>,
     pub retry: Option<Retry>,
     pub timeout: Option<Spanned<Duration>>,
+    /// Also undo the step when it failed after an attempt started (its outcome
+    /// is unknown: the work may have been done). DSL.md A1.
+    pub also_when_failed: bool,
     pub span: Span,
 }
 

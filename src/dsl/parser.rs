@@ -141,6 +141,7 @@ impl Parser {
             with: f.take("with"),
             retry: f.take("retry").map(|r| self.retry(r)),
             timeout: f.take("timeout").and_then(|n| self.duration(&n)),
+            also_when_failed: f.take("also_when_failed").as_ref().and_then(Node::as_bool).unwrap_or(false),
             span,
         })
     }

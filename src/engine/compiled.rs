@@ -59,6 +59,8 @@ pub(crate) struct CompiledCompensate {
     pub with: ValueTemplate,
     pub retry: Retry,
     pub timeout_ms: Option<u64>,
+    /// Also undo the step when it failed after an attempt started.
+    pub also_when_failed: bool,
 }
 
 /// A workflow version: what a run starts with and keeps to its end.
@@ -133,6 +135,7 @@ impl CompiledWorkflow {
                     with: compile_opt(&mut templates, c.with.as_ref())?,
                     retry: c.retry.clone().unwrap_or_else(|| default_retry.clone()),
                     timeout_ms: c.timeout.as_ref().map(|t| t.value.millis()).or(default_timeout),
+                    also_when_failed: c.also_when_failed,
                 }),
                 None => None,
             };

@@ -1,8 +1,10 @@
 //! Failure injection: `--fail STEP[=CODE][xN]` and `--fail STEP.compensate[=CODE][xN]`.
 //! The engine fails the named step's attempts (or its compensation's) at its
 //! dispatch, before any action is called, with CODE (default `unavailable`),
-//! only the first N of each item with `xN`. Injections are part of the run's
-//! first journal entry, so they show in the run record and hold after a resume.
+//! only the first N of each item with `xN`. `STEP=lost` is the other kind: the
+//! action runs (its effect happens), then its answer is lost and the attempt
+//! fails with `timeout`. Injections are part of the run's first journal entry,
+//! so they show in the run record and hold after a resume.
 
 use super::compiled::CompiledWorkflow;
 use crate::journal::injection::{Injection, DEFAULT_CODE};
@@ -51,6 +53,12 @@ fn check(wf: &CompiledWorkflow, step: &str, compensate: bool, code: &str, times:
     }
     if times == Some(0) {
         return Err("`x0` fails no attempt; leave it out to fail them all".into());
+    }
+    let kind = if compensate { s.compensate.as_ref().map_or(s.kind, |c| c.kind) } else { s.kind };
+    if code == crate::journal::injection::LOST && kind != super::compiled::StepKind::Call {
+        return Err(format!(
+            "`lost` loses an action's answer after it ran; `{step}` calls no action (a sleep, a wait or an emit is the engine's own)"
+        ));
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ use serde_json::{json, Value as Json};
 
 use super::compiled::{CompiledStep, CompiledWorkflow, StepKind};
 use super::template::{RenderFailure, ValueTemplate};
+use super::wanted::AttemptKey;
 use crate::dsl::model::{OnError, Retry, Section};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 use crate::journal::status::RunStatus;
@@ -60,6 +61,8 @@ pub(crate) struct Unit {
     pub retry_due: Option<u64>,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// Its place among the units of the run by the start of their first attempt, from 1.
+    pub first_start: Option<u32>,
     pub compensation: Option<Box<Unit>>,
 }
 
@@ -73,6 +76,7 @@ impl Unit {
             retry_due: None,
             started_at: None,
             finished_at: None,
+            first_start: None,
             compensation: None,
         }
     }
@@ -201,8 +205,13 @@ pub(crate) struct RunState {
     pub output: Option<Json>,
     pub status: Option<RunStatus>,
     pub steps: Vec<StepState>,
-    /// Units that succeeded, in the order they did.
-    pub completed: Vec<(usize, Item)>,
+    /// Units that ended having started an attempt (succeeded, or failed: by
+    /// their action, or cancelled by a roll-back), in the order they did;
+    /// units that ended by one entry, in the order they started. The
+    /// compensations run in the reverse of this order (DSL.md A1).
+    pub ended: Vec<(usize, Item)>,
+    /// How many units have started a first attempt.
+    pub starts: u32,
     /// Compensations in the order they started.
     pub compensations: Vec<(usize, Item)>,
     /// Failures injected into this run (`--fail`).
@@ -237,7 +246,8 @@ impl RunState {
             output: None,
             status: None,
             steps,
-            completed: Vec::new(),
+            ended: Vec::new(),
+            starts: 0,
             compensations: Vec::new(),
             inject: Vec::new(),
             secrets: Arc::default(),
@@ -318,8 +328,13 @@ impl RunState {
                     }
                     s.status = StepStatus::Running;
                 }
+                let order = self.starts + 1;
                 if let Some(u) = self.unit_mut(*step, *item) {
                     u.start(*attempt, *at);
+                    if u.first_start.is_none() {
+                        u.first_start = Some(order);
+                        self.starts = order;
+                    }
                 }
             }
             Entry::AttemptFinished { step, item, attempt, outcome, at } => {
@@ -336,16 +351,16 @@ impl RunState {
                     u.retry_came(then);
                 }
             }
-            Entry::OutputFailed { error } => self.roll_back(None, error.clone()),
+            Entry::OutputFailed { error } => self.roll_back(None, error.clone(), Vec::new()),
             Entry::RunTimedOut { .. } => {
                 let message = format!(
                     "the run passed its timeout of {}",
                     crate::dsl::duration::Duration(self.wf.timeout_ms.unwrap_or(0))
                 );
-                self.roll_back(None, ActionError::new("timeout", message));
+                self.roll_back(None, ActionError::new("timeout", message), Vec::new());
             }
             Entry::CancelRequested { .. } => {
-                self.roll_back(None, ActionError::new("cancelled", "the run was cancelled"));
+                self.roll_back(None, ActionError::new("cancelled", "the run was cancelled"), Vec::new());
             }
             Entry::CompensationStarted { step, item, attempt, at } => {
                 if !self.compensations.contains(&(*step, *item)) {
@@ -378,9 +393,15 @@ impl RunState {
     }
 
     /// The injected failure of this attempt, if one is injected.
-    pub(crate) fn injected(&self, step: usize, compensation: bool, attempt: u32) -> Option<ActionError> {
+    /// The failure injected into this attempt, if any (`--fail`).
+    pub(crate) fn injected(
+        &self,
+        step: usize,
+        compensation: bool,
+        attempt: u32,
+    ) -> Option<&crate::journal::injection::Injection> {
         let id = &self.wf.steps.get(step)?.id;
-        self.inject.iter().find(|i| i.applies(id, compensation, attempt)).map(|i| i.error())
+        self.inject.iter().find(|i| i.applies(id, compensation, attempt))
     }
 
     fn check_input(&self) -> Option<ActionError> {
@@ -410,7 +431,7 @@ impl RunState {
         s.error = Some(error.clone());
         let def = &self.wf.steps[step];
         if def.on_error == OnError::Fail && def.section == Section::Steps {
-            self.roll_back(Some(step), error);
+            self.roll_back(Some(step), error, Vec::new());
         }
     }
 
@@ -420,12 +441,14 @@ impl RunState {
         let Some(u) = self.unit_mut(step, item) else { return };
         match u.finish(attempt, outcome, at, |e| forward && may_retry(&retry, e, attempt)) {
             None => return,
-            Some(Ended::Succeeded) => self.completed.push((step, item)),
+            Some(Ended::Succeeded) => self.end_together(vec![(step, item)]),
             Some(Ended::Retrying) => {}
             Some(Ended::Failed(e)) => {
                 let def = &self.wf.steps[step];
                 if forward && def.on_error == OnError::Fail && def.section == Section::Steps {
-                    self.roll_back(Some(step), e);
+                    self.roll_back(Some(step), e, vec![(step, item)]);
+                } else {
+                    self.end_together(vec![(step, item)]);
                 }
             }
         }
@@ -445,8 +468,17 @@ impl RunState {
         }
     }
 
-    fn roll_back(&mut self, step: Option<usize>, error: ActionError) {
+    /// Units that ended by one entry join [`RunState::ended`] in the order they started.
+    fn end_together(&mut self, mut units: Vec<(usize, Item)>) {
+        units.sort_by_key(|&(s, item)| self.unit(s, item).and_then(|u| u.first_start).unwrap_or(u32::MAX));
+        self.ended.extend(units);
+    }
+
+    /// The run turns back. `ending`: the unit whose failure turns it, which
+    /// ends at the same moment as the units the roll-back cuts short.
+    fn roll_back(&mut self, step: Option<usize>, error: ActionError, mut ending: Vec<(usize, Item)>) {
         if self.phase != Phase::Forward {
+            self.end_together(ending);
             return;
         }
         self.phase = Phase::RollingBack;
@@ -457,8 +489,12 @@ impl RunState {
         });
         // Units waiting to retry or to start will not: the run is going back.
         for s in 0..self.steps.len() {
-            for u in &mut self.steps[s].units {
+            let for_each = self.wf.steps[s].for_each.is_some();
+            for (i, u) in self.steps[s].units.iter_mut().enumerate() {
                 if matches!(u.status, UnitStatus::Retrying | UnitStatus::Pending) {
+                    if u.attempts > 0 {
+                        ending.push((s, for_each.then_some(i)));
+                    }
                     u.status = UnitStatus::Failed;
                     u.error.get_or_insert(ActionError::new("cancelled", "the run rolled back before this ran"));
                     u.retry_due = None;
@@ -466,6 +502,7 @@ impl RunState {
             }
             self.settle_step(s);
         }
+        self.end_together(ending);
     }
 
     fn compensation_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
@@ -478,12 +515,20 @@ impl RunState {
 
     /// The units to compensate, in the order they will be: reverse completion.
     pub(crate) fn compensation_queue(&self) -> Vec<(usize, Item)> {
-        self.completed
-            .iter()
-            .rev()
-            .filter(|(s, _)| self.wf.steps[*s].compensate.is_some() && self.wf.steps[*s].section == Section::Steps)
-            .copied()
-            .collect()
+        self.ended.iter().rev().filter(|&&(s, item)| self.to_undo(s, item)).copied().collect()
+    }
+
+    /// Whether a unit that ended is undone in a roll-back: it succeeded, or it
+    /// failed after an attempt started and its `compensate` says `also_when_failed`.
+    fn to_undo(&self, s: usize, item: Item) -> bool {
+        let def = &self.wf.steps[s];
+        let (Some(c), Some(u)) = (&def.compensate, self.unit(s, item)) else { return false };
+        def.section == Section::Steps
+            && match u.status {
+                UnitStatus::Succeeded => true,
+                UnitStatus::Failed => c.also_when_failed && u.attempts > 0,
+                _ => false,
+            }
     }
 
     /// Units whose action is under way (the driver runs them, again after a restart).
@@ -815,8 +860,27 @@ impl RunState {
         }
         self.wf
             .templates
-            .render(&c.with, &self.context(Some(s), item), "compensate.with")
+            .render(&c.with, &self.undo_context(s, item), "compensate.with")
             .map_err(|f| template_error(def, &f))
+    }
+
+    /// What a `compensate` reads: the run's context, and `step`, the unit
+    /// being undone (DSL.md A1).
+    fn undo_context(&self, s: usize, item: Item) -> Json {
+        let mut ctx = self.context(Some(s), item);
+        let unit = self.unit(s, item);
+        let key = AttemptKey { compensation: false, step: s, item, attempt: 1 };
+        let error =
+            unit.and_then(|u| u.error.as_ref()).filter(|_| unit.is_some_and(|u| u.status != UnitStatus::Succeeded));
+        ctx["step"] = json!({
+            "id": self.wf.steps[s].id,
+            "output": unit.and_then(|u| u.output.clone()).unwrap_or(Json::Null),
+            "error": error.map(|e| json!({ "code": e.code, "message": e.message })),
+            "key": self.idempotency_key(key),
+            "item": item.map(|i| self.steps[s].items.get(i).cloned().unwrap_or(Json::Null)),
+            "index": item,
+        });
+        ctx
     }
 
     /// The output of a step as templates see it: a list for `for_each` steps.

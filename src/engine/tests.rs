@@ -495,6 +495,7 @@ steps:
         input: json!({"output": 5}),
         idempotency_key: "r:charge".into(),
         timeout_ms: Some(3000),
+        lost: None,
     };
     assert_eq!(state.start(key(2)), Start::Call(Box::new(call)));
     assert!(matches!(state.start(key(3)), Start::Fail(e) if e.code == "unavailable"));
@@ -513,4 +514,73 @@ fn run_started(wf: &CompiledWorkflow, inject: Vec<crate::journal::injection::Inj
         deadline: None,
         inject,
     }
+}
+
+/// DSL.md A1: a step that failed after an attempt started may have done its
+/// work; with `also_when_failed` it is undone, first (it ended last), and its
+/// compensation reads the unit as `step`.
+#[test]
+fn a_failed_step_whose_outcome_is_unknown_is_undone_first_and_reads_itself_as_step() {
+    let yaml = "name: unknown
+steps:
+  - id: hold
+    action: mock
+    compensate: { action: mock }
+  - id: note
+    action: mock
+    compensate: { action: mock }
+    on_error: continue
+  - id: charge
+    action: mock
+    retry: { max_attempts: 2, delay: 1s }
+    compensate:
+      action: mock
+      with: { output: { key: '{{step.key}}', code: '{{step.error.code}}', out: '{{step.output}}', id: '{{step.id}}' } }
+      also_when_failed: true
+";
+    let (state, _) = simulate(yaml, json!({}), |asked, _, _| match asked {
+        "charge" => err("timeout"),
+        "note" => err("failed"),
+        _ => ok(json!({ "done": asked })),
+    });
+    let r = RunRecord::of(&state);
+    assert_eq!(r.status, "compensated");
+    let undone: Vec<&str> = r.compensations.iter().map(|c| c.step.as_str()).collect();
+    assert_eq!(
+        undone,
+        ["charge", "hold"],
+        "charge failed last, so it is undone first; `note` failed without also_when_failed"
+    );
+    let input = state.compensation_input(2, None).expect("renders");
+    assert_eq!(input, json!({ "output": { "key": "run-1:charge", "code": "timeout", "out": null, "id": "charge" } }));
+}
+
+/// Units that end by one entry (the failure and the retries the roll-back cuts
+/// short) are undone in the reverse order of their starts; a unit that never
+/// started is never undone; one in flight is undone once it ends.
+#[test]
+fn items_failed_cancelled_and_in_flight_are_undone_in_reverse_order_of_their_ends() {
+    let yaml = "name: items
+steps:
+  - id: pay
+    action: mock
+    for_each: '{{input.cards}}'
+    concurrency: 2
+    retry: { max_attempts: 3, delay: 1s }
+    compensate: { action: mock, with: { output: '{{step.index}}' }, also_when_failed: true }
+  - id: later
+    action: mock
+    needs: [pay]
+    compensate: { action: mock }
+";
+    let (state, _) = simulate(yaml, json!({ "cards": ["a", "b", "c", "d"] }), |asked, item, _| match (asked, item) {
+        ("pay", Some(0)) => err("unavailable"),
+        ("pay", Some(1)) => err("card_declined"),
+        _ => ok(json!({})),
+    });
+    let r = RunRecord::of(&state);
+    assert_eq!(r.status, "compensated");
+    let undone: Vec<(&str, Option<usize>)> = r.compensations.iter().map(|c| (c.step.as_str(), c.item)).collect();
+    assert_eq!(undone, [("pay", Some(2)), ("pay", Some(1)), ("pay", Some(0))], "item 3 never started");
+    assert_eq!(state.compensation_input(0, Some(1)).expect("renders"), json!({ "output": 1 }));
 }

@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 use super::compiled::StepKind;
 use super::machine::{event_key, Phase, RunState};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
+use crate::journal::injection::Injection;
 
 /// Which attempt: a step's (or one item's), or its compensation's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,6 +69,9 @@ pub(crate) struct Call {
     /// The same for every attempt of one unit: a service that sees it twice must not act twice.
     pub idempotency_key: String,
     pub timeout_ms: Option<u64>,
+    /// Some: the action runs, then its answer is replaced by this error
+    /// (`--fail STEP=lost`: the effect happened, the caller never heard).
+    pub lost: Option<ActionError>,
 }
 
 impl RunState {
@@ -93,9 +97,13 @@ impl RunState {
     /// decision from the state (no I/O, no clock).
     pub(crate) fn start(&self, key: AttemptKey) -> Start {
         let AttemptKey { compensation, step: s, item, attempt } = key;
-        if let Some(error) = self.injected(s, compensation, attempt) {
-            return Start::Fail(error);
+        let injected = self.injected(s, compensation, attempt);
+        if let Some(i) = injected.filter(|i| !i.loses_answer()) {
+            return Start::Fail(i.error());
         }
+        // The action runs, then its answer is lost: for calls only (a sleep, a
+        // wait or an emit is the engine's own, with no answer to lose).
+        let lost = injected.map(Injection::error);
         let def = &self.wf.steps[s];
         let (action, kind, timeout_ms) = match (&def.compensate, compensation) {
             (Some(c), true) => (&c.action, c.kind, c.timeout_ms),
@@ -121,7 +129,7 @@ impl RunState {
         if kind == StepKind::Emit {
             return emit(input, idempotency_key);
         }
-        Start::Call(Box::new(Call { action: action.clone(), input, idempotency_key, timeout_ms }))
+        Start::Call(Box::new(Call { action: action.clone(), input, idempotency_key, timeout_ms, lost }))
     }
 
     /// The key every attempt of a unit (or of its compensation) carries.

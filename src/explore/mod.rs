@@ -6,6 +6,7 @@
 //! | point | injected | a clean workflow ends |
 //! |-------|----------|-----------------------|
 //! | `STEP` | every attempt of the step fails with `failed` | `failed` or `compensated`, nothing leaked (`succeeded` if the step has `on_error: continue`) |
+//! | `STEP answer lost` | for a step whose action changes something: the action runs (the effect happens), then every attempt's answer is lost (`timeout`) | `failed` or `compensated`, nothing leaked: a step whose outcome is unknown must be undone (`compensate.also_when_failed`) |
 //! | `STEP.compensate` | a later step fails for good, and the compensation's first attempt fails with `unavailable` | `compensated` (its retry saves it), nothing leaked |
 //! | `crash after STEP` | the process "crashes" after the step's action did its effect, before the checkpoint; a new engine resumes | as the happy path, with the same records in the sandbox (no double effect) |
 //!
@@ -183,6 +184,10 @@ fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, 
     for (i, step) in wf.steps.iter().enumerate().filter(|(_, s)| s.section == Section::Steps) {
         let reached = || if ran(&step.id) { Ok(()) } else { Err("the happy path does not run this step".to_owned()) };
         out.push((step.id.clone(), reached().map(|()| Plan::Fail(injection(&step.id, false, "failed", None)))));
+        if has_effect(step) {
+            let lost = injection(&step.id, false, crate::journal::injection::LOST, None);
+            out.push((format!("{} answer lost", step.id), reached().map(|()| Plan::Fail(lost))));
+        }
         if step.compensate.is_some() {
             let trigger = wf.steps[i + 1..]
                 .iter()
@@ -202,6 +207,14 @@ fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, 
         }
     }
     out
+}
+
+/// Whether a step calls an action that changes something: its answer can be
+/// lost after the change was made.
+fn has_effect(step: &crate::engine::compiled::CompiledStep) -> bool {
+    let registry = crate::config::registry::builtin();
+    step.kind == crate::engine::compiled::StepKind::Call
+        && registry.get(&step.action).is_some_and(|r| r.spec.effect != crate::actions::Effect::Read)
 }
 
 /// A run's end and the sandbox around it.

@@ -45,17 +45,26 @@ pub(crate) struct CommitQuota {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct HoldRef {
-    pub reservation_id: String,
+pub(crate) struct ReleaseQuota {
+    /// The hold to release; or give `key`.
+    #[serde(default)]
+    pub reservation_id: Option<String>,
+    /// The idempotency key of the `reserve_quota` call (`{{step.key}}` in a
+    /// compensate): found even when its answer was lost; nothing to release
+    /// when it held nothing.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct QuotaSettled {
-    pub reservation_id: String,
-    /// `committed` or `released`.
+    /// None: the call named by `key` held nothing.
+    pub reservation_id: Option<String>,
+    /// `committed`, `released`, or `nothing` when there was no hold.
     pub status: String,
     pub charged: u64,
-    pub remaining: u64,
+    /// Tokens left in the user's quota; none when there was no hold.
+    pub remaining: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -91,7 +100,7 @@ crate::service! {
         /// Charges the tokens really used (at most those held) and frees the rest.
         commit_quota(CommitQuota) -> QuotaSettled, Effect::Irreversible, ["not_found", "conflict"];
         /// Frees held tokens; releasing twice is harmless.
-        release_quota(HoldRef) -> QuotaSettled, Effect::Irreversible, ["not_found"];
+        release_quota(ReleaseQuota) -> QuotaSettled, Effect::Irreversible, ["not_found"];
         /// Completes a prompt.
         complete(Prompt) -> Completion, Effect::Irreversible, ["invalid_input"];
     }

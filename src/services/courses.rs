@@ -40,16 +40,47 @@ pub(crate) struct Seat {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SeatRef {
-    pub seat_id: String,
+pub(crate) struct ReleaseSeat {
+    /// The seat to give back; or give `key`.
+    #[serde(default)]
+    pub seat_id: Option<String>,
+    /// The idempotency key of the `reserve_seat` call (`{{step.key}}` in a
+    /// compensate): found even when its answer was lost; nothing to release
+    /// when it took no seat.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct SeatReleased {
-    pub seat_id: String,
-    /// False when it had been released before.
+    /// None: the call named by `key` took no seat.
+    pub seat_id: Option<String>,
+    /// False when it had been released before, or there was none.
     pub released: bool,
-    pub seats_left: u64,
+    /// Seats left in the course; none when there was no seat.
+    pub seats_left: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Unenrol {
+    pub course_id: String,
+    pub user_id: String,
+    /// The idempotency key of the `enrol` call (`{{step.key}}` in a
+    /// compensate): only the enrolment that call made is withdrawn, found even
+    /// when its answer was lost; nothing is done when it made none (an
+    /// enrolment from before stays).
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Withdrawn {
+    pub course_id: String,
+    pub user_id: String,
+    /// False when it had been withdrawn before, or the `enrol` call named by
+    /// `key` enrolled no one.
+    pub withdrawn: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -71,11 +102,11 @@ crate::service! {
         /// Takes a seat of a course for a user; never more seats than the course has.
         reserve_seat(Learner) -> Seat, undone_by("courses.release_seat"), ["course_full", "already_enrolled", "not_found"];
         /// Gives a seat back; releasing twice is harmless.
-        release_seat(SeatRef) -> SeatReleased, Effect::Irreversible, ["not_found"];
+        release_seat(ReleaseSeat) -> SeatReleased, Effect::Irreversible, ["not_found"];
         /// Enrols a user in a course.
         enrol(Learner) -> Enrolment, undone_by("courses.unenrol"), ["already_enrolled", "not_found"];
         /// Withdraws an enrolment; withdrawing twice is harmless.
-        unenrol(Learner) -> Enrolment, Effect::Irreversible, ["not_found"];
+        unenrol(Unenrol) -> Withdrawn, Effect::Irreversible, ["not_found"];
         /// Starts tracking the learner's progress (at 0%).
         start_progress(Learner) -> Enrolment, undone_by("courses.stop_progress"), ["not_found"];
         /// Stops tracking the learner's progress.

@@ -56,15 +56,25 @@ pub(crate) struct Reservation {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleaseStock {
-    pub reservation_id: String,
+    /// The reservation to release; or give `key`.
+    #[serde(default)]
+    pub reservation_id: Option<String>,
+    /// The idempotency key of the `reserve` call (`{{step.key}}` in a
+    /// compensate): its reservation is found even when its answer was lost,
+    /// and there is nothing to release when it made none.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Released {
-    pub reservation_id: String,
-    /// False when it had been released before (releasing twice is harmless).
+    /// None: the `reserve` call named by `key` made no reservation.
+    pub reservation_id: Option<String>,
+    /// False when it had been released before (releasing twice is harmless),
+    /// or there was nothing to release.
     pub released: bool,
-    pub available: u64,
+    /// Units of the product free after this; none when nothing was released.
+    pub available: Option<u64>,
 }
 
 crate::service! {

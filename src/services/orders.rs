@@ -60,6 +60,29 @@ pub(crate) struct OrderRef {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct CancelOrder {
+    /// The order to cancel; or give `key`.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// The idempotency key of the `create` call (`{{step.key}}` in a
+    /// compensate): found even when its answer was lost; nothing to cancel
+    /// when it recorded no order.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Cancelled {
+    /// None: the call named by `key` recorded no order.
+    pub order_id: Option<String>,
+    /// `cancelled`, or none when there was no order to cancel.
+    pub status: Option<OrderStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct SetStatus {
     pub order_id: String,
     pub status: OrderStatus,
@@ -78,7 +101,7 @@ crate::service! {
         /// Records a new order in status `created`.
         create(CreateOrder) -> Order, undone_by("orders.cancel"), ["invalid_input"];
         /// Cancels an order; cancelling twice is harmless.
-        cancel(OrderRef) -> Order, Effect::Irreversible, ["not_found", "invalid_status"];
+        cancel(CancelOrder) -> Cancelled, Effect::Irreversible, ["not_found", "invalid_status"];
         /// Moves an order to another status (a cancelled order stays cancelled).
         set_status(SetStatus) -> StatusChanged, Effect::Irreversible, ["not_found", "invalid_status"];
         /// Reads an order.

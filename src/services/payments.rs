@@ -51,8 +51,36 @@ pub(crate) struct PaymentRef {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct VoidRequest {
+    /// The authorisation to let go; or give `key`.
+    #[serde(default)]
+    pub payment_id: Option<String>,
+    /// The idempotency key of the `authorize` call (`{{step.key}}` in a
+    /// compensate): found even when its answer was lost; nothing to void when
+    /// it authorised nothing.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Voided {
+    /// None: the call named by `key` authorised nothing.
+    pub payment_id: Option<String>,
+    /// `voided`, or `nothing` when there was nothing to void.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RefundRequest {
-    pub payment_id: String,
+    /// The payment to refund; or give `key`.
+    #[serde(default)]
+    pub payment_id: Option<String>,
+    /// The idempotency key of the `charge` or `capture` call (`{{step.key}}` in
+    /// a compensate): found even when its answer was lost; nothing to refund
+    /// when it took no money.
+    #[serde(default)]
+    pub key: Option<String>,
     /// Cents to refund (default: everything still refundable).
     #[serde(default)]
     #[schemars(range(min = 1))]
@@ -63,12 +91,27 @@ pub(crate) struct RefundRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Refund {
-    pub refund_id: String,
-    pub payment_id: String,
+    /// None (and `status: nothing`) when the call named by `key` took no money.
+    pub refund_id: Option<String>,
+    pub payment_id: Option<String>,
     pub amount_cents: u64,
     pub refunded_cents: u64,
     pub refundable_cents: u64,
     pub status: String,
+}
+
+impl Refund {
+    /// What a refund by `key` answers when that call took no money.
+    pub(crate) fn nothing() -> Refund {
+        Refund {
+            refund_id: None,
+            payment_id: None,
+            amount_cents: 0,
+            refunded_cents: 0,
+            refundable_cents: 0,
+            status: "nothing".into(),
+        }
+    }
 }
 
 crate::service! {
@@ -77,7 +120,7 @@ crate::service! {
         /// Holds an amount on the payer's card without taking it.
         authorize(PaymentRequest) -> Payment, undone_by("payments.void"), ["card_declined", "insufficient_funds"];
         /// Lets an authorisation go; a captured payment cannot be voided.
-        void(PaymentRef) -> Payment, Effect::Irreversible, ["not_found", "payment_not_captured"];
+        void(VoidRequest) -> Voided, Effect::Irreversible, ["not_found", "payment_not_captured"];
         /// Takes the money of an authorisation.
         capture(PaymentRef) -> Payment, undone_by("payments.refund"), ["not_found", "payment_not_captured"];
         /// Authorises and captures in one call.

@@ -32,6 +32,19 @@ pub(crate) struct UserRef {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct DeleteUser {
+    /// The account to delete; or give `key`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The idempotency key of the `create` call (`{{step.key}}` in a
+    /// compensate): found even when its answer was lost; nothing to delete
+    /// when it created no account.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct VerifyUser {
     pub user_id: String,
     /// When given, it must be the token the user was sent.
@@ -41,7 +54,8 @@ pub(crate) struct VerifyUser {
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Deleted {
-    pub user_id: String,
+    /// None: the call named by `key` created no account.
+    pub user_id: Option<String>,
     /// False when there was no such user (deleting twice is harmless).
     pub deleted: bool,
 }
@@ -52,7 +66,7 @@ crate::service! {
         /// Creates an unverified account; fails with email_taken when the address has one.
         create(CreateUser) -> User, undone_by("users.delete"), ["email_taken"];
         /// Deletes an account; deleting twice is harmless.
-        delete(UserRef) -> Deleted, Effect::Irreversible, [];
+        delete(DeleteUser) -> Deleted, Effect::Irreversible, [];
         /// Marks the account's email address as verified.
         verify(VerifyUser) -> User, Effect::Irreversible, ["not_found", "invalid_token"];
         /// Reads an account.

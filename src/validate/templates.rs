@@ -166,6 +166,13 @@ impl<'a> TemplateChecker<'a> {
                 .help("the error that started a roll-back is not known while the run goes forward"),
             ),
             "steps" if !scope.trigger => self.step_ref(r, first, at, scope),
+            "step" if scope.own_output => {
+                self.fields(r, at, &["id", "output", "error", "key", "item", "index"], "`step` has")
+            }
+            "step" => self.out.push(
+                Diagnostic::new(Code::UnknownTemplateRoot, at, "`step` is only in scope in `compensate`")
+                    .help("there it is the unit being undone; elsewhere read `steps.<id>`"),
+            ),
             root => {
                 let allowed: Vec<&str> = if scope.trigger { vec!["run", "secrets"] } else { ROOTS.to_vec() };
                 self.out.push(

@@ -35,7 +35,9 @@ impl Driver {
         let state = &active.state;
         let def = &state.wf.steps[key.step];
         let (compensation, item, attempt) = (key.compensation, key.item, key.attempt);
-        let wanted::Call { action: action_name, input, idempotency_key, timeout_ms } = *call;
+        let wanted::Call { action: action_name, input, idempotency_key, timeout_ms, lost } = *call;
+        // `--fail STEP=lost`: whatever the action answers, the caller never hears it.
+        let finished = move |outcome: Outcome| finished(lost.clone().map_or(outcome, Outcome::Err));
         let Some(registered) = self.registry.shared(&action_name) else {
             let e = ActionError::new("failed", format!("the action `{action_name}` is not registered"));
             self.ready.push((run, finished(Outcome::Err(e))));

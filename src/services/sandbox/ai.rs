@@ -61,10 +61,10 @@ fn settle(tx: &Tx, mut h: Hold, status: &str, charge: u64) -> TxResult<QuotaSett
         tx.put(&format!("hold/{}", h.reservation_id), &h)?;
     }
     Ok(QuotaSettled {
-        reservation_id: h.reservation_id,
+        reservation_id: Some(h.reservation_id),
         status: h.status,
         charged: h.charged,
-        remaining: a.remaining(),
+        remaining: Some(a.remaining()),
     })
 }
 
@@ -127,8 +127,21 @@ impl Ai for SandboxAi {
         }))
     }
 
-    fn release_quota(&self, ctx: Ctx, request: HoldRef) -> ServiceFuture<QuotaSettled> {
-        ready(self.0.once("release_quota", &ctx, |tx| settle(tx, hold(tx, &request.reservation_id)?, "released", 0)))
+    fn release_quota(&self, ctx: Ctx, request: ReleaseQuota) -> ServiceFuture<QuotaSettled> {
+        ready(self.0.once("release_quota", &ctx, |tx| {
+            let id = request.reservation_id.as_deref();
+            let found =
+                tx.undo_target(id, request.key.as_deref(), &["reserve_quota"], |h: QuotaHold| h.reservation_id)?;
+            let Some(reservation_id) = found else {
+                return Ok(QuotaSettled {
+                    reservation_id: None,
+                    status: "nothing".into(),
+                    charged: 0,
+                    remaining: None,
+                });
+            };
+            settle(tx, hold(tx, &reservation_id)?, "released", 0)
+        }))
     }
 
     fn complete(&self, _: Ctx, request: Prompt) -> ServiceFuture<Completion> {

@@ -98,10 +98,15 @@ impl Courses for SandboxCourses {
         }))
     }
 
-    fn release_seat(&self, ctx: Ctx, request: SeatRef) -> ServiceFuture<SeatReleased> {
+    fn release_seat(&self, ctx: Ctx, request: ReleaseSeat) -> ServiceFuture<SeatReleased> {
         ready(self.0.once("release_seat", &ctx, |tx| {
-            let key = format!("seat/{}", request.seat_id);
-            let mut seat: SeatRecord = tx.require(&key, "seat", &request.seat_id)?;
+            let id = request.seat_id.as_deref();
+            let found = tx.undo_target(id, request.key.as_deref(), &["reserve_seat"], |s: Seat| s.seat_id)?;
+            let Some(seat_id) = found else {
+                return Ok(SeatReleased { seat_id: None, released: false, seats_left: None });
+            };
+            let key = format!("seat/{seat_id}");
+            let mut seat: SeatRecord = tx.require(&key, "seat", &seat_id)?;
             let mut c = course(tx, &seat.course_id)?;
             let released = !seat.released;
             if released {
@@ -111,7 +116,7 @@ impl Courses for SandboxCourses {
                 tx.put(&format!("course/{}", c.course_id), &c)?;
                 tx.remove(&format!("holder/{}/{}", seat.course_id, seat.user_id))?;
             }
-            Ok(SeatReleased { seat_id: request.seat_id.clone(), released, seats_left: c.left() })
+            Ok(SeatReleased { seat_id: Some(seat_id), released, seats_left: Some(c.left()) })
         }))
     }
 
@@ -136,13 +141,25 @@ impl Courses for SandboxCourses {
         }))
     }
 
-    fn unenrol(&self, ctx: Ctx, request: Learner) -> ServiceFuture<Enrolment> {
+    fn unenrol(&self, ctx: Ctx, request: Unenrol) -> ServiceFuture<Withdrawn> {
         ready(self.0.once("unenrol", &ctx, |tx| {
-            let mut e = enrolment(tx, &request)?;
+            let learner = Learner { course_id: request.course_id.clone(), user_id: request.user_id.clone() };
+            let answer = |withdrawn| Withdrawn {
+                course_id: learner.course_id.clone(),
+                user_id: learner.user_id.clone(),
+                withdrawn,
+            };
+            if let Some(key) = &request.key {
+                if tx.get::<Enrolment>(&format!("idem/enrol/{key}"))?.is_none() {
+                    return Ok(answer(false));
+                }
+            }
+            let mut e = enrolment(tx, &learner)?;
+            let withdrawn = e.status != "withdrawn";
             e.status = "withdrawn".into();
             e.progress = None;
             save_enrolment(tx, &e)?;
-            Ok(e)
+            Ok(answer(withdrawn))
         }))
     }
 

@@ -82,8 +82,13 @@ impl Inventory for SandboxInventory {
 
     fn release(&self, ctx: Ctx, request: ReleaseStock) -> ServiceFuture<Released> {
         ready(self.0.once("release", &ctx, |tx| {
-            let key = format!("reservation/{}", request.reservation_id);
-            let mut held: Held = tx.require(&key, "reservation", &request.reservation_id)?;
+            let id = request.reservation_id.as_deref();
+            let found = tx.undo_target(id, request.key.as_deref(), &["reserve"], |r: Reservation| r.reservation_id)?;
+            let Some(reservation_id) = found else {
+                return Ok(Released { reservation_id: None, released: false, available: None });
+            };
+            let key = format!("reservation/{reservation_id}");
+            let mut held: Held = tx.require(&key, "reservation", &reservation_id)?;
             let mut p = product(tx, &held.sku)?;
             let released = !held.released;
             if released {
@@ -92,7 +97,7 @@ impl Inventory for SandboxInventory {
                 tx.put(&key, &held)?;
                 tx.put(&format!("product/{}", p.sku), &p)?;
             }
-            Ok(Released { reservation_id: request.reservation_id.clone(), released, available: p.available() })
+            Ok(Released { reservation_id: Some(reservation_id), released, available: Some(p.available()) })
         }))
     }
 }

@@ -88,6 +88,34 @@ impl Tx<'_> {
         }
     }
 
+    /// The id an undo names: the one given, or the one in the result of the
+    /// forward call made with the idempotency key `key` (by any of
+    /// `operations`), found even when that call's answer was lost. `None`:
+    /// that call made nothing (it failed, or never came), so there is nothing
+    /// to undo. Neither given: `invalid_input`. DSL.md A1.
+    pub(crate) fn undo_target<T: DeserializeOwned>(
+        &self,
+        id: Option<&str>,
+        key: Option<&str>,
+        operations: &[&str],
+        id_of: impl Fn(T) -> String,
+    ) -> TxResult<Option<String>> {
+        if let Some(id) = id {
+            return Ok(Some(id.to_owned()));
+        }
+        let Some(key) = key else {
+            let message = "name what to undo: its id, or `key`, the idempotency key of the call that made it \
+                           (`{{step.key}}` in a compensate)";
+            return abort(ActionError::new("invalid_input", message));
+        };
+        for operation in operations {
+            if let Some(done) = self.get::<T>(&format!("idem/{operation}/{key}"))? {
+                return Ok(Some(id_of(done)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The next number of a kind's counter, from 1.
     pub(crate) fn next_number(&self, kind: &str) -> TxResult<u64> {
         let key = format!("seq/{kind}");

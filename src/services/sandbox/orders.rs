@@ -39,14 +39,17 @@ impl Orders for SandboxOrders {
         }))
     }
 
-    fn cancel(&self, ctx: Ctx, request: OrderRef) -> ServiceFuture<Order> {
+    fn cancel(&self, ctx: Ctx, request: CancelOrder) -> ServiceFuture<Cancelled> {
         ready(self.0.once("cancel", &ctx, |tx| {
-            let mut o = load(tx, &request.order_id)?;
+            let id = request.order_id.as_deref();
+            let found = tx.undo_target(id, request.key.as_deref(), &["create"], |o: Order| o.order_id)?;
+            let Some(order_id) = found else { return Ok(Cancelled { order_id: None, status: None }) };
+            let mut o = load(tx, &order_id)?;
             match o.status {
                 OrderStatus::Created | OrderStatus::Paid | OrderStatus::Cancelled => {
                     o.status = OrderStatus::Cancelled;
                     save(tx, &o)?;
-                    Ok(o)
+                    Ok(Cancelled { order_id: Some(o.order_id), status: Some(o.status) })
                 }
                 other => abort(ActionError::new(
                     "invalid_status",

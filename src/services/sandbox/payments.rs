@@ -73,16 +73,22 @@ impl Payments for SandboxPayments {
         ready(self.0.once("authorize", &ctx, |tx| authorise(tx, &request)))
     }
 
-    fn void(&self, ctx: Ctx, request: PaymentRef) -> ServiceFuture<Payment> {
+    fn void(&self, ctx: Ctx, request: VoidRequest) -> ServiceFuture<Voided> {
         ready(self.0.once("void", &ctx, |tx| {
-            let mut p = load(tx, &request.payment_id)?;
+            let id = request.payment_id.as_deref();
+            let found = tx.undo_target(id, request.key.as_deref(), &["authorize"], |p: Payment| p.payment_id)?;
+            let Some(payment_id) = found else {
+                return Ok(Voided { payment_id: None, status: "nothing".into() });
+            };
+            let mut p = load(tx, &payment_id)?;
+            let voided = Voided { payment_id: Some(payment_id), status: "voided".into() };
             match p.status.as_str() {
                 "authorized" => {
                     p.status = "voided".into();
                     save(tx, &p)?;
-                    Ok(p)
+                    Ok(voided)
                 }
-                "voided" => Ok(p),
+                "voided" => Ok(voided),
                 _ => abort(not_captured(&p, "only an authorisation can be voided; refund it instead")),
             }
         }))
@@ -98,7 +104,11 @@ impl Payments for SandboxPayments {
 
     fn refund(&self, ctx: Ctx, request: RefundRequest) -> ServiceFuture<Refund> {
         ready(self.0.once("refund", &ctx, |tx| {
-            let mut p = load(tx, &request.payment_id)?;
+            let id = request.payment_id.as_deref();
+            let found =
+                tx.undo_target(id, request.key.as_deref(), &["charge", "capture"], |p: Payment| p.payment_id)?;
+            let Some(payment_id) = found else { return Ok(Refund::nothing()) };
+            let mut p = load(tx, &payment_id)?;
             if p.captured_cents == 0 {
                 return abort(not_captured(&p, "there is nothing to refund"));
             }
@@ -118,8 +128,8 @@ impl Payments for SandboxPayments {
             save(tx, &p)?;
             let refund_id = tx.next_id("refund", "ref")?;
             let refund = Refund {
-                refund_id: refund_id.clone(),
-                payment_id: p.payment_id.clone(),
+                refund_id: Some(refund_id.clone()),
+                payment_id: Some(p.payment_id.clone()),
                 amount_cents: amount,
                 refunded_cents: p.refunded_cents,
                 refundable_cents: p.refundable_cents,

@@ -47,15 +47,18 @@ impl Users for SandboxUsers {
         }))
     }
 
-    fn delete(&self, ctx: Ctx, request: UserRef) -> ServiceFuture<Deleted> {
+    fn delete(&self, ctx: Ctx, request: DeleteUser) -> ServiceFuture<Deleted> {
         ready(self.0.once("delete", &ctx, |tx| {
-            let key = format!("user/{}", request.user_id);
+            let id = request.user_id.as_deref();
+            let found = tx.undo_target(id, request.key.as_deref(), &["create"], |u: User| u.user_id)?;
+            let Some(user_id) = found else { return Ok(Deleted { user_id: None, deleted: false }) };
+            let key = format!("user/{user_id}");
             let Some(user) = tx.get::<User>(&key)? else {
-                return Ok(Deleted { user_id: request.user_id.clone(), deleted: false });
+                return Ok(Deleted { user_id: Some(user_id), deleted: false });
             };
             tx.remove(&key)?;
             tx.remove(&format!("email/{}", user.email.to_lowercase()))?;
-            Ok(Deleted { user_id: request.user_id.clone(), deleted: true })
+            Ok(Deleted { user_id: Some(user_id), deleted: true })
         }))
     }
 
