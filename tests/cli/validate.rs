@@ -204,3 +204,27 @@ fn output_piped_into_a_reader_that_is_gone_ends_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// DSL.md A1: `step` (the unit being undone) is in scope in `compensate` only,
+/// and a misspelt field of it gets "did you mean".
+#[test]
+fn step_is_read_in_compensate_only_and_its_fields_are_checked() {
+    let flow = "name: scope
+steps:
+  - id: charge
+    action: mock
+    with: { output: \"{{step.key}}\" }
+    compensate:
+      action: mock
+      with: { output: \"{{step.kye}}\" }
+      also_when_failed: true
+";
+    let out = Test::new().file("scope.yaml", flow).args(&["validate", "scope.yaml"]).status(1).run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("error[unknown-template-root]: `step` is only in scope in `compensate`\n --> scope.yaml:5:24"),
+        "{text}"
+    );
+    assert!(text.contains("error[unknown-field]: `step` has no field `kye`\n --> scope.yaml:8:26"), "{text}");
+    assert!(text.contains("= help: did you mean `key`?"), "{text}");
+}

@@ -229,3 +229,38 @@ fn a_wrong_seed_says_where() {
     let e = e.unwrap_or_else(|| panic!("a wrong seed must fail"));
     assert!(e.starts_with("s.yaml: not a sandbox seed: unknown field `stok`"), "{e}");
 }
+
+/// DSL.md A1: an undo finds the effect by the forward call's idempotency key
+/// (its answer may never have come), does nothing when that call did nothing
+/// (failed, or never ran), and needs an id or a key.
+#[test]
+fn every_undo_finds_the_effect_by_the_forward_calls_key_and_does_nothing_without_one() {
+    let f = fixture();
+    let s = &f.services;
+    let card = json!({ "amount_cents": 500, "payment_method": "tok_visa" });
+    let charged = now(s.payments.charge(ctx("r:charge"), typed(card))).expect("charged");
+    let refund =
+        now(s.payments.refund(ctx("r:charge:compensate"), typed(json!({ "key": "r:charge" })))).expect("refund");
+    assert_eq!((refund.payment_id.as_deref(), refund.amount_cents), (Some(charged.payment_id.as_str()), 500));
+    let declined = json!({ "amount_cents": 500, "payment_method": "tok_declined" });
+    assert!(now(s.payments.charge(ctx("r2:charge"), typed(declined))).is_err());
+    let nothing = now(s.payments.refund(ctx("r2:charge:compensate"), typed(json!({ "key": "r2:charge" }))));
+    assert_eq!(nothing.map(|r| (r.status, r.refund_id)).ok(), Some(("nothing".into(), None)));
+
+    let held =
+        now(s.inventory.reserve(ctx("r:hold"), typed(json!({ "sku": "MUG-001", "quantity": 3 })))).expect("held");
+    let released = now(s.inventory.release(ctx("r:hold:undo"), typed(json!({ "key": "r:hold" })))).expect("released");
+    assert_eq!((released.reservation_id, released.released), (Some(held.reservation_id), true));
+    let never = now(s.inventory.release(ctx("r:never:undo"), typed(json!({ "key": "r:never" })))).expect("no-op");
+    assert_eq!((never.reservation_id, never.released), (None, false));
+
+    let taken = json!({ "email": "ada@example.com", "name": "Ada" });
+    assert!(now(s.users.create(ctx("r:user"), typed(taken))).is_err(), "the seed's address is taken");
+    let kept = now(s.users.delete(ctx("r:user:undo"), typed(json!({ "key": "r:user" })))).expect("no-op");
+    assert_eq!((kept.user_id, kept.deleted), (None, false), "the account from before is not deleted");
+
+    let neither = now(s.orders.cancel(ctx("r:cancel"), typed(json!({ "reason": "x" }))));
+    assert_eq!(neither.map_err(|e| e.code.to_string()).err().as_deref(), Some("invalid_input"));
+    let state = f.sandbox.show(Some("users")).expect("users");
+    assert!(state.to_string().contains("ada@example.com"));
+}
