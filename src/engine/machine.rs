@@ -444,6 +444,8 @@ impl RunState {
             Some(Ended::Succeeded) => self.end_together(vec![(step, item)]),
             Some(Ended::Retrying) => {}
             Some(Ended::Failed(e)) => {
+                // The step's error is the first failure that ended one of its units.
+                self.steps[step].error.get_or_insert_with(|| e.clone());
                 let def = &self.wf.steps[step];
                 if forward && def.on_error == OnError::Fail && def.section == Section::Steps {
                     self.roll_back(Some(step), e, vec![(step, item)]);
@@ -658,6 +660,10 @@ impl RunState {
     }
 
     fn decide_roll_back(&self, d: &mut Decide) -> Vec<Entry> {
+        if self.input_error.is_some() {
+            // Rejected at its input: no step runs, `on_failure` included.
+            return vec![Entry::RunFinished { status: RunStatus::Failed, output: None, at: d.now }];
+        }
         if !self.in_flight().is_empty() {
             return Vec::new();
         }

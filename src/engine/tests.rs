@@ -584,3 +584,46 @@ steps:
     assert_eq!(undone, [("pay", Some(2)), ("pay", Some(1)), ("pay", Some(0))], "item 3 never started");
     assert_eq!(state.compensation_input(0, Some(1)).expect("renders"), json!({ "output": 1 }));
 }
+
+/// A run rejected at its input runs no step at all: not its `on_failure` steps
+/// either (they would fail on the fields the input lacks).
+#[test]
+fn a_run_rejected_at_its_input_runs_no_step_not_even_on_failure() {
+    let yaml = "name: strict
+input: { type: object, required: [order_id] }
+steps:
+  - id: work
+    action: mock
+on_failure:
+  - id: tell
+    action: mock
+    with: { output: '{{input.order_id}}' }
+";
+    let (state, journal) = simulate(yaml, json!({}), |_, _, _| ok(json!({})));
+    let r = RunRecord::of(&state);
+    assert_eq!((r.status.as_str(), r.error.map(|e| e.code.to_string())), ("failed", Some("schema".to_owned())));
+    assert_eq!(shape(&journal), ["run_started", "input_rejected", "finished failed"]);
+}
+
+/// The step's error is the failure that ended it, not the `cancelled` of an
+/// item the roll-back cut short.
+#[test]
+fn a_for_each_steps_error_is_the_failure_that_ended_it() {
+    let yaml = "name: items
+steps:
+  - id: pay
+    action: mock
+    for_each: '{{input.cards}}'
+    concurrency: 3
+    retry: { max_attempts: 3, delay: 1s }
+";
+    let (state, _) = simulate(yaml, json!({ "cards": ["a", "b", "c"] }), |_, item, _| match item {
+        Some(0) => err("unavailable"),
+        Some(1) => err("card_declined"),
+        _ => ok(json!({})),
+    });
+    let r = RunRecord::of(&state);
+    let error = r.steps[0].error.clone().map(|e| (e.code.to_string(), e.message));
+    assert_eq!(error, Some(("card_declined".to_owned(), "scripted failure".to_owned())));
+    assert_eq!(r.error.map(|e| e.code.to_string()).as_deref(), Some("card_declined"));
+}

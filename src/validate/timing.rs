@@ -25,6 +25,10 @@ fn check_wait(
     out: &mut Vec<Diagnostic>,
 ) {
     let Some(timeout) = timeout else {
+        if run.is_some() {
+            // The run's deadline bounds the wait.
+            return;
+        }
         out.push(
             Diagnostic::new(
                 Code::WaitWithoutTimeout,

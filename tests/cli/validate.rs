@@ -228,3 +228,18 @@ steps:
     assert!(text.contains("error[unknown-field]: `step` has no field `kye`\n --> scope.yaml:8:26"), "{text}");
     assert!(text.contains("= help: did you mean `key`?"), "{text}");
 }
+
+/// A wait with no `timeout` of its own in a run that has one is bounded by the
+/// run's deadline: no `wait-without-timeout` then.
+#[test]
+fn a_wait_in_a_run_with_a_timeout_is_not_warned_of_waiting_forever() {
+    let bounded = "name: bounded\ntimeout: 3d\nsteps:\n  - id: click\n    action: event.wait\n    with: { type: user.clicked, key: u-1 }\n";
+    let unbounded = bounded.replace("timeout: 3d\n", "").replace("name: bounded", "name: unbounded");
+    Test::new()
+        .file("bounded.yaml", bounded)
+        .args(&["validate", "bounded.yaml"])
+        .stdout("checked 1 file: no problems\n")
+        .run();
+    let out = Test::new().file("unbounded.yaml", &unbounded).args(&["validate", "unbounded.yaml"]).run();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("warning[wait-without-timeout]"));
+}
