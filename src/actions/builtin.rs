@@ -1,4 +1,4 @@
-//! The built-in actions of the language: `mock`, `sleep`, `event.wait`, `event.emit`.
+//! The built-in actions of the language: `mock`, `sleep`, `event.wait`, `event.emit`, `fail`.
 
 use std::sync::Arc;
 
@@ -16,7 +16,47 @@ pub(crate) fn actions() -> Vec<(ActionSpec, Arc<dyn Action>)> {
         (sleep(), Arc::new(super::sleep::Sleep)),
         (event_wait(), Arc::new(EngineNative("event.wait"))),
         (event_emit(), Arc::new(EngineNative("event.emit"))),
+        (fail(), Arc::new(Fail)),
     ]
+}
+
+/// `fail`: the error its input names (a check written in the workflow). As a
+/// step the engine fails it at once and never retries it; this serves a
+/// compensation that is a `fail`.
+struct Fail;
+
+impl Action for Fail {
+    fn call(&self, call: Call) -> ActionFuture {
+        Box::pin(async move { Err(failure(&call.input)) })
+    }
+}
+
+/// The error a `fail` step's input names.
+pub(crate) fn failure(input: &serde_json::Value) -> ActionError {
+    let text = |field: &str| input.get(field).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let code = Some(text("code")).filter(|c| !c.is_empty()).unwrap_or_else(|| "failed".to_owned());
+    ActionError::new(code, text("message"))
+}
+
+fn fail() -> ActionSpec {
+    ActionSpec {
+        name: "fail".into(),
+        description:
+            "Fails its step with the code and message it is given, never retried: a check written in the workflow."
+                .into(),
+        effect: Effect::Read,
+        input_schema: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["code", "message"],
+            "properties": {
+                "code": { "type": "string", "pattern": "^[a-z][a-z0-9_]*$", "description": "The error code, like over_limit." },
+                "message": { "type": "string", "description": "What is wrong, in plain words." }
+            }
+        }),
+        output_schema: json!({}),
+        errors: Vec::new(),
+    }
 }
 
 /// An action the engine runs itself (the outbox, event waits). Its `call` is

@@ -1,6 +1,6 @@
 //! Actions: what a step can do. The validator and the engine read the same registry.
 
-mod builtin;
+pub(crate) mod builtin;
 
 pub(crate) use builtin::actions as builtin_actions;
 mod mock;

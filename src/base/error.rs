@@ -43,6 +43,11 @@ const NAMED: &[(ErrorCode, &str)] = &[
 ];
 
 impl ErrorCode {
+    /// The language's own codes, by name.
+    pub fn named() -> impl Iterator<Item = &'static str> {
+        NAMED.iter().map(|(_, name)| *name)
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             ErrorCode::Other(code) => code,

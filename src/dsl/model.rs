@@ -96,11 +96,32 @@ impl Needs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a step's failure does to the run (DSL.md A2).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum OnError {
+    /// The run rolls back.
     #[default]
     Fail,
+    /// The step is `failed` and the run goes on, whatever the code.
     Continue,
+    /// The run goes on for these codes, and rolls back for any other.
+    ContinueOn(Vec<Spanned<String>>),
+}
+
+impl OnError {
+    /// Whether a failure with this code lets the run go on.
+    pub fn continues(&self, code: &str) -> bool {
+        match self {
+            OnError::Fail => false,
+            OnError::Continue => true,
+            OnError::ContinueOn(codes) => codes.iter().any(|c| c.value == code),
+        }
+    }
+
+    /// Whether some failure of the step rolls the run back.
+    pub fn may_roll_back(&self) -> bool {
+        !matches!(self, OnError::Continue)
+    }
 }
 
 #[derive(Debug, Clone)]

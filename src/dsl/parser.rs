@@ -124,10 +124,7 @@ impl Parser {
             retry: f.take("retry").map(|r| self.retry(r)),
             timeout: f.take("timeout").and_then(|n| self.duration(&n)),
             compensate: f.take("compensate").and_then(|c| self.compensate(c)),
-            on_error: match f.take("on_error").as_ref().and_then(Node::as_str) {
-                Some("continue") => OnError::Continue,
-                _ => OnError::Fail,
-            },
+            on_error: f.take("on_error").map_or(OnError::Fail, |n| on_error(&n)),
             section,
             span,
         })
@@ -212,6 +209,18 @@ impl Parser {
     }
 }
 
+/// `on_error`: `fail`, `continue`, or `{continue: [codes]}` (the structure
+/// check has said what else is wrong).
+fn on_error(node: &Node) -> OnError {
+    if let Some(text) = node.as_str() {
+        return if text == "continue" { OnError::Continue } else { OnError::Fail };
+    }
+    let codes = node.get("continue").map(|c| c.items()).unwrap_or_default();
+    OnError::ContinueOn(
+        codes.iter().filter_map(|c| c.as_str().map(|code| Spanned::new(code.to_owned(), c.span))).collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,12 +256,16 @@ mod tests {
         assert!(retry.jitter);
         assert_eq!(retry.on.as_ref().map(|o| o.len()), Some(1));
         let c = first.compensate.as_ref().expect("compensate");
-        assert!(c.with.is_some() && c.retry.is_some() && c.timeout.is_some());
+        assert!(c.with.is_some() && c.retry.is_some() && c.timeout.is_some() && c.also_when_failed);
         assert_eq!(first.on_error, OnError::Fail);
         let each = &w.steps[1];
         assert!(each.for_each.is_some());
         assert_eq!(each.concurrency.as_ref().map(|c| c.value), Some(2));
-        assert_eq!(each.on_error, OnError::Continue);
+        let codes = match &each.on_error {
+            OnError::ContinueOn(codes) => codes.iter().map(|c| c.value.as_str()).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(codes, ["timeout", "unavailable"]);
         assert_eq!(w.on_failure[0].section, Section::OnFailure);
     }
 }

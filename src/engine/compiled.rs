@@ -40,6 +40,8 @@ pub(crate) enum StepKind {
     Wait,
     /// `event.emit`: the event is written to the outbox with the step's outcome.
     Emit,
+    /// `fail`: the step fails with the code and message it is given, never retried.
+    Fail,
 }
 
 impl StepKind {
@@ -48,6 +50,7 @@ impl StepKind {
             "sleep" => StepKind::Sleep,
             "event.wait" => StepKind::Wait,
             "event.emit" => StepKind::Emit,
+            "fail" => StepKind::Fail,
             _ => StepKind::Call,
         }
     }
@@ -151,7 +154,7 @@ impl CompiledWorkflow {
                 concurrency: s.concurrency.as_ref().map_or(1, |c| c.value.max(1) as usize),
                 retry: s.retry.clone().unwrap_or_else(|| default_retry.clone()),
                 timeout_ms: s.timeout.as_ref().map(|t| t.value.millis()).or(default_timeout),
-                on_error: s.on_error,
+                on_error: s.on_error.clone(),
                 compensate,
             });
         }

@@ -32,7 +32,7 @@ use serde_json::{json, Value as Json};
 use super::compiled::{CompiledStep, CompiledWorkflow, StepKind};
 use super::template::{RenderFailure, ValueTemplate};
 use super::wanted::AttemptKey;
-use crate::dsl::model::{OnError, Retry, Section};
+use crate::dsl::model::{Retry, Section};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 use crate::journal::status::RunStatus;
 pub(crate) use crate::journal::status::{StepStatus, UnitStatus};
@@ -430,7 +430,7 @@ impl RunState {
         s.status = StepStatus::Failed;
         s.error = Some(error.clone());
         let def = &self.wf.steps[step];
-        if def.on_error == OnError::Fail && def.section == Section::Steps {
+        if !def.on_error.continues(error.code.as_str()) && def.section == Section::Steps {
             self.roll_back(Some(step), error, Vec::new());
         }
     }
@@ -438,8 +438,10 @@ impl RunState {
     fn attempt_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
         let forward = self.phase == Phase::Forward;
         let retry = self.wf.steps[step].retry.clone();
+        // A `fail` step says what is wrong: trying again changes nothing.
+        let retried = forward && self.wf.steps[step].kind != StepKind::Fail;
         let Some(u) = self.unit_mut(step, item) else { return };
-        match u.finish(attempt, outcome, at, |e| forward && may_retry(&retry, e, attempt)) {
+        match u.finish(attempt, outcome, at, |e| retried && may_retry(&retry, e, attempt)) {
             None => return,
             Some(Ended::Succeeded) => self.end_together(vec![(step, item)]),
             Some(Ended::Retrying) => {}
@@ -447,7 +449,7 @@ impl RunState {
                 // The step's error is the first failure that ended one of its units.
                 self.steps[step].error.get_or_insert_with(|| e.clone());
                 let def = &self.wf.steps[step];
-                if forward && def.on_error == OnError::Fail && def.section == Section::Steps {
+                if forward && !def.on_error.continues(e.code.as_str()) && def.section == Section::Steps {
                     self.roll_back(Some(step), e, vec![(step, item)]);
                 } else {
                     self.end_together(vec![(step, item)]);
@@ -764,7 +766,10 @@ impl RunState {
         let def = &self.wf.steps[step];
         match self.steps[step].status {
             StepStatus::Succeeded | StepStatus::Skipped => true,
-            StepStatus::Failed => def.on_error == OnError::Continue || def.section == Section::OnFailure,
+            StepStatus::Failed => {
+                let code = self.steps[step].error.as_ref().map_or("failed", |e| e.code.as_str());
+                def.on_error.continues(code) || def.section == Section::OnFailure
+            }
             _ => false,
         }
     }
@@ -911,6 +916,13 @@ impl RunState {
         state.status
     }
 
+    /// Why a step failed: the failure that ended it (none unless it failed).
+    pub(crate) fn step_error(&self, s: usize) -> Option<&ActionError> {
+        let state = &self.steps[s];
+        let failed = || state.units.iter().find_map(|u| u.error.as_ref().filter(|_| u.status == UnitStatus::Failed));
+        state.error.as_ref().or_else(failed)
+    }
+
     /// What templates of step `s` (and item) can read.
     pub(crate) fn context(&self, s: Option<usize>, item: Item) -> Json {
         let steps: serde_json::Map<String, Json> = self
@@ -919,7 +931,13 @@ impl RunState {
             .iter()
             .enumerate()
             .map(|(i, def)| {
-                (def.id.clone(), json!({ "output": self.step_output(i), "status": self.step_status(i).as_str() }))
+                let status = self.step_status(i);
+                // `steps.X.error`: null unless X failed (DSL.md A2).
+                let error = self
+                    .step_error(i)
+                    .filter(|_| status == StepStatus::Failed)
+                    .map(|e| json!({ "code": e.code, "message": e.message }));
+                (def.id.clone(), json!({ "output": self.step_output(i), "status": status.as_str(), "error": error }))
             })
             .collect();
         let mut ctx = json!({

@@ -117,10 +117,7 @@ fn step_record(run: &RunState, s: usize) -> StepRecord {
     let def = &run.wf.steps[s];
     let state = &run.steps[s];
     let attempts = state.units.iter().map(|u| u.attempts).sum();
-    let error = state
-        .error
-        .clone()
-        .or_else(|| state.units.iter().find_map(|u| u.error.clone().filter(|_| u.status == UnitStatus::Failed)));
+    let error = run.step_error(s).cloned();
     let start = state.units.iter().filter_map(|u| u.started_at).min();
     let end = state.units.iter().map(|u| u.finished_at).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max());
     let items = def.for_each.is_some().then(|| {

@@ -627,3 +627,54 @@ steps:
     assert_eq!(error, Some(("card_declined".to_owned(), "scripted failure".to_owned())));
     assert_eq!(r.error.map(|e| e.code.to_string()).as_deref(), Some("card_declined"));
 }
+
+/// DSL.md A2: `on_error: {continue: [codes]}` lets the run go on for those
+/// codes only; `steps.X.error` is readable and routes with `when`; a run whose
+/// failures were all continued ends `succeeded`; `fail` is never retried.
+#[test]
+fn errors_are_handled_by_code_and_read_where_outputs_are() {
+    let yaml = "name: codes
+steps:
+  - id: lookup
+    action: mock
+    on_error: { continue: [not_found, timeout] }
+  - id: fallback
+    action: mock
+    needs: [lookup]
+    when: \"{{eq steps.lookup.error.code 'not_found'}}\"
+    with: { output: '{{steps.lookup.error.message}}' }
+  - id: check
+    action: fail
+    needs: [fallback]
+    when: '{{input.too_big}}'
+    retry: { max_attempts: 5, on: [over_limit] }
+    with: { code: over_limit, message: the total is over the limit }
+    on_error: { continue: [over_limit] }
+";
+    let lookup_fails = |code: &'static str| {
+        move |asked: &str, _: Item, _: u32| match asked {
+            "lookup" => err(code),
+            _ => ok(json!("fine")),
+        }
+    };
+    let (state, _) = simulate(yaml, json!({ "too_big": true }), lookup_fails("not_found"));
+    let r = RunRecord::of(&state);
+    assert_eq!((r.status.as_str(), r.error.is_none()), ("succeeded", true), "every failure was continued");
+    assert_eq!((r.steps[0].status.as_str(), r.steps[1].status.as_str()), ("failed", "succeeded"));
+    let read = state.attempt_input(1, None).expect("renders");
+    assert_eq!(read, json!({ "output": "scripted failure" }), "steps.lookup.error.message");
+    let check = &r.steps[2];
+    assert_eq!((check.status.as_str(), check.attempts), ("failed", 1), "fail is never retried");
+    assert_eq!(
+        check.error.clone().map(|e| (e.code.to_string(), e.message)),
+        Some(("over_limit".into(), "the total is over the limit".into()))
+    );
+
+    let (state, _) = simulate(yaml, json!({ "too_big": false }), lookup_fails("forbidden"));
+    let r = RunRecord::of(&state);
+    assert_eq!(
+        (r.status.as_str(), r.error.map(|e| e.code.to_string())),
+        ("failed", Some("forbidden".to_owned())),
+        "a code not listed rolls back"
+    );
+}

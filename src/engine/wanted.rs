@@ -125,6 +125,9 @@ impl RunState {
             Ok(input) => input,
             Err(e) => return Start::Fail(e),
         };
+        if !compensation && kind == StepKind::Fail {
+            return Start::Fail(crate::actions::builtin::failure(&input));
+        }
         let idempotency_key = self.idempotency_key(key);
         if kind == StepKind::Emit {
             return emit(input, idempotency_key);

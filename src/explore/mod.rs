@@ -25,7 +25,7 @@ use serde_json::Value as Json;
 
 use crate::base::clock::VirtualClock;
 use crate::config::{Backends, Config, ConfigError};
-use crate::dsl::model::{OnError, Section};
+use crate::dsl::model::Section;
 use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions, NewRun};
 use crate::engine::record::RunRecord;
@@ -191,7 +191,7 @@ fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, 
         if step.compensate.is_some() {
             let trigger = wf.steps[i + 1..]
                 .iter()
-                .rfind(|t| t.section == Section::Steps && t.on_error == OnError::Fail && ran(&t.id));
+                .rfind(|t| t.section == Section::Steps && !t.on_error.continues("failed") && ran(&t.id));
             let plan = match (reached(), trigger) {
                 (Err(e), _) => Err(e),
                 (Ok(()), None) => Err("no later step can fail and roll the run back".to_owned()),
@@ -336,7 +336,8 @@ fn judge(wf: &CompiledWorkflow, name: &str, plan: &Plan, got: &RunEnd, happy: &R
             }
         }
         Plan::Fail(i) | Plan::Compensation { trigger: i, .. } => {
-            let tolerated = wf.position(&i.step).is_some_and(|p| wf.steps[p].on_error == OnError::Continue);
+            let code = i.error().code;
+            let tolerated = wf.position(&i.step).is_some_and(|p| wf.steps[p].on_error.continues(code.as_str()));
             let allowed: &[&str] = match (plan, tolerated) {
                 (Plan::Compensation { .. }, _) => &["compensated"],
                 (_, true) => &["succeeded"],

@@ -15,7 +15,7 @@
 use super::graph::Graph;
 use crate::actions::{Effect, Registry};
 use crate::dsl::diagnostic::{Code, Diagnostic};
-use crate::dsl::model::{OnError, Section};
+use crate::dsl::model::Section;
 
 /// Whether an action sends a message rather than changing business state.
 fn is_message(action: &str) -> bool {
@@ -38,7 +38,7 @@ pub(crate) fn check_saga(graph: &Graph, registry: &Registry, out: &mut Vec<Diagn
         if let (Effect::Reversible { undo }, None) = (effect, &step.compensate) {
             let later = forward
                 .iter()
-                .find(|&&j| j != i && !graph.is_ancestor(i, j) && graph.steps[j].on_error == OnError::Fail);
+                .find(|&&j| j != i && !graph.is_ancestor(i, j) && graph.steps[j].on_error.may_roll_back());
             if let Some(&j) = later {
                 out.push(
                     Diagnostic::new(

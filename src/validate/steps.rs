@@ -8,7 +8,7 @@ use super::structure::{describe, instance_path, Place};
 use crate::actions::Registry;
 use crate::base::suggest::did_you_mean;
 use crate::dsl::diagnostic::{Code, Diagnostic};
-use crate::dsl::model::{Retry, Step, Trigger, TriggerKind, Workflow, RETRYABLE_CODES};
+use crate::dsl::model::{OnError, Retry, Step, Trigger, TriggerKind, Workflow, RETRYABLE_CODES};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{Span, Spanned};
 use crate::dsl::template::{analyze, is_template};
@@ -23,6 +23,7 @@ pub(crate) fn check_steps(workflow: &Workflow, registry: &Registry, out: &mut Ve
         }
         check_retry(step.retry.as_ref(), out);
         check_step_rules(step, out);
+        check_continued_codes(step, registry, out);
     }
     check_retry(workflow.defaults.retry.as_ref(), out);
 }
@@ -131,6 +132,37 @@ fn check_retry(retry: Option<&Retry>, out: &mut Vec<Diagnostic>) {
                 .help(format!("only {} are retryable; other codes end the step at once", RETRYABLE_CODES.join(", "))),
             );
         }
+    }
+}
+
+/// The codes `on_error: {continue: [...]}` names must be ones the action can
+/// fail with (its declared errors, or the language's own): a misspelt code
+/// would never match, and the run would roll back where it was meant to go on.
+fn check_continued_codes(step: &Step, registry: &Registry, out: &mut Vec<Diagnostic>) {
+    let OnError::ContinueOn(codes) = &step.on_error else { return };
+    let Some(registered) = registry.get(&step.action.value) else { return };
+    let declared = &registered.spec.errors;
+    if declared.is_empty() {
+        // An action that does not say how it fails (mock) may fail with any code.
+        return;
+    }
+    let language = || crate::base::error::ErrorCode::named().map(str::to_owned);
+    for code in codes {
+        let own =
+            matches!(crate::base::error::ErrorCode::from(code.value.as_str()), crate::base::error::ErrorCode::Other(_));
+        if !own || declared.contains(&code.value) {
+            continue;
+        }
+        let known: Vec<String> = declared.iter().cloned().chain(language()).collect();
+        out.push(
+            Diagnostic::new(
+                Code::ContinuedCodeUnknown,
+                code.span,
+                format!("`{}` never fails with `{}`, so this never lets the run go on", step.action.value, code.value),
+            )
+            .maybe_help(did_you_mean(&code.value, known.iter().map(String::as_str)))
+            .help_if_none(format!("`{}` fails with: {}", step.action.value, declared.join(", "))),
+        );
     }
 }
 

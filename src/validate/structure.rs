@@ -52,12 +52,35 @@ impl WorkflowSchema {
     pub(crate) fn check(&self, root: &Node) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for error in self.validator.iter_errors(root) {
-            let path = instance_path(&error);
-            let at = Place::new(root, &path, None);
-            let known = self.keys(object_def(&path));
-            out.extend(describe(error.kind(), &at, &known));
+            self.report(root, &error, &mut out);
         }
         out
+    }
+
+    /// One schema error as diagnostics. A value that fits none of a `oneOf`'s
+    /// forms is told what is wrong in the form of its own type (a word among
+    /// the words allowed, or a mapping's keys), not of every form at once.
+    fn report(&self, root: &Node, error: &jsonschema::ValidationError, out: &mut Vec<Diagnostic>) {
+        if let ValidationErrorKind::OneOfNotValid { context } = error.kind() {
+            // A form is of another type when all it says is the type, or (for a
+            // value that is not a word) that the value is not one of its words.
+            let word = Place::new(root, &instance_path(error), None).node.as_str().is_some();
+            let other_type = |errors: &Vec<jsonschema::ValidationError>| {
+                errors.iter().all(|e| match e.kind() {
+                    ValidationErrorKind::Type { .. } => true,
+                    ValidationErrorKind::Enum { .. } => !word,
+                    _ => false,
+                })
+            };
+            if let Some(errors) = context.iter().find(|e| !other_type(e)).or(context.first()) {
+                errors.iter().for_each(|e| self.report(root, e, out));
+                return;
+            }
+        }
+        let path = instance_path(error);
+        let at = Place::new(root, &path, None);
+        let known = self.keys(object_def(&path));
+        out.extend(describe(error.kind(), &at, &known));
     }
 }
 

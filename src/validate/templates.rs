@@ -185,7 +185,12 @@ impl<'a> TemplateChecker<'a> {
     }
 
     fn fields(&mut self, r: &PathRef, at: Span, fields: &[&str], what: &str) {
-        if let Some(f) = r.rest.first() {
+        self.fields_at(r, 0, at, fields, what)
+    }
+
+    /// The field at place `depth` of the path after its root must be one of `fields`.
+    fn fields_at(&mut self, r: &PathRef, depth: usize, at: Span, fields: &[&str], what: &str) {
+        if let Some(f) = r.rest.get(depth) {
             if !fields.contains(&f.as_str()) {
                 self.out.push(
                     Diagnostic::new(Code::UnknownField, at, format!("{what} no field `{f}`"))
@@ -245,11 +250,12 @@ impl<'a> TemplateChecker<'a> {
                     .help(format!("read `steps.{target}.output` or `steps.{target}.status`")),
             ),
             Some("status") => {}
+            Some("error") => self.fields_at(r, 2, at, &["code", "message"], &format!("`steps.{target}.error` has")),
             Some("output") => self.output_ref(r, t, at, scope),
             Some(other) => self.out.push(
                 Diagnostic::new(Code::UnknownField, at, format!("`steps.{target}` has no field `{other}`"))
-                    .maybe_help(did_you_mean(other, ["output", "status"]))
-                    .help_if_none("a step has `output` and `status`"),
+                    .maybe_help(did_you_mean(other, ["output", "status", "error"]))
+                    .help_if_none("a step has `output`, `status` and `error`"),
             ),
         }
     }
