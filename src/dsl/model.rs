@@ -152,7 +152,10 @@ pub struct Retry {
     pub multiplier: f64,
     pub max_delay: Option<Spanned<Duration>>,
     pub jitter: bool,
-    /// `None`: every retryable code.
+    /// No attempt starts after this long from the first (DSL.md A4).
+    pub max_duration: Option<Spanned<Duration>>,
+    /// `None`: every retryable code. Named codes are retried even when not by
+    /// default; `any`: every code but `cancelled`.
     pub on: Option<Vec<Spanned<String>>>,
     pub span: Span,
 }
@@ -166,6 +169,7 @@ impl Default for Retry {
             multiplier: 2.0,
             max_delay: None,
             jitter: false,
+            max_duration: None,
             on: None,
             span: Span::default(),
         }
@@ -185,12 +189,31 @@ impl Retry {
         Duration(self.max_delay.as_ref().map_or(ms, |cap| ms.min(cap.value.millis())))
     }
 
-    /// The sum of all waits between attempts.
+    /// The sum of all waits between attempts. Once the waits stop growing
+    /// (capped), the rest are counted at once rather than one by one.
     pub fn total_wait(&self) -> Duration {
-        let total = (1..self.max_attempts).map(|a| self.wait_after(a).millis()).fold(0u64, u64::saturating_add);
+        let mut total = 0u64;
+        let mut last = None;
+        for attempt in 1..self.max_attempts {
+            let wait = self.wait_after(attempt).millis();
+            if last == Some(wait) {
+                let rest = u64::from(self.max_attempts - attempt);
+                return Duration(total.saturating_add(wait.saturating_mul(rest)));
+            }
+            total = total.saturating_add(wait);
+            last = Some(wait);
+        }
         Duration(total)
     }
-}
 
-/// The error codes that may be retried.
-pub(crate) use crate::base::error::RETRYABLE_CODES;
+    /// Whether this policy retries a failure with `code`: the retryable codes
+    /// when it names none; else the codes it names (`any`: all but `cancelled`).
+    pub fn handles(&self, code: &crate::base::error::ErrorCode) -> bool {
+        match &self.on {
+            None => code.is_retryable(),
+            Some(codes) => codes.iter().any(|c| {
+                *code == c.value.as_str() || (c.value == "any" && *code != crate::base::error::ErrorCode::Cancelled)
+            }),
+        }
+    }
+}

@@ -147,13 +147,17 @@ impl Parser {
         let defaults = Retry::default();
         let span = node.span;
         let mut f = Fields::of(node);
+        let max_duration = f.take("max_duration").and_then(|n| self.duration(&n));
+        // With `max_duration` and no `max_attempts`, time alone bounds the attempts.
+        let unbounded = if max_duration.is_some() { u32::MAX } else { defaults.max_attempts };
         Retry {
             max_attempts: f
                 .take("max_attempts")
                 .as_ref()
                 .and_then(Node::as_u64)
                 .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(defaults.max_attempts),
+                .unwrap_or(unbounded),
+            max_duration,
             backoff: match f.take("backoff").as_ref().and_then(Node::as_str) {
                 Some("fixed") => Backoff::Fixed,
                 _ => Backoff::Exponential,

@@ -441,7 +441,8 @@ impl RunState {
         // A `fail` step says what is wrong: trying again changes nothing.
         let retried = forward && self.wf.steps[step].kind != StepKind::Fail;
         let Some(u) = self.unit_mut(step, item) else { return };
-        match u.finish(attempt, outcome, at, |e| retried && may_retry(&retry, e, attempt)) {
+        let first = u.started_at.unwrap_or(at);
+        match u.finish(attempt, outcome, at, |e| retried && may_retry(&retry, e, attempt, first, at)) {
             None => return,
             Some(Ended::Succeeded) => self.end_together(vec![(step, item)]),
             Some(Ended::Retrying) => {}
@@ -513,7 +514,8 @@ impl RunState {
         let Some(def) = self.wf.steps[step].compensate.as_ref() else { return };
         let retry = def.retry.clone();
         if let Some(c) = self.unit_mut(step, item).and_then(|u| u.compensation.as_mut()) {
-            c.finish(attempt, outcome, at, |e| may_retry(&retry, e, attempt));
+            let first = c.started_at.unwrap_or(at);
+            c.finish(attempt, outcome, at, |e| may_retry(&retry, e, attempt, first, at));
         }
     }
 
@@ -969,9 +971,18 @@ pub(crate) fn event_key(key: Option<&Json>) -> String {
     }
 }
 
-fn may_retry(retry: &Retry, e: &ActionError, attempt: u32) -> bool {
-    let listed = retry.on.as_ref().is_none_or(|codes| codes.iter().any(|c| e.code == c.value.as_str()));
-    e.is_retryable() && listed && attempt < retry.max_attempts
+/// Whether a unit whose attempt `attempt` failed with `e` at `at` tries again:
+/// its policy handles the code, attempts are left, and the next attempt would
+/// start within `max_duration` of the first (`first`; the wait before it is
+/// counted unjittered, the longest it can be).
+fn may_retry(retry: &Retry, e: &ActionError, attempt: u32, first: u64, at: u64) -> bool {
+    let in_time = || {
+        retry.max_duration.as_ref().is_none_or(|limit| {
+            let wait = retry.wait_after(attempt).millis().max(e.retry_after_ms.unwrap_or(0));
+            at.saturating_add(wait) <= first.saturating_add(limit.value.millis())
+        })
+    };
+    retry.handles(&e.code) && attempt < retry.max_attempts && in_time()
 }
 
 /// The wait before the next attempt, jittered in [0.5, 1.0] of its value when

@@ -678,3 +678,23 @@ steps:
         "a code not listed rolls back"
     );
 }
+
+/// DSL.md A4: a code named in `on:` is retried even when it is not by default,
+/// `any` retries every code but `cancelled`, and `max_duration` bounds the
+/// attempts by time alone.
+#[test]
+fn retry_names_its_codes_takes_any_and_stops_at_its_max_duration() {
+    let attempts = |yaml: &str, code: &'static str| {
+        let (state, _) = simulate(yaml, json!({}), move |_, _, _| err(code));
+        RunRecord::of(&state).steps[0].attempts
+    };
+    let named = "name: n\nsteps:\n  - id: a\n    action: mock\n    retry: { max_attempts: 3, delay: 1s, on: [card_declined] }\n";
+    assert_eq!(attempts(named, "card_declined"), 3, "named, so retried though not retryable by default");
+    assert_eq!(attempts(named, "timeout"), 1, "not named, so not retried though retryable by default");
+    let any = "name: n\nsteps:\n  - id: a\n    action: mock\n    retry: { max_attempts: 4, delay: 1s, on: [any] }\n";
+    assert_eq!(attempts(any, "conflict"), 4);
+    assert_eq!(attempts(any, "cancelled"), 1, "any is every code but cancelled");
+    // 1s, 2s, 4s, 8s, 16s, 32s apart: attempts start at 0, 1, 3, 7, 15, 31 s; the next (63 s) is past a minute.
+    let timed = "name: t\nsteps:\n  - id: a\n    action: mock\n    retry: { max_duration: 1m, delay: 1s }\n";
+    assert_eq!(attempts(timed, "unavailable"), 6, "no attempt starts more than a minute after the first");
+}

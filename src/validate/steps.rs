@@ -8,7 +8,7 @@ use super::structure::{describe, instance_path, Place};
 use crate::actions::Registry;
 use crate::base::suggest::did_you_mean;
 use crate::dsl::diagnostic::{Code, Diagnostic};
-use crate::dsl::model::{OnError, Retry, Step, Trigger, TriggerKind, Workflow, RETRYABLE_CODES};
+use crate::dsl::model::{OnError, Retry, Step, Trigger, TriggerKind, Workflow};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{Span, Spanned};
 use crate::dsl::template::{analyze, is_template};
@@ -121,25 +121,19 @@ fn check_retry(retry: Option<&Retry>, out: &mut Vec<Diagnostic>) {
             );
         }
     }
-    for code in retry.on.iter().flatten() {
-        if !RETRYABLE_CODES.contains(&code.value.as_str()) {
-            out.push(
-                Diagnostic::new(
-                    Code::RetryOnNonRetryable,
-                    code.span,
-                    format!("`{}` is never retried, whatever `on` says", code.value),
-                )
-                .help(format!("only {} are retryable; other codes end the step at once", RETRYABLE_CODES.join(", "))),
-            );
-        }
-    }
 }
 
-/// The codes `on_error: {continue: [...]}` names must be ones the action can
-/// fail with (its declared errors, or the language's own): a misspelt code
-/// would never match, and the run would roll back where it was meant to go on.
+/// The codes `on_error: {continue: [...]}` and `retry.on` name must be ones the
+/// action can fail with (its declared errors, or the language's own): a
+/// misspelt code would never match, and the step would not go on or retry as
+/// it was meant to.
 fn check_continued_codes(step: &Step, registry: &Registry, out: &mut Vec<Diagnostic>) {
-    let OnError::ContinueOn(codes) = &step.on_error else { return };
+    let continued = match &step.on_error {
+        OnError::ContinueOn(codes) => codes.as_slice(),
+        _ => &[],
+    };
+    let retried = step.retry.as_ref().and_then(|r| r.on.as_deref()).unwrap_or_default();
+    let codes = continued.iter().chain(retried.iter().filter(|c| c.value != "any"));
     let Some(registered) = registry.get(&step.action.value) else { return };
     let declared = &registered.spec.errors;
     if declared.is_empty() {
@@ -158,7 +152,7 @@ fn check_continued_codes(step: &Step, registry: &Registry, out: &mut Vec<Diagnos
             Diagnostic::new(
                 Code::ContinuedCodeUnknown,
                 code.span,
-                format!("`{}` never fails with `{}`, so this never lets the run go on", step.action.value, code.value),
+                format!("`{}` never fails with `{}`, so naming it here changes nothing", step.action.value, code.value),
             )
             .maybe_help(did_you_mean(&code.value, known.iter().map(String::as_str)))
             .help_if_none(format!("`{}` fails with: {}", step.action.value, declared.join(", "))),

@@ -78,6 +78,28 @@ fn check_budget(
     out: &mut Vec<Diagnostic>,
 ) {
     let (Some(timeout), Some(run)) = (timeout, run) else { return };
+    if let Some(limit) = &retry.max_duration {
+        // The last attempt starts within the limit and may take its timeout.
+        let budget = limit.value.millis().saturating_add(timeout.value.millis());
+        if budget > run.value.millis() {
+            out.push(
+                Diagnostic::new(
+                    Code::RetryExceedsRunTimeout,
+                    limit.span,
+                    format!(
+                        "step `{}` may take {} (attempts for up to {} and a last one of up to {}), longer than the run's `timeout` of {}",
+                        step.id.value,
+                        Duration(budget),
+                        limit.value,
+                        timeout.value,
+                        run.value
+                    ),
+                )
+                .help("shorten `max_duration` or the step's `timeout`, or lengthen the workflow's `timeout`"),
+            );
+        }
+        return;
+    }
     let attempts = u64::from(retry.max_attempts);
     let budget = timeout.value.millis().saturating_mul(attempts).saturating_add(retry.total_wait().millis());
     if budget > run.value.millis() {
