@@ -19,12 +19,14 @@ pub struct Workflow {
     /// Templates giving the run's output.
     pub output: Option<Node>,
     pub on_failure: Vec<Step>,
+    /// Steps that run at the end whatever the outcome (DSL.md A3).
+    pub finally: Vec<Step>,
 }
 
 impl Workflow {
-    /// `steps` then `on_failure`, in file order.
+    /// `steps`, `on_failure`, then `finally`, in file order.
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
-        self.steps.iter().chain(&self.on_failure)
+        self.steps.iter().chain(&self.on_failure).chain(&self.finally)
     }
 
     pub fn step(&self, id: &str) -> Option<&Step> {
@@ -57,6 +59,25 @@ pub enum TriggerKind {
 pub enum Section {
     Steps,
     OnFailure,
+    /// Run last, whatever the outcome.
+    Finally,
+}
+
+impl Section {
+    /// The list's key in a workflow file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Section::Steps => "steps",
+            Section::OnFailure => "on_failure",
+            Section::Finally => "finally",
+        }
+    }
+
+    /// Whether a failing step of this list leaves the run's status as it is
+    /// (and its steps may read any step of `steps`, and `error`).
+    pub fn is_after(self) -> bool {
+        self != Section::Steps
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -67,6 +67,7 @@ impl Parser {
             steps: self.step_list(f.take("steps"), Section::Steps),
             output: f.take("output"),
             on_failure: self.step_list(f.take("on_failure"), Section::OnFailure),
+            finally: self.step_list(f.take("finally"), Section::Finally),
         })
     }
 

@@ -648,19 +648,39 @@ impl RunState {
         if let Some(error) = &self.input_error {
             return vec![Entry::InputRejected { error: error.clone(), at: d.now }];
         }
-        let mut out = self.schedule_section(Section::Steps, d);
-        if out.is_empty() && self.section_done(Section::Steps) {
-            out.push(match self.render_output() {
-                Ok(output) => Entry::RunFinished { status: RunStatus::Succeeded, output, at: d.now },
-                Err(f) => Entry::OutputFailed {
-                    error: ActionError::new(
-                        "template",
-                        format!("the workflow's `{}` cannot be rendered: {}", f.field, f.message),
-                    ),
-                },
-            });
+        let out = self.schedule_section(Section::Steps, d);
+        if !out.is_empty() || !self.section_done(Section::Steps) {
+            return out;
+        }
+        match self.render_output() {
+            Ok(output) => {
+                let now = d.now;
+                self.finally_then(d, || Entry::RunFinished { status: RunStatus::Succeeded, output, at: now })
+            }
+            Err(f) => vec![Entry::OutputFailed {
+                error: ActionError::new(
+                    "template",
+                    format!("the workflow's `{}` cannot be rendered: {}", f.field, f.message),
+                ),
+            }],
+        }
+    }
+
+    /// The `finally` steps to start (DSL.md A3); once they have all ended, `end`.
+    fn finally_then(&self, d: &mut Decide, end: impl FnOnce() -> Entry) -> Vec<Entry> {
+        let out = self.schedule_section(Section::Finally, d);
+        if out.is_empty() && self.section_done(Section::Finally) {
+            return vec![end()];
         }
         out
+    }
+
+    /// The status the run ends with, as `finally` steps see it (`run.status`).
+    fn ending_status(&self) -> RunStatus {
+        match (self.phase, &self.error) {
+            (Phase::Forward, None) => RunStatus::Succeeded,
+            _ => self.final_status(),
+        }
     }
 
     fn decide_roll_back(&self, d: &mut Decide) -> Vec<Entry> {
@@ -680,7 +700,8 @@ impl RunState {
         }
         let out = self.schedule_section(Section::OnFailure, d);
         if out.is_empty() && self.section_done(Section::OnFailure) {
-            return vec![Entry::RunFinished { status: self.final_status(), output: None, at: d.now }];
+            let now = d.now;
+            return self.finally_then(d, || Entry::RunFinished { status: self.final_status(), output: None, at: now });
         }
         out
     }
@@ -770,7 +791,7 @@ impl RunState {
             StepStatus::Succeeded | StepStatus::Skipped => true,
             StepStatus::Failed => {
                 let code = self.steps[step].error.as_ref().map_or("failed", |e| e.code.as_str());
-                def.on_error.continues(code) || def.section == Section::OnFailure
+                def.on_error.continues(code) || def.section.is_after()
             }
             _ => false,
         }
@@ -958,7 +979,26 @@ impl RunState {
         if let Some(e) = &self.error {
             ctx["error"] = json!({ "step": e.step, "code": e.code, "message": e.message });
         }
+        if s.is_some_and(|s| self.wf.steps[s].section == Section::Finally) {
+            self.finally_context(&mut ctx);
+        }
         ctx
+    }
+
+    /// What a `finally` step reads besides: `run.status`, the status the run
+    /// ends with, and `error`: the failure that started the roll-back, or else
+    /// the first continued failure (null when nothing failed).
+    fn finally_context(&self, ctx: &mut Json) {
+        ctx["run"]["status"] = json!(self.ending_status());
+        if self.error.is_none() {
+            let continued = (0..self.steps.len())
+                .filter(|&i| self.wf.steps[i].section == Section::Steps && self.step_status(i) == StepStatus::Failed)
+                .find_map(|i| self.step_error(i).map(|e| (i, e)));
+            ctx["error"] = continued.map_or(
+                Json::Null,
+                |(i, e)| json!({ "step": self.wf.steps[i].id, "code": e.code, "message": e.message }),
+            );
+        }
     }
 }
 

@@ -588,7 +588,7 @@ steps:
 /// A run rejected at its input runs no step at all: not its `on_failure` steps
 /// either (they would fail on the fields the input lacks).
 #[test]
-fn a_run_rejected_at_its_input_runs_no_step_not_even_on_failure() {
+fn a_run_rejected_at_its_input_runs_no_step_not_even_on_failure_or_finally() {
     let yaml = "name: strict
 input: { type: object, required: [order_id] }
 steps:
@@ -598,6 +598,9 @@ on_failure:
   - id: tell
     action: mock
     with: { output: '{{input.order_id}}' }
+finally:
+  - id: last
+    action: mock
 ";
     let (state, journal) = simulate(yaml, json!({}), |_, _, _| ok(json!({})));
     let r = RunRecord::of(&state);
@@ -697,4 +700,62 @@ fn retry_names_its_codes_takes_any_and_stops_at_its_max_duration() {
     // 1s, 2s, 4s, 8s, 16s, 32s apart: attempts start at 0, 1, 3, 7, 15, 31 s; the next (63 s) is past a minute.
     let timed = "name: t\nsteps:\n  - id: a\n    action: mock\n    retry: { max_duration: 1m, delay: 1s }\n";
     assert_eq!(attempts(timed, "unavailable"), 6, "no attempt starts more than a minute after the first");
+}
+
+/// DSL.md A3: `finally` steps run last whatever the outcome, after the roll-back
+/// and `on_failure`; they read `run.status` and `error`; one that fails does not
+/// change the run's status.
+#[test]
+fn finally_runs_last_whatever_the_outcome_and_reads_the_ending_status() {
+    let yaml = "name: fin
+steps:
+  - id: hold
+    action: mock
+    compensate: { action: mock }
+  - id: charge
+    action: mock
+    needs: [hold]
+on_failure:
+  - id: tell
+    action: mock
+finally:
+  - id: unlock
+    action: mock
+    with: { output: { status: '{{run.status}}', code: '{{default error.code \"none\"}}' } }
+  - id: audit
+    action: mock
+    needs: [unlock]
+";
+    let order = |journal: &[Entry], state: &RunState| -> Vec<String> {
+        journal
+            .iter()
+            .filter_map(|e| match e {
+                Entry::AttemptStarted { step, .. } => Some(state.wf.steps[*step].id.clone()),
+                Entry::CompensationStarted { step, .. } => Some(format!("undo {}", state.wf.steps[*step].id)),
+                _ => None,
+            })
+            .collect()
+    };
+    let (state, journal) = simulate(yaml, json!({}), |_, _, _| ok(json!({})));
+    assert_eq!(order(&journal, &state), ["hold", "charge", "unlock", "audit"]);
+    assert_eq!(RunRecord::of(&state).status, "succeeded");
+    assert_eq!(
+        state.attempt_input(3, None).expect("renders"),
+        json!({ "output": { "status": "succeeded", "code": "none" } })
+    );
+
+    let (state, journal) = simulate(yaml, json!({}), |asked, _, _| match asked {
+        "charge" => err("card_declined"),
+        "audit" => err("failed"),
+        _ => ok(json!({})),
+    });
+    assert_eq!(order(&journal, &state), ["hold", "charge", "undo hold", "tell", "unlock", "audit"]);
+    let r = RunRecord::of(&state);
+    assert_eq!(
+        (r.status.as_str(), r.steps[4].status.as_str()),
+        ("compensated", "failed"),
+        "a failing finally step changes nothing"
+    );
+    let seen = state.attempt_input(3, None).expect("renders");
+    assert_eq!(seen, json!({ "output": { "status": "compensated", "code": "card_declined" } }));
 }

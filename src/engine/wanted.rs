@@ -152,7 +152,8 @@ impl RunState {
         if self.phase != Phase::RollingBack {
             return Vec::new();
         }
-        self.running().into_iter().filter(|k| !k.compensation && self.is_wait_step(k.step)).collect()
+        let forward = |k: &AttemptKey| self.wf.steps[k.step].section == crate::dsl::model::Section::Steps;
+        self.running().into_iter().filter(|k| !k.compensation && forward(k) && self.is_wait_step(k.step)).collect()
     }
 }
 

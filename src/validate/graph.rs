@@ -8,7 +8,7 @@ use bit_set::BitSet;
 
 use crate::base::suggest::did_you_mean;
 use crate::dsl::diagnostic::{Code, Diagnostic};
-use crate::dsl::model::{Needs, Section, Step, Workflow};
+use crate::dsl::model::{Needs, Step, Workflow};
 
 /// How many cycles are reported at most (each costs its length to name).
 const MAX_CYCLES_REPORTED: usize = 10;
@@ -44,7 +44,7 @@ impl<'w> Graph<'w> {
                         format!("another step already has the id `{}`", step.id.value),
                     )
                     .help(format!(
-                        "step ids are unique across `steps` and `on_failure`; the first is at step {}",
+                        "step ids are unique across `steps`, `on_failure` and `finally`; the first is at step {}",
                         first + 1
                     )),
                 );
@@ -214,10 +214,6 @@ fn resolve_needs(step: &Step, steps: &[&Step], index: &HashMap<&str, usize>, out
 }
 
 fn cross_section_message(step: &Step, need: &str) -> String {
-    match step.section {
-        Section::Steps => format!("`{need}` is an `on_failure` step; a step in `steps` cannot wait for it"),
-        Section::OnFailure => {
-            format!("`{need}` is in `steps`; every step there has ended before `on_failure` starts, so an `on_failure` step needs only other `on_failure` steps")
-        }
-    }
+    let here = step.section.key();
+    format!("`{need}` is not in `{here}`; a step needs only steps of its own list (each list has ended before the next starts)")
 }

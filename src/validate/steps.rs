@@ -183,7 +183,7 @@ fn check_step_rules(step: &Step, out: &mut Vec<Diagnostic>) {
             );
         }
     }
-    if let (Some(c), crate::dsl::model::Section::OnFailure) = (&step.compensate, step.section) {
+    if let (Some(c), true) = (&step.compensate, step.section.is_after()) {
         out.push(Diagnostic::new(
             Code::CompensateInOnFailure,
             c.span,

@@ -179,7 +179,7 @@ pub(crate) fn object_def(path: &[String]) -> Option<&'static str> {
         [] => None,
         [d] if d == "defaults" => Some("defaults"),
         [t, i] if t == "triggers" && is_index(i) => Some("trigger"),
-        [s, i] if (s == "steps" || s == "on_failure") && is_index(i) => Some("step"),
+        [s, i] if (s == "steps" || s == "on_failure" || s == "finally") && is_index(i) => Some("step"),
         [.., last] if last == "retry" => Some("retry"),
         [.., last] if last == "compensate" => Some("compensate"),
         _ => Some("unknown"),
@@ -257,7 +257,7 @@ fn wrong_type(at: &Place, kind: &TypeKind) -> Diagnostic {
     );
     match at.key() {
         Some("needs") => d.help("write the steps it needs as a list, like `needs: [reserve_stock]`"),
-        Some("steps" | "on_failure") => d.help("write the steps as a list, each starting with `- id:`"),
+        Some("steps" | "on_failure" | "finally") => d.help("write the steps as a list, each starting with `- id:`"),
         Some("retry") => d.help("write a retry policy, like `retry: { max_attempts: 3, delay: 200ms }`"),
         Some("compensate") => d.help("write the undoing step, like `compensate: { action: inventory.release }`"),
         Some("timeout" | "delay" | "max_delay") => d.help("write a duration, like `150ms`, `2s` or `5m`"),

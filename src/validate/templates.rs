@@ -27,6 +27,8 @@ struct Scope {
     any_step: bool,
     /// In a trigger: only `run` and `secrets`.
     trigger: bool,
+    /// In `finally`: `run.status` too.
+    finally: bool,
 }
 
 pub(crate) struct TemplateChecker<'a> {
@@ -71,7 +73,15 @@ impl<'a> TemplateChecker<'a> {
         for (i, step) in self.graph.steps.clone().into_iter().enumerate() {
             self.step(i, step);
         }
-        let output = Scope { step: None, item: false, error: false, own_output: false, any_step: true, trigger: false };
+        let output = Scope {
+            step: None,
+            item: false,
+            error: false,
+            own_output: false,
+            any_step: true,
+            trigger: false,
+            finally: false,
+        };
         if let Some(node) = &self.workflow.output {
             self.node(node, output);
         }
@@ -84,9 +94,16 @@ impl<'a> TemplateChecker<'a> {
     }
 
     fn step(&mut self, i: usize, step: &Step) {
-        let failure = step.section == Section::OnFailure;
-        let base =
-            Scope { step: Some(i), item: false, error: failure, own_output: false, any_step: failure, trigger: false };
+        let failure = step.section.is_after();
+        let base = Scope {
+            step: Some(i),
+            item: false,
+            error: failure,
+            own_output: false,
+            any_step: failure,
+            trigger: false,
+            finally: step.section == Section::Finally,
+        };
         for node in [&step.when, &step.for_each].into_iter().flatten() {
             self.node(node, base);
         }
@@ -146,6 +163,11 @@ impl<'a> TemplateChecker<'a> {
         match r.root.as_str() {
             "input" if !scope.trigger => self.input_field(r, at),
             "secrets" => {}
+            "run" if scope.finally => self.fields(r, at, &["id", "workflow", "status"], "`run` has"),
+            "run" if first == Some("status") => self.out.push(
+                Diagnostic::new(Code::UnknownField, at, "`run.status` is only known in `finally`")
+                    .help("the run's status is known once it ends; `finally` steps run then"),
+            ),
             "run" => self.fields(r, at, &["id", "workflow"], "`run` has"),
             "item" | "index" if scope.item => {}
             "item" | "index" => self.out.push(

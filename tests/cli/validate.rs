@@ -243,3 +243,15 @@ fn a_wait_in_a_run_with_a_timeout_is_not_warned_of_waiting_forever() {
     let out = Test::new().file("unbounded.yaml", &unbounded).args(&["validate", "unbounded.yaml"]).run();
     assert!(String::from_utf8_lossy(&out.stdout).contains("warning[wait-without-timeout]"));
 }
+
+/// DSL.md A3: `run.status` is read in `finally` only, and a `finally` step
+/// needs only other `finally` steps.
+#[test]
+fn finally_reads_run_status_and_needs_its_own_steps() {
+    let flow = "name: f\nsteps:\n  - id: a\n    action: mock\n    with: { output: \"{{run.status}}\" }\nfinally:\n  - id: b\n    action: mock\n    needs: [a]\n  - id: c\n    action: mock\n    with: { output: \"{{run.status}} {{error.code}}\" }\n";
+    let out = Test::new().file("f.yaml", flow).args(&["validate", "f.yaml"]).status(1).run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("error[unknown-field]: `run.status` is only known in `finally`\n --> f.yaml:5:24"), "{text}");
+    assert!(text.contains("error[unknown-step]: `a` is not in `finally`"), "{text}");
+    assert!(text.contains("checked 1 file: 2 errors, 0 warnings"), "{text}");
+}

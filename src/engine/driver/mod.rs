@@ -473,8 +473,10 @@ impl Driver {
             return;
         }
         if active.state.phase == Phase::RollingBack {
+            // The forward attempts stop; compensations, `on_failure` and `finally` run on.
+            let steps = &active.state.wf.steps;
             for (key, token) in &active.launched {
-                if !key.compensation {
+                if !key.compensation && steps[key.step].section == crate::dsl::model::Section::Steps {
                     token.cancel();
                 }
             }
