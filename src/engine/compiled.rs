@@ -199,6 +199,15 @@ impl CompiledWorkflow {
         })
     }
 
+    /// A run input with the defaults of `input:` filled in (DSL.md A5): what
+    /// the run starts with and its record shows.
+    pub(crate) fn with_defaults(&self, mut input: Json) -> Json {
+        if let Some(schema) = &self.input_json {
+            super::defaults::fill(schema, &mut input);
+        }
+        input
+    }
+
     /// A run input's mismatches with `input:` (at most five), as the `schema` error a run fails with.
     pub(crate) fn check_input(&self, input: &Json) -> Option<crate::journal::entry::ActionError> {
         let validator = self.input_schema.as_ref()?;

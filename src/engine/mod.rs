@@ -4,6 +4,7 @@
 pub(crate) mod compiled;
 #[cfg(test)]
 mod config_tests;
+pub(crate) mod defaults;
 pub(crate) mod driver;
 #[cfg(test)]
 mod driver_tests;

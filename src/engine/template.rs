@@ -3,8 +3,9 @@
 //!
 //! The typed-value rule: a string that is exactly one `{{expression}}` gives the
 //! expression's JSON value (a number stays a number, a list a list); any other
-//! string renders as text. Rendering is strict: reading a missing value fails,
-//! except through `default`.
+//! string renders as text. A path to a missing field, or through `null`, gives
+//! `null` (empty in text); a path through a number, text or boolean is a
+//! `template` error (DSL.md A5).
 
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderError, RenderErrorReason,
@@ -20,12 +21,13 @@ use crate::dsl::template::{analyze, is_template, split_path};
 pub(crate) enum ValueTemplate {
     /// No template inside: the value as written.
     Literal(Json),
-    /// A string with text around its templates: renders to text.
-    Text(String),
+    /// A string with text around its templates: renders to text. With the
+    /// paths it reads, each checked not to go through a scalar.
+    Text(String, Vec<Vec<String>>),
     /// A lone `{{path}}`: the value at that path.
     Path(Vec<String>),
-    /// A lone `{{helper ...}}`: the helper's JSON value.
-    Expression(String),
+    /// A lone `{{helper ...}}`: the helper's JSON value, and the paths it reads.
+    Expression(String, Vec<Vec<String>>),
     List(Vec<ValueTemplate>),
     Map(Vec<(String, ValueTemplate)>),
 }
@@ -54,7 +56,9 @@ impl Default for Templates {
 impl Templates {
     pub(crate) fn new() -> Self {
         let mut registry = Handlebars::new();
-        registry.set_strict_mode(true);
+        // A missing value renders as nothing (`null` in `json`); a path through
+        // a scalar is caught before rendering (`through_scalar`).
+        registry.set_strict_mode(false);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("json", Box::new(JsonHelper));
         registry.register_helper("default", Box::new(DefaultHelper));
@@ -100,9 +104,9 @@ impl Templates {
                 return Ok(ValueTemplate::Path(split_path(inner)));
             }
             let name = self.register(&format!("{{{{json ({inner})}}}}"))?;
-            return Ok(ValueTemplate::Expression(name));
+            return Ok(ValueTemplate::Expression(name, read_paths(&analysis)));
         }
-        Ok(ValueTemplate::Text(self.register(text)?))
+        Ok(ValueTemplate::Text(self.register(text)?, read_paths(&analysis)))
     }
 
     /// The secrets the templates compiled so far read, by name.
@@ -123,11 +127,13 @@ impl Templates {
         let fail = |message: String| RenderFailure { field: field.to_owned(), message };
         match t {
             ValueTemplate::Literal(v) => Ok(v.clone()),
-            ValueTemplate::Path(path) => lookup(ctx, path).cloned().ok_or_else(|| fail(missing(path))),
-            ValueTemplate::Text(name) => {
+            ValueTemplate::Path(path) => lookup(ctx, path).cloned().map_err(fail),
+            ValueTemplate::Text(name, paths) => {
+                paths.iter().try_for_each(|p| lookup(ctx, p).map(drop)).map_err(fail)?;
                 self.registry.render(name, ctx).map(Json::String).map_err(|e| fail(message(&e)))
             }
-            ValueTemplate::Expression(name) => {
+            ValueTemplate::Expression(name, paths) => {
+                paths.iter().try_for_each(|p| lookup(ctx, p).map(drop)).map_err(fail)?;
                 let text = self.registry.render(name, ctx).map_err(|e| fail(message(&e)))?;
                 serde_json::from_str(&text).map_err(|e| fail(format!("the expression gave no value: {e}")))
             }
@@ -159,16 +165,46 @@ fn is_plain_path(inner: &str) -> bool {
         && inner.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'))
 }
 
-fn lookup<'a>(ctx: &'a Json, path: &[String]) -> Option<&'a Json> {
-    path.iter().try_fold(ctx, |v, seg| match v {
-        Json::Object(map) => map.get(seg),
-        Json::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
-        _ => None,
-    })
+/// The roots of the context a path may start from; other names (`this`, a
+/// block's own) are not checked.
+const CONTEXT_ROOTS: &[&str] = &["input", "steps", "run", "item", "index", "error", "secrets", "step"];
+
+/// The paths a template reads from the context's roots.
+fn read_paths(analysis: &crate::dsl::template::Analysis) -> Vec<Vec<String>> {
+    let rooted = analysis.refs.iter().filter(|r| CONTEXT_ROOTS.contains(&r.root.as_str()));
+    rooted.map(|r| std::iter::once(r.root.clone()).chain(r.rest.iter().cloned()).collect()).collect()
 }
 
-fn missing(path: &[String]) -> String {
-    format!("`{}` has no value", path.join("."))
+static NULL: Json = Json::Null;
+
+/// The value at a path: `null` when a field is missing or the path goes
+/// through `null`; an error when it goes through a number, text or boolean,
+/// or names a secret that is not set (an empty credential would be sent).
+fn lookup<'a>(ctx: &'a Json, path: &[String]) -> Result<&'a Json, String> {
+    if let [root, name, ..] = path {
+        if root == "secrets" && ctx.get("secrets").and_then(|s| s.get(name)).is_none() {
+            return Err(format!("the secret `{name}` is not set (SAGAFLOW_SECRET_{name})"));
+        }
+    }
+    let mut value = ctx;
+    for (i, seg) in path.iter().enumerate() {
+        value = match value {
+            Json::Object(map) => map.get(seg).unwrap_or(&NULL),
+            Json::Array(items) => match seg.parse::<usize>() {
+                Ok(n) => items.get(n).unwrap_or(&NULL),
+                Err(_) => return Err(through(path, i, "a list")),
+            },
+            Json::Null => return Ok(&NULL),
+            Json::Bool(_) => return Err(through(path, i, "true or false")),
+            Json::Number(_) => return Err(through(path, i, "a number")),
+            Json::String(_) => return Err(through(path, i, "text")),
+        };
+    }
+    Ok(value)
+}
+
+fn through(path: &[String], i: usize, kind: &str) -> String {
+    format!("`{}` is {kind}, which has no field `{}`", path[..i].join("."), path[i])
 }
 
 fn message(e: &RenderError) -> String {
@@ -192,8 +228,8 @@ impl HelperDef for JsonHelper {
     ) -> HelperResult {
         let param = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
         if param.is_value_missing() {
-            let path = param.relative_path().cloned().unwrap_or_default();
-            return Err(RenderErrorReason::MissingVariable(Some(path)).into());
+            out.write("null")?;
+            return Ok(());
         }
         out.write(&param.value().to_string())?;
         Ok(())
@@ -257,14 +293,23 @@ mod tests {
         assert_eq!(render("a: 'id {{default input.x \"-\"}}'", ctx), Ok(json!({"a": "id -"})));
     }
 
+    /// DSL.md A5: a missing field, or a path through null, is null (empty in
+    /// text); a path through a scalar fails naming the field; so does a secret
+    /// that is not set.
     #[test]
-    fn missing_values_fail_naming_the_field() {
-        let ctx = json!({"input": {"n": 1}});
-        let e = render("a: {b: '{{input.missing}}'}", ctx.clone()).expect_err("strict");
+    fn missing_values_are_null_and_paths_through_scalars_fail_naming_the_field() {
+        let ctx = json!({"input": {"n": 1, "none": null}});
+        assert_eq!(render("a: {b: '{{input.missing}}'}", ctx.clone()), Ok(json!({"a": {"b": null}})));
+        assert_eq!(render("a: '{{input.none.deeper}}'", ctx.clone()), Ok(json!({"a": null})));
+        assert_eq!(render("a: 'x {{input.missing}}'", ctx.clone()), Ok(json!({"a": "x "})));
+        assert_eq!(render("a: 'v={{json input.missing}}'", ctx.clone()), Ok(json!({"a": "v=null"})));
+        assert_eq!(render("a: '{{eq input.missing 1}}'", ctx.clone()), Ok(json!({"a": false})));
+        let e = render("a: {b: '{{input.n.cents}}'}", ctx.clone()).expect_err("through a number");
         assert_eq!(e.field, "with.a.b");
-        assert!(e.message.contains("input.missing"), "{}", e.message);
-        let e = render("a: 'x {{input.missing}}'", ctx.clone()).expect_err("strict");
-        assert!(e.message.contains("input.missing"), "{}", e.message);
-        assert!(render("a: '{{eq input.missing 1}}'", ctx).is_err());
+        assert_eq!(e.message, "`input.n` is a number, which has no field `cents`");
+        let e = render("a: 'x {{input.n.cents}} y'", ctx.clone()).expect_err("in text too");
+        assert!(e.message.contains("`input.n` is a number"), "{}", e.message);
+        let e = render("a: 'k={{secrets.NOT_SET}}'", ctx).expect_err("a secret not set");
+        assert!(e.message.contains("SAGAFLOW_SECRET_NOT_SET"), "{}", e.message);
     }
 }

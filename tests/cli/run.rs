@@ -220,7 +220,9 @@ fn input_is_checked_against_the_input_schema_before_any_step() {
 
 #[test]
 fn a_template_failing_at_run_time_fails_its_step_with_code_template() {
-    let r = run("name: w\nsteps:\n  - id: a\n    action: mock\n    with: { output: '{{input.missing}}' }\n", "{}", 1);
+    // A path through a number (a missing field is null, DSL.md A5).
+    let r =
+        run("name: w\nsteps:\n  - id: a\n    action: mock\n    with: { output: '{{input.n.x}}' }\n", r#"{"n": 5}"#, 1);
     let e = &step(&r, "a")["error"];
     assert_eq!(e["code"], "template");
     assert!(e["message"].as_str().is_some_and(|m| m.contains("step `a`") && m.contains("with.output")), "{e}");
@@ -349,4 +351,42 @@ fn run_input_is_bounded_in_size_and_depth() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(name), "{stderr}");
     }
+}
+
+/// DSL.md A5: the input schema's defaults are filled in (the record shows
+/// them), a `when` on a missing field skips its step, and a path through a
+/// number fails the step naming it.
+#[test]
+fn defaults_are_filled_missing_fields_are_null_and_a_path_through_a_number_fails() {
+    let flow = "name: shop
+input:
+  type: object
+  properties:
+    currency: { type: string, default: EUR }
+    items: { type: array, items: { type: object, properties: { quantity: { type: integer, default: 1 } } } }
+    gift: { type: object }
+steps:
+  - id: wrap
+    action: mock
+    when: '{{input.gift.paper}}'
+  - id: show
+    action: mock
+    with: { output: { currency: '{{input.currency}}', note: 'gift: {{input.gift.note}}' } }
+  - id: bad
+    action: mock
+    needs: [show]
+    with: { output: '{{input.items.0.quantity.value}}' }
+";
+    let out = Test::new()
+        .file("shop.yaml", flow)
+        .args(&["run", "shop.yaml", "--input", r#"{"items": [{"sku": "A"}]}"#, "--format", "json"])
+        .status(1)
+        .run();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(record["input"], serde_json::json!({ "currency": "EUR", "items": [{ "sku": "A", "quantity": 1 }] }));
+    assert_eq!(record["steps"][0]["status"], "skipped", "a when on a missing field skips");
+    assert_eq!(record["steps"][1]["output"], serde_json::json!({ "currency": "EUR", "note": "gift: " }));
+    assert_eq!(record["steps"][2]["error"]["code"], "template");
+    let message = record["steps"][2]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`input.items.0.quantity` is a number, which has no field `value`"), "{message}");
 }

@@ -132,8 +132,9 @@ impl Engine {
     }
 
     /// Starts a run as described; answers its id and whether this call started it.
-    pub(crate) async fn start_new(&self, run: NewRun) -> StartAnswer {
+    pub(crate) async fn start_new(&self, mut run: NewRun) -> StartAnswer {
         self.store_definition(&run.wf)?;
+        run.input = run.wf.with_defaults(run.input);
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Start { run, reply });
         answer.await.unwrap_or_else(|_| Err(StoreError::other("the engine stopped")))

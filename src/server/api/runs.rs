@@ -55,7 +55,7 @@ pub(super) async fn start(
     let wait = query.wait.as_deref().map(parse_wait).transpose()?;
     let _place = wait.map(|_| app.long_request()).transpose()?;
     let wf = active_workflow(&app, &name)?;
-    let input = body.input.unwrap_or_else(|| json!({}));
+    let input = wf.with_defaults(body.input.unwrap_or_else(|| json!({})));
     if let Some(e) = wf.check_input(&input) {
         return Err(ApiError::bad_request("invalid_input", e.message));
     }
