@@ -76,7 +76,7 @@ codes! {
     UnknownTemplateRoot = "unknown-template-root", Error, "a template reads a name that is not in scope (input run steps item index error secrets)";
     UnknownHelper = "unknown-helper", Error, "a template calls a helper that does not exist";
     UnknownField = "unknown-field", Error, "a template reads a field that cannot exist (steps.X has only output and status; run has id and workflow; error has step, code and message)";
-    UnknownOutputField = "unknown-output-field", Error, "a template reads a field that the step's declared output does not have";
+    UnknownOutputField = "unknown-output-field", Error, "a template reads a field that the step's declared output does not have (a warning where the output may carry more than it declares)";
     UnreachableStep = "unreachable-step", Error, "a template reads a step that is not sure to have finished (not among the step's needs, directly or through others)";
     ItemOutsideForEach = "item-outside-for-each", Error, "`item` or `index` used outside a `for_each` step";
     ErrorOutsideFailure = "error-outside-failure", Error, "`error` used outside `compensate` and `on_failure`";
@@ -90,7 +90,7 @@ codes! {
     ConcurrencyWithoutForEach = "concurrency-without-for-each", Warning, "`concurrency` means nothing without `for_each`";
     CompensateInOnFailure = "compensate-in-on-failure", Warning, "an `on_failure` step's `compensate` never runs";
     ConstantWhen = "constant-when", Warning, "a `when` that is not a template always gives the same answer";
-    UnknownInputField = "unknown-input-field", Warning, "a template reads an input field that `input:` does not declare";
+    UnknownInputField = "unknown-input-field", Warning, "a template reads an input field that `input:` does not declare (an error where the object is closed: `additionalProperties: false`)";
     UncompensatedStep = "uncompensated-step", Warning, "a step that can be undone has no `compensate`, and a later failure would strand its effect";
     CompensableAfterIrreversible = "compensable-after-irreversible", Warning, "a step that can be undone runs after one that cannot (the point of no return should come last)";
 }
@@ -128,6 +128,13 @@ impl Diagnostic {
             help: None,
             related: None,
         }
+    }
+
+    /// The same finding, at another severity than its code's (a field of an
+    /// open object is a warning where one of a closed object is an error).
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
     }
 
     pub fn label(mut self, label: impl Into<String>) -> Self {

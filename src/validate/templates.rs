@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use super::graph::Graph;
 use crate::actions::Registry;
 use crate::base::suggest::did_you_mean;
-use crate::dsl::diagnostic::{Code, Diagnostic};
+use crate::dsl::diagnostic::{Code, Diagnostic, Severity};
 use crate::dsl::model::{Section, Step, Workflow};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{SourceFile, Span};
@@ -224,14 +224,10 @@ impl<'a> TemplateChecker<'a> {
     }
 
     fn input_field(&mut self, r: &PathRef, at: Span) {
-        let (Some(schema), Some(field)) = (&self.input_schema, r.rest.first()) else { return };
-        let Some(props) = schema["properties"].as_object() else { return };
-        if !props.contains_key(field) {
-            self.out.push(
-                Diagnostic::new(Code::UnknownInputField, at, format!("`input` declares no field `{field}`"))
-                    .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
-                    .help_if_none("add it to `input.properties`, or check the spelling"),
-            );
+        let Some(schema) = &self.input_schema else { return };
+        let read = Read { code: Code::UnknownInputField, whose: "`input`".into(), path: "input".into() };
+        if let Some(d) = field_problem(schema, &r.rest, &read, at) {
+            self.out.push(d);
         }
     }
 
@@ -303,7 +299,13 @@ impl<'a> TemplateChecker<'a> {
                 .help(format!("wrap the read in `default`, like `{{{{default {} \"\"}}}}`", r.raw)),
             );
         }
-        if let Some(d) = field_problem(self.output_schema(target), fields, &step.id.value, at) {
+        let id = &step.id.value;
+        let read = Read {
+            code: Code::UnknownOutputField,
+            whose: format!("the output of `{id}`"),
+            path: format!("steps.{id}.output"),
+        };
+        if let Some(d) = field_problem(self.output_schema(target), fields, &read, at) {
             self.out.push(d);
         }
     }
@@ -341,13 +343,14 @@ pub(crate) fn declared_output(step: &Step, registry: &Registry) -> Json {
     registry.get(&step.action.value).map_or(Json::Null, |r| r.spec.output_schema.clone())
 }
 
-/// A schema listing the keys of a literal value (templates give unknown shapes).
+/// A schema listing the keys of a literal value (templates give unknown
+/// shapes): a mapping written out is closed, it has those keys and no other.
 fn shape_of(node: &Node) -> Json {
     match &node.value {
         Value::Map(entries) => {
             let props: serde_json::Map<String, Json> =
                 entries.iter().map(|e| (e.key.clone(), shape_of(&e.value))).collect();
-            serde_json::json!({ "type": "object", "properties": props })
+            serde_json::json!({ "type": "object", "properties": props, "additionalProperties": false })
         }
         Value::Seq(items) => match items.first() {
             Some(first) => serde_json::json!({ "type": "array", "items": shape_of(first) }),
@@ -357,16 +360,27 @@ fn shape_of(node: &Node) -> Json {
     }
 }
 
-/// Why `steps.<step>.output.<fields>` cannot exist under the declared schema, if it cannot.
-fn field_problem(schema: &Json, fields: &[String], step: &str, at: Span) -> Option<Diagnostic> {
+/// What a path reads, for the finding about it: its code, whose fields
+/// ("the output of `x`", "`input`"), and the path to them.
+struct Read {
+    code: Code,
+    whose: String,
+    path: String,
+}
+
+/// A field the schema does not declare, at any depth (DSL.md A5): an error
+/// when its object is closed (`additionalProperties: false`), a warning
+/// otherwise (the value may carry more than it declares).
+fn field_problem(schema: &Json, fields: &[String], read: &Read, at: Span) -> Option<Diagnostic> {
     let mut schema = schema;
     for (depth, field) in fields.iter().enumerate() {
         let is_list = schema["type"] == "array";
         if is_list {
             if field.parse::<usize>().is_err() {
+                let (whose, path) = (&read.whose, &read.path);
                 return Some(
-                    Diagnostic::new(Code::UnknownOutputField, at, format!("the output of `{step}` is a list (one output per item), so it has no field `{field}`"))
-                        .help(format!("read one item, like `steps.{step}.output.[0].{field}`, or `{{{{lookup steps.{step}.output index}}}}` in `compensate`")),
+                    Diagnostic::new(read.code, at, format!("{whose} is a list, so it has no field `{field}`"))
+                        .help(format!("read one item, like `{path}.[0].{field}`, or `{{{{lookup {path} index}}}}`")),
                 );
             }
             schema = &schema["items"];
@@ -377,17 +391,15 @@ fn field_problem(schema: &Json, fields: &[String], step: &str, at: Span) -> Opti
             Some(next) => schema = next,
             None => {
                 let so_far = fields[..depth].iter().map(|f| format!(".{f}")).collect::<String>();
+                let closed = schema["additionalProperties"] == Json::Bool(false);
+                let severity = if closed { Severity::Error } else { Severity::Warning };
+                let declared = props.keys().cloned().collect::<Vec<_>>().join(", ");
+                let whose = if depth == 0 { read.whose.clone() } else { format!("`{}{so_far}`", read.path) };
                 return Some(
-                    Diagnostic::new(
-                        Code::UnknownOutputField,
-                        at,
-                        format!("the output of `{step}` has no field `{field}`"),
-                    )
-                    .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
-                    .help_if_none(format!(
-                        "`steps.{step}.output{so_far}` has: {}",
-                        props.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )),
+                    Diagnostic::new(read.code, at, format!("{whose} has no field `{field}`"))
+                        .severity(severity)
+                        .maybe_help(did_you_mean(field, props.keys().map(String::as_str)))
+                        .help_if_none(format!("`{}{so_far}` declares: {declared}", read.path)),
                 );
             }
         }
