@@ -84,6 +84,7 @@ codes! {
     WaitWithoutTimeout = "wait-without-timeout", Warning, "an `event.wait` with no timeout may wait forever";
     WaitExceedsRunTimeout = "wait-exceeds-run-timeout", Warning, "a wait or sleep is longer than the whole run may take";
     RetryExceedsRunTimeout = "retry-exceeds-run-timeout", Warning, "a step's retry budget (attempts x timeout + waits) is longer than the whole run may take";
+    NeverEqual = "never-equal", Warning, "`eq` or `ne` compares a field with a value its schema never allows";
     ContinuedCodeUnknown = "unknown-error-code", Warning, "`on_error.continue` or `retry.on` names a code the step's action never fails with";
     MaybeSkippedOutput = "maybe-skipped-output", Warning, "a template reads the output of a step that may not run, without `default`";
     ForEachWithoutConcurrency = "for-each-without-concurrency", Warning, "a `for_each` over a large list runs its items one at a time";

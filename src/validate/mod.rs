@@ -1,6 +1,7 @@
 //! Static analysis of workflow files: loader → structure (JSON Schema) → parser →
 //! semantic checks, each stage reporting diagnostics with exact positions.
 
+pub(crate) mod comparisons;
 pub(crate) mod graph;
 pub(crate) mod instance;
 pub(crate) mod render;

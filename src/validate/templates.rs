@@ -12,7 +12,7 @@ use crate::dsl::diagnostic::{Code, Diagnostic, Severity};
 use crate::dsl::model::{Section, Step, Workflow};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{SourceFile, Span};
-use crate::dsl::template::{analyze, is_template, PathRef, HELPERS, ROOTS};
+use crate::dsl::template::{analyze, is_template, split_path, PathRef, HELPERS, ROOTS};
 
 /// Where a template is, which decides what it may read.
 #[derive(Clone, Copy)]
@@ -156,6 +156,42 @@ impl<'a> TemplateChecker<'a> {
             let at = self.locate(span, &r.raw);
             self.reference(r, at, scope);
         }
+        for (path, literal) in super::comparisons::comparisons(text) {
+            self.never_equal(&path, &literal, span);
+        }
+    }
+
+    /// `eq`/`ne` of a field whose schema lists its values, with a literal outside them.
+    fn never_equal(&mut self, path: &str, literal: &str, span: Span) {
+        let parts = split_path(path);
+        let schema = match parts.split_first() {
+            Some((root, _)) if root == "input" => self.input_schema.clone(),
+            Some((root, rest)) if root == "steps" && rest.get(1).is_some_and(|f| f == "output") => {
+                let Some(position) = self.graph.position(&rest[0]) else { return };
+                let fields = rest[2..].to_vec();
+                return self.never_equal_in(self.output_schema(position).clone(), &fields, path, literal, span);
+            }
+            _ => None,
+        };
+        if let Some(schema) = schema {
+            self.never_equal_in(schema, &parts[1..], path, literal, span);
+        }
+    }
+
+    fn never_equal_in(&mut self, schema: Json, fields: &[String], path: &str, literal: &str, span: Span) {
+        let Some(values) = super::comparisons::schema_at(&schema, fields).and_then(super::comparisons::listed_values)
+        else {
+            return;
+        };
+        if values.iter().any(|v| v == literal) {
+            return;
+        }
+        let at = self.locate(span, literal);
+        let listed = values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ");
+        self.out.push(
+            Diagnostic::new(Code::NeverEqual, at, format!("`{path}` is one of {listed}, never `{literal}`"))
+                .maybe_help(did_you_mean(literal, values.iter().map(String::as_str))),
+        );
     }
 
     fn reference(&mut self, r: &PathRef, at: Span, scope: Scope) {
