@@ -36,7 +36,7 @@ impl Workflow {
 
 #[derive(Debug, Clone, Default)]
 pub struct Defaults {
-    pub retry: Option<Retry>,
+    pub retry: Option<RetryPolicies>,
     pub timeout: Option<Spanned<Duration>>,
 }
 
@@ -90,7 +90,7 @@ pub struct Step {
     pub when: Option<Node>,
     pub for_each: Option<Node>,
     pub concurrency: Option<Spanned<u32>>,
-    pub retry: Option<Retry>,
+    pub retry: Option<RetryPolicies>,
     pub timeout: Option<Spanned<Duration>>,
     pub compensate: Option<Compensate>,
     pub on_error: OnError,
@@ -149,7 +149,7 @@ impl OnError {
 pub struct Compensate {
     pub action: Spanned<String>,
     pub with: Option<Node>,
-    pub retry: Option<Retry>,
+    pub retry: Option<RetryPolicies>,
     pub timeout: Option<Spanned<Duration>>,
     /// Also undo the step when it failed after an attempt started (its outcome
     /// is unknown: the work may have been done). DSL.md A1.
@@ -236,5 +236,33 @@ impl Retry {
                 *code == c.value.as_str() || (c.value == "any" && *code != crate::base::error::ErrorCode::Cancelled)
             }),
         }
+    }
+}
+
+/// A step's retry policies (DSL.md A4): an error is handled by the first whose
+/// `on` holds its code; an error none holds is not retried. Each counts the
+/// attempts that failed with an error it handled.
+#[derive(Debug, Clone)]
+pub struct RetryPolicies(pub Vec<Retry>);
+
+impl Default for RetryPolicies {
+    fn default() -> Self {
+        RetryPolicies(vec![Retry::default()])
+    }
+}
+
+impl RetryPolicies {
+    /// The policy that handles a failure with `code`, and its place.
+    pub fn handling(&self, code: &crate::base::error::ErrorCode) -> Option<(usize, &Retry)> {
+        self.0.iter().enumerate().find(|(_, p)| p.handles(code))
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Retry> {
+        self.0.iter()
+    }
+
+    /// The first policy (all a single `retry:` mapping is).
+    pub fn first(&self) -> Retry {
+        self.0.first().cloned().unwrap_or_default()
     }
 }

@@ -74,7 +74,7 @@ impl Parser {
     fn defaults(&mut self, node: Node) -> Defaults {
         let mut f = Fields::of(node);
         Defaults {
-            retry: f.take("retry").map(|r| self.retry(r)),
+            retry: f.take("retry").map(|r| self.retries(r)),
             timeout: f.take("timeout").and_then(|n| self.duration(&n)),
         }
     }
@@ -122,7 +122,7 @@ impl Parser {
                 let value = u32::try_from(n.as_u64()?).ok()?;
                 Some(Spanned::new(value, n.span))
             }),
-            retry: f.take("retry").map(|r| self.retry(r)),
+            retry: f.take("retry").map(|r| self.retries(r)),
             timeout: f.take("timeout").and_then(|n| self.duration(&n)),
             compensate: f.take("compensate").and_then(|c| self.compensate(c)),
             on_error: f.take("on_error").map_or(OnError::Fail, |n| on_error(&n)),
@@ -137,11 +137,19 @@ impl Parser {
         Some(Compensate {
             action: self.string(&f.take("action")?)?,
             with: f.take("with"),
-            retry: f.take("retry").map(|r| self.retry(r)),
+            retry: f.take("retry").map(|r| self.retries(r)),
             timeout: f.take("timeout").and_then(|n| self.duration(&n)),
             also_when_failed: f.take("also_when_failed").as_ref().and_then(Node::as_bool).unwrap_or(false),
             span,
         })
+    }
+
+    /// `retry:`: one policy, or a list of them.
+    fn retries(&mut self, node: Node) -> RetryPolicies {
+        match node.value {
+            Value::Seq(items) => RetryPolicies(items.into_iter().map(|n| self.retry(n)).collect()),
+            _ => RetryPolicies(vec![self.retry(node)]),
+        }
     }
 
     fn retry(&mut self, node: Node) -> Retry {
@@ -243,7 +251,7 @@ mod tests {
         assert_eq!(w.version, Some(7));
         assert!(w.description.is_some() && w.input.is_some() && w.output.is_some());
         assert_eq!(w.timeout.map(|t| t.value.millis()), Some(3_600_000));
-        assert_eq!(w.defaults.retry.map(|r| r.max_attempts), Some(2));
+        assert_eq!(w.defaults.retry.map(|r| r.first().max_attempts), Some(2));
         assert_eq!(w.defaults.timeout.map(|t| t.value.millis()), Some(30_000));
         assert!(matches!(w.triggers[0].kind, Some(TriggerKind::Schedule(_))));
         assert!(w.triggers[0].timezone.is_some() && w.triggers[0].input.is_some());
@@ -252,7 +260,7 @@ mod tests {
         assert_eq!(first.name.as_deref(), Some("The first step"));
         assert_eq!(first.needs, Needs::Explicit(vec![]));
         assert!(first.with.is_some() && first.when.is_some() && first.timeout.is_some());
-        let retry = first.retry.as_ref().expect("retry");
+        let retry = first.retry.as_ref().expect("retry").first();
         assert_eq!(
             (retry.max_attempts, retry.backoff, retry.delay.millis(), retry.multiplier),
             (3, Backoff::Fixed, 200, 1.5)

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use super::template::{Templates, ValueTemplate};
 use crate::actions::Registry;
 use crate::dsl::diagnostic::FileReport;
-use crate::dsl::model::{OnError, Retry, Section, Step, TriggerKind, Workflow};
+use crate::dsl::model::{OnError, RetryPolicies, Section, Step, TriggerKind, Workflow};
 use crate::validate::{check_text, Checked};
 
 /// One step, compiled.
@@ -23,7 +23,7 @@ pub(crate) struct CompiledStep {
     pub when: Option<ValueTemplate>,
     pub for_each: Option<ValueTemplate>,
     pub concurrency: usize,
-    pub retry: Retry,
+    pub retry: RetryPolicies,
     pub timeout_ms: Option<u64>,
     pub on_error: OnError,
     pub compensate: Option<CompiledCompensate>,
@@ -60,7 +60,7 @@ pub(crate) struct CompiledCompensate {
     pub action: String,
     pub kind: StepKind,
     pub with: ValueTemplate,
-    pub retry: Retry,
+    pub retry: RetryPolicies,
     pub timeout_ms: Option<u64>,
     /// Also undo the step when it failed after an attempt started.
     pub also_when_failed: bool,

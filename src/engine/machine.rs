@@ -32,7 +32,7 @@ use serde_json::{json, Value as Json};
 use super::compiled::{CompiledStep, CompiledWorkflow, StepKind};
 use super::template::{RenderFailure, ValueTemplate};
 use super::wanted::AttemptKey;
-use crate::dsl::model::{Retry, Section};
+use crate::dsl::model::{Retry, RetryPolicies, Section};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 use crate::journal::status::RunStatus;
 pub(crate) use crate::journal::status::{StepStatus, UnitStatus};
@@ -63,6 +63,9 @@ pub(crate) struct Unit {
     pub finished_at: Option<u64>,
     /// Its place among the units of the run by the start of their first attempt, from 1.
     pub first_start: Option<u32>,
+    /// How many of its attempts failed with an error each retry policy
+    /// handled, by the policy's place (DSL.md A4: each counts its own).
+    pub handled: Vec<u32>,
     pub compensation: Option<Box<Unit>>,
 }
 
@@ -77,6 +80,7 @@ impl Unit {
             started_at: None,
             finished_at: None,
             first_start: None,
+            handled: Vec::new(),
             compensation: None,
         }
     }
@@ -92,39 +96,42 @@ impl Unit {
         self.started_at.get_or_insert(at);
     }
 
-    /// The end of attempt `attempt`, if it is the one running; `retried`
-    /// says whether a failure is tried again. The same for a step's units
-    /// and for compensations: what differs is the caller's.
-    fn finish(
-        &mut self,
-        attempt: u32,
-        outcome: &Outcome,
-        at: u64,
-        retried: impl Fn(&ActionError) -> bool,
-    ) -> Option<Ended> {
+    /// The end of attempt `attempt`, if it is the one running, under retry
+    /// `policies` (none: never retried). The same for a step's units and for
+    /// compensations: what differs is the caller's.
+    fn finish(&mut self, attempt: u32, outcome: &Outcome, at: u64, policies: Option<&RetryPolicies>) -> Option<Ended> {
         if self.status != UnitStatus::Running || self.attempts != attempt {
             return None;
         }
-        match outcome {
+        let e = match outcome {
             Outcome::Ok(output) => {
                 self.status = UnitStatus::Succeeded;
                 self.output = Some(output.clone());
                 self.error = None;
                 self.finished_at = Some(at);
-                Some(Ended::Succeeded)
+                return Some(Ended::Succeeded);
             }
-            Outcome::Err(e) if retried(e) => {
-                self.status = UnitStatus::Retrying;
-                self.error = Some(e.clone());
-                Some(Ended::Retrying)
+            Outcome::Err(e) => e,
+        };
+        self.error = Some(e.clone());
+        let first = self.started_at.unwrap_or(at);
+        let again = match policies.and_then(|p| p.handling(&e.code)) {
+            Some((i, policy)) => {
+                if self.handled.len() <= i {
+                    self.handled.resize(i + 1, 0);
+                }
+                self.handled[i] += 1;
+                may_retry(policy, e, self.handled[i], first, at)
             }
-            Outcome::Err(e) => {
-                self.status = UnitStatus::Failed;
-                self.error = Some(e.clone());
-                self.finished_at = Some(at);
-                Some(Ended::Failed(e.clone()))
-            }
+            None => false,
+        };
+        if again {
+            self.status = UnitStatus::Retrying;
+            return Some(Ended::Retrying);
         }
+        self.status = UnitStatus::Failed;
+        self.finished_at = Some(at);
+        Some(Ended::Failed(e.clone()))
     }
 
     /// A retry's backoff is over: the unit goes to `then` (pending again, or
@@ -437,12 +444,12 @@ impl RunState {
 
     fn attempt_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
         let forward = self.phase == Phase::Forward;
-        let retry = self.wf.steps[step].retry.clone();
+        let wf = self.wf.clone();
+        let def = &wf.steps[step];
         // A `fail` step says what is wrong: trying again changes nothing.
-        let retried = forward && self.wf.steps[step].kind != StepKind::Fail;
+        let policies = (forward && def.kind != StepKind::Fail).then_some(&def.retry);
         let Some(u) = self.unit_mut(step, item) else { return };
-        let first = u.started_at.unwrap_or(at);
-        match u.finish(attempt, outcome, at, |e| retried && may_retry(&retry, e, attempt, first, at)) {
+        match u.finish(attempt, outcome, at, policies) {
             None => return,
             Some(Ended::Succeeded) => self.end_together(vec![(step, item)]),
             Some(Ended::Retrying) => {}
@@ -511,11 +518,10 @@ impl RunState {
     }
 
     fn compensation_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
-        let Some(def) = self.wf.steps[step].compensate.as_ref() else { return };
-        let retry = def.retry.clone();
+        let wf = self.wf.clone();
+        let Some(def) = wf.steps[step].compensate.as_ref() else { return };
         if let Some(c) = self.unit_mut(step, item).and_then(|u| u.compensation.as_mut()) {
-            let first = c.started_at.unwrap_or(at);
-            c.finish(attempt, outcome, at, |e| may_retry(&retry, e, attempt, first, at));
+            c.finish(attempt, outcome, at, Some(&def.retry));
         }
     }
 
@@ -726,7 +732,7 @@ impl RunState {
                 }
                 UnitStatus::Retrying if c.retry_due.is_none() => {
                     let retry = &self.wf.steps[s].compensate.as_ref()?.retry;
-                    let due = d.now + wait_ms(retry, c.attempts, c.error.as_ref(), d);
+                    let due = d.now + wait_ms(retry, c, d);
                     return Some(Entry::CompensationRetryScheduled { step: s, item, due });
                 }
                 UnitStatus::Running | UnitStatus::Retrying => return None,
@@ -853,7 +859,7 @@ impl RunState {
                     out.push(Entry::AttemptStarted { step: s, item, attempt: u.attempts + 1, at: d.now });
                 }
                 UnitStatus::Retrying if u.retry_due.is_none() => {
-                    let due = d.now + wait_ms(&def.retry, u.attempts, u.error.as_ref(), d);
+                    let due = d.now + wait_ms(&def.retry, u, d);
                     out.push(Entry::RetryScheduled { step: s, item, due });
                 }
                 _ => {}
@@ -1011,24 +1017,27 @@ pub(crate) fn event_key(key: Option<&Json>) -> String {
     }
 }
 
-/// Whether a unit whose attempt `attempt` failed with `e` at `at` tries again:
-/// its policy handles the code, attempts are left, and the next attempt would
-/// start within `max_duration` of the first (`first`; the wait before it is
-/// counted unjittered, the longest it can be).
-fn may_retry(retry: &Retry, e: &ActionError, attempt: u32, first: u64, at: u64) -> bool {
+/// Whether a unit tries again after a failure `e` at `at` that its policy
+/// `retry` handled, the `handled`-th it handled: attempts are left, and the
+/// next attempt would start within `max_duration` of the first (`first`; the
+/// wait before it is counted unjittered, the longest it can be).
+fn may_retry(retry: &Retry, e: &ActionError, handled: u32, first: u64, at: u64) -> bool {
     let in_time = || {
         retry.max_duration.as_ref().is_none_or(|limit| {
-            let wait = retry.wait_after(attempt).millis().max(e.retry_after_ms.unwrap_or(0));
+            let wait = retry.wait_after(handled).millis().max(e.retry_after_ms.unwrap_or(0));
             at.saturating_add(wait) <= first.saturating_add(limit.value.millis())
         })
     };
-    retry.handles(&e.code) && attempt < retry.max_attempts && in_time()
+    handled < retry.max_attempts && in_time()
 }
 
-/// The wait before the next attempt, jittered in [0.5, 1.0] of its value when
-/// asked, and never shorter than the `Retry-After` the last failure carried.
-fn wait_ms(retry: &Retry, attempt: u32, last: Option<&ActionError>, d: &mut Decide) -> u64 {
-    let base = retry.wait_after(attempt).millis();
+/// The wait before the next attempt of a unit whose last failure a policy
+/// handled: that policy's wait after its count, jittered in [0.5, 1.0] of its
+/// value when asked, and never shorter than the `Retry-After` it carried.
+fn wait_ms(policies: &RetryPolicies, unit: &Unit, d: &mut Decide) -> u64 {
+    let last = unit.error.as_ref();
+    let Some((i, retry)) = last.and_then(|e| policies.handling(&e.code)) else { return 0 };
+    let base = retry.wait_after(unit.handled.get(i).copied().unwrap_or(1)).millis();
     let waited = if retry.jitter { (base as f64 * (0.5 + 0.5 * (d.random)())) as u64 } else { base };
     waited.max(last.and_then(|e| e.retry_after_ms).unwrap_or(0))
 }

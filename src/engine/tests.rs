@@ -321,8 +321,8 @@ fn backoff_waits_grow_by_the_multiplier_up_to_max_delay_with_jitter_in_range() {
     let fixed = compile(
         "name: f\nsteps:\n  - id: a\n    action: mock\n    retry: { max_attempts: 3, backoff: fixed, delay: 250ms }\n",
     );
-    assert_eq!(fixed.steps[0].retry.wait_after(1).millis(), 250);
-    assert_eq!(fixed.steps[0].retry.wait_after(2).millis(), 250);
+    assert_eq!(fixed.steps[0].retry.first().wait_after(1).millis(), 250);
+    assert_eq!(fixed.steps[0].retry.first().wait_after(2).millis(), 250);
 }
 
 #[test]
@@ -758,4 +758,26 @@ finally:
     );
     let seen = state.attempt_input(3, None).expect("renders");
     assert_eq!(seen, json!({ "output": { "status": "compensated", "code": "card_declined" } }));
+}
+
+/// DSL.md A4: `retry` as a list: an error is handled by the first policy whose
+/// `on` holds its code, each policy counts its own, and a code no policy holds
+/// is not retried.
+#[test]
+fn each_retry_policy_of_a_list_counts_the_failures_it_handled() {
+    let yaml = "name: l
+steps:
+  - id: a
+    action: mock
+    retry:
+      - { on: [rate_limited], max_attempts: 5, delay: 1s }
+      - { on: [unavailable], max_attempts: 2, delay: 1s }
+";
+    let codes = ["rate_limited", "unavailable", "rate_limited", "unavailable", "rate_limited"];
+    let (state, _) = simulate(yaml, json!({}), move |_, _, attempt| err(codes[(attempt as usize - 1) % codes.len()]));
+    let r = RunRecord::of(&state);
+    assert_eq!(r.steps[0].attempts, 4, "the second `unavailable` is the second the second policy handled: its last");
+    assert_eq!(r.steps[0].error.clone().map(|e| e.code.to_string()).as_deref(), Some("unavailable"));
+    let (state, _) = simulate(yaml, json!({}), |_, _, _| err("timeout"));
+    assert_eq!(RunRecord::of(&state).steps[0].attempts, 1, "no policy holds `timeout`");
 }

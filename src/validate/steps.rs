@@ -8,7 +8,7 @@ use super::structure::{describe, instance_path, Place};
 use crate::actions::Registry;
 use crate::base::suggest::did_you_mean;
 use crate::dsl::diagnostic::{Code, Diagnostic};
-use crate::dsl::model::{OnError, Retry, Step, Trigger, TriggerKind, Workflow};
+use crate::dsl::model::{OnError, Retry, RetryPolicies, Step, Trigger, TriggerKind, Workflow};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{Span, Spanned};
 use crate::dsl::template::{analyze, is_template};
@@ -19,13 +19,13 @@ pub(crate) fn check_steps(workflow: &Workflow, registry: &Registry, out: &mut Ve
         check_action(&step.action, step.with.as_ref(), step.span, registry, out);
         if let Some(c) = &step.compensate {
             check_action(&c.action, c.with.as_ref(), c.span, registry, out);
-            check_retry(c.retry.as_ref(), out);
+            c.retry.iter().flat_map(RetryPolicies::iter).for_each(|r| check_retry(Some(r), out));
         }
-        check_retry(step.retry.as_ref(), out);
+        step.retry.iter().flat_map(RetryPolicies::iter).for_each(|r| check_retry(Some(r), out));
         check_step_rules(step, out);
         check_continued_codes(step, registry, out);
     }
-    check_retry(workflow.defaults.retry.as_ref(), out);
+    workflow.defaults.retry.iter().flat_map(RetryPolicies::iter).for_each(|r| check_retry(Some(r), out));
 }
 
 fn check_action(
@@ -132,8 +132,8 @@ fn check_continued_codes(step: &Step, registry: &Registry, out: &mut Vec<Diagnos
         OnError::ContinueOn(codes) => codes.as_slice(),
         _ => &[],
     };
-    let retried = step.retry.as_ref().and_then(|r| r.on.as_deref()).unwrap_or_default();
-    let codes = continued.iter().chain(retried.iter().filter(|c| c.value != "any"));
+    let retried = step.retry.iter().flat_map(RetryPolicies::iter).flat_map(|r| r.on.iter().flatten());
+    let codes = continued.iter().chain(retried.filter(|c| c.value != "any"));
     let Some(registered) = registry.get(&step.action.value) else { return };
     let declared = &registered.spec.errors;
     if declared.is_empty() {

@@ -181,6 +181,7 @@ pub(crate) fn object_def(path: &[String]) -> Option<&'static str> {
         [t, i] if t == "triggers" && is_index(i) => Some("trigger"),
         [s, i] if (s == "steps" || s == "on_failure" || s == "finally") && is_index(i) => Some("step"),
         [.., last] if last == "retry" => Some("retry"),
+        [.., r, i] if r == "retry" && is_index(i) => Some("retry"),
         [.., last] if last == "compensate" => Some("compensate"),
         _ => Some("unknown"),
     }

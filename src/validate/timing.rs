@@ -3,7 +3,7 @@
 
 use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::duration::Duration;
-use crate::dsl::model::{Retry, Step, Workflow};
+use crate::dsl::model::{Retry, RetryPolicies, Step, Workflow};
 use crate::dsl::span::Spanned;
 
 pub(crate) fn check_timing(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
@@ -73,52 +73,41 @@ fn check_sleep(step: &Step, run: Option<&Spanned<Duration>>, out: &mut Vec<Diagn
 fn check_budget(
     step: &Step,
     timeout: Option<&Spanned<Duration>>,
-    retry: &Retry,
+    policies: &RetryPolicies,
     run: Option<&Spanned<Duration>>,
     out: &mut Vec<Diagnostic>,
 ) {
     let (Some(timeout), Some(run)) = (timeout, run) else { return };
-    if let Some(limit) = &retry.max_duration {
-        // The last attempt starts within the limit and may take its timeout.
-        let budget = limit.value.millis().saturating_add(timeout.value.millis());
-        if budget > run.value.millis() {
-            out.push(
-                Diagnostic::new(
-                    Code::RetryExceedsRunTimeout,
-                    limit.span,
-                    format!(
-                        "step `{}` may take {} (attempts for up to {} and a last one of up to {}), longer than the run's `timeout` of {}",
-                        step.id.value,
-                        Duration(budget),
-                        limit.value,
-                        timeout.value,
-                        run.value
-                    ),
-                )
-                .help("shorten `max_duration` or the step's `timeout`, or lengthen the workflow's `timeout`"),
-            );
-        }
+    // Each policy counts its own attempts: together they may take the sum.
+    let budget = policies.iter().map(|p| policy_budget(p, timeout.value)).fold(0u64, u64::saturating_add);
+    if budget <= run.value.millis() {
         return;
     }
-    let attempts = u64::from(retry.max_attempts);
-    let budget = timeout.value.millis().saturating_mul(attempts).saturating_add(retry.total_wait().millis());
-    if budget > run.value.millis() {
-        let span = step.retry.as_ref().map_or(timeout.span, |r| r.span);
-        out.push(
-            Diagnostic::new(
-                Code::RetryExceedsRunTimeout,
-                span,
-                format!(
-                    "step `{}` may take {} ({attempts} attempt{} of up to {} plus waits of {}), longer than the run's `timeout` of {}",
-                    step.id.value,
-                    Duration(budget),
-                    if attempts == 1 { "" } else { "s" },
-                    timeout.value,
-                    retry.total_wait(),
-                    run.value
-                ),
-            )
-            .help("lower `max_attempts` or the step's `timeout`, or lengthen the workflow's `timeout`"),
-        );
+    let span = step.retry.as_ref().and_then(|r| r.iter().next()).map_or(timeout.span, |r| r.span);
+    out.push(
+        Diagnostic::new(
+            Code::RetryExceedsRunTimeout,
+            span,
+            format!(
+                "step `{}` may take {} with its retries (attempts of up to {} and the waits between them), longer than the run's `timeout` of {}",
+                step.id.value,
+                Duration(budget),
+                timeout.value,
+                run.value
+            ),
+        )
+        .help("lower `max_attempts` (or `max_duration`) or the step's `timeout`, or lengthen the workflow's `timeout`"),
+    );
+}
+
+/// The longest one policy lets a step take: its attempts and the waits between
+/// them, or (with `max_duration`) that long and one last attempt.
+fn policy_budget(policy: &Retry, timeout: Duration) -> u64 {
+    match &policy.max_duration {
+        Some(limit) => limit.value.millis().saturating_add(timeout.millis()),
+        None => {
+            let attempts = u64::from(policy.max_attempts);
+            timeout.millis().saturating_mul(attempts).saturating_add(policy.total_wait().millis())
+        }
     }
 }

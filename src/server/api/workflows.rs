@@ -69,7 +69,7 @@ fn graph(wf: &CompiledWorkflow) -> Vec<Json_> {
                 "compensate": s.compensate.as_ref().map(|c| c.action.clone()),
                 "for_each": s.for_each.is_some(),
                 "conditional": s.when.is_some(),
-                "max_attempts": s.retry.max_attempts,
+                "max_attempts": s.retry.first().max_attempts,
                 "timeout_ms": s.timeout_ms,
             })
         })
