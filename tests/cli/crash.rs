@@ -163,3 +163,21 @@ fn an_event_emitted_while_its_waiter_was_down_is_found_on_resume() {
     assert_eq!(records[0]["workflow"], "waiter");
     assert_eq!(records[0]["steps"][0]["output"], serde_json::json!({ "by": "email" }));
 }
+
+/// DSL.md A4, durably: `max_duration` counts from the first attempt as the
+/// journal has it, so a run killed in a backoff and resumed makes no more
+/// attempts than one left alone (1 s apart for at most 3.5 s: four).
+#[test]
+fn a_time_bounded_retry_killed_and_resumed_keeps_its_bound() {
+    let mut t = Test::new().file(
+        "w.yaml",
+        "name: timed\nsteps:\n  - id: flaky\n    action: mock\n    with: { fail: true, error: unavailable }\n    retry: { max_duration: 3500ms, delay: 1s, backoff: fixed }\n",
+    );
+    let dir = t.path_buf();
+    run_and_kill(&dir, 1500);
+    let resumed = resume(&dir);
+    assert_eq!(resumed.status.code(), Some(1), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
+    assert_eq!(records[0]["status"], "failed");
+    assert_eq!(records[0]["steps"][0]["attempts"], 4, "attempts at 0, 1, 2 and 3 s from the first; none after");
+}
