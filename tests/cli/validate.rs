@@ -255,3 +255,18 @@ fn finally_reads_run_status_and_needs_its_own_steps() {
     assert!(text.contains("error[unknown-step]: `a` is not in `finally`"), "{text}");
     assert!(text.contains("checked 1 file: 2 errors, 0 warnings"), "{text}");
 }
+
+/// docs/language.md is the language for analysts: every example in it is a
+/// whole workflow that validates with no problem.
+#[test]
+fn every_example_of_the_language_reference_validates_clean() {
+    let text = std::fs::read_to_string(crate::harness::repo().join("docs/language.md")).expect("docs/language.md");
+    let examples: Vec<&str> = text.split("```yaml\n").skip(1).filter_map(|b| b.split("```").next()).collect();
+    assert!(examples.len() >= 8, "{} examples", examples.len());
+    for (i, example) in examples.iter().enumerate() {
+        let name = format!("example{i}.yaml");
+        let out = Test::new().file(&name, example).args(&["validate", &name]).run();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.ends_with("checked 1 file: no problems\n"), "example {i}:\n{example}\n{said}");
+    }
+}
