@@ -261,8 +261,8 @@ impl<'a> TemplateChecker<'a> {
 
     fn input_field(&mut self, r: &PathRef, at: Span) {
         let Some(schema) = &self.input_schema else { return };
-        let read = Read { code: Code::UnknownInputField, whose: "`input`".into(), path: "input".into() };
-        if let Some(d) = field_problem(schema, &r.rest, &read, at) {
+        let read = || Read { code: Code::UnknownInputField, whose: "`input`".into(), path: "input".into() };
+        if let Some(d) = field_problem(schema, &r.rest, read, at) {
             self.out.push(d);
         }
     }
@@ -336,12 +336,12 @@ impl<'a> TemplateChecker<'a> {
             );
         }
         let id = &step.id.value;
-        let read = Read {
+        let read = || Read {
             code: Code::UnknownOutputField,
             whose: format!("the output of `{id}`"),
             path: format!("steps.{id}.output"),
         };
-        if let Some(d) = field_problem(self.output_schema(target), fields, &read, at) {
+        if let Some(d) = field_problem(self.output_schema(target), fields, read, at) {
             self.out.push(d);
         }
     }
@@ -407,12 +407,14 @@ struct Read {
 /// A field the schema does not declare, at any depth (DSL.md A5): an error
 /// when its object is closed (`additionalProperties: false`), a warning
 /// otherwise (the value may carry more than it declares).
-fn field_problem(schema: &Json, fields: &[String], read: &Read, at: Span) -> Option<Diagnostic> {
+/// `read` is called only when there is something to say.
+fn field_problem(schema: &Json, fields: &[String], read: impl Fn() -> Read, at: Span) -> Option<Diagnostic> {
     let mut schema = schema;
     for (depth, field) in fields.iter().enumerate() {
         let is_list = schema["type"] == "array";
         if is_list {
             if field.parse::<usize>().is_err() {
+                let read = read();
                 let (whose, path) = (&read.whose, &read.path);
                 return Some(
                     Diagnostic::new(read.code, at, format!("{whose} is a list, so it has no field `{field}`"))
@@ -426,6 +428,7 @@ fn field_problem(schema: &Json, fields: &[String], read: &Read, at: Span) -> Opt
         match props.get(field) {
             Some(next) => schema = next,
             None => {
+                let read = read();
                 let so_far = fields[..depth].iter().map(|f| format!(".{f}")).collect::<String>();
                 let closed = schema["additionalProperties"] == Json::Bool(false);
                 let severity = if closed { Severity::Error } else { Severity::Warning };
