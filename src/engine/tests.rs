@@ -781,3 +781,28 @@ steps:
     let (state, _) = simulate(yaml, json!({}), |_, _, _| err("timeout"));
     assert_eq!(RunRecord::of(&state).steps[0].attempts, 1, "no policy holds `timeout`");
 }
+
+/// `finally` after a roll-back whose undo failed for good: it runs, and reads
+/// `compensation_failed` as the status the run ends with.
+#[test]
+fn finally_runs_after_a_failed_compensation_and_reads_that_status() {
+    let yaml = "name: fin
+steps:
+  - id: hold
+    action: mock
+    compensate: { action: mock }
+  - id: charge
+    action: mock
+finally:
+  - id: report
+    action: mock
+    with: { output: '{{run.status}}' }
+";
+    let (state, _) = simulate(yaml, json!({}), |asked, _, _| match asked {
+        "charge" | "undo hold" => err("failed"),
+        _ => ok(json!({})),
+    });
+    let r = RunRecord::of(&state);
+    assert_eq!((r.status.as_str(), r.steps[2].status.as_str()), ("compensation_failed", "succeeded"));
+    assert_eq!(state.attempt_input(2, None).expect("renders"), json!({ "output": "compensation_failed" }));
+}

@@ -62,7 +62,7 @@ impl RunStatus {
 
 impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -94,7 +94,15 @@ impl PartialEq<str> for RunStatus {
 
 #[cfg(test)]
 mod tests {
-    use super::RunStatus;
+    use super::{RunStatus, StepStatus, UnitStatus};
+
+    /// Statuses line up in tables: `{:12}` pads them as it pads text.
+    #[test]
+    fn statuses_pad_to_a_width_as_text_does() {
+        assert_eq!(format!("{:12}|", StepStatus::Failed), "failed      |");
+        assert_eq!(format!("{:>8}|", UnitStatus::Running), " running|");
+        assert_eq!(format!("{:10}|", RunStatus::Waiting), "waiting   |");
+    }
 
     #[test]
     fn each_status_reads_back_from_its_name_as_json_writes_it() {
@@ -124,7 +132,7 @@ macro_rules! named_status {
         }
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
         impl PartialEq<str> for $name {
