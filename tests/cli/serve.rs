@@ -236,14 +236,19 @@ async fn long_requests_are_bounded_and_a_closed_stream_gives_its_place_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_validate_health_metrics_and_openapi() {
-    let dir = folder(&[("five.yaml", FIVE), ("waiter.yaml", WAITER)]);
+    let last = "name: last\nsteps:\n  - id: a\n    action: mock\non_failure:\n  - id: b\n    action: mock\nfinally:\n  - id: c\n    action: mock\n";
+    let dir = folder(&[("five.yaml", FIVE), ("waiter.yaml", WAITER), ("last.yaml", last)]);
     let server = Server::start(dir.path());
     server.post("/v1/workflows/five/runs?wait=10s", json!({"input": {"n": 1}})).await;
     let (status, list) = server.get("/v1/workflows").await;
     assert_eq!(status, 200);
     let names: Vec<&str> =
         list["workflows"].as_array().expect("list").iter().filter_map(|w| w["name"].as_str()).collect();
-    assert_eq!(names, vec!["five", "waiter"]);
+    assert_eq!(names, vec!["five", "last", "waiter"]);
+    let (_, lists) = server.get("/v1/workflows/last").await;
+    let sections: Vec<&str> =
+        lists["steps"].as_array().expect("steps").iter().filter_map(|s| s["section"].as_str()).collect();
+    assert_eq!(sections, ["steps", "on_failure", "finally"], "each step says its list (the console draws each apart)");
     assert_eq!(list["workflows"][0]["state"], "active");
     let (status, five) = server.get("/v1/workflows/five").await;
     assert_eq!(status, 200);

@@ -8,7 +8,6 @@ use axum::Json;
 use serde_json::{json, Value as Json_};
 
 use super::extract::{Params, WorkflowName};
-use crate::dsl::model::Section;
 use crate::engine::compiled::CompiledWorkflow;
 use crate::server::catalog::FileState;
 use crate::server::error::{ApiError, BoundedBody};
@@ -64,7 +63,7 @@ fn graph(wf: &CompiledWorkflow) -> Vec<Json_> {
             json!({
                 "id": s.id,
                 "action": s.action,
-                "section": if s.section == Section::OnFailure { "on_failure" } else { "steps" },
+                "section": s.section.key(),
                 "needs": s.needs.iter().filter_map(|n| wf.steps.get(*n).map(|d| d.id.clone())).collect::<Vec<_>>(),
                 "compensate": s.compensate.as_ref().map(|c| c.action.clone()),
                 "for_each": s.for_each.is_some(),
