@@ -75,6 +75,25 @@ pub(crate) struct Unenrol {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StopProgress {
+    pub course_id: String,
+    pub user_id: String,
+    /// The idempotency key of the `start_progress` call (`{{step.key}}` in a
+    /// compensate): nothing is done when that call started nothing.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct ProgressStopped {
+    pub course_id: String,
+    pub user_id: String,
+    /// False when progress was not tracked, or the call named by `key` started nothing.
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub(crate) struct Withdrawn {
     pub course_id: String,
     pub user_id: String,
@@ -110,6 +129,6 @@ crate::service! {
         /// Starts tracking the learner's progress (at 0%).
         start_progress(Learner) -> Enrolment, undone_by("courses.stop_progress"), ["not_found"];
         /// Stops tracking the learner's progress.
-        stop_progress(Learner) -> Enrolment, Effect::Irreversible, ["not_found"];
+        stop_progress(StopProgress) -> ProgressStopped, Effect::Irreversible, ["not_found"];
     }
 }

@@ -181,3 +181,23 @@ fn a_time_bounded_retry_killed_and_resumed_keeps_its_bound() {
     assert_eq!(records[0]["status"], "failed");
     assert_eq!(records[0]["steps"][0]["attempts"], 4, "attempts at 0, 1, 2 and 3 s from the first; none after");
 }
+
+/// DSL.md A4, durably: each policy of a list counts the failures it handled
+/// from the journal, so a run killed in a backoff and resumed stops where one
+/// left alone does (the second policy handles `unavailable`: three attempts).
+#[test]
+fn a_list_of_retry_policies_killed_and_resumed_keeps_each_count() {
+    let mut t = Test::new().file(
+        "w.yaml",
+        "name: listed\nsteps:\n  - id: flaky\n    action: mock\n    with: { fail: true, error: unavailable }\n    retry:\n      - { on: [timeout], max_attempts: 9, delay: 1s, backoff: fixed }\n      - { on: [unavailable], max_attempts: 3, delay: 1s, backoff: fixed }\n",
+    );
+    let dir = t.path_buf();
+    run_and_kill(&dir, 1500);
+    let resumed = resume(&dir);
+    assert_eq!(resumed.status.code(), Some(1), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
+    assert_eq!(
+        records[0]["steps"][0]["attempts"], 3,
+        "the count of the policy that handled them went on from the journal"
+    );
+}

@@ -172,12 +172,24 @@ impl Courses for SandboxCourses {
         }))
     }
 
-    fn stop_progress(&self, ctx: Ctx, request: Learner) -> ServiceFuture<Enrolment> {
+    fn stop_progress(&self, ctx: Ctx, request: StopProgress) -> ServiceFuture<ProgressStopped> {
         ready(self.0.once("stop_progress", &ctx, |tx| {
-            let mut e = enrolment(tx, &request)?;
+            let learner = Learner { course_id: request.course_id.clone(), user_id: request.user_id.clone() };
+            let answer = |stopped| ProgressStopped {
+                course_id: learner.course_id.clone(),
+                user_id: learner.user_id.clone(),
+                stopped,
+            };
+            if let Some(key) = &request.key {
+                if tx.get::<Enrolment>(&format!("idem/start_progress/{key}"))?.is_none() {
+                    return Ok(answer(false));
+                }
+            }
+            let mut e = enrolment(tx, &learner)?;
+            let stopped = e.progress.is_some();
             e.progress = None;
             save_enrolment(tx, &e)?;
-            Ok(e)
+            Ok(answer(stopped))
         }))
     }
 }
