@@ -137,3 +137,38 @@ fn the_guide_shows_what_explore_really_prints() {
         assert!(guide.contains(line), "docs/guide.md lacks this line of `explore order_placement --crash`:\n{line}");
     }
 }
+
+/// #16: a charge whose answer is lost after it took the money is a leak unless
+/// the step is undone also when it failed, by the call's key.
+#[test]
+fn a_lost_answer_shows_the_charge_kept_until_it_is_undone_by_its_key() {
+    let flow = "name: pay
+steps:
+  - id: charge
+    action: payments.charge
+    with: { amount_cents: 100, payment_method: tok_visa }
+    compensate:
+      action: payments.refund
+      with: { payment_id: '{{default steps.charge.output.payment_id \"\"}}' }
+  - id: done
+    action: mock
+";
+    let lost = |points: &serde_json::Value| {
+        points
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["point"] == "charge answer lost"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let points = Test::new().file("pay.yaml", flow).args(&["explore", "pay.yaml", "--format", "json"]).status(1).json();
+    let point = lost(&points);
+    assert_eq!(point["status"], "failed", "{point}");
+    assert_eq!(point["leaks"], serde_json::json!(["money still charged: 100 cents (pay-1)"]), "{point}");
+    let undone = flow.replace(
+        "with: { payment_id: '{{default steps.charge.output.payment_id \"\"}}' }",
+        "with: { key: '{{step.key}}' }\n      also_when_failed: true\n      retry: { max_attempts: 3 }",
+    );
+    let points = Test::new().file("pay.yaml", &undone).args(&["explore", "pay.yaml", "--format", "json"]).json();
+    let point = lost(&points);
+    assert_eq!((point["status"].as_str(), &point["leaks"]), (Some("compensated"), &serde_json::json!([])), "{point}");
+}
