@@ -962,10 +962,8 @@ impl RunState {
             .map(|(i, def)| {
                 let status = self.step_status(i);
                 // `steps.X.error`: null unless X failed (DSL.md A2).
-                let error = self
-                    .step_error(i)
-                    .filter(|_| status == StepStatus::Failed)
-                    .map(|e| json!({ "code": e.code, "message": e.message }));
+                let failed = (status == StepStatus::Failed).then(|| self.step_error(i)).flatten();
+                let error = failed.map(|e| json!({ "code": e.code, "message": e.message }));
                 (def.id.clone(), json!({ "output": self.step_output(i), "status": status.as_str(), "error": error }))
             })
             .collect();

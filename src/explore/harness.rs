@@ -88,9 +88,10 @@ impl Mirror {
         if self.state.phase == Phase::Done {
             return None;
         }
-        let timers_only = self.state.running().into_iter().all(|k| {
-            matches!(self.state.start(k), Start::Sleep)
-                || (!self.answered.contains(&k) && matches!(self.state.start(k), Start::Wait { .. }))
+        let timers_only = self.state.running().into_iter().all(|k| match self.state.start(k) {
+            Start::Sleep => true,
+            Start::Wait { .. } => !self.answered.contains(&k),
+            _ => false,
         });
         if !timers_only {
             return None;

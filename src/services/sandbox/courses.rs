@@ -149,10 +149,8 @@ impl Courses for SandboxCourses {
                 user_id: learner.user_id.clone(),
                 withdrawn,
             };
-            if let Some(key) = &request.key {
-                if tx.get::<Enrolment>(&format!("idem/enrol/{key}"))?.is_none() {
-                    return Ok(answer(false));
-                }
+            if tx.made_nothing("enrol", request.key.as_deref())? {
+                return Ok(answer(false));
             }
             let mut e = enrolment(tx, &learner)?;
             let withdrawn = e.status != "withdrawn";
@@ -180,10 +178,8 @@ impl Courses for SandboxCourses {
                 user_id: learner.user_id.clone(),
                 stopped,
             };
-            if let Some(key) = &request.key {
-                if tx.get::<Enrolment>(&format!("idem/start_progress/{key}"))?.is_none() {
-                    return Ok(answer(false));
-                }
+            if tx.made_nothing("start_progress", request.key.as_deref())? {
+                return Ok(answer(false));
             }
             let mut e = enrolment(tx, &learner)?;
             let stopped = e.progress.is_some();

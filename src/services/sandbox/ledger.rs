@@ -109,11 +109,21 @@ impl Tx<'_> {
             return abort(ActionError::new("invalid_input", message));
         };
         for operation in operations {
-            if let Some(done) = self.get::<T>(&format!("idem/{operation}/{key}"))? {
+            if let Some(done) = self.get::<T>(&done_key(operation, key))? {
                 return Ok(Some(id_of(done)));
             }
         }
         Ok(None)
+    }
+
+    /// Whether `key` names a forward call by `operation` that made nothing (it
+    /// failed, or never came): an undo by that key then has nothing to do.
+    /// No key: false (the undo names its effect another way).
+    pub(crate) fn made_nothing(&self, operation: &str, key: Option<&str>) -> TxResult<bool> {
+        match key {
+            Some(key) => Ok(self.raw(&done_key(operation, key))?.is_none()),
+            None => Ok(false),
+        }
     }
 
     /// The next number of a kind's counter, from 1.
@@ -134,6 +144,11 @@ impl Tx<'_> {
             }
         }
     }
+}
+
+/// Where the result of the call by `operation` with idempotency key `key` is kept.
+fn done_key(operation: &str, key: &str) -> String {
+    format!("idem/{operation}/{key}")
 }
 
 /// One sandbox service's tree. Clones share the lock and the buffer.
@@ -190,7 +205,7 @@ impl Ledger {
     where
         T: Serialize + DeserializeOwned,
     {
-        let key = format!("idem/{operation}/{}", ctx.idempotency_key);
+        let key = done_key(operation, &ctx.idempotency_key);
         self.transact(|tx| {
             if let Some(done) = tx.get::<T>(&key)? {
                 return Ok(done);
