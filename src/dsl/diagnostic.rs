@@ -75,6 +75,7 @@ codes! {
     TemplateSyntax = "template-syntax", Error, "a template does not parse";
     UnknownTemplateRoot = "unknown-template-root", Error, "a template reads a name that is not in scope (input run steps item index error secrets)";
     UnknownHelper = "unknown-helper", Error, "a template calls a helper that does not exist";
+    HelperArguments = "helper-arguments", Error, "a template helper is given the wrong number or kind of arguments (`add` takes numbers)";
     UnknownField = "unknown-field", Error, "a template reads a field that cannot exist (steps.X has only output and status; run has id and workflow; error has step, code and message)";
     UnknownOutputField = "unknown-output-field", Error, "a template reads a field that the step's declared output does not have (a warning where the output may carry more than it declares)";
     UnreachableStep = "unreachable-step", Error, "a template reads a step that is not sure to have finished (not among the step's needs, directly or through others)";

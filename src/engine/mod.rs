@@ -10,6 +10,7 @@ pub(crate) mod driver;
 mod driver_tests;
 #[cfg(test)]
 mod golden_tests;
+mod helpers;
 pub(crate) mod inject;
 pub(crate) mod machine;
 pub(crate) mod metrics;

@@ -62,6 +62,7 @@ impl Templates {
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("json", Box::new(JsonHelper));
         registry.register_helper("default", Box::new(DefaultHelper));
+        super::helpers::register(&mut registry);
         Templates { registry, next: 0, secrets: Default::default() }
     }
 

@@ -12,6 +12,7 @@ use crate::dsl::diagnostic::{Code, Diagnostic, Severity};
 use crate::dsl::model::{Section, Step, Workflow};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{SourceFile, Span};
+use crate::dsl::template::signature::{calls, Arg, Kinds, Signature};
 use crate::dsl::template::{analyze, is_template, split_path, PathRef, HELPERS, ROOTS};
 
 /// Where a template is, which decides what it may read.
@@ -156,9 +157,80 @@ impl<'a> TemplateChecker<'a> {
             let at = self.locate(span, &r.raw);
             self.reference(r, at, scope);
         }
+        if analysis.helpers.iter().any(|h| Signature::of(h).is_some()) {
+            self.helper_calls(text, span);
+        }
         for (path, literal) in super::comparisons::comparisons(text) {
             self.never_equal(&path, &literal, span);
         }
+    }
+
+    /// Each helper call's number of arguments, and the kind of each that can
+    /// be known: a literal's, a helper's result, a field's schema `type`.
+    fn helper_calls(&mut self, text: &str, span: Span) {
+        for call in calls(text) {
+            let Some(sig) = Signature::of(&call.name) else { continue };
+            let n = call.args.len();
+            if n < sig.min || sig.max.is_some_and(|max| n > max) {
+                let at = self.locate(span, &call.name);
+                self.out.push(Diagnostic::new(
+                    Code::HelperArguments,
+                    at,
+                    format!("`{}` takes {}, not {n}", call.name, sig.arity()),
+                ));
+                continue;
+            }
+            for (i, arg) in call.args.iter().enumerate() {
+                let (kinds, shown) = match arg {
+                    Arg::Literal(v) => (Kinds::of(v), v.to_string()),
+                    Arg::Call(name) => (Signature::of(name).map_or(Kinds::ANY, |s| s.gives), format!("({name} ...)")),
+                    Arg::Path(raw) => (self.path_kinds(raw), format!("`{raw}`")),
+                };
+                let wanted = sig.param(i);
+                if !kinds.meets(wanted) {
+                    let needle = if let Arg::Path(raw) = arg { raw.as_str() } else { call.name.as_str() };
+                    let at = self.locate(span, needle);
+                    let what = kinds.describe();
+                    self.out.push(
+                        Diagnostic::new(
+                            Code::HelperArguments,
+                            at,
+                            format!(
+                                "argument {} of `{}`, {shown}, is {what}, not {}",
+                                i + 1,
+                                call.name,
+                                wanted.describe()
+                            ),
+                        )
+                        .help(match sig.max {
+                            Some(1) => format!("`{}` takes {}", call.name, wanted.describe()),
+                            _ => format!("`{}` takes {}, each {}", call.name, sig.arity(), wanted.describe()),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The kinds a path's value may have, from what declares it (any when nothing does).
+    fn path_kinds(&self, raw: &str) -> Kinds {
+        let parts = split_path(raw);
+        let schema = match parts.split_first() {
+            Some((root, rest)) if root == "input" => {
+                self.input_schema.as_ref().and_then(|s| super::comparisons::schema_at(s, rest)).cloned()
+            }
+            Some((root, rest)) if root == "steps" && rest.get(1).is_some_and(|f| f == "output") => {
+                let Some(position) = self.graph.position(&rest[0]) else { return Kinds::ANY };
+                super::comparisons::schema_at(self.output_schema(position), &rest[2..]).cloned()
+            }
+            Some((root, rest)) if root == "steps" && rest.get(1).is_some_and(|f| f == "error") && rest.len() == 3 => {
+                return Kinds::TEXT.or(Kinds::NULL)
+            }
+            Some((root, rest)) if (root == "index" || root == "iteration") && rest.is_empty() => return Kinds::NUMBER,
+            _ => None,
+        };
+        // A declared field may still be missing at run time: null too.
+        schema.map_or(Kinds::ANY, |s| Kinds::of_schema(&s).or(Kinds::NULL))
     }
 
     /// `eq`/`ne` of a field whose schema lists its values, with a literal outside them.

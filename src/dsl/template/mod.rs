@@ -2,6 +2,7 @@
 //! own parser and walked to find what each one reads.
 
 mod fast;
+pub(crate) mod signature;
 
 use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
 use handlebars::{Path, Template};
@@ -11,8 +12,37 @@ pub(crate) const ROOTS: &[&str] = &["input", "run", "steps", "item", "index", "e
 
 /// The helpers a template may call: handlebars' own and the language's.
 pub(crate) const HELPERS: &[&str] = &[
-    "if", "unless", "each", "with", "lookup", "log", "eq", "ne", "gt", "gte", "lt", "lte", "and", "or", "not", "len",
-    "json", "default",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+    "json",
+    "default",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "mod",
+    "round",
+    "min",
+    "max",
+    "concat",
+    "upper",
+    "lower",
+    "contains",
+    "starts_with",
 ];
 
 /// Whether a string holds a template at all.
