@@ -108,7 +108,7 @@ fn sleep() -> ActionSpec {
             "minProperties": 1,
             "maxProperties": 1,
             "properties": {
-                "for": { "type": "string", "pattern": DURATION_PATTERN },
+                "for": { "type": ["string", "integer"], "pattern": DURATION_PATTERN, "minimum": 0 },
                 "until": { "type": "string", "description": "An RFC 3339 time, like 2026-12-01T09:00:00Z." }
             }
         }),

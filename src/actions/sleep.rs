@@ -11,9 +11,10 @@ use crate::dsl::duration::Duration;
 
 /// When a sleep that started at `started_at` (ms since the epoch) ends.
 pub(crate) fn wake_at(input: &Json, started_at: u64) -> Result<u64, ActionError> {
-    if let Some(d) = input.get("for").and_then(Json::as_str) {
-        let d: Duration =
-            d.parse().map_err(|_| ActionError::new("invalid_input", format!("`for: {d}` is not a duration")))?;
+    // Written out, `for` was checked by `validate`; from data (a template that
+    // gave `48h` or a number of milliseconds) it is checked here (DSL.md B3).
+    if let Some(d) = input.get("for").filter(|d| !d.is_null()) {
+        let d = Duration::from_value(d).map_err(|why| ActionError::new("template", format!("sleep `for` {why}")))?;
         return Ok(started_at.saturating_add(d.millis()));
     }
     if let Some(t) = input.get("until").and_then(Json::as_str) {

@@ -40,6 +40,27 @@ impl Duration {
     }
 }
 
+impl Duration {
+    /// A duration a template gave at run time (DSL.md B3): text such as `48h`,
+    /// or a whole number of milliseconds. The error says what it was instead.
+    pub(crate) fn from_value(value: &serde_json::Value) -> Result<Duration, String> {
+        let not =
+            |shown: String| format!("gave {shown}, which is not a duration (like `48h`, or a number of milliseconds)");
+        match value {
+            serde_json::Value::String(text) => text.parse().map_err(|e: DurationError| match e {
+                DurationError::TooLong => format!("gave `{text}`: {e}"),
+                DurationError::Form => not(format!("`{text}`")),
+            }),
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(ms) if ms <= MAX_MILLIS => Ok(Duration(ms)),
+                Some(_) => Err(format!("gave {n} ms: {}", DurationError::TooLong)),
+                None => Err(not(n.to_string())),
+            },
+            other => Err(not(other.to_string())),
+        }
+    }
+}
+
 impl FromStr for Duration {
     type Err = DurationError;
 

@@ -92,10 +92,26 @@ pub struct Step {
     pub concurrency: Option<Spanned<u32>>,
     pub retry: Option<RetryPolicies>,
     pub timeout: Option<Spanned<Duration>>,
+    /// `timeout` as a template that gives a duration at run time (DSL.md B3).
+    pub timeout_from: Option<Node>,
+    pub repeat: Option<Repeat>,
     pub compensate: Option<Compensate>,
     pub on_error: OnError,
     pub section: Section,
     /// Where the step's mapping starts.
+    pub span: Span,
+}
+
+/// `repeat:` (DSL.md B2): the action is called round after round until
+/// `until` holds, at most `max` rounds, `every` apart.
+#[derive(Debug, Clone)]
+pub struct Repeat {
+    /// A template over `output` (this round's) and `iteration`.
+    pub until: Node,
+    pub every: Option<Spanned<Duration>>,
+    /// `every` as a template that gives a duration at run time.
+    pub every_from: Option<Node>,
+    pub max: Spanned<u32>,
     pub span: Span,
 }
 
@@ -172,6 +188,10 @@ pub struct Retry {
     pub delay: Duration,
     pub multiplier: f64,
     pub max_delay: Option<Spanned<Duration>>,
+    /// `delay` and `max_delay` as templates that give durations at run time
+    /// (DSL.md B3); the engine fills them in before the policy is used.
+    pub delay_from: Option<Node>,
+    pub max_delay_from: Option<Node>,
     pub jitter: bool,
     /// No attempt starts after this long from the first (DSL.md A4).
     pub max_duration: Option<Spanned<Duration>>,
@@ -189,6 +209,8 @@ impl Default for Retry {
             delay: Duration(100),
             multiplier: 2.0,
             max_delay: None,
+            delay_from: None,
+            max_delay_from: None,
             jitter: false,
             max_duration: None,
             on: None,

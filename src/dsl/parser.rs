@@ -110,6 +110,7 @@ impl Parser {
             None => Needs::Previous(previous),
             Some(list) => Needs::Explicit(list.items().iter().filter_map(|n| self.string(n)).collect()),
         };
+        let (timeout, timeout_from) = self.timing(f.take("timeout"));
         Some(Step {
             id: self.string(&f.take("id")?)?,
             name: f.take("name").and_then(into_string),
@@ -123,10 +124,26 @@ impl Parser {
                 Some(Spanned::new(value, n.span))
             }),
             retry: f.take("retry").map(|r| self.retries(r)),
-            timeout: f.take("timeout").and_then(|n| self.duration(&n)),
+            timeout,
+            timeout_from,
+            repeat: f.take("repeat").and_then(|r| self.repeat(r)),
             compensate: f.take("compensate").and_then(|c| self.compensate(c)),
             on_error: f.take("on_error").map_or(OnError::Fail, |n| on_error(&n)),
             section,
+            span,
+        })
+    }
+
+    fn repeat(&mut self, node: Node) -> Option<Repeat> {
+        let span = node.span;
+        let mut f = Fields::of(node);
+        let (every, every_from) = self.timing(f.take("every"));
+        let max = f.take("max")?;
+        Some(Repeat {
+            until: f.take("until")?,
+            every,
+            every_from,
+            max: Spanned::new(u32::try_from(max.as_u64()?).ok()?, max.span),
             span,
         })
     }
@@ -159,6 +176,8 @@ impl Parser {
         let max_duration = f.take("max_duration").and_then(|n| self.duration(&n));
         // With `max_duration` and no `max_attempts`, time alone bounds the attempts.
         let unbounded = if max_duration.is_some() { u32::MAX } else { defaults.max_attempts };
+        let (delay, delay_from) = self.timing(f.take("delay"));
+        let (max_delay, max_delay_from) = self.timing(f.take("max_delay"));
         Retry {
             max_attempts: f
                 .take("max_attempts")
@@ -171,9 +190,11 @@ impl Parser {
                 Some("fixed") => Backoff::Fixed,
                 _ => Backoff::Exponential,
             },
-            delay: f.take("delay").and_then(|n| self.duration(&n)).map_or(defaults.delay, |d| d.value),
+            delay: delay.map_or(defaults.delay, |d| d.value),
+            delay_from,
             multiplier: f.take("multiplier").as_ref().and_then(Node::as_f64).unwrap_or(defaults.multiplier),
-            max_delay: f.take("max_delay").and_then(|n| self.duration(&n)),
+            max_delay,
+            max_delay_from,
             jitter: f.take("jitter").as_ref().and_then(Node::as_bool).unwrap_or(false),
             on: f.take("on").map(|list| list.items().iter().filter_map(|n| self.string(n)).collect()),
             span,
@@ -193,6 +214,15 @@ impl Parser {
         match &node.value {
             Value::String(s) => Some(Spanned::new(s.clone(), node.span)),
             _ => None,
+        }
+    }
+
+    /// A duration written out, or a template that gives one at run time (DSL.md B3).
+    fn timing(&mut self, node: Option<Node>) -> (Option<Spanned<Duration>>, Option<Node>) {
+        match node {
+            Some(n) if n.as_str().is_some_and(super::template::is_template) => (None, Some(n)),
+            Some(n) => (self.duration(&n), None),
+            None => (None, None),
         }
     }
 

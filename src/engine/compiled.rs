@@ -24,9 +24,29 @@ pub(crate) struct CompiledStep {
     pub for_each: Option<ValueTemplate>,
     pub concurrency: usize,
     pub retry: RetryPolicies,
+    /// Policies whose `delay` or `max_delay` come from data: by the policy's place.
+    pub retry_from: Vec<RetryFrom>,
     pub timeout_ms: Option<u64>,
+    /// `timeout` from data: rendered when an attempt starts (DSL.md B3).
+    pub timeout_from: Option<ValueTemplate>,
+    pub repeat: Option<CompiledRepeat>,
     pub on_error: OnError,
     pub compensate: Option<CompiledCompensate>,
+}
+
+/// A retry policy's durations that come from data (DSL.md B3).
+pub(crate) struct RetryFrom {
+    pub policy: usize,
+    pub delay: Option<ValueTemplate>,
+    pub max_delay: Option<ValueTemplate>,
+}
+
+/// `repeat:` compiled (DSL.md B2).
+pub(crate) struct CompiledRepeat {
+    pub until: ValueTemplate,
+    pub every_ms: u64,
+    pub every_from: Option<ValueTemplate>,
+    pub max: u32,
 }
 
 /// How the engine carries out an action: most are calls to the registry; the
@@ -131,6 +151,7 @@ impl CompiledWorkflow {
         let default_timeout = w.defaults.timeout.as_ref().map(|t| t.value.millis());
         let mut steps = Vec::with_capacity(all.len());
         for s in &all {
+            let retry = s.retry.clone().unwrap_or_else(|| default_retry.clone());
             let compensate = match &s.compensate {
                 Some(c) => Some(CompiledCompensate {
                     action: c.action.value.clone(),
@@ -152,8 +173,19 @@ impl CompiledWorkflow {
                 when: s.when.as_ref().map(|n| templates.compile(n)).transpose()?,
                 for_each: s.for_each.as_ref().map(|n| templates.compile(n)).transpose()?,
                 concurrency: s.concurrency.as_ref().map_or(1, |c| c.value.max(1) as usize),
-                retry: s.retry.clone().unwrap_or_else(|| default_retry.clone()),
+                retry_from: retry_from(&mut templates, &retry)?,
+                retry,
                 timeout_ms: s.timeout.as_ref().map(|t| t.value.millis()).or(default_timeout),
+                timeout_from: s.timeout_from.as_ref().map(|n| templates.compile(n)).transpose()?,
+                repeat: match &s.repeat {
+                    Some(r) => Some(CompiledRepeat {
+                        until: templates.compile(&r.until)?,
+                        every_ms: r.every.as_ref().map_or(0, |e| e.value.millis()),
+                        every_from: r.every_from.as_ref().map(|n| templates.compile(n)).transpose()?,
+                        max: r.max.value,
+                    }),
+                    None => None,
+                },
                 on_error: s.on_error.clone(),
                 compensate,
             });
@@ -242,6 +274,20 @@ impl CompiledWorkflow {
     pub(crate) fn position(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
     }
+}
+
+fn retry_from(templates: &mut Templates, retry: &RetryPolicies) -> Result<Vec<RetryFrom>, String> {
+    let mut out = Vec::new();
+    for (policy, r) in retry.iter().enumerate() {
+        if r.delay_from.is_some() || r.max_delay_from.is_some() {
+            out.push(RetryFrom {
+                policy,
+                delay: r.delay_from.as_ref().map(|n| templates.compile(n)).transpose()?,
+                max_delay: r.max_delay_from.as_ref().map(|n| templates.compile(n)).transpose()?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn compile_opt(templates: &mut Templates, node: Option<&crate::dsl::node::Node>) -> Result<ValueTemplate, String> {

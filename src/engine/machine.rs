@@ -12,6 +12,8 @@
 //! | forward     | AttemptFinished ok                           | unit succeeded (completion order kept)         |
 //! | forward     | AttemptFinished err, retryable               | unit retrying                                  |
 //! | forward     | RetryScheduled, then RetryDue                | the backoff's end set; then the unit pending   |
+//! | forward     | AttemptFinished ok, `until` false            | unit repeating: its next round due `every` on  |
+//! | forward     | RoundDue                                     | the next round: the unit pending, attempts 0   |
 //! | forward     | AttemptFinished err, final                   | unit failed; `on_error: fail` starts roll-back |
 //! | forward     | StepFailed / OutputFailed                    | roll-back (template errors)                    |
 //! | forward     | RunTimedOut / CancelRequested                | roll-back                                      |
@@ -30,6 +32,7 @@ use std::sync::Arc;
 use serde_json::{json, Value as Json};
 
 use super::compiled::{CompiledStep, CompiledWorkflow, StepKind};
+use super::from_data::Round;
 use super::template::{RenderFailure, ValueTemplate};
 use super::wanted::AttemptKey;
 use crate::dsl::model::{Retry, RetryPolicies, Section};
@@ -66,6 +69,10 @@ pub(crate) struct Unit {
     /// How many of its attempts failed with an error each retry policy
     /// handled, by the policy's place (DSL.md A4: each counts its own).
     pub handled: Vec<u32>,
+    /// Its round, from 1, for a `repeat` step (0 before its first attempt).
+    pub round: u32,
+    /// When its next round is due, while it is `repeating`.
+    pub next_round: Option<u64>,
     pub compensation: Option<Box<Unit>>,
 }
 
@@ -81,7 +88,29 @@ impl Unit {
             finished_at: None,
             first_start: None,
             handled: Vec::new(),
+            round: 0,
+            next_round: None,
             compensation: None,
+        }
+    }
+
+    /// A round ended without its condition: the next is due at `due`; the
+    /// round's output stays the unit's until another replaces it.
+    fn repeat_at(&mut self, output: &Json, due: u64) {
+        self.status = UnitStatus::Repeating;
+        self.output = Some(output.clone());
+        self.error = None;
+        self.next_round = Some(due);
+    }
+
+    /// The next round begins: a full call again, its attempts counted afresh.
+    fn next_round(&mut self) {
+        if self.status == UnitStatus::Repeating {
+            self.status = UnitStatus::Pending;
+            self.round += 1;
+            self.attempts = 0;
+            self.handled.clear();
+            self.next_round = None;
         }
     }
 
@@ -93,6 +122,7 @@ impl Unit {
     fn start(&mut self, attempt: u32, at: u64) {
         self.status = UnitStatus::Running;
         self.attempts = attempt;
+        self.round = self.round.max(1);
         self.started_at.get_or_insert(at);
     }
 
@@ -304,6 +334,10 @@ impl RunState {
             Entry::AttemptFinished { step, item, attempt, .. } => running(self.unit(*step, *item), *attempt),
             Entry::CompensationFinished { step, item, attempt, .. } => running(compensation(*step, *item), *attempt),
             Entry::RetryDue { step, item } => retrying(self.unit(*step, *item)),
+            Entry::RoundDue { step, item } => {
+                self.phase == Phase::Forward
+                    && self.unit(*step, *item).is_some_and(|u| u.status == UnitStatus::Repeating)
+            }
             Entry::CompensationRetryDue { step, item } => retrying(compensation(*step, *item)),
             Entry::RunTimedOut { .. } => self.phase == Phase::Forward,
             Entry::CancelRequested { .. } => self.cancellable().is_ok(),
@@ -356,6 +390,11 @@ impl RunState {
                 let then = if self.phase == Phase::Forward { UnitStatus::Pending } else { UnitStatus::Failed };
                 if let Some(u) = self.unit_mut(*step, *item) {
                     u.retry_came(then);
+                }
+            }
+            Entry::RoundDue { step, item } => {
+                if let Some(u) = self.unit_mut(*step, *item) {
+                    u.next_round();
                 }
             }
             Entry::OutputFailed { error } => self.roll_back(None, error.clone(), Vec::new()),
@@ -444,12 +483,34 @@ impl RunState {
 
     fn attempt_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
         let forward = self.phase == Phase::Forward;
+        let running = self.unit(step, item).is_some_and(|u| u.status == UnitStatus::Running && u.attempts == attempt);
+        if !running {
+            return;
+        }
         let wf = self.wf.clone();
         let def = &wf.steps[step];
-        // A `fail` step says what is wrong: trying again changes nothing.
-        let policies = (forward && def.kind != StepKind::Fail).then_some(&def.retry);
+        let mut ended = std::borrow::Cow::Borrowed(outcome);
+        let mut policies = None;
+        match outcome {
+            Outcome::Ok(output) if forward => match self.round_ended(step, item, output, at) {
+                Round::Done => {}
+                Round::Again { due } => {
+                    if let Some(u) = self.unit_mut(step, item) {
+                        u.repeat_at(output, due);
+                    }
+                    return;
+                }
+                Round::Fail(e) => ended = std::borrow::Cow::Owned(Outcome::Err(e)),
+            },
+            // A `fail` step says what is wrong: trying again changes nothing.
+            Outcome::Err(_) if forward && def.kind != StepKind::Fail => match self.retry_policies(step, item) {
+                Ok(p) => policies = Some(p.into_owned()),
+                Err(e) => ended = std::borrow::Cow::Owned(Outcome::Err(e)),
+            },
+            _ => {}
+        }
         let Some(u) = self.unit_mut(step, item) else { return };
-        match u.finish(attempt, outcome, at, policies) {
+        match u.finish(attempt, &ended, at, policies.as_ref()) {
             None => return,
             Some(Ended::Succeeded) => self.end_together(vec![(step, item)]),
             Some(Ended::Retrying) => {}
@@ -503,13 +564,14 @@ impl RunState {
         for s in 0..self.steps.len() {
             let for_each = self.wf.steps[s].for_each.is_some();
             for (i, u) in self.steps[s].units.iter_mut().enumerate() {
-                if matches!(u.status, UnitStatus::Retrying | UnitStatus::Pending) {
-                    if u.attempts > 0 {
+                if matches!(u.status, UnitStatus::Retrying | UnitStatus::Pending | UnitStatus::Repeating) {
+                    if u.attempts > 0 || u.status == UnitStatus::Repeating {
                         ending.push((s, for_each.then_some(i)));
                     }
                     u.status = UnitStatus::Failed;
                     u.error.get_or_insert(ActionError::new("cancelled", "the run rolled back before this ran"));
                     u.retry_due = None;
+                    u.next_round = None;
                 }
             }
             self.settle_step(s);
@@ -586,7 +648,7 @@ impl RunState {
         let unit = self.unit(s, item).ok_or_else(|| ActionError::new("failed", "no such unit"))?;
         let started = unit.started_at.unwrap_or(self.started_at);
         let due = crate::actions::sleep::wake_at(&self.attempt_input(s, item)?, started)?;
-        match self.wf.steps[s].timeout_ms.map(|t| started.saturating_add(t)) {
+        match self.attempt_timeout(s, item)?.map(|t| started.saturating_add(t)) {
             Some(limit) if limit < due => {
                 let message = format!(
                     "the sleep runs past the step's timeout of {}",
@@ -613,7 +675,7 @@ impl RunState {
                 }
                 StepKind::Wait => {
                     let started = self.unit(s, item).and_then(|u| u.started_at).unwrap_or(self.started_at);
-                    if let Some(timeout) = self.wf.steps[s].timeout_ms {
+                    if let Ok(Some(timeout)) = self.attempt_timeout(s, item) {
                         let due = started.saturating_add(timeout);
                         let message = format!("no event came within {}", crate::dsl::duration::Duration(timeout));
                         let outcome = Outcome::Err(ActionError::new("timeout", message));
@@ -629,6 +691,9 @@ impl RunState {
                 let item = for_each.then_some(i);
                 if let (UnitStatus::Retrying, Some(due)) = (u.status, u.retry_due) {
                     out.push((due, Entry::RetryDue { step: s, item }));
+                }
+                if let (UnitStatus::Repeating, Some(due)) = (u.status, u.next_round) {
+                    out.push((due, Entry::RoundDue { step: s, item }));
                 }
                 if let Some(c) = &u.compensation {
                     if let (UnitStatus::Retrying, Some(due)) = (c.status, c.retry_due) {
@@ -735,7 +800,7 @@ impl RunState {
                     let due = d.now + wait_ms(retry, c, d);
                     return Some(Entry::CompensationRetryScheduled { step: s, item, due });
                 }
-                UnitStatus::Running | UnitStatus::Retrying => return None,
+                UnitStatus::Running | UnitStatus::Retrying | UnitStatus::Repeating => return None,
             }
         }
         None
@@ -859,7 +924,9 @@ impl RunState {
                     out.push(Entry::AttemptStarted { step: s, item, attempt: u.attempts + 1, at: d.now });
                 }
                 UnitStatus::Retrying if u.retry_due.is_none() => {
-                    let due = d.now + wait_ms(&def.retry, u, d);
+                    // The policies rendered when the attempt failed, so they render now.
+                    let policies = self.retry_policies(s, item).unwrap_or(std::borrow::Cow::Borrowed(&def.retry));
+                    let due = d.now + wait_ms(&policies, u, d);
                     out.push(Entry::RetryScheduled { step: s, item, due });
                 }
                 _ => {}
@@ -980,6 +1047,9 @@ impl RunState {
             ctx["item"] = self.steps[s].items.get(i).cloned().unwrap_or(Json::Null);
             ctx["index"] = json!(i);
         }
+        if let Some(s) = s.filter(|&s| self.wf.steps[s].repeat.is_some()) {
+            ctx["iteration"] = json!(self.unit(s, item).map_or(1, |u| u.round.max(1)));
+        }
         if let Some(e) = &self.error {
             ctx["error"] = json!({ "step": e.step, "code": e.code, "message": e.message });
         }
@@ -1040,11 +1110,11 @@ fn wait_ms(policies: &RetryPolicies, unit: &Unit, d: &mut Decide) -> u64 {
     waited.max(last.and_then(|e| e.retry_after_ms).unwrap_or(0))
 }
 
-fn template_error(def: &CompiledStep, f: &RenderFailure) -> ActionError {
+pub(crate) fn template_error(def: &CompiledStep, f: &RenderFailure) -> ActionError {
     ActionError::new("template", format!("step `{}`: `{}` cannot be rendered: {}", def.id, f.field, f.message))
 }
 
-fn truthy(v: &Json) -> bool {
+pub(crate) fn truthy(v: &Json) -> bool {
     match v {
         Json::Null => false,
         Json::Bool(b) => *b,

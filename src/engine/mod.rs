@@ -8,6 +8,7 @@ pub(crate) mod defaults;
 pub(crate) mod driver;
 #[cfg(test)]
 mod driver_tests;
+pub(crate) mod from_data;
 #[cfg(test)]
 mod golden_tests;
 mod helpers;
@@ -16,6 +17,8 @@ pub(crate) mod machine;
 pub(crate) mod metrics;
 pub(crate) mod record;
 pub(crate) mod relay;
+#[cfg(test)]
+mod repeat_tests;
 pub(crate) mod template;
 #[cfg(test)]
 mod tests;

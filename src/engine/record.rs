@@ -43,6 +43,9 @@ pub(crate) struct StepRecord {
     pub error: Option<ActionError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// For `repeat` steps: the rounds it has begun (the most of any item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
     /// For `for_each` steps: each item's status and attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<ItemRecord>>,
@@ -103,7 +106,8 @@ pub(crate) fn run_status(run: &RunState) -> RunStatus {
             let in_flight = run.in_flight();
             let waits = in_flight.iter().filter(|(s, ..)| run.is_wait_step(*s)).count();
             let working = in_flight.len() > waits;
-            let retrying = run.steps.iter().flat_map(|s| &s.units).any(|u| u.status == UnitStatus::Retrying);
+            let between = |u: &&super::machine::Unit| matches!(u.status, UnitStatus::Retrying | UnitStatus::Repeating);
+            let retrying = run.steps.iter().flat_map(|s| &s.units).any(|u| between(&u));
             if !working && (retrying || waits > 0) {
                 RunStatus::Waiting
             } else {
@@ -135,6 +139,7 @@ fn step_record(run: &RunState, s: usize) -> StepRecord {
         output: run.step_output(s),
         error,
         duration_ms: start.zip(end).map(|(a, b)| b.saturating_sub(a)),
+        rounds: def.repeat.as_ref().map(|_| state.units.iter().map(|u| u.round).max().unwrap_or(0)),
         items,
     }
 }

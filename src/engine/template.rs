@@ -168,7 +168,8 @@ fn is_plain_path(inner: &str) -> bool {
 
 /// The roots of the context a path may start from; other names (`this`, a
 /// block's own) are not checked.
-const CONTEXT_ROOTS: &[&str] = &["input", "steps", "run", "item", "index", "error", "secrets", "step"];
+const CONTEXT_ROOTS: &[&str] =
+    &["input", "steps", "run", "item", "index", "error", "secrets", "step", "iteration", "output"];
 
 /// The paths a template reads from the context's roots.
 fn read_paths(analysis: &crate::dsl::template::Analysis) -> Vec<Vec<String>> {

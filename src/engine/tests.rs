@@ -11,7 +11,7 @@ use super::record::RunRecord;
 use super::wanted::Start;
 use crate::journal::entry::{ActionError, Entry, Item, Outcome};
 
-fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
+pub(super) fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
     match CompiledWorkflow::compile(std::path::Path::new("t.yaml"), yaml, crate::config::registry::builtin()) {
         Ok(wf) => wf,
         Err(e) => panic!("does not compile: {:?}", e.0.diagnostics),
@@ -23,7 +23,11 @@ fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
 /// once fails, a sleep waits for its timer, and `answer(step id, item,
 /// attempt)` decides each call, wait and emit (compensations are asked as
 /// `"undo <id>"`). Time moves to the next timer when nothing else can.
-fn simulate(yaml: &str, input: Json, mut answer: impl FnMut(&str, Item, u32) -> Outcome) -> (RunState, Vec<Entry>) {
+pub(super) fn simulate(
+    yaml: &str,
+    input: Json,
+    mut answer: impl FnMut(&str, Item, u32) -> Outcome,
+) -> (RunState, Vec<Entry>) {
     let wf = compile(yaml);
     let mut state = RunState::new("run-1", wf.clone());
     let mut journal = Vec::new();
@@ -83,16 +87,16 @@ fn simulate(yaml: &str, input: Json, mut answer: impl FnMut(&str, Item, u32) -> 
     (state, journal)
 }
 
-fn ok(v: Json) -> Outcome {
+pub(super) fn ok(v: Json) -> Outcome {
     Outcome::Ok(v)
 }
 
-fn err(code: &str) -> Outcome {
+pub(super) fn err(code: &str) -> Outcome {
     Outcome::Err(ActionError::new(code, "scripted failure"))
 }
 
 /// The entry kinds and what they name, without times.
-fn shape(entries: &[Entry]) -> Vec<String> {
+pub(super) fn shape(entries: &[Entry]) -> Vec<String> {
     entries
         .iter()
         .map(|e| match e {
@@ -394,6 +398,7 @@ fn entry_kind(entry: &Entry) -> &'static str {
         Entry::AttemptFinished { .. } => "AttemptFinished",
         Entry::RetryScheduled { .. } => "RetryScheduled",
         Entry::RetryDue { .. } => "RetryDue",
+        Entry::RoundDue { .. } => "RoundDue",
         Entry::OutputFailed { .. } => "OutputFailed",
         Entry::RunTimedOut { .. } => "RunTimedOut",
         Entry::CancelRequested { .. } => "CancelRequested",
@@ -426,6 +431,7 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
         Entry::AttemptFinished { step: 0, item: None, attempt: 1, outcome: ok(json!(1)), at: 0 },
         Entry::RetryScheduled { step: 0, item: None, due: 0 },
         Entry::RetryDue { step: 0, item: None },
+        Entry::RoundDue { step: 0, item: None },
         Entry::OutputFailed { error: e() },
         Entry::RunTimedOut { at: 0 },
         Entry::CancelRequested { at: 0 },

@@ -105,9 +105,11 @@ impl RunState {
         // wait or an emit is the engine's own, with no answer to lose).
         let lost = injected.map(Injection::error);
         let def = &self.wf.steps[s];
-        let (action, kind, timeout_ms) = match (&def.compensate, compensation) {
-            (Some(c), true) => (&c.action, c.kind, c.timeout_ms),
-            _ => (&def.action, def.kind, def.timeout_ms),
+        let timeout = if compensation { Ok(None) } else { self.attempt_timeout(s, item) };
+        let (action, kind, timeout_ms) = match (&def.compensate, compensation, timeout) {
+            (_, _, Err(e)) => return Start::Fail(e),
+            (Some(c), true, _) => (&c.action, c.kind, c.timeout_ms),
+            (_, _, Ok(timeout_ms)) => (&def.action, def.kind, timeout_ms),
         };
         if !compensation && kind == StepKind::Sleep {
             return self.sleep_end(s, item).map_or_else(Start::Fail, |_| Start::Sleep);
@@ -138,7 +140,12 @@ impl RunState {
     /// The key every attempt of a unit (or of its compensation) carries.
     pub(crate) fn idempotency_key(&self, key: AttemptKey) -> String {
         let id = &self.wf.steps[key.step].id;
-        let suffix = if key.compensation { ":compensate" } else { "" };
+        let suffix = match self.unit(key.step, key.item) {
+            _ if key.compensation => ":compensate".to_owned(),
+            // Each round of a `repeat` step is a call of its own (DSL.md B2).
+            Some(u) if self.wf.steps[key.step].repeat.is_some() => format!(":r{}", u.round.max(1)),
+            _ => String::new(),
+        };
         match key.item {
             Some(i) => format!("{}:{id}:{i}{suffix}", self.run_id),
             None => format!("{}:{id}{suffix}", self.run_id),

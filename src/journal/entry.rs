@@ -69,6 +69,11 @@ pub(crate) enum Entry {
         step: usize,
         item: Item,
     },
+    /// A `repeat` unit's next round is due (DSL.md B2).
+    RoundDue {
+        step: usize,
+        item: Item,
+    },
     OutputFailed {
         error: ActionError,
     },

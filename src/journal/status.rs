@@ -171,6 +171,8 @@ named_status! {
         Running => "running",
         /// Its last attempt failed; another is due after a backoff.
         Retrying => "retrying",
+        /// A `repeat` round ended without its condition; the next is due later.
+        Repeating => "repeating",
         Succeeded => "succeeded",
         Failed => "failed",
     }

@@ -261,7 +261,7 @@ fn wrong_type(at: &Place, kind: &TypeKind) -> Diagnostic {
         Some("steps" | "on_failure" | "finally") => d.help("write the steps as a list, each starting with `- id:`"),
         Some("retry") => d.help("write a retry policy, like `retry: { max_attempts: 3, delay: 200ms }`"),
         Some("compensate") => d.help("write the undoing step, like `compensate: { action: inventory.release }`"),
-        Some("timeout" | "delay" | "max_delay") => d.help("write a duration, like `150ms`, `2s` or `5m`"),
+        Some("timeout" | "delay" | "max_delay" | "every") => d.help("write a duration, like `150ms`, `2s` or `5m`"),
         _ => d,
     }
 }
@@ -273,7 +273,7 @@ fn bad_pattern(at: &Place) -> Diagnostic {
     let parent = at.path.iter().rev().find(|s| s.parse::<usize>().is_err()).map(String::as_str);
     let parent = if at.within.is_some() && parent != Some("delay") { None } else { parent };
     match parent {
-        Some("timeout" | "delay" | "max_delay") => Diagnostic::new(
+        Some("timeout" | "delay" | "max_delay" | "every") => Diagnostic::new(
             Code::InvalidDuration,
             at.node.span,
             format!("`{shown}` is not a duration"),

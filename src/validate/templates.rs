@@ -30,6 +30,10 @@ struct Scope {
     trigger: bool,
     /// In `finally`: `run.status` too.
     finally: bool,
+    /// In a `repeat` step's `with`, `until` and durations: `iteration`.
+    iteration: bool,
+    /// In `repeat.until`: `output`, this round's.
+    round_output: bool,
 }
 
 pub(crate) struct TemplateChecker<'a> {
@@ -82,6 +86,8 @@ impl<'a> TemplateChecker<'a> {
             any_step: true,
             trigger: false,
             finally: false,
+            iteration: false,
+            round_output: false,
         };
         if let Some(node) = &self.workflow.output {
             self.node(node, output);
@@ -104,12 +110,24 @@ impl<'a> TemplateChecker<'a> {
             any_step: failure,
             trigger: false,
             finally: step.section == Section::Finally,
+            iteration: false,
+            round_output: false,
         };
         for node in [&step.when, &step.for_each].into_iter().flatten() {
             self.node(node, base);
         }
+        // What is rendered for each attempt: `item` in a `for_each`, `iteration` in a `repeat`.
+        let attempt = Scope { item: step.for_each.is_some(), iteration: step.repeat.is_some(), ..base };
         if let Some(with) = &step.with {
-            self.node(with, Scope { item: step.for_each.is_some(), ..base });
+            self.node(with, attempt);
+        }
+        let retry_from = step.retry.iter().flat_map(|r| r.iter()).flat_map(|p| [&p.delay_from, &p.max_delay_from]);
+        let every_from = step.repeat.as_ref().and_then(|r| r.every_from.as_ref());
+        for node in retry_from.flatten().chain(&step.timeout_from).chain(every_from) {
+            self.node(node, attempt);
+        }
+        if let Some(repeat) = &step.repeat {
+            self.node(&repeat.until, Scope { round_output: true, ..attempt });
         }
         if let Some(c) = &step.compensate {
             let scope = Scope { item: step.for_each.is_some(), error: true, own_output: true, ..base };
@@ -278,6 +296,16 @@ impl<'a> TemplateChecker<'a> {
             ),
             "run" => self.fields(r, at, &["id", "workflow"], "`run` has"),
             "item" | "index" if scope.item => {}
+            "iteration" if scope.iteration => {}
+            "iteration" => self.out.push(
+                Diagnostic::new(Code::UnknownTemplateRoot, at, "`iteration` is only in scope in a `repeat` step")
+                    .help("it is the round, from 1, in the step's `with`, `until` and durations"),
+            ),
+            "output" if scope.round_output => self.round_output(r, at, scope),
+            "output" => self.out.push(
+                Diagnostic::new(Code::UnknownTemplateRoot, at, "`output` alone is only in scope in `repeat.until`")
+                    .help("elsewhere read a step's output as `steps.<id>.output`"),
+            ),
             "item" | "index" => self.out.push(
                 Diagnostic::new(
                     Code::ItemOutsideForEach,
@@ -383,6 +411,18 @@ impl<'a> TemplateChecker<'a> {
                     .maybe_help(did_you_mean(other, ["output", "status", "error"]))
                     .help_if_none("a step has `output`, `status` and `error`"),
             ),
+        }
+    }
+
+    /// `output` in `repeat.until`: this round's output, checked against what the action declares.
+    fn round_output(&mut self, r: &PathRef, at: Span, scope: Scope) {
+        let Some(position) = scope.step else { return };
+        let step = self.graph.steps[position];
+        let id = &step.id.value;
+        let read =
+            || Read { code: Code::UnknownOutputField, whose: format!("the output of `{id}`"), path: "output".into() };
+        if let Some(d) = field_problem(&declared_output(step, self.registry), &r.rest, read, at) {
+            self.out.push(d);
         }
     }
 

@@ -8,6 +8,10 @@ use crate::dsl::span::Spanned;
 
 pub(crate) fn check_timing(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     for step in workflow.all_steps() {
+        if step.timeout_from.is_some() {
+            // A timeout from data is known only when the run goes; it bounds the step.
+            continue;
+        }
         let timeout = step.timeout.as_ref().or(workflow.defaults.timeout.as_ref());
         let retry = step.retry.clone().or_else(|| workflow.defaults.retry.clone()).unwrap_or_default();
         match step.action.value.as_str() {

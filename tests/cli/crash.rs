@@ -201,3 +201,25 @@ fn a_list_of_retry_policies_killed_and_resumed_keeps_each_count() {
         "the count of the policy that handled them went on from the journal"
     );
 }
+
+/// DSL.md B2: rounds and the waits between them are durable. A run killed
+/// between rounds resumes the wait, and runs only the rounds it had not.
+#[test]
+fn a_repeat_killed_between_rounds_resumes_with_the_next_round() {
+    let mut t = Test::new().file(
+        "w.yaml",
+        "name: poll\nsteps:\n  - id: poll\n    action: mock\n    with: { output: { n: '{{iteration}}' } }\n    repeat: { until: '{{gte output.n 3}}', every: 1200ms, max: 5 }\n",
+    );
+    let dir = t.path_buf();
+    // Round 1 at once, round 2 1.2 s later; killed in the wait before round 3.
+    let killed = run_and_kill(&dir, 1900);
+    assert_eq!(started_attempts(&killed.stderr), vec![("poll".to_owned(), 1), ("poll".to_owned(), 1)]);
+
+    let resumed = resume(&dir);
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(started_attempts(&resumed.stderr), vec![("poll".to_owned(), 1)], "round 3 alone");
+    let records: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json");
+    assert_eq!(records[0]["steps"][0]["rounds"], 3);
+    assert_eq!(records[0]["steps"][0]["output"], serde_json::json!({"n": 3}));
+    assert_eq!(records[0]["status"], "succeeded");
+}

@@ -8,7 +8,8 @@ use handlebars::template::{HelperTemplate, Parameter, TemplateElement};
 use handlebars::{Path, Template};
 
 /// The names a template may start a path with.
-pub(crate) const ROOTS: &[&str] = &["input", "run", "steps", "item", "index", "error", "secrets"];
+pub(crate) const ROOTS: &[&str] =
+    &["input", "run", "steps", "item", "index", "error", "secrets", "iteration", "output"];
 
 /// The helpers a template may call: handlebars' own and the language's.
 pub(crate) const HELPERS: &[&str] = &[
