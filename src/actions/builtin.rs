@@ -17,6 +17,7 @@ pub(crate) fn actions() -> Vec<(ActionSpec, Arc<dyn Action>)> {
         (event_wait(), Arc::new(EngineNative("event.wait"))),
         (event_emit(), Arc::new(EngineNative("event.emit"))),
         (fail(), Arc::new(Fail)),
+        (workflow_run(), Arc::new(EngineNative("workflow.run"))),
     ]
 }
 
@@ -55,6 +56,26 @@ fn fail() -> ActionSpec {
             }
         }),
         output_schema: json!({}),
+        errors: Vec::new(),
+    }
+}
+
+fn workflow_run() -> ActionSpec {
+    ActionSpec {
+        name: "workflow.run".into(),
+        description: "Runs another workflow as a child run and waits for it, without a task; the output is the child's output, a failure its error. Undone, when the run rolls back, by compensating the child.".into(),
+        effect: Effect::Read,
+        input_schema: json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["workflow"],
+            "properties": {
+                "workflow": { "type": "string", "pattern": "^[a-z][a-z0-9_.-]*$", "description": "The name of the workflow to run." },
+                "input": { "description": "The child run's input, checked against the child's `input:`." }
+            }
+        }),
+        output_schema: json!({}),
+        // Besides these, a child's failure is the step's with the child's code.
         errors: Vec::new(),
     }
 }

@@ -19,6 +19,10 @@ pub enum ErrorCode {
     Schema,
     Cancelled,
     TooLarge,
+    /// A `repeat` step's rounds ran out before its condition held.
+    Exhausted,
+    /// Workflows call each other deeper than the bound.
+    TooDeep,
     /// An action's own code.
     Other(String),
 }
@@ -36,6 +40,8 @@ const NAMED: &[(ErrorCode, &str)] = &[
     (ErrorCode::Schema, "schema"),
     (ErrorCode::Cancelled, "cancelled"),
     (ErrorCode::TooLarge, "too_large"),
+    (ErrorCode::Exhausted, "exhausted"),
+    (ErrorCode::TooDeep, "too_deep"),
 ];
 
 impl ErrorCode {

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use super::{runtime, usage_error, RunFormat};
 use crate::engine::compiled::{CompiledWorkflow, NotRunnable};
-use crate::explore::{explore, summary, Point};
+use crate::engine::library::Directory;
+use crate::explore::{explore, summary, Ground, Point};
 use crate::validate::render;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub(super) struct Args {
@@ -52,7 +54,11 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         return usage_error(&format!("{} ({})", e.message, given.as_deref().unwrap_or("{}")));
     }
     let started = std::time::Instant::now();
-    let points = match runtime().block_on(explore(wf.clone(), input, seed, args.crash)) {
+    // The children it starts come from its own folder.
+    let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    let registry = crate::config::registry::builtin_shared().clone();
+    let ground = Ground { seed, library: Arc::new(Directory::new(dir, registry)) };
+    let points = match runtime().block_on(explore(wf.clone(), input, ground, args.crash)) {
         Ok(points) => points,
         Err(e) => return usage_error(&e),
     };

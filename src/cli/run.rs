@@ -64,10 +64,15 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     let record = runtime().block_on(async move {
-        let started = super::setup::start(store.clone(), &backends, &args.workflows);
+        // A file's children come from its own folder; a name's from the workflows directory.
+        let children = match Path::new(&args.workflow).is_file() {
+            true => path.parent().map_or_else(PathBuf::new, Path::to_path_buf),
+            false => args.workflows.clone(),
+        };
+        let started = super::setup::start(store.clone(), &backends, &args.workflows, &children);
         let engine = started.engine.clone();
         let seen = engine.transitions();
-        let run = NewRun { run_id: None, wf: wf.clone(), input, inject };
+        let run = NewRun { inject, ..NewRun::of(wf.clone(), input) };
         let (run_id, _) = engine.start_new(run).await.map_err(|e| e.message)?;
         let ended = match args.answer_waits {
             // Waits are answered as they begin; time is the system's.

@@ -92,7 +92,7 @@ pub(super) fn resume(args: ResumeArgs, setup: &super::setup::Setup) -> ExitCode 
         Err(e) => return usage_error(&e),
     };
     let records: Result<Vec<RunRecord>, String> = runtime().block_on(async move {
-        let started = super::setup::start(store.clone(), &backends, &args.workflows);
+        let started = super::setup::start(store.clone(), &backends, &args.workflows, &args.workflows);
         let engine = started.engine.clone();
         let unfinished = resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
         let mut records = Vec::new();

@@ -58,11 +58,13 @@ pub(super) struct Started {
 pub(super) const RELAY_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts the engine and the relay (on the current runtime). The workflows in
-/// `workflows` with `event` triggers start runs when their events come.
-pub(super) fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path) -> Started {
+/// `workflows` with `event` triggers start runs when their events come; the
+/// workflows `workflow.run` steps name are found in `children`.
+pub(super) fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path, children: &Path) -> Started {
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(triggered(workflows, &backends.registry));
-    let options = EngineOptions { subscriptions: subscriptions.clone(), ..EngineOptions::default() };
+    let library = Arc::new(crate::engine::library::Directory::new(children.to_owned(), backends.registry.clone()));
+    let options = EngineOptions { subscriptions: subscriptions.clone(), library, ..EngineOptions::default() };
     let engine = Engine::start(store.clone(), backends.registry.clone(), options);
     let relay = Relay::spawn(engine.clone(), store, subscriptions);
     Started { engine, relay }

@@ -10,17 +10,20 @@ use std::sync::Arc;
 
 use super::{runtime, usage_error};
 use crate::engine::compiled::CompiledWorkflow;
+use crate::engine::library::{Directory, Library};
+use crate::explore::Ground;
 use crate::explore::{at_once, ExploreError};
 use crate::journal::injection::Injection;
-use crate::services::sandbox::Seed;
 use crate::testing::spec::TestFile;
 use crate::testing::{prepare, run_case, CaseResult};
+use std::collections::HashMap;
 
 /// Cases run at once.
 const AT_ONCE: usize = 4;
 
-/// A test file with its compiled workflow and each case's injections.
-type Loaded = (TestFile, Arc<CompiledWorkflow>, Vec<Vec<Injection>>);
+/// A test file with its compiled workflow, each case's injections, and what
+/// its runs stand on (the children it starts come from the test file's folder).
+type Loaded = (TestFile, Arc<CompiledWorkflow>, Vec<Vec<Injection>>, Ground);
 
 #[derive(clap::Args)]
 pub(super) struct Args {
@@ -39,20 +42,26 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(seed) => seed,
         Err(e) => return usage_error(&e),
     };
+    let registry = crate::config::registry::builtin_shared().clone();
+    let mut libraries: HashMap<PathBuf, Arc<dyn Library>> = HashMap::new();
     let mut loaded = Vec::new();
     for file in &files {
+        let dir = file.parent().map_or_else(PathBuf::new, std::path::Path::to_path_buf);
+        let library =
+            libraries.entry(dir.clone()).or_insert_with(|| Arc::new(Directory::new(dir, registry.clone()))).clone();
+        let ground = Ground { seed: seed.clone(), library };
         let test = match TestFile::load(file) {
             Ok(t) => t,
             Err(e) => return usage_error(&e),
         };
         match prepare(&test) {
-            Ok((wf, injections)) => loaded.push((test, wf, injections)),
+            Ok((wf, injections)) => loaded.push((test, wf, injections, ground)),
             Err(e) => return usage_error(&e),
         }
     }
     let started = std::time::Instant::now();
     let loaded = Arc::new(loaded);
-    let outcome = runtime().block_on(run_all(loaded.clone(), seed));
+    let outcome = runtime().block_on(run_all(loaded.clone()));
     match outcome.map(|results| report(&loaded, &results)) {
         Ok((passed, failed)) => {
             println!("ran {} cases in {:.2} s", passed + failed, started.elapsed().as_secs_f64());
@@ -69,14 +78,14 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
 
 /// Every case of every file, four at once, each on its own fresh sandbox;
 /// the results in file and case order.
-async fn run_all(loaded: Arc<Vec<Loaded>>, seed: Seed) -> Result<Vec<Vec<CaseResult>>, ExploreError> {
+async fn run_all(loaded: Arc<Vec<Loaded>>) -> Result<Vec<Vec<CaseResult>>, ExploreError> {
     let all: Vec<(usize, usize)> =
         loaded.iter().enumerate().flat_map(|(f, (t, ..))| (0..t.cases.len()).map(move |c| (f, c))).collect();
     let jobs = all.iter().map(|&(f, c)| {
-        let (loaded, seed) = (loaded.clone(), seed.clone());
+        let loaded = loaded.clone();
         async move {
-            let (test, wf, injections) = &loaded[f];
-            run_case(test, wf, &test.cases[c], injections[c].clone(), &seed).await
+            let (test, wf, injections, ground) = &loaded[f];
+            run_case(test, wf, &test.cases[c], injections[c].clone(), ground).await
         }
     });
     let mut results = at_once(jobs.collect(), AT_ONCE).await?.into_iter();

@@ -62,6 +62,11 @@ pub(crate) enum StepKind {
     Emit,
     /// `fail`: the step fails with the code and message it is given, never retried.
     Fail,
+    /// `workflow.run`: a child run of another workflow, waited for without a task.
+    Child,
+    /// The undoing of a succeeded `workflow.run` step that has no `compensate`
+    /// of its own: its child run is compensated (DSL.md B1).
+    UndoChild,
 }
 
 impl StepKind {
@@ -71,10 +76,18 @@ impl StepKind {
             "event.wait" => StepKind::Wait,
             "event.emit" => StepKind::Emit,
             "fail" => StepKind::Fail,
+            CHILD_ACTION => StepKind::Child,
             _ => StepKind::Call,
         }
     }
 }
+
+/// The action that runs another workflow as a child run.
+pub(crate) const CHILD_ACTION: &str = "workflow.run";
+
+/// How deep workflows may call each other: a top-level run's children are at
+/// depth 1, theirs at 2, and a call past this fails with `too_deep`.
+pub(crate) const MAX_CALL_DEPTH: u32 = 16;
 
 pub(crate) struct CompiledCompensate {
     pub action: String,
@@ -153,6 +166,7 @@ impl CompiledWorkflow {
         for s in &all {
             let retry = s.retry.clone().unwrap_or_else(|| default_retry.clone());
             let compensate = match &s.compensate {
+                None if s.action.value == CHILD_ACTION => Some(CompiledCompensate::undo_child()),
                 Some(c) => Some(CompiledCompensate {
                     action: c.action.value.clone(),
                     kind: StepKind::of(&c.action.value),
@@ -273,6 +287,20 @@ impl CompiledWorkflow {
 
     pub(crate) fn position(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
+    }
+}
+
+impl CompiledCompensate {
+    /// What undoes a `workflow.run` step that says nothing of it: its child run, compensated.
+    fn undo_child() -> CompiledCompensate {
+        CompiledCompensate {
+            action: CHILD_ACTION.to_owned(),
+            kind: StepKind::UndoChild,
+            with: ValueTemplate::Literal(Json::Null),
+            retry: RetryPolicies::default(),
+            timeout_ms: None,
+            also_when_failed: false,
+        }
     }
 }
 

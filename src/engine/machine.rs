@@ -21,6 +21,7 @@
 //! | roll-back   | CompensationStarted / CompensationFinished   | one at a time, reverse completion order        |
 //! | roll-back   | CompensationRetryScheduled, then CompensationRetryDue | a compensation's backoff              |
 //! | roll-back   | (compensations done)                         | `on_failure` steps run, then the run finishes  |
+//! | done        | UndoRequested (a succeeded child run)        | roll-back of its steps, then `compensated`     |
 //! | any         | RunFinished                                  | done                                           |
 //!
 //! A test holds this table to the code: it names every kind of entry, and
@@ -257,6 +258,11 @@ pub(crate) struct RunState {
     /// to it: the fold never reads the environment, so a replay decides as
     /// the run did wherever it is given the same values.
     pub secrets: Arc<std::collections::BTreeMap<String, String>>,
+    /// The run and step that started this run, when a `workflow.run` did.
+    pub parent: Option<crate::journal::entry::ParentLink>,
+    /// A succeeded run its parent undoes: it compensates, and runs no
+    /// `on_failure` or `finally` (they ran, or had nothing to do, when it succeeded).
+    pub undone: bool,
 }
 
 fn unit_index(item: Item) -> usize {
@@ -288,6 +294,8 @@ impl RunState {
             compensations: Vec::new(),
             inject: Vec::new(),
             secrets: Arc::default(),
+            parent: None,
+            undone: false,
         }
     }
 
@@ -341,6 +349,7 @@ impl RunState {
             Entry::CompensationRetryDue { step, item } => retrying(compensation(*step, *item)),
             Entry::RunTimedOut { .. } => self.phase == Phase::Forward,
             Entry::CancelRequested { .. } => self.cancellable().is_ok(),
+            Entry::UndoRequested { .. } => self.phase == Phase::Done && self.status == Some(RunStatus::Succeeded),
             _ => self.phase != Phase::Done,
         }
     }
@@ -348,7 +357,8 @@ impl RunState {
     /// Folds one entry into the state. Entries that do not fit (stale) are ignored.
     pub(crate) fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::RunStarted { input, at, deadline, inject, .. } => {
+            Entry::RunStarted { input, at, deadline, inject, parent, .. } => {
+                self.parent = parent.clone();
                 self.input = input.clone();
                 self.inject = inject.clone();
                 self.started_at = *at;
@@ -427,6 +437,19 @@ impl RunState {
             Entry::CompensationRetryDue { step, item } => {
                 if let Some(c) = self.unit_mut(*step, *item).and_then(|u| u.compensation.as_mut()) {
                     c.retry_came(UnitStatus::Pending);
+                }
+            }
+            Entry::UndoRequested { .. } => {
+                if self.phase == Phase::Done && self.status == Some(RunStatus::Succeeded) {
+                    self.phase = Phase::RollingBack;
+                    self.undone = true;
+                    self.status = None;
+                    self.finished_at = None;
+                    self.error = Some(RunError {
+                        step: None,
+                        code: crate::base::error::ErrorCode::Cancelled,
+                        message: "the parent run rolled back, and undoes this run".to_owned(),
+                    });
                 }
             }
             Entry::RunFinished { status, output, at } => {
@@ -630,7 +653,7 @@ impl RunState {
     /// Whether a step waits inside the engine (`sleep`, `event.wait`) rather than
     /// calling an action: it holds no task, and its end comes from a timer or an event.
     pub(crate) fn is_wait_step(&self, s: usize) -> bool {
-        matches!(self.wf.steps[s].kind, StepKind::Sleep | StepKind::Wait)
+        matches!(self.wf.steps[s].kind, StepKind::Sleep | StepKind::Wait | StepKind::Child)
     }
 
     /// The event type and key an `event.wait` unit waits for.
@@ -768,6 +791,9 @@ impl RunState {
         // A compensation running is not done, so it is pending too.
         if self.compensation_pending() {
             return Vec::new();
+        }
+        if self.undone {
+            return vec![Entry::RunFinished { status: self.final_status(), output: None, at: d.now }];
         }
         let out = self.schedule_section(Section::OnFailure, d);
         if out.is_empty() && self.section_done(Section::OnFailure) {

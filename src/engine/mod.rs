@@ -1,6 +1,9 @@
 //! The interpreter: runs as deterministic state machines, driven by an async
 //! scheduler, checkpointed in the store.
 
+pub(crate) mod child;
+#[cfg(test)]
+mod children_tests;
 pub(crate) mod compiled;
 #[cfg(test)]
 mod config_tests;
@@ -13,6 +16,7 @@ pub(crate) mod from_data;
 mod golden_tests;
 mod helpers;
 pub(crate) mod inject;
+pub(crate) mod library;
 pub(crate) mod machine;
 pub(crate) mod metrics;
 pub(crate) mod record;

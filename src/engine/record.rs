@@ -22,8 +22,17 @@ pub(crate) struct RunRecord {
     /// Failures injected with `--fail`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub injected: Vec<crate::journal::injection::Injection>,
+    /// The run whose `workflow.run` step started this one (DSL.md B1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRecord>,
     pub started_at: u64,
     pub finished_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct ParentRecord {
+    pub run_id: String,
+    pub step: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -43,6 +52,9 @@ pub(crate) struct StepRecord {
     pub error: Option<ActionError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// For `workflow.run` steps: the child run its last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_run: Option<String>,
     /// For `repeat` steps: the rounds it has begun (the most of any item).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<u32>,
@@ -58,6 +70,9 @@ pub(crate) struct ItemRecord {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ActionError>,
+    /// For a `workflow.run` step: this item's child run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_run: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +107,7 @@ impl RunRecord {
                 .filter_map(|&(s, item)| compensation_record(run, s, item))
                 .collect(),
             injected: run.inject.clone(),
+            parent: run.parent.as_ref().map(|p| ParentRecord { run_id: p.run_id.clone(), step: p.step.clone() }),
             started_at: run.started_at,
             finished_at: run.finished_at,
         }
@@ -129,7 +145,13 @@ fn step_record(run: &RunState, s: usize) -> StepRecord {
             .units
             .iter()
             .enumerate()
-            .map(|(index, u)| ItemRecord { index, status: u.status, attempts: u.attempts, error: u.error.clone() })
+            .map(|(index, u)| ItemRecord {
+                index,
+                status: u.status,
+                attempts: u.attempts,
+                error: u.error.clone(),
+                child_run: run.child_of(s, Some(index)),
+            })
             .collect()
     });
     StepRecord {
@@ -139,6 +161,7 @@ fn step_record(run: &RunState, s: usize) -> StepRecord {
         output: run.step_output(s),
         error,
         duration_ms: start.zip(end).map(|(a, b)| b.saturating_sub(a)),
+        child_run: if def.for_each.is_some() { None } else { run.child_of(s, None) },
         rounds: def.repeat.as_ref().map(|_| state.units.iter().map(|u| u.round).max().unwrap_or(0)),
         items,
     }

@@ -46,6 +46,7 @@ pub(super) fn simulate(
             at: now,
             deadline: wf.timeout_ms.map(|t| now + t),
             inject: Vec::new(),
+            parent: None,
         },
     );
     let mut random = || 0.5;
@@ -69,9 +70,11 @@ pub(super) fn simulate(
             match state.start(key) {
                 Start::Fail(e) => Some((key, Outcome::Err(e))),
                 Start::Sleep => None,
-                Start::Wait { .. } | Start::Emit { .. } | Start::Call(_) => {
-                    Some((key, answer(&asked, key.item, key.attempt)))
-                }
+                Start::Wait { .. }
+                | Start::Emit { .. }
+                | Start::Call(_)
+                | Start::Child(_)
+                | Start::UndoChild { .. } => Some((key, answer(&asked, key.item, key.attempt))),
             }
         });
         if let Some((key, outcome)) = answered {
@@ -228,6 +231,7 @@ steps:
         at: 0,
         deadline: None,
         inject: Vec::new(),
+        parent: None,
     });
     let mut random = || 0.5;
     let mut d = Decide { now: 0, random: &mut random };
@@ -299,6 +303,7 @@ fn backoff_waits_grow_by_the_multiplier_up_to_max_delay_with_jitter_in_range() {
             at: 0,
             deadline: None,
             inject: Vec::new(),
+            parent: None,
         });
         let mut r = || random;
         let mut out = Vec::new();
@@ -406,6 +411,7 @@ fn entry_kind(entry: &Entry) -> &'static str {
         Entry::CompensationFinished { .. } => "CompensationFinished",
         Entry::CompensationRetryScheduled { .. } => "CompensationRetryScheduled",
         Entry::CompensationRetryDue { .. } => "CompensationRetryDue",
+        Entry::UndoRequested { .. } => "UndoRequested",
         Entry::RunFinished { .. } => "RunFinished",
     }
 }
@@ -422,6 +428,7 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
             at: 0,
             deadline: None,
             inject: vec![],
+            parent: None,
         },
         Entry::InputRejected { error: e(), at: 0 },
         Entry::StepSkipped { step: 0 },
@@ -439,6 +446,7 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
         Entry::CompensationFinished { step: 0, item: None, attempt: 1, outcome: ok(json!(1)), at: 0 },
         Entry::CompensationRetryScheduled { step: 0, item: None, due: 0 },
         Entry::CompensationRetryDue { step: 0, item: None },
+        Entry::UndoRequested { at: 0 },
         Entry::RunFinished { status: crate::journal::status::RunStatus::Succeeded, output: None, at: 0 },
     ];
     let kinds: BTreeSet<&str> = every.iter().map(entry_kind).collect();
@@ -519,6 +527,7 @@ fn run_started(wf: &CompiledWorkflow, inject: Vec<crate::journal::injection::Inj
         at: 1,
         deadline: None,
         inject,
+        parent: None,
     }
 }
 

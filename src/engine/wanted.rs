@@ -59,6 +59,10 @@ pub(crate) enum Start {
     Emit { id: String, kind: String, key: String, data: Json },
     /// A call of a registered action.
     Call(Box<Call>),
+    /// A child run of another workflow (`workflow.run`), waited for by its end's event.
+    Child(Box<super::child::ChildStart>),
+    /// The undoing of a succeeded child run, waited for by its end's event.
+    UndoChild { run_id: String },
 }
 
 /// An action call an attempt makes.
@@ -122,6 +126,9 @@ impl RunState {
                 since,
             });
         }
+        if compensation && kind == StepKind::UndoChild {
+            return self.undo_child(s, item);
+        }
         let input = if compensation { self.compensation_input(s, item) } else { self.attempt_input(s, item) };
         let input = match input {
             Ok(input) => input,
@@ -129,6 +136,9 @@ impl RunState {
         };
         if !compensation && kind == StepKind::Fail {
             return Start::Fail(crate::actions::builtin::failure(&input));
+        }
+        if kind == StepKind::Child {
+            return self.child_start(key, input, timeout_ms);
         }
         let idempotency_key = self.idempotency_key(key);
         if kind == StepKind::Emit {
@@ -160,7 +170,9 @@ impl RunState {
             return Vec::new();
         }
         let forward = |k: &AttemptKey| self.wf.steps[k.step].section == crate::dsl::model::Section::Steps;
-        self.running().into_iter().filter(|k| !k.compensation && forward(k) && self.is_wait_step(k.step)).collect()
+        // A child run is not cut short: it is cancelled, and rolls back on its own (the driver's part).
+        let waits = |k: &AttemptKey| matches!(self.wf.steps[k.step].kind, StepKind::Sleep | StepKind::Wait);
+        self.running().into_iter().filter(|k| !k.compensation && forward(k) && waits(k)).collect()
     }
 }
 

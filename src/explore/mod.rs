@@ -123,22 +123,31 @@ enum Plan {
     Crash(String),
 }
 
+/// What every run of an exploration or a test stands on: the sandbox's seed,
+/// and the workflows its `workflow.run` steps start children of (children run
+/// on the same fresh sandbox as their parent).
+#[derive(Clone)]
+pub(crate) struct Ground {
+    pub seed: Seed,
+    pub library: Arc<dyn crate::engine::library::Library>,
+}
+
 /// Explores a workflow with one input. `crash`: add the crash points.
 pub(crate) async fn explore(
     wf: Arc<CompiledWorkflow>,
     input: Json,
-    seed: Seed,
+    ground: Ground,
     crash: bool,
 ) -> Result<Vec<Point>, ExploreError> {
-    let happy = run(&wf, &input, &seed, &Plan::Happy).await?;
+    let happy = run(&wf, &input, &ground, &Plan::Happy).await?;
     let mut points = vec![judge(&wf, "(none: the happy path)", &Plan::Happy, &happy, &happy)];
     let jobs = plans(&wf, &happy.record, crash).into_iter().map(|(name, plan)| {
-        let (wf, input, seed, baseline) = (wf.clone(), input.clone(), seed.clone(), happy.clone());
+        let (wf, input, ground, baseline) = (wf.clone(), input.clone(), ground.clone(), happy.clone());
         async move {
             match plan {
                 Err(why) => Ok::<_, ExploreError>(not_reached(&name, &why)),
                 Ok(plan) => {
-                    let outcome = run(&wf, &input, &seed, &plan).await?;
+                    let outcome = run(&wf, &input, &ground, &plan).await?;
                     Ok(judge(&wf, &name, &plan, &outcome, &baseline))
                 }
             }
@@ -249,25 +258,28 @@ fn scenario(plan: &Plan) -> Scenario {
     Scenario { inject, halt_after, answers: BTreeMap::new() }
 }
 
-async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, seed: &Seed, plan: &Plan) -> Result<RunEnd, ExploreError> {
-    run_once(wf, input, seed, scenario(plan)).await
+async fn run(wf: &Arc<CompiledWorkflow>, input: &Json, ground: &Ground, plan: &Plan) -> Result<RunEnd, ExploreError> {
+    run_once(wf, input, ground, scenario(plan)).await
 }
 
 /// Runs the workflow once on a fresh sandbox and store (a temporary folder).
 pub(crate) async fn run_once(
     wf: &Arc<CompiledWorkflow>,
     input: &Json,
-    seed: &Seed,
+    ground: &Ground,
     s: Scenario,
 ) -> Result<RunEnd, ExploreError> {
     let dir = tempfile::tempdir().map_err(ExploreError::TempDir)?;
     let store = Arc::new(SledStore::open(dir.path())?);
-    let sandbox = Sandbox::open(store.db(), seed, false)?;
+    let sandbox = Sandbox::open(store.db(), &ground.seed, false)?;
     let backends = Backends::on(&Config::default(), sandbox.clone())?;
     let before = sandbox.show(None)?;
     let world = harness::World { answers: s.answers, clock: Some(VirtualClock::default()) };
-    let options =
-        || EngineOptions { clock: Arc::new(world.clock.clone().unwrap_or_default()), ..EngineOptions::default() };
+    let options = || EngineOptions {
+        clock: Arc::new(world.clock.clone().unwrap_or_default()),
+        library: ground.library.clone(),
+        ..EngineOptions::default()
+    };
     // The crash: the commit that holds the end of the step's attempt never reaches the disk.
     let crashing: Arc<dyn Store> = match s.halt_after.as_deref().and_then(|id| wf.position(id)) {
         Some(step) => Arc::new(Faulty::new(store.clone(), crash_after(step))),
@@ -275,7 +287,7 @@ pub(crate) async fn run_once(
     };
     let engine = Engine::start(crashing, backends.registry.clone(), options());
     let seen = engine.transitions();
-    let new = NewRun { run_id: None, wf: wf.clone(), input: input.clone(), inject: s.inject };
+    let new = NewRun { inject: s.inject, ..NewRun::of(wf.clone(), input.clone()) };
     let (run_id, _) = engine.start_new(new).await?;
     let record = match harness::follow(&engine, store.as_ref(), wf, &run_id, &world, seen).await {
         Some(record) => record,

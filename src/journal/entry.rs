@@ -15,6 +15,15 @@ pub(crate) enum Outcome {
     Err(ActionError),
 }
 
+/// The run and step that started a child run (DSL.md B1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ParentLink {
+    pub run_id: String,
+    pub step: String,
+    /// How many runs are above this one: 1 for a child of a top-level run.
+    pub depth: u32,
+}
+
 /// Which unit of a step: the step itself, or one item of a `for_each`.
 pub(crate) type Item = Option<usize>;
 
@@ -31,6 +40,9 @@ pub(crate) enum Entry {
         /// Failures injected into this run (`--fail`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         inject: Vec<super::injection::Injection>,
+        /// The run whose `workflow.run` step started this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentLink>,
     },
     InputRejected {
         error: ActionError,
@@ -104,6 +116,11 @@ pub(crate) enum Entry {
     CompensationRetryDue {
         step: usize,
         item: Item,
+    },
+    /// The parent rolled back: this run, which succeeded, is undone (its
+    /// succeeded steps compensated in reverse); it then ends `compensated`.
+    UndoRequested {
+        at: u64,
     },
     RunFinished {
         status: super::status::RunStatus,

@@ -91,6 +91,14 @@ impl Snapshot {
     }
 }
 
+/// The engine starts a `workflow.run` step's child on the version active now.
+impl crate::engine::library::Library for Catalog {
+    fn active(&self, name: &str) -> Result<Arc<CompiledWorkflow>, String> {
+        let snapshot = self.snapshot();
+        snapshot.active(name).ok_or_else(|| snapshot.no_workflow(name))
+    }
+}
+
 /// What one reload changed, per workflow name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]

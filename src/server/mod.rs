@@ -202,6 +202,7 @@ pub(crate) async fn start(
         subscriptions: subscriptions.clone(),
         metrics,
         write_outage_limit: None,
+        library: catalog.clone(),
         ..EngineOptions::default()
     };
     let engine = Engine::start(store.clone(), backends.registry.clone(), options_engine);

@@ -9,9 +9,8 @@ use serde_json::Value as Json;
 
 use crate::engine::compiled::CompiledWorkflow;
 use crate::explore::holdings::{holdings, leaks};
-use crate::explore::{compensations, run_once, RunEnd, Scenario};
+use crate::explore::{compensations, run_once, Ground, RunEnd, Scenario};
 use crate::journal::injection::Injection;
-use crate::services::sandbox::Seed;
 use spec::{at, Case, Expected, TestFile};
 
 /// One case's result: its name, and what did not hold (empty: it passed).
@@ -52,10 +51,10 @@ pub(crate) async fn run_case(
     wf: &Arc<CompiledWorkflow>,
     case: &Case,
     inject: Vec<Injection>,
-    seed: &Seed,
+    ground: &Ground,
 ) -> Result<CaseResult, crate::explore::ExploreError> {
     let scenario = Scenario { inject, halt_after: None, answers: case.events.clone() };
-    let outcome = run_once(wf, &case.input, seed, scenario).await?;
+    let outcome = run_once(wf, &case.input, ground, scenario).await?;
     let misses =
         case.expect.iter().filter_map(|e| miss(&e.what, &outcome).map(|m| at(&test.file, e.span, &m))).collect();
     Ok(CaseResult { name: case.name.clone(), misses })

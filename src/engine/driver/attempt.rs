@@ -1,6 +1,7 @@
 //! Attempt dispatch: one attempt started as the run says, under its timeout,
 //! its cancellation token and the bound on attempts at once; its output checked.
 
+use super::events::Reads;
 use super::*;
 
 impl Driver {
@@ -20,7 +21,7 @@ impl Driver {
             // A durable timer, armed from the machine's timers.
             Start::Sleep => return,
             Start::Wait { kind, key: event, since } => {
-                if let Some(outcome) = self.begin_wait(run_id, key, kind, event, since) {
+                if let Some(outcome) = self.begin_wait(run_id, key, kind, event, since, Reads::Event) {
                     self.ready.push((run, finished(outcome)));
                 }
                 return;
@@ -28,6 +29,18 @@ impl Driver {
             Start::Emit { id, kind, key: event, data } => {
                 let outcome = self.emit(id, kind, event, data);
                 return self.ready.push((run, finished(outcome)));
+            }
+            Start::Child(child) => {
+                if let Some(outcome) = self.begin_child(run_id, key, *child) {
+                    self.ready.push((run, finished(outcome)));
+                }
+                return;
+            }
+            Start::UndoChild { run_id: child } => {
+                if let Some(outcome) = self.begin_undo(run_id, key, child) {
+                    self.ready.push((run, finished(outcome)));
+                }
+                return;
             }
             Start::Call(call) => call,
         };
@@ -128,11 +141,11 @@ pub(super) async fn attempt_outcome(
 }
 
 /// A step's output may be at most about this large (it is journaled and kept).
-pub(super) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// Whether a value written as JSON takes more than `limit` bytes: it is
 /// written into a counter that stops at the limit (nothing is kept).
-pub(super) fn longer_than(v: &Json, limit: usize) -> bool {
+pub(crate) fn longer_than(v: &Json, limit: usize) -> bool {
     struct Counter {
         written: usize,
         limit: usize,

@@ -3,12 +3,33 @@
 
 use super::*;
 
-/// An `event.wait` unit waiting for its event.
+/// A unit waiting for an event: an `event.wait`, or a step (or its undoing)
+/// waiting for a child run's end.
 pub(super) struct Waiter {
     pub(super) run_id: String,
-    pub(super) step: usize,
-    pub(super) item: Item,
-    pub(super) attempt: u32,
+    pub(super) at: AttemptKey,
+    pub(super) reads: Reads,
+}
+
+/// What an awaited event's data is to the unit that waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reads {
+    /// `event.wait`: the data is the output.
+    Event,
+    /// A child's end: its output, or its error.
+    Child,
+    /// The end of a child's undoing.
+    Undo,
+}
+
+impl Reads {
+    fn outcome(self, data: &Json) -> Outcome {
+        match self {
+            Reads::Event => Outcome::Ok(data.clone()),
+            Reads::Child => crate::engine::child::child_outcome(data),
+            Reads::Undo => crate::engine::child::undo_outcome(data),
+        }
+    }
 }
 
 impl Driver {
@@ -34,15 +55,16 @@ impl Driver {
         kind: String,
         key: String,
         since: u64,
+        reads: Reads,
     ) -> Option<Outcome> {
         let arrived = match self.store.events(&kind, &key, since) {
             Ok(arrived) => arrived,
             Err(e) => return Some(Outcome::Err(ActionError::new("unavailable", e.message))),
         };
         if let Some(event) = arrived.into_iter().next() {
-            return Some(Outcome::Ok(event.data));
+            return Some(reads.outcome(&event.data));
         }
-        let waiter = Waiter { run_id: run_id.to_owned(), step: at.step, item: at.item, attempt: at.attempt };
+        let waiter = Waiter { run_id: run_id.to_owned(), at, reads };
         self.waits.entry((kind, key)).or_default().push(waiter);
         None
     }
@@ -58,9 +80,7 @@ impl Driver {
         let mut woken: HashMap<String, Vec<String>> = HashMap::new();
         for event in events {
             for w in self.waits.remove(&(event.kind.clone(), event.key.clone())).unwrap_or_default() {
-                let outcome = Outcome::Ok(event.data.clone());
-                let entry =
-                    Entry::AttemptFinished { step: w.step, item: w.item, attempt: w.attempt, outcome, at: event.at };
+                let entry = w.at.finished(w.reads.outcome(&event.data), event.at);
                 woken.entry(event.id.clone()).or_default().push(w.run_id.clone());
                 self.ready.push((w.run_id, entry));
             }

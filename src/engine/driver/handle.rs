@@ -14,6 +14,8 @@ pub(crate) struct EngineOptions {
     /// How long the engine tries again a commit the store refuses before it
     /// stops (its runs resumable); none: until it goes through, as `serve` does.
     pub write_outage_limit: Option<StdDuration>,
+    /// Where the workflows `workflow.run` steps name are found.
+    pub library: Arc<dyn crate::engine::library::Library>,
 }
 
 impl Default for EngineOptions {
@@ -24,6 +26,7 @@ impl Default for EngineOptions {
             subscriptions: Arc::default(),
             clock: Arc::new(SystemClock),
             write_outage_limit: Some(StdDuration::from_secs(30)),
+            library: Arc::new(crate::engine::library::NoLibrary),
         }
     }
 }
@@ -35,6 +38,17 @@ pub(crate) struct NewRun {
     pub wf: Arc<CompiledWorkflow>,
     pub input: Json,
     pub inject: Vec<Injection>,
+    /// The run and step that start it, for a child run.
+    pub parent: Option<crate::journal::entry::ParentLink>,
+    /// A bound on the run besides its workflow's `timeout` (a child's step timeout).
+    pub timeout_ms: Option<u64>,
+}
+
+impl NewRun {
+    /// A top-level run of `wf` with this input.
+    pub(crate) fn of(wf: Arc<CompiledWorkflow>, input: Json) -> NewRun {
+        NewRun { run_id: None, wf, input, inject: Vec::new(), parent: None, timeout_ms: None }
+    }
 }
 
 /// One committed transition of a run, as the engine broadcasts it after the commit.
@@ -57,7 +71,7 @@ pub(crate) struct Engine {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     /// Workflow versions whose copy is known to be in the store.
-    stored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    definitions: Arc<super::Definitions>,
     transitions: broadcast::Sender<Arc<Transition>>,
     metrics: Arc<Metrics>,
     /// Versions compiled from the store's copies, for reading runs back.
@@ -72,6 +86,8 @@ impl Engine {
         let (transitions, _) = broadcast::channel(TRANSITIONS_BUFFER);
         let metrics = options.metrics.clone();
         let runtime = tokio::runtime::Handle::current();
+        let definitions = Arc::new(super::Definitions::default());
+        let versions: Arc<std::sync::Mutex<super::super::Versions>> = Arc::default();
         let driver = Driver {
             runtime: runtime.clone(),
             transitions: transitions.clone(),
@@ -92,6 +108,10 @@ impl Engine {
             ready: Vec::new(),
             outbox: Vec::new(),
             waits: HashMap::new(),
+            library: options.library,
+            spawns: Vec::new(),
+            definitions: definitions.clone(),
+            versions: versions.clone(),
         };
         // The loop has a thread of its own: its group commits (fsync) and the
         // synchronous start of actions never hold up a worker of the runtime,
@@ -110,13 +130,13 @@ impl Engine {
             tracing::error!(error = %e, "the engine's thread cannot start; no run moves");
         }
         let clock = options.clock;
-        Engine { tx, store, registry, stored: Arc::default(), transitions, metrics, versions: Arc::default(), clock }
+        Engine { tx, store, registry, definitions, transitions, metrics, versions, clock }
     }
 
     /// Starts a run; its first entries, and its workflow version, are durable when
     /// this returns.
     pub(crate) async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
-        self.start_new(NewRun { run_id: None, wf, input, inject: Vec::new() }).await.map(|(id, _)| id)
+        self.start_new(NewRun::of(wf, input)).await.map(|(id, _)| id)
     }
 
     /// Starts a run of a given id, unless one of that id exists (answers false):
@@ -127,13 +147,13 @@ impl Engine {
         wf: Arc<CompiledWorkflow>,
         input: Json,
     ) -> Result<bool, StoreError> {
-        let run = NewRun { run_id: Some(run_id), wf, input, inject: Vec::new() };
+        let run = NewRun { run_id: Some(run_id), ..NewRun::of(wf, input) };
         self.start_new(run).await.map(|(_, new)| new)
     }
 
     /// Starts a run as described; answers its id and whether this call started it.
     pub(crate) async fn start_new(&self, mut run: NewRun) -> StartAnswer {
-        self.store_definition(&run.wf)?;
+        self.definitions.keep(self.store.as_ref(), &run.wf)?;
         run.input = run.wf.with_defaults(run.input);
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Start { run, reply });
@@ -170,18 +190,6 @@ impl Engine {
     pub(crate) fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, super::super::ReplayError> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         versions.get(self.store.as_ref(), hash, &self.registry)
-    }
-
-    /// Keeps a copy of a workflow version, once, so its runs can be read back and resumed.
-    fn store_definition(&self, wf: &CompiledWorkflow) -> Result<(), StoreError> {
-        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
-        if !stored.contains(&wf.hash) {
-            if self.store.definition(&wf.hash)?.is_none() {
-                self.store.put_definition(&wf.hash, &wf.source)?;
-            }
-            stored.insert(wf.hash.clone());
-        }
-        Ok(())
     }
 
     /// Sends an event from outside (the API, a test): durable when this returns,

@@ -8,6 +8,7 @@
 //! event waits and emits (`events`), attempt dispatch (`attempt`), logs (`observe`).
 
 mod attempt;
+mod children;
 mod events;
 mod handle;
 mod observe;
@@ -37,6 +38,7 @@ use crate::journal::injection::Injection;
 use crate::journal::status::RunStatus;
 use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
 
+pub(crate) use attempt::{longer_than, MAX_OUTPUT_BYTES};
 use events::Waiter;
 pub(crate) use handle::{Engine, EngineOptions, NewRun, Transition};
 use observe::{log_entry, log_finished};
@@ -125,6 +127,35 @@ struct Driver {
     /// Runs that only wait on timers far off, out of memory: their workflow version.
     /// A timer that fires brings the run back from its journal.
     evicted: HashMap<String, Evicted>,
+    /// Where the workflows that `workflow.run` steps name are found.
+    library: Arc<dyn crate::engine::library::Library>,
+    /// Child runs to start in the next turn.
+    spawns: Vec<NewRun>,
+    /// The workflow versions whose copy is in the store (shared with the handle).
+    definitions: Arc<Definitions>,
+    /// Versions compiled from the store's copies (shared with the handle).
+    versions: Arc<std::sync::Mutex<super::Versions>>,
+}
+
+/// The workflow versions known to have their copy in the store, so a run's
+/// version is written once, before its first entry.
+#[derive(Default)]
+pub(crate) struct Definitions {
+    stored: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Definitions {
+    /// Keeps a copy of a workflow version in the store, once.
+    pub(crate) fn keep(&self, store: &dyn Store, wf: &CompiledWorkflow) -> Result<(), StoreError> {
+        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        if !stored.contains(&wf.hash) {
+            if store.definition(&wf.hash)?.is_none() {
+                store.put_definition(&wf.hash, &wf.source)?;
+            }
+            stored.insert(wf.hash.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Messages taken in one turn of the loop, at most: one group commit.
@@ -133,7 +164,7 @@ const MAX_BATCH: usize = 4096;
 impl Driver {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
-            let mut batch: Vec<Msg> = if self.ready.is_empty() {
+            let mut batch: Vec<Msg> = if self.ready.is_empty() && self.spawns.is_empty() {
                 match self.next_message(&mut rx).await {
                     Some(Some(first)) => vec![first],
                     Some(None) => continue,
@@ -182,46 +213,37 @@ impl Driver {
         let mut committed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();
         let mut cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>> = Vec::new();
+        // Children first: an end or a cancel in this batch may be for one of them.
+        for run in std::mem::take(&mut self.spawns) {
+            match self.begin_run(run, &mut commit) {
+                Ok((run_id, true)) => touched.push(run_id),
+                Ok((_, false)) => {}
+                // The parent's step waits for the child's end; a resume starts it again.
+                Err(e) => warn!(error = %e, "a child run could not start now"),
+            }
+        }
         for msg in batch {
             match msg {
-                Msg::Start { run: NewRun { run_id, wf, input, inject }, reply } => {
-                    let run_id = match run_id.map(|id| self.exists(&id).map(|known| (id, known))) {
-                        Some(Ok((id, true))) => {
-                            started.push((id, false, reply));
-                            continue;
-                        }
-                        Some(Ok((id, false))) => id,
-                        Some(Err(e)) => {
-                            let _ = reply.send(Err(e));
-                            continue;
-                        }
-                        None => new_run_id(),
-                    };
-                    let now = self.clock.now_ms();
-                    let deadline = wf.timeout_ms.map(|t| now + t);
-                    let entry = Entry::RunStarted {
-                        workflow: wf.name.clone(),
-                        hash: wf.hash.clone(),
-                        input,
-                        at: now,
-                        deadline,
-                        inject,
-                    };
-                    let mut state = RunState::new(run_id.clone(), wf);
-                    // The secrets it reads enter the state here, once; the fold never reads them.
-                    state.secrets = state.wf.secret_values();
-                    self.runs.insert(run_id.clone(), Active::new(state));
-                    self.record(&run_id, entry, &mut commit);
-                    touched.push(run_id.clone());
-                    started.push((run_id, true, reply));
-                }
+                Msg::Start { run, reply } => match self.begin_run(run, &mut commit) {
+                    Ok((run_id, true)) => {
+                        touched.push(run_id.clone());
+                        started.push((run_id, true, reply));
+                    }
+                    Ok((run_id, false)) => started.push((run_id, false, reply)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
                 Msg::Resume { run_id, wf, entries, reply } => {
                     self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
                     touched.push(run_id);
                     committed.push(reply);
                 }
                 Msg::Outcome { run_id, entry } => {
-                    if !self.rehydrate(&run_id) {
+                    // An undo may be for a finished child: it comes back from the store.
+                    let undo = matches!(entry, Entry::UndoRequested { .. });
+                    let here = self.rehydrate(&run_id) || (undo && self.reopen(&run_id));
+                    if !here {
                         continue;
                     }
                     if self.runs.get(&run_id).is_some_and(|a| a.state.accepts(&entry)) {
@@ -270,6 +292,34 @@ impl Driver {
         commit.deliveries = self.deliveries(&emitted);
         let transitions = self.committed_transitions(&commit);
         Turn { commit, touched, started, committed, published, cancels, emitted, transitions }
+    }
+    /// Starts a run (its `RunStarted` into the commit) unless a run of its id
+    /// exists; answers its id and whether it started.
+    fn begin_run(&mut self, run: NewRun, commit: &mut Commit) -> Result<(String, bool), StoreError> {
+        let NewRun { run_id, wf, input, inject, parent, timeout_ms } = run;
+        let run_id = match run_id {
+            Some(id) if self.exists(&id)? => return Ok((id, false)),
+            Some(id) => id,
+            None => new_run_id(),
+        };
+        let now = self.clock.now_ms();
+        // A child's deadline is also its step's timeout, from now.
+        let deadline = [wf.timeout_ms, timeout_ms].into_iter().flatten().min().map(|t| now + t);
+        let entry = Entry::RunStarted {
+            workflow: wf.name.clone(),
+            hash: wf.hash.clone(),
+            input,
+            at: now,
+            deadline,
+            inject,
+            parent,
+        };
+        let mut state = RunState::new(run_id.clone(), wf);
+        // The secrets it reads enter the state here, once; the fold never reads them.
+        state.secrets = state.wf.secret_values();
+        self.runs.insert(run_id.clone(), Active::new(state));
+        self.record(&run_id, entry, commit);
+        Ok((run_id, true))
     }
     /// Whether a run takes a cancel now (its state judges; one that has left
     /// memory for good has ended, as its index row says).
@@ -396,7 +446,7 @@ impl Driver {
                 if let Some(awaited) = is_wait.then(|| active.state.awaited_event(*step, *item).ok()).flatten() {
                     // Only the list of this wait's own type and key can hold it.
                     if let Some(waiters) = self.waits.get_mut(&awaited) {
-                        waiters.retain(|w| !(w.run_id == run_id && w.step == *step && w.item == *item));
+                        waiters.retain(|w| !(w.run_id == run_id && w.at.step == *step && w.at.item == *item));
                         if waiters.is_empty() {
                             self.waits.remove(&awaited);
                         }
@@ -414,6 +464,10 @@ impl Driver {
         active.state.apply(&entry);
         commit.entries.push((run_id.to_owned(), active.seq, entry));
         active.seq += 1;
+        if let Some((_, _, entry @ Entry::RunFinished { .. })) = commit.entries.last() {
+            // A child's end tells its parent, in the same commit.
+            self.outbox.extend(crate::engine::child::end_event(&active.state, entry));
+        }
     }
     /// Asks the run what happens next until it has nothing more to say.
     fn decide(&mut self, run_id: &str, commit: &mut Commit) {
@@ -485,6 +539,10 @@ impl Driver {
                     Outcome::Err(ActionError::new("cancelled", "the wait was cut short: the run is rolling back"));
                 self.ready.push((run_id.to_owned(), key.finished(outcome, self.clock.now_ms())));
             }
+            // The children its steps wait for are cancelled; each rolls back on its own.
+            let now = self.clock.now_ms();
+            let cancels = active.state.running_children().into_iter().map(|c| (c, Entry::CancelRequested { at: now }));
+            self.ready.extend(cancels);
         }
         if self.paused {
             self.rearm(run_id);

@@ -61,7 +61,7 @@ pub(super) async fn start(
     }
     let run_id = idempotent_run_id(&headers, &name)?;
     let keyed = run_id.is_some();
-    let run = NewRun { run_id, wf, input: input.clone(), inject: Vec::new() };
+    let run = NewRun { run_id, ..NewRun::of(wf, input.clone()) };
     let (run_id, created) = app.engine.start_new(run).await.map_err(|e| app.store_error(e))?;
     if keyed && !created {
         same_input_or_conflict(&app, &run_id, &input)?;

@@ -1,0 +1,76 @@
+//! Child runs (DSL.md B1), the driver's side: a `workflow.run` attempt starts
+//! its child (unless a run of that id exists: a resume finds the same child)
+//! and waits for the `run.finished` event the child's end commits; a parent
+//! that rolls back cancels the children it waits for; the undoing of a
+//! succeeded child reopens it and waits for its `run.undone`.
+
+use super::events::Reads;
+use super::*;
+use crate::engine::child::{ChildStart, FINISHED, UNDONE};
+
+impl Driver {
+    /// Starts a child run (in the next turn) unless it exists, and waits for its end.
+    pub(super) fn begin_child(&mut self, run_id: &str, at: AttemptKey, child: ChildStart) -> Option<Outcome> {
+        let exists = match self.exists(&child.run_id) {
+            Ok(exists) => exists,
+            Err(e) => return Some(Outcome::Err(ActionError::new("unavailable", e.message))),
+        };
+        if !exists {
+            let wf = match self.library.active(&child.workflow) {
+                Ok(wf) => wf,
+                Err(message) => return Some(Outcome::Err(ActionError::new("not_found", message))),
+            };
+            if let Err(e) = self.definitions.keep(self.store.as_ref(), &wf) {
+                return Some(Outcome::Err(ActionError::new("unavailable", e.message)));
+            }
+            let input = wf.with_defaults(child.input);
+            self.spawns.push(NewRun {
+                run_id: Some(child.run_id.clone()),
+                wf,
+                input,
+                inject: Vec::new(),
+                parent: Some(child.parent),
+                timeout_ms: child.timeout_ms,
+            });
+        }
+        self.begin_wait(run_id, at, FINISHED.to_owned(), child.run_id, 0, Reads::Child)
+    }
+
+    /// Undoes a succeeded child: reopens it (in the next turn) while it stands
+    /// `succeeded`, and waits for the end of its undoing.
+    pub(super) fn begin_undo(&mut self, run_id: &str, at: AttemptKey, child: String) -> Option<Outcome> {
+        let status = match self.runs.get(&child) {
+            Some(active) => Some(run_status(&active.state)),
+            None => match self.store.run(&child) {
+                Ok(meta) => meta.map(|m| m.status),
+                Err(e) => return Some(Outcome::Err(ActionError::new("unavailable", e.message))),
+            },
+        };
+        match status {
+            None => return Some(Outcome::Ok(serde_json::json!({ "run_id": child, "status": "never started" }))),
+            Some(RunStatus::Succeeded) => {
+                self.ready.push((child.clone(), Entry::UndoRequested { at: self.clock.now_ms() }))
+            }
+            Some(_) => {}
+        }
+        self.begin_wait(run_id, at, UNDONE.to_owned(), child, 0, Reads::Undo)
+    }
+
+    /// Brings a finished run back into memory from the store, to be undone.
+    pub(super) fn reopen(&mut self, run_id: &str) -> bool {
+        let meta = match self.store.run(run_id) {
+            Ok(Some(meta)) => meta,
+            _ => return false,
+        };
+        let wf = {
+            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            versions.get(self.store.as_ref(), &meta.hash, &self.registry)
+        };
+        let (Ok(wf), Ok(entries)) = (wf, self.store.entries(run_id)) else {
+            warn!(run_id, "cannot read a finished child run back to undo it");
+            return false;
+        };
+        self.runs.insert(run_id.to_owned(), Active::replayed(run_id, wf, &entries));
+        true
+    }
+}
