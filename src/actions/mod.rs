@@ -105,6 +105,9 @@ pub struct Registered {
     pub action: Arc<dyn Action>,
 }
 
+/// The action that runs another workflow as a child run (DSL.md B1).
+pub(crate) const CHILD_ACTION: &str = "workflow.run";
+
 /// The set of actions a workflow may call.
 pub struct Registry {
     actions: BTreeMap<String, Arc<Registered>>,

@@ -71,6 +71,8 @@ codes! {
     SelfNeeds = "self-needs", Error, "a step needs itself";
     Cycle = "cycle", Error, "steps need each other in a circle, so none can start";
     UnknownAction = "unknown-action", Error, "an action that is not registered";
+    UnknownWorkflow = "unknown-workflow", Error, "a `workflow.run` step names a workflow that is not in the directory";
+    WorkflowCycle = "workflow-cycle", Error, "workflows call each other (or themselves) in a circle through `workflow.run`";
     InvalidWith = "invalid-with", Error, "`with` does not match the action's input schema";
     TemplateSyntax = "template-syntax", Error, "a template does not parse";
     UnknownTemplateRoot = "unknown-template-root", Error, "a template reads a name that is not in scope (input run steps item index error secrets)";

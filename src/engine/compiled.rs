@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::template::{Templates, ValueTemplate};
-use crate::actions::Registry;
+use crate::actions::{Registry, CHILD_ACTION};
 use crate::dsl::diagnostic::FileReport;
 use crate::dsl::model::{OnError, RetryPolicies, Section, Step, TriggerKind, Workflow};
 use crate::validate::{check_text, Checked};
@@ -81,9 +81,6 @@ impl StepKind {
         }
     }
 }
-
-/// The action that runs another workflow as a child run.
-pub(crate) const CHILD_ACTION: &str = "workflow.run";
 
 /// How deep workflows may call each other: a top-level run's children are at
 /// depth 1, theirs at 2, and a call past this fails with `too_deep`.

@@ -1,6 +1,7 @@
 //! Static analysis of workflow files: loader → structure (JSON Schema) → parser →
 //! semantic checks, each stage reporting diagnostics with exact positions.
 
+pub(crate) mod calls;
 pub(crate) mod comparisons;
 pub(crate) mod graph;
 pub(crate) mod instance;
@@ -140,6 +141,7 @@ pub(crate) fn is_test_file(name: &str) -> bool {
 struct Summary {
     report: FileReport,
     name: Option<crate::dsl::span::Spanned<String>>,
+    callable: calls::Callable,
 }
 
 /// Checks many files on all cores, then the rules across files (unique names).
@@ -157,7 +159,9 @@ pub(crate) fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<FileRep
                         let Some(path) = files.get(i) else { break };
                         let check = std::panic::AssertUnwindSafe(|| check_file(path, registry));
                         if let Ok(c) = std::panic::catch_unwind(check) {
-                            done.push((i, Summary { report: c.report, name: c.workflow.map(|w| w.name) }));
+                            let callable = c.workflow.as_ref().map(calls::Callable::of).unwrap_or_default();
+                            let name = c.workflow.map(|w| w.name);
+                            done.push((i, Summary { report: c.report, name, callable }));
                         }
                     }
                     done
@@ -177,14 +181,16 @@ pub(crate) fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<FileRep
         }
     }
     check_unique_names(&mut summaries);
-    summaries.into_iter().map(|s| s.report).collect()
+    let (callables, mut reports): (Vec<_>, Vec<_>) = summaries.into_iter().map(|s| (s.callable, s.report)).unzip();
+    calls::check_calls(files, &callables, &mut reports);
+    reports
 }
 
 fn internal_error(path: &Path) -> Summary {
     let file = crate::dsl::span::SourceFile::new(path, String::new());
     let message = "sagaflow failed while checking this file; this is a bug, please report it with the file";
     let diagnostics = vec![Diagnostic::new(Code::Internal, crate::dsl::span::Span::default(), message)];
-    Summary { report: FileReport { file, diagnostics }, name: None }
+    Summary { report: FileReport { file, diagnostics }, name: None, callable: calls::Callable::default() }
 }
 
 fn check_unique_names(summaries: &mut [Summary]) {

@@ -48,25 +48,44 @@ fn check_action(
     if with.as_str().is_some_and(is_template) {
         return;
     }
-    let instance = with.to_json();
-    for error in registered.input_validator.iter_errors(&instance) {
+    let whose = format!("action `{}`", action.value);
+    for mut d in check_instance(with, &registered.input_validator, &registered.spec.input_schema, "with", &whose) {
+        if with.span == step_span && with.entries().is_empty() {
+            d.span = action.span;
+        }
+        out.push(d);
+    }
+}
+
+/// A value written in the workflow (templates inside) against the schema it
+/// must meet: `invalid-with` for each mismatch a template cannot explain.
+/// `field` is where the value is (`with`); `whose` says whose schema it is.
+pub(crate) fn check_instance(
+    value: &Node,
+    validator: &jsonschema::Validator,
+    schema: &Json,
+    field: &str,
+    whose: &str,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let instance = value.to_json();
+    for error in validator.iter_errors(&instance) {
         let path = instance_path(&error);
-        if touches_template(with, &path, error.kind()) {
+        if touches_template(value, &path, error.kind()) {
             continue;
         }
-        let at = Place::new(with, &path, Some("with"));
-        let schema = schema_at(&registered.spec.input_schema, &path);
-        let known: Vec<&str> =
-            schema["properties"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+        let at = Place::new(value, &path, Some(field));
+        let known: Vec<&str> = schema_at(schema, &path)["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
         for mut d in describe(error.kind(), &at, &known) {
             d.code = Code::InvalidWith;
-            d.message = format!("{} (action `{}`)", d.message, action.value);
-            if with.span == step_span && with.entries().is_empty() {
-                d.span = action.span;
-            }
+            d.message = format!("{} ({whose})", d.message);
             out.push(d);
         }
     }
+    out
 }
 
 /// Whether a schema error concerns a value a template computes at run time.

@@ -1,6 +1,7 @@
 //! Integration tests through the `sagaflow` binary: one test binary, with a
 //! builder in the style of casey/just (`Test::new().file(..).args(..).stdout(..)`).
 
+mod children;
 mod console;
 mod contract;
 mod corpus;

@@ -1,0 +1,169 @@
+//! The checks across files of `workflow.run` steps (DSL.md B1): the workflow a
+//! step names exists in the directory ("did you mean"), the `input` it gives
+//! meets the child's `input:`, and no workflow calls itself, directly or
+//! through others (the circle is named, as a cycle of steps is).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::base::suggest::did_you_mean;
+use crate::dsl::diagnostic::{Code, Diagnostic, FileReport};
+use crate::dsl::model::Workflow;
+use crate::dsl::node::Node;
+use crate::dsl::span::Spanned;
+use crate::dsl::template::is_template;
+
+/// A `workflow.run` step that names its workflow as written (not a template).
+#[derive(Debug, Clone)]
+pub(crate) struct CallSite {
+    pub workflow: Spanned<String>,
+    pub input: Option<Node>,
+}
+
+/// What the checks across files keep of a workflow: its name, `input:` and calls.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Callable {
+    pub name: Option<Spanned<String>>,
+    pub input: Option<Json>,
+    pub calls: Vec<CallSite>,
+}
+
+impl Callable {
+    pub(crate) fn of(workflow: &Workflow) -> Callable {
+        let calls = workflow
+            .all_steps()
+            .filter(|s| s.action.value == crate::actions::CHILD_ACTION)
+            .filter_map(|s| {
+                let with = s.with.as_ref()?;
+                let name = with.get("workflow")?;
+                let text = name.as_str().filter(|t| !is_template(t))?;
+                Some(CallSite { workflow: Spanned::new(text.to_owned(), name.span), input: with.get("input").cloned() })
+            })
+            .collect();
+        Callable { name: Some(workflow.name.clone()), input: workflow.input.as_ref().map(Node::to_json), calls }
+    }
+}
+
+/// Checks every call of the checked files; `reports[i]` is the report of `callables[i]`.
+/// Workflows beside the checked files (in their folders) count as callable too.
+pub(crate) fn check_calls(files: &[PathBuf], callables: &[Callable], reports: &mut [FileReport]) {
+    if callables.iter().all(|c| c.calls.is_empty()) {
+        return;
+    }
+    let mut known: BTreeMap<String, &Callable> = BTreeMap::new();
+    for c in callables {
+        if let Some(name) = &c.name {
+            known.entry(name.value.clone()).or_insert(c);
+        }
+    }
+    let neighbours = neighbours(files);
+    for n in &neighbours {
+        if let Some(name) = &n.name {
+            known.entry(name.value.clone()).or_insert(n);
+        }
+    }
+    for (c, report) in callables.iter().zip(reports.iter_mut()) {
+        let before = report.diagnostics.len();
+        for call in &c.calls {
+            match known.get(&call.workflow.value) {
+                None => report.diagnostics.push(unknown(call, &known)),
+                Some(child) => {
+                    report.diagnostics.extend(check_input(call, child));
+                    if let Some(circle) = c.name.as_ref().and_then(|n| circle(&n.value, &call.workflow.value, &known)) {
+                        report.diagnostics.push(cycle(call, &circle));
+                    }
+                }
+            }
+        }
+        if report.diagnostics.len() > before {
+            report.normalize();
+        }
+    }
+}
+
+fn unknown(call: &CallSite, known: &BTreeMap<String, &Callable>) -> Diagnostic {
+    let name = &call.workflow.value;
+    Diagnostic::new(Code::UnknownWorkflow, call.workflow.span, format!("there is no workflow `{name}` to run"))
+        .maybe_help(did_you_mean(name, known.keys().map(String::as_str)))
+        .help_if_none("`workflow.run` runs a workflow of the same directory, by its `name:`")
+}
+
+/// The call's `input` against the child's `input:`.
+fn check_input(call: &CallSite, child: &Callable) -> Vec<Diagnostic> {
+    let Some(schema) = &child.input else { return Vec::new() };
+    let Ok(validator) = jsonschema::draft202012::new(schema) else { return Vec::new() };
+    let empty = Node { value: crate::dsl::node::Value::Map(Vec::new()), span: call.workflow.span };
+    let input = call.input.as_ref().unwrap_or(&empty);
+    if input.as_str().is_some_and(is_template) {
+        return Vec::new();
+    }
+    let whose = format!("the input of workflow `{}`", call.workflow.value);
+    super::steps::check_instance(input, &validator, schema, "input", &whose)
+}
+
+/// The circle a call closes, if the callee leads back to the caller: `[a, b, a]`.
+fn circle(caller: &str, callee: &str, known: &BTreeMap<String, &Callable>) -> Option<Vec<String>> {
+    let mut path = vec![caller.to_owned()];
+    let mut seen = BTreeSet::new();
+    if leads_to(callee, caller, known, &mut seen, &mut path) {
+        return Some(path);
+    }
+    None
+}
+
+/// Depth first from `from` to `to`; `path` holds the way when found.
+fn leads_to(
+    from: &str,
+    to: &str,
+    known: &BTreeMap<String, &Callable>,
+    seen: &mut BTreeSet<String>,
+    path: &mut Vec<String>,
+) -> bool {
+    path.push(from.to_owned());
+    if from == to {
+        return true;
+    }
+    if seen.insert(from.to_owned()) {
+        for call in known.get(from).map(|c| c.calls.as_slice()).unwrap_or_default() {
+            if leads_to(&call.workflow.value, to, known, seen, path) {
+                return true;
+            }
+        }
+    }
+    path.pop();
+    false
+}
+
+fn cycle(call: &CallSite, circle: &[String]) -> Diagnostic {
+    let shown = circle.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
+    let message = match circle.len() {
+        2 => format!("workflow `{}` runs itself, so its runs would never end", circle[0]),
+        _ => format!("these workflows run each other in a circle, so their runs would never end: {shown}"),
+    };
+    Diagnostic::new(Code::WorkflowCycle, call.workflow.span, message)
+        .help("a workflow may run others, but none may lead back to itself; repeat a step with `repeat:` instead")
+}
+
+/// The workflows in the folders of the checked files that were not checked
+/// (read only when some checked file has a call).
+fn neighbours(files: &[PathBuf]) -> Vec<Callable> {
+    let checked: BTreeSet<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let dirs: BTreeSet<PathBuf> =
+        files.iter().map(|f| f.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)).collect();
+    let mut out = Vec::new();
+    for dir in dirs {
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let Ok(found) = super::collect_files(std::slice::from_ref(&dir)) else { continue };
+        for file in found.iter().filter(|f| !checked.contains(f.as_path())) {
+            let loaded = crate::dsl::loader::load_path(file);
+            if let Ok(root) = loaded.root {
+                if let (Some(w), _) = crate::dsl::parser::parse_workflow(root) {
+                    out.push(Callable::of(&w));
+                }
+            }
+        }
+    }
+    out
+}
