@@ -92,3 +92,27 @@ async fn the_console_shows_workflows_starts_a_run_follows_it_and_sends_an_event(
     browser.until("#runs-shown", |t| t == "2 shown, all of them").await;
     browser.screenshot("09-runs-filtered").await;
 }
+
+/// DSL.md B1: a parent's run page links the child run its step started, and
+/// the child's page links back to the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_links_a_parent_run_and_its_child_both_ways() {
+    let parent = "name: parent\nsteps:\n  - id: pay\n    action: workflow.run\n    with: { workflow: payment, input: { amount: 3 } }\n";
+    let payment = "name: payment\nsteps:\n  - id: charge\n    action: mock\n    with: { output: { paid: '{{input.amount}}' } }\noutput: { paid: '{{steps.charge.output.paid}}' }\n";
+    let dir = folder(&[("parent.yaml", parent), ("payment.yaml", payment)]);
+    let server = Server::start(dir.path());
+    let browser = Browser::start().await;
+    let run = server.start_run("parent", json!({})).await;
+    let record = server.until_status(&run, &["succeeded"]).await;
+    let child = record["steps"][0]["child_run"].as_str().expect("the child's id").to_owned();
+    browser.goto(&format!("{}/#/runs/{run}", server.url)).await;
+    browser.until("#run-status", |s| s == "succeeded").await;
+    let links = browser.until("#steps .child-runs", |t| t.contains(&child)).await;
+    assert!(links.contains(&child), "{links}");
+    browser.click("#steps .child-runs a").await;
+    let back = browser.until("#run-parent", |t| t.contains(&run)).await;
+    assert!(back.contains("pay"), "{back}");
+    browser.screenshot("10-child-run").await;
+    browser.click("#run-parent a").await;
+    browser.until("#steps .child-runs", |t| t.contains(&child)).await;
+}

@@ -263,9 +263,15 @@ fn every_example_of_the_language_reference_validates_clean() {
     let text = std::fs::read_to_string(crate::harness::repo().join("docs/language.md")).expect("docs/language.md");
     let examples: Vec<&str> = text.split("```yaml\n").skip(1).filter_map(|b| b.split("```").next()).collect();
     assert!(examples.len() >= 8, "{} examples", examples.len());
+    // In one folder, as a workflows directory: an example may run another (`workflow.run`).
+    let mut folder = Test::new();
+    for (i, example) in examples.iter().enumerate() {
+        folder = folder.file(&format!("example{i}.yaml"), example);
+    }
+    let dir = folder.path_buf();
     for (i, example) in examples.iter().enumerate() {
         let name = format!("example{i}.yaml");
-        let out = Test::new().file(&name, example).args(&["validate", &name]).run();
+        let out = Test::in_dir(&dir).args(&["validate", &name]).run();
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(said.ends_with("checked 1 file: no problems\n"), "example {i}:\n{example}\n{said}");
     }

@@ -71,15 +71,23 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(error) => panic!("webdriver {path}: {error}"),
+        }
+    }
+
+    /// A webdriver call; its error as the driver said it.
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, Value> {
         let url = format!("{}{path}", self.base);
         let request = self.client.request(method.clone(), &url);
         let request = if method == reqwest::Method::GET { request } else { request.json(&body) };
         let response = request.send().await.expect("webdriver");
         let value: Value = response.json().await.expect("webdriver json");
-        if value["value"]["error"].is_string() {
-            panic!("webdriver {path}: {}", value["value"]);
+        match value["value"]["error"].is_string() {
+            true => Err(value["value"].clone()),
+            false => Ok(value["value"].clone()),
         }
-        value["value"].clone()
     }
 
     fn at(&self, path: &str) -> String {
@@ -132,9 +140,21 @@ impl Browser {
     }
 
     /// Clicks like a person (the browser's own click).
+    /// A page that draws itself again (a live run) may replace the element
+    /// between finding and clicking it: then it is found again.
     pub async fn click(&self, css: &str) {
-        let id = self.element(css).await;
-        self.call(reqwest::Method::POST, &self.at(&format!("/element/{id}/click")), json!({})).await;
+        for _ in 0..20 {
+            let id = self.element(css).await;
+            let path = self.at(&format!("/element/{id}/click"));
+            match self.try_call(reqwest::Method::POST, &path, json!({})).await {
+                Ok(_) => return,
+                Err(e) if e["error"] == "stale element reference" => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("webdriver {path}: {e}"),
+            }
+        }
+        panic!("{css} was redrawn under every click");
     }
 
     /// Picks an option of a `<select>` the way a person does (a click on it).
