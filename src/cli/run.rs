@@ -59,16 +59,18 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(input) => input,
         Err(e) => return usage_error(&e),
     };
-    let inject = match args.fail.iter().map(|f| crate::engine::inject::parse(f, &wf)).collect::<Result<Vec<_>, _>>() {
+    // A file's children come from its own folder; a name's from the workflows directory.
+    let children = match Path::new(&args.workflow).is_file() {
+        true => path.parent().map_or_else(PathBuf::new, Path::to_path_buf),
+        false => args.workflows.clone(),
+    };
+    let library = crate::engine::library::Directory::new(children.clone(), registry.clone());
+    let parsed = args.fail.iter().map(|f| crate::engine::inject::parse(f, &wf, &library));
+    let inject = match parsed.collect::<Result<Vec<_>, _>>() {
         Ok(inject) => inject,
         Err(e) => return usage_error(&e),
     };
     let record = runtime().block_on(async move {
-        // A file's children come from its own folder; a name's from the workflows directory.
-        let children = match Path::new(&args.workflow).is_file() {
-            true => path.parent().map_or_else(PathBuf::new, Path::to_path_buf),
-            false => args.workflows.clone(),
-        };
         let started = super::setup::start(store.clone(), &backends, &args.workflows, &children);
         let engine = started.engine.clone();
         let seen = engine.transitions();

@@ -46,15 +46,16 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
     let mut libraries: HashMap<PathBuf, Arc<dyn Library>> = HashMap::new();
     let mut loaded = Vec::new();
     for file in &files {
-        let dir = file.parent().map_or_else(PathBuf::new, std::path::Path::to_path_buf);
-        let library =
-            libraries.entry(dir.clone()).or_insert_with(|| Arc::new(Directory::new(dir, registry.clone()))).clone();
-        let ground = Ground { seed: seed.clone(), library };
         let test = match TestFile::load(file) {
             Ok(t) => t,
             Err(e) => return usage_error(&e),
         };
-        match prepare(&test) {
+        // The children its workflow runs come from the workflow's folder.
+        let dir = test.workflow.parent().map_or_else(PathBuf::new, std::path::Path::to_path_buf);
+        let library =
+            libraries.entry(dir.clone()).or_insert_with(|| Arc::new(Directory::new(dir, registry.clone()))).clone();
+        let ground = Ground { seed: seed.clone(), library };
+        match prepare(&test, ground.library.as_ref()) {
             Ok((wf, injections)) => loaded.push((test, wf, injections, ground)),
             Err(e) => return usage_error(&e),
         }

@@ -11,6 +11,7 @@ use super::compiled::MAX_CALL_DEPTH;
 use super::machine::RunState;
 use super::wanted::{AttemptKey, Start};
 use crate::journal::entry::{ActionError, Entry, Item, Outcome, ParentLink};
+use crate::journal::injection::Injection;
 use crate::journal::status::RunStatus;
 use crate::store::EventRecord;
 
@@ -28,6 +29,9 @@ pub(crate) struct ChildStart {
     pub parent: ParentLink,
     /// The step's `timeout`: the child's deadline, from its start.
     pub timeout_ms: Option<u64>,
+    /// The failures injected into the parent for steps of this child
+    /// (`STEP/CHILD_STEP`), named for the child.
+    pub inject: Vec<Injection>,
 }
 
 impl RunState {
@@ -64,7 +68,13 @@ impl RunState {
         let parent = ParentLink { run_id: self.run_id.clone(), step: self.wf.steps[key.step].id.clone(), depth };
         let input = input.get("input").cloned().unwrap_or_else(|| json!({}));
         let run_id = self.child_run_id(key);
-        Start::Child(Box::new(ChildStart { run_id, workflow, input, parent, timeout_ms }))
+        let prefix = format!("{}/", parent.step);
+        let inject = self
+            .inject
+            .iter()
+            .filter_map(|i| Some(Injection { step: i.step.strip_prefix(&prefix)?.to_owned(), ..i.clone() }))
+            .collect();
+        Start::Child(Box::new(ChildStart { run_id, workflow, input, parent, timeout_ms, inject }))
     }
 
     /// The child run a unit's last attempt started, if it started one.

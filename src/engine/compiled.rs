@@ -34,6 +34,24 @@ pub(crate) struct CompiledStep {
     pub compensate: Option<CompiledCompensate>,
 }
 
+impl CompiledStep {
+    /// The workflow a `workflow.run` step runs, when written out (not a template).
+    pub(crate) fn child_workflow(&self) -> Option<String> {
+        if self.kind != StepKind::Child {
+            return None;
+        }
+        let literal = |v: &Json| v.get("workflow").and_then(Json::as_str).map(str::to_owned);
+        match &self.with {
+            ValueTemplate::Literal(v) => literal(v),
+            ValueTemplate::Map(fields) => fields.iter().find(|(k, _)| k == "workflow").and_then(|(_, v)| match v {
+                ValueTemplate::Literal(Json::String(name)) => Some(name.clone()),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A retry policy's durations that come from data (DSL.md B3).
 pub(crate) struct RetryFrom {
     pub policy: usize,

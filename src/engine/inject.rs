@@ -6,12 +6,15 @@
 //! fails with `timeout`. Injections are part of the run's first journal entry,
 //! so they show in the run record and hold after a resume.
 
-use super::compiled::CompiledWorkflow;
+use super::compiled::{CompiledWorkflow, StepKind};
+use super::library::Library;
 use crate::journal::injection::{Injection, DEFAULT_CODE};
 
 /// Reads `STEP[.compensate][=CODE][xN]` for a workflow: the step must exist
-/// (and have a `compensate` for `.compensate`).
-pub(crate) fn parse(text: &str, wf: &CompiledWorkflow) -> Result<Injection, String> {
+/// (and have a `compensate` for `.compensate`). A step of a child run is named
+/// by its path, `PARENT_STEP/CHILD_STEP`, through the `workflow.run` step that
+/// starts it (its workflow found in `library`).
+pub(crate) fn parse(text: &str, wf: &CompiledWorkflow, library: &dyn Library) -> Result<Injection, String> {
     let bad = |why: String| format!("--fail `{text}`: {why}");
     // `xN` may end the text; a step id may end in `x2` too, so the step decides.
     let mut readings = vec![(text, None)];
@@ -30,7 +33,7 @@ pub(crate) fn parse(text: &str, wf: &CompiledWorkflow) -> Result<Injection, Stri
             Some(step) => (step, true),
             None => (target, false),
         };
-        match check(wf, step, compensate, code, times) {
+        match check(wf, step, compensate, code, times, library) {
             Ok(()) => {
                 return Ok(Injection { step: step.to_owned(), compensate, code: code.to_owned(), times });
             }
@@ -42,7 +45,18 @@ pub(crate) fn parse(text: &str, wf: &CompiledWorkflow) -> Result<Injection, Stri
     Err(bad(first_error.unwrap_or_default()))
 }
 
-fn check(wf: &CompiledWorkflow, step: &str, compensate: bool, code: &str, times: Option<u32>) -> Result<(), String> {
+fn check(
+    wf: &CompiledWorkflow,
+    step: &str,
+    compensate: bool,
+    code: &str,
+    times: Option<u32>,
+    library: &dyn Library,
+) -> Result<(), String> {
+    if let Some((head, rest)) = step.split_once('/') {
+        let child = child_of(wf, head, library)?;
+        return check(&child, rest, compensate, code, times, library);
+    }
     let Some(s) = wf.position(step).map(|p| &wf.steps[p]) else { return Err(wf.no_step(step)) };
     if compensate && s.compensate.is_none() {
         return Err(format!("the step `{step}` has no `compensate` to fail"));
@@ -61,6 +75,22 @@ fn check(wf: &CompiledWorkflow, step: &str, compensate: bool, code: &str, times:
         ));
     }
     Ok(())
+}
+
+/// The workflow a `workflow.run` step of `wf` runs, when it names it as written.
+fn child_of(
+    wf: &CompiledWorkflow,
+    step: &str,
+    library: &dyn Library,
+) -> Result<std::sync::Arc<CompiledWorkflow>, String> {
+    let Some(s) = wf.position(step).map(|p| &wf.steps[p]) else { return Err(wf.no_step(step)) };
+    if s.kind != StepKind::Child {
+        return Err(format!("`{step}/...` names a step of a child run, but `{step}` runs no workflow"));
+    }
+    let name = s.child_workflow().ok_or_else(|| {
+        format!("`{step}` names its workflow with a template; its steps cannot be named before it runs")
+    })?;
+    library.active(&name)
 }
 
 #[cfg(test)]
@@ -83,7 +113,7 @@ steps:
     #[test]
     fn every_form_reads_and_prints_back() {
         let wf = wf();
-        let read = |t: &str| parse(t, &wf);
+        let read = |t: &str| parse(t, &wf, &crate::engine::library::NoLibrary);
         let charge = Injection { step: "charge".into(), compensate: false, code: "unavailable".into(), times: None };
         assert_eq!(read("charge"), Ok(charge.clone()));
         assert_eq!(read("charge=card_declined").map(|i| i.code), Ok("card_declined".into()));
@@ -97,7 +127,7 @@ steps:
     #[test]
     fn wrong_ones_say_why() {
         let wf = wf();
-        let read = |t: &str| parse(t, &wf).err().unwrap_or_default();
+        let read = |t: &str| parse(t, &wf, &crate::engine::library::NoLibrary).err().unwrap_or_default();
         assert_eq!(read("charg"), "--fail `charg`: `w` has no step `charg`; did you mean `charge`?");
         assert_eq!(read("box2.compensate"), "--fail `box2.compensate`: the step `box2` has no `compensate` to fail");
         assert_eq!(

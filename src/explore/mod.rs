@@ -28,6 +28,7 @@ use crate::config::{Backends, Config, ConfigError};
 use crate::dsl::model::Section;
 use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions, NewRun};
+use crate::engine::library::Library;
 use crate::engine::record::RunRecord;
 use crate::engine::ReplayError;
 use crate::journal::entry::Entry;
@@ -141,7 +142,7 @@ pub(crate) async fn explore(
 ) -> Result<Vec<Point>, ExploreError> {
     let happy = run(&wf, &input, &ground, &Plan::Happy).await?;
     let mut points = vec![judge(&wf, "(none: the happy path)", &Plan::Happy, &happy, &happy)];
-    let jobs = plans(&wf, &happy.record, crash).into_iter().map(|(name, plan)| {
+    let jobs = plans(&wf, &happy, crash, ground.library.as_ref()).into_iter().map(|(name, plan)| {
         let (wf, input, ground, baseline) = (wf.clone(), input.clone(), ground.clone(), happy.clone());
         async move {
             match plan {
@@ -186,36 +187,84 @@ fn injection(step: &str, compensate: bool, code: &str, times: Option<u32>) -> In
 }
 
 /// Every point of the workflow, in file order: the step, its compensation,
-/// then (with `crash`) a crash after it. `Err`: the happy path never gets there.
-fn plans(wf: &CompiledWorkflow, happy: &RunRecord, crash: bool) -> Vec<(String, Result<Plan, String>)> {
-    let ran = |id: &str| happy.steps.iter().any(|s| s.id == id && s.status == "succeeded");
+/// then (with `crash`) a crash after it; and inside each child run a step
+/// starts, the child's points, named by their path (`pay/charge`). `Err`: the
+/// happy path never gets there.
+fn plans(
+    wf: &CompiledWorkflow,
+    happy: &RunEnd,
+    crash: bool,
+    library: &dyn Library,
+) -> Vec<(String, Result<Plan, String>)> {
     let mut out = Vec::new();
-    for (i, step) in wf.steps.iter().enumerate().filter(|(_, s)| s.section == Section::Steps) {
-        let reached = || if ran(&step.id) { Ok(()) } else { Err("the happy path does not run this step".to_owned()) };
-        out.push((step.id.clone(), reached().map(|()| Plan::Fail(injection(&step.id, false, "failed", None)))));
-        if has_effect(step) {
-            let lost = injection(&step.id, false, crate::journal::injection::LOST, None);
-            out.push((format!("{} answer lost", step.id), reached().map(|()| Plan::Fail(lost))));
-        }
-        if step.compensate.is_some() {
+    let top = Within { wf, record: &happy.record, prefix: String::new(), outer: None };
+    top.points(happy, crash, library, &mut out);
+    out
+}
+
+/// A run's workflow as explored: the top run, or a child run reached through
+/// the steps in `prefix` (`pay/`), whose compensations a failure of `outer`
+/// (a later step of the parent) sets off when none of its own can.
+struct Within<'a> {
+    wf: &'a CompiledWorkflow,
+    record: &'a RunRecord,
+    prefix: String,
+    outer: Option<String>,
+}
+
+impl Within<'_> {
+    fn ran(&self, id: &str) -> bool {
+        self.record.steps.iter().any(|s| s.id == id && s.status == "succeeded")
+    }
+
+    fn points(
+        &self,
+        happy: &RunEnd,
+        crash: bool,
+        library: &dyn Library,
+        out: &mut Vec<(String, Result<Plan, String>)>,
+    ) {
+        let wf = self.wf;
+        for (i, step) in wf.steps.iter().enumerate().filter(|(_, s)| s.section == Section::Steps) {
+            let path = format!("{}{}", self.prefix, step.id);
+            let ran = self.ran(&step.id);
+            let reached = || if ran { Ok(()) } else { Err("the happy path does not run this step".to_owned()) };
+            out.push((path.clone(), reached().map(|()| Plan::Fail(injection(&path, false, "failed", None)))));
+            if has_effect(step) {
+                let lost = injection(&path, false, crate::journal::injection::LOST, None);
+                out.push((format!("{path} answer lost"), reached().map(|()| Plan::Fail(lost))));
+            }
+            // A later step of its own that fails for good rolls it back; else the parent's.
             let trigger = wf.steps[i + 1..]
                 .iter()
-                .rfind(|t| t.section == Section::Steps && !t.on_error.continues("failed") && ran(&t.id));
-            let plan = match (reached(), trigger) {
-                (Err(e), _) => Err(e),
-                (Ok(()), None) => Err("no later step can fail and roll the run back".to_owned()),
-                (Ok(()), Some(t)) => Ok(Plan::Compensation {
-                    trigger: injection(&t.id, false, "failed", None),
-                    compensation: injection(&step.id, true, "unavailable", Some(1)),
-                }),
-            };
-            out.push((format!("{}.compensate", step.id), plan));
-        }
-        if crash {
-            out.push((format!("crash after {}", step.id), reached().map(|()| Plan::Crash(step.id.clone()))));
+                .rfind(|t| t.section == Section::Steps && !t.on_error.continues("failed") && self.ran(&t.id))
+                .map(|t| format!("{}{}", self.prefix, t.id))
+                .or_else(|| self.outer.clone());
+            // A child's undoing is the child's own compensations: their points are inside it.
+            let undo_child =
+                step.compensate.as_ref().is_some_and(|c| c.kind == crate::engine::compiled::StepKind::UndoChild);
+            if step.compensate.is_some() && !undo_child {
+                let plan = match (reached(), &trigger) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), None) => Err("no later step can fail and roll the run back".to_owned()),
+                    (Ok(()), Some(t)) => Ok(Plan::Compensation {
+                        trigger: injection(t, false, "failed", None),
+                        compensation: injection(&path, true, "unavailable", Some(1)),
+                    }),
+                };
+                out.push((format!("{path}.compensate"), plan));
+            }
+            if crash && self.prefix.is_empty() {
+                out.push((format!("crash after {path}"), reached().map(|()| Plan::Crash(step.id.clone()))));
+            }
+            let child = step.child_workflow().and_then(|name| library.active(&name).ok());
+            let child_record = happy.children.get(&path);
+            if let (Some(child), Some(record), true) = (child, child_record, ran) {
+                let inner = Within { wf: &child, record, prefix: format!("{path}/"), outer: trigger };
+                inner.points(happy, crash, library, out);
+            }
         }
     }
-    out
 }
 
 /// Whether a step calls an action that changes something: its answer can be
@@ -233,6 +282,8 @@ pub(crate) struct RunEnd {
     /// The sandbox's state (`Sandbox::show`) before and after the run.
     pub before: Json,
     pub after: Json,
+    /// The records of the child runs its steps started, by the step's path (`pay`, `pay/inner`).
+    pub children: BTreeMap<String, RunRecord>,
 }
 
 /// One run in a simulated world: failures injected, waits answered (with the
@@ -302,15 +353,44 @@ pub(crate) async fn run_once(
                 .ok_or_else(|| ExploreError::NotEnded(run_id.clone()))?
         }
     };
-    Ok(RunEnd { record, before, after: sandbox.show(None)? })
+    let mut children = BTreeMap::new();
+    child_records(store.as_ref(), &backends.registry, &record, "", &mut children);
+    Ok(RunEnd { record, before, after: sandbox.show(None)?, children })
 }
 
-/// Fails the commit that holds the end of an attempt of `step`, as a crash
-/// after the action's effect and before its checkpoint would.
+/// The records of the child runs a run's steps started, read back from the store, by step path.
+fn child_records(
+    store: &SledStore,
+    registry: &crate::actions::Registry,
+    record: &RunRecord,
+    prefix: &str,
+    out: &mut BTreeMap<String, RunRecord>,
+) {
+    let mut versions = crate::engine::Versions::default();
+    for step in &record.steps {
+        let Some(child) = &step.child_run else { continue };
+        let Ok(state) = crate::engine::replay(store, &mut versions, child, registry) else { continue };
+        let child_record = RunRecord::of(&state);
+        let path = format!("{prefix}{}", step.id);
+        child_records(store, registry, &child_record, &format!("{path}/"), out);
+        out.insert(path, child_record);
+    }
+}
+
+/// Fails the commit that holds the end of an attempt of `step` of the top
+/// run (the first to start), as a crash after the action's effect and before
+/// its checkpoint would.
 fn crash_after(step: usize) -> FailRule {
+    let top = std::sync::Mutex::new(None::<String>);
     Box::new(move |commit: &crate::store::Commit| {
-        let ends =
-            commit.entries.iter().any(|(_, _, e)| matches!(e, Entry::AttemptFinished { step: s, .. } if *s == step));
+        let mut top = top.lock().unwrap_or_else(|p| p.into_inner());
+        if top.is_none() {
+            *top =
+                commit.entries.iter().find(|(_, _, e)| matches!(e, Entry::RunStarted { .. })).map(|(r, ..)| r.clone());
+        }
+        let ends = commit.entries.iter().any(|(run, _, e)| {
+            Some(run) == top.as_ref() && matches!(e, Entry::AttemptFinished { step: s, .. } if *s == step)
+        });
         ends.then(|| StoreError::new(StoreErrorKind::Broken, "a crash simulated here (--crash)"))
     })
 }

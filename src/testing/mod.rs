@@ -21,7 +21,10 @@ pub(crate) struct CaseResult {
 
 /// Compiles a test file's workflow and checks its `fail`s: what is wrong is a
 /// usage error (exit 2), not a failed test.
-pub(crate) fn prepare(test: &TestFile) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Injection>>), String> {
+pub(crate) fn prepare(
+    test: &TestFile,
+    library: &dyn crate::engine::library::Library,
+) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Injection>>), String> {
     let source = crate::base::file::read_regular_text(&test.workflow, crate::dsl::loader::MAX_FILE_BYTES as u64)
         .map_err(|e| at(&test.file, Default::default(), &format!("cannot read {}: {e}", test.workflow.display())))?;
     let wf = CompiledWorkflow::compile(&test.workflow, &source, crate::config::registry::builtin()).map_err(|_| {
@@ -32,7 +35,7 @@ pub(crate) fn prepare(test: &TestFile) -> Result<(Arc<CompiledWorkflow>, Vec<Vec
         let parsed = case
             .fail
             .iter()
-            .map(|(f, span)| crate::engine::inject::parse(f, &wf).map_err(|e| at(&test.file, *span, &e)));
+            .map(|(f, span)| crate::engine::inject::parse(f, &wf, library).map_err(|e| at(&test.file, *span, &e)));
         injections.push(parsed.collect::<Result<Vec<_>, _>>()?);
         for e in &case.expect {
             if let Expected::Step { id, .. } = &e.what {

@@ -28,7 +28,7 @@ impl Driver {
                 run_id: Some(child.run_id.clone()),
                 wf,
                 input,
-                inject: Vec::new(),
+                inject: child.inject,
                 parent: Some(child.parent),
                 timeout_ms: child.timeout_ms,
             });
