@@ -72,11 +72,43 @@ crate::service! {
     }
 }
 
+/// An ERP import under way or done.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct Import {
+    pub import_id: String,
+    /// `running` until the ERP has taken every product, then `done`.
+    pub state: ImportState,
+    pub received: u64,
+    /// How many times its state was asked for.
+    #[serde(default)]
+    pub checks: u64,
+    /// Set once the import is done.
+    #[serde(default)]
+    pub result: Option<Upserted>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ImportState {
+    Running,
+    Done,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportId {
+    pub import_id: String,
+}
+
 crate::service! {
     /// The ERP's product master.
     trait Erp, fn erp_operations, service "erp" {
         /// Creates or updates products in the ERP; repeating it changes nothing.
         upsert_products(Upsert) -> Upserted, Effect::Irreversible, [];
+        /// Starts an import of products that the ERP takes in its own time; poll `erp.import_status` until `done`.
+        start_import(Upsert) -> Import, Effect::Irreversible, [];
+        /// Tells how an import stands: `running`, or `done` with what it created and updated.
+        import_status(ImportId) -> Import, Effect::Read, ["not_found"];
     }
 }
 

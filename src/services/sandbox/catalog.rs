@@ -66,28 +66,79 @@ pub(super) struct SandboxProducts(pub Ledger);
 
 impl SandboxProducts {
     fn upsert(&self, ctx: Ctx, request: Upsert) -> ServiceFuture<Upserted> {
-        ready(self.0.once("upsert_products", &ctx, |tx| {
-            let mut done = Upserted { received: request.products.len() as u64, created: 0, updated: 0, unchanged: 0 };
-            for p in &request.products {
-                let key = format!("product/{}", p.sku);
-                match tx.get::<VendorProduct>(&key)? {
-                    None => done.created += 1,
-                    Some(old) if old == *p => {
-                        done.unchanged += 1;
-                        continue;
-                    }
-                    Some(_) => done.updated += 1,
+        ready(self.0.once("upsert_products", &ctx, |tx| Self::apply(tx, &request.products)))
+    }
+}
+
+/// How many status checks an import of `n` products takes to be done: two,
+/// and one more for every 100 products, as a real ERP takes longer over more.
+fn checks_needed(n: u64) -> u64 {
+    2 + n / 100
+}
+
+/// What the sandbox ERP keeps of an import besides what it shows: the
+/// products, and the checks left before it is done (a `job/` record, not listed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    products: Vec<VendorProduct>,
+    checks_left: u64,
+}
+
+impl SandboxProducts {
+    fn apply(tx: &super::ledger::Tx, products: &[VendorProduct]) -> super::ledger::TxResult<Upserted> {
+        let mut done = Upserted { received: products.len() as u64, created: 0, updated: 0, unchanged: 0 };
+        for p in products {
+            let key = format!("product/{}", p.sku);
+            match tx.get::<VendorProduct>(&key)? {
+                None => done.created += 1,
+                Some(old) if old == *p => {
+                    done.unchanged += 1;
+                    continue;
                 }
-                tx.put(&key, p)?;
+                Some(_) => done.updated += 1,
             }
-            Ok(done)
-        }))
+            tx.put(&key, p)?;
+        }
+        Ok(done)
     }
 }
 
 impl Erp for SandboxProducts {
     fn upsert_products(&self, ctx: Ctx, request: Upsert) -> ServiceFuture<Upserted> {
         self.upsert(ctx, request)
+    }
+
+    fn start_import(&self, ctx: Ctx, request: Upsert) -> ServiceFuture<Import> {
+        ready(self.0.once("start_import", &ctx, |tx| {
+            let import_id = tx.next_id("import", "imp")?;
+            let received = request.products.len() as u64;
+            let import =
+                Import { import_id: import_id.clone(), state: ImportState::Running, received, checks: 0, result: None };
+            let job = Job { products: request.products.clone(), checks_left: checks_needed(received) };
+            tx.put(&format!("import/{import_id}"), &import)?;
+            tx.put(&format!("job/{import_id}"), &job)?;
+            Ok(import)
+        }))
+    }
+
+    fn import_status(&self, ctx: Ctx, request: ImportId) -> ServiceFuture<Import> {
+        ready(self.0.once("import_status", &ctx, |tx| {
+            let key = format!("import/{}", request.import_id);
+            let mut import: Import = tx.require(&key, "import", &request.import_id)?;
+            if import.state == ImportState::Running {
+                let job_key = format!("job/{}", request.import_id);
+                let mut job: Job = tx.require(&job_key, "import", &request.import_id)?;
+                job.checks_left = job.checks_left.saturating_sub(1);
+                import.checks += 1;
+                if job.checks_left == 0 {
+                    import.result = Some(Self::apply(tx, &job.products)?);
+                    import.state = ImportState::Done;
+                }
+                tx.put(&key, &import)?;
+                tx.put(&job_key, &job)?;
+            }
+            Ok(import)
+        }))
     }
 }
 

@@ -35,7 +35,7 @@ pub(crate) const SERVICES: &[(&str, &[&str])] = &[
     ("users", &["user"]),
     ("courses", &["course", "seat", "enrolment"]),
     ("vendor", &["feed"]),
-    ("erp", &["product"]),
+    ("erp", &["product", "import"]),
     ("catalog", &["product"]),
     ("ai", &["account", "hold"]),
     ("mail", &["mail"]),
