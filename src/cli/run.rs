@@ -78,7 +78,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         let (run_id, _) = engine.start_new(run).await.map_err(|e| e.message)?;
         let ended = match args.answer_waits {
             // Waits are answered as they begin; time is the system's.
-            true => harness::follow(&engine, store.as_ref(), &wf, &run_id, &World::default(), seen).await,
+            true => harness::follow(&engine, &run_id, &World::default(), seen).await,
             false => engine.wait(&run_id).await,
         };
         let record = ended.ok_or_else(|| match engine.metrics().storage.error() {

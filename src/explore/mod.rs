@@ -340,7 +340,7 @@ pub(crate) async fn run_once(
     let seen = engine.transitions();
     let new = NewRun { inject: s.inject, ..NewRun::of(wf.clone(), input.clone()) };
     let (run_id, _) = engine.start_new(new).await?;
-    let record = match harness::follow(&engine, store.as_ref(), wf, &run_id, &world, seen).await {
+    let record = match harness::follow(&engine, &run_id, &world, seen).await {
         Some(record) => record,
         None => {
             // The crash: a new engine on the same store resumes the run.
@@ -348,7 +348,7 @@ pub(crate) async fn run_once(
             let engine = Engine::start(store.clone(), backends.registry.clone(), options());
             let seen = engine.transitions();
             crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
-            harness::follow(&engine, store.as_ref(), wf, &run_id, &world, seen)
+            harness::follow(&engine, &run_id, &world, seen)
                 .await
                 .ok_or_else(|| ExploreError::NotEnded(run_id.clone()))?
         }

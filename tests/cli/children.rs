@@ -138,3 +138,44 @@ fn a_parent_killed_while_its_child_runs_resumes_with_the_same_child() {
     assert_eq!(workflows.iter().filter(|w| **w == "payment").count(), 1, "one child, found again: {listed}");
     assert!(listed.as_array().into_iter().flatten().all(|r| r["status"] == "succeeded"), "{listed}");
 }
+
+/// `sagaflow test` runs children in its simulated world too: a child that
+/// sleeps a day and waits for an event ends in an instant, and an event
+/// whose data is `null` never comes (the wait times out).
+#[test]
+fn tests_follow_children_through_their_sleeps_and_waits() {
+    let parent = "name: parent\nsteps:\n  - id: approve\n    action: workflow.run\n    with: { workflow: approval }\noutput: { by: '{{steps.approve.output.by}}' }\n";
+    let approval = "name: approval
+steps:
+  - id: later
+    action: sleep
+    with: { for: 1d }
+  - id: answer
+    action: event.wait
+    with: { type: refund.approved, key: r-1 }
+    timeout: 2d
+output: { by: '{{steps.answer.output.by}}' }
+";
+    let tests = "workflow: parent.yaml
+tests:
+  - name: approved after a day
+    events: { refund.approved: { by: ada } }
+    expect:
+      status: succeeded
+      output: { by: ada }
+      steps: { approve: succeeded }
+  - name: never approved
+    events: { refund.approved: null }
+    expect:
+      status: failed
+      steps: { approve: failed }
+";
+    let out = Test::new()
+        .file("parent.yaml", parent)
+        .file("approval.yaml", approval)
+        .file("parent.test.yaml", tests)
+        .args(&["test", "parent.test.yaml"])
+        .run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("2 passed, 0 failed\n"), "{text}");
+}

@@ -186,6 +186,19 @@ impl Engine {
         super::super::replay(self.store.as_ref(), &mut versions, run_id, &self.registry)
     }
 
+    /// A run's state read back from the store, and how many entries its journal holds.
+    pub(crate) fn replay_counted(
+        &self,
+        run_id: &str,
+    ) -> Result<(super::super::machine::RunState, u32), super::super::ReplayError> {
+        let meta = self.store.run(run_id)?.ok_or_else(|| super::super::ReplayError::NoSuchRun(run_id.to_owned()))?;
+        let wf = self.version(&meta.hash)?;
+        let entries = self.store.entries(run_id)?;
+        let secrets = wf.secret_values();
+        let state = super::super::machine::RunState::replayed_with(run_id, wf, &entries, secrets);
+        Ok((state, entries.len() as u32))
+    }
+
     /// A workflow version from the store's copy (compiled once).
     pub(crate) fn version(&self, hash: &str) -> Result<Arc<CompiledWorkflow>, super::super::ReplayError> {
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
