@@ -127,7 +127,7 @@ pub fn main() -> ExitCode {
     init_logs(cli.log_format, matches!(cli.command, Command::Explore(_) | Command::Test(_)));
     let setup = setup::Setup { config_path: cli.config };
     match cli.command {
-        Command::Validate(args) => validate::run(args),
+        Command::Validate(args) => validate::run(args, &setup),
         Command::Schema => {
             print!("{}", crate::validate::structure::WORKFLOW_SCHEMA);
             ExitCode::SUCCESS

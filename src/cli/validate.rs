@@ -25,7 +25,7 @@ pub(super) struct Args {
     deny_warnings: bool,
 }
 
-pub(super) fn run(args: Args) -> ExitCode {
+pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
     if let Some(code) = &args.explain {
         return explain(code);
     }
@@ -33,7 +33,12 @@ pub(super) fn run(args: Args) -> ExitCode {
         Ok(files) => files,
         Err(e) => return usage_error(&e.0),
     };
-    let reports = check_files(&files, crate::config::registry::builtin());
+    // The config's templates file adds template names `notify.send` may use.
+    let registry = match setup.config().and_then(|c| crate::config::registry::for_config(&c).map_err(|e| e.0)) {
+        Ok(registry) => registry,
+        Err(e) => return usage_error(&e),
+    };
+    let reports = check_files(&files, &registry);
     let totals = Totals::of(&reports);
     match args.format {
         Format::Human => print!(

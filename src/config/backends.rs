@@ -74,18 +74,20 @@ impl Config {
     pub(crate) fn seed(&self) -> Result<Seed, ConfigError> {
         match &self.sandbox.seed {
             None => Ok(Seed::builtin()),
-            Some(path) => Seed::load(std::path::Path::new(path.get_ref())).map_err(|e| self.error(path.span(), &e)),
+            Some(path) => Seed::load(&self.path(path.get_ref())).map_err(|e| self.error(path.span(), &e)),
         }
     }
 
-    fn templates(&self) -> Result<MailTemplates, ConfigError> {
+    /// The templates `notify.send` sends from: the shipped ones, and those of
+    /// the configured file besides (a name in both: the file's).
+    pub(crate) fn templates(&self) -> Result<MailTemplates, ConfigError> {
         match &self.notifications.templates {
             None => Ok(MailTemplates::builtin()),
             Some(path) => {
-                let p = std::path::Path::new(path.get_ref());
-                let text = crate::base::file::read_regular_text(p, crate::config::MAX_CONFIG_FILE_BYTES)
+                let p = self.path(path.get_ref());
+                let text = crate::base::file::read_regular_text(&p, crate::config::MAX_CONFIG_FILE_BYTES)
                     .map_err(|e| self.error(path.span(), &format!("cannot read {}: {e}", p.display())))?;
-                MailTemplates::parse(p, &text).map_err(|e| self.error(path.span(), &e))
+                MailTemplates::with_builtin(&p, &text).map_err(|e| self.error(path.span(), &e))
             }
         }
     }
@@ -182,8 +184,14 @@ impl Config {
         choose!(inventory, payments, orders, users, courses, vendor, erp, catalog, ai);
         let mailer = self.mailer(sandbox)?;
         services.notify = match self.http_service("notify", client)? {
-            Some(h) => Arc::new(h),
-            None => Arc::new(Notifier { templates, users: services.users.clone(), mailer: mailer.clone() }),
+            Some(h) => {
+                services.templates = None;
+                Arc::new(h)
+            }
+            None => {
+                services.templates = Some(templates.names().to_vec());
+                Arc::new(Notifier { templates, users: services.users.clone(), mailer: mailer.clone() })
+            }
         };
         services.email = match self.http_service("email", client)? {
             Some(h) => Arc::new(h),

@@ -109,7 +109,8 @@ fn starttls() -> Spanned<String> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NotificationsConfig {
-    /// A templates file replacing the shipped `notifications/templates.yaml`.
+    /// A templates file adding to the shipped `notifications/templates.yaml`
+    /// (a template of the same name replaces the shipped one).
     pub templates: Option<Spanned<String>>,
 }
 
@@ -233,6 +234,16 @@ impl Config {
     }
 
     /// An error at a span of the file.
+    /// A path the config names: relative ones are from the config file's folder
+    /// (as written, when the config is the defaults).
+    pub(crate) fn path(&self, given: &str) -> std::path::PathBuf {
+        let given = Path::new(given);
+        match self.source.as_ref().and_then(|s| s.path.parent()) {
+            Some(dir) if given.is_relative() => dir.join(given),
+            _ => given.to_owned(),
+        }
+    }
+
     pub(crate) fn error(&self, span: std::ops::Range<usize>, message: &str) -> ConfigError {
         match &self.source {
             Some(source) => ConfigError(format!("{}: {message}", source.position(span.start))),

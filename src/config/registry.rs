@@ -23,13 +23,40 @@ pub(crate) fn builtin_shared() -> &'static Arc<Registry> {
     })
 }
 
+/// What `validate` checks against: the built-in actions, with the templates
+/// the config's templates file adds to `notify.send`'s (the built-in registry
+/// when the config names no file).
+pub(crate) fn for_config(config: &crate::config::Config) -> Result<Arc<Registry>, crate::config::ConfigError> {
+    if config.notifications.templates.is_none() {
+        return Ok(builtin_shared().clone());
+    }
+    let mut services = Services::detached();
+    services.templates = Some(config.templates()?.names().to_vec());
+    with_services(&services, HttpRequest::detached())
+        .map(Arc::new)
+        .map_err(|e| crate::config::ConfigError(format!("action `{}`: {}", e.action, e.message)))
+}
+
 /// The language's own actions, every service operation bound to `services`,
 /// and `http.request`.
 pub(crate) fn with_services(services: &Services, http: HttpRequest) -> Result<Registry, InvalidSpec> {
     let mut actions = crate::actions::builtin_actions();
     let operations = services.operations().into_iter().chain(std::iter::once(http.operation()));
     actions.extend(operations.map(|op| (op.spec, op.action)));
+    if let Some(names) = &services.templates {
+        name_templates(&mut actions, names);
+    }
     Registry::from_actions(actions)
+}
+
+/// `notify.send` takes a template the process knows: its input schema lists
+/// them, so `validate` reports a misspelt one (with "did you mean") at the value.
+fn name_templates(actions: &mut [(crate::actions::ActionSpec, Arc<dyn crate::actions::Action>)], names: &[String]) {
+    for (spec, _) in actions.iter_mut().filter(|(spec, _)| spec.name == "notify.send") {
+        if let Some(template) = spec.input_schema.pointer_mut("/properties/template") {
+            template["enum"] = serde_json::json!(names);
+        }
+    }
 }
 
 #[cfg(test)]

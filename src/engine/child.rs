@@ -19,6 +19,19 @@ use crate::store::EventRecord;
 pub(crate) const FINISHED: &str = "run.finished";
 /// The event the end of a child's undoing is told by.
 pub(crate) const UNDONE: &str = "run.undone";
+/// What the undoing of a child with nothing to compensate answers: the parent
+/// leaves the step as it is, as a step without `compensate`.
+const NOTHING_TO_UNDO: &str = "nothing to undo";
+
+/// The answer of the undoing of a child that had nothing to compensate.
+pub(crate) fn nothing_to_undo(run_id: &str) -> Outcome {
+    Outcome::Ok(json!({ "run_id": run_id, "status": NOTHING_TO_UNDO }))
+}
+
+/// Whether an undoing's answer says the child had nothing to compensate.
+pub(crate) fn had_nothing_to_undo(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Ok(v) if v["status"] == NOTHING_TO_UNDO)
+}
 
 /// A child run an attempt starts, unless a run of its id exists.
 #[derive(Debug, Clone, PartialEq)]

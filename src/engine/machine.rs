@@ -74,6 +74,9 @@ pub(crate) struct Unit {
     pub round: u32,
     /// When its next round is due, while it is `repeating`.
     pub next_round: Option<u64>,
+    /// A `workflow.run` unit whose child had nothing to undo: it is left as it
+    /// is, like a step without `compensate`.
+    pub nothing_to_undo: bool,
     pub compensation: Option<Box<Unit>>,
 }
 
@@ -91,6 +94,7 @@ impl Unit {
             handled: Vec::new(),
             round: 0,
             next_round: None,
+            nothing_to_undo: false,
             compensation: None,
         }
     }
@@ -605,6 +609,15 @@ impl RunState {
     fn compensation_finished(&mut self, step: usize, item: Item, attempt: u32, outcome: &Outcome, at: u64) {
         let wf = self.wf.clone();
         let Some(def) = wf.steps[step].compensate.as_ref() else { return };
+        if def.kind == StepKind::UndoChild && super::child::had_nothing_to_undo(outcome) {
+            // The child had nothing to compensate: the step stays as it is.
+            if let Some(u) = self.unit_mut(step, item) {
+                u.nothing_to_undo = true;
+                u.compensation = None;
+            }
+            self.compensations.retain(|&c| c != (step, item));
+            return;
+        }
         if let Some(c) = self.unit_mut(step, item).and_then(|u| u.compensation.as_mut()) {
             c.finish(attempt, outcome, at, Some(&def.retry));
         }
@@ -622,10 +635,16 @@ impl RunState {
         let (Some(c), Some(u)) = (&def.compensate, self.unit(s, item)) else { return false };
         def.section == Section::Steps
             && match u.status {
-                UnitStatus::Succeeded => true,
+                UnitStatus::Succeeded => !u.nothing_to_undo,
                 UnitStatus::Failed => c.also_when_failed && u.attempts > 0,
                 _ => false,
             }
+    }
+
+    /// Whether a roll-back of this run would compensate anything (a parent
+    /// asks before it undoes it as a child).
+    pub(crate) fn anything_to_undo(&self) -> bool {
+        self.ended.iter().any(|&(s, item)| self.to_undo(s, item))
     }
 
     /// Units whose action is under way (the driver runs them, again after a restart).

@@ -47,6 +47,9 @@ pub(crate) struct Services {
     pub ai: Arc<dyn ai::Ai>,
     pub notify: Arc<dyn notifications::Notify>,
     pub email: Arc<dyn notifications::Email>,
+    /// The templates `notify.send` knows, when it sends them itself (none: a
+    /// remote service knows its own): `validate` checks names against them.
+    pub templates: Option<Vec<String>>,
 }
 
 impl Services {
@@ -66,6 +69,7 @@ impl Services {
             ai: h("ai"),
             notify: h("notify"),
             email: h("email"),
+            templates: Some(notifications::MailTemplates::builtin().names().to_vec()),
         }
     }
 

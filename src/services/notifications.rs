@@ -119,10 +119,18 @@ pub(crate) struct MailTemplates {
 impl MailTemplates {
     /// Reads templates from YAML text: `name: {subject, body}`.
     pub(crate) fn parse(path: &std::path::Path, text: &str) -> Result<MailTemplates, String> {
-        let loaded = crate::dsl::loader::load_bytes(path, text.as_bytes());
-        let root = loaded.root.map_err(|d| format!("{}: {}", path.display(), d.message))?;
-        let all: BTreeMap<String, Template> = serde_json::from_value(root.to_json())
-            .map_err(|e| format!("{}: not a map of templates with `subject` and `body`: {e}", path.display()))?;
+        MailTemplates::compile(read_templates(path, text)?, path)
+    }
+
+    /// The shipped templates, and those of a file besides (a name in both: the file's).
+    pub(crate) fn with_builtin(path: &std::path::Path, text: &str) -> Result<MailTemplates, String> {
+        let shipped = std::path::Path::new("notifications/templates.yaml");
+        let mut all = read_templates(shipped, BUILTIN_TEMPLATES)?;
+        all.extend(read_templates(path, text)?);
+        MailTemplates::compile(all, path)
+    }
+
+    fn compile(all: BTreeMap<String, Template>, path: &std::path::Path) -> Result<MailTemplates, String> {
         let mut registry = handlebars::Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
@@ -141,7 +149,7 @@ impl MailTemplates {
             .unwrap_or_else(|e| panic!("the shipped templates are broken (a test checks them): {e}"))
     }
 
-    #[cfg(test)]
+    /// The templates' names, in order.
     pub(crate) fn names(&self) -> &[String] {
         &self.names
     }
@@ -159,6 +167,14 @@ impl MailTemplates {
         };
         Ok((part("subject")?, part("body")?))
     }
+}
+
+/// Templates from YAML text: `name: {subject, body}`.
+fn read_templates(path: &std::path::Path, text: &str) -> Result<BTreeMap<String, Template>, String> {
+    let loaded = crate::dsl::loader::load_bytes(path, text.as_bytes());
+    let root = loaded.root.map_err(|d| format!("{}: {}", path.display(), d.message))?;
+    serde_json::from_value(root.to_json())
+        .map_err(|e| format!("{}: not a map of templates with `subject` and `body`: {e}", path.display()))
 }
 
 /// `notify.send`: a template rendered and mailed to a user.

@@ -23,10 +23,16 @@ fn the_business_workflows_tests_pass() {
     let out = Test::new().args(&["test", repo().join("workflows").to_str().unwrap_or_default()]).run();
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap_or_default();
-    assert_eq!(last, "44 passed, 0 failed", "{text}");
-    for name in
-        ["order_placement", "user_registration", "course_enrollment", "vendor_sync", "ai_request", "payment_refund"]
-    {
+    assert_eq!(last, "52 passed, 0 failed", "{text}");
+    for name in [
+        "order_placement",
+        "user_registration",
+        "course_enrollment",
+        "vendor_sync",
+        "ai_request",
+        "payment_refund",
+        "payment",
+    ] {
         assert!(text.contains(&format!("{name}.test.yaml\n")), "{name}: {text}");
     }
 }

@@ -276,3 +276,40 @@ fn every_example_of_the_language_reference_validates_clean() {
         assert!(said.ends_with("checked 1 file: no problems\n"), "example {i}:\n{example}\n{said}");
     }
 }
+
+/// A config's templates file adds to the shipped templates (it does not
+/// replace them), its path is read from the config file's folder, and
+/// `validate` checks `notify.send` template names against both.
+#[test]
+fn templates_of_the_config_add_to_the_shipped_ones_from_the_configs_folder() {
+    let workflow = "name: w
+steps:
+  - id: shipped
+    action: notify.send
+    with: { to: usr-ada, template: order_confirmation, data: { order_id: o-1, total: 3 } }
+  - id: own
+    action: notify.send
+    with: { to: usr-ada, template: custom_note, data: { text: hello } }
+";
+    let mail = "custom_note:\n  subject: A note\n  body: \"{{text}}\"\n";
+    let config = "[notifications]\ntemplates = \"mail.yaml\"\n";
+    let mut t = Test::new().file("w.yaml", workflow).file("conf/sagaflow.toml", config).file("conf/mail.yaml", mail);
+    let dir = t.path_buf();
+    let with_config = ["--config", "conf/sagaflow.toml"];
+    let out = Test::in_dir(&dir).args(&with_config).args(&["validate", "w.yaml"]).run();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).ends_with("no problems\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let without = Test::in_dir(&dir).args(&["validate", "--format", "json", "w.yaml"]).status(1).json();
+    assert_eq!(without["diagnostics"][0]["code"], "invalid-with", "{without}");
+    assert_eq!(
+        (without["diagnostics"][0]["line"].as_u64(), without["diagnostics"][0]["column"].as_u64()),
+        (Some(8), Some(36))
+    );
+    let run = Test::in_dir(&dir).args(&with_config).args(&["run", "w.yaml", "--format", "json"]).run();
+    let record: serde_json::Value = serde_json::from_slice(&run.stdout).expect("a record");
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["steps"][1]["output"]["subject"], "A note");
+}

@@ -38,22 +38,37 @@ impl Driver {
 
     /// Undoes a succeeded child: reopens it (in the next turn) while it stands
     /// `succeeded`, and waits for the end of its undoing.
+    /// A child with nothing to compensate is left as it is, at once.
     pub(super) fn begin_undo(&mut self, run_id: &str, at: AttemptKey, child: String) -> Option<Outcome> {
-        let status = match self.runs.get(&child) {
-            Some(active) => Some(run_status(&active.state)),
-            None => match self.store.run(&child) {
-                Ok(meta) => meta.map(|m| m.status),
+        if !self.runs.contains_key(&child) {
+            match self.store.run(&child) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Some(crate::engine::child::nothing_to_undo(&child)),
                 Err(e) => return Some(Outcome::Err(ActionError::new("unavailable", e.message))),
-            },
-        };
-        match status {
-            None => return Some(Outcome::Ok(serde_json::json!({ "run_id": child, "status": "never started" }))),
-            Some(RunStatus::Succeeded) => {
-                self.ready.push((child.clone(), Entry::UndoRequested { at: self.clock.now_ms() }))
             }
-            Some(_) => {}
+            if !self.reopen(&child) {
+                return Some(Outcome::Err(ActionError::new("unavailable", "the child run cannot be read back")));
+            }
+        }
+        let state = self.runs.get(&child).map(|a| &a.state)?;
+        if run_status(state) == RunStatus::Succeeded {
+            if !state.anything_to_undo() {
+                self.forget_finished(&child);
+                return Some(crate::engine::child::nothing_to_undo(&child));
+            }
+            self.ready.push((child.clone(), Entry::UndoRequested { at: self.clock.now_ms() }));
+        } else {
+            // Undone already (a resumed parent asks again): its end's event answers.
+            self.forget_finished(&child);
         }
         self.begin_wait(run_id, at, UNDONE.to_owned(), child, 0, Reads::Undo)
+    }
+
+    /// A finished run read back only to be judged leaves memory again.
+    fn forget_finished(&mut self, run_id: &str) {
+        if self.runs.get(run_id).is_some_and(|a| a.state.phase == Phase::Done) {
+            self.runs.remove(run_id);
+        }
     }
 
     /// Brings a finished run back into memory from the store, to be undone.

@@ -172,6 +172,7 @@ impl Sandbox {
             erp: Arc::new(catalog::SandboxProducts(self.ledger("erp")?)),
             catalog: Arc::new(catalog::SandboxProducts(self.ledger("catalog")?)),
             ai: Arc::new(ai::SandboxAi(self.ledger("ai")?)),
+            templates: Some(templates.names().to_vec()),
             notify: Arc::new(Notifier { templates, users: users.clone(), mailer: mailer.clone() }),
             email: Arc::new(Emailer(mailer)),
             users,
