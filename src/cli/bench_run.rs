@@ -47,6 +47,13 @@ pub(super) struct Args {
     /// in the same sled database: a transaction and an idempotency record a step).
     #[arg(long, default_value = "mock")]
     action: String,
+    /// With --waiting: park them between two rounds of a `repeat` (10 minutes apart) instead.
+    #[arg(long, requires = "waiting", conflicts_with_all = ["sleep", "event"])]
+    repeat: bool,
+    /// Each run runs this many child runs (`workflow.run`) of --steps steps each,
+    /// one after the other, instead of --steps steps of its own.
+    #[arg(long, default_value_t = 0, conflicts_with = "waiting")]
+    children: usize,
     /// With --waiting: then stop, and measure a new process that resumes the parked runs.
     #[arg(long, requires = "waiting")]
     restart: bool,
@@ -78,12 +85,23 @@ fn registry(action: &str, store: Option<&SledStore>) -> Result<Arc<Registry>, St
         .map_err(|e| e.0)
 }
 
-fn workflow(action: &str, steps: usize, waiting: bool, sleep: bool, event: bool) -> String {
-    let mut y = String::from("name: bench_run\nsteps:\n");
+/// The parked step of `--waiting`, by how it parks.
+struct Parking {
+    waiting: bool,
+    sleep: bool,
+    event: bool,
+    repeat: bool,
+}
+
+fn workflow(name: &str, action: &str, steps: usize, parking: &Parking) -> String {
+    let Parking { waiting, sleep, event, repeat } = *parking;
+    let mut y = format!("name: {name}\nsteps:\n");
     for i in 0..steps {
         y.push_str(&format!("  - id: s{i}\n    {}\n", step_action(action, i)));
     }
-    if event {
+    if repeat {
+        y.push_str("  - id: parked\n    action: mock\n    with: { output: { n: '{{iteration}}' } }\n    repeat: { until: '{{gt output.n 2}}', every: 10m, max: 3 }\n");
+    } else if event {
         y.push_str("  - id: parked\n    action: event.wait\n    with: { type: bench.never, key: '{{run.id}}' }\n    timeout: 10m\n");
     } else if sleep {
         y.push_str("  - id: parked\n    action: sleep\n    with: { for: 10m }\n");
@@ -91,6 +109,30 @@ fn workflow(action: &str, steps: usize, waiting: bool, sleep: bool, event: bool)
         y.push_str("  - id: parked\n    action: mock\n    with: { fail_attempts: 1 }\n    retry: { max_attempts: 2, delay: 10m }\n");
     }
     y
+}
+
+/// The benchmark's workflow, and the library its `workflow.run` steps find
+/// their child in (with `--children`: a parent of that many child steps).
+fn workflows(
+    args: &Args,
+    parking: &Parking,
+    registry: &Registry,
+) -> Result<(Arc<CompiledWorkflow>, Arc<dyn crate::engine::library::Library>), String> {
+    let compile = |name: &str, source: &str| {
+        CompiledWorkflow::compile(std::path::Path::new(&format!("{name}.yaml")), source, registry)
+            .map_err(|_| format!("the benchmark workflow `{name}` does not compile"))
+    };
+    if args.children == 0 {
+        let wf = compile("bench_run", &workflow("bench_run", &args.action, args.steps, parking))?;
+        return Ok((wf, Arc::new(crate::engine::library::NoLibrary)));
+    }
+    let child = compile("bench_child", &workflow("bench_child", &args.action, args.steps, parking))?;
+    let mut parent = String::from("name: bench_run\nsteps:\n");
+    for i in 0..args.children {
+        parent.push_str(&format!("  - id: c{i}\n    action: workflow.run\n    with: {{ workflow: bench_child }}\n"));
+    }
+    let wf = compile("bench_run", &parent)?;
+    Ok((wf, Arc::new(crate::engine::library::Shelf::of([child]))))
 }
 
 /// The process's peak and current resident memory, in MiB (Linux).
@@ -171,16 +213,16 @@ pub(super) fn run(args: Args) -> ExitCode {
         Some(s) => s,
         None => Arc::new(MemoryStore::default()),
     };
-    let source = workflow(&args.action, args.steps, args.waiting, args.sleep, args.event);
-    let wf = match CompiledWorkflow::compile(std::path::Path::new("bench_run.yaml"), &source, &registry) {
-        Ok(wf) => wf,
-        Err(_) => return usage_error("the benchmark workflow does not compile"),
+    let parking = Parking { waiting: args.waiting, sleep: args.sleep, event: args.event, repeat: args.repeat };
+    let (wf, library) = match workflows(&args, &parking, &registry) {
+        Ok(found) => found,
+        Err(e) => return usage_error(&e),
     };
     let metrics = Arc::new(Metrics::default());
-    let options = EngineOptions { metrics: metrics.clone(), ..EngineOptions::default() };
+    let options = EngineOptions { metrics: metrics.clone(), library, ..EngineOptions::default() };
     let (runs, concurrency, steps, waiting) = (args.runs, args.concurrency.max(1), args.steps, args.waiting);
-    // Sleeps and event waits are parked once their attempt has started.
-    let sleep = args.sleep || args.event;
+    // Sleeps, event waits and repeats are parked once their (first) attempt has started.
+    let sleep = args.sleep || args.event || args.repeat;
     let observed = metrics.clone();
     let elapsed = runtime().block_on(async move {
         let engine = Engine::start(store, registry, options);
@@ -224,6 +266,8 @@ pub(super) fn run(args: Args) -> ExitCode {
     if waiting {
         let how = if args.event {
             "an event.wait"
+        } else if args.repeat {
+            "a repeat, between rounds 10 minutes apart"
         } else if sleep {
             "a 10-minute sleep"
         } else {
@@ -241,8 +285,16 @@ pub(super) fn run(args: Args) -> ExitCode {
     let _ = std::fs::remove_dir_all(&temp);
     let h = &observed.step_latency;
     let what = if args.action == "sandbox" { "sandbox (inventory.reserve)" } else { "mock" };
-    println!("bench run: {runs} runs x {steps} {what} steps, {concurrency} in flight, {} store", args.store);
+    let steps = steps * args.children.max(1);
+    match args.children {
+        0 => println!("bench run: {runs} runs x {steps} {what} steps, {concurrency} in flight, {} store", args.store),
+        n => println!(
+            "bench run: {runs} runs x {n} child runs of {} {what} steps ({steps} in all), {concurrency} in flight, {} store",
+            args.steps, args.store
+        ),
+    }
     println!("  {:.0} runs/s, {:.0} steps/s ({:.2} s)", runs as f64 / secs, (runs * steps) as f64 / secs, secs);
+    println!("  journal entries: {:.1} a run", observed.entries.load(Ordering::Relaxed) as f64 / runs.max(1) as f64);
     println!(
         "  step latency (decided -> durably finished): p50 {:.3} ms, p99 {:.3} ms",
         h.quantile(0.5) as f64 / 1000.0,

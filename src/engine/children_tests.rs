@@ -3,43 +3,31 @@
 //! a running one, a resumed parent finds the same child, and calls too deep
 //! or of a workflow that does not exist fail with their codes.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::compiled::CompiledWorkflow;
 use super::driver::{Engine, EngineOptions};
-use super::library::Library;
+use super::library::Shelf;
 use crate::journal::status::RunStatus;
 use crate::store::memory::MemoryStore;
 use crate::store::ReadRuns;
 
-/// Workflows by name, compiled against the built-in actions.
-struct Shelf(BTreeMap<String, Arc<CompiledWorkflow>>);
-
-impl Shelf {
-    fn of(yamls: &[&str]) -> Arc<Shelf> {
-        let compile = |yaml: &&str| match CompiledWorkflow::compile(
-            std::path::Path::new("t.yaml"),
-            yaml,
-            crate::config::registry::builtin(),
-        ) {
-            Ok(wf) => (wf.name.clone(), wf),
-            Err(e) => panic!("{:?}", e.0.diagnostics),
-        };
-        Arc::new(Shelf(yamls.iter().map(compile).collect()))
-    }
-
-    fn get(&self, name: &str) -> Arc<CompiledWorkflow> {
-        self.0.get(name).cloned().unwrap_or_else(|| panic!("no {name}"))
-    }
+fn shelf(yamls: &[&str]) -> Arc<Shelf> {
+    let compile = |yaml: &&str| match CompiledWorkflow::compile(
+        std::path::Path::new("t.yaml"),
+        yaml,
+        crate::config::registry::builtin(),
+    ) {
+        Ok(wf) => wf,
+        Err(e) => panic!("{:?}", e.0.diagnostics),
+    };
+    Arc::new(Shelf::of(yamls.iter().map(compile)))
 }
 
-impl Library for Shelf {
-    fn active(&self, name: &str) -> Result<Arc<CompiledWorkflow>, String> {
-        self.0.get(name).cloned().ok_or_else(|| format!("there is no workflow `{name}`"))
-    }
+fn get(shelf: &Shelf, name: &str) -> Arc<CompiledWorkflow> {
+    shelf.0.get(name).cloned().unwrap_or_else(|| panic!("no {name}"))
 }
 
 fn engine(store: Arc<MemoryStore>, shelf: Arc<Shelf>) -> Engine {
@@ -90,9 +78,10 @@ steps:
 #[tokio::test]
 async fn a_childs_output_is_its_steps_and_the_records_link_parent_and_child() {
     let store = Arc::new(MemoryStore::default());
-    let shelf = Shelf::of(&[PARENT, CHILD]);
+    let shelf = shelf(&[PARENT, CHILD]);
     let engine = engine(store.clone(), shelf.clone());
-    let id = engine.start_run(shelf.get("parent"), json!({ "child": "child", "fail": false })).await.expect("started");
+    let id =
+        engine.start_run(get(&shelf, "parent"), json!({ "child": "child", "fail": false })).await.expect("started");
     let parent = engine.wait(&id).await.expect("record");
     assert_eq!(parent.status, RunStatus::Succeeded);
     assert_eq!(parent.output, json!({ "paid": 7 }));
@@ -109,9 +98,9 @@ async fn a_childs_output_is_its_steps_and_the_records_link_parent_and_child() {
 
 #[tokio::test]
 async fn a_parents_roll_back_undoes_a_succeeded_child_which_ends_compensated() {
-    let shelf = Shelf::of(&[PARENT, CHILD]);
+    let shelf = shelf(&[PARENT, CHILD]);
     let engine = engine(Arc::new(MemoryStore::default()), shelf.clone());
-    let id = engine.start_run(shelf.get("parent"), json!({ "child": "child", "fail": true })).await.expect("started");
+    let id = engine.start_run(get(&shelf, "parent"), json!({ "child": "child", "fail": true })).await.expect("started");
     let parent = engine.wait(&id).await.expect("record");
     assert_eq!(parent.status, RunStatus::Compensated);
     let undone: Vec<&str> = parent.compensations.iter().map(|c| c.step.as_str()).collect();
@@ -123,16 +112,16 @@ async fn a_parents_roll_back_undoes_a_succeeded_child_which_ends_compensated() {
 
 #[tokio::test]
 async fn a_child_that_fails_fails_its_step_with_its_code_and_a_missing_one_with_not_found() {
-    let shelf = Shelf::of(&[PARENT, FAILING]);
+    let shelf = shelf(&[PARENT, FAILING]);
     let engine = engine(Arc::new(MemoryStore::default()), shelf.clone());
-    let id = engine.start_run(shelf.get("parent"), json!({ "child": "failing", "fail": false })).await.expect("ok");
+    let id = engine.start_run(get(&shelf, "parent"), json!({ "child": "failing", "fail": false })).await.expect("ok");
     let parent = engine.wait(&id).await.expect("record");
     let error = parent.error.expect("failed");
     assert_eq!((error.code.as_str(), error.step.as_deref()), ("card_declined", Some("pay")));
     assert!(error.message.contains("ended failed"), "{}", error.message);
     assert_eq!(parent.status, RunStatus::Compensated, "`hold` is undone");
 
-    let id = engine.start_run(shelf.get("parent"), json!({ "child": "chlid", "fail": false })).await.expect("ok");
+    let id = engine.start_run(get(&shelf, "parent"), json!({ "child": "chlid", "fail": false })).await.expect("ok");
     let error = engine.wait(&id).await.expect("record").error.expect("failed");
     assert_eq!(error.code, "not_found");
     assert!(error.message.contains("no workflow `chlid`"), "{}", error.message);
@@ -140,9 +129,9 @@ async fn a_child_that_fails_fails_its_step_with_its_code_and_a_missing_one_with_
 
 #[tokio::test]
 async fn cancelling_a_parent_cancels_the_child_it_waits_for() {
-    let shelf = Shelf::of(&[PARENT, SLOW]);
+    let shelf = shelf(&[PARENT, SLOW]);
     let engine = engine(Arc::new(MemoryStore::default()), shelf.clone());
-    let id = engine.start_run(shelf.get("parent"), json!({ "child": "slow", "fail": false })).await.expect("ok");
+    let id = engine.start_run(get(&shelf, "parent"), json!({ "child": "slow", "fail": false })).await.expect("ok");
     engine.flush().await;
     engine.flush().await;
     assert_eq!(engine.cancel(&id).await, Ok(()));
@@ -163,9 +152,9 @@ steps:
     with: { workflow: '{{input.name}}', input: { name: '{{input.name}}' } }
 ";
     let store = Arc::new(MemoryStore::default());
-    let shelf = Shelf::of(&[deep]);
+    let shelf = shelf(&[deep]);
     let engine = engine(store.clone(), shelf.clone());
-    let id = engine.start_run(shelf.get("deep"), json!({ "name": "deep" })).await.expect("ok");
+    let id = engine.start_run(get(&shelf, "deep"), json!({ "name": "deep" })).await.expect("ok");
     let top = engine.wait(&id).await.expect("record");
     assert_eq!(top.error.map(|e| e.code.to_string()), Some("too_deep".to_owned()));
     assert_eq!(store.runs().expect("runs").len(), 17, "the top run and 16 levels of children");
@@ -174,9 +163,9 @@ steps:
 #[tokio::test]
 async fn a_parent_resumed_mid_wait_finds_the_same_child() {
     let store = Arc::new(MemoryStore::default());
-    let shelf = Shelf::of(&[PARENT, SLOW]);
+    let shelf = shelf(&[PARENT, SLOW]);
     let first = engine(store.clone(), shelf.clone());
-    let id = first.start_run(shelf.get("parent"), json!({ "child": "slow", "fail": false })).await.expect("ok");
+    let id = first.start_run(get(&shelf, "parent"), json!({ "child": "slow", "fail": false })).await.expect("ok");
     first.flush().await;
     first.flush().await;
     drop(first);

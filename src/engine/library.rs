@@ -26,6 +26,22 @@ impl Library for NoLibrary {
     }
 }
 
+/// A fixed set of workflows, by name (benchmarks and tests).
+pub(crate) struct Shelf(pub BTreeMap<String, Arc<CompiledWorkflow>>);
+
+impl Shelf {
+    pub(crate) fn of(workflows: impl IntoIterator<Item = Arc<CompiledWorkflow>>) -> Shelf {
+        Shelf(workflows.into_iter().map(|wf| (wf.name.clone(), wf)).collect())
+    }
+}
+
+impl Library for Shelf {
+    fn active(&self, name: &str) -> Result<Arc<CompiledWorkflow>, String> {
+        let hint = || crate::base::suggest::hint(name, self.0.keys().map(String::as_str));
+        self.0.get(name).cloned().ok_or_else(|| format!("there is no workflow `{name}`{}", hint()))
+    }
+}
+
 /// The workflows of a directory, compiled when a child first asks.
 pub(crate) struct Directory {
     dir: PathBuf,

@@ -87,6 +87,8 @@ pub(crate) struct Metrics {
     /// One group commit: write, flush, fdatasync.
     pub commit_latency: Histogram,
     pub attempts: AtomicU64,
+    /// Journal entries committed.
+    pub entries: AtomicU64,
     pub retries: AtomicU64,
     pub compensations: AtomicU64,
     pub runs_finished: AtomicU64,

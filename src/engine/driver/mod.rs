@@ -462,6 +462,7 @@ impl Driver {
             _ => {}
         }
         active.state.apply(&entry);
+        self.metrics.entries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         commit.entries.push((run_id.to_owned(), active.seq, entry));
         active.seq += 1;
         if let Some((_, _, entry @ Entry::RunFinished { .. })) = commit.entries.last() {
