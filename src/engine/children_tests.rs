@@ -177,3 +177,28 @@ async fn a_parent_resumed_mid_wait_finds_the_same_child() {
     let parent = second.wait(&id).await.expect("record");
     assert_eq!(parent.status, RunStatus::Compensated);
 }
+
+#[tokio::test]
+async fn a_child_output_too_large_to_keep_fails_its_step_with_too_large() {
+    let parent = "name: parent
+steps:
+  - id: big
+    action: workflow.run
+    with: { workflow: big, input: { text: '{{input.text}}' } }
+";
+    let big = "name: big
+steps:
+  - id: a
+    action: mock
+    with: { output: '{{input.text}}' }
+output: { a: '{{steps.a.output}}', b: '{{steps.a.output}}' }
+";
+    let shelf = shelf(&[parent, big]);
+    let engine = engine(Arc::new(MemoryStore::default()), shelf.clone());
+    let text = "x".repeat(600 * 1024);
+    let id = engine.start_run(get(&shelf, "parent"), json!({ "text": text })).await.expect("started");
+    let record = engine.wait(&id).await.expect("record");
+    let error = record.error.expect("failed");
+    assert_eq!(error.code, "too_large", "{}", error.message);
+    assert!(error.message.contains("the child run"), "{}", error.message);
+}

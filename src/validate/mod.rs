@@ -159,7 +159,8 @@ pub(crate) fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<FileRep
                         let Some(path) = files.get(i) else { break };
                         let check = std::panic::AssertUnwindSafe(|| check_file(path, registry));
                         if let Ok(c) = std::panic::catch_unwind(check) {
-                            let callable = c.workflow.as_ref().map(calls::Callable::of).unwrap_or_default();
+                            let callable =
+                                c.workflow.as_ref().map(|w| calls::Callable::of(w, registry)).unwrap_or_default();
                             let name = c.workflow.map(|w| w.name);
                             done.push((i, Summary { report: c.report, name, callable }));
                         }
@@ -182,7 +183,7 @@ pub(crate) fn check_files(files: &[PathBuf], registry: &Registry) -> Vec<FileRep
     }
     check_unique_names(&mut summaries);
     let (callables, mut reports): (Vec<_>, Vec<_>) = summaries.into_iter().map(|s| (s.callable, s.report)).unzip();
-    calls::check_calls(files, &callables, &mut reports);
+    calls::check_calls(files, &callables, &mut reports, registry);
     reports
 }
 

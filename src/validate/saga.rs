@@ -18,7 +18,7 @@ use crate::dsl::diagnostic::{Code, Diagnostic};
 use crate::dsl::model::Section;
 
 /// Whether an action sends a message rather than changing business state.
-fn is_message(action: &str) -> bool {
+pub(crate) fn is_message(action: &str) -> bool {
     ["notify.", "email.", "event."].iter().any(|p| action.starts_with(p))
 }
 

@@ -179,3 +179,54 @@ tests:
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("2 passed, 0 failed\n"), "{text}");
 }
+
+/// The saga lint looks through children: a step that can be undone, after a
+/// call whose child (or its own child) surely makes a change that cannot be
+/// taken back, is `compensable-after-irreversible`, naming the way there.
+#[test]
+fn the_saga_lint_looks_through_children() {
+    let parent = "name: parent
+steps:
+  - id: pay
+    action: workflow.run
+    with: { workflow: capture_it }
+  - id: hold
+    action: inventory.reserve
+    with: { sku: MUG-001, quantity: 1 }
+    compensate: { action: inventory.release, with: { key: '{{step.key}}' } }
+";
+    let capture_it = "name: capture_it
+steps:
+  - id: inner
+    action: workflow.run
+    with: { workflow: verify_it }
+";
+    let verify_it =
+        "name: verify_it\nsteps:\n  - id: verify\n    action: users.verify\n    with: { user_id: u, token: t }\n";
+    let report = Test::new()
+        .file("parent.yaml", parent)
+        .file("capture_it.yaml", capture_it)
+        .file("verify_it.yaml", verify_it)
+        .args(&["validate", "--format", "json", "parent.yaml"])
+        .json();
+    assert_eq!(diagnostics(&report), ["parent.yaml compensable-after-irreversible 6:9"], "{report}");
+    let message = report["diagnostics"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`capture_it` → `verify_it` does `verify` (`users.verify`)"), "{message}");
+}
+
+/// A child whose workflow is gone when the step runs (its file deleted) fails
+/// the step with `not_found`, saying which, and the parent rolls back.
+#[test]
+fn a_child_missing_at_run_time_fails_its_step_with_not_found() {
+    let out = Test::new()
+        .file("parent.yaml", PARENT)
+        .args(&["run", "parent.yaml", "--format", "json", "--input", r#"{"fail": false, "ship_delay": "1ms"}"#])
+        .status(1)
+        .run();
+    let record: Json = serde_json::from_slice(&out.stdout).expect("a record");
+    assert_eq!(record["status"], "compensated", "{record}");
+    assert_eq!(record["error"]["code"], "not_found");
+    assert_eq!(record["error"]["step"], "pay");
+    let message = record["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no workflow `payment`"), "{message}");
+}
