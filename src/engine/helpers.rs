@@ -13,7 +13,9 @@ type Body = fn(&[Json]) -> Result<Json, String>;
 
 /// Registers every helper of this file.
 pub(super) fn register(registry: &mut Handlebars<'static>) {
-    let helpers: [(&'static str, Body); 13] = [
+    let helpers: [(&'static str, Body); 14] = [
+        // `x`, or `fallback` when `x` is missing or null.
+        ("default", |a| Ok(if a[0].is_null() { a[1].clone() } else { a[0].clone() })),
         ("add", |a| fold(a, Decimal::checked_add)),
         ("mul", |a| fold(a, Decimal::checked_mul)),
         ("sub", |a| fold(a, Decimal::checked_sub)),

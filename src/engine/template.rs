@@ -9,7 +9,6 @@
 
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderError, RenderErrorReason,
-    ScopedJson,
 };
 use serde_json::Value as Json;
 
@@ -61,7 +60,6 @@ impl Templates {
         registry.set_strict_mode(false);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("json", Box::new(JsonHelper));
-        registry.register_helper("default", Box::new(DefaultHelper));
         super::helpers::register(&mut registry);
         Templates { registry, next: 0, secrets: Default::default() }
     }
@@ -235,26 +233,6 @@ impl HelperDef for JsonHelper {
         }
         out.write(&param.value().to_string())?;
         Ok(())
-    }
-}
-
-/// `{{default x fallback}}`: `x`, or `fallback` when `x` is missing or null.
-struct DefaultHelper;
-
-impl HelperDef for DefaultHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        _: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let value = h.param(0).filter(|p| !p.is_value_missing() && !p.value().is_null());
-        let chosen = match value {
-            Some(p) => p.value().clone(),
-            None => h.param(1).map(|p| p.value().clone()).unwrap_or(Json::Null),
-        };
-        Ok(ScopedJson::Derived(chosen))
     }
 }
 
