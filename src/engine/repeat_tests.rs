@@ -169,6 +169,17 @@ steps:
     timeout: '{{input.limit}}'
     retry: { max_attempts: 3, delay: '{{input.wait}}', backoff: fixed }
 ";
+    let capped = "name: c
+input:
+  type: object
+  properties: { cap: {} }
+steps:
+  - id: a
+    action: mock
+    retry: { max_attempts: 4, delay: 1m, max_delay: '{{input.cap}}' }
+";
+    let (_, journal) = simulate(capped, json!({"cap": "90s"}), |_, _, _| err("unavailable"));
+    assert_eq!(starts(&journal), [1_000, 61_000, 151_000, 241_000], "1m, then 2m and 4m capped at 90 s");
     let wf = compile(yaml);
     let (state, journal) = simulate(yaml, json!({"wait": "2m", "limit": 1500}), |_, _, _| err("unavailable"));
     assert_eq!(starts(&journal), [1_000, 121_000, 241_000], "2 minutes apart");

@@ -230,3 +230,32 @@ fn a_child_missing_at_run_time_fails_its_step_with_not_found() {
     let message = record["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("no workflow `payment`"), "{message}");
 }
+
+/// Over the API: cancelling a parent cancels the child its step waits for;
+/// the child rolls back on its own, and the parent ends after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_parent_over_the_api_cancels_its_child() {
+    let slow = "name: payment
+steps:
+  - id: charge
+    action: mock
+    with: { output: { paid: 1 } }
+    compensate: { action: mock }
+  - id: settle
+    action: sleep
+    with: { for: 1h }
+";
+    let dir = crate::server::folder(&[("parent.yaml", PARENT), ("payment.yaml", slow)]);
+    let server = crate::server::Server::start(dir.path());
+    let run = server.start_run("parent", serde_json::json!({ "fail": false, "ship_delay": "1ms" })).await;
+    let waiting = server.until_status(&run, &["waiting"]).await;
+    let child = waiting["steps"][1]["child_run"].as_str().expect("the child's id").to_owned();
+    server.until_status(&child, &["waiting"]).await;
+    let (status, _) = server.post(&format!("/v1/runs/{run}/cancel"), serde_json::json!({})).await;
+    assert_eq!(status, 202);
+    let parent = server.until_status(&run, &["compensated"]).await;
+    assert_eq!(parent["steps"][1]["error"]["code"], "cancelled", "{parent}");
+    let child = server.until_status(&child, &["compensated"]).await;
+    assert_eq!(child["error"]["code"], "cancelled");
+    assert_eq!(child["compensations"][0]["step"], "charge", "{child}");
+}
