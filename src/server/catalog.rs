@@ -116,6 +116,13 @@ pub(crate) enum Change {
         workflow: String,
         version: String,
     },
+    /// The file validates again with the content of the version still
+    /// active (its last good content restored): its diagnostics are gone.
+    Restored {
+        workflow: String,
+        file: String,
+        version: String,
+    },
     /// The file does not validate; `active` is the version still serving, if any.
     Invalid {
         workflow: String,
@@ -131,6 +138,7 @@ impl Change {
             Change::Added { workflow, .. }
             | Change::Updated { workflow, .. }
             | Change::Removed { workflow, .. }
+            | Change::Restored { workflow, .. }
             | Change::Invalid { workflow, .. } => workflow,
         }
     }
@@ -306,6 +314,18 @@ fn changes(old: &Snapshot, next: &Snapshot) -> Vec<Change> {
         out.push(Change::Removed { workflow: name.clone(), version });
     }
     for (path, state) in &next.files {
+        let was_invalid = old.files.get(path).is_some_and(|o| !o.is_valid());
+        if let (true, None, Some(active)) = (was_invalid, &state.diagnostics, &state.active) {
+            let name = state.display_name();
+            // A new version is `Added` or `Updated` already; the same one is restored.
+            if old.active(&name).is_some_and(|w| w.hash == active.hash) {
+                out.push(Change::Restored {
+                    workflow: name,
+                    file: path.display().to_string(),
+                    version: active.hash.clone(),
+                });
+            }
+        }
         let Some(report) = &state.diagnostics else { continue };
         let was_same = old.files.get(path).is_some_and(|o| o.source_hash == state.source_hash && !o.is_valid());
         if !was_same {

@@ -142,6 +142,11 @@ fn log(report: &ReloadReport) {
             workflow = %report.workflow,
             "workflow removed: it takes no new runs; runs in flight: {in_flight}"
         ),
+        Change::Restored { file, .. } => tracing::info!(
+            workflow = %report.workflow,
+            file = %file,
+            "workflow file validates again; its version stays active"
+        ),
         Change::Invalid { file, errors, .. } => tracing::warn!(
             workflow = %report.workflow,
             file = %file,

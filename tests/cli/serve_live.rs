@@ -106,6 +106,12 @@ async fn hot_reload_under_100_runs_in_flight_each_finishes_on_its_own_version() 
         assert_eq!(record["steps"][1]["id"], "hold_on");
     }
 
+    // Its last good content restored: valid and active again, no stale diagnostics.
+    write(dir.path(), "waiter.yaml", &v2_text);
+    let w = server.until("/v1/workflows/waiter", |w| w["state"] == "active").await;
+    assert_eq!(w["version"].as_str(), Some(v2.as_str()), "{w}");
+    assert!(w["diagnostics"].is_null() || w["diagnostics"] == json!([]), "{w}");
+
     // A deleted file takes no new runs.
     std::fs::remove_file(dir.path().join("workflows/waiter.yaml")).expect("delete");
     server.until("/v1/workflows", |l| l["workflows"] == json!([])).await;
