@@ -1049,6 +1049,10 @@ impl RunState {
 
     pub(crate) fn step_status(&self, s: usize) -> StepStatus {
         let state = &self.steps[s];
+        // A step after the run's forward part that never started once the run ended never will.
+        if self.phase == Phase::Done && state.status == StepStatus::Pending && self.wf.steps[s].section.is_after() {
+            return StepStatus::NotRun;
+        }
         let comp: Vec<&Unit> = state.units.iter().filter_map(|u| u.compensation.as_deref()).collect();
         if !comp.is_empty() && comp.iter().all(|c| c.done()) {
             let all_ok = comp.iter().all(|c| c.status == UnitStatus::Succeeded);

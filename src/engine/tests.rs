@@ -621,6 +621,19 @@ finally:
     let r = RunRecord::of(&state);
     assert_eq!((r.status.as_str(), r.error.map(|e| e.code.to_string())), ("failed", Some("schema".to_owned())));
     assert_eq!(shape(&journal), ["run_started", "input_rejected", "finished failed"]);
+    let statuses: Vec<&str> = r.steps.iter().map(|s| s.status.as_str()).collect();
+    assert_eq!(statuses, ["pending", "not_run", "not_run"], "after-steps that never ran say so (DSL.md C1)");
+}
+
+/// DSL.md C1: an `on_failure` step of a run that did not fail is `not_run`,
+/// not `pending`: it never ran and never will.
+#[test]
+fn on_failure_steps_of_a_run_that_succeeded_are_not_run() {
+    let yaml = "name: fine\nsteps:\n  - id: work\n    action: mock\non_failure:\n  - id: tell\n    action: mock\n";
+    let (state, _) = simulate(yaml, json!({}), |_, _, _| ok(json!({})));
+    let r = RunRecord::of(&state);
+    assert_eq!(r.status, crate::journal::status::RunStatus::Succeeded);
+    assert_eq!(r.steps[1].status, crate::journal::status::StepStatus::NotRun);
 }
 
 /// The step's error is the failure that ended it, not the `cancelled` of an

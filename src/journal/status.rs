@@ -160,6 +160,10 @@ named_status! {
         Compensated => "compensated",
         /// Its compensation failed for good: a person must look.
         CompensationFailed => "compensation_failed",
+        /// An `on_failure` step of a run that did not fail, or an `on_failure`
+        /// or `finally` step of a run rejected at its input: it never ran and
+        /// never will (DSL.md C1).
+        NotRun => "not_run",
     }
 }
 
