@@ -34,11 +34,16 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let seed = match setup.seed() {
-        Ok(s) => s,
+    let (config, seed) = match setup.config().and_then(|c| Ok((c.seed().map_err(|e| e.0)?, c))) {
+        Ok((seed, config)) => (Arc::new(config), seed),
         Err(e) => return usage_error(&e),
     };
-    let wf = match CompiledWorkflow::compile(&path, &source, crate::config::registry::builtin()) {
+    // Checked against the config's templates, as `validate` does.
+    let registry = match crate::config::registry::for_config(&config) {
+        Ok(registry) => registry,
+        Err(e) => return usage_error(&e.0),
+    };
+    let wf = match CompiledWorkflow::compile(&path, &source, &registry) {
         Ok(wf) => wf,
         Err(NotRunnable(report)) => {
             eprint!("{}", render::human(std::slice::from_ref(&report), false));
@@ -56,8 +61,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
     let started = std::time::Instant::now();
     // The children it starts come from its own folder.
     let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
-    let registry = crate::config::registry::builtin_shared().clone();
-    let ground = Ground { seed, library: Arc::new(Directory::new(dir, registry)) };
+    let ground = Ground { seed, library: Arc::new(Directory::new(dir, registry)), config };
     let points = match runtime().block_on(explore(wf.clone(), input, ground, args.crash)) {
         Ok(points) => points,
         Err(e) => return usage_error(&e),

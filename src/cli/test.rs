@@ -38,11 +38,15 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(files) => files,
         Err(e) => return usage_error(&e.0),
     };
-    let seed = match setup.seed() {
-        Ok(seed) => seed,
+    let (config, seed) = match setup.config().and_then(|c| Ok((c.seed().map_err(|e| e.0)?, c))) {
+        Ok((seed, config)) => (Arc::new(config), seed),
         Err(e) => return usage_error(&e),
     };
-    let registry = crate::config::registry::builtin_shared().clone();
+    // Checked against the config's templates, as `validate` does.
+    let registry = match crate::config::registry::for_config(&config) {
+        Ok(registry) => registry,
+        Err(e) => return usage_error(&e.0),
+    };
     let mut libraries: HashMap<PathBuf, Arc<dyn Library>> = HashMap::new();
     let mut loaded = Vec::new();
     for file in &files {
@@ -54,8 +58,8 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         let dir = test.workflow.parent().map_or_else(PathBuf::new, std::path::Path::to_path_buf);
         let library =
             libraries.entry(dir.clone()).or_insert_with(|| Arc::new(Directory::new(dir, registry.clone()))).clone();
-        let ground = Ground { seed: seed.clone(), library };
-        match prepare(&test, ground.library.as_ref()) {
+        let ground = Ground { seed: seed.clone(), library, config: config.clone() };
+        match prepare(&test, ground.library.as_ref(), &registry) {
             Ok((wf, injections)) => loaded.push((test, wf, injections, ground)),
             Err(e) => return usage_error(&e),
         }

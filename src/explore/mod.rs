@@ -131,6 +131,9 @@ enum Plan {
 pub(crate) struct Ground {
     pub seed: Seed,
     pub library: Arc<dyn crate::engine::library::Library>,
+    /// The config every command reads (`sagaflow.toml` or `--config`): its
+    /// templates, HTTP allow-list and services back the runs.
+    pub config: Arc<Config>,
 }
 
 /// Explores a workflow with one input. `crash`: add the crash points.
@@ -323,7 +326,7 @@ pub(crate) async fn run_once(
     let dir = tempfile::tempdir().map_err(ExploreError::TempDir)?;
     let store = Arc::new(SledStore::open(dir.path())?);
     let sandbox = Sandbox::open(store.db(), &ground.seed, false)?;
-    let backends = Backends::on(&Config::default(), sandbox.clone())?;
+    let backends = Backends::on(&ground.config, sandbox.clone())?;
     let before = sandbox.show(None)?;
     let world = harness::World { answers: s.answers, clock: Some(VirtualClock::default()) };
     let options = || EngineOptions {

@@ -24,10 +24,11 @@ pub(crate) struct CaseResult {
 pub(crate) fn prepare(
     test: &TestFile,
     library: &dyn crate::engine::library::Library,
+    registry: &crate::actions::Registry,
 ) -> Result<(Arc<CompiledWorkflow>, Vec<Vec<Injection>>), String> {
     let source = crate::base::file::read_regular_text(&test.workflow, crate::dsl::loader::MAX_FILE_BYTES as u64)
         .map_err(|e| at(&test.file, Default::default(), &format!("cannot read {}: {e}", test.workflow.display())))?;
-    let wf = CompiledWorkflow::compile(&test.workflow, &source, crate::config::registry::builtin()).map_err(|_| {
+    let wf = CompiledWorkflow::compile(&test.workflow, &source, registry).map_err(|_| {
         format!("{} has errors (`sagaflow validate` shows them); its tests cannot run", test.workflow.display())
     })?;
     let mut injections = Vec::new();

@@ -147,3 +147,30 @@ tests:
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("2 passed, 0 failed\n"), "{text}");
 }
+
+/// Every command reads the same config: `test` and `explore` run on the
+/// services and templates `sagaflow.toml` (or `--config`) names, as `run` does.
+#[test]
+fn test_and_explore_read_the_config_as_run_does() {
+    let workflow = "name: w
+steps:
+  - id: note
+    action: notify.send
+    with: { to: usr-ada, template: custom_note, data: { text: hello } }
+output: { subject: '{{steps.note.output.subject}}' }
+";
+    let tests = "workflow: w.yaml\ntests:\n  - name: the config's template is sent\n    expect: { status: succeeded, output: { subject: A note } }\n";
+    let mail = "custom_note:\n  subject: A note\n  body: \"{{text}}\"\n";
+    let mut t = Test::new()
+        .file("w.yaml", workflow)
+        .file("w.test.yaml", tests)
+        .file("sagaflow.toml", "[notifications]\ntemplates = \"mail.yaml\"\n")
+        .file("mail.yaml", mail);
+    let dir = t.path_buf();
+    let out = Test::in_dir(&dir).args(&["test", "w.test.yaml"]).run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("1 passed, 0 failed\n"), "{text}");
+    let out = Test::in_dir(&dir).args(&["explore", "w.yaml", "--format", "json"]).run();
+    let points: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(points[0]["status"], "succeeded", "the happy path sends the config's template: {points}");
+}
