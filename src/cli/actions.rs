@@ -1,4 +1,5 @@
-//! `sagaflow actions [--format human|json]`
+//! `sagaflow actions [NAME] [--format human|json]`: every action, or one with
+//! its effect class, errors and schemas.
 
 use std::process::ExitCode;
 
@@ -8,6 +9,8 @@ use crate::actions::Registry;
 
 #[derive(clap::Args)]
 pub(super) struct Args {
+    /// One action to show whole: its effect class, its own error codes, and its input and output schemas.
+    name: Option<String>,
     /// How to print the list (`markdown` is docs/actions.md).
     #[arg(long, value_enum, default_value = "human")]
     format: ActionsFormat,
@@ -55,8 +58,66 @@ pub(super) fn markdown(registry: &Registry) -> String {
     out
 }
 
+/// One action as JSON: what the list prints of each.
+fn spec_json(s: &crate::actions::ActionSpec) -> serde_json::Value {
+    json!({
+        "name": s.name,
+        "description": s.description,
+        "effect": s.effect.as_str(),
+        "input_schema": s.input_schema,
+        "output_schema": s.output_schema,
+        "undo": match &s.effect {
+            crate::actions::Effect::Reversible { undo } => serde_json::Value::from(undo.as_str()),
+            _ => serde_json::Value::Null,
+        },
+        "errors": s.errors,
+    })
+}
+
+/// `sagaflow actions NAME`: one action, whole; an unknown name is a usage error with "did you mean".
+fn one(registry: &Registry, name: &str, format: ActionsFormat) -> ExitCode {
+    let Some(found) = registry.get(name) else {
+        let hint = crate::base::suggest::hint(name, registry.names());
+        let hint = if hint.is_empty() { "; `sagaflow actions` lists them".to_owned() } else { hint };
+        return super::usage_error(&format!("there is no action `{name}`{hint}"));
+    };
+    let s = &found.spec;
+    if format == ActionsFormat::Json {
+        println!("{}", spec_json(s));
+        return ExitCode::SUCCESS;
+    }
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let effect = match &s.effect {
+        crate::actions::Effect::Reversible { undo } => format!("reversible (undone by `{undo}`)"),
+        other => other.as_str().to_owned(),
+    };
+    let errors = if s.errors.is_empty() { "-".to_owned() } else { s.errors.join(", ") };
+    println!(
+        "{}
+  {}
+
+  effect:  {effect}
+  errors:  {errors} (besides the language's codes)
+",
+        s.name, s.description
+    );
+    println!(
+        "input (`with`):
+{}
+
+output:
+{}",
+        pretty(&s.input_schema),
+        pretty(&s.output_schema)
+    );
+    ExitCode::SUCCESS
+}
+
 pub(super) fn run(args: Args) -> ExitCode {
     let registry = crate::config::registry::builtin();
+    if let Some(name) = &args.name {
+        return one(registry, name, args.format);
+    }
     match args.format {
         ActionsFormat::Markdown => print!("{}", markdown(registry)),
         ActionsFormat::Services => print!("{}", super::contract::markdown(registry)),
@@ -64,23 +125,7 @@ pub(super) fn run(args: Args) -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&super::contract::openapi(registry)).unwrap_or_default())
         }
         ActionsFormat::Json => {
-            let list: Vec<_> = registry
-                .specs()
-                .map(|s| {
-                    json!({
-                        "name": s.name,
-                        "description": s.description,
-                        "effect": s.effect.as_str(),
-                        "input_schema": s.input_schema,
-                        "output_schema": s.output_schema,
-                        "undo": match &s.effect {
-                            crate::actions::Effect::Reversible { undo } => serde_json::Value::from(undo.as_str()),
-                            _ => serde_json::Value::Null,
-                        },
-                        "errors": s.errors,
-                    })
-                })
-                .collect();
+            let list: Vec<_> = registry.specs().map(spec_json).collect();
             println!("{}", serde_json::Value::Array(list));
         }
         ActionsFormat::Human => {

@@ -106,13 +106,17 @@ pub(super) fn find_workflow(given: &str, dir: &Path) -> Result<(PathBuf, String)
     let files = crate::validate::collect_files(&[dir.to_owned()]).map_err(|_| {
         format!("there is no file `{given}`, and no workflows directory {} to find it by name", dir.display())
     })?;
+    let mut names = Vec::new();
     for file in files {
         let loaded = crate::dsl::loader::load_path(&file);
-        if loaded.declared_name() == Some(given) {
-            return Ok((file, loaded.file.text.clone()));
+        match loaded.declared_name() {
+            Some(name) if name == given => return Ok((file, loaded.file.text.clone())),
+            Some(name) => names.push(name.to_owned()),
+            None => {}
         }
     }
-    Err(format!("there is no file `{given}` and no workflow named `{given}` in {}", dir.display()))
+    let hint = crate::base::suggest::hint(given, names.iter().map(String::as_str));
+    Err(format!("there is no file `{given}` and no workflow named `{given}` in {}{hint}", dir.display()))
 }
 
 /// `run NAME --server URL`: the server runs its own workflow of that name.

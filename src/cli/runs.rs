@@ -54,9 +54,10 @@ pub(super) fn runs(args: RunsArgs) -> ExitCode {
     let filter = RunFilter { workflow: args.workflow, status: args.status };
     let runs = match &args.server.url {
         Some(server) => super::client::runs(server, &filter),
+        // Newest first, as the API lists them (the index is oldest first).
         None => SledStore::open(&args.data.path)
             .and_then(|store| store.runs())
-            .map(|runs| runs.into_iter().filter(|r| filter.matches(r)).collect())
+            .map(|runs| runs.into_iter().rev().filter(|r| filter.matches(r)).collect())
             .map_err(|e| e.message),
     };
     let runs = match runs {
@@ -66,9 +67,11 @@ pub(super) fn runs(args: RunsArgs) -> ExitCode {
     match args.output.format {
         RunFormat::Json => println!("{}", serde_json::to_string(&runs).unwrap_or_default()),
         RunFormat::Human => {
-            println!("{:20}  {:24}  {:20}", "run", "workflow", "status");
+            println!("{:20}  {:24}  {:20}  {}", "run", "workflow", "status", "started");
             for r in &runs {
-                println!("{:20}  {:24}  {:20}", r.run_id, r.workflow, r.status);
+                let started = chrono::DateTime::from_timestamp_millis(r.started_at as i64).unwrap_or_default();
+                let started = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                println!("{:20}  {:24}  {:20}  {started}", r.run_id, r.workflow, r.status);
             }
         }
     }

@@ -390,3 +390,32 @@ steps:
     let message = record["steps"][2]["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("`input.items.0.quantity` is a number, which has no field `value`"), "{message}");
 }
+
+/// Frictions a new user hit: `actions NAME` shows one action whole; a
+/// misspelt action or workflow name says "did you mean"; `runs` lists the
+/// newest first, with when each started.
+#[test]
+fn actions_name_did_you_mean_and_runs_newest_first() {
+    let out = Test::new().args(&["actions", "payments.refund"]).run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("effect:  irreversible") && text.contains("refund_exceeds_charge"), "{text}");
+    assert!(text.contains("\"payment_id\""), "the input schema: {text}");
+    let out = Test::new().args(&["actions", "payments.refnd"]).status(2).run();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `payments.refund`?"));
+
+    let mut t = Test::new()
+        .file("workflows/first.yaml", "name: first\nsteps:\n  - id: a\n    action: mock\n")
+        .file("workflows/second.yaml", "name: second\nsteps:\n  - id: a\n    action: mock\n");
+    let dir = t.path_buf();
+    let out = Test::in_dir(&dir).args(&["run", "frist"]).status(2).run();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `first`?"), "{:?}", out);
+    Test::in_dir(&dir).args(&["run", "first"]).run();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    Test::in_dir(&dir).args(&["run", "second"]).run();
+    let out = Test::in_dir(&dir).args(&["runs"]).run();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].ends_with("started"), "{text}");
+    assert!(lines[1].contains("second") && lines[2].contains("first"), "newest first: {text}");
+    assert!(lines[1].contains("T") && lines[1].trim_end().ends_with('Z'), "a start time: {text}");
+}
