@@ -67,7 +67,7 @@ pub(super) fn runs(args: RunsArgs) -> ExitCode {
     match args.output.format {
         RunFormat::Json => println!("{}", serde_json::to_string(&runs).unwrap_or_default()),
         RunFormat::Human => {
-            println!("{:20}  {:24}  {:20}  {}", "run", "workflow", "status", "started");
+            println!("{:20}  {:24}  {:20}  started", "run", "workflow", "status");
             for r in &runs {
                 let started = chrono::DateTime::from_timestamp_millis(r.started_at as i64).unwrap_or_default();
                 let started = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
