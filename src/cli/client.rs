@@ -73,10 +73,33 @@ pub(super) fn run(server: &str, workflow: &str, input: Json, format: RunFormat) 
         }
         loop {
             let record = client.record(&run_id).await?;
-            if record.status.is_finished() {
+            if record.status.is_finished() || record.status == crate::journal::status::RunStatus::Paused {
                 return Ok(record);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    match result {
+        Ok(record) => output::print_run(&record, format),
+        Err(e) => usage_error(&e),
+    }
+}
+
+/// `retry|skip|abort RUN --server URL`: the server acts, then the run is
+/// followed to its end or its next pause.
+pub(super) fn operate(server: &str, run_id: &str, ask: &crate::engine::operator::Ask, format: RunFormat) -> ExitCode {
+    let result = runtime().block_on(async {
+        let client = Client::new(server)?;
+        let path = format!("/v1/runs/{run_id}/{}", ask.name());
+        let body = super::operate::body(ask);
+        // Answered once the act is journaled: the run goes on from it.
+        client.send(client.request(reqwest::Method::POST, &path).json(&body)).await?;
+        loop {
+            let record = client.record(run_id).await?;
+            if record.status.is_finished() || record.status == crate::journal::status::RunStatus::Paused {
+                return Ok::<RunRecord, String>(record);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
     match result {
@@ -93,7 +116,7 @@ pub(super) fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
     }
 }
 
-/// `runs --server URL`: every page of the listing, oldest first like the local one.
+/// `runs --server URL`: every page of the listing, newest first like the local one.
 pub(super) fn runs(server: &str, filter: &crate::store::RunFilter) -> Result<Vec<crate::store::RunMeta>, String> {
     runtime().block_on(async {
         let client = Client::new(server)?;
@@ -113,7 +136,6 @@ pub(super) fn runs(server: &str, filter: &crate::store::RunFilter) -> Result<Vec
                 None => break,
             }
         }
-        all.reverse();
         Ok(all)
     })
 }

@@ -7,6 +7,7 @@ mod bench_serve;
 mod client;
 mod contract;
 mod explore;
+mod operate;
 mod outbox;
 mod output;
 mod run;
@@ -102,6 +103,12 @@ enum Command {
     Resume(runs::ResumeArgs),
     /// Print one run's record.
     Show(runs::ShowArgs),
+    /// Retry a paused run's step (optionally with a new `with`); it goes on counting its attempts.
+    Retry(operate::RetryArgs),
+    /// Skip a paused run's step, giving the output it should have had.
+    Skip(operate::SkipArgs),
+    /// Abort a paused, running or waiting run: it rolls back as its failure would have made it.
+    Abort(operate::AbortArgs),
     /// List runs.
     Runs(runs::RunsArgs),
     /// List event deliveries still pending (webhooks, triggered workflows) and dead letters.
@@ -138,6 +145,9 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(args, &setup),
         Command::Resume(args) => runs::resume(args, &setup),
         Command::Show(args) => runs::show(args),
+        Command::Retry(args) => operate::retry(args, &setup),
+        Command::Skip(args) => operate::skip(args, &setup),
+        Command::Abort(args) => operate::abort(args, &setup),
         Command::Runs(args) => runs::runs(args),
         Command::Outbox(args) => outbox::run(args),
         Command::Bench(args) => bench::run(args),

@@ -143,6 +143,10 @@ pub enum OnError {
     Continue,
     /// The run goes on for these codes, and rolls back for any other.
     ContinueOn(Vec<Spanned<String>>),
+    /// The run is paused for an operator (retry, skip, abort), whatever the code (DSL.md C1).
+    Pause,
+    /// The run is paused for these codes, and rolls back for any other.
+    PauseOn(Vec<Spanned<String>>),
 }
 
 impl OnError {
@@ -152,6 +156,24 @@ impl OnError {
             OnError::Fail => false,
             OnError::Continue => true,
             OnError::ContinueOn(codes) => codes.iter().any(|c| c.value == code),
+            OnError::Pause | OnError::PauseOn(_) => false,
+        }
+    }
+
+    /// Whether a failure with this code pauses the run for an operator.
+    pub fn pauses(&self, code: &str) -> bool {
+        match self {
+            OnError::Pause => true,
+            OnError::PauseOn(codes) => codes.iter().any(|c| c.value == code),
+            _ => false,
+        }
+    }
+
+    /// The codes it names (`{continue: [...]}` or `{pause: [...]}`).
+    pub fn codes(&self) -> &[Spanned<String>] {
+        match self {
+            OnError::ContinueOn(codes) | OnError::PauseOn(codes) => codes,
+            _ => &[],
         }
     }
 

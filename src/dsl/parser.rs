@@ -252,16 +252,23 @@ impl Parser {
     }
 }
 
-/// `on_error`: `fail`, `continue`, or `{continue: [codes]}` (the structure
-/// check has said what else is wrong).
+/// `on_error`: `fail`, `continue`, `pause`, `{continue: [codes]}` or
+/// `{pause: [codes]}` (the structure check has said what else is wrong).
 fn on_error(node: &Node) -> OnError {
-    if let Some(text) = node.as_str() {
-        return if text == "continue" { OnError::Continue } else { OnError::Fail };
+    match node.as_str() {
+        Some("continue") => return OnError::Continue,
+        Some("pause") => return OnError::Pause,
+        Some(_) => return OnError::Fail,
+        None => {}
     }
-    let codes = node.get("continue").map(|c| c.items()).unwrap_or_default();
-    OnError::ContinueOn(
-        codes.iter().filter_map(|c| c.as_str().map(|code| Spanned::new(code.to_owned(), c.span))).collect(),
-    )
+    let spanned = |list: &Node| {
+        list.items().iter().filter_map(|c| c.as_str().map(|code| Spanned::new(code.to_owned(), c.span))).collect()
+    };
+    match (node.get("continue"), node.get("pause")) {
+        (_, Some(codes)) => OnError::PauseOn(spanned(codes)),
+        (Some(codes), _) => OnError::ContinueOn(spanned(codes)),
+        _ => OnError::ContinueOn(Vec::new()),
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@
 //! | roll-back   | CompensationStarted / CompensationFinished   | one at a time, reverse completion order        |
 //! | roll-back   | CompensationRetryScheduled, then CompensationRetryDue | a compensation's backoff              |
 //! | roll-back   | (compensations done)                         | `on_failure` steps run, then the run finishes  |
+//! | forward     | AttemptFinished err, final, `on_error: pause`| unit paused: the run waits for an operator     |
+//! | forward     | Operator (retry / skip)                      | the paused unit pending again / succeeded      |
+//! | forward     | Operator (abort)                             | roll-back, as the failure would have made it   |
 //! | done        | UndoRequested (a succeeded child run)        | roll-back of its steps, then `compensated`     |
 //! | any         | RunFinished                                  | done                                           |
 //!
@@ -77,6 +80,10 @@ pub(crate) struct Unit {
     /// A `workflow.run` unit whose child had nothing to undo: it is left as it
     /// is, like a step without `compensate`.
     pub nothing_to_undo: bool,
+    /// The `with` an operator gave when retrying it, instead of the step's.
+    pub with: Option<Json>,
+    /// An operator skipped it, giving its output.
+    pub skipped: bool,
     pub compensation: Option<Box<Unit>>,
 }
 
@@ -95,6 +102,8 @@ impl Unit {
             round: 0,
             next_round: None,
             nothing_to_undo: false,
+            with: None,
+            skipped: false,
             compensation: None,
         }
     }
@@ -324,7 +333,7 @@ impl RunState {
         state
     }
 
-    fn unit_mut(&mut self, step: usize, item: Item) -> Option<&mut Unit> {
+    pub(super) fn unit_mut(&mut self, step: usize, item: Item) -> Option<&mut Unit> {
         self.steps.get_mut(step)?.units.get_mut(unit_index(item))
     }
 
@@ -354,6 +363,7 @@ impl RunState {
             Entry::RunTimedOut { .. } => self.phase == Phase::Forward,
             Entry::CancelRequested { .. } => self.cancellable().is_ok(),
             Entry::UndoRequested { .. } => self.phase == Phase::Done && self.status == Some(RunStatus::Succeeded),
+            Entry::Operator { action, .. } => self.takes(action),
             _ => self.phase != Phase::Done,
         }
     }
@@ -443,6 +453,7 @@ impl RunState {
                     c.retry_came(UnitStatus::Pending);
                 }
             }
+            Entry::Operator { action, at, .. } => self.operated(action, *at),
             Entry::UndoRequested { .. } => {
                 if self.phase == Phase::Done && self.status == Some(RunStatus::Succeeded) {
                     self.phase = Phase::RollingBack;
@@ -541,6 +552,16 @@ impl RunState {
             None => return,
             Some(Ended::Succeeded) => self.end_together(vec![(step, item)]),
             Some(Ended::Retrying) => {}
+            Some(Ended::Failed(e))
+                if forward && def.on_error.pauses(e.code.as_str()) && def.section == Section::Steps =>
+            {
+                // Not ended: it waits for an operator (DSL.md C1).
+                if let Some(u) = self.unit_mut(step, item) {
+                    u.status = UnitStatus::Paused;
+                    u.finished_at = None;
+                }
+                return;
+            }
             Some(Ended::Failed(e)) => {
                 // The step's error is the first failure that ended one of its units.
                 self.steps[step].error.get_or_insert_with(|| e.clone());
@@ -556,7 +577,7 @@ impl RunState {
     }
 
     /// A step whose units are all done is succeeded, or failed if any failed.
-    fn settle_step(&mut self, step: usize) {
+    pub(super) fn settle_step(&mut self, step: usize) {
         let Some(s) = self.steps.get_mut(step) else { return };
         // A step with no units yet has not started (an empty `for_each` settles in StepItems).
         if !s.units.is_empty() && s.units.iter().all(Unit::done) {
@@ -569,14 +590,14 @@ impl RunState {
     }
 
     /// Units that ended by one entry join [`RunState::ended`] in the order they started.
-    fn end_together(&mut self, mut units: Vec<(usize, Item)>) {
+    pub(super) fn end_together(&mut self, mut units: Vec<(usize, Item)>) {
         units.sort_by_key(|&(s, item)| self.unit(s, item).and_then(|u| u.first_start).unwrap_or(u32::MAX));
         self.ended.extend(units);
     }
 
     /// The run turns back. `ending`: the unit whose failure turns it, which
     /// ends at the same moment as the units the roll-back cuts short.
-    fn roll_back(&mut self, step: Option<usize>, error: ActionError, mut ending: Vec<(usize, Item)>) {
+    pub(super) fn roll_back(&mut self, step: Option<usize>, error: ActionError, mut ending: Vec<(usize, Item)>) {
         if self.phase != Phase::Forward {
             self.end_together(ending);
             return;
@@ -591,8 +612,9 @@ impl RunState {
         for s in 0..self.steps.len() {
             let for_each = self.wf.steps[s].for_each.is_some();
             for (i, u) in self.steps[s].units.iter_mut().enumerate() {
-                if matches!(u.status, UnitStatus::Retrying | UnitStatus::Pending | UnitStatus::Repeating) {
-                    if u.attempts > 0 || u.status == UnitStatus::Repeating {
+                let waiting = matches!(u.status, UnitStatus::Retrying | UnitStatus::Pending | UnitStatus::Repeating);
+                if waiting || u.status == UnitStatus::Paused {
+                    if u.attempts > 0 || matches!(u.status, UnitStatus::Repeating | UnitStatus::Paused) {
                         ending.push((s, for_each.then_some(i)));
                     }
                     u.status = UnitStatus::Failed;
@@ -845,7 +867,7 @@ impl RunState {
                     let due = d.now + wait_ms(retry, c, d);
                     return Some(Entry::CompensationRetryScheduled { step: s, item, due });
                 }
-                UnitStatus::Running | UnitStatus::Retrying | UnitStatus::Repeating => return None,
+                UnitStatus::Running | UnitStatus::Retrying | UnitStatus::Repeating | UnitStatus::Paused => return None,
             }
         }
         None
@@ -997,6 +1019,9 @@ impl RunState {
     /// The input of an attempt of a step (or item).
     pub(crate) fn attempt_input(&self, s: usize, item: Item) -> Result<Json, ActionError> {
         let def = &self.wf.steps[s];
+        if let Some(with) = self.unit(s, item).and_then(|u| u.with.as_ref()) {
+            return Ok(with.clone());
+        }
         if let ValueTemplate::Literal(value) = &def.with {
             return Ok(value.clone());
         }
@@ -1049,6 +1074,9 @@ impl RunState {
 
     pub(crate) fn step_status(&self, s: usize) -> StepStatus {
         let state = &self.steps[s];
+        if !state.units.is_empty() && state.units.iter().all(|u| u.skipped) {
+            return StepStatus::Skipped;
+        }
         // A step after the run's forward part that never started once the run ended never will.
         if self.phase == Phase::Done && state.status == StepStatus::Pending && self.wf.steps[s].section.is_after() {
             return StepStatus::NotRun;

@@ -19,6 +19,9 @@ pub(crate) mod inject;
 pub(crate) mod library;
 pub(crate) mod machine;
 pub(crate) mod metrics;
+pub(crate) mod operator;
+#[cfg(test)]
+mod operator_tests;
 pub(crate) mod record;
 pub(crate) mod relay;
 #[cfg(test)]

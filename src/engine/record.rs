@@ -118,6 +118,7 @@ pub(crate) fn run_status(run: &RunState) -> RunStatus {
     match run.phase {
         Phase::Done => run.status.unwrap_or_else(|| run.final_status()),
         Phase::RollingBack => RunStatus::Compensating,
+        Phase::Forward if !run.paused().is_empty() => RunStatus::Paused,
         Phase::Forward => {
             let in_flight = run.in_flight();
             let waits = in_flight.iter().filter(|(s, ..)| run.is_wait_step(*s)).count();

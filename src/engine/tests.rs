@@ -412,6 +412,7 @@ fn entry_kind(entry: &Entry) -> &'static str {
         Entry::CompensationRetryScheduled { .. } => "CompensationRetryScheduled",
         Entry::CompensationRetryDue { .. } => "CompensationRetryDue",
         Entry::UndoRequested { .. } => "UndoRequested",
+        Entry::Operator { .. } => "Operator",
         Entry::RunFinished { .. } => "RunFinished",
     }
 }
@@ -447,6 +448,7 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
         Entry::CompensationRetryScheduled { step: 0, item: None, due: 0 },
         Entry::CompensationRetryDue { step: 0, item: None },
         Entry::UndoRequested { at: 0 },
+        Entry::Operator { action: crate::journal::entry::OperatorAction::Abort, by: "cli".into(), at: 0 },
         Entry::RunFinished { status: crate::journal::status::RunStatus::Succeeded, output: None, at: 0 },
     ];
     let kinds: BTreeSet<&str> = every.iter().map(entry_kind).collect();

@@ -24,6 +24,29 @@ pub(crate) struct ParentLink {
     pub depth: u32,
 }
 
+/// What an operator did to a run (DSL.md C1, C2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub(crate) enum OperatorAction {
+    /// A paused unit tries again (with a new `with`, when given); its attempts go on counting.
+    Retry {
+        step: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Item,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        with: Option<Json>,
+    },
+    /// A paused unit is skipped with the output it should have had.
+    Skip {
+        step: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Item,
+        output: Json,
+    },
+    /// The run rolls back, as a failure would have made it.
+    Abort,
+}
+
 /// Which unit of a step: the step itself, or one item of a `for_each`.
 pub(crate) type Item = Option<usize>;
 
@@ -116,6 +139,12 @@ pub(crate) enum Entry {
     CompensationRetryDue {
         step: usize,
         item: Item,
+    },
+    /// An operator acted on the run (DSL.md C2): who, when, what.
+    Operator {
+        action: OperatorAction,
+        by: String,
+        at: u64,
     },
     /// The parent rolled back: this run, which succeeded, is undone (its
     /// succeeded steps compensated in reverse); it then ends `compensated`.

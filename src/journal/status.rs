@@ -13,6 +13,9 @@ pub(crate) enum RunStatus {
     Waiting,
     /// A failure rolls it back: its compensations run.
     Compensating,
+    /// A step failed with `on_error: pause`: the run waits for an operator to
+    /// retry, skip or abort it (DSL.md C1). Not final.
+    Paused,
     Succeeded,
     /// It failed with nothing to undo.
     Failed,
@@ -24,10 +27,11 @@ pub(crate) enum RunStatus {
 
 impl RunStatus {
     /// Every status; the last four are the ends.
-    pub(crate) const ALL: [RunStatus; 7] = [
+    pub(crate) const ALL: [RunStatus; 8] = [
         RunStatus::Running,
         RunStatus::Waiting,
         RunStatus::Compensating,
+        RunStatus::Paused,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Compensated,
@@ -39,6 +43,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
             RunStatus::Compensating => "compensating",
+            RunStatus::Paused => "paused",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Compensated => "compensated",
@@ -177,6 +182,8 @@ named_status! {
         Retrying => "retrying",
         /// A `repeat` round ended without its condition; the next is due later.
         Repeating => "repeating",
+        /// It failed with `on_error: pause`: an operator retries, skips or aborts it.
+        Paused => "paused",
         Succeeded => "succeeded",
         Failed => "failed",
     }

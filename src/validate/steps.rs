@@ -8,7 +8,7 @@ use super::structure::{describe, instance_path, Place};
 use crate::actions::Registry;
 use crate::base::suggest::did_you_mean;
 use crate::dsl::diagnostic::{Code, Diagnostic};
-use crate::dsl::model::{OnError, Retry, RetryPolicies, Step, Trigger, TriggerKind, Workflow};
+use crate::dsl::model::{Retry, RetryPolicies, Step, Trigger, TriggerKind, Workflow};
 use crate::dsl::node::{Node, Value};
 use crate::dsl::span::{Span, Spanned};
 use crate::dsl::template::{analyze, is_template};
@@ -147,10 +147,7 @@ fn check_retry(retry: Option<&Retry>, out: &mut Vec<Diagnostic>) {
 /// misspelt code would never match, and the step would not go on or retry as
 /// it was meant to.
 fn check_continued_codes(step: &Step, registry: &Registry, out: &mut Vec<Diagnostic>) {
-    let continued = match &step.on_error {
-        OnError::ContinueOn(codes) => codes.as_slice(),
-        _ => &[],
-    };
+    let continued = step.on_error.codes();
     let retried = step.retry.iter().flat_map(RetryPolicies::iter).flat_map(|r| r.on.iter().flatten());
     let codes = continued.iter().chain(retried.filter(|c| c.value != "any"));
     let Some(registered) = registry.get(&step.action.value) else { return };

@@ -11,6 +11,7 @@ mod fuzz;
 mod hardening;
 mod harness;
 mod inject;
+mod operate;
 mod outbox;
 mod run;
 mod sandbox;

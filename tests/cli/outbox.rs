@@ -170,3 +170,20 @@ fn a_wrong_webhook_is_named_with_its_line() {
         .status(2)
         .run();
 }
+
+/// DSL.md C1: a run that pauses tells its subscribers with `run.paused`
+/// (keyed by the run), as any event reaches a webhook.
+#[test]
+fn a_paused_run_tells_its_webhook() {
+    let receiver = Receiver::start(false);
+    let flow = "name: flow\nsteps:\n  - id: charge\n    action: mock\n    with: { fail: true, error: card_declined }\n    on_error: pause\n";
+    let hook = format!("[[webhooks]]\nname = \"ops\"\nurl = \"{}\"\nevents = [\"run.paused\"]\n", receiver.url);
+    let mut t = Test::new().file("w.yaml", flow).file("sagaflow.toml", &hook);
+    let dir = t.path_buf();
+    let out = Test::in_dir(&dir).args(&["run", "w.yaml", "--format", "json"]).status(1).run();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a record");
+    assert_eq!(record["status"], "paused");
+    receiver.wait_for(1);
+    let run_id = record["run_id"].as_str().unwrap_or_default();
+    assert!(receiver.keys()[0].starts_with(&format!("{run_id}:paused:")), "{:?}", receiver.keys());
+}

@@ -410,7 +410,7 @@ async fn the_cli_runs_shows_and_lists_through_the_server() {
     let out = cli(&["runs", "--server", &url, "--format", "json", "--workflow", "five"]);
     let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
-    assert_eq!(listed[0]["run_id"], record["run_id"], "oldest first, as without --server");
+    assert_eq!(listed[1]["run_id"], record["run_id"], "newest first, as without --server");
     let out = cli(&["run", "fiv", "--server", &url]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("(404): there is no workflow `fiv`; did you mean `five`?"));

@@ -167,9 +167,21 @@ impl Engine {
         let _ = answer.await;
     }
 
-    /// Waits for a run to end and gives its record; a run that is no longer
-    /// active is read back from the store. `None`: no such run, or it cannot end
-    /// here (the engine stopped).
+    /// Takes an unfinished run up from its journal (as `resume` does, for one run).
+    pub(crate) async fn take_up(&self, run_id: &str) -> Result<(), super::super::ReplayError> {
+        let meta = self.store.run(run_id)?.ok_or_else(|| super::super::ReplayError::NoSuchRun(run_id.to_owned()))?;
+        if !meta.is_finished() {
+            let wf = self.version(&meta.hash)?;
+            let entries = self.store.entries(run_id)?;
+            self.resume(run_id.to_owned(), wf, entries).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for a run to end, or to pause for an operator (it goes on only
+    /// when one acts), and gives its record; a run that is no longer active is
+    /// read back from the store. `None`: no such run, or it cannot end here
+    /// (the engine stopped).
     pub(crate) async fn wait(&self, run_id: &str) -> Option<RunRecord> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Wait { run_id: run_id.to_owned(), reply });
@@ -266,6 +278,14 @@ impl Engine {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Cancel { run_id: run_id.to_owned(), reply });
         answer.await.unwrap_or(Err(CancelRefused::Stopped))
+    }
+
+    /// An operator's ask of a run (retry, skip, abort), journaled with who
+    /// asked (`by`); answers what it did once that is durable, or why not.
+    pub(crate) async fn operate(&self, run_id: &str, ask: Ask, by: &str) -> Result<OperatorAction, Refused> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Operate { run_id: run_id.to_owned(), ask, by: by.to_owned(), reply });
+        answer.await.unwrap_or(Err(Refused::Stopped))
     }
 
     fn send(&self, msg: Msg) {

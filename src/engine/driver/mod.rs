@@ -27,13 +27,14 @@ use tracing::{info, info_span, warn, Instrument};
 use super::compiled::{CompiledWorkflow, StepKind};
 use super::machine::{CancelRefused, Decide, Phase, RunState};
 use super::metrics::Metrics;
+use super::operator::{Ask, Refused};
 use super::record::{run_status, RunRecord};
 use super::relay::Subscriptions;
 use super::wanted::{self, AttemptKey, Start};
 use crate::actions::{Call, Ctx, Registry};
 use crate::base::clock::{Clock, SystemClock};
 use crate::base::ids::new_run_id;
-use crate::journal::entry::{ActionError, Entry, Item, Outcome};
+use crate::journal::entry::{ActionError, Entry, Item, OperatorAction, Outcome};
 use crate::journal::injection::Injection;
 use crate::journal::status::RunStatus;
 use crate::store::{Commit, Delivery, EventRecord, RunMeta, Store, StoreError};
@@ -71,6 +72,13 @@ enum Msg {
         run_id: String,
         reply: oneshot::Sender<Result<(), CancelRefused>>,
     },
+    /// An operator's ask (retry, skip, abort): judged, then journaled with who asked.
+    Operate {
+        run_id: String,
+        ask: Ask,
+        by: String,
+        reply: oneshot::Sender<Result<OperatorAction, Refused>>,
+    },
     Publish {
         event: EventRecord,
         reply: oneshot::Sender<Woken>,
@@ -94,6 +102,7 @@ struct Turn {
     committed: Vec<oneshot::Sender<()>>,
     published: Vec<(String, oneshot::Sender<Woken>)>,
     cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>>,
+    operated: Vec<(OperatorAction, oneshot::Sender<Result<OperatorAction, Refused>>)>,
     emitted: Vec<EventRecord>,
     transitions: Vec<Transition>,
 }
@@ -213,6 +222,7 @@ impl Driver {
         let mut committed: Vec<oneshot::Sender<()>> = Vec::new();
         let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();
         let mut cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>> = Vec::new();
+        let mut operated = Vec::new();
         // Children first: an end or a cancel in this batch may be for one of them.
         for run in std::mem::take(&mut self.spawns) {
             match self.begin_run(run, &mut commit) {
@@ -265,20 +275,35 @@ impl Driver {
                         let _ = reply.send(Err(refused));
                     }
                 },
+                Msg::Operate { run_id, ask, by, reply } => match self.judge_ask(&run_id, &ask) {
+                    Ok(action) => {
+                        let at = self.clock.now_ms();
+                        self.record(&run_id, Entry::Operator { action: action.clone(), by, at }, &mut commit);
+                        touched.push(run_id);
+                        // Answered once it is on disk.
+                        operated.push((action, reply));
+                    }
+                    Err(refused) => {
+                        let _ = reply.send(Err(refused));
+                    }
+                },
                 Msg::Publish { event, reply } => {
                     published.push((event.id.clone(), reply));
                     self.outbox.push(event);
                 }
                 Msg::Pause => self.paused = true,
                 Msg::Flush { reply } => committed.push(reply),
-                Msg::Wait { run_id, reply } => {
-                    match self.runs.contains_key(&run_id) || self.evicted.contains_key(&run_id) {
-                        true => self.waiters.entry(run_id).or_default().push(reply),
-                        false => {
-                            let _ = reply.send(None);
-                        }
+                Msg::Wait { run_id, reply } => match self.runs.get(&run_id) {
+                    // Paused: it goes on only when an operator acts.
+                    Some(a) if a.status == Some(RunStatus::Paused) => {
+                        let _ = reply.send(Some(RunRecord::of(&a.state)));
                     }
-                }
+                    Some(_) => self.waiters.entry(run_id).or_default().push(reply),
+                    None if self.evicted.contains_key(&run_id) => self.waiters.entry(run_id).or_default().push(reply),
+                    None => {
+                        let _ = reply.send(None);
+                    }
+                },
             }
         }
         touched.sort();
@@ -291,7 +316,20 @@ impl Driver {
         let emitted = commit.events.clone();
         commit.deliveries = self.deliveries(&emitted);
         let transitions = self.committed_transitions(&commit);
-        Turn { commit, touched, started, committed, published, cancels, emitted, transitions }
+        Turn { commit, touched, started, committed, published, cancels, operated, emitted, transitions }
+    }
+    /// What an operator's ask does to a run (its state judges; an unknown or
+    /// ended run is refused).
+    fn judge_ask(&mut self, run_id: &str, ask: &Ask) -> Result<OperatorAction, Refused> {
+        self.rehydrate(run_id);
+        if let Some(active) = self.runs.get(run_id) {
+            return active.state.judge(ask);
+        }
+        match self.store.run(run_id) {
+            Ok(Some(meta)) => Err(Refused::Over(meta.status)),
+            Ok(None) => Err(Refused::Unknown),
+            Err(_) => Err(Refused::Stopped),
+        }
     }
     /// Starts a run (its `RunStarted` into the commit) unless a run of its id
     /// exists; answers its id and whether it started.
@@ -380,9 +418,12 @@ impl Driver {
     }
     /// The second half of a turn, once its commit is written: answer, wake, act.
     fn finish(&mut self, turn: Turn) {
-        let Turn { commit, touched, started, committed, published, cancels, emitted, transitions } = turn;
+        let Turn { commit, touched, started, committed, published, cancels, operated, emitted, transitions } = turn;
         for reply in cancels {
             let _ = reply.send(Ok(()));
+        }
+        for (action, reply) in operated {
+            let _ = reply.send(Ok(action));
         }
         for t in transitions {
             let _ = self.transitions.send(Arc::new(t));
@@ -465,9 +506,16 @@ impl Driver {
         self.metrics.entries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         commit.entries.push((run_id.to_owned(), active.seq, entry));
         active.seq += 1;
-        if let Some((_, _, entry @ Entry::RunFinished { .. })) = commit.entries.last() {
+        match commit.entries.last() {
             // A child's end tells its parent, in the same commit.
-            self.outbox.extend(crate::engine::child::end_event(&active.state, entry));
+            Some((_, _, entry @ Entry::RunFinished { .. })) => {
+                self.outbox.extend(crate::engine::child::end_event(&active.state, entry))
+            }
+            // A step that paused the run tells the run's subscribers (DSL.md C1).
+            Some((_, seq, Entry::AttemptFinished { step, item, at, .. })) => {
+                self.outbox.extend(crate::engine::operator::paused_event(&active.state, *step, *item, *seq, *at))
+            }
+            _ => {}
         }
     }
     /// Asks the run what happens next until it has nothing more to say.
@@ -544,6 +592,15 @@ impl Driver {
             let now = self.clock.now_ms();
             let cancels = active.state.running_children().into_iter().map(|c| (c, Entry::CancelRequested { at: now }));
             self.ready.extend(cancels);
+        }
+        if active.state.phase == Phase::Forward && active.status == Some(RunStatus::Paused) {
+            // A paused run goes on only when an operator says so: who waits for it hears now.
+            if let Some(waiters) = self.waiters.remove(run_id) {
+                let record = RunRecord::of(&active.state);
+                for waiter in waiters {
+                    let _ = waiter.send(Some(record.clone()));
+                }
+            }
         }
         if self.paused {
             self.rearm(run_id);

@@ -3,6 +3,7 @@
 mod events;
 mod extract;
 mod meta;
+mod operate;
 mod runs;
 mod workflows;
 
@@ -28,6 +29,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::one))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/retry", post(operate::retry))
+        .route("/v1/runs/{id}/skip", post(operate::skip))
+        .route("/v1/runs/{id}/abort", post(operate::abort))
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/events", post(events::send))
         .fallback(not_found)

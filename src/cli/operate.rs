@@ -1,0 +1,118 @@
+//! `sagaflow retry|skip|abort RUN_ID`: an operator acts on a run (DSL.md C1,
+//! C2), journaled as `cli`. Locally this process takes the run up from the
+//! data directory, acts, and follows it to its end or its next pause; with
+//! `--server URL` the server acts (and journals who its token says).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{json, Value as Json};
+
+use super::{output, runtime, usage_error};
+use crate::engine::operator::Ask;
+
+#[derive(clap::Args)]
+pub(super) struct Common {
+    /// The run to act on.
+    run_id: String,
+    /// Which paused step (the first when left out).
+    #[arg(long)]
+    step: Option<String>,
+    #[command(flatten)]
+    data: super::DataDir,
+    /// Workflows whose `event` triggers, and `workflow.run` children, the run may need.
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
+    #[command(flatten)]
+    output: super::Output,
+    #[command(flatten)]
+    server: super::Server,
+}
+
+#[derive(clap::Args)]
+pub(super) struct RetryArgs {
+    #[command(flatten)]
+    common: Common,
+    /// A new input for the step (JSON or @FILE), replacing its `with`.
+    #[arg(long = "with", value_name = "JSON|@FILE")]
+    with: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub(super) struct SkipArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The output the step should have had (JSON or @FILE), checked against its action's output schema.
+    #[arg(long, value_name = "JSON|@FILE")]
+    output: String,
+}
+
+#[derive(clap::Args)]
+pub(super) struct AbortArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+pub(super) fn retry(args: RetryArgs, setup: &super::setup::Setup) -> ExitCode {
+    let with = match args.with.as_deref().map(crate::base::input::read_input).transpose() {
+        Ok(with) => with,
+        Err(e) => return usage_error(&e),
+    };
+    let ask = Ask::Retry { step: args.common.step.clone(), with };
+    act(args.common, ask, setup)
+}
+
+pub(super) fn skip(args: SkipArgs, setup: &super::setup::Setup) -> ExitCode {
+    let output = match crate::base::input::read_input(&args.output) {
+        Ok(output) => output,
+        Err(e) => return usage_error(&e),
+    };
+    let ask = Ask::Skip { step: args.common.step.clone(), output };
+    act(args.common, ask, setup)
+}
+
+pub(super) fn abort(args: AbortArgs, setup: &super::setup::Setup) -> ExitCode {
+    act(args.common, Ask::Abort, setup)
+}
+
+fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
+    if let Some(server) = &common.server.url {
+        return super::client::operate(server, &common.run_id, &ask, common.output.format);
+    }
+    let (store, backends) = match setup.open(&common.data.path) {
+        Ok(opened) => opened,
+        Err(e) => return usage_error(&e),
+    };
+    let run_id = common.run_id.clone();
+    let record = runtime().block_on(async move {
+        let started = super::setup::start(store.clone(), &backends, &common.workflows, &common.workflows);
+        let engine = started.engine.clone();
+        let result = async {
+            engine.take_up(&run_id).await.map_err(|e| e.to_string())?;
+            if let Ok(state) = engine.replay(&run_id) {
+                if let Some(why) = state.misfit_output(&ask, engine.registry()) {
+                    return Err(why);
+                }
+            }
+            let name = ask.name();
+            engine.operate(&run_id, ask, "cli").await.map_err(|r| format!("run {run_id}: cannot {name}: {r}"))?;
+            engine.wait(&run_id).await.ok_or_else(|| format!("the engine stopped before run {run_id} went on"))
+        }
+        .await;
+        started.finish().await;
+        result
+    });
+    match record {
+        Ok(record) => output::print_run(&record, common.output.format),
+        Err(e) => usage_error(&e),
+    }
+}
+
+/// The body of an ask, as the API takes it.
+pub(super) fn body(ask: &Ask) -> Json {
+    match ask {
+        Ask::Retry { step, with } => json!({ "step": step, "with": with }),
+        Ask::Skip { step, output } => json!({ "step": step, "output": output }),
+        Ask::Abort => json!({}),
+    }
+}

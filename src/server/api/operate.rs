@@ -1,0 +1,115 @@
+//! `POST /v1/runs/{id}/retry|skip|abort`: an operator acts on a run (DSL.md
+//! C1, C2). Each is journaled with who asked (`token` with the server's
+//! token set, else `anonymous`) and answers what it did.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+
+use super::extract::RunId;
+use crate::engine::operator::{Ask, Refused};
+use crate::journal::entry::OperatorAction;
+use crate::server::error::{ApiError, JsonBody};
+use crate::server::App;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetryBody {
+    /// Which paused step (the first when left out).
+    #[serde(default)]
+    step: Option<String>,
+    /// A new `with` for it, replacing the old one.
+    #[serde(default)]
+    with: Option<Json_>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SkipBody {
+    #[serde(default)]
+    step: Option<String>,
+    /// The output the step should have had, checked against its action's output schema.
+    output: Json_,
+}
+
+/// `POST /v1/runs/{id}/retry`: the paused step tries again.
+pub(super) async fn retry(
+    State(app): State<Arc<App>>,
+    RunId(id): RunId,
+    JsonBody(body): JsonBody<RetryBody>,
+) -> Result<Response, ApiError> {
+    operate(&app, &id, Ask::Retry { step: body.step, with: body.with }).await
+}
+
+/// `POST /v1/runs/{id}/skip`: the paused step is skipped with the output given.
+pub(super) async fn skip(
+    State(app): State<Arc<App>>,
+    RunId(id): RunId,
+    JsonBody(body): JsonBody<SkipBody>,
+) -> Result<Response, ApiError> {
+    let ask = Ask::Skip { step: body.step, output: body.output };
+    check_output(&app, &id, &ask)?;
+    operate(&app, &id, ask).await
+}
+
+/// `POST /v1/runs/{id}/abort`: the run rolls back, as its failure would have made it.
+pub(super) async fn abort(State(app): State<Arc<App>>, RunId(id): RunId) -> Result<Response, ApiError> {
+    operate(&app, &id, Ask::Abort).await
+}
+
+/// Who asks, as the journal says it.
+fn who(app: &App) -> &'static str {
+    if app.token.is_some() {
+        "token"
+    } else {
+        "anonymous"
+    }
+}
+
+async fn operate(app: &App, id: &str, ask: Ask) -> Result<Response, ApiError> {
+    app.store.run(id)?.ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))?;
+    app.takes_writes()?;
+    let name = ask.name();
+    let by = who(app);
+    match app.engine.operate(id, ask, by).await {
+        Ok(action) => {
+            let step = step_of(app, id, &action);
+            let body = json!({ "run_id": id, "action": name, "step": step, "by": by });
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
+        Err(refused) => Err(rejected(id, name, refused)),
+    }
+}
+
+/// The id of the step an action is about, when it is about one.
+fn step_of(app: &App, id: &str, action: &OperatorAction) -> Option<String> {
+    let (OperatorAction::Retry { step, .. } | OperatorAction::Skip { step, .. }) = action else { return None };
+    let state = app.engine.replay(id).ok()?;
+    state.wf.steps.get(*step).map(|s| s.id.clone())
+}
+
+fn rejected(id: &str, action: &str, refused: Refused) -> ApiError {
+    let message = format!("run {id}: cannot {action}: {refused}");
+    match refused {
+        Refused::Unknown => ApiError::not_found(message),
+        Refused::Stopped => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+        Refused::NotPaused(status) | Refused::Over(status) => {
+            ApiError::conflict(message).with_details(json!({ "status": status }))
+        }
+        Refused::NotPausedStep { paused, .. } => ApiError::conflict(message).with_details(json!({ "paused": paused })),
+    }
+}
+
+/// A skipped step's output must be one its action could have given.
+fn check_output(app: &App, id: &str, ask: &Ask) -> Result<(), ApiError> {
+    let Ok(state) = app.engine.replay(id) else { return Ok(()) };
+    match state.misfit_output(ask, app.engine.registry()) {
+        None => Ok(()),
+        Some(why) => Err(ApiError::bad_request("invalid_output", why)),
+    }
+}

@@ -1,0 +1,102 @@
+//! Operating on runs through the binary and over HTTP (DSL.md C1, C2): a step
+//! with `on_error: pause` parks its run `paused` (the process that ran it
+//! stops, the run stays); `retry`, `skip` and `abort` take it up again, each
+//! journaled with who asked; the API does the same, `/metrics` counts paused
+//! runs, and a skip's output is checked against the action's output schema.
+
+use serde_json::{json, Value};
+
+use crate::harness::{sagaflow, Test};
+
+const FLOW: &str = "name: flow
+steps:
+  - id: hold
+    action: inventory.reserve
+    with: { sku: MUG-001, quantity: 1 }
+    compensate: { action: inventory.release, with: { key: '{{step.key}}' } }
+  - id: charge
+    action: payments.charge
+    with: { amount_cents: 500, payment_method: '{{input.card}}' }
+    on_error: { pause: [card_declined] }
+  - id: after
+    action: mock
+    with: { output: '{{steps.charge.output.payment_id}}' }
+output: { payment: '{{steps.charge.output.payment_id}}' }
+";
+
+fn record(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    sagaflow().current_dir(dir).args(args).args(["--format", "json"]).output().expect("sagaflow")
+}
+
+#[test]
+fn a_paused_run_survives_its_process_and_is_retried_skipped_or_aborted_from_the_cli() {
+    let mut t = Test::new().file("w.yaml", FLOW);
+    let dir = t.path_buf();
+    let declined = r#"{"card": "tok_declined"}"#;
+    let paused = |dir: &std::path::Path| {
+        let out = cli(dir, &["run", "w.yaml", "--input", declined]);
+        assert_eq!(out.status.code(), Some(1), "a paused run is not a success");
+        let r = record(&out);
+        assert_eq!(r["status"], "paused", "{r}");
+        r["run_id"].as_str().expect("id").to_owned()
+    };
+    // Retry with a new `with`: a card that works.
+    let id = paused(&dir);
+    let with = r#"{"amount_cents": 500, "payment_method": "tok_visa"}"#;
+    let out = cli(&dir, &["retry", &id, "--with", with]);
+    let r = record(&out);
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["steps"][1]["attempts"], 2, "the count goes on");
+    // Skip, with an output that fits `payments.charge`'s, and one that does not.
+    let id = paused(&dir);
+    let out = cli(&dir, &["skip", &id, "--output", r#"{"payment_id": 12}"#]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not fit what `payments.charge` gives"));
+    let paid = json!({"payment_id": "pay-by-phone", "status": "captured", "amount_cents": 500, "currency": "EUR",
+        "captured_cents": 500, "refunded_cents": 0, "refundable_cents": 500, "reference": null});
+    let out = cli(&dir, &["skip", &id, "--output", &paid.to_string()]);
+    let r = record(&out);
+    assert_eq!((r["status"].as_str(), r["steps"][1]["status"].as_str()), (Some("succeeded"), Some("skipped")), "{r}");
+    assert_eq!(r["output"]["payment"], "pay-by-phone");
+    // Abort: the reservation is undone.
+    let id = paused(&dir);
+    let r = record(&cli(&dir, &["abort", &id]));
+    assert_eq!(r["status"], "compensated", "{r}");
+    assert_eq!(r["error"]["code"], "card_declined");
+    // Nothing to retry once it ended.
+    let out = cli(&dir, &["retry", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot retry"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_a_paused_run_is_counted_and_acted_on_with_who_asked() {
+    let dir = crate::server::folder(&[("flow.yaml", FLOW)]);
+    let server = crate::server::Server::start(dir.path());
+    let id = server.start_run("flow", json!({ "card": "tok_declined" })).await;
+    server.until_status(&id, &["paused"]).await;
+    let (_, metrics) = server.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("sagaflow_runs{workflow=\"flow\",status=\"paused\"} 1"), "{metrics}");
+    let (status, body) = server.post(&format!("/v1/runs/{id}/skip"), json!({ "output": { "payment_id": 1 } })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_output")), "{body}");
+    let (status, body) = server.post(&format!("/v1/runs/{id}/retry"), json!({ "step": "hold" })).await;
+    assert_eq!(status, 409, "{body}");
+    let with = json!({ "amount_cents": 500, "payment_method": "tok_visa" });
+    let (status, body) = server.post(&format!("/v1/runs/{id}/retry"), json!({ "with": with })).await;
+    assert_eq!(
+        (status, body["step"].as_str(), body["by"].as_str()),
+        (202, Some("charge"), Some("anonymous")),
+        "{body}"
+    );
+    let done = server.until_status(&id, &["succeeded"]).await;
+    assert_eq!(done["steps"][1]["attempts"], 2);
+    let (_, history) = server.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(history["status"], "succeeded");
+    let (status, body) = server.post(&format!("/v1/runs/{id}/abort"), json!({})).await;
+    assert_eq!((status, body["error"]["status"].as_str()), (409, Some("succeeded")), "{body}");
+}
