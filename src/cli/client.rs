@@ -108,6 +108,28 @@ pub(super) fn operate(server: &str, run_id: &str, ask: &crate::engine::operator:
     }
 }
 
+/// `rerun RUN --server URL`: the server starts the new run; it is followed to its end or pause.
+pub(super) fn rerun(server: &str, run_id: &str, input: Option<Json>, format: RunFormat) -> ExitCode {
+    let result = runtime().block_on(async {
+        let client = Client::new(server)?;
+        let path = format!("/v1/runs/{run_id}/rerun");
+        let (_, body) =
+            client.send(client.request(reqwest::Method::POST, &path).json(&json!({ "input": input }))).await?;
+        let new = body["run_id"].as_str().unwrap_or_default().to_owned();
+        loop {
+            let record = client.record(&new).await?;
+            if record.status.is_finished() || record.status == crate::journal::status::RunStatus::Paused {
+                return Ok::<RunRecord, String>(record);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    match result {
+        Ok(record) => output::print_run(&record, format),
+        Err(e) => usage_error(&e),
+    }
+}
+
 /// `show RUN --server URL`
 pub(super) fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
     match runtime().block_on(async { Client::new(server)?.record(run_id).await }) {

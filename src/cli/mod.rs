@@ -109,6 +109,8 @@ enum Command {
     Skip(operate::SkipArgs),
     /// Abort a paused, running or waiting run: it rolls back as its failure would have made it.
     Abort(operate::AbortArgs),
+    /// Run a run again: a new run of its workflow with the same (or an edited) input, linked both ways.
+    Rerun(operate::RerunArgs),
     /// List runs.
     Runs(runs::RunsArgs),
     /// List event deliveries still pending (webhooks, triggered workflows) and dead letters.
@@ -148,6 +150,7 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => operate::retry(args, &setup),
         Command::Skip(args) => operate::skip(args, &setup),
         Command::Abort(args) => operate::abort(args, &setup),
+        Command::Rerun(args) => operate::rerun(args, &setup),
         Command::Runs(args) => runs::runs(args),
         Command::Outbox(args) => outbox::run(args),
         Command::Bench(args) => bench::run(args),

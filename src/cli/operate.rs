@@ -108,11 +108,62 @@ fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
     }
 }
 
+#[derive(clap::Args)]
+pub(super) struct RerunArgs {
+    /// The run to run again.
+    run_id: String,
+    /// An edited input (JSON or @FILE); the old run's when left out.
+    #[arg(long, value_name = "JSON|@FILE")]
+    input: Option<String>,
+    #[command(flatten)]
+    data: super::DataDir,
+    /// Where the workflow's version active now is found (the old run's version when it is not there).
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
+    #[command(flatten)]
+    output: super::Output,
+    #[command(flatten)]
+    server: super::Server,
+}
+
+/// `sagaflow rerun RUN_ID [--input JSON]`: a new run, linked both ways, followed to its end or pause.
+pub(super) fn rerun(args: RerunArgs, setup: &super::setup::Setup) -> ExitCode {
+    let input = match args.input.as_deref().map(crate::base::input::read_input).transpose() {
+        Ok(input) => input,
+        Err(e) => return usage_error(&e),
+    };
+    if let Some(server) = &args.server.url {
+        return super::client::rerun(server, &args.run_id, input, args.output.format);
+    }
+    let (store, backends) = match setup.open(&args.data.path) {
+        Ok(opened) => opened,
+        Err(e) => return usage_error(&e),
+    };
+    let record = runtime().block_on(async move {
+        let started = super::setup::start(store.clone(), &backends, &args.workflows, &args.workflows);
+        let engine = started.engine.clone();
+        let result = async {
+            let meta = engine.replay(&args.run_id).map_err(|e| e.to_string())?;
+            let library = crate::engine::library::Directory::new(args.workflows.clone(), backends.registry.clone());
+            let wf = crate::engine::library::Library::active(&library, &meta.wf.name).ok();
+            let new = engine.rerun(&args.run_id, wf, input, "cli").await.map_err(|e| e.to_string())?;
+            engine.wait(&new).await.ok_or_else(|| format!("the engine stopped before run {new} ended"))
+        }
+        .await;
+        started.finish().await;
+        result
+    });
+    match record {
+        Ok(record) => output::print_run(&record, args.output.format),
+        Err(e) => usage_error(&e),
+    }
+}
+
 /// The body of an ask, as the API takes it.
 pub(super) fn body(ask: &Ask) -> Json {
     match ask {
         Ask::Retry { step, with } => json!({ "step": step, "with": with }),
         Ask::Skip { step, output } => json!({ "step": step, "output": output }),
-        Ask::Abort => json!({}),
+        Ask::Abort | Ask::Rerun { .. } => json!({}),
     }
 }

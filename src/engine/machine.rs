@@ -276,6 +276,12 @@ pub(crate) struct RunState {
     /// A succeeded run its parent undoes: it compensates, and runs no
     /// `on_failure` or `finally` (they ran, or had nothing to do, when it succeeded).
     pub undone: bool,
+    /// An operator retries the failed compensations of a finished run: only
+    /// they run again (its `on_failure` and `finally` ran already).
+    pub compensating_again: bool,
+    /// The runs started again from this one (`rerun`), and the one it reruns.
+    pub reruns: Vec<String>,
+    pub rerun_of: Option<String>,
 }
 
 fn unit_index(item: Item) -> usize {
@@ -309,6 +315,9 @@ impl RunState {
             secrets: Arc::default(),
             parent: None,
             undone: false,
+            compensating_again: false,
+            reruns: Vec::new(),
+            rerun_of: None,
         }
     }
 
@@ -371,8 +380,9 @@ impl RunState {
     /// Folds one entry into the state. Entries that do not fit (stale) are ignored.
     pub(crate) fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::RunStarted { input, at, deadline, inject, parent, .. } => {
+            Entry::RunStarted { input, at, deadline, inject, parent, rerun_of, .. } => {
                 self.parent = parent.clone();
+                self.rerun_of = rerun_of.clone();
                 self.input = input.clone();
                 self.inject = inject.clone();
                 self.started_at = *at;
@@ -833,7 +843,7 @@ impl RunState {
         if self.compensation_pending() {
             return Vec::new();
         }
-        if self.undone {
+        if self.undone || self.compensating_again {
             return vec![Entry::RunFinished { status: self.final_status(), output: None, at: d.now }];
         }
         let out = self.schedule_section(Section::OnFailure, d);

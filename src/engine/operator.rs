@@ -21,6 +21,8 @@ pub(crate) enum Ask {
     Skip { step: Option<String>, output: Json },
     /// Roll the run back.
     Abort,
+    /// Note a run started again from this one.
+    Rerun { run_id: String },
 }
 
 impl Ask {
@@ -29,6 +31,7 @@ impl Ask {
             Ask::Retry { .. } => "retry",
             Ask::Skip { .. } => "skip",
             Ask::Abort => "abort",
+            Ask::Rerun { .. } => "rerun",
         }
     }
 }
@@ -119,8 +122,14 @@ impl RunState {
     pub(crate) fn judge(&self, ask: &Ask) -> Result<OperatorAction, Refused> {
         let status = super::record::run_status(self);
         match ask {
+            Ask::Rerun { run_id } => Ok(OperatorAction::Rerun { run_id: run_id.clone() }),
             Ask::Abort if self.phase == Phase::Forward => Ok(OperatorAction::Abort),
             Ask::Abort => Err(Refused::Over(status)),
+            Ask::Retry { .. } if status == RunStatus::CompensationFailed => Ok(OperatorAction::RetryCompensations),
+            Ask::Retry { step: None, .. } if self.paused().is_empty() => match self.backing_off() {
+                Some((step, item)) => Ok(OperatorAction::RetryNow { step, item }),
+                None => Err(Refused::NotPaused(status)),
+            },
             Ask::Retry { step, with } => {
                 let (step, item) = self.paused_unit(step.as_deref(), status)?;
                 Ok(OperatorAction::Retry { step, item, with: with.clone() })
@@ -149,12 +158,34 @@ impl RunState {
         }
     }
 
+    /// The first unit waiting in a retry's backoff, while the run goes forward.
+    fn backing_off(&self) -> Option<(usize, Item)> {
+        if self.phase != Phase::Forward {
+            return None;
+        }
+        self.steps.iter().enumerate().find_map(|(s, step)| {
+            let for_each = self.wf.steps[s].for_each.is_some();
+            let i = step.units.iter().position(|u| u.status == UnitStatus::Retrying)?;
+            Some((s, for_each.then_some(i)))
+        })
+    }
+
     /// Whether an operator's entry still changes the run.
     pub(crate) fn takes(&self, action: &OperatorAction) -> bool {
-        let paused = |step: usize, item: Item| self.unit(step, item).is_some_and(|u| u.status == UnitStatus::Paused);
+        let unit_is =
+            |step: usize, item: Item, status: UnitStatus| self.unit(step, item).is_some_and(|u| u.status == status);
         match action {
             OperatorAction::Abort => self.phase == Phase::Forward,
-            OperatorAction::Retry { step, item, .. } | OperatorAction::Skip { step, item, .. } => paused(*step, *item),
+            OperatorAction::Retry { step, item, .. } | OperatorAction::Skip { step, item, .. } => {
+                unit_is(*step, *item, UnitStatus::Paused)
+            }
+            OperatorAction::RetryNow { step, item } => {
+                self.phase == Phase::Forward && unit_is(*step, *item, UnitStatus::Retrying)
+            }
+            OperatorAction::RetryCompensations => {
+                self.phase == Phase::Done && self.status == Some(RunStatus::CompensationFailed)
+            }
+            OperatorAction::Rerun { .. } => true,
         }
     }
 
@@ -183,12 +214,37 @@ impl RunState {
                 self.end_together(vec![(*step, *item)]);
                 self.settle_step(*step);
             }
+            OperatorAction::RetryNow { step, item } => {
+                if let Some(u) = self.unit_mut(*step, *item) {
+                    u.retry_due = None;
+                    u.status = UnitStatus::Pending;
+                }
+            }
+            OperatorAction::RetryCompensations => self.compensate_again(),
+            OperatorAction::Rerun { run_id } => self.reruns.push(run_id.clone()),
             OperatorAction::Abort => {
                 let paused = self.paused();
                 let first = paused.first().copied();
                 let error = first.and_then(|(s, item)| self.unit(s, item)?.error.clone());
                 let error = error.unwrap_or_else(|| ActionError::new("aborted", "an operator aborted the run"));
                 self.roll_back(first.map(|(s, _)| s), error, Vec::new());
+            }
+        }
+    }
+
+    /// A `compensation_failed` run goes back to its roll-back: each failed
+    /// compensation tries again (its attempts go on counting).
+    fn compensate_again(&mut self) {
+        self.phase = Phase::RollingBack;
+        self.status = None;
+        self.finished_at = None;
+        self.compensating_again = true;
+        for (s, item) in self.compensation_queue() {
+            if let Some(c) = self.unit_mut(s, item).and_then(|u| u.compensation.as_mut()) {
+                if c.status == UnitStatus::Failed {
+                    c.status = UnitStatus::Pending;
+                    c.handled.clear();
+                }
             }
         }
     }

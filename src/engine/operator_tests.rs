@@ -106,3 +106,68 @@ async fn a_paused_step_skipped_takes_the_output_given_and_abort_rolls_back() {
     let again = engine.operate(&id, Ask::Abort, "cli").await;
     assert_eq!(again, Err(Refused::Over(RunStatus::Compensated)));
 }
+
+fn compile(yaml: &str) -> Arc<CompiledWorkflow> {
+    match CompiledWorkflow::compile(std::path::Path::new("t.yaml"), yaml, crate::config::registry::builtin()) {
+        Ok(wf) => wf,
+        Err(e) => panic!("{:?}", e.0.diagnostics),
+    }
+}
+
+/// DSL.md C2: `retry` of a `compensation_failed` run retries its failed
+/// compensations, and it ends `compensated`; of a run in a retry's backoff,
+/// tries now; `rerun` starts it again, linked both ways.
+#[tokio::test]
+async fn retry_takes_up_failed_compensations_and_backoffs_and_rerun_links_both_ways() {
+    let (engine, store, _) = setup();
+    let undo_fails_once = compile(
+        "name: u
+steps:
+  - id: hold
+    action: mock
+    compensate: { action: mock, with: { fail_attempts: 1 } }
+  - id: boom
+    action: mock
+    with: { fail: true, error: conflict }
+",
+    );
+    let id = engine.start_run(undo_fails_once.clone(), json!({})).await.expect("started");
+    let first = engine.wait(&id).await.expect("record");
+    assert_eq!(first.status, RunStatus::CompensationFailed);
+    let done = engine.operate(&id, Ask::Retry { step: None, with: None }, "cli").await;
+    assert_eq!(done, Ok(OperatorAction::RetryCompensations));
+    let again = engine.wait(&id).await.expect("record");
+    assert_eq!(again.status, RunStatus::Compensated, "{again:?}");
+    assert_eq!(again.compensations[0].attempts, 2);
+
+    let backoff = compile(
+        "name: b
+steps:
+  - id: flaky
+    action: mock
+    with: { fail_attempts: 1, output: ok }
+    retry: { max_attempts: 2, delay: 1h }
+",
+    );
+    let id = engine.start_run(backoff, json!({})).await.expect("started");
+    for _ in 0..200 {
+        engine.flush().await;
+        if store.run(&id).ok().flatten().is_some_and(|m| m.status == RunStatus::Waiting) {
+            break;
+        }
+    }
+    assert_eq!(
+        engine.operate(&id, Ask::Retry { step: None, with: None }, "cli").await,
+        Ok(OperatorAction::RetryNow { step: 0, item: None })
+    );
+    let now = engine.wait(&id).await.expect("record");
+    assert_eq!(now.status, RunStatus::Succeeded, "tried now, not in an hour");
+
+    let id = engine.start_run(undo_fails_once, json!({})).await.expect("started");
+    engine.wait(&id).await.expect("record");
+    let new = engine.rerun(&id, None, Some(json!({ "edited": true })), "cli").await.expect("rerun");
+    let rerun = engine.wait(&new).await.expect("record");
+    assert_eq!((rerun.rerun_of.as_deref(), &rerun.input), (Some(id.as_str()), &json!({ "edited": true })));
+    let old = engine.replay(&id).map(|s| crate::engine::record::RunRecord::of(&s)).expect("old");
+    assert_eq!(old.reruns, [new]);
+}

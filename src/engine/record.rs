@@ -25,6 +25,11 @@ pub(crate) struct RunRecord {
     /// The run whose `workflow.run` step started this one (DSL.md B1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRecord>,
+    /// The run this one runs again, and the runs that ran it again (DSL.md C2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reruns: Vec<String>,
     pub started_at: u64,
     pub finished_at: Option<u64>,
 }
@@ -108,6 +113,8 @@ impl RunRecord {
                 .collect(),
             injected: run.inject.clone(),
             parent: run.parent.as_ref().map(|p| ParentRecord { run_id: p.run_id.clone(), step: p.step.clone() }),
+            rerun_of: run.rerun_of.clone(),
+            reruns: run.reruns.clone(),
             started_at: run.started_at,
             finished_at: run.finished_at,
         }

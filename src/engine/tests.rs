@@ -47,6 +47,7 @@ pub(super) fn simulate(
             deadline: wf.timeout_ms.map(|t| now + t),
             inject: Vec::new(),
             parent: None,
+            rerun_of: None,
         },
     );
     let mut random = || 0.5;
@@ -232,6 +233,7 @@ steps:
         deadline: None,
         inject: Vec::new(),
         parent: None,
+        rerun_of: None,
     });
     let mut random = || 0.5;
     let mut d = Decide { now: 0, random: &mut random };
@@ -304,6 +306,7 @@ fn backoff_waits_grow_by_the_multiplier_up_to_max_delay_with_jitter_in_range() {
             deadline: None,
             inject: Vec::new(),
             parent: None,
+            rerun_of: None,
         });
         let mut r = || random;
         let mut out = Vec::new();
@@ -430,6 +433,7 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
             deadline: None,
             inject: vec![],
             parent: None,
+            rerun_of: None,
         },
         Entry::InputRejected { error: e(), at: 0 },
         Entry::StepSkipped { step: 0 },
@@ -530,6 +534,7 @@ fn run_started(wf: &CompiledWorkflow, inject: Vec<crate::journal::injection::Inj
         deadline: None,
         inject,
         parent: None,
+        rerun_of: None,
     }
 }
 

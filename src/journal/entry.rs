@@ -45,6 +45,17 @@ pub(crate) enum OperatorAction {
     },
     /// The run rolls back, as a failure would have made it.
     Abort,
+    /// A unit waiting in a retry's backoff tries now.
+    RetryNow {
+        step: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Item,
+    },
+    /// A `compensation_failed` run tries its failed compensations again; it
+    /// ends `compensated` when they succeed.
+    RetryCompensations,
+    /// A new run of the same workflow was started from this one.
+    Rerun { run_id: String },
 }
 
 /// Which unit of a step: the step itself, or one item of a `for_each`.
@@ -66,6 +77,9 @@ pub(crate) enum Entry {
         /// The run whose `workflow.run` step started this one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<ParentLink>,
+        /// The run this one runs again (`rerun`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rerun_of: Option<String>,
     },
     InputRejected {
         error: ActionError,

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::harness::{sagaflow, Test};
 
 const FLOW: &str = "name: flow
+input: { type: object, properties: { card: { type: string } } }
 steps:
   - id: hold
     action: inventory.reserve
@@ -99,4 +100,40 @@ async fn over_http_a_paused_run_is_counted_and_acted_on_with_who_asked() {
     assert_eq!(history["status"], "succeeded");
     let (status, body) = server.post(&format!("/v1/runs/{id}/abort"), json!({})).await;
     assert_eq!((status, body["error"]["status"].as_str()), (409, Some("succeeded")), "{body}");
+}
+
+/// DSL.md C2: `rerun` starts a new run of the same workflow with the same or
+/// an edited input, linked both ways, from the CLI and over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_starts_it_again_linked_both_ways_from_the_cli_and_over_http() {
+    let mut t = Test::new().file("w.yaml", FLOW);
+    let dir = t.path_buf();
+    let first = record(&cli(&dir, &["run", "w.yaml", "--input", r#"{"card": "tok_declined"}"#]));
+    let old = first["run_id"].as_str().expect("id").to_owned();
+    let again = record(&cli(&dir, &["rerun", &old, "--input", r#"{"card": "tok_visa"}"#]));
+    assert_eq!(
+        (again["status"].as_str(), again["rerun_of"].as_str()),
+        (Some("succeeded"), Some(old.as_str())),
+        "{again}"
+    );
+    let shown = record(&cli(&dir, &["show", &old]));
+    assert_eq!(shown["reruns"], json!([again["run_id"]]), "{shown}");
+
+    let served = crate::server::folder(&[("flow.yaml", FLOW)]);
+    let server = crate::server::Server::start(served.path());
+    let id = server.start_run("flow", json!({ "card": "tok_visa" })).await;
+    server.until_status(&id, &["succeeded"]).await;
+    let (status, body) = server.post(&format!("/v1/runs/{id}/rerun"), json!({ "input": { "card": 5 } })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "an edited input is checked: {body}"
+    );
+    let (status, body) = server.post(&format!("/v1/runs/{id}/rerun"), json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    let new = body["run_id"].as_str().expect("new id").to_owned();
+    let rerun = server.until_status(&new, &["succeeded"]).await;
+    assert_eq!(rerun["input"], json!({ "card": "tok_visa" }), "the same input");
+    let (_, old) = server.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(old["reruns"], json!([new]));
 }

@@ -31,6 +31,7 @@ impl Driver {
                 inject: child.inject,
                 parent: Some(child.parent),
                 timeout_ms: child.timeout_ms,
+                rerun_of: None,
             });
         }
         self.begin_wait(run_id, at, FINISHED.to_owned(), child.run_id, 0, Reads::Child)
@@ -65,7 +66,7 @@ impl Driver {
     }
 
     /// A finished run read back only to be judged leaves memory again.
-    fn forget_finished(&mut self, run_id: &str) {
+    pub(super) fn forget_finished(&mut self, run_id: &str) {
         if self.runs.get(run_id).is_some_and(|a| a.state.phase == Phase::Done) {
             self.runs.remove(run_id);
         }

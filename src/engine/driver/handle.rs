@@ -42,12 +42,14 @@ pub(crate) struct NewRun {
     pub parent: Option<crate::journal::entry::ParentLink>,
     /// A bound on the run besides its workflow's `timeout` (a child's step timeout).
     pub timeout_ms: Option<u64>,
+    /// The run this one runs again (`rerun`).
+    pub rerun_of: Option<String>,
 }
 
 impl NewRun {
     /// A top-level run of `wf` with this input.
     pub(crate) fn of(wf: Arc<CompiledWorkflow>, input: Json) -> NewRun {
-        NewRun { run_id: None, wf, input, inject: Vec::new(), parent: None, timeout_ms: None }
+        NewRun { run_id: None, wf, input, inject: Vec::new(), parent: None, timeout_ms: None, rerun_of: None }
     }
 }
 
@@ -165,6 +167,25 @@ impl Engine {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Resume { run_id, wf, entries, reply });
         let _ = answer.await;
+    }
+
+    /// Runs a run again (DSL.md C2): a new run of `wf` (the version to run:
+    /// the one active now, or the old run's) with `input` (or the old run's),
+    /// linked both ways (`rerun_of` in the new, an operator's `Rerun` in the old).
+    pub(crate) async fn rerun(
+        &self,
+        old: &str,
+        wf: Option<Arc<CompiledWorkflow>>,
+        input: Option<Json>,
+        by: &str,
+    ) -> Result<String, super::super::ReplayError> {
+        let state = self.replay(old)?;
+        let wf = wf.unwrap_or_else(|| state.wf.clone());
+        let input = input.unwrap_or_else(|| state.input.clone());
+        let run = NewRun { rerun_of: Some(old.to_owned()), ..NewRun::of(wf, input) };
+        let (new, _) = self.start_new(run).await?;
+        let _ = self.operate(old, super::super::operator::Ask::Rerun { run_id: new.clone() }, by).await;
+        Ok(new)
     }
 
     /// Takes an unfinished run up from its journal (as `resume` does, for one run).

@@ -321,7 +321,15 @@ impl Driver {
     /// What an operator's ask does to a run (its state judges; an unknown or
     /// ended run is refused).
     fn judge_ask(&mut self, run_id: &str, ask: &Ask) -> Result<OperatorAction, Refused> {
-        self.rehydrate(run_id);
+        // A finished run comes back from the store to be judged (its failed
+        // compensations may be retried); it leaves memory again unless taken.
+        if !self.rehydrate(run_id) && self.reopen(run_id) {
+            let judged = self.runs.get(run_id).map(|a| a.state.judge(ask));
+            if !matches!(judged, Some(Ok(_))) {
+                self.forget_finished(run_id);
+            }
+            return judged.unwrap_or(Err(Refused::Unknown));
+        }
         if let Some(active) = self.runs.get(run_id) {
             return active.state.judge(ask);
         }
@@ -334,7 +342,7 @@ impl Driver {
     /// Starts a run (its `RunStarted` into the commit) unless a run of its id
     /// exists; answers its id and whether it started.
     fn begin_run(&mut self, run: NewRun, commit: &mut Commit) -> Result<(String, bool), StoreError> {
-        let NewRun { run_id, wf, input, inject, parent, timeout_ms } = run;
+        let NewRun { run_id, wf, input, inject, parent, timeout_ms, rerun_of } = run;
         let run_id = match run_id {
             Some(id) if self.exists(&id)? => return Ok((id, false)),
             Some(id) => id,
@@ -351,6 +359,7 @@ impl Driver {
             deadline,
             inject,
             parent,
+            rerun_of,
         };
         let mut state = RunState::new(run_id.clone(), wf);
         // The secrets it reads enter the state here, once; the fold never reads them.
@@ -534,6 +543,7 @@ impl Driver {
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let status = run_status(&active.state);
         if Some(status) != active.status {
+            active.ends_now = status.is_finished();
             let before = active.status.map_or("", RunStatus::as_str);
             self.metrics.run_moved(&active.state.wf.name, before, status.as_str());
             active.status = Some(status);
@@ -557,9 +567,11 @@ impl Driver {
             }
         }
         if active.state.phase == Phase::Done {
-            self.metrics.runs_finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let status = active.status.map_or("", RunStatus::as_str);
-            info!(run_id, workflow = %active.state.wf.name, status, "run finished");
+            if std::mem::take(&mut active.ends_now) {
+                self.metrics.runs_finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let status = active.status.map_or("", RunStatus::as_str);
+                info!(run_id, workflow = %active.state.wf.name, status, "run finished");
+            }
             // The record (a copy of every output) only for those waiting for it.
             let waiters = self.waiters.remove(run_id).unwrap_or_default();
             let record = (!waiters.is_empty()).then(|| RunRecord::of(&active.state));

@@ -13,6 +13,9 @@ pub(super) struct Active {
     /// Attempts whose end is in the commit under way.
     pub(super) finished: Vec<(usize, Item)>,
     pub(super) timers: Vec<(u64, u64)>,
+    /// It ended in the turn under way (not a finished run read back to be
+    /// acted on): counted and logged once.
+    pub(super) ends_now: bool,
 }
 
 /// What stays in memory of an evicted run: its version and its timers' keys.
@@ -79,6 +82,7 @@ impl Active {
             decided: HashMap::new(),
             finished: Vec::new(),
             timers: Vec::new(),
+            ends_now: false,
         }
     }
 }

@@ -62,6 +62,35 @@ pub(super) async fn abort(State(app): State<Arc<App>>, RunId(id): RunId) -> Resu
     operate(&app, &id, Ask::Abort).await
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RerunBody {
+    /// An edited input (the old run's when left out).
+    #[serde(default)]
+    input: Option<Json_>,
+}
+
+/// `POST /v1/runs/{id}/rerun`: a new run of the workflow's active version
+/// (the old run's, when the workflow is gone), linked both ways.
+pub(super) async fn rerun(
+    State(app): State<Arc<App>>,
+    RunId(id): RunId,
+    JsonBody(body): JsonBody<RerunBody>,
+) -> Result<Response, ApiError> {
+    let meta = app.store.run(&id)?.ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))?;
+    app.takes_writes()?;
+    let wf = app.catalog.snapshot().active(&meta.workflow);
+    if let (Some(wf), Some(input)) = (&wf, &body.input) {
+        if let Some(e) = wf.check_input(&wf.with_defaults(input.clone())) {
+            return Err(ApiError::bad_request("invalid_input", e.message));
+        }
+    }
+    let by = who(&app);
+    let new = app.engine.rerun(&id, wf, body.input, by).await.map_err(ApiError::from)?;
+    let body = json!({ "run_id": new, "rerun_of": id, "by": by });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
 /// Who asks, as the journal says it.
 fn who(app: &App) -> &'static str {
     if app.token.is_some() {
