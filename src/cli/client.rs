@@ -130,6 +130,29 @@ pub(super) fn rerun(server: &str, run_id: &str, input: Option<Json>, format: Run
     }
 }
 
+/// `bulk ACTION --server URL`: the server acts on the runs chosen.
+pub(super) fn bulk(server: &str, request: &crate::engine::bulk::Request) -> Result<crate::engine::bulk::Page, String> {
+    use crate::engine::operator::Ask;
+    let (action, with, output) = match &request.ask {
+        Ask::Retry { with, .. } => ("retry", with.clone(), None),
+        Ask::Skip { output, .. } => ("skip", None, Some(output.clone())),
+        Ask::Abort => ("abort", None, None),
+        Ask::Rerun { .. } => ("rerun", None, None),
+    };
+    let c = &request.choice;
+    let body = json!({
+        "workflow": c.workflow, "status": c.status, "started_after": c.started_after.map(|t| t.to_string()),
+        "started_before": c.started_before.map(|t| t.to_string()), "error_code": c.error_code,
+        "dry_run": request.dry_run, "cursor": request.cursor, "with": with, "output": output,
+    });
+    runtime().block_on(async {
+        let client = Client::new(server)?;
+        let (_, page) =
+            client.send(client.request(reqwest::Method::POST, &format!("/v1/bulk/{action}")).json(&body)).await?;
+        serde_json::from_value(page).map_err(|e| format!("the server sent an answer this sagaflow cannot read: {e}"))
+    })
+}
+
 /// `show RUN --server URL`
 pub(super) fn show(server: &str, run_id: &str, format: RunFormat) -> ExitCode {
     match runtime().block_on(async { Client::new(server)?.record(run_id).await }) {

@@ -4,6 +4,7 @@ mod actions;
 mod bench;
 mod bench_run;
 mod bench_serve;
+mod bulk;
 mod client;
 mod contract;
 mod explore;
@@ -111,6 +112,8 @@ enum Command {
     Abort(operate::AbortArgs),
     /// Run a run again: a new run of its workflow with the same (or an edited) input, linked both ways.
     Rerun(operate::RerunArgs),
+    /// Retry, skip, abort or rerun every run a filter chooses; --dry-run says what each would do.
+    Bulk(bulk::Args),
     /// List runs.
     Runs(runs::RunsArgs),
     /// List event deliveries still pending (webhooks, triggered workflows) and dead letters.
@@ -151,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Skip(args) => operate::skip(args, &setup),
         Command::Abort(args) => operate::abort(args, &setup),
         Command::Rerun(args) => operate::rerun(args, &setup),
+        Command::Bulk(args) => bulk::run(args, &setup),
         Command::Runs(args) => runs::runs(args),
         Command::Outbox(args) => outbox::run(args),
         Command::Bench(args) => bench::run(args),

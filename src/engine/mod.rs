@@ -1,6 +1,7 @@
 //! The interpreter: runs as deterministic state machines, driven by an async
 //! scheduler, checkpointed in the store.
 
+pub(crate) mod bulk;
 pub(crate) mod child;
 #[cfg(test)]
 mod children_tests;

@@ -137,3 +137,79 @@ async fn rerun_starts_it_again_linked_both_ways_from_the_cli_and_over_http() {
     let (_, old) = server.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(old["reruns"], json!([new]));
 }
+
+/// DSL.md C2: acts by filter. A dry run says what each run would do and
+/// does nothing; the real call does the same to the same runs, each run's
+/// outcome apart; an empty filter is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_by_filter_with_a_dry_run_equal_to_the_real_call() {
+    let dir = crate::server::folder(&[("flow.yaml", FLOW)]);
+    let server = crate::server::Server::start(dir.path());
+    let paused = [
+        server.start_run("flow", json!({ "card": "tok_declined" })).await,
+        server.start_run("flow", json!({ "card": "tok_declined" })).await,
+    ];
+    for id in &paused {
+        server.until_status(id, &["paused"]).await;
+    }
+    let fine = server.start_run("flow", json!({ "card": "tok_visa" })).await;
+    server.until_status(&fine, &["succeeded"]).await;
+
+    let (status, body) = server.post("/v1/bulk/retry", json!({ "dry_run": true })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("empty_filter")), "{body}");
+    let (status, _) = server.post("/v1/bulk/retyr", json!({ "workflow": "flow" })).await;
+    assert_eq!(status, 404);
+
+    let filter = json!({ "workflow": "flow", "error_code": "card_declined", "dry_run": true });
+    let (status, dry) = server.post("/v1/bulk/retry", filter).await;
+    assert_eq!(status, 200, "{dry}");
+    let said: Vec<(String, String)> = dry["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (r["run_id"].as_str().unwrap_or_default().to_owned(), r["does"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    assert_eq!(said.len(), 2, "the paused runs, not the one that succeeded: {dry}");
+    assert!(said.iter().all(|(_, does)| does == "retry step charge"), "{dry}");
+    for id in &paused {
+        let (_, r) = server.get(&format!("/v1/runs/{id}")).await;
+        assert_eq!(r["status"], "paused", "a dry run does nothing");
+    }
+    let with = json!({ "amount_cents": 500, "payment_method": "tok_visa" });
+    let real = json!({ "workflow": "flow", "error_code": "card_declined", "with": with });
+    let (status, done) = server.post("/v1/bulk/retry", real).await;
+    assert_eq!(status, 200, "{done}");
+    let did: Vec<(String, String)> = done["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            (r["run_id"].as_str().unwrap_or_default().to_owned(), r["does"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    assert_eq!(did, said, "the real call does what the dry run said");
+    for id in &paused {
+        server.until_status(id, &["succeeded"]).await;
+    }
+}
+
+#[test]
+fn bulk_from_the_cli_says_first_then_does() {
+    let mut t = Test::new().file("w.yaml", FLOW);
+    let dir = t.path_buf();
+    for _ in 0..2 {
+        cli(&dir, &["run", "w.yaml", "--input", r#"{"card": "tok_declined"}"#]);
+    }
+    let out = Test::in_dir(&dir).args(&["bulk", "retry"]).status(2).run();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an empty filter"));
+    let dry = record(&cli(&dir, &["bulk", "retry", "--status", "paused", "--dry-run"]));
+    assert_eq!(dry["runs"].as_array().map(Vec::len), Some(2), "{dry}");
+    assert!(dry["runs"].as_array().into_iter().flatten().all(|r| r["does"] == "retry step charge"), "{dry}");
+    let with = r#"{"amount_cents": 500, "payment_method": "tok_visa"}"#;
+    let done = record(&cli(&dir, &["bulk", "retry", "--status", "paused", "--with", with]));
+    assert_eq!(done["runs"], dry["runs"], "what the dry run said");
+    let left = record(&cli(&dir, &["bulk", "retry", "--status", "paused", "--dry-run"]));
+    assert_eq!(left["runs"], json!([]), "none is paused any more: {left}");
+}

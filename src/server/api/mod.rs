@@ -33,6 +33,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/runs/{id}/skip", post(operate::skip))
         .route("/v1/runs/{id}/abort", post(operate::abort))
         .route("/v1/runs/{id}/rerun", post(operate::rerun))
+        .route("/v1/bulk/{action}", post(operate::bulk))
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/events", post(events::send))
         .fallback(not_found)

@@ -142,3 +142,87 @@ fn check_output(app: &App, id: &str, ask: &Ask) -> Result<(), ApiError> {
         Some(why) => Err(ApiError::bad_request("invalid_output", why)),
     }
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BulkBody {
+    #[serde(default)]
+    workflow: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    /// RFC 3339, or milliseconds since the epoch.
+    #[serde(default)]
+    started_after: Option<String>,
+    #[serde(default)]
+    started_before: Option<String>,
+    #[serde(default)]
+    error_code: Option<String>,
+    /// Say what each run would do; act on none.
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    /// For `retry`: a new input for each paused step.
+    #[serde(default)]
+    with: Option<Json_>,
+    /// For `skip`: each paused step's output.
+    #[serde(default)]
+    output: Option<Json_>,
+}
+
+/// `POST /v1/bulk/{action}`: an act on every run the filter chooses (at most
+/// 1,000 a call; `next` goes on), each run's outcome apart; with
+/// `dry_run: true`, what each would do, and nothing done.
+pub(super) async fn bulk(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(action): axum::extract::Path<String>,
+    JsonBody(body): JsonBody<BulkBody>,
+) -> Result<Response, ApiError> {
+    let ask = match action.as_str() {
+        "retry" => Ask::Retry { step: None, with: body.with.clone() },
+        "skip" => match body.output.clone() {
+            Some(output) => Ask::Skip { step: None, output },
+            None => return Err(ApiError::bad_request("invalid_body", "`skip` needs `output`: each step's output")),
+        },
+        "abort" => Ask::Abort,
+        "rerun" => Ask::Rerun { run_id: String::new() },
+        other => {
+            let hint = crate::base::suggest::hint(other, ["retry", "skip", "abort", "rerun"]);
+            return Err(ApiError::not_found(format!("there is no bulk action `{other}`{hint}")));
+        }
+    };
+    let time = |t: &Option<String>| t.as_deref().map(crate::engine::bulk::parse_time).transpose();
+    let bad = |e: String| ApiError::bad_request("invalid_filter", e);
+    let status =
+        body.status.as_deref().map(str::parse::<crate::journal::status::RunStatus>).transpose().map_err(bad)?;
+    let choice = crate::engine::bulk::Choice {
+        workflow: body.workflow,
+        status,
+        started_after: time(&body.started_after).map_err(bad)?,
+        started_before: time(&body.started_before).map_err(bad)?,
+        error_code: body.error_code,
+    };
+    if choice.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_filter",
+            "an empty filter would act on every run; name a workflow, a status, a time range or an error code",
+        ));
+    }
+    if !body.dry_run {
+        app.takes_writes()?;
+    }
+    let request = crate::engine::bulk::Request {
+        choice,
+        ask,
+        dry_run: body.dry_run,
+        cursor: body.cursor,
+        limit: body.limit.unwrap_or(crate::engine::bulk::MAX_RUNS),
+        by: who(&app).to_owned(),
+    };
+    let page = crate::engine::bulk::act(&app.engine, app.store.as_ref(), &request)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_filter", e))?;
+    Ok(Json(page).into_response())
+}
