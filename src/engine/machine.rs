@@ -1102,7 +1102,8 @@ impl RunState {
     /// Why a step failed: the failure that ended it (none unless it failed).
     pub(crate) fn step_error(&self, s: usize) -> Option<&ActionError> {
         let state = &self.steps[s];
-        let failed = || state.units.iter().find_map(|u| u.error.as_ref().filter(|_| u.status == UnitStatus::Failed));
+        let ended = |u: &Unit| matches!(u.status, UnitStatus::Failed | UnitStatus::Paused);
+        let failed = || state.units.iter().find_map(|u| u.error.as_ref().filter(|_| ended(u)));
         state.error.as_ref().or_else(failed)
     }
 

@@ -116,3 +116,33 @@ async fn the_console_links_a_parent_run_and_its_child_both_ways() {
     browser.click("#run-parent a").await;
     browser.until("#steps .child-runs", |t| t.contains(&child)).await;
 }
+
+/// An operator sees first what to do: a paused run names the step it waits
+/// at and why; a `compensation_failed` run names the compensation that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_headlines_a_paused_run_and_a_failed_compensation() {
+    let paused = "name: paused\nsteps:\n  - id: charge\n    action: mock\n    with: { fail: true, error: card_declined }\n    on_error: pause\n";
+    let stuck = "name: stuck
+steps:
+  - id: hold
+    action: mock
+    compensate: { action: mock, with: { fail: true, error: unavailable } }
+  - id: boom
+    action: mock
+    with: { fail: true, error: conflict }
+";
+    let dir = folder(&[("paused.yaml", paused), ("stuck.yaml", stuck)]);
+    let server = Server::start(dir.path());
+    let browser = Browser::start().await;
+    let a = server.start_run("paused", json!({})).await;
+    server.until_status(&a, &["paused"]).await;
+    browser.goto(&format!("{}/#/runs/{a}", server.url)).await;
+    let said = browser.until("#run-headline", |t| t.contains("Paused at step charge")).await;
+    assert!(said.contains("card_declined") && said.contains("retry, skip or abort"), "{said}");
+    let b = server.start_run("stuck", json!({})).await;
+    server.until_status(&b, &["compensation_failed"]).await;
+    browser.goto(&format!("{}/#/runs/{b}", server.url)).await;
+    let said = browser.until("#run-headline", |t| t.contains("The compensation of hold")).await;
+    assert!(said.contains("unavailable"), "{said}");
+    browser.screenshot("11-compensation-failed").await;
+}
