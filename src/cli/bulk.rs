@@ -2,7 +2,6 @@
 //! an operator's act on every run a filter chooses (DSL.md C2), locally or
 //! on a server (`--server URL`). Prints each run and what it does (or would).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{runtime, usage_error};
@@ -49,14 +48,7 @@ pub(super) struct Args {
     #[arg(long)]
     cursor: Option<String>,
     #[command(flatten)]
-    data: super::DataDir,
-    #[arg(long, default_value = "workflows")]
-    workflows: PathBuf,
-    /// `human` or `json`.
-    #[command(flatten)]
-    format: super::Output,
-    #[command(flatten)]
-    server: super::Server,
+    place: super::operate::Place,
 }
 
 pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
@@ -64,18 +56,18 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
     };
-    if let Some(server) = &args.server.url {
+    if let Some(server) = &args.place.server.url {
         return match super::client::bulk(server, &request) {
-            Ok(page) => print(&page, args.format.format),
+            Ok(page) => print(&page, args.place.output.format),
             Err(e) => usage_error(&e),
         };
     }
-    let (store, backends) = match setup.open(&args.data.path) {
+    let (store, backends) = match setup.open(&args.place.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
     let page = runtime().block_on(async move {
-        let started = super::setup::start(store.clone(), &backends, &args.workflows, &args.workflows);
+        let started = super::setup::start(store.clone(), &backends, &args.place.workflows, &args.place.workflows);
         let engine = started.engine.clone();
         // The runs chosen are taken up here, so those acted on go on in this process.
         let _ = crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await;
@@ -88,7 +80,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         page
     });
     match page {
-        Ok(page) => print(&page, args.format.format),
+        Ok(page) => print(&page, args.place.output.format),
         Err(e) => usage_error(&e),
     }
 }

@@ -58,6 +58,17 @@ impl Client {
         let (_, body) = self.send(self.request(reqwest::Method::GET, &format!("/v1/runs/{run_id}"))).await?;
         serde_json::from_value(body).map_err(|e| format!("the server sent a run record this sagaflow cannot read: {e}"))
     }
+
+    /// Reads a run's record every `every` until it ended or paused for an operator.
+    async fn until_settled(&self, run_id: &str, every: Duration) -> Result<RunRecord, String> {
+        loop {
+            let record = self.record(run_id).await?;
+            if record.status.is_settled() {
+                return Ok(record);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
 }
 
 /// `run NAME --server URL`: starts the run there and waits for its end.
@@ -71,13 +82,7 @@ pub(super) fn run(server: &str, workflow: &str, input: Json, format: RunFormat) 
         if status == 200 {
             return serde_json::from_value::<RunRecord>(body).map_err(|e| format!("cannot read the run record: {e}"));
         }
-        loop {
-            let record = client.record(&run_id).await?;
-            if record.status.is_finished() || record.status == crate::journal::status::RunStatus::Paused {
-                return Ok(record);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        client.until_settled(&run_id, Duration::from_millis(500)).await
     });
     match result {
         Ok(record) => output::print_run(&record, format),
@@ -94,13 +99,7 @@ pub(super) fn operate(server: &str, run_id: &str, ask: &crate::engine::operator:
         let body = super::operate::body(ask);
         // Answered once the act is journaled: the run goes on from it.
         client.send(client.request(reqwest::Method::POST, &path).json(&body)).await?;
-        loop {
-            let record = client.record(run_id).await?;
-            if record.status.is_finished() || record.status == crate::journal::status::RunStatus::Paused {
-                return Ok::<RunRecord, String>(record);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        client.until_settled(run_id, Duration::from_millis(200)).await
     });
     match result {
         Ok(record) => output::print_run(&record, format),
@@ -116,13 +115,7 @@ pub(super) fn rerun(server: &str, run_id: &str, input: Option<Json>, format: Run
         let (_, body) =
             client.send(client.request(reqwest::Method::POST, &path).json(&json!({ "input": input }))).await?;
         let new = body["run_id"].as_str().unwrap_or_default().to_owned();
-        loop {
-            let record = client.record(&new).await?;
-            if record.status.is_finished() || record.status == crate::journal::status::RunStatus::Paused {
-                return Ok::<RunRecord, String>(record);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        client.until_settled(&new, Duration::from_millis(200)).await
     });
     match result {
         Ok(record) => output::print_run(&record, format),

@@ -19,14 +19,23 @@ pub(super) struct Common {
     #[arg(long)]
     step: Option<String>,
     #[command(flatten)]
-    data: super::DataDir,
-    /// Workflows whose `event` triggers, and `workflow.run` children, the run may need.
+    place: Place,
+}
+
+/// Where an operator's command acts: a data directory (with the workflows its
+/// runs may need) taken up by this process, or a server.
+#[derive(clap::Args)]
+pub(super) struct Place {
+    #[command(flatten)]
+    pub(super) data: super::DataDir,
+    /// Workflows: their `event` triggers and `workflow.run` children (and, for
+    /// `rerun`, the version active now; the old run's when it is not there).
     #[arg(long, default_value = "workflows")]
-    workflows: PathBuf,
+    pub(super) workflows: PathBuf,
     #[command(flatten)]
-    output: super::Output,
+    pub(super) output: super::Output,
     #[command(flatten)]
-    server: super::Server,
+    pub(super) server: super::Server,
 }
 
 #[derive(clap::Args)]
@@ -76,16 +85,16 @@ pub(super) fn abort(args: AbortArgs, setup: &super::setup::Setup) -> ExitCode {
 }
 
 fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
-    if let Some(server) = &common.server.url {
-        return super::client::operate(server, &common.run_id, &ask, common.output.format);
+    if let Some(server) = &common.place.server.url {
+        return super::client::operate(server, &common.run_id, &ask, common.place.output.format);
     }
-    let (store, backends) = match setup.open(&common.data.path) {
+    let (store, backends) = match setup.open(&common.place.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
     let run_id = common.run_id.clone();
     let record = runtime().block_on(async move {
-        let started = super::setup::start(store.clone(), &backends, &common.workflows, &common.workflows);
+        let started = super::setup::start(store.clone(), &backends, &common.place.workflows, &common.place.workflows);
         let engine = started.engine.clone();
         let result = async {
             engine.take_up(&run_id).await.map_err(|e| e.to_string())?;
@@ -103,7 +112,7 @@ fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
         result
     });
     match record {
-        Ok(record) => output::print_run(&record, common.output.format),
+        Ok(record) => output::print_run(&record, common.place.output.format),
         Err(e) => usage_error(&e),
     }
 }
@@ -116,14 +125,7 @@ pub(super) struct RerunArgs {
     #[arg(long, value_name = "JSON|@FILE")]
     input: Option<String>,
     #[command(flatten)]
-    data: super::DataDir,
-    /// Where the workflow's version active now is found (the old run's version when it is not there).
-    #[arg(long, default_value = "workflows")]
-    workflows: PathBuf,
-    #[command(flatten)]
-    output: super::Output,
-    #[command(flatten)]
-    server: super::Server,
+    place: Place,
 }
 
 /// `sagaflow rerun RUN_ID [--input JSON]`: a new run, linked both ways, followed to its end or pause.
@@ -132,19 +134,20 @@ pub(super) fn rerun(args: RerunArgs, setup: &super::setup::Setup) -> ExitCode {
         Ok(input) => input,
         Err(e) => return usage_error(&e),
     };
-    if let Some(server) = &args.server.url {
-        return super::client::rerun(server, &args.run_id, input, args.output.format);
+    if let Some(server) = &args.place.server.url {
+        return super::client::rerun(server, &args.run_id, input, args.place.output.format);
     }
-    let (store, backends) = match setup.open(&args.data.path) {
+    let (store, backends) = match setup.open(&args.place.data.path) {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
     let record = runtime().block_on(async move {
-        let started = super::setup::start(store.clone(), &backends, &args.workflows, &args.workflows);
+        let started = super::setup::start(store.clone(), &backends, &args.place.workflows, &args.place.workflows);
         let engine = started.engine.clone();
         let result = async {
             let meta = engine.replay(&args.run_id).map_err(|e| e.to_string())?;
-            let library = crate::engine::library::Directory::new(args.workflows.clone(), backends.registry.clone());
+            let library =
+                crate::engine::library::Directory::new(args.place.workflows.clone(), backends.registry.clone());
             let wf = crate::engine::library::Library::active(&library, &meta.wf.name).ok();
             let new = engine.rerun(&args.run_id, wf, input, "cli").await.map_err(|e| e.to_string())?;
             engine.wait(&new).await.ok_or_else(|| format!("the engine stopped before run {new} ended"))
@@ -154,7 +157,7 @@ pub(super) fn rerun(args: RerunArgs, setup: &super::setup::Setup) -> ExitCode {
         result
     });
     match record {
-        Ok(record) => output::print_run(&record, args.output.format),
+        Ok(record) => output::print_run(&record, args.place.output.format),
         Err(e) => usage_error(&e),
     }
 }

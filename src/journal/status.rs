@@ -51,6 +51,12 @@ impl RunStatus {
         }
     }
 
+    /// Whether a run of this status goes on by itself no more: it ended, or
+    /// it is paused until an operator acts.
+    pub(crate) fn is_settled(self) -> bool {
+        self.is_finished() || self == RunStatus::Paused
+    }
+
     /// Whether a run of this status has ended.
     pub(crate) fn is_finished(self) -> bool {
         matches!(
