@@ -24,6 +24,15 @@ pub(super) struct Args {
     /// Steps of the mock workflow.
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// At most this many runs a second across all clients (default: as fast as they go).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// The server keeps finished runs this long (`[retention] finished`).
+    #[arg(long, value_name = "DURATION")]
+    retention: Option<String>,
+    /// Print the data directory's size, and the runs the store holds, every N seconds.
+    #[arg(long, value_name = "N")]
+    size_every: Option<u64>,
 }
 
 pub(super) fn run(args: Args) -> ExitCode {
@@ -83,13 +92,28 @@ async fn bench(args: Args) -> Result<(), String> {
     std::fs::create_dir_all(dir.path().join("workflows")).map_err(|e| e.to_string())?;
     let file = dir.path().join("workflows/bench.yaml");
     std::fs::write(&file, workflow(args.steps, "1")).map_err(|e| e.to_string())?;
+    if let Some(period) = &args.retention {
+        let config = format!("[retention]\nfinished = {}\n", json!(period));
+        std::fs::write(dir.path().join("sagaflow.toml"), config).map_err(|e| e.to_string())?;
+    }
     let server = start_server(dir.path())?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     let url = format!("{}/v1/workflows/bench/runs", server.url);
+    // Each client waits this long between its posts' starts, so all together keep to the rate.
+    let pace = args.rate.map(|r| Duration::from_secs_f64(args.clients as f64 / f64::from(r.max(1))));
     let clients: Vec<_> =
-        (0..args.clients).map(|c| tokio::spawn(client(http.clone(), url.clone(), stop.clone(), c))).collect();
+        (0..args.clients).map(|c| tokio::spawn(client(http.clone(), url.clone(), stop.clone(), c, pace))).collect();
     let started = Instant::now();
+    if let Some(every) = args.size_every {
+        tokio::spawn(report_sizes(
+            http.clone(),
+            server.url.clone(),
+            dir.path().join("data"),
+            every.max(1),
+            stop.clone(),
+        ));
+    }
     tokio::time::sleep(Duration::from_secs(args.seconds) / 2).await;
     let visible = reload_under_load(&http, &server.url, &file, args.steps).await?;
     tokio::time::sleep((Duration::from_secs(args.seconds)).saturating_sub(started.elapsed())).await;
@@ -131,11 +155,22 @@ async fn bench(args: Args) -> Result<(), String> {
 }
 
 /// One client: posts runs one after another; answers the accept latencies (µs) and failures.
-async fn client(http: reqwest::Client, url: String, stop: Arc<AtomicBool>, c: usize) -> (Vec<u64>, usize) {
+async fn client(
+    http: reqwest::Client,
+    url: String,
+    stop: Arc<AtomicBool>,
+    c: usize,
+    pace: Option<Duration>,
+) -> (Vec<u64>, usize) {
     let mut latencies = Vec::new();
     let mut failed = 0;
     let mut n = c as u64;
+    let mut next = tokio::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until(next).await;
+            next += pace;
+        }
         let began = Instant::now();
         let sent = http.post(&url).json(&json!({ "input": { "n": n } })).send().await;
         match sent {
@@ -173,23 +208,60 @@ async fn get(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     r.json().await.map_err(|e| format!("GET {url}: {e}"))
 }
 
+/// Every `every` seconds until stopped: the data directory's size on disk, and
+/// the runs the store holds and retention removed (from `/metrics`).
+async fn report_sizes(
+    http: reqwest::Client,
+    base: String,
+    data: std::path::PathBuf,
+    every: u64,
+    stop: Arc<AtomicBool>,
+) {
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        let metrics = metrics(&http, &base).await.unwrap_or_default();
+        let held: u64 = sum(&metrics, "sagaflow_runs{");
+        let pruned: u64 = sum(&metrics, "sagaflow_runs_pruned_total ");
+        println!(
+            "  size       at {:>5} s: data directory {:.1} MiB, {held} runs in the store, {pruned} removed",
+            started.elapsed().as_secs(),
+            dir_bytes(&data) as f64 / 1048576.0
+        );
+    }
+}
+
+/// Bytes the files under `dir` take on disk.
+fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+async fn metrics(http: &reqwest::Client, base: &str) -> Result<String, String> {
+    let response = http.get(format!("{base}/metrics")).send().await.map_err(|e| e.to_string())?;
+    response.text().await.map_err(|e| e.to_string())
+}
+
+/// The sum of the values of the metric lines that start with `prefix`.
+fn sum(metrics: &str, prefix: &str) -> u64 {
+    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+}
+
 /// Waits until every accepted run succeeded (from `/metrics`); answers how long it took.
 async fn finish_all(http: &reqwest::Client, base: &str, accepted: usize) -> Result<Duration, String> {
     let began = Instant::now();
     loop {
-        let text = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        let done: usize = text
-            .lines()
-            .filter(|l| l.starts_with("sagaflow_runs{workflow=\"bench\",status=\"succeeded\"}"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
-            .sum();
+        let text = metrics(http, base).await?;
+        // Counted as they end (the store may have let the oldest go already).
+        let done = sum(&text, "sagaflow_runs_finished_total ") as usize;
         if done >= accepted {
             return Ok(began.elapsed());
         }

@@ -163,7 +163,10 @@ pub(super) fn runs(server: &str, filter: &crate::store::RunFilter) -> Result<Vec
         loop {
             let mut query = vec![("limit", "1000".to_owned())];
             query.extend(filter.workflow.clone().map(|w| ("workflow", w)));
-            query.extend(filter.status.map(|s| ("status", s.to_string())));
+            if !filter.statuses.is_empty() {
+                let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+                query.push(("status", statuses.join(",")));
+            }
             query.extend(cursor.take().map(|c| ("cursor", c)));
             let (_, page) = client.send(client.request(reqwest::Method::GET, "/v1/runs").query(&query)).await?;
             let runs: Vec<crate::store::RunMeta> = serde_json::from_value(page["runs"].clone())

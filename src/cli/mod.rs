@@ -11,6 +11,7 @@ mod explore;
 mod operate;
 mod outbox;
 mod output;
+mod prune;
 mod run;
 mod runs;
 mod sandbox;

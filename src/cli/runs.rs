@@ -36,9 +36,10 @@ pub(super) fn show(args: ShowArgs) -> ExitCode {
 
 #[derive(clap::Args)]
 pub(super) struct RunsArgs {
-    /// Only runs with this status (running, waiting, compensating, succeeded, failed, compensated, compensation_failed).
-    #[arg(long)]
-    status: Option<crate::journal::status::RunStatus>,
+    /// Only runs with one of these statuses, comma-separated (running, waiting, paused, compensating,
+    /// succeeded, failed, compensated, compensation_failed).
+    #[arg(long, value_delimiter = ',')]
+    status: Vec<crate::journal::status::RunStatus>,
     /// Only runs of this workflow.
     #[arg(long)]
     workflow: Option<String>,
@@ -51,7 +52,7 @@ pub(super) struct RunsArgs {
 }
 
 pub(super) fn runs(args: RunsArgs) -> ExitCode {
-    let filter = RunFilter { workflow: args.workflow, status: args.status };
+    let filter = RunFilter { workflow: args.workflow, statuses: args.status };
     let runs = match &args.server.url {
         Some(server) => super::client::runs(server, &filter),
         // Newest first, as the API lists them (the index is oldest first).

@@ -45,6 +45,10 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
+    let retention = match setup.config().and_then(|c| c.retention().map_err(|e| e.0)) {
+        Ok(retention) => retention,
+        Err(e) => return usage_error(&e),
+    };
     let options = ServeOptions {
         workflows: args.workflows,
         listen: args.listen,
@@ -52,6 +56,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         grace: args.grace,
         max_streams: args.max_streams as usize,
         max_connections: args.max_connections as usize,
+        retention,
     };
     let result: Result<(), String> = runtime().block_on(async move {
         let running = server::start(options, store, &backends).await.map_err(|e| e.to_string())?;

@@ -1,5 +1,5 @@
-//! `sagaflow store check|export|import`: verify a data directory, back it up
-//! as JSON lines, and rebuild one from such a backup.
+//! `sagaflow store check|export|import|prune`: verify a data directory, back it up
+//! as JSON lines, rebuild one from such a backup, and remove old finished runs.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -18,6 +18,8 @@ pub(super) enum Command {
     Export(ExportArgs),
     /// Rebuild a store from an export, into a new (empty) data directory.
     Import(ImportArgs),
+    /// Remove the runs that finished before a time, their journals and index rows, and events no run waits for.
+    Prune(super::prune::PruneArgs),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +52,7 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::Check(args) => check(args),
         Command::Export(args) => export(args),
         Command::Import(args) => import(args),
+        Command::Prune(args) => super::prune::prune(args),
     }
 }
 

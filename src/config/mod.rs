@@ -40,9 +40,20 @@ pub(crate) struct Config {
     /// HTTP subscribers to events (`[[webhooks]]`).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// How long finished runs stay in the store (`[retention]`).
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Where the file was read from (none: defaults).
     #[serde(skip)]
     pub source: Option<std::sync::Arc<crate::dsl::span::SourceFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionConfig {
+    /// A finished run leaves the store this long after it finished (`"30d"`);
+    /// none: runs stay until `sagaflow store prune` removes them.
+    pub finished: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +268,17 @@ impl Config {
         crate::base::secrets::read(name.get_ref()).ok_or_else(|| {
             self.error(name.span(), &format!("{key} names the secret `{}`, but {var} is not set", name.get_ref()))
         })
+    }
+
+    /// How long finished runs stay, if `[retention] finished` says (at least a second).
+    pub(crate) fn retention(&self) -> Result<Option<std::time::Duration>, ConfigError> {
+        let Some(value) = &self.retention.finished else { return Ok(None) };
+        let period = self.duration(&self.retention.finished, "retention.finished", 0)?;
+        if period < std::time::Duration::from_secs(1) {
+            let message = format!("retention.finished `{}`: keep finished runs at least 1s", value.get_ref());
+            return Err(self.error(value.span(), &message));
+        }
+        Ok(Some(period))
     }
 
     /// A duration value of the config.

@@ -53,3 +53,16 @@ fn errors_found_when_building_say_where_too() {
     let e = Backends::build(&config, None).err().map(|e| e.0).unwrap_or_default();
     assert!(e.starts_with("c.toml:2:11: http.timeout `soon`: a duration is"), "{e}");
 }
+
+#[test]
+fn retention_is_a_duration_of_a_second_or_more_said_where() {
+    let parse = |text: &str| Config::parse(Path::new("r.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parse("").retention(), Ok(None));
+    let days = parse("[retention]\nfinished = \"30d\"\n").retention();
+    assert_eq!(days, Ok(Some(std::time::Duration::from_secs(30 * 86_400))));
+    let e = parse("[retention]\nfinished = \"a month\"\n").retention().err().map(|e| e.0).unwrap_or_default();
+    assert!(e.starts_with("r.toml:2:12: retention.finished `a month`: a duration is"), "{e}");
+    let e = parse("[retention]\nfinished = \"10ms\"\n").retention().err().map(|e| e.0).unwrap_or_default();
+    assert_eq!(e, "r.toml:2:12: retention.finished `10ms`: keep finished runs at least 1s");
+    assert!(error_of("[retention]\nfinshed = \"1d\"\n").contains("unknown field `finshed`, expected `finished`"));
+}

@@ -78,19 +78,13 @@ pub(crate) async fn act(engine: &Engine, store: &dyn ReadRuns, request: &Request
             "an empty filter would act on every run; name a workflow, a status, a time range or an error code".into()
         );
     }
-    let filter = RunFilter { workflow: choice.workflow.clone(), status: choice.status };
+    let filter = RunFilter { workflow: choice.workflow.clone(), statuses: choice.status.into_iter().collect() };
     let page = store.runs_page(&filter, cursor.as_deref(), (*limit).clamp(1, MAX_RUNS)).map_err(|e| e.message)?;
     let mut runs = Vec::new();
     for meta in page.runs.iter().filter(|m| in_range(choice, m)) {
         let Ok(state) = engine.replay(&meta.run_id) else { continue };
         if let Some(code) = &choice.error_code {
-            let ended_with = state.error.as_ref().map(|e| e.code.as_str().to_owned());
-            let paused_with = state
-                .paused()
-                .first()
-                .and_then(|&(s, i)| state.unit(s, i)?.error.clone())
-                .map(|e| e.code.as_str().to_owned());
-            if ended_with.as_deref() != Some(code.as_str()) && paused_with.as_deref() != Some(code.as_str()) {
+            if crate::engine::record::meta_error(&state).is_none_or(|e| &e.code != code) {
                 continue;
             }
         }
@@ -143,12 +137,16 @@ fn describe(state: &super::machine::RunState, action: &crate::journal::entry::Op
     }
 }
 
-/// A time as the filter takes it: RFC 3339, or milliseconds since the epoch.
+/// A time as the filter takes it: RFC 3339, a date (its midnight, UTC), or milliseconds since the epoch.
 pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| u64::try_from(t.timestamp_millis()).unwrap_or(0))
-        .map_err(|e| format!("`{text}` is not a time (RFC 3339, like 2026-12-01T09:00:00Z, or milliseconds): {e}"))
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        return Ok(u64::try_from(midnight.timestamp_millis()).unwrap_or(0));
+    }
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| u64::try_from(t.timestamp_millis()).unwrap_or(0)).map_err(|e| {
+        format!("`{text}` is not a time (RFC 3339, like 2026-12-01T09:00:00Z, a date, or milliseconds): {e}")
+    })
 }

@@ -92,6 +92,8 @@ pub(crate) struct Metrics {
     pub retries: AtomicU64,
     pub compensations: AtomicU64,
     pub runs_finished: AtomicU64,
+    /// Finished runs retention removed from the store.
+    pub runs_pruned: AtomicU64,
     /// Whether the store takes writes, and why not.
     pub storage: StorageHealth,
 }
@@ -130,6 +132,13 @@ impl Metrics {
             *runs.entry((workflow.to_owned(), from.to_owned())).or_default() -= 1;
         }
         *runs.entry((workflow.to_owned(), to.to_owned())).or_default() += 1;
+    }
+
+    /// A run left the store (retention).
+    pub(crate) fn run_left(&self, workflow: &str, status: &str) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        *runs.entry((workflow.to_owned(), status.to_owned())).or_default() -= 1;
+        self.runs_pruned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many runs there are of each workflow in each status.

@@ -121,6 +121,17 @@ impl RunRecord {
     }
 }
 
+/// Why a run ended badly, or the first step it is paused at and why: the
+/// step and error code its index row keeps.
+pub(crate) fn meta_error(run: &RunState) -> Option<crate::store::MetaError> {
+    if let Some(e) = &run.error {
+        return Some(crate::store::MetaError { step: e.step.clone(), code: e.code.as_str().to_owned() });
+    }
+    let &(s, item) = run.paused().first()?;
+    let error = run.unit(s, item)?.error.as_ref()?;
+    Some(crate::store::MetaError { step: Some(run.wf.steps[s].id.clone()), code: error.code.as_str().to_owned() })
+}
+
 pub(crate) fn run_status(run: &RunState) -> RunStatus {
     match run.phase {
         Phase::Done => run.status.unwrap_or_else(|| run.final_status()),

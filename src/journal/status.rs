@@ -65,6 +65,11 @@ impl RunStatus {
         )
     }
 
+    /// Statuses written as a comma-separated list (`failed,compensated`).
+    pub(crate) fn parse_list(text: &str) -> Result<Vec<RunStatus>, String> {
+        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect()
+    }
+
     /// Every status's name, for messages and "did you mean".
     pub(crate) fn names() -> impl Iterator<Item = &'static str> {
         RunStatus::ALL.into_iter().map(RunStatus::as_str)

@@ -10,6 +10,7 @@ pub(crate) mod error;
 pub(crate) mod listen;
 pub(crate) mod prometheus;
 pub(crate) mod report;
+pub(crate) mod retention;
 pub(crate) mod schedule;
 pub(crate) mod timeline;
 pub(crate) mod watch;
@@ -47,6 +48,8 @@ pub(crate) struct ServeOptions {
     pub max_streams: usize,
     /// The most connections open at once (bounded further by the open-file limit).
     pub max_connections: usize,
+    /// How long finished runs stay in the store (`[retention] finished`); none: for good.
+    pub retention: Option<Duration>,
 }
 
 /// What the handlers share.
@@ -231,6 +234,9 @@ pub(crate) async fn start(
     });
     watch::spawn(app.clone());
     schedule::spawn(app.clone());
+    if let Some(period) = options.retention {
+        retention::spawn(app.clone(), period);
+    }
     let router = api::router(app.clone());
     let shutdown = app.shutdown.clone();
     let places = app.connections.clone();

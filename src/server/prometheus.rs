@@ -30,6 +30,12 @@ pub(crate) fn render(app: &App) -> String {
         "Runs that ended in this process.",
         m.runs_finished.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "sagaflow_runs_pruned_total",
+        "Finished runs that retention removed from the store in this process.",
+        m.runs_pruned.load(Ordering::Relaxed),
+    );
     gauge(&mut out, "sagaflow_queue_depth", "Attempts waiting for a free slot.", m.queued.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_attempts_in_flight", "Attempts running or queued.", m.in_flight.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_long_requests_open", "Event streams and ?wait requests open.", app.long_requests_open());

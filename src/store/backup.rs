@@ -158,6 +158,8 @@ mod tests {
             status: crate::journal::status::RunStatus::Running,
             started_at: 1,
             updated_at: 1,
+            parent: None,
+            error: None,
         };
         let entry = |run_id: &str, seq: u32| Record::Entry {
             run_id: run_id.into(),

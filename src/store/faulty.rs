@@ -50,6 +50,15 @@ impl ReadRuns for Faulty {
     fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError> {
         self.inner.events(kind, key, since)
     }
+    fn finished_before(&self, before: u64, after: Option<&RunMeta>, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
+        self.inner.finished_before(before, after, limit)
+    }
+    fn events_before(&self, before: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.events_before(before, limit)
+    }
+    fn unfinished_since(&self) -> Result<Option<u64>, StoreError> {
+        self.inner.unfinished_since()
+    }
 }
 
 impl WriteRuns for Faulty {

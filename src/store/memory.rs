@@ -54,6 +54,13 @@ impl ReadRuns for MemoryStore {
         let inner = self.lock();
         Ok(inner.events.iter().filter(|e| e.kind == kind && e.key == key && e.at >= since).cloned().collect())
     }
+
+    fn events_before(&self, before: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut old: Vec<EventRecord> = self.lock().events.iter().filter(|e| e.at < before).cloned().collect();
+        old.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        old.truncate(limit);
+        Ok(old)
+    }
 }
 
 impl WriteRuns for MemoryStore {
@@ -73,6 +80,13 @@ impl WriteRuns for MemoryStore {
         for delivery in &commit.deliveries {
             inner.outbox.insert((delivery.event.at, delivery.event.id.clone()), delivery.clone());
         }
+        for meta in &commit.forget {
+            inner.journal.remove(&meta.run_id);
+            inner.runs.remove(&meta.run_id);
+        }
+        let gone: std::collections::HashSet<&str> = commit.forget_events.iter().map(|e| e.id.as_str()).collect();
+        inner.events.retain(|e| !gone.contains(e.id.as_str()));
+        inner.dead.retain(|d| !gone.contains(d.event.id.as_str()));
         Ok(())
     }
 

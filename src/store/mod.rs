@@ -5,8 +5,10 @@
 pub(crate) mod backup;
 pub(crate) mod faulty;
 pub(crate) mod memory;
+pub(crate) mod retention;
 pub(crate) mod sled;
 mod sled_backup;
+mod sled_retention;
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +68,21 @@ pub(crate) struct RunMeta {
     pub status: RunStatus,
     pub started_at: u64,
     pub updated_at: u64,
+    /// The run whose `workflow.run` step started this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Why it ended badly or paused: the failed (or paused) step and the error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<MetaError>,
+}
+
+/// A run's failure as its index row keeps it: enough to list and filter runs by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MetaError {
+    /// None: the run failed outside any step (its deadline, its input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub code: String,
 }
 
 impl RunMeta {
@@ -174,7 +191,8 @@ pub(crate) struct DeadLetter {
 }
 
 /// One group commit: journal entries of many runs, their index rows, the
-/// events their steps emitted, and those events' deliveries (the outbox).
+/// events their steps emitted, and those events' deliveries (the outbox);
+/// and the finished runs that leave the store (retention).
 #[derive(Debug, Default)]
 pub(crate) struct Commit {
     /// (run, sequence number within the run, entry)
@@ -182,11 +200,21 @@ pub(crate) struct Commit {
     pub runs: Vec<RunMeta>,
     pub events: Vec<EventRecord>,
     pub deliveries: Vec<Delivery>,
+    /// Finished runs to remove, each as its index row last said: the row,
+    /// its journal and its index keys go. Never a run with entries in `entries`.
+    pub forget: Vec<RunMeta>,
+    /// Events to remove, with their dead letters.
+    pub forget_events: Vec<EventRecord>,
 }
 
 impl Commit {
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.runs.is_empty() && self.events.is_empty() && self.deliveries.is_empty()
+        self.entries.is_empty()
+            && self.runs.is_empty()
+            && self.events.is_empty()
+            && self.deliveries.is_empty()
+            && self.forget.is_empty()
+            && self.forget_events.is_empty()
     }
 }
 
@@ -194,12 +222,14 @@ impl Commit {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunFilter {
     pub workflow: Option<String>,
-    pub status: Option<RunStatus>,
+    /// Any of these statuses; empty: any status.
+    pub statuses: Vec<RunStatus>,
 }
 
 impl RunFilter {
     pub(crate) fn matches(&self, meta: &RunMeta) -> bool {
-        self.workflow.as_ref().is_none_or(|w| &meta.workflow == w) && self.status.is_none_or(|s| meta.status == s)
+        self.workflow.as_ref().is_none_or(|w| &meta.workflow == w)
+            && (self.statuses.is_empty() || self.statuses.contains(&meta.status))
     }
 }
 
@@ -247,6 +277,29 @@ pub(crate) trait ReadRuns: Send + Sync {
     fn definition(&self, hash: &str) -> Result<Option<String>, StoreError>;
     /// Events of this type and key that came at or after `since`, oldest first.
     fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError>;
+    /// Up to `limit` finished runs whose last change came before `before`
+    /// (milliseconds since the epoch), the longest finished first, after the
+    /// run `after` names: retention's candidates.
+    fn finished_before(&self, before: u64, after: Option<&RunMeta>, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
+        let place = |m: &RunMeta| (m.updated_at, m.run_id.clone());
+        let mut old: Vec<RunMeta> = self
+            .runs()?
+            .into_iter()
+            .filter(|m| m.is_finished() && m.updated_at < before && after.is_none_or(|a| place(m) > place(a)))
+            .collect();
+        old.sort_by_key(place);
+        old.truncate(limit);
+        Ok(old)
+    }
+    /// Up to `limit` events that came before `before`, oldest first.
+    fn events_before(&self, before: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+    /// A time no unfinished run started before: the start of the oldest
+    /// unfinished run, or an earlier time (a store may look at only so many
+    /// runs); none when every run has finished. Events older than it are read
+    /// by no run's wait again.
+    fn unfinished_since(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.runs()?.into_iter().filter(|m| !m.is_finished()).map(|m| m.started_at).min())
+    }
 }
 
 /// A commit under way: durable, all of it, once it answers Ok.

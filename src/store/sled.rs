@@ -2,7 +2,8 @@
 //! batch. `j/<run>/<seq>` journal entries, `r/<run>` the run index, `d/<hash>`
 //! workflow definitions, `k\0<type>\0<key>\0<at><id>` events, `o/<at><id>` the
 //! outbox's deliveries, `x/<at><id>\0<subscriber>` dead letters, `t/<start><run>`
-//! the runs by start time (for paged listings), `s/<schedule>` schedules' last ticks.
+//! the runs by start time (for paged listings), `s/<schedule>` schedules' last ticks;
+//! `f/` and `e/` index finished runs and events by time, for retention (`sled_retention`).
 //!
 //! Durability: sled 0.34's `flush` only issues `sync_file_range`, which does not
 //! reach the platter on every file system; after each flush we also `fdatasync`
@@ -12,6 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::sled_retention::{put_event, put_run_keys};
 use super::{
     decode, encode, run_cursor, Commit, DeadLetter, Delivery, EventRecord, OutboxTable, ReadRuns, RunFilter, RunMeta,
     RunPage, ScheduleTable, StoreError, StoreErrorKind, WriteRuns, MAX_SCANNED_PER_PAGE,
@@ -43,7 +45,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
 }
 
 /// The sled tree that holds the runs (the sandbox services have trees of their own).
-pub(super) const RUN_TREE: &str = "sagaflow";
+pub(crate) const RUN_TREE: &str = "sagaflow";
 
 /// sled's page cache: an explicit budget (its default is 1 GiB).
 pub(crate) const CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -105,6 +107,7 @@ impl SledStore {
             SledStore { db, tree, file: Mutex::new(file), path: path.to_owned(), before_commit: Default::default() };
         store.check_format(existed)?;
         store.index_start_times()?;
+        store.index_for_retention()?;
         Ok(store)
     }
 
@@ -428,6 +431,18 @@ impl ReadRuns for SledStore {
         self.read_events(kind, key, since)
     }
 
+    fn finished_before(&self, before: u64, after: Option<&RunMeta>, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
+        self.finished_runs_before(before, after, limit)
+    }
+
+    fn events_before(&self, before: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.read_events_before(before, limit)
+    }
+
+    fn unfinished_since(&self) -> Result<Option<u64>, StoreError> {
+        self.oldest_unfinished_start()
+    }
+
     fn runs_page(&self, filter: &RunFilter, cursor: Option<&str>, limit: usize) -> Result<RunPage, StoreError> {
         let end = match cursor {
             Some(c) => format!("t/{c}").into_bytes(),
@@ -493,13 +508,23 @@ impl WriteRuns for SledStore {
         }
         for meta in &commit.runs {
             put(format!("r/{}", meta.run_id).into_bytes(), encode(meta)?);
-            put(start_key(meta), Vec::new());
-        }
-        for event in &commit.events {
-            put(event_key(event), encode(event)?);
         }
         for delivery in &commit.deliveries {
             put(delivery_key(&delivery.event), encode(delivery)?);
+        }
+        for meta in &commit.runs {
+            put_run_keys(&mut batch, meta);
+        }
+        for event in &commit.events {
+            let value = encode(event)?;
+            bytes += 2 * value.len();
+            put_event(&mut batch, event, value);
+        }
+        for meta in &commit.forget {
+            self.remove_run(&mut batch, meta)?;
+        }
+        for event in &commit.forget_events {
+            self.remove_event(&mut batch, event)?;
         }
         self.ensure_space(bytes)?;
         if let Some(hook) = self.before_commit.get() {
@@ -670,6 +695,8 @@ mod tests {
             status: crate::journal::status::RunStatus::Running,
             started_at: 1,
             updated_at: 2,
+            parent: None,
+            error: None,
         };
         let entry = Entry::RetryDue { step: 1, item: Some(2) };
         {
@@ -685,7 +712,7 @@ mod tests {
                 entries: vec![("r1".into(), 0, entry.clone())],
                 runs: vec![meta.clone()],
                 events: vec![event],
-                deliveries: vec![],
+                ..Commit::default()
             };
             store.commit(&commit).expect("commit");
             store.put_definition("h", "name: w").expect("definition");
@@ -707,6 +734,8 @@ mod tests {
             status: if i.is_multiple_of(2) { RunStatus::Succeeded } else { RunStatus::Failed },
             started_at: 1000 + i,
             updated_at: 1000 + i,
+            parent: None,
+            error: None,
         }
     }
 
@@ -719,7 +748,7 @@ mod tests {
         let runs: Vec<RunMeta> = (0..25).map(|i| meta(i, if i % 3 == 0 { "a" } else { "b" })).collect();
         for store in [&sled as &dyn crate::store::Store, &memory] {
             store.commit(&Commit { runs: runs.clone(), ..Commit::default() }).expect("commit");
-            for filter in [RunFilter::default(), RunFilter { workflow: Some("a".into()), status: None }] {
+            for filter in [RunFilter::default(), RunFilter { workflow: Some("a".into()), statuses: vec![] }] {
                 let mut seen = Vec::new();
                 let mut cursor = None;
                 loop {

@@ -2,9 +2,8 @@
 //! (import): every key of the run tree by its prefix, and the sandbox trees.
 
 use super::backup::{Damage, Record, EXPORT_FORMAT};
-use super::sled::{
-    dead_letter_key, delivery_key, err, event_key, journal_key, start_key, write_err, SledStore, FORMAT_KEY, RUN_TREE,
-};
+use super::sled::{dead_letter_key, delivery_key, err, journal_key, write_err, SledStore, RUN_TREE};
+use super::sled_retention::{put_event, put_run_keys};
 use super::StoreError;
 
 /// The prefix of the sandbox services' trees.
@@ -55,7 +54,7 @@ impl SledStore {
 
     /// Whether the store holds nothing yet (a new data directory).
     pub(crate) fn is_empty(&self) -> bool {
-        let only_marker = self.tree.iter().keys().all(|k| k.is_ok_and(|k| k.as_ref() == FORMAT_KEY.as_bytes()));
+        let only_marker = self.tree.iter().keys().all(|k| k.is_ok_and(|k| k.starts_with(b"m/")));
         let no_sandbox = self.db.tree_names().iter().all(|name| {
             !name.starts_with(SANDBOX_TREES.as_bytes()) || self.db.open_tree(name).is_ok_and(|t| t.is_empty())
         });
@@ -120,10 +119,10 @@ fn put(batch: &mut sled::Batch, record: &Record) -> Result<(), StoreError> {
         Record::Definition { hash, source } => batch.insert(format!("d/{hash}").into_bytes(), source.as_bytes()),
         Record::Run { run } => {
             batch.insert(format!("r/{}", run.run_id).into_bytes(), encode(run)?);
-            batch.insert(start_key(run), &[]);
+            put_run_keys(batch, run);
         }
         Record::Entry { run_id, seq, entry } => batch.insert(journal_key(run_id, *seq), encode(entry)?),
-        Record::Event { event } => batch.insert(event_key(event), encode(event)?),
+        Record::Event { event } => put_event(batch, event, encode(event)?),
         Record::Delivery { delivery } => batch.insert(delivery_key(&delivery.event), encode(delivery)?),
         Record::DeadLetter { dead_letter } => batch.insert(dead_letter_key(dead_letter), encode(dead_letter)?),
         Record::Schedule { schedule, last_tick } => {
@@ -135,7 +134,7 @@ fn put(batch: &mut sled::Batch, record: &Record) -> Result<(), StoreError> {
 }
 
 /// A key of the run tree as its record; `None` for what is derived (the
-/// start-time index) or the format marker.
+/// start-time and retention indexes) or a marker.
 fn decode_run_key(key: &[u8], value: &[u8]) -> Option<Result<Record, Damage>> {
     let damage = |problem: String| Damage { place: format!("key {}", String::from_utf8_lossy(key)), problem };
     let json = |what: &str| -> Result<serde_json::Value, Damage> {
@@ -145,7 +144,7 @@ fn decode_run_key(key: &[u8], value: &[u8]) -> Option<Result<Record, Damage>> {
         json(what).and_then(|v| record(v).map_err(|e| damage(format!("the {what} cannot be read: {e}"))))
     };
     let record = match key.first().copied().zip(key.get(1).copied()) {
-        Some((b'm', b'/')) | Some((b't', b'/')) => return None,
+        Some((b'm' | b't' | b'f' | b'e', b'/')) => return None,
         Some((b'r', b'/')) => typed("run index row", |v| Ok(Record::Run { run: serde_json::from_value(v)? })),
         Some((b'j', b'/')) => journal_entry(key, value).map_err(damage),
         Some((b'd', b'/')) => match std::str::from_utf8(value) {
@@ -205,10 +204,12 @@ mod tests {
             status: crate::journal::status::RunStatus::Running,
             started_at: 5,
             updated_at: 6,
+            parent: None,
+            error: None,
         };
         let event = EventRecord { id: "e1".into(), kind: "order.paid".into(), key: "o1".into(), data: 1.into(), at: 7 };
         let entries = (0..3).map(|seq| ("r1".to_owned(), seq, Entry::CancelRequested { at: u64::from(seq) })).collect();
-        store.commit(&Commit { entries, runs: vec![run], events: vec![event], deliveries: vec![] }).expect("commit");
+        store.commit(&Commit { entries, runs: vec![run], events: vec![event], ..Commit::default() }).expect("commit");
         store.put_definition("h1", "name: w\n").expect("definition");
         store.set_last_tick("w#0", 42).expect("tick");
         let sandbox = store.db.open_tree("sandbox.inventory").expect("tree");

@@ -13,6 +13,7 @@ mod harness;
 mod inject;
 mod operate;
 mod outbox;
+mod retention;
 mod run;
 mod sandbox;
 mod schema;

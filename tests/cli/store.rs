@@ -100,3 +100,30 @@ fn a_store_whose_snapshot_is_damaged_is_rebuilt_from_its_log() {
     assert_eq!(ok(dir.path(), &["show", &run_id, "--format", "json"]), before);
     assert!(ok(dir.path(), &["store", "check"]).contains("(every record reads)"));
 }
+
+#[test]
+fn prune_removes_runs_finished_before_the_time_and_exports_them_first() {
+    let (dir, run_id) = with_an_order();
+    let d = dir.path();
+    let kept = ok(d, &["store", "prune", "--before", "1970-01-02", "--format", "json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&kept).expect("json")["removed"],
+        serde_json::json!({"runs": 0, "events": 0})
+    );
+    let removed = ok(d, &["store", "prune", "--before", "0s", "--export", "old.jsonl"]);
+    assert!(removed.starts_with("removed 2 finished run(s) and "), "the order and its payment: {removed}");
+    let runs = ok(d, &["runs", "--format", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&runs).expect("json"), serde_json::json!([]), "{runs}");
+    let gone = run(d, &["show", &run_id]);
+    assert_eq!(gone.status.code(), Some(2), "{}", String::from_utf8_lossy(&gone.stderr));
+    let check = ok(d, &["store", "check"]);
+    assert!(check.contains("(every record reads)") && !check.contains(" run,"), "{check}");
+    // What left is whole in the export: it imports and shows as it was.
+    ok(d, &["store", "import", "old.jsonl", "--data", "restored"]);
+    let shown: Value =
+        serde_json::from_str(&ok(d, &["show", &run_id, "--data", "restored", "--format", "json"])).expect("json");
+    assert_eq!(shown["status"], "succeeded");
+    let again = run(d, &["store", "prune", "--before", "0s", "--export", "old.jsonl"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("name a new file"));
+}

@@ -309,6 +309,14 @@ impl Engine {
         answer.await.unwrap_or(Err(Refused::Stopped))
     }
 
+    /// Removes finished runs from the store (retention), in the loop's next
+    /// commit; answers how many left (a run reopened meanwhile stays).
+    pub(crate) async fn forget(&self, runs: Vec<RunMeta>) -> Result<usize, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Forget { runs, reply });
+        answer.await.map_err(|_| StoreError::other("the engine has stopped"))
+    }
+
     fn send(&self, msg: Msg) {
         // A closed channel means the loop ended; the caller's reply then fails.
         let _ = self.tx.send(msg);

@@ -12,6 +12,7 @@ mod children;
 mod events;
 mod handle;
 mod observe;
+mod retention;
 mod run_cache;
 mod timers;
 
@@ -89,6 +90,12 @@ enum Msg {
     Flush {
         reply: oneshot::Sender<()>,
     },
+    /// Finished runs that leave the store (retention); answered with how many
+    /// did, once they are gone.
+    Forget {
+        runs: Vec<RunMeta>,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// The runs an event published from outside woke.
@@ -105,6 +112,7 @@ struct Turn {
     operated: Vec<(OperatorAction, oneshot::Sender<Result<OperatorAction, Refused>>)>,
     emitted: Vec<EventRecord>,
     transitions: Vec<Transition>,
+    forgotten: Vec<(usize, oneshot::Sender<usize>)>,
 }
 
 struct Driver {
@@ -223,6 +231,7 @@ impl Driver {
         let mut published: Vec<(String, oneshot::Sender<Woken>)> = Vec::new();
         let mut cancels: Vec<oneshot::Sender<Result<(), CancelRefused>>> = Vec::new();
         let mut operated = Vec::new();
+        let mut forgets = Vec::new();
         // Children first: an end or a cancel in this batch may be for one of them.
         for run in std::mem::take(&mut self.spawns) {
             match self.begin_run(run, &mut commit) {
@@ -293,6 +302,7 @@ impl Driver {
                 }
                 Msg::Pause => self.paused = true,
                 Msg::Flush { reply } => committed.push(reply),
+                Msg::Forget { runs, reply } => forgets.push((runs, reply)),
                 Msg::Wait { run_id, reply } => match self.runs.get(&run_id) {
                     // Paused: it goes on only when an operator acts.
                     Some(a) if a.status == Some(RunStatus::Paused) => {
@@ -311,12 +321,14 @@ impl Driver {
         for run_id in &touched {
             self.decide(run_id, &mut commit);
         }
+        // Last: a run reopened in this turn is in memory by now, and stays.
+        let forgotten = self.take_forgets(forgets, &mut commit);
         commit.events.append(&mut self.outbox);
         commit.events.iter_mut().for_each(EventRecord::mask_secrets);
         let emitted = commit.events.clone();
         commit.deliveries = self.deliveries(&emitted);
         let transitions = self.committed_transitions(&commit);
-        Turn { commit, touched, started, committed, published, cancels, operated, emitted, transitions }
+        Turn { commit, touched, started, committed, published, cancels, operated, emitted, transitions, forgotten }
     }
     /// What an operator's ask does to a run (its state judges; an unknown or
     /// ended run is refused).
@@ -427,7 +439,11 @@ impl Driver {
     }
     /// The second half of a turn, once its commit is written: answer, wake, act.
     fn finish(&mut self, turn: Turn) {
-        let Turn { commit, touched, started, committed, published, cancels, operated, emitted, transitions } = turn;
+        let Turn { commit, touched, started, committed, published, cancels, operated, emitted, transitions, forgotten } =
+            turn;
+        for (count, reply) in forgotten {
+            let _ = reply.send(count);
+        }
         for reply in cancels {
             let _ = reply.send(Ok(()));
         }
@@ -555,6 +571,8 @@ impl Driver {
                 status,
                 started_at: s.started_at,
                 updated_at: self.clock.now_ms(),
+                parent: s.parent.as_ref().map(|p| p.run_id.clone()),
+                error: super::record::meta_error(s),
             });
         }
     }

@@ -172,14 +172,14 @@ pub(super) async fn list(
             ApiError::bad_request("bad_request", format!("?limit={text}: give a number from 1 to {MAX_PAGE}"))
         })?,
     };
-    let status = q.status.as_deref().map(str::parse::<RunStatus>).transpose();
-    let status = status.map_err(|e| ApiError::bad_request("bad_request", format!("?status: {e}")))?;
+    let statuses = q.status.as_deref().map(RunStatus::parse_list).transpose();
+    let statuses = statuses.map_err(|e| ApiError::bad_request("bad_request", format!("?status: {e}")))?;
     if let Some(cursor) = q.cursor.as_deref() {
         if cursor.len() > 200 || !cursor.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
             return Err(ApiError::bad_request("bad_request", "?cursor is not one this server gave"));
         }
     }
-    let filter = RunFilter { workflow: q.workflow, status };
+    let filter = RunFilter { workflow: q.workflow, statuses: statuses.unwrap_or_default() };
     let store = app.store.clone();
     let page = tokio::task::spawn_blocking(move || store.runs_page(&filter, q.cursor.as_deref(), limit))
         .await
