@@ -36,6 +36,8 @@ pub struct Ctx {
     pub step: String,
     pub attempt: u32,
     pub cancel: CancellationToken,
+    /// The W3C `traceparent` naming this attempt's span, when traces are exported.
+    pub traceparent: Option<String>,
 }
 
 impl Ctx {
@@ -48,6 +50,7 @@ impl Ctx {
             step: String::new(),
             attempt: 1,
             cancel: CancellationToken::new(),
+            traceparent: None,
         }
     }
 }

@@ -129,7 +129,12 @@ impl HttpRequest {
         Ok(parsed)
     }
 
-    async fn send(&self, request: Request, cancel: tokio_util::sync::CancellationToken) -> Result<Json, ActionError> {
+    async fn send(
+        &self,
+        request: Request,
+        cancel: tokio_util::sync::CancellationToken,
+        traceparent: Option<String>,
+    ) -> Result<Json, ActionError> {
         let url = self.check(&request.url)?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| refuse(format!("`{}` is not an HTTP method", request.method)))?;
@@ -146,6 +151,10 @@ impl HttpRequest {
             ));
         };
         let mut builder = client.inner().request(method, url.clone()).timeout(timeout);
+        if let Some(traceparent) = traceparent {
+            builder = builder.header("traceparent", traceparent);
+        }
+        // The workflow's own headers come last: a `traceparent` it sets wins.
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), Secret::plain(value.clone()).header_value()?);
         }
@@ -178,7 +187,7 @@ impl Action for HttpRequest {
         let this = self.clone();
         Box::pin(async move {
             let request = request.map_err(|e| refuse(format!("the input does not fit http.request: {e}")))?;
-            this.send(request, call.ctx.cancel).await
+            this.send(request, call.ctx.cancel, call.ctx.traceparent).await
         })
     }
 }

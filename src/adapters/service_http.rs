@@ -57,6 +57,9 @@ impl HttpService {
             .header("x-sagaflow-step", &ctx.step)
             .header("x-sagaflow-attempt", ctx.attempt.to_string())
             .body(body);
+        if let Some(traceparent) = &ctx.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.header_value()?);
         }

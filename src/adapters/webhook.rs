@@ -63,7 +63,8 @@ impl Webhook {
             let retry = worth_again(&error);
             Refused { error, retry }
         };
-        let body = serde_json::to_vec(event)
+        // The trace travels in its header, not in the event.
+        let body = serde_json::to_vec(&EventRecord { traceparent: None, ..event.clone() })
             .map_err(|e| Refused { error: ActionError::new("invalid_input", e.to_string()), retry: false })?;
         let mut request = self
             .client
@@ -75,6 +76,9 @@ impl Webhook {
             .header("x-sagaflow-event-id", &event.id)
             .header("x-sagaflow-event-type", &event.kind)
             .body(body);
+        if let Some(traceparent) = &event.traceparent {
+            request = request.header("traceparent", traceparent);
+        }
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.header_value().map_err(refused)?);
         }

@@ -8,3 +8,4 @@ pub(crate) mod ids;
 pub(crate) mod input;
 pub(crate) mod secrets;
 pub(crate) mod suggest;
+pub(crate) mod trace;

@@ -47,10 +47,12 @@ impl Setup {
     }
 }
 
-/// An engine over the store with its relay: what `run` and `resume` start.
+/// An engine over the store with its relay (and its tracer, when spans are
+/// exported): what `run`, `resume` and the operator commands start.
 pub(super) struct Started {
     pub engine: Engine,
     pub relay: Arc<Relay>,
+    tracer: Option<crate::engine::tracer::Tracer>,
 }
 
 /// How long `run` and `resume` wait, once their runs ended, for the outbox to
@@ -64,10 +66,25 @@ pub(super) fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(triggered(workflows, &backends.registry));
     let library = Arc::new(crate::engine::library::Directory::new(children.to_owned(), backends.registry.clone()));
-    let options = EngineOptions { subscriptions: subscriptions.clone(), library, ..EngineOptions::default() };
+    let options = EngineOptions {
+        subscriptions: subscriptions.clone(),
+        library,
+        propagate_traces: backends.telemetry.is_some(),
+        ..EngineOptions::default()
+    };
     let engine = Engine::start(store.clone(), backends.registry.clone(), options);
+    let tracer = backends.telemetry.as_ref().and_then(|t| {
+        let dropped = engine.metrics().spans_dropped.clone();
+        match crate::adapters::otlp::Exporter::start(&t.endpoint, &t.service_name, dropped) {
+            Ok(exporter) => Some(crate::engine::tracer::Tracer::start(&engine, store.clone(), exporter)),
+            Err(e) => {
+                eprintln!("note: telemetry is off: {e}");
+                None
+            }
+        }
+    });
     let relay = Relay::spawn(engine.clone(), store, subscriptions);
-    Started { engine, relay }
+    Started { engine, relay, tracer }
 }
 
 impl Started {
@@ -75,6 +92,9 @@ impl Started {
     /// says on stderr what was started and what is left.
     pub(super) async fn finish(self) {
         let left = self.relay.drain(RELAY_GRACE).await;
+        if let Some(tracer) = &self.tracer {
+            tracer.flush(RELAY_GRACE).await;
+        }
         self.relay.stop();
         for (workflow, run_id, meta) in self.relay.started() {
             match meta.filter(|m| m.is_finished()) {

@@ -29,6 +29,8 @@ pub(crate) struct Backends {
     pub registry: Arc<Registry>,
     /// Who takes emitted events over HTTP.
     pub webhooks: Vec<Arc<Webhook>>,
+    /// Where spans go (`[telemetry]`), if anywhere.
+    pub telemetry: Option<super::Telemetry>,
 }
 
 impl Backends {
@@ -66,7 +68,7 @@ impl Backends {
         let registry = crate::config::registry::with_services(&services, http)
             .map_err(|e| ConfigError(format!("action `{}` has a broken schema: {}", e.action, e.message)))?;
         let webhooks = config.webhooks(&client)?;
-        Ok(Backends { registry: Arc::new(registry), webhooks })
+        Ok(Backends { registry: Arc::new(registry), webhooks, telemetry: config.telemetry()? })
     }
 }
 

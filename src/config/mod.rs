@@ -43,9 +43,29 @@ pub(crate) struct Config {
     /// How long finished runs stay in the store (`[retention]`).
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Where spans go (`[telemetry]`).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Where the file was read from (none: defaults).
     #[serde(skip)]
     pub source: Option<std::sync::Arc<crate::dsl::span::SourceFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TelemetryConfig {
+    /// An OTLP/HTTP collector (`http://127.0.0.1:4318`): runs, steps,
+    /// attempts and compensations go there as spans.
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// The `service.name` of the spans (default `sagaflow`).
+    pub service_name: Option<String>,
+}
+
+/// Where spans go, once checked.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Telemetry {
+    pub endpoint: String,
+    pub service_name: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +299,15 @@ impl Config {
             return Err(self.error(value.span(), &message));
         }
         Ok(Some(period))
+    }
+
+    /// Where spans go, if `[telemetry] otlp_endpoint` says.
+    pub(crate) fn telemetry(&self) -> Result<Option<Telemetry>, ConfigError> {
+        let Some(endpoint) = &self.telemetry.otlp_endpoint else { return Ok(None) };
+        crate::adapters::otlp::traces_url(endpoint.get_ref())
+            .map_err(|e| self.error(endpoint.span(), &format!("telemetry.otlp_endpoint: {e}")))?;
+        let service_name = self.telemetry.service_name.clone().unwrap_or_else(|| "sagaflow".to_owned());
+        Ok(Some(Telemetry { endpoint: endpoint.get_ref().clone(), service_name }))
     }
 
     /// A duration value of the config.

@@ -66,3 +66,14 @@ fn retention_is_a_duration_of_a_second_or_more_said_where() {
     assert_eq!(e, "r.toml:2:12: retention.finished `10ms`: keep finished runs at least 1s");
     assert!(error_of("[retention]\nfinshed = \"1d\"\n").contains("unknown field `finshed`, expected `finished`"));
 }
+
+#[test]
+fn telemetry_names_an_http_collector_said_where_when_wrong() {
+    let parse = |text: &str| Config::parse(Path::new("t.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parse("").telemetry(), Ok(None));
+    let on = parse("[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n").telemetry().ok().flatten();
+    assert_eq!(on.map(|t| (t.endpoint, t.service_name)), Some(("http://127.0.0.1:4318".into(), "sagaflow".into())));
+    let e =
+        parse("[telemetry]\notlp_endpoint = \"grpc://c:4317\"\n").telemetry().err().map(|e| e.0).unwrap_or_default();
+    assert_eq!(e, "t.toml:2:17: telemetry.otlp_endpoint: `grpc://c:4317`: an OTLP endpoint is http:// or https://");
+}

@@ -142,6 +142,7 @@ pub(crate) fn end_event(state: &RunState, entry: &Entry) -> Option<EventRecord> 
         key: state.run_id.clone(),
         data,
         at: *at,
+        traceparent: None,
     })
 }
 

@@ -82,6 +82,8 @@ pub(crate) struct Unit {
     pub nothing_to_undo: bool,
     /// The `with` an operator gave when retrying it, instead of the step's.
     pub with: Option<Json>,
+    /// When its current (or last) attempt started.
+    pub attempt_at: Option<u64>,
     /// An operator skipped it, giving its output.
     pub skipped: bool,
     pub compensation: Option<Box<Unit>>,
@@ -103,6 +105,7 @@ impl Unit {
             next_round: None,
             nothing_to_undo: false,
             with: None,
+            attempt_at: None,
             skipped: false,
             compensation: None,
         }
@@ -138,6 +141,7 @@ impl Unit {
         self.attempts = attempt;
         self.round = self.round.max(1);
         self.started_at.get_or_insert(at);
+        self.attempt_at = Some(at);
     }
 
     /// The end of attempt `attempt`, if it is the one running, under retry
@@ -282,6 +286,8 @@ pub(crate) struct RunState {
     /// The runs started again from this one (`rerun`), and the one it reruns.
     pub reruns: Vec<String>,
     pub rerun_of: Option<String>,
+    /// The trace it was started in, if it was (`traceparent`, or its parent's attempt).
+    pub trace: Option<crate::base::trace::TraceParent>,
 }
 
 fn unit_index(item: Item) -> usize {
@@ -318,6 +324,7 @@ impl RunState {
             compensating_again: false,
             reruns: Vec::new(),
             rerun_of: None,
+            trace: None,
         }
     }
 
@@ -380,7 +387,8 @@ impl RunState {
     /// Folds one entry into the state. Entries that do not fit (stale) are ignored.
     pub(crate) fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::RunStarted { input, at, deadline, inject, parent, rerun_of, .. } => {
+            Entry::RunStarted { input, at, deadline, inject, parent, rerun_of, trace, .. } => {
+                self.trace = *trace;
                 self.parent = parent.clone();
                 self.rerun_of = rerun_of.clone();
                 self.input = input.clone();

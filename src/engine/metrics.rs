@@ -94,6 +94,8 @@ pub(crate) struct Metrics {
     pub runs_finished: AtomicU64,
     /// Finished runs retention removed from the store.
     pub runs_pruned: AtomicU64,
+    /// Spans the OTLP exporter dropped (its queue full, the collector away).
+    pub spans_dropped: std::sync::Arc<AtomicU64>,
     /// Whether the store takes writes, and why not.
     pub storage: StorageHealth,
 }

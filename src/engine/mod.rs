@@ -27,9 +27,11 @@ pub(crate) mod record;
 pub(crate) mod relay;
 #[cfg(test)]
 mod repeat_tests;
+pub(crate) mod spans;
 pub(crate) mod template;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tracer;
 pub(crate) mod wanted;
 
 use std::collections::HashMap;

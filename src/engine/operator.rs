@@ -83,7 +83,7 @@ pub(crate) fn paused_event(state: &RunState, step: usize, item: Item, seq: u32, 
         "error": error,
     });
     let id = format!("{}:paused:{seq}", state.run_id);
-    Some(EventRecord { id, kind: PAUSED.to_owned(), key: state.run_id.clone(), data, at })
+    Some(EventRecord { id, kind: PAUSED.to_owned(), key: state.run_id.clone(), data, at, traceparent: None })
 }
 
 /// The event a run that paused sends its subscribers.

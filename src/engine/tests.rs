@@ -48,6 +48,7 @@ pub(super) fn simulate(
             inject: Vec::new(),
             parent: None,
             rerun_of: None,
+            trace: None,
         },
     );
     let mut random = || 0.5;
@@ -234,6 +235,7 @@ steps:
         inject: Vec::new(),
         parent: None,
         rerun_of: None,
+        trace: None,
     });
     let mut random = || 0.5;
     let mut d = Decide { now: 0, random: &mut random };
@@ -307,6 +309,7 @@ fn backoff_waits_grow_by_the_multiplier_up_to_max_delay_with_jitter_in_range() {
             inject: Vec::new(),
             parent: None,
             rerun_of: None,
+            trace: None,
         });
         let mut r = || random;
         let mut out = Vec::new();
@@ -434,6 +437,7 @@ fn the_transition_table_names_every_kind_of_entry_and_only_those() {
             inject: vec![],
             parent: None,
             rerun_of: None,
+            trace: None,
         },
         Entry::InputRejected { error: e(), at: 0 },
         Entry::StepSkipped { step: 0 },
@@ -535,6 +539,7 @@ fn run_started(wf: &CompiledWorkflow, inject: Vec<crate::journal::injection::Inj
         inject,
         parent: None,
         rerun_of: None,
+        trace: None,
     }
 }
 

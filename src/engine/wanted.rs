@@ -33,6 +33,19 @@ impl AttemptKey {
         }
     }
 
+    /// The attempt whose start an entry journals, and when it started.
+    pub(crate) fn started_by(entry: &Entry) -> Option<(AttemptKey, u64)> {
+        match *entry {
+            Entry::AttemptStarted { step, item, attempt, at } => {
+                Some((AttemptKey { compensation: false, step, item, attempt }, at))
+            }
+            Entry::CompensationStarted { step, item, attempt, at } => {
+                Some((AttemptKey { compensation: true, step, item, attempt }, at))
+            }
+            _ => None,
+        }
+    }
+
     /// The entry that journals this attempt's end.
     pub(crate) fn finished(self, outcome: Outcome, at: u64) -> Entry {
         let AttemptKey { compensation, step, item, attempt } = self;

@@ -80,6 +80,10 @@ pub(crate) enum Entry {
         /// The run this one runs again (`rerun`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rerun_of: Option<String>,
+        /// The trace it belongs to: from the request that started it, or its
+        /// parent's attempt; none: a trace of its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<crate::base::trace::TraceParent>,
     },
     InputRejected {
         error: ActionError,

@@ -23,10 +23,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::otlp::Exporter;
 use crate::config::Backends;
 use crate::engine::driver::{Engine, EngineOptions};
 use crate::engine::metrics::Metrics;
 use crate::engine::relay::{Relay, Subscriptions};
+use crate::engine::tracer::Tracer;
 use crate::store::Store;
 use catalog::Catalog;
 use error::ApiError;
@@ -126,6 +128,7 @@ pub(crate) struct Running {
     relay: Arc<Relay>,
     server: tokio::task::JoinHandle<()>,
     grace: Duration,
+    tracer: Option<Tracer>,
 }
 
 /// Why the server did not start.
@@ -148,6 +151,8 @@ pub(crate) enum StartError {
     Store(crate::store::StoreError),
     /// An unfinished run could not be read back to resume it.
     Resume(crate::engine::ReplayError),
+    /// The span exporter could not start.
+    Telemetry(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -162,6 +167,7 @@ impl std::fmt::Display for StartError {
             StartError::Load(e) => write!(f, "loading the workflows failed: {e}"),
             StartError::Store(e) => f.write_str(&e.message),
             StartError::Resume(e) => e.fmt(f),
+            StartError::Telemetry(e) => write!(f, "telemetry: {e}"),
         }
     }
 }
@@ -206,9 +212,11 @@ pub(crate) async fn start(
         metrics,
         write_outage_limit: None,
         library: catalog.clone(),
+        propagate_traces: backends.telemetry.is_some(),
         ..EngineOptions::default()
     };
     let engine = Engine::start(store.clone(), backends.registry.clone(), options_engine);
+    let tracer = backends.telemetry.as_ref().map(|t| trace_runs(&engine, &store, t)).transpose()?;
     let relay = Relay::spawn(engine.clone(), store.clone(), subscriptions.clone());
     let resumed = crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| StartError::Listen { addr, error })?;
@@ -249,7 +257,7 @@ pub(crate) async fn start(
         resumed = resumed.len(),
         "sagaflow serve is up"
     );
-    Ok(Running { addr, app, relay, server, grace: options.grace })
+    Ok(Running { addr, app, relay, server, grace: options.grace, tracer })
 }
 
 impl Running {
@@ -273,6 +281,9 @@ impl Running {
         }
         self.app.shutdown.cancel();
         self.relay.stop();
+        if let Some(tracer) = &self.tracer {
+            tracer.flush(Duration::from_secs(5)).await;
+        }
         let _ = self.server.await;
         if left > 0 {
             tracing::warn!(
@@ -282,6 +293,18 @@ impl Running {
         }
         tracing::info!("sagaflow serve stopped; every transition is on disk");
     }
+}
+
+/// Exports the engine's runs as spans to the configured collector.
+fn trace_runs(
+    engine: &Engine,
+    store: &Arc<dyn Store>,
+    telemetry: &crate::config::Telemetry,
+) -> Result<Tracer, StartError> {
+    let dropped = engine.metrics().spans_dropped.clone();
+    let exporter =
+        Exporter::start(&telemetry.endpoint, &telemetry.service_name, dropped).map_err(StartError::Telemetry)?;
+    Ok(Tracer::start(engine, store.clone(), exporter))
 }
 
 /// `host:port` to one address (a name such as `localhost` is looked up).

@@ -36,6 +36,12 @@ pub(crate) fn render(app: &App) -> String {
         "Finished runs that retention removed from the store in this process.",
         m.runs_pruned.load(Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "sagaflow_spans_dropped_total",
+        "Spans the OTLP exporter dropped: its queue was full or the collector did not take them.",
+        m.spans_dropped.load(Ordering::Relaxed),
+    );
     gauge(&mut out, "sagaflow_queue_depth", "Attempts waiting for a free slot.", m.queued.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_attempts_in_flight", "Attempts running or queued.", m.in_flight.load(Ordering::Relaxed));
     gauge(&mut out, "sagaflow_long_requests_open", "Event streams and ?wait requests open.", app.long_requests_open());

@@ -102,6 +102,9 @@ pub(crate) struct EventRecord {
     pub data: serde_json::Value,
     /// Milliseconds since the epoch.
     pub at: u64,
+    /// The span of the attempt that emitted it, sent on to webhooks (when traces are exported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl EventRecord {

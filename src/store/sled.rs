@@ -707,6 +707,7 @@ mod tests {
                 key: "k/1".into(),
                 data: serde_json::json!(1),
                 at: 5,
+                traceparent: None,
             };
             let commit = Commit {
                 entries: vec![("r1".into(), 0, entry.clone())],

@@ -207,7 +207,14 @@ mod tests {
             parent: None,
             error: None,
         };
-        let event = EventRecord { id: "e1".into(), kind: "order.paid".into(), key: "o1".into(), data: 1.into(), at: 7 };
+        let event = EventRecord {
+            id: "e1".into(),
+            kind: "order.paid".into(),
+            key: "o1".into(),
+            data: 1.into(),
+            at: 7,
+            traceparent: None,
+        };
         let entries = (0..3).map(|seq| ("r1".to_owned(), seq, Entry::CancelRequested { at: u64::from(seq) })).collect();
         store.commit(&Commit { entries, runs: vec![run], events: vec![event], ..Commit::default() }).expect("commit");
         store.put_definition("h1", "name: w\n").expect("definition");

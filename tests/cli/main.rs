@@ -22,5 +22,6 @@ mod serve_live;
 mod server;
 mod store;
 mod testing;
+mod traces;
 mod validate;
 mod webdriver;

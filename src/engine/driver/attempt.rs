@@ -5,6 +5,12 @@ use super::events::Reads;
 use super::*;
 
 impl Driver {
+    /// The `traceparent` an attempt sends, when traces are exported.
+    fn traceparent(&self, state: &RunState, key: &AttemptKey) -> Option<String> {
+        let parent = self.propagate_traces.then(|| crate::engine::spans::attempt_parent(state, key));
+        parent.flatten().map(|t| t.header())
+    }
+
     /// Starts one attempt the way the run says ([`RunState::start`]): an
     /// immediate end, a durable timer, an event wait, an emit into the next
     /// commit, or a call of an action.
@@ -27,7 +33,8 @@ impl Driver {
                 return;
             }
             Start::Emit { id, kind, key: event, data } => {
-                let outcome = self.emit(id, kind, event, data);
+                let traceparent = self.runs.get(run_id).and_then(|a| self.traceparent(&a.state, &key));
+                let outcome = self.emit(id, kind, event, data, traceparent);
                 return self.ready.push((run, finished(outcome)));
             }
             Start::Child(child) => {
@@ -56,10 +63,16 @@ impl Driver {
             self.ready.push((run, finished(Outcome::Err(e))));
             return;
         };
-        let call = Call {
-            input,
-            ctx: Ctx { run_id: run.clone(), step: def.id.clone(), attempt, idempotency_key, cancel: token.clone() },
+        let traceparent = self.traceparent(state, &key);
+        let ctx = Ctx {
+            run_id: run.clone(),
+            step: def.id.clone(),
+            attempt,
+            idempotency_key,
+            cancel: token.clone(),
+            traceparent,
         };
+        let call = Call { input, ctx };
         let span = info_span!(
             "attempt",
             run_id = %run,

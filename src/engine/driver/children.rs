@@ -32,6 +32,8 @@ impl Driver {
                 parent: Some(child.parent),
                 timeout_ms: child.timeout_ms,
                 rerun_of: None,
+                // The child's run hangs under the attempt that starts it.
+                trace: self.runs.get(run_id).and_then(|a| crate::engine::spans::attempt_parent(&a.state, &at)),
             });
         }
         self.begin_wait(run_id, at, FINISHED.to_owned(), child.run_id, 0, Reads::Child)

@@ -70,8 +70,16 @@ impl Driver {
     }
     /// An `event.emit`: the event joins the next commit, with the step's end (the
     /// outbox); its id is the step's idempotency key, so a repeat is the same event.
-    pub(super) fn emit(&mut self, id: String, kind: String, key: String, data: Json) -> Outcome {
-        self.outbox.push(EventRecord { id: id.clone(), kind, key, data, at: self.clock.now_ms() });
+    pub(super) fn emit(
+        &mut self,
+        id: String,
+        kind: String,
+        key: String,
+        data: Json,
+        traceparent: Option<String>,
+    ) -> Outcome {
+        let at = self.clock.now_ms();
+        self.outbox.push(EventRecord { id: id.clone(), kind, key, data, at, traceparent });
         Outcome::Ok(serde_json::json!({ "event_id": id }))
     }
     /// After a commit: every waiting unit an event matches ends with its data.

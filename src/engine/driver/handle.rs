@@ -16,6 +16,9 @@ pub(crate) struct EngineOptions {
     pub write_outage_limit: Option<StdDuration>,
     /// Where the workflows `workflow.run` steps name are found.
     pub library: Arc<dyn crate::engine::library::Library>,
+    /// Whether attempts send a `traceparent` (to HTTP services, `http.request`,
+    /// webhooks through their events): when traces are exported.
+    pub propagate_traces: bool,
 }
 
 impl Default for EngineOptions {
@@ -27,6 +30,7 @@ impl Default for EngineOptions {
             clock: Arc::new(SystemClock),
             write_outage_limit: Some(StdDuration::from_secs(30)),
             library: Arc::new(crate::engine::library::NoLibrary),
+            propagate_traces: false,
         }
     }
 }
@@ -44,19 +48,32 @@ pub(crate) struct NewRun {
     pub timeout_ms: Option<u64>,
     /// The run this one runs again (`rerun`).
     pub rerun_of: Option<String>,
+    /// The trace it starts in (a request's `traceparent`, a parent's attempt).
+    pub trace: Option<crate::base::trace::TraceParent>,
 }
 
 impl NewRun {
     /// A top-level run of `wf` with this input.
     pub(crate) fn of(wf: Arc<CompiledWorkflow>, input: Json) -> NewRun {
-        NewRun { run_id: None, wf, input, inject: Vec::new(), parent: None, timeout_ms: None, rerun_of: None }
+        NewRun {
+            run_id: None,
+            wf,
+            input,
+            inject: Vec::new(),
+            parent: None,
+            timeout_ms: None,
+            rerun_of: None,
+            trace: None,
+        }
     }
 }
 
 /// One committed transition of a run, as the engine broadcasts it after the commit.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Transition {
     pub run_id: String,
+    /// The run's workflow version.
+    pub wf: Arc<CompiledWorkflow>,
     /// The entry's place in the run's journal, from 0.
     pub seq: u32,
     pub entry: Entry,
@@ -111,6 +128,7 @@ impl Engine {
             outbox: Vec::new(),
             waits: HashMap::new(),
             library: options.library,
+            propagate_traces: options.propagate_traces,
             spawns: Vec::new(),
             definitions: definitions.clone(),
             versions: versions.clone(),
@@ -253,7 +271,14 @@ impl Engine {
         data: Json,
     ) -> Result<(EventRecord, Vec<String>), StoreError> {
         let id = format!("ev-{}", new_run_id());
-        let event = EventRecord { id, kind: kind.to_owned(), key: key.to_owned(), data, at: self.clock.now_ms() };
+        let event = EventRecord {
+            id,
+            kind: kind.to_owned(),
+            key: key.to_owned(),
+            data,
+            at: self.clock.now_ms(),
+            traceparent: None,
+        };
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Publish { event: event.clone(), reply });
         let woken = answer.await.unwrap_or_else(|_| Err(StoreError::other("the engine stopped")))?;

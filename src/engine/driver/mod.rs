@@ -146,6 +146,8 @@ struct Driver {
     evicted: HashMap<String, Evicted>,
     /// Where the workflows that `workflow.run` steps name are found.
     library: Arc<dyn crate::engine::library::Library>,
+    /// Whether attempts carry a `traceparent`.
+    propagate_traces: bool,
     /// Child runs to start in the next turn.
     spawns: Vec<NewRun>,
     /// The workflow versions whose copy is in the store (shared with the handle).
@@ -354,7 +356,7 @@ impl Driver {
     /// Starts a run (its `RunStarted` into the commit) unless a run of its id
     /// exists; answers its id and whether it started.
     fn begin_run(&mut self, run: NewRun, commit: &mut Commit) -> Result<(String, bool), StoreError> {
-        let NewRun { run_id, wf, input, inject, parent, timeout_ms, rerun_of } = run;
+        let NewRun { run_id, wf, input, inject, parent, timeout_ms, rerun_of, trace } = run;
         let run_id = match run_id {
             Some(id) if self.exists(&id)? => return Ok((id, false)),
             Some(id) => id,
@@ -372,6 +374,7 @@ impl Driver {
             inject,
             parent,
             rerun_of,
+            trace,
         };
         let mut state = RunState::new(run_id.clone(), wf);
         // The secrets it reads enter the state here, once; the fold never reads them.
@@ -475,12 +478,11 @@ impl Driver {
         if self.transitions.receiver_count() == 0 {
             return Vec::new();
         }
-        let transition = |(run_id, seq, entry): &(String, u32, Entry)| Transition {
-            run_id: run_id.clone(),
-            seq: *seq,
-            entry: entry.clone(),
+        let transition = |(run_id, seq, entry): &(String, u32, Entry)| {
+            let wf = self.runs.get(run_id)?.state.wf.clone();
+            Some(Transition { run_id: run_id.clone(), wf, seq: *seq, entry: entry.clone() })
         };
-        commit.entries.iter().map(transition).collect()
+        commit.entries.iter().filter_map(transition).collect()
     }
     /// Whether a run of this id is known, here or in the store.
     fn exists(&self, run_id: &str) -> Result<bool, StoreError> {

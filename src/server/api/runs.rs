@@ -14,6 +14,7 @@ use serde_json::{json, Value as Json_};
 
 use super::extract::{Params, RunId, WorkflowName};
 use crate::base::ids::content_hash;
+use crate::base::trace::TraceParent;
 use crate::engine::driver::NewRun;
 use crate::engine::machine::CancelRefused;
 use crate::engine::record::RunRecord;
@@ -61,7 +62,9 @@ pub(super) async fn start(
     }
     let run_id = idempotent_run_id(&headers, &name)?;
     let keyed = run_id.is_some();
-    let run = NewRun { run_id, ..NewRun::of(wf, input.clone()) };
+    // The run joins the caller's trace (a malformed `traceparent` is ignored, as W3C says).
+    let trace = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
+    let run = NewRun { run_id, trace, ..NewRun::of(wf, input.clone()) };
     let (run_id, created) = app.engine.start_new(run).await.map_err(|e| app.store_error(e))?;
     if keyed && !created {
         same_input_or_conflict(&app, &run_id, &input)?;

@@ -25,7 +25,7 @@ fn child(id: &str, parent: &str, updated_at: u64) -> RunMeta {
 }
 
 fn event(id: &str, at: u64) -> EventRecord {
-    EventRecord { id: id.into(), kind: "order.paid".into(), key: "o1".into(), data: 1.into(), at }
+    EventRecord { id: id.into(), kind: "order.paid".into(), key: "o1".into(), data: 1.into(), at, traceparent: None }
 }
 
 /// Writes runs, each with a two-entry journal, and events.
