@@ -107,6 +107,18 @@ pub(super) fn operate(server: &str, run_id: &str, ask: &crate::engine::operator:
     }
 }
 
+/// `retry|skip|abort RUN --dry-run --server URL`: what the server says the act would do.
+pub(super) fn dry_run(server: &str, run_id: &str, ask: &crate::engine::operator::Ask) -> Result<String, String> {
+    runtime().block_on(async {
+        let client = Client::new(server)?;
+        let path = format!("/v1/runs/{run_id}/{}", ask.name());
+        let body = super::operate::body(ask);
+        let request = client.request(reqwest::Method::POST, &path).query(&[("dry_run", "true")]).json(&body);
+        let (_, answer) = client.send(request).await?;
+        Ok(answer["does"].as_str().unwrap_or_default().to_owned())
+    })
+}
+
 /// `rerun RUN --server URL`: the server starts the new run; it is followed to its end or pause.
 pub(super) fn rerun(server: &str, run_id: &str, input: Option<Json>, format: RunFormat) -> ExitCode {
     let result = runtime().block_on(async {

@@ -18,6 +18,9 @@ pub(super) struct Common {
     /// Which paused step (the first when left out).
     #[arg(long)]
     step: Option<String>,
+    /// Say what the act would do, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     place: Place,
 }
@@ -85,6 +88,9 @@ pub(super) fn abort(args: AbortArgs, setup: &super::setup::Setup) -> ExitCode {
 }
 
 fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
+    if common.dry_run {
+        return dry_run(&common, &ask, setup);
+    }
     if let Some(server) = &common.place.server.url {
         return super::client::operate(server, &common.run_id, &ask, common.place.output.format);
     }
@@ -115,6 +121,39 @@ fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
         Ok(record) => output::print_run(&record, common.place.output.format),
         Err(e) => usage_error(&e),
     }
+}
+
+/// `--dry-run`: what the act would do to the run as it stands; nothing is written.
+fn dry_run(common: &Common, ask: &Ask, setup: &super::setup::Setup) -> ExitCode {
+    let does = match &common.place.server.url {
+        Some(server) => super::client::dry_run(server, &common.run_id, ask),
+        None => would_do_here(common, ask, setup),
+    };
+    match does {
+        Ok(does) => {
+            match common.place.output.format {
+                super::RunFormat::Json => println!(
+                    "{}",
+                    json!({ "run_id": common.run_id, "action": ask.name(), "dry_run": true, "does": does })
+                ),
+                super::RunFormat::Human => println!("run {}: would {does} (dry run: nothing done)", common.run_id),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e),
+    }
+}
+
+fn would_do_here(common: &Common, ask: &Ask, setup: &super::setup::Setup) -> Result<String, String> {
+    let (store, backends) = setup.open(&common.place.data.path)?;
+    let mut versions = crate::engine::Versions::default();
+    let state = crate::engine::replay(store.as_ref(), &mut versions, &common.run_id, &backends.registry)
+        .map_err(|e| e.to_string())?;
+    if let Some(why) = state.misfit_output(ask, &backends.registry) {
+        return Err(why);
+    }
+    let name = ask.name();
+    crate::engine::bulk::would_do(&state, ask).map_err(|r| format!("run {}: cannot {name}: {r}", common.run_id))
 }
 
 #[derive(clap::Args)]

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::driver::Engine;
-use super::operator::Ask;
+use super::machine::{RunState, UnitStatus};
+use super::operator::{Ask, Refused};
 use crate::journal::status::RunStatus;
 use crate::store::{ReadRuns, RunFilter, RunMeta};
 
@@ -95,10 +96,7 @@ pub(crate) async fn act(engine: &Engine, store: &dyn ReadRuns, request: &Request
             does: None,
             refused: None,
         };
-        let judged = match ask {
-            Ask::Rerun { .. } => Ok("rerun with the same input".to_owned()),
-            _ => state.judge(ask).map(|a| describe(&state, &a)).map_err(|r| r.to_string()),
-        };
+        let judged = would_do(&state, ask).map_err(|r| r.to_string());
         match (judged, dry_run) {
             (Err(why), _) => outcome.refused = Some(why),
             (Ok(does), true) => outcome.does = Some(does),
@@ -123,18 +121,54 @@ fn in_range(choice: &Choice, meta: &RunMeta) -> bool {
         && choice.started_before.is_none_or(|t| meta.started_at < t)
 }
 
+/// What an ask would do to a run as it stands, in words; or why it would be refused.
+pub(crate) fn would_do(state: &RunState, ask: &Ask) -> Result<String, Refused> {
+    match ask {
+        Ask::Rerun { .. } => Ok(format!("rerun: a new run of {} with the same input", state.wf.name)),
+        _ => state.judge(ask).map(|action| describe(state, &action)),
+    }
+}
+
+/// What a cancel would do to a run as it stands, or why it would be refused.
+pub(crate) fn would_cancel(state: &RunState) -> Result<String, super::machine::CancelRefused> {
+    state.cancellable().map(|()| format!("cancel: {}", rolls_back(state)))
+}
+
 /// What an operator's action does, in words.
-fn describe(state: &super::machine::RunState, action: &crate::journal::entry::OperatorAction) -> String {
+fn describe(state: &RunState, action: &crate::journal::entry::OperatorAction) -> String {
     use crate::journal::entry::OperatorAction as A;
     let step = |s: usize| state.wf.steps.get(s).map_or("?", |d| d.id.as_str()).to_owned();
     match action {
+        A::Retry { step: s, with: Some(_), .. } => format!("retry step {} with the new input", step(*s)),
         A::Retry { step: s, .. } => format!("retry step {}", step(*s)),
-        A::Skip { step: s, .. } => format!("skip step {}", step(*s)),
+        A::Skip { step: s, .. } => format!("skip step {}, giving the output", step(*s)),
         A::RetryNow { step: s, .. } => format!("retry step {} now (it waits in a backoff)", step(*s)),
-        A::RetryCompensations => "retry the failed compensations".to_owned(),
-        A::Abort => "abort: roll back".to_owned(),
+        A::RetryCompensations => {
+            let failed = state.compensations.iter().filter(|&&(s, i)| {
+                state.unit(s, i).and_then(|u| u.compensation.as_ref()).is_some_and(|c| c.status == UnitStatus::Failed)
+            });
+            let named: Vec<String> = failed.map(|&(s, _)| step(s)).collect();
+            format!("retry the failed compensations ({})", named.join(", "))
+        }
+        A::Abort => format!("abort: {}", rolls_back(state)),
         A::Rerun { .. } => "rerun".to_owned(),
     }
+}
+
+/// A roll-back of the run as it stands, in words: what it undoes, in order.
+fn rolls_back(state: &RunState) -> String {
+    let queue = state.compensation_queue();
+    if queue.is_empty() {
+        return "roll back (nothing to undo)".to_owned();
+    }
+    let named: Vec<String> = queue
+        .iter()
+        .map(|&(s, item)| {
+            let id = &state.wf.steps[s].id;
+            item.map_or_else(|| id.clone(), |i| format!("{id}[{i}]"))
+        })
+        .collect();
+    format!("roll back, undoing {} in that order", named.join(", "))
 }
 
 /// A time as the filter takes it: RFC 3339, a date (its midnight, UTC), or milliseconds since the epoch.

@@ -32,6 +32,7 @@ pub(crate) mod template;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tracer;
+pub(crate) mod waits;
 pub(crate) mod wanted;
 
 use std::collections::HashMap;

@@ -30,6 +30,9 @@ pub(crate) struct RunRecord {
     pub rerun_of: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reruns: Vec<String>,
+    /// What it waits for, while it waits: events, timers, child runs, an operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<super::waits::WaitRecord>,
     pub started_at: u64,
     pub finished_at: Option<u64>,
 }
@@ -115,6 +118,7 @@ impl RunRecord {
             parent: run.parent.as_ref().map(|p| ParentRecord { run_id: p.run_id.clone(), step: p.step.clone() }),
             rerun_of: run.rerun_of.clone(),
             reruns: run.reruns.clone(),
+            waits: if run.phase == Phase::Done { Vec::new() } else { super::waits::waits(run) },
             started_at: run.started_at,
             finished_at: run.finished_at,
         }

@@ -70,6 +70,9 @@ async fn the_console_shows_workflows_starts_a_run_follows_it_and_sends_an_event(
     browser.goto(&format!("{}/#/runs/{run}", server.url)).await;
     browser.until("#run-status", |s| s == "waiting").await;
     browser.click("#cancel-button").await;
+    let said = browser.until("#confirm-text", |t| t.starts_with("Dry run")).await;
+    assert!(said.contains("cancel: roll back"), "{said}");
+    browser.click("#confirm-yes").await;
     browser.until("#run-status", |s| s == "compensated").await;
     browser.until("#timeline", |t| t.contains("compensation finished")).await;
     browser.screenshot("07-run-compensated").await;

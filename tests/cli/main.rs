@@ -3,6 +3,7 @@
 
 mod children;
 mod console;
+mod console_operator;
 mod contract;
 mod corpus;
 mod crash;

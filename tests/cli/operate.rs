@@ -63,8 +63,11 @@ fn a_paused_run_survives_its_process_and_is_retried_skipped_or_aborted_from_the_
     let r = record(&out);
     assert_eq!((r["status"].as_str(), r["steps"][1]["status"].as_str()), (Some("succeeded"), Some("skipped")), "{r}");
     assert_eq!(r["output"]["payment"], "pay-by-phone");
-    // Abort: the reservation is undone.
+    // Abort: the reservation is undone; a dry run first says so and does nothing.
     let id = paused(&dir);
+    let dry = record(&cli(&dir, &["abort", &id, "--dry-run"]));
+    assert_eq!(dry["does"], "abort: roll back, undoing hold in that order", "{dry}");
+    assert_eq!(record(&cli(&dir, &["show", &id]))["status"], "paused");
     let r = record(&cli(&dir, &["abort", &id]));
     assert_eq!(r["status"], "compensated", "{r}");
     assert_eq!(r["error"]["code"], "card_declined");
@@ -87,7 +90,17 @@ async fn over_http_a_paused_run_is_counted_and_acted_on_with_who_asked() {
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_output")), "{body}");
     let (status, body) = server.post(&format!("/v1/runs/{id}/retry"), json!({ "step": "hold" })).await;
     assert_eq!(status, 409, "{body}");
+    // A dry run says what each act would do, and does nothing.
+    let (status, body) = server.post(&format!("/v1/runs/{id}/abort?dry_run=true"), json!({})).await;
+    assert_eq!((status, body["does"].as_str()), (200, Some("abort: roll back, undoing hold in that order")), "{body}");
+    let (status, body) = server.post(&format!("/v1/runs/{id}/cancel?dry_run=true"), json!({})).await;
+    assert_eq!((status, body["does"].as_str()), (200, Some("cancel: roll back, undoing hold in that order")), "{body}");
+    let (status, body) = server.post(&format!("/v1/runs/{id}/retry?dry_run=yes"), json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     let with = json!({ "amount_cents": 500, "payment_method": "tok_visa" });
+    let (status, body) = server.post(&format!("/v1/runs/{id}/retry?dry_run=true"), json!({ "with": with })).await;
+    assert_eq!((status, body["does"].as_str()), (200, Some("retry step charge with the new input")), "{body}");
+    assert_eq!(server.until_status(&id, &["paused"]).await["status"], "paused", "the dry runs did nothing");
     let (status, body) = server.post(&format!("/v1/runs/{id}/retry"), json!({ "with": with })).await;
     assert_eq!(
         (status, body["step"].as_str(), body["by"].as_str()),
@@ -160,7 +173,8 @@ async fn bulk_by_filter_with_a_dry_run_equal_to_the_real_call() {
     let (status, _) = server.post("/v1/bulk/retyr", json!({ "workflow": "flow" })).await;
     assert_eq!(status, 404);
 
-    let filter = json!({ "workflow": "flow", "error_code": "card_declined", "dry_run": true });
+    let with = json!({ "amount_cents": 500, "payment_method": "tok_visa" });
+    let filter = json!({ "workflow": "flow", "error_code": "card_declined", "dry_run": true, "with": with });
     let (status, dry) = server.post("/v1/bulk/retry", filter).await;
     assert_eq!(status, 200, "{dry}");
     let said: Vec<(String, String)> = dry["runs"]
@@ -172,12 +186,11 @@ async fn bulk_by_filter_with_a_dry_run_equal_to_the_real_call() {
         })
         .collect();
     assert_eq!(said.len(), 2, "the paused runs, not the one that succeeded: {dry}");
-    assert!(said.iter().all(|(_, does)| does == "retry step charge"), "{dry}");
+    assert!(said.iter().all(|(_, does)| does == "retry step charge with the new input"), "{dry}");
     for id in &paused {
         let (_, r) = server.get(&format!("/v1/runs/{id}")).await;
         assert_eq!(r["status"], "paused", "a dry run does nothing");
     }
-    let with = json!({ "amount_cents": 500, "payment_method": "tok_visa" });
     let real = json!({ "workflow": "flow", "error_code": "card_declined", "with": with });
     let (status, done) = server.post("/v1/bulk/retry", real).await;
     assert_eq!(status, 200, "{done}");
@@ -204,10 +217,11 @@ fn bulk_from_the_cli_says_first_then_does() {
     }
     let out = Test::in_dir(&dir).args(&["bulk", "retry"]).status(2).run();
     assert!(String::from_utf8_lossy(&out.stderr).contains("an empty filter"));
-    let dry = record(&cli(&dir, &["bulk", "retry", "--status", "paused", "--dry-run"]));
-    assert_eq!(dry["runs"].as_array().map(Vec::len), Some(2), "{dry}");
-    assert!(dry["runs"].as_array().into_iter().flatten().all(|r| r["does"] == "retry step charge"), "{dry}");
     let with = r#"{"amount_cents": 500, "payment_method": "tok_visa"}"#;
+    let dry = record(&cli(&dir, &["bulk", "retry", "--status", "paused", "--with", with, "--dry-run"]));
+    assert_eq!(dry["runs"].as_array().map(Vec::len), Some(2), "{dry}");
+    let said = "retry step charge with the new input";
+    assert!(dry["runs"].as_array().into_iter().flatten().all(|r| r["does"] == said), "{dry}");
     let done = record(&cli(&dir, &["bulk", "retry", "--status", "paused", "--with", with]));
     assert_eq!(done["runs"], dry["runs"], "what the dry run said");
     let left = record(&cli(&dir, &["bulk", "retry", "--status", "paused", "--dry-run"]));

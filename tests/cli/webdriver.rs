@@ -98,6 +98,11 @@ impl Browser {
         self.call(reqwest::Method::POST, &self.at("/url"), json!({ "url": url })).await;
     }
 
+    /// Sets the window's outer size, as a person resizing it would.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, &self.at("/window/rect"), json!({ "width": width, "height": height })).await;
+    }
+
     /// Runs a script in the page; answers what it returns.
     pub async fn script(&self, script: &str, args: Value) -> Value {
         self.call(reqwest::Method::POST, &self.at("/execute/sync"), json!({ "script": script, "args": args })).await

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 
-use super::extract::RunId;
+use super::extract::{Params, RunId};
 use crate::engine::operator::{Ask, Refused};
 use crate::journal::entry::OperatorAction;
 use crate::server::error::{ApiError, JsonBody};
@@ -37,29 +37,52 @@ pub(super) struct SkipBody {
     output: Json_,
 }
 
+/// `?dry_run=true`: say what the act would do, and do nothing.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DryRun {
+    dry_run: Option<String>,
+}
+
+impl DryRun {
+    pub(super) fn asked(&self) -> Result<bool, ApiError> {
+        match self.dry_run.as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::bad_request("bad_request", format!("?dry_run={other}: say true or false"))),
+        }
+    }
+}
+
 /// `POST /v1/runs/{id}/retry`: the paused step tries again.
 pub(super) async fn retry(
     State(app): State<Arc<App>>,
     RunId(id): RunId,
+    Params(dry): Params<DryRun>,
     JsonBody(body): JsonBody<RetryBody>,
 ) -> Result<Response, ApiError> {
-    operate(&app, &id, Ask::Retry { step: body.step, with: body.with }).await
+    operate(&app, &id, Ask::Retry { step: body.step, with: body.with }, dry.asked()?).await
 }
 
 /// `POST /v1/runs/{id}/skip`: the paused step is skipped with the output given.
 pub(super) async fn skip(
     State(app): State<Arc<App>>,
     RunId(id): RunId,
+    Params(dry): Params<DryRun>,
     JsonBody(body): JsonBody<SkipBody>,
 ) -> Result<Response, ApiError> {
     let ask = Ask::Skip { step: body.step, output: body.output };
     check_output(&app, &id, &ask)?;
-    operate(&app, &id, ask).await
+    operate(&app, &id, ask, dry.asked()?).await
 }
 
 /// `POST /v1/runs/{id}/abort`: the run rolls back, as its failure would have made it.
-pub(super) async fn abort(State(app): State<Arc<App>>, RunId(id): RunId) -> Result<Response, ApiError> {
-    operate(&app, &id, Ask::Abort).await
+pub(super) async fn abort(
+    State(app): State<Arc<App>>,
+    RunId(id): RunId,
+    Params(dry): Params<DryRun>,
+) -> Result<Response, ApiError> {
+    operate(&app, &id, Ask::Abort, dry.asked()?).await
 }
 
 #[derive(Deserialize, Default)]
@@ -75,16 +98,23 @@ pub(super) struct RerunBody {
 pub(super) async fn rerun(
     State(app): State<Arc<App>>,
     RunId(id): RunId,
+    Params(dry): Params<DryRun>,
     JsonBody(body): JsonBody<RerunBody>,
 ) -> Result<Response, ApiError> {
     let meta = app.store.run(&id)?.ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))?;
-    app.takes_writes()?;
     let wf = app.catalog.snapshot().active(&meta.workflow);
     if let (Some(wf), Some(input)) = (&wf, &body.input) {
         if let Some(e) = wf.check_input(&wf.with_defaults(input.clone())) {
             return Err(ApiError::bad_request("invalid_input", e.message));
         }
     }
+    if dry.asked()? {
+        let with = if body.input.is_some() { "the input given" } else { "the same input" };
+        let version = wf.as_ref().map_or_else(|| meta.hash.clone(), |w| w.hash.clone());
+        let does = format!("rerun: a new run of {} (version {}) with {with}", meta.workflow, short(&version));
+        return Ok(dry_answer(&id, "rerun", does));
+    }
+    app.takes_writes()?;
     let by = who(&app);
     let new = app.engine.rerun(&id, wf, body.input, by).await.map_err(ApiError::from)?;
     let body = json!({ "run_id": new, "rerun_of": id, "by": by });
@@ -100,10 +130,24 @@ fn who(app: &App) -> &'static str {
     }
 }
 
-async fn operate(app: &App, id: &str, ask: Ask) -> Result<Response, ApiError> {
+/// A dry run's answer: what the act would do.
+pub(super) fn dry_answer(id: &str, action: &str, does: String) -> Response {
+    Json(json!({ "run_id": id, "action": action, "dry_run": true, "does": does })).into_response()
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+async fn operate(app: &App, id: &str, ask: Ask, dry_run: bool) -> Result<Response, ApiError> {
     app.store.run(id)?.ok_or_else(|| ApiError::not_found(format!("there is no run `{id}`")))?;
-    app.takes_writes()?;
     let name = ask.name();
+    if dry_run {
+        let state = app.engine.replay(id).map_err(|e| ApiError::internal(e.to_string()))?;
+        let does = crate::engine::bulk::would_do(&state, &ask).map_err(|refused| rejected(id, name, refused))?;
+        return Ok(dry_answer(id, name, does));
+    }
+    app.takes_writes()?;
     let by = who(app);
     match app.engine.operate(id, ask, by).await {
         Ok(action) => {

@@ -191,8 +191,20 @@ pub(super) async fn list(
 }
 
 /// `POST /v1/runs/{id}/cancel`: the run rolls back (its compensations run).
-pub(super) async fn cancel(State(app): State<Arc<App>>, RunId(id): RunId) -> Result<Response, ApiError> {
+pub(super) async fn cancel(
+    State(app): State<Arc<App>>,
+    RunId(id): RunId,
+    Params(dry): Params<super::operate::DryRun>,
+) -> Result<Response, ApiError> {
     let meta = run_meta(&app, &id)?;
+    if dry.asked()? {
+        let state = app.engine.replay(&id).map_err(|e| ApiError::internal(e.to_string()))?;
+        return match crate::engine::bulk::would_cancel(&state) {
+            Ok(does) => Ok(super::operate::dry_answer(&id, "cancel", does)),
+            Err(refused) => Err(ApiError::conflict(format!("run {id}: {refused}"))
+                .with_details(json!({ "status": crate::engine::record::run_status(&state) }))),
+        };
+    }
     app.takes_writes()?;
     if let Err(refused) = app.engine.cancel(&id).await {
         if refused == CancelRefused::Stopped {
