@@ -15,6 +15,7 @@ use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions};
 use crate::engine::metrics::Metrics;
 use crate::store::memory::MemoryStore;
+use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
 use crate::store::Store;
 
@@ -29,7 +30,8 @@ pub(super) struct Args {
     /// Steps per run.
     #[arg(long, default_value_t = 10)]
     steps: usize,
-    /// `sled` (durable, in a temporary folder unless --data) or `memory`.
+    /// `sled` (durable, in a temporary folder unless --data), `memory`, or a
+    /// PostgreSQL URL (`postgres://USER@HOST:PORT/DB`; `mock` steps only).
     #[arg(long, default_value = "sled")]
     store: String,
     #[arg(long)]
@@ -186,6 +188,10 @@ fn restart(data: &std::path::Path) -> ExitCode {
     }
 }
 
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 pub(super) fn run(args: Args) -> ExitCode {
     if let (true, Some(data)) = (args.resume_parked, &args.data) {
         return resume_parked(data);
@@ -197,21 +203,29 @@ pub(super) fn run(args: Args) -> ExitCode {
         return usage_error(&format!("--action is `mock` or `sandbox`, not `{}`", args.action));
     }
     let temp = std::env::temp_dir().join(format!("sagaflow-bench-run-{}", std::process::id()));
-    let sled = match args.store.as_str() {
-        "memory" => None,
+    let (sled, shared): (Option<Arc<SledStore>>, Option<Arc<dyn Store>>) = match args.store.as_str() {
+        "memory" => (None, None),
         "sled" => match SledStore::open(args.data.as_ref().unwrap_or(&temp)) {
-            Ok(s) => Some(Arc::new(s)),
+            Ok(s) => (Some(Arc::new(s)), None),
             Err(e) => return usage_error(&e.message),
         },
-        other => return usage_error(&format!("--store is `sled` or `memory`, not `{other}`")),
+        url if is_postgres(url) && args.action == "mock" => {
+            match PgStore::open(url, &format!("bench-{}", std::process::id())) {
+                Ok(s) => (None, Some(Arc::new(s))),
+                Err(e) => return usage_error(&e.message),
+            }
+        }
+        url if is_postgres(url) => return usage_error("--store postgres://... runs `mock` steps only"),
+        other => return usage_error(&format!("--store is `sled`, `memory` or a postgres:// URL, not `{other}`")),
     };
     let registry = match registry(&args.action, sled.as_deref()) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
     };
-    let store: Arc<dyn Store> = match sled {
-        Some(s) => s,
-        None => Arc::new(MemoryStore::default()),
+    let store: Arc<dyn Store> = match (sled, shared) {
+        (Some(s), _) => s,
+        (None, Some(s)) => s,
+        (None, None) => Arc::new(MemoryStore::default()),
     };
     let parking = Parking { waiting: args.waiting, sleep: args.sleep, event: args.event, repeat: args.repeat };
     let (wf, library) = match workflows(&args, &parking, &registry) {

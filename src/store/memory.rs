@@ -131,7 +131,9 @@ impl ScheduleTable for MemoryStore {
     }
 
     fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError> {
-        self.lock().ticks.insert(schedule.to_owned(), at);
+        let mut inner = self.lock();
+        let tick = inner.ticks.entry(schedule.to_owned()).or_insert(at);
+        *tick = (*tick).max(at);
         Ok(())
     }
 }

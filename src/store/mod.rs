@@ -5,6 +5,7 @@
 pub(crate) mod backup;
 pub(crate) mod faulty;
 pub(crate) mod memory;
+pub(crate) mod postgres;
 pub(crate) mod retention;
 pub(crate) mod sled;
 mod sled_backup;
@@ -361,6 +362,9 @@ pub(crate) trait ScheduleTable: Send + Sync {
 pub(crate) trait Store: ReadRuns + WriteRuns + OutboxTable + ScheduleTable {}
 
 impl<T: ReadRuns + WriteRuns + OutboxTable + ScheduleTable> Store for T {}
+
+#[cfg(test)]
+pub(crate) mod contract_tests;
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::other(format!("cannot encode a record: {e}")))

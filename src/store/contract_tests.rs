@@ -1,0 +1,158 @@
+//! The store contract, on every store: memory, sled and PostgreSQL (the last
+//! when `SAGAFLOW_TEST_PG` names a server; always under CI).
+
+use super::memory::MemoryStore;
+use super::postgres::{testing::fresh_database, PgStore};
+use super::sled::SledStore;
+use super::*;
+
+/// Runs `check` on a new store of each kind.
+pub(crate) fn each_store(check: impl Fn(&dyn Store)) {
+    check(&MemoryStore::default());
+    let dir = tempfile::tempdir().expect("dir");
+    check(&SledStore::open(dir.path()).expect("open sled"));
+    if let Some(url) = fresh_database() {
+        check(&PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}")));
+    }
+}
+
+fn meta(i: u64, workflow: &str) -> RunMeta {
+    RunMeta {
+        run_id: format!("run{i:03}"),
+        workflow: workflow.into(),
+        hash: "h".into(),
+        status: if i.is_multiple_of(2) { RunStatus::Succeeded } else { RunStatus::Failed },
+        started_at: 1000 + i,
+        updated_at: 1000 + i,
+        parent: None,
+        error: None,
+    }
+}
+
+fn event(id: &str, key: &str, at: u64) -> EventRecord {
+    let data = serde_json::json!({ "z": 1, "a": [2, 3] });
+    EventRecord { id: id.into(), kind: "a.b".into(), key: key.into(), data, at, traceparent: None }
+}
+
+#[test]
+fn a_commit_reads_back_whole_and_in_order() {
+    each_store(|store| {
+        let run = RunMeta {
+            parent: Some("p1".into()),
+            error: Some(MetaError { step: Some("charge".into()), code: "card_declined".into() }),
+            status: RunStatus::Paused,
+            ..meta(1, "w")
+        };
+        let entries: Vec<Entry> = (0..3).map(|i| Entry::RetryDue { step: i, item: Some(2) }).collect();
+        let commit = Commit {
+            entries: entries.iter().enumerate().map(|(i, e)| ("run001".to_owned(), i as u32, e.clone())).collect(),
+            runs: vec![run.clone()],
+            events: vec![event("e1", "k/1", 5), event("e2", "k", 7)],
+            ..Commit::default()
+        };
+        store.commit(&commit).expect("commit");
+        store.put_definition("h", "name: w\n").expect("definition");
+        store.put_definition("h", "name: w\n").expect("a definition again is no error");
+        assert_eq!(store.entries("run001").expect("entries"), entries);
+        assert_eq!(store.run("run001").expect("run"), Some(run));
+        assert_eq!(store.run("nope").expect("run"), None);
+        assert_eq!(store.definition("h").expect("definition").as_deref(), Some("name: w\n"));
+        let since = store.events("a.b", "k/1", 5).expect("events");
+        assert_eq!(since, vec![event("e1", "k/1", 5)], "the data as written, its keys' order too");
+        assert_eq!(store.events("a.b", "k/1", 6).expect("events").len(), 0, "only events since the time asked");
+        assert_eq!(store.events("a.b", "k", 0).expect("events").len(), 1, "keys are not prefixes of each other");
+        store.commit(&Commit { events: vec![event("e1", "k/1", 5)], ..Commit::default() }).expect("again");
+        assert_eq!(store.events("a.b", "k/1", 0).expect("events").len(), 1, "an event id lands once");
+    });
+}
+
+#[test]
+fn run_pages_go_newest_first_filtered_and_each_run_comes_once() {
+    each_store(|store| {
+        let runs: Vec<RunMeta> = (0..25).map(|i| meta(i, if i % 3 == 0 { "a" } else { "b" })).collect();
+        store.commit(&Commit { runs: runs.clone(), ..Commit::default() }).expect("commit");
+        let filters = [
+            RunFilter::default(),
+            RunFilter { workflow: Some("a".into()), statuses: vec![] },
+            RunFilter { workflow: None, statuses: vec![RunStatus::Failed, RunStatus::Paused] },
+        ];
+        for filter in filters {
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            loop {
+                let page = store.runs_page(&filter, cursor.as_deref(), 4).expect("page");
+                seen.extend(page.runs.iter().map(|m| m.started_at));
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            let mut want: Vec<u64> = runs.iter().filter(|m| filter.matches(m)).map(|m| m.started_at).collect();
+            want.reverse();
+            assert_eq!(seen, want, "{filter:?}");
+        }
+    });
+}
+
+#[test]
+fn the_outbox_gives_what_is_due_keeps_progress_and_keeps_dead_letters() {
+    each_store(|store| {
+        let pending = |due| Pending { subscriber: "webhook:a".into(), attempts: 0, due, last_error: None };
+        let soon = Delivery { event: event("e1", "k", 1), pending: vec![pending(10)] };
+        let later = Delivery { event: event("e2", "k", 2), pending: vec![pending(50)] };
+        store.commit(&Commit { deliveries: vec![soon.clone(), later.clone()], ..Commit::default() }).expect("commit");
+        assert_eq!(store.due(20, 10).expect("due"), (vec![soon.clone()], Some(50)));
+        let tried = Delivery { pending: vec![Pending { attempts: 1, due: 40, ..pending(40) }], ..soon.clone() };
+        store.settle(&tried, &[]).expect("settle");
+        assert_eq!(store.due(20, 10).expect("due"), (vec![], Some(40)));
+        let letter = DeadLetter {
+            event: soon.event.clone(),
+            subscriber: "webhook:a".into(),
+            attempts: 2,
+            error: "410".into(),
+            at: 45,
+        };
+        store.settle(&Delivery { pending: vec![], ..soon }, std::slice::from_ref(&letter)).expect("give up");
+        assert_eq!(store.pending().expect("pending"), vec![later]);
+        assert_eq!(store.dead_letters().expect("dead"), vec![letter]);
+    });
+}
+
+#[test]
+fn schedule_ticks_are_kept_and_never_move_back() {
+    each_store(|store| {
+        assert_eq!(store.last_tick("w#0").expect("read"), None);
+        store.set_last_tick("w#0", 42).expect("tick");
+        store.set_last_tick("w#0", 41).expect("an older tick");
+        assert_eq!(store.last_tick("w#0").expect("read"), Some(42), "two workers moving one schedule keep the later");
+    });
+}
+
+#[test]
+fn a_worker_whose_generation_was_taken_over_writes_nothing_more() {
+    let Some(url) = fresh_database() else { return };
+    let old = PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}"));
+    let run = |i| Commit { runs: vec![meta(i, "w")], ..Commit::default() };
+    old.commit(&run(1)).expect("its own runs");
+    // The same worker id joins again (a restart, or a takeover): a new generation.
+    let new = PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(new.worker().generation, old.worker().generation + 1);
+    let refused = old.commit(&run(2)).expect_err("fenced");
+    assert_eq!(refused.kind, StoreErrorKind::Conflict, "{refused}");
+    assert!(refused.message.contains("fenced off"), "{refused}");
+    assert_eq!(new.run("run002").expect("read"), None, "not one row of the fenced commit");
+    new.commit(&run(3)).expect("the current generation writes");
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused_and_a_password_never_shows() {
+    let Some(url) = fresh_database() else { return };
+    let store = PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}"));
+    super::postgres::block_on(store.set_schema_version(99)).expect("set");
+    let e = PgStore::open(&url, "w2").err().map(|e| e.message).unwrap_or_default();
+    assert!(e.contains("version 99") && e.contains("use a newer one"), "{e}");
+    let mut with_password = reqwest::Url::parse(&url).expect("url");
+    let _ = with_password.set_password(Some("hunter2"));
+    let e = PgStore::open(with_password.as_str(), "w3").err().map(|e| e.message).unwrap_or_default();
+    assert!(!e.contains("hunter2"), "{e}");
+}

@@ -1,0 +1,160 @@
+//! The PostgreSQL store: the same contract as sled, in a database several
+//! workers share (`../shared/design/scale-out.md`).
+//!
+//! Tables mirror sled's prefixes (`runs`, `journal`, `definitions`, `events`,
+//! `outbox`, `dead_letters`, `schedules`); payloads are `json` (kept as
+//! written, key order included, so an export reads the same from either
+//! store). Each process joins as a worker with a generation, and every group
+//! commit is fenced by it: one transaction that first calls `sagaflow.fence`,
+//! so a worker another has taken over writes nothing more.
+//!
+//! The store traits are synchronous; the connections live on a runtime of
+//! this store's own (one thread), and a call waits for its answer with
+//! [`block_on`], from any thread, inside a runtime or not. The engine's group
+//! commit ([`WriteRuns::commit_turn`]) is awaited instead.
+
+mod block;
+mod runs;
+mod schema;
+
+use std::sync::Arc;
+
+use tokio_postgres::{Client, NoTls};
+
+pub(crate) use block::block_on;
+
+use super::{StoreError, StoreErrorKind};
+
+/// A worker's place in the database: its id and the generation it writes as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Worker {
+    pub id: String,
+    pub generation: i64,
+}
+
+pub(crate) struct PgStore {
+    /// Where the connections' tasks run.
+    runtime: Arc<tokio::runtime::Runtime>,
+    /// Reads, pipelined on one connection.
+    read: Client,
+    /// Group commits, one transaction at a time.
+    write: tokio::sync::Mutex<Client>,
+    worker: Worker,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+/// How long a worker's lease runs before another may take its runs.
+const LEASE_SECONDS: f64 = 30.0;
+
+impl PgStore {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), brings
+    /// the schema up to date, and joins as worker `worker_id` with a new generation.
+    pub(crate) fn open(url: &str, worker_id: &str) -> Result<PgStore, StoreError> {
+        let shown = without_password(url);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sagaflow-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::other(format!("cannot start the PostgreSQL client: {e}")))?;
+        let runtime = Arc::new(runtime);
+        let connect = |runtime: &Arc<tokio::runtime::Runtime>| {
+            let (url, named) = (url.to_owned(), shown.clone());
+            let task = runtime.spawn(async move { connect(&url, &named).await });
+            block_on(task).map_err(|e| StoreError::other(format!("{shown}: {e}")))?
+        };
+        let mut write = connect(&runtime)?;
+        let read = connect(&runtime)?;
+        let found =
+            block_on(schema::migrate(&mut write)).map_err(|e| pg_error(&shown, "cannot set the schema up", e))?;
+        if found > schema::VERSION {
+            return Err(StoreError::other(format!(
+                "{shown} holds a sagaflow schema of version {found}; this sagaflow knows up to {}: use a newer one",
+                schema::VERSION
+            )));
+        }
+        let worker = block_on(join(&write, worker_id)).map_err(|e| pg_error(&shown, "cannot join as a worker", e))?;
+        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, shown })
+    }
+
+    /// The worker this store writes as.
+    #[cfg(test)]
+    pub(crate) fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// Sets the schema version the database says it has (tests of a newer schema).
+    #[cfg(test)]
+    pub(crate) async fn set_schema_version(&self, version: usize) -> Result<u64, tokio_postgres::Error> {
+        let sql = "UPDATE sagaflow.meta SET value = $1 WHERE key = 'schema'";
+        self.read.execute(sql, &[&version.to_string()]).await
+    }
+
+    /// An error of this store, named by its database.
+    fn error(&self, what: &str, e: tokio_postgres::Error) -> StoreError {
+        pg_error(&self.shown, what, e)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // The connections' tasks end with the runtime; it may be dropped on a runtime thread.
+        let runtime = self.runtime.clone();
+        std::thread::spawn(move || drop(runtime));
+    }
+}
+
+async fn connect(url: &str, shown: &str) -> Result<Client, StoreError> {
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls).await.map_err(|e| pg_error(shown, "cannot connect", e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Joins as `worker_id`: a new generation (the old one's runs are orphans to claim).
+async fn join(client: &Client, worker_id: &str) -> Result<Worker, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "INSERT INTO sagaflow.workers (worker_id, generation, state, lease_until)
+             VALUES ($1, 1, 'live', now() + make_interval(secs => $2))
+             ON CONFLICT (worker_id) DO UPDATE SET generation = sagaflow.workers.generation + 1,
+               state = 'live', lease_until = EXCLUDED.lease_until, joined_at = now(), fenced_at = NULL
+             RETURNING generation",
+            &[&worker_id, &LEASE_SECONDS],
+        )
+        .await?;
+    Ok(Worker { id: worker_id.to_owned(), generation: row.get(0) })
+}
+
+/// A database error as a store error: a fenced commit is a conflict (the runs
+/// are another worker's now); a lost connection, unavailable.
+pub(super) fn pg_error(shown: &str, what: &str, e: tokio_postgres::Error) -> StoreError {
+    let code = e.code().map(|c| c.code().to_owned());
+    let detail = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
+    let kind = match code.as_deref() {
+        Some("SF001") => StoreErrorKind::Conflict,
+        Some(_) => StoreErrorKind::Other,
+        None if e.is_closed() => StoreErrorKind::Unavailable,
+        None => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, format!("{what} ({shown}): {detail}"))
+}
+
+/// A URL fit for a message: its password, if any, left out.
+pub(crate) fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing;

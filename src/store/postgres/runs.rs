@@ -1,0 +1,381 @@
+//! The store traits on PostgreSQL: reads on the read connection, each group
+//! commit one fenced transaction whose statements go out pipelined.
+
+use futures_util::future::try_join_all;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::{block_on, PgStore};
+use crate::journal::entry::Entry;
+use crate::store::{
+    decode, encode, Commit, Committing, DeadLetter, Delivery, EventRecord, MetaError, OutboxTable, ReadRuns, RunFilter,
+    RunMeta, RunPage, RunStatus, ScheduleTable, StoreError, WriteRuns,
+};
+
+/// The statuses a run has ended with, as SQL lists them.
+const FINISHED: &str = "('succeeded', 'failed', 'compensated', 'compensation_failed')";
+
+const RUN_COLUMNS: &str = "run_id, workflow, hash, status, started_at, updated_at, parent, error::text";
+
+fn meta_of(row: &Row) -> Result<RunMeta, StoreError> {
+    let status: String = row.get(3);
+    let error: Option<String> = row.get(7);
+    Ok(RunMeta {
+        run_id: row.get(0),
+        workflow: row.get(1),
+        hash: row.get(2),
+        status: status.parse::<RunStatus>().map_err(|e| StoreError::other(format!("a run row: {e}")))?,
+        started_at: row.get::<_, i64>(4) as u64,
+        updated_at: row.get::<_, i64>(5) as u64,
+        parent: row.get(6),
+        error: error.map(|e| decode::<MetaError>(e.as_bytes(), "run error")).transpose()?,
+    })
+}
+
+fn text(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    String::from_utf8(encode(value)?).map_err(|e| StoreError::other(e.to_string()))
+}
+
+impl PgStore {
+    fn query(&self, what: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        block_on(self.read.query(sql, params)).map_err(|e| self.error(what, e))
+    }
+
+    fn metas(&self, what: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<RunMeta>, StoreError> {
+        self.query(what, sql, params)?.iter().map(meta_of).collect()
+    }
+
+    /// One group commit: fenced, then every part of it, pipelined; all or nothing.
+    async fn commit_async(&self, commit: &Commit) -> Result<(), StoreError> {
+        let mut client = self.write.lock().await;
+        let tx = client.transaction().await.map_err(|e| self.error("cannot begin a commit", e))?;
+        let parts = Parts::of(commit, &self.worker.id)?;
+        let gen = self.worker.generation;
+        type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
+        let p = &parts;
+        let fence: Params = vec![&self.worker.id, &gen];
+        let runs: Params = vec![
+            &p.run_ids,
+            &p.workflows,
+            &p.hashes,
+            &p.statuses,
+            &p.started,
+            &p.updated,
+            &p.parents,
+            &p.errors,
+            &p.owners,
+            &gen,
+        ];
+        let journal: Params = vec![&p.entry_runs, &p.entry_seqs, &p.entries];
+        let events: Params = vec![&p.event_ids, &p.event_types, &p.event_keys, &p.event_ats, &p.events];
+        let outbox: Params = vec![&p.delivery_ids, &p.delivery_ats, &p.delivery_dues, &p.deliveries];
+        let forget: Params = vec![&p.forget];
+        let forget_events: Params = vec![&p.forget_events];
+        // Sent one after another without waiting (pipelined); the fence first.
+        let mut parts_sql: Vec<(&str, &Params)> = vec![(FENCE, &fence)];
+        let wanted = [
+            (!p.run_ids.is_empty(), UPSERT_RUNS, &runs),
+            (!p.entries.is_empty(), APPEND_JOURNAL, &journal),
+            (!p.events.is_empty(), INSERT_EVENTS, &events),
+            (!p.deliveries.is_empty(), UPSERT_OUTBOX, &outbox),
+            (!p.forget.is_empty(), FORGET_JOURNALS, &forget),
+            (!p.forget.is_empty(), FORGET_RUNS, &forget),
+            (!p.forget_events.is_empty(), FORGET_DEAD_LETTERS, &forget_events),
+            (!p.forget_events.is_empty(), FORGET_EVENTS, &forget_events),
+        ];
+        parts_sql.extend(wanted.into_iter().filter(|(any, ..)| *any).map(|(_, sql, params)| (sql, params)));
+        let statements = parts_sql.into_iter().map(|(sql, params)| tx.execute(sql, params.as_slice()));
+        try_join_all(statements).await.map_err(|e| self.error("cannot commit", e))?;
+        tx.commit().await.map_err(|e| self.error("cannot commit", e))
+    }
+}
+
+const FENCE: &str = "SELECT sagaflow.fence($1, $2)";
+const UPSERT_RUNS: &str = "INSERT INTO sagaflow.runs
+      (run_id, workflow, hash, status, started_at, updated_at, parent, error, owner, owner_gen)
+    SELECT r, w, h, s, st, up, p, e::json, o, CASE WHEN o IS NULL THEN NULL ELSE $10::int8 END
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[])
+      AS t(r, w, h, s, st, up, p, e, o)
+    ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+      parent = EXCLUDED.parent, error = EXCLUDED.error, owner = EXCLUDED.owner, owner_gen = EXCLUDED.owner_gen";
+const APPEND_JOURNAL: &str = "INSERT INTO sagaflow.journal (run_id, seq, entry)
+    SELECT r, s, e::json FROM unnest($1::text[], $2::int4[], $3::text[]) AS t(r, s, e)";
+const INSERT_EVENTS: &str = "INSERT INTO sagaflow.events (id, type, key, at, event)
+    SELECT i, ty, k, a, e::json FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS t(i, ty, k, a, e)
+    ON CONFLICT (id) DO NOTHING";
+const UPSERT_OUTBOX: &str = "INSERT INTO sagaflow.outbox (event_id, at, next_due, delivery)
+    SELECT i, a, n, d::json FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[]) AS t(i, a, n, d)
+    ON CONFLICT (event_id) DO UPDATE SET next_due = EXCLUDED.next_due, delivery = EXCLUDED.delivery";
+const FORGET_JOURNALS: &str = "DELETE FROM sagaflow.journal WHERE run_id = ANY($1)";
+const FORGET_RUNS: &str = "DELETE FROM sagaflow.runs WHERE run_id = ANY($1)";
+const FORGET_DEAD_LETTERS: &str = "DELETE FROM sagaflow.dead_letters WHERE event_id = ANY($1)";
+const FORGET_EVENTS: &str = "DELETE FROM sagaflow.events WHERE id = ANY($1)";
+
+/// A commit's rows as the arrays its statements take.
+#[derive(Default)]
+struct Parts {
+    run_ids: Vec<String>,
+    workflows: Vec<String>,
+    hashes: Vec<String>,
+    statuses: Vec<String>,
+    started: Vec<i64>,
+    updated: Vec<i64>,
+    parents: Vec<Option<String>>,
+    errors: Vec<Option<String>>,
+    /// The owner of an unfinished run; none once it finished.
+    owners: Vec<Option<String>>,
+    entry_runs: Vec<String>,
+    entry_seqs: Vec<i32>,
+    entries: Vec<String>,
+    event_ids: Vec<String>,
+    event_types: Vec<String>,
+    event_keys: Vec<String>,
+    event_ats: Vec<i64>,
+    events: Vec<String>,
+    delivery_ids: Vec<String>,
+    delivery_ats: Vec<i64>,
+    delivery_dues: Vec<Option<i64>>,
+    deliveries: Vec<String>,
+    forget: Vec<String>,
+    forget_events: Vec<String>,
+}
+
+impl Parts {
+    fn of(commit: &Commit, worker: &str) -> Result<Parts, StoreError> {
+        let mut p = Parts::default();
+        for m in &commit.runs {
+            p.run_ids.push(m.run_id.clone());
+            p.workflows.push(m.workflow.clone());
+            p.hashes.push(m.hash.clone());
+            p.statuses.push(m.status.as_str().to_owned());
+            p.started.push(m.started_at as i64);
+            p.updated.push(m.updated_at as i64);
+            p.parents.push(m.parent.clone());
+            p.errors.push(m.error.as_ref().map(text).transpose()?);
+            p.owners.push((!m.is_finished()).then(|| worker.to_owned()));
+        }
+        for (run, seq, entry) in &commit.entries {
+            p.entry_runs.push(run.clone());
+            p.entry_seqs.push(*seq as i32);
+            p.entries.push(text(entry)?);
+        }
+        for e in &commit.events {
+            p.event_ids.push(e.id.clone());
+            p.event_types.push(e.kind.clone());
+            p.event_keys.push(e.key.clone());
+            p.event_ats.push(e.at as i64);
+            p.events.push(text(e)?);
+        }
+        for d in &commit.deliveries {
+            p.delivery_ids.push(d.event.id.clone());
+            p.delivery_ats.push(d.event.at as i64);
+            p.delivery_dues.push(d.next_due().map(|n| n as i64));
+            p.deliveries.push(text(d)?);
+        }
+        p.forget = commit.forget.iter().map(|m| m.run_id.clone()).collect();
+        p.forget_events = commit.forget_events.iter().map(|e| e.id.clone()).collect();
+        Ok(p)
+    }
+}
+
+impl ReadRuns for PgStore {
+    fn runs_page(&self, filter: &RunFilter, cursor: Option<&str>, limit: usize) -> Result<RunPage, StoreError> {
+        let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+        // The cursor is sled's: 16 hex digits of the start time, then the run id.
+        let before_at: Option<i64> =
+            cursor.map(|c| c.get(..16).and_then(|h| i64::from_str_radix(h, 16).ok()).unwrap_or(0));
+        let before_id = cursor.and_then(|c| c.get(16..)).unwrap_or_default().to_owned();
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM sagaflow.runs
+             WHERE ($1::text IS NULL OR workflow = $1) AND (cardinality($2::text[]) = 0 OR status = ANY($2))
+               AND ($3::int8 IS NULL OR (started_at, run_id) < ($3, $4))
+             ORDER BY started_at DESC, run_id DESC LIMIT $5"
+        );
+        let take = (limit + 1) as i64;
+        let mut runs =
+            self.metas("cannot list runs", &sql, &[&filter.workflow, &statuses, &before_at, &before_id, &take])?;
+        let next = (runs.len() > limit).then(|| {
+            runs.truncate(limit);
+            runs.last().map(crate::store::run_cursor)
+        });
+        Ok(RunPage { runs, next: next.flatten() })
+    }
+
+    fn entries(&self, run_id: &str) -> Result<Vec<Entry>, StoreError> {
+        let rows = self.query(
+            "cannot read the journal",
+            "SELECT entry::text FROM sagaflow.journal WHERE run_id = $1 ORDER BY seq",
+            &[&run_id],
+        )?;
+        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "journal entry")).collect()
+    }
+
+    fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sagaflow.runs WHERE run_id = $1");
+        Ok(self.metas("cannot read the run index", &sql, &[&run_id])?.pop())
+    }
+
+    fn runs(&self) -> Result<Vec<RunMeta>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM sagaflow.runs ORDER BY started_at, run_id");
+        self.metas("cannot read the run index", &sql, &[])
+    }
+
+    fn definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let rows = self.query(
+            "cannot read a definition",
+            "SELECT source FROM sagaflow.definitions WHERE hash = $1",
+            &[&hash],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    fn events(&self, kind: &str, key: &str, since: u64) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = self.query(
+            "cannot read events",
+            "SELECT event::text FROM sagaflow.events WHERE type = $1 AND key = $2 AND at >= $3 ORDER BY at, id",
+            &[&kind, &key, &(since as i64)],
+        )?;
+        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "event")).collect()
+    }
+
+    fn finished_before(&self, before: u64, after: Option<&RunMeta>, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
+        let (after_at, after_id) = after.map_or((-1, String::new()), |m| (m.updated_at as i64, m.run_id.clone()));
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM sagaflow.runs
+             WHERE status IN {FINISHED} AND updated_at < $1 AND (updated_at, run_id) > ($2, $3)
+             ORDER BY updated_at, run_id LIMIT $4"
+        );
+        self.metas("cannot read finished runs", &sql, &[&(before as i64), &after_at, &after_id, &(limit as i64)])
+    }
+
+    fn events_before(&self, before: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = self.query(
+            "cannot read events",
+            "SELECT event::text FROM sagaflow.events WHERE at < $1 ORDER BY at, id LIMIT $2",
+            &[&(before as i64), &(limit as i64)],
+        )?;
+        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "event")).collect()
+    }
+
+    fn unfinished_since(&self) -> Result<Option<u64>, StoreError> {
+        let sql = format!("SELECT min(started_at) FROM sagaflow.runs WHERE status NOT IN {FINISHED}");
+        let rows = self.query("cannot read the run index", &sql, &[])?;
+        Ok(rows.first().and_then(|r| r.get::<_, Option<i64>>(0)).map(|t| t as u64))
+    }
+}
+
+impl WriteRuns for PgStore {
+    fn commit(&self, commit: &Commit) -> Result<(), StoreError> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        block_on(self.commit_async(commit))
+    }
+
+    fn commit_turn<'a>(&'a self, commit: &'a Commit) -> Committing<'a> {
+        Box::pin(async move {
+            if commit.is_empty() {
+                return Ok(());
+            }
+            self.commit_async(commit).await
+        })
+    }
+
+    fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
+        block_on(self.read.execute(
+            "INSERT INTO sagaflow.definitions (hash, source) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+            &[&hash, &source],
+        ))
+        .map(drop)
+        .map_err(|e| self.error("cannot write a definition", e))
+    }
+}
+
+impl OutboxTable for PgStore {
+    fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError> {
+        let now = now as i64;
+        let rows = self.query(
+            "cannot read the outbox",
+            "SELECT delivery::text FROM sagaflow.outbox WHERE next_due <= $1 ORDER BY at, event_id LIMIT $2",
+            &[&now, &(limit as i64)],
+        )?;
+        let due = rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "delivery")).collect::<Result<_, _>>()?;
+        let later = self.query(
+            "cannot read the outbox",
+            "SELECT min(next_due) FROM sagaflow.outbox WHERE next_due > $1",
+            &[&now],
+        )?;
+        Ok((due, later.first().and_then(|r| r.get::<_, Option<i64>>(0)).map(|t| t as u64)))
+    }
+
+    fn settle(&self, delivery: &Delivery, dead: &[DeadLetter]) -> Result<(), StoreError> {
+        let id = &delivery.event.id;
+        let letters: Vec<String> = dead.iter().map(text).collect::<Result<_, _>>()?;
+        let subscribers: Vec<&str> = dead.iter().map(|d| d.subscriber.as_str()).collect();
+        let at = delivery.event.at as i64;
+        let body = text(delivery)?;
+        let due = delivery.next_due().map(|n| n as i64);
+        block_on(async {
+            let mut client = self.write.lock().await;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "INSERT INTO sagaflow.dead_letters (event_id, subscriber, event_at, letter)
+                 SELECT $1, s, $2, l::json FROM unnest($3::text[], $4::text[]) AS t(s, l)
+                 ON CONFLICT (event_id, subscriber) DO UPDATE SET letter = EXCLUDED.letter",
+                &[id, &at, &subscribers, &letters],
+            )
+            .await?;
+            if delivery.pending.is_empty() {
+                tx.execute("DELETE FROM sagaflow.outbox WHERE event_id = $1", &[id]).await?;
+            } else {
+                tx.execute(
+                    "UPDATE sagaflow.outbox SET delivery = $2::text::json, next_due = $3 WHERE event_id = $1",
+                    &[id, &body, &due],
+                )
+                .await?;
+            }
+            tx.commit().await
+        })
+        .map_err(|e| self.error("cannot write the outbox", e))
+    }
+
+    fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
+        let rows = self.query(
+            "cannot read the outbox",
+            "SELECT delivery::text FROM sagaflow.outbox ORDER BY at, event_id",
+            &[],
+        )?;
+        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "delivery")).collect()
+    }
+
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = self.query(
+            "cannot read the dead letters",
+            "SELECT letter::text FROM sagaflow.dead_letters ORDER BY event_at, event_id, subscriber",
+            &[],
+        )?;
+        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "dead letter")).collect()
+    }
+}
+
+impl ScheduleTable for PgStore {
+    fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError> {
+        let rows = self.query(
+            "cannot read a schedule",
+            "SELECT last_tick FROM sagaflow.schedules WHERE key = $1",
+            &[&schedule],
+        )?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    /// Never back: two workers moving one schedule leave it at the later tick.
+    fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError> {
+        block_on(self.read.execute(
+            "INSERT INTO sagaflow.schedules (key, last_tick) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET last_tick = GREATEST(sagaflow.schedules.last_tick, EXCLUDED.last_tick)",
+            &[&schedule, &(at as i64)],
+        ))
+        .map(drop)
+        .map_err(|e| self.error("cannot write a schedule", e))
+    }
+}
