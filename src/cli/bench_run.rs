@@ -210,7 +210,7 @@ pub(super) fn run(args: Args) -> ExitCode {
             Err(e) => return usage_error(&e.message),
         },
         url if is_postgres(url) && args.action == "mock" => {
-            match PgStore::open(url, &format!("bench-{}", std::process::id())) {
+            match PgStore::open(url, Some(&format!("bench-{}", std::process::id()))) {
                 Ok(s) => (None, Some(Arc::new(s))),
                 Err(e) => return usage_error(&e.message),
             }

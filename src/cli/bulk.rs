@@ -62,7 +62,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
             Err(e) => usage_error(&e),
         };
     }
-    let (store, backends) = match setup.open(&args.place.data.path) {
+    let (store, backends) = match setup.open(&args.place.data, "bulk") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -150,18 +150,18 @@ pub fn main() -> ExitCode {
         Command::Explore(args) => explore::run(args, &setup),
         Command::Test(args) => test::run(args, &setup),
         Command::Resume(args) => runs::resume(args, &setup),
-        Command::Show(args) => runs::show(args),
+        Command::Show(args) => runs::show(args, &setup),
         Command::Retry(args) => operate::retry(args, &setup),
         Command::Skip(args) => operate::skip(args, &setup),
         Command::Abort(args) => operate::abort(args, &setup),
         Command::Rerun(args) => operate::rerun(args, &setup),
         Command::Bulk(args) => bulk::run(args, &setup),
-        Command::Runs(args) => runs::runs(args),
-        Command::Outbox(args) => outbox::run(args),
+        Command::Runs(args) => runs::runs(args, &setup),
+        Command::Outbox(args) => outbox::run(args, &setup),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args, &setup),
         Command::Sandbox(command) => sandbox::run(command, &setup),
-        Command::Store(command) => store::run(command),
+        Command::Store(command) => store::run(command, &setup),
     }
 }
 
@@ -179,12 +179,16 @@ pub(crate) fn usage_error(message: &(impl std::fmt::Display + ?Sized)) -> ExitCo
     ExitCode::from(2)
 }
 
-/// `--data DIR`, the data directory, shared by every command that opens one.
+/// `--data DIR` or `--store URL`: where the runs are, shared by every command that opens a store.
 #[derive(clap::Args)]
 pub(crate) struct DataDir {
     /// The data directory (the sled store).
     #[arg(long = "data", value_name = "DIR", default_value = ".sagaflow")]
     pub path: std::path::PathBuf,
+    /// The store instead: `sled:DIR`, or `postgres://USER@HOST:PORT/DB` (a database several
+    /// workers share); default: `[store] url` in sagaflow.toml, else --data.
+    #[arg(long = "store", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// `--server URL`: a running `sagaflow serve` to ask instead of the data directory.

@@ -94,7 +94,7 @@ fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
     if let Some(server) = &common.place.server.url {
         return super::client::operate(server, &common.run_id, &ask, common.place.output.format);
     }
-    let (store, backends) = match setup.open(&common.place.data.path) {
+    let (store, backends) = match setup.open(&common.place.data, "cli") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
@@ -145,7 +145,7 @@ fn dry_run(common: &Common, ask: &Ask, setup: &super::setup::Setup) -> ExitCode 
 }
 
 fn would_do_here(common: &Common, ask: &Ask, setup: &super::setup::Setup) -> Result<String, String> {
-    let (store, backends) = setup.open(&common.place.data.path)?;
+    let (store, backends) = setup.open(&common.place.data, "cli")?;
     let mut versions = crate::engine::Versions::default();
     let state = crate::engine::replay(store.as_ref(), &mut versions, &common.run_id, &backends.registry)
         .map_err(|e| e.to_string())?;
@@ -176,7 +176,7 @@ pub(super) fn rerun(args: RerunArgs, setup: &super::setup::Setup) -> ExitCode {
     if let Some(server) = &args.place.server.url {
         return super::client::rerun(server, &args.run_id, input, args.place.output.format);
     }
-    let (store, backends) = match setup.open(&args.place.data.path) {
+    let (store, backends) = match setup.open(&args.place.data, "cli") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -4,8 +4,6 @@
 use std::process::ExitCode;
 
 use super::{usage_error, RunFormat};
-use crate::store::sled::SledStore;
-use crate::store::OutboxTable;
 
 #[derive(clap::Args)]
 pub(super) struct Args {
@@ -15,10 +13,10 @@ pub(super) struct Args {
     output: super::Output,
 }
 
-pub(super) fn run(args: Args) -> ExitCode {
-    let store = match SledStore::open(&args.data.path) {
+pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
+    let store = match setup.read(&args.data) {
         Ok(store) => store,
-        Err(e) => return usage_error(&e.message),
+        Err(e) => return usage_error(&e),
     };
     let (pending, dead) = match store.pending().and_then(|p| Ok((p, store.dead_letters()?))) {
         Ok(both) => both,

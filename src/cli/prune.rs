@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use super::{usage_error, RunFormat};
 use crate::store::backup::{Record, EXPORT_FORMAT};
 use crate::store::retention::{run_records, Prune, Pruned};
-use crate::store::sled::SledStore;
 use crate::store::{Commit, Store};
 
 #[derive(clap::Args)]
@@ -36,20 +35,20 @@ fn before(text: &str, now: u64) -> Result<u64, String> {
     crate::engine::bulk::parse_time(text).map_err(|e| format!("--before: {e}, or a duration like 30d"))
 }
 
-pub(super) fn prune(args: PruneArgs) -> ExitCode {
+pub(super) fn prune(args: PruneArgs, setup: &super::setup::Setup) -> ExitCode {
     let before = match before(&args.before, crate::base::clock::now_ms()) {
         Ok(before) => before,
         Err(e) => return usage_error(&e),
     };
-    let store = match SledStore::open(&args.data.path) {
+    let store = match setup.write(&args.data, "prune") {
         Ok(store) => store,
-        Err(e) => return usage_error(&e.message),
+        Err(e) => return usage_error(&e),
     };
     let mut export = match args.export.as_deref().map(Export::create).transpose() {
         Ok(export) => export,
         Err(e) => return usage_error(&e),
     };
-    match remove(&store, before, export.as_mut()) {
+    match remove(store.as_ref(), before, export.as_mut()) {
         Ok(pruned) => {
             match args.output.format {
                 RunFormat::Json => println!("{}", serde_json::json!({ "before": before, "removed": pruned })),

@@ -43,7 +43,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let (store, backends) = match setup.open(&args.data.path) {
+    let (store, backends) = match setup.open(&args.data, "run") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use super::{output, runtime, usage_error, RunFormat};
 use crate::engine::record::RunRecord;
 use crate::engine::{replay, resume_unfinished, Versions};
-use crate::store::sled::SledStore;
-use crate::store::{ReadRuns, RunFilter};
+use crate::store::RunFilter;
 
 #[derive(clap::Args)]
 pub(super) struct ShowArgs {
@@ -20,15 +19,15 @@ pub(super) struct ShowArgs {
     server: super::Server,
 }
 
-pub(super) fn show(args: ShowArgs) -> ExitCode {
+pub(super) fn show(args: ShowArgs, setup: &super::setup::Setup) -> ExitCode {
     if let Some(server) = &args.server.url {
         return super::client::show(server, &args.run_id, args.output.format);
     }
-    let store = match SledStore::open(&args.data.path) {
+    let store = match setup.read(&args.data) {
         Ok(store) => store,
-        Err(e) => return usage_error(&e.message),
+        Err(e) => return usage_error(&e),
     };
-    match replay(&store, &mut Versions::default(), &args.run_id, crate::config::registry::builtin()) {
+    match replay(store.as_ref(), &mut Versions::default(), &args.run_id, crate::config::registry::builtin()) {
         Ok(state) => output::print_run(&RunRecord::of(&state), args.output.format),
         Err(e) => usage_error(&e),
     }
@@ -51,15 +50,15 @@ pub(super) struct RunsArgs {
     server: super::Server,
 }
 
-pub(super) fn runs(args: RunsArgs) -> ExitCode {
+pub(super) fn runs(args: RunsArgs, setup: &super::setup::Setup) -> ExitCode {
     let filter = RunFilter { workflow: args.workflow, statuses: args.status };
     let runs = match &args.server.url {
         Some(server) => super::client::runs(server, &filter),
         // Newest first, as the API lists them (the index is oldest first).
-        None => SledStore::open(&args.data.path)
-            .and_then(|store| store.runs())
-            .map(|runs| runs.into_iter().rev().filter(|r| filter.matches(r)).collect())
-            .map_err(|e| e.message),
+        None => setup
+            .read(&args.data)
+            .and_then(|store| store.runs().map_err(|e| e.message))
+            .map(|runs| runs.into_iter().rev().filter(|r| filter.matches(r)).collect()),
     };
     let runs = match runs {
         Ok(runs) => runs,
@@ -91,7 +90,7 @@ pub(super) struct ResumeArgs {
 }
 
 pub(super) fn resume(args: ResumeArgs, setup: &super::setup::Setup) -> ExitCode {
-    let (store, backends) = match setup.open(&args.data.path) {
+    let (store, backends) = match setup.open(&args.data, "resume") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -48,13 +48,11 @@ fn show(args: ShowArgs, setup: &super::setup::Setup) -> ExitCode {
             return usage_error(&format!("there is no sandbox service `{service}`{hint}"));
         }
     }
-    let state = match setup
-        .open_sandbox(&args.data.path)
-        .and_then(|(_, sandbox, _)| Ok(sandbox.show(args.service.as_deref())?))
-    {
-        Ok(state) => state,
-        Err(e) => return usage_error(&e),
-    };
+    let state =
+        match setup.open_sandbox(&args.data).and_then(|(_, sandbox, _)| Ok(sandbox.show(args.service.as_deref())?)) {
+            Ok(state) => state,
+            Err(e) => return usage_error(&e),
+        };
     match args.output.format {
         RunFormat::Json => println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default()),
         RunFormat::Human => print!("{}", human(&state)),
@@ -79,7 +77,7 @@ fn human(state: &Json) -> String {
 }
 
 fn reset(args: ResetArgs, setup: &super::setup::Setup) -> ExitCode {
-    let done = setup.open_sandbox(&args.data.path).and_then(|(_, sandbox, seed)| Ok(sandbox.reset(&seed)?));
+    let done = setup.open_sandbox(&args.data).and_then(|(_, sandbox, seed)| Ok(sandbox.reset(&seed)?));
     match done {
         Ok(()) => {
             println!("the sandbox in {} is back to its seed", args.data.path.display());

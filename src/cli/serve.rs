@@ -41,7 +41,7 @@ pub(super) fn token_from_env() -> Option<String> {
 }
 
 pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
-    let (store, backends) = match setup.open(&args.data.path) {
+    let (store, backends) = match setup.open(&args.data, "serve") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

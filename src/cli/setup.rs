@@ -11,7 +11,11 @@ use crate::engine::compiled::CompiledWorkflow;
 use crate::engine::driver::{Engine, EngineOptions};
 use crate::engine::relay::{Relay, Subscriptions};
 use crate::services::sandbox::{Sandbox, Seed};
+use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
+use crate::store::Store;
+
+use super::DataDir;
 
 /// What the command line says of the setup: the config file, if `--config` names one.
 pub(super) struct Setup {
@@ -29,22 +33,118 @@ impl Setup {
         self.config()?.seed().map_err(|e| e.0)
     }
 
-    /// The store in `data` and the backends bound to it (the sandbox lives in the same database).
-    pub(super) fn open(&self, data: &Path) -> Result<(Arc<SledStore>, Backends), String> {
+    /// Where a command's runs are: `--store`, else `[store] url`, else the `--data` directory.
+    pub(super) fn place(&self, data: &DataDir) -> Result<Place, String> {
         let config = self.config()?;
-        let store = SledStore::open(data).map_err(|e| e.message)?;
-        let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
-        Ok((Arc::new(store), backends))
+        let url = match (&data.store, &config.store.url) {
+            (Some(url), _) => url.clone(),
+            (None, Some(url)) => url.get_ref().clone(),
+            (None, None) => return Ok(Place::Sled(data.path.clone())),
+        };
+        let place = Place::parse(&url)?;
+        match (place, &config.store.password_secret) {
+            (Place::Postgres(url), Some(name)) => {
+                let password = config.secret(name, "store.password_secret").map_err(|e| e.0)?;
+                let mut parsed = reqwest::Url::parse(&url).map_err(|e| format!("--store {url}: {e}"))?;
+                let _ = parsed.set_password(Some(&password));
+                Ok(Place::Postgres(parsed.to_string()))
+            }
+            (place, _) => Ok(place),
+        }
+    }
+
+    /// The store and the backends bound to it (the sandbox lives in the same
+    /// database); in PostgreSQL this process joins as a worker (`role` names it).
+    pub(super) fn open(&self, data: &DataDir, role: &str) -> Result<(Arc<dyn Store>, Backends), String> {
+        let config = self.config()?;
+        match self.place(data)? {
+            Place::Sled(dir) => {
+                let store = SledStore::open(&dir).map_err(|e| e.message)?;
+                let backends = Backends::build(&config, Some(&store)).map_err(|e| e.0)?;
+                Ok((Arc::new(store), backends))
+            }
+            Place::Postgres(url) => {
+                let store = PgStore::open(&url, Some(&worker_id(role))).map_err(|e| e.message)?;
+                let sandbox = Sandbox::open_postgres(&store, &config.seed().map_err(|e| e.0)?)?;
+                let backends = Backends::on(&config, sandbox).map_err(|e| e.0)?;
+                Ok((Arc::new(store), backends))
+            }
+        }
+    }
+
+    /// The store, to read from (in PostgreSQL, without joining as a worker).
+    pub(super) fn read(&self, data: &DataDir) -> Result<Arc<dyn Store>, String> {
+        match self.place(data)? {
+            Place::Sled(dir) => Ok(Arc::new(SledStore::open(&dir).map_err(|e| e.message)?)),
+            Place::Postgres(url) => Ok(Arc::new(PgStore::open(&url, None).map_err(|e| e.message)?)),
+        }
+    }
+
+    /// The store, to write to as one more worker (`role` names it) without backends.
+    pub(super) fn write(&self, data: &DataDir, role: &str) -> Result<Arc<dyn Store>, String> {
+        match self.place(data)? {
+            Place::Sled(dir) => Ok(Arc::new(SledStore::open(&dir).map_err(|e| e.message)?)),
+            Place::Postgres(url) => Ok(Arc::new(PgStore::open(&url, Some(&worker_id(role))).map_err(|e| e.message)?)),
+        }
+    }
+
+    /// The sled store a command that works on sled's files alone needs; a
+    /// PostgreSQL store is refused with what to do instead.
+    pub(super) fn sled(&self, data: &DataDir, command: &str) -> Result<SledStore, String> {
+        match self.place(data)? {
+            Place::Sled(dir) => SledStore::open(&dir).map_err(|e| e.message),
+            Place::Postgres(_) => {
+                Err(format!("`{command}` works on a sled data directory; give --data DIR (or --store sled:DIR)"))
+            }
+        }
     }
 
     /// The store in `data` and its sandbox alone, for `sandbox show` and `reset`:
     /// no backends are built, so a secret the config names need not be set.
-    pub(super) fn open_sandbox(&self, data: &Path) -> Result<(SledStore, Sandbox, Seed), String> {
+    pub(super) fn open_sandbox(&self, data: &DataDir) -> Result<(Arc<dyn Store>, Sandbox, Seed), String> {
         let seed = self.seed()?;
-        let store = SledStore::open(data).map_err(|e| e.message)?;
-        let sandbox = Sandbox::open(store.db(), &seed, true)?;
-        Ok((store, sandbox, seed))
+        match self.place(data)? {
+            Place::Sled(dir) => {
+                let store = SledStore::open(&dir).map_err(|e| e.message)?;
+                let sandbox = Sandbox::open(store.db(), &seed, true)?;
+                Ok((Arc::new(store), sandbox, seed))
+            }
+            Place::Postgres(url) => {
+                let store = PgStore::open(&url, None).map_err(|e| e.message)?;
+                let sandbox = Sandbox::open_postgres(&store, &seed)?;
+                Ok((Arc::new(store), sandbox, seed))
+            }
+        }
     }
+}
+
+/// Where runs are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Place {
+    Sled(PathBuf),
+    Postgres(String),
+}
+
+impl Place {
+    pub(super) fn parse(url: &str) -> Result<Place, String> {
+        if let Some(dir) = url.strip_prefix("sled:") {
+            return Ok(Place::Sled(PathBuf::from(dir)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Place::Postgres(url.to_owned()));
+        }
+        Err(format!(
+            "`{}` is not a store: say sled:DIR or postgres://USER@HOST:PORT/DB",
+            crate::store::postgres::without_password(url)
+        ))
+    }
+}
+
+/// This process's name among the workers of a shared store: what it is, its host and pid.
+pub(super) fn worker_id(role: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "localhost".to_owned() } else { host };
+    format!("{role}:{host}:{}", std::process::id())
 }
 
 /// An engine over the store with its relay (and its tracer, when spans are
@@ -62,7 +162,7 @@ pub(super) const RELAY_GRACE: Duration = Duration::from_secs(5);
 /// Starts the engine and the relay (on the current runtime). The workflows in
 /// `workflows` with `event` triggers start runs when their events come; the
 /// workflows `workflow.run` steps name are found in `children`.
-pub(super) fn start(store: Arc<SledStore>, backends: &Backends, workflows: &Path, children: &Path) -> Started {
+pub(super) fn start(store: Arc<dyn Store>, backends: &Backends, workflows: &Path, children: &Path) -> Started {
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(triggered(workflows, &backends.registry));
     let library = Arc::new(crate::engine::library::Directory::new(children.to_owned(), backends.registry.clone()));

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use super::{usage_error, RunFormat};
 use crate::store::backup::{CheckReport, Checker, Record};
-use crate::store::sled::SledStore;
 use crate::store::StoreError;
 
 #[derive(clap::Subcommand)]
@@ -47,21 +46,17 @@ pub(super) struct ImportArgs {
     data: super::DataDir,
 }
 
-pub(super) fn run(command: Command) -> ExitCode {
+pub(super) fn run(command: Command, setup: &super::setup::Setup) -> ExitCode {
     match command {
-        Command::Check(args) => check(args),
-        Command::Export(args) => export(args),
-        Command::Import(args) => import(args),
-        Command::Prune(args) => super::prune::prune(args),
+        Command::Check(args) => check(args, setup),
+        Command::Export(args) => export(args, setup),
+        Command::Import(args) => import(args, setup),
+        Command::Prune(args) => super::prune::prune(args, setup),
     }
 }
 
-fn open(data: &std::path::Path) -> Result<SledStore, String> {
-    SledStore::open(data).map_err(|e| e.message)
-}
-
-fn check(args: CheckArgs) -> ExitCode {
-    let store = match open(&args.data.path) {
+fn check(args: CheckArgs, setup: &super::setup::Setup) -> ExitCode {
+    let store = match setup.sled(&args.data, "store check") {
         Ok(store) => store,
         Err(e) => return usage_error(&e),
     };
@@ -96,8 +91,8 @@ fn human(data: &std::path::Path, report: &CheckReport) -> String {
     out
 }
 
-fn export(args: ExportArgs) -> ExitCode {
-    let store = match open(&args.data.path) {
+fn export(args: ExportArgs, setup: &super::setup::Setup) -> ExitCode {
+    let store = match setup.sled(&args.data, "store export") {
         Ok(store) => store,
         Err(e) => return usage_error(&e),
     };
@@ -141,7 +136,7 @@ fn export(args: ExportArgs) -> ExitCode {
     }
 }
 
-fn import(args: ImportArgs) -> ExitCode {
+fn import(args: ImportArgs, setup: &super::setup::Setup) -> ExitCode {
     let reader: Box<dyn BufRead> = if args.file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -150,7 +145,7 @@ fn import(args: ImportArgs) -> ExitCode {
             Err(e) => return usage_error(&format!("cannot read {}: {e}", args.file.display())),
         }
     };
-    let store = match open(&args.data.path) {
+    let store = match setup.sled(&args.data, "store import") {
         Ok(store) => store,
         Err(e) => return usage_error(&e),
     };

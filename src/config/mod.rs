@@ -46,9 +46,21 @@ pub(crate) struct Config {
     /// Where spans go (`[telemetry]`).
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Where runs are kept (`[store]`), unless the command line says.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Where the file was read from (none: defaults).
     #[serde(skip)]
     pub source: Option<std::sync::Arc<crate::dsl::span::SourceFile>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreConfig {
+    /// `sled:DIR` or `postgres://USER@HOST:PORT/DB`.
+    pub url: Option<Spanned<String>>,
+    /// The database password, by reference: `SAGAFLOW_SECRET_<NAME>`.
+    pub password_secret: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

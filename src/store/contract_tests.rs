@@ -12,7 +12,7 @@ pub(crate) fn each_store(check: impl Fn(&dyn Store)) {
     let dir = tempfile::tempdir().expect("dir");
     check(&SledStore::open(dir.path()).expect("open sled"));
     if let Some(url) = fresh_database() {
-        check(&PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}")));
+        check(&PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}")));
     }
 }
 
@@ -131,12 +131,13 @@ fn schedule_ticks_are_kept_and_never_move_back() {
 #[test]
 fn a_worker_whose_generation_was_taken_over_writes_nothing_more() {
     let Some(url) = fresh_database() else { return };
-    let old = PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}"));
+    let old = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
     let run = |i| Commit { runs: vec![meta(i, "w")], ..Commit::default() };
     old.commit(&run(1)).expect("its own runs");
     // The same worker id joins again (a restart, or a takeover): a new generation.
-    let new = PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(new.worker().generation, old.worker().generation + 1);
+    let new = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
+    let generation = |s: &PgStore| s.worker().map(|w| w.generation).unwrap_or_default();
+    assert_eq!(generation(&new), generation(&old) + 1);
     let refused = old.commit(&run(2)).expect_err("fenced");
     assert_eq!(refused.kind, StoreErrorKind::Conflict, "{refused}");
     assert!(refused.message.contains("fenced off"), "{refused}");
@@ -147,12 +148,12 @@ fn a_worker_whose_generation_was_taken_over_writes_nothing_more() {
 #[test]
 fn a_database_of_a_newer_schema_is_refused_and_a_password_never_shows() {
     let Some(url) = fresh_database() else { return };
-    let store = PgStore::open(&url, "w1").unwrap_or_else(|e| panic!("{e}"));
+    let store = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
     super::postgres::block_on(store.set_schema_version(99)).expect("set");
-    let e = PgStore::open(&url, "w2").err().map(|e| e.message).unwrap_or_default();
+    let e = PgStore::open(&url, Some("w2")).err().map(|e| e.message).unwrap_or_default();
     assert!(e.contains("version 99") && e.contains("use a newer one"), "{e}");
     let mut with_password = reqwest::Url::parse(&url).expect("url");
     let _ = with_password.set_password(Some("hunter2"));
-    let e = PgStore::open(with_password.as_str(), "w3").err().map(|e| e.message).unwrap_or_default();
+    let e = PgStore::open(with_password.as_str(), Some("w3")).err().map(|e| e.message).unwrap_or_default();
     assert!(!e.contains("hunter2"), "{e}");
 }

@@ -14,6 +14,7 @@ mod harness;
 mod inject;
 mod operate;
 mod outbox;
+mod postgres;
 mod retention;
 mod run;
 mod sandbox;

@@ -11,6 +11,10 @@
 //! flush loses both (the step runs again, with the same key). An unbuffered
 //! ledger writes each transaction as one atomic sled batch at once.
 //!
+//! In PostgreSQL (a store shared by workers) a ledger is a service's rows of
+//! `sagaflow.sandbox`; its transaction is a database transaction that holds the
+//! service's lock row, so the lock is the database's, across every worker.
+//!
 //! Keys: `<kind>/<id>` records (JSON), `seq/<kind>` id counters,
 //! `idem/<operation>/<key>` results of calls already made.
 
@@ -22,6 +26,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::services::{ActionError, Ctx};
+use crate::store::postgres::sandbox::{SandboxTable, SandboxTx};
 
 /// What a transaction body returns: a value, or an error that aborts it.
 pub(crate) type TxResult<T> = Result<T, ActionError>;
@@ -35,13 +40,19 @@ fn storage(e: impl std::fmt::Display) -> ActionError {
     ActionError::new("unavailable", format!("the sandbox store failed: {e}"))
 }
 
-/// Writes not yet in sled: `None` removes.
+/// Writes not yet in the store: `None` removes.
 type Writes = BTreeMap<String, Option<Vec<u8>>>;
 
-/// The view of a tree inside a transaction: the tree, its buffered writes, and
-/// this transaction's own.
+/// What a transaction reads beneath its own writes.
+enum Source<'a> {
+    Sled(&'a sled::Tree),
+    Postgres(&'a SandboxTx<'a>),
+}
+
+/// The view of a ledger inside a transaction: its records, the writes buffered
+/// for them, and this transaction's own.
 pub(crate) struct Tx<'a> {
-    tree: &'a sled::Tree,
+    source: Source<'a>,
     buffered: &'a Writes,
     pending: std::cell::RefCell<Writes>,
 }
@@ -51,7 +62,10 @@ impl Tx<'_> {
         if let Some(pending) = self.pending.borrow().get(key).or_else(|| self.buffered.get(key)) {
             return Ok(pending.clone());
         }
-        Ok(self.tree.get(key).map_err(storage)?.map(|v| v.to_vec()))
+        match self.source {
+            Source::Sled(tree) => Ok(tree.get(key).map_err(storage)?.map(|v| v.to_vec())),
+            Source::Postgres(tx) => tx.get(key).map_err(storage),
+        }
     }
 
     pub(crate) fn get<T: DeserializeOwned>(&self, key: &str) -> TxResult<Option<T>> {
@@ -151,13 +165,21 @@ fn done_key(operation: &str, key: &str) -> String {
     format!("idem/{operation}/{key}")
 }
 
-/// One sandbox service's tree. Clones share the lock and the buffer.
+/// Where a ledger's records are.
+#[derive(Clone)]
+enum Place {
+    /// A sled tree; `buffered`: writes wait for [`Ledger::flush`].
+    Sled { tree: sled::Tree, buffered: bool },
+    /// A service's rows in PostgreSQL.
+    Postgres { table: Arc<SandboxTable>, service: &'static str },
+}
+
+/// One sandbox service's records. Clones share the lock and the buffer.
 #[derive(Clone)]
 pub(crate) struct Ledger {
-    tree: sled::Tree,
+    place: Place,
     /// The writes not yet in sled; its lock serialises the transactions.
     buffer: Arc<Mutex<Writes>>,
-    buffered: bool,
 }
 
 fn apply(tree: &sled::Tree, writes: &Writes) -> Result<(), ActionError> {
@@ -177,7 +199,12 @@ fn apply(tree: &sled::Tree, writes: &Writes) -> Result<(), ActionError> {
 impl Ledger {
     /// `buffered`: keep writes until [`Ledger::flush`] (when a run store flushes them).
     pub(crate) fn new(tree: sled::Tree, buffered: bool) -> Ledger {
-        Ledger { tree, buffer: Arc::default(), buffered }
+        Ledger { place: Place::Sled { tree, buffered }, buffer: Arc::default() }
+    }
+
+    /// A service's ledger in PostgreSQL's sandbox table.
+    pub(crate) fn postgres(table: Arc<SandboxTable>, service: &'static str) -> Ledger {
+        Ledger { place: Place::Postgres { table, service }, buffer: Arc::default() }
     }
 
     fn buffer(&self) -> std::sync::MutexGuard<'_, Writes> {
@@ -185,10 +212,11 @@ impl Ledger {
     }
 
     /// Writes the buffered writes to sled, as one atomic batch; on a failure
-    /// they stay buffered for the next try.
+    /// they stay buffered for the next try. (PostgreSQL's ledgers buffer nothing.)
     pub(crate) fn flush(&self) -> Result<(), ActionError> {
+        let Place::Sled { tree, .. } = &self.place else { return Ok(()) };
         let mut buffer = self.buffer();
-        apply(&self.tree, &buffer)?;
+        apply(tree, &buffer)?;
         buffer.clear();
         Ok(())
     }
@@ -216,39 +244,61 @@ impl Ledger {
         })
     }
 
-    /// Runs `body` alone on the tree: all of its writes or none.
+    /// Runs `body` alone on the ledger: all of its writes or none.
     pub(crate) fn transact<T>(&self, body: impl Fn(&Tx) -> TxResult<T>) -> Result<T, ActionError> {
         let mut buffer = self.buffer();
-        let tx = Tx { tree: &self.tree, buffered: &buffer, pending: Default::default() };
-        let result = body(&tx)?;
-        let pending = tx.pending.into_inner();
-        if self.buffered {
-            buffer.extend(pending);
-        } else {
-            apply(&self.tree, &pending)?;
+        match &self.place {
+            Place::Sled { tree, buffered } => {
+                let tx = Tx { source: Source::Sled(tree), buffered: &buffer, pending: Default::default() };
+                let result = body(&tx)?;
+                let pending = tx.pending.into_inner();
+                if *buffered {
+                    buffer.extend(pending);
+                } else {
+                    apply(tree, &pending)?;
+                }
+                Ok(result)
+            }
+            Place::Postgres { table, service } => {
+                let held = table.begin(service).map_err(storage)?;
+                let empty = Writes::new();
+                let tx = Tx { source: Source::Postgres(&held), buffered: &empty, pending: Default::default() };
+                // A failed body drops `held`: its transaction rolls back.
+                let result = body(&tx)?;
+                let pending = tx.pending.into_inner();
+                held.commit(&pending).map_err(storage)?;
+                Ok(result)
+            }
         }
-        Ok(result)
     }
 
     /// Every record of a kind, by id order.
     pub(crate) fn all(&self, kind: &str) -> Result<Vec<Json>, ActionError> {
         self.flush()?;
         let prefix = format!("{kind}/");
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix.as_bytes()) {
-            let (_, value) = item.map_err(storage)?;
-            out.push(serde_json::from_slice(&value).map_err(storage)?);
-        }
-        Ok(out)
+        let values: Vec<Vec<u8>> = match &self.place {
+            Place::Sled { tree, .. } => tree
+                .scan_prefix(prefix.as_bytes())
+                .map(|item| item.map(|(_, v)| v.to_vec()).map_err(storage))
+                .collect::<Result<_, _>>()?,
+            Place::Postgres { table, service } => table.scan(service, &prefix).map_err(storage)?,
+        };
+        values.iter().map(|v| serde_json::from_slice(v).map_err(storage)).collect()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.tree.is_empty() && self.buffer().is_empty()
+    pub(crate) fn is_empty(&self) -> Result<bool, ActionError> {
+        match &self.place {
+            Place::Sled { tree, .. } => Ok(tree.is_empty() && self.buffer().is_empty()),
+            Place::Postgres { table, service } => table.is_empty(service).map_err(storage),
+        }
     }
 
     pub(crate) fn clear(&self) -> Result<(), ActionError> {
         let mut buffer = self.buffer();
         buffer.clear();
-        self.tree.clear().map_err(storage)
+        match &self.place {
+            Place::Sled { tree, .. } => tree.clear().map_err(storage),
+            Place::Postgres { table, service } => table.clear(service).map_err(storage),
+        }
     }
 }

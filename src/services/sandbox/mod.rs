@@ -41,11 +41,13 @@ pub(crate) const SERVICES: &[(&str, &[&str])] = &[
     ("mail", &["mail"]),
 ];
 
-/// The sandbox state in a sled database: one ledger a service, opened once.
+/// The sandbox state in the run store's database (sled, or PostgreSQL): one
+/// ledger a service, opened once.
 #[derive(Clone)]
 pub(crate) struct Sandbox {
     ledgers: Arc<std::collections::BTreeMap<&'static str, Ledger>>,
-    db: sled::Db,
+    /// The sled database, flushed after a reset; none in PostgreSQL (each write commits).
+    db: Option<sled::Db>,
 }
 
 /// Why the sandbox cannot do what was asked.
@@ -98,16 +100,33 @@ impl Sandbox {
     /// run store calls before each group commit (see [`ledger`]); otherwise
     /// each call writes through.
     pub(crate) fn open(db: sled::Db, seed: &Seed, buffered: bool) -> Result<Sandbox, SandboxError> {
-        let mut ledgers = std::collections::BTreeMap::new();
+        let mut ledgers = Vec::new();
         for (service, _) in SERVICES {
-            let tree = db.open_tree(format!("sandbox.{service}"))?;
-            let ledger = Ledger::new(tree, buffered);
-            if ledger.is_empty() {
-                seed.apply(service, &ledger).map_err(|error| SandboxError::Seed { service, error })?;
-            }
-            ledgers.insert(*service, ledger);
+            ledgers.push((*service, Ledger::new(db.open_tree(format!("sandbox.{service}"))?, buffered)));
         }
-        let sandbox = Sandbox { ledgers: Arc::new(ledgers), db };
+        Sandbox::seeded(ledgers, Some(db), seed)
+    }
+
+    /// The sandbox in a PostgreSQL store's database, shared by its workers.
+    pub(crate) fn open_postgres(store: &crate::store::postgres::PgStore, seed: &Seed) -> Result<Sandbox, SandboxError> {
+        let table = store.sandbox().map_err(|e| SandboxError::Ledger(ActionError::new("unavailable", e.message)))?;
+        let ledgers =
+            SERVICES.iter().map(|(service, _)| (*service, Ledger::postgres(table.clone(), service))).collect();
+        Sandbox::seeded(ledgers, None, seed)
+    }
+
+    /// Seeds any service that has no state yet.
+    fn seeded(
+        ledgers: Vec<(&'static str, Ledger)>,
+        db: Option<sled::Db>,
+        seed: &Seed,
+    ) -> Result<Sandbox, SandboxError> {
+        for (service, ledger) in &ledgers {
+            if ledger.is_empty()? {
+                seed.apply(service, ledger).map_err(|error| SandboxError::Seed { service, error })?;
+            }
+        }
+        let sandbox = Sandbox { ledgers: Arc::new(ledgers.into_iter().collect()), db };
         sandbox.flush()?;
         Ok(sandbox)
     }
@@ -136,7 +155,9 @@ impl Sandbox {
         }
         // The seed's writes are buffered in the ledgers: write them, then make them durable.
         self.flush()?;
-        self.db.flush()?;
+        if let Some(db) = &self.db {
+            db.flush()?;
+        }
         Ok(())
     }
 

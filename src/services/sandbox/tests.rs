@@ -264,3 +264,46 @@ fn every_undo_finds_the_effect_by_the_forward_calls_key_and_does_nothing_without
     let state = f.sandbox.show(Some("users")).expect("users");
     assert!(state.to_string().contains("ada@example.com"));
 }
+
+/// The same invariants with the sandbox in PostgreSQL, called through two
+/// workers' sandboxes (two connections) at once: the database's lock row of
+/// each service keeps them, as a process's lock does on sled.
+#[test]
+fn in_postgresql_two_workers_never_overbook_refund_past_a_charge_or_double_book_a_seat() {
+    let Some(url) = crate::store::postgres::testing::fresh_database() else { return };
+    let open = || {
+        let store = crate::store::postgres::PgStore::open(&url, None).unwrap_or_else(|e| panic!("{e}"));
+        let sandbox = Sandbox::open_postgres(&store, &Seed::builtin()).unwrap_or_else(|e| panic!("{e}"));
+        let services = sandbox.services(Arc::new(MailTemplates::builtin())).unwrap_or_else(|e| panic!("{e}"));
+        (sandbox, services)
+    };
+    let (sandbox, a) = open();
+    let (_, b) = open();
+    let both = Arc::new([a, b]);
+    let on = both.clone();
+    let reserved = at_once(16, move |i| {
+        let request = typed(json!({"sku": "SHIRT-M", "quantity": 1}));
+        now(on[i % 2].inventory.reserve(ctx(&format!("k{i}")), request))
+    });
+    assert_eq!(codes(&reserved).0, 3, "SHIRT-M has 3 in stock: {:?}", codes(&reserved).1);
+    let on = both.clone();
+    let refunded = at_once(10, move |i| {
+        let request = typed(json!({"payment_id": "pay-1001", "amount_cents": 1000}));
+        now(on[i % 2].payments.refund(ctx(&format!("r{i}")), request))
+    });
+    assert_eq!(codes(&refunded).0, 6, "6298 cents hold six refunds of 1000");
+    let on = both.clone();
+    let seated = at_once(12, move |i| {
+        let request = typed(json!({"course_id": "sagas-201", "user_id": format!("u{}", i % 6)}));
+        now(on[i % 2].courses.reserve_seat(ctx(&format!("s{i}")), request))
+    });
+    assert_eq!(codes(&seated).0, 2, "sagas-201 has 2 seats");
+    // A repeated key, through the other worker, is the first call's answer.
+    let request = |_| typed::<crate::services::inventory::ReserveStock>(json!({"sku": "BOOK-002", "quantity": 4}));
+    let first = now(both[0].inventory.reserve(ctx("same"), request(0))).unwrap_or_else(|e| panic!("{e:?}"));
+    let again = now(both[1].inventory.reserve(ctx("same"), request(1))).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(first.reservation_id, again.reservation_id);
+    let all = sandbox.show(Some("inventory")).unwrap_or_else(|e| panic!("{e}"));
+    let shirt = all["inventory"]["product"].as_array().into_iter().flatten().find(|p| p["sku"] == "SHIRT-M").cloned();
+    assert_eq!(shirt.map(|p| p["reserved"].clone()), Some(json!(3)));
+}

@@ -15,6 +15,7 @@
 
 mod block;
 mod runs;
+pub(crate) mod sandbox;
 mod schema;
 
 use std::sync::Arc;
@@ -39,7 +40,9 @@ pub(crate) struct PgStore {
     read: Client,
     /// Group commits, one transaction at a time.
     write: tokio::sync::Mutex<Client>,
-    worker: Worker,
+    /// None: this process only reads (its commits are refused).
+    worker: Option<Worker>,
+    url: String,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -49,8 +52,9 @@ const LEASE_SECONDS: f64 = 30.0;
 
 impl PgStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), brings
-    /// the schema up to date, and joins as worker `worker_id` with a new generation.
-    pub(crate) fn open(url: &str, worker_id: &str) -> Result<PgStore, StoreError> {
+    /// the schema up to date, and joins as worker `worker_id` with a new
+    /// generation (none: it only reads, and joins nothing).
+    pub(crate) fn open(url: &str, worker_id: Option<&str>) -> Result<PgStore, StoreError> {
         let shown = without_password(url);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -74,14 +78,17 @@ impl PgStore {
                 schema::VERSION
             )));
         }
-        let worker = block_on(join(&write, worker_id)).map_err(|e| pg_error(&shown, "cannot join as a worker", e))?;
-        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, shown })
+        let worker = match worker_id {
+            Some(id) => Some(block_on(join(&write, id)).map_err(|e| pg_error(&shown, "cannot join as a worker", e))?),
+            None => None,
+        };
+        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, url: url.to_owned(), shown })
     }
 
     /// The worker this store writes as.
     #[cfg(test)]
-    pub(crate) fn worker(&self) -> &Worker {
-        &self.worker
+    pub(crate) fn worker(&self) -> Option<&Worker> {
+        self.worker.as_ref()
     }
 
     /// Sets the schema version the database says it has (tests of a newer schema).
@@ -89,6 +96,13 @@ impl PgStore {
     pub(crate) async fn set_schema_version(&self, version: usize) -> Result<u64, tokio_postgres::Error> {
         let sql = "UPDATE sagaflow.meta SET value = $1 WHERE key = 'schema'";
         self.read.execute(sql, &[&version.to_string()]).await
+    }
+
+    /// One more connection to the same database, on this store's runtime.
+    fn connect_more(&self) -> Result<Client, StoreError> {
+        let (url, shown) = (self.url.clone(), self.shown.clone());
+        let task = self.runtime.spawn(async move { connect(&url, &shown).await });
+        block_on(task).map_err(|e| StoreError::other(format!("{}: {e}", self.shown)))?
     }
 
     /// An error of this store, named by its database.

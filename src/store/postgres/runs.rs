@@ -47,13 +47,16 @@ impl PgStore {
 
     /// One group commit: fenced, then every part of it, pipelined; all or nothing.
     async fn commit_async(&self, commit: &Commit) -> Result<(), StoreError> {
+        let Some(worker) = &self.worker else {
+            return Err(StoreError::other(format!("{} was opened to read: this process writes nothing", self.shown)));
+        };
         let mut client = self.write.lock().await;
         let tx = client.transaction().await.map_err(|e| self.error("cannot begin a commit", e))?;
-        let parts = Parts::of(commit, &self.worker.id)?;
-        let gen = self.worker.generation;
+        let parts = Parts::of(commit, &worker.id)?;
+        let gen = worker.generation;
         type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
         let p = &parts;
-        let fence: Params = vec![&self.worker.id, &gen];
+        let fence: Params = vec![&worker.id, &gen];
         let runs: Params = vec![
             &p.run_ids,
             &p.workflows,

@@ -75,6 +75,15 @@ const MIGRATIONS: &[&str] = &[
       END IF;
     END $$;
     "#,
+    // 2: the sandbox services' records, and a row a service to lock.
+    r#"
+    CREATE TABLE sagaflow.sandbox (
+      service text NOT NULL,
+      key text NOT NULL,
+      value json NOT NULL,
+      PRIMARY KEY (service, key));
+    CREATE TABLE sagaflow.sandbox_locks (service text PRIMARY KEY);
+    "#,
 ];
 
 /// The schema version this sagaflow writes.

@@ -14,16 +14,21 @@ pub(crate) fn fresh_database() -> Option<String> {
         return None;
     };
     let name = format!("t_{:016x}", fastrand::u64(..));
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach SAGAFLOW_TEST_PG ({admin}): {e}"));
-        let running = tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
-        drop(client);
-        let _ = running.await;
+    // On a thread of its own: the caller may be inside a runtime already.
+    let (at, named) = (admin.clone(), name.clone());
+    let created = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&at, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach SAGAFLOW_TEST_PG ({at}): {e}"));
+            let running = tokio::spawn(connection);
+            client.batch_execute(&format!("CREATE DATABASE {named}")).await.expect("create a test database");
+            drop(client);
+            let _ = running.await;
+        })
     });
+    created.join().expect("the test database was made");
     let mut url = reqwest::Url::parse(&admin).expect("SAGAFLOW_TEST_PG is a URL");
     url.set_path(&format!("/{name}"));
     Some(url.to_string())

@@ -1,0 +1,68 @@
+//! The PostgreSQL store through the binary: `run`, `show`, `runs`, `sandbox
+//! show` and `serve` with `--store postgres://...` (the sandbox services in the
+//! same database), and the commands that work on sled alone saying so.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+#[path = "../../src/store/postgres/testing.rs"]
+mod pg_testing;
+
+use super::harness::{repo, sagaflow};
+use super::server::{copy_business_workflows, folder, Server};
+
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    sagaflow().current_dir(dir).args(args).output().expect("sagaflow")
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_their_sandbox_live_in_postgresql_from_the_cli_and_the_server() {
+    let Some(url) = pg_testing::fresh_database() else { return };
+    let dir = folder(&[]);
+    copy_business_workflows(dir.path());
+    let d = dir.path();
+    let happy = format!("@{}", repo().join("workflows/examples/order_placement/happy.json").display());
+
+    // `run` on PostgreSQL: the order and its payment child, the sandbox in the same database.
+    let ran = cli(d, &["run", "order_placement", "--input", &happy, "--store", &url, "--format", "json"]);
+    let record = json_of(&ran);
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let run_id = record["run_id"].as_str().expect("id").to_owned();
+    assert!(!d.join(".sagaflow").exists(), "no sled directory was made");
+    let shown = json_of(&cli(d, &["show", &run_id, "--store", &url, "--format", "json"]));
+    assert_eq!(shown, record, "show reads back what run printed");
+    let runs = json_of(&cli(d, &["runs", "--store", &url, "--format", "json"]));
+    let workflows: Vec<&str> = runs.as_array().into_iter().flatten().filter_map(|r| r["workflow"].as_str()).collect();
+    assert_eq!(workflows, ["payment", "order_placement"], "newest first: {runs}");
+    let sandbox = json_of(&cli(d, &["sandbox", "show", "orders", "--store", &url, "--format", "json"]));
+    assert_eq!(sandbox["orders"]["order"].as_array().map(Vec::len), Some(2), "the seed's and this one's: {sandbox}");
+
+    // `serve` on the same database: it takes runs, and lists every run of the database.
+    std::fs::write(d.join("sagaflow.toml"), format!("[store]\nurl = \"{url}\"\n")).expect("config");
+    let server = Server::start(d);
+    let input: Value = serde_json::from_str(&std::fs::read_to_string(&happy[1..]).expect("happy.json")).expect("json");
+    let id = server.start_run("order_placement", input).await;
+    let done = server.until_status(&id, &["succeeded", "failed", "compensated"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, page) = server.get("/v1/runs?workflow=order_placement").await;
+    assert_eq!(page["runs"].as_array().map(Vec::len), Some(2), "{page}");
+    assert_eq!(server.terminate(), Some(0));
+    let orders = json_of(&cli(d, &["sandbox", "show", "orders", "--format", "json"]));
+    assert_eq!(orders["orders"]["order"].as_array().map(Vec::len), Some(3), "the config's store: {orders}");
+
+    // What works on sled's files alone says so; a store of another kind is named.
+    let export = cli(d, &["store", "export"]);
+    assert_eq!(export.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&export.stderr).contains("works on a sled data directory"), "{export:?}");
+    let other = cli(d, &["runs", "--store", "mysql://u@h/db"]);
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("is not a store: say sled:DIR or postgres://"),
+        "{other:?}"
+    );
+}
