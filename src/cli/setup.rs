@@ -88,14 +88,11 @@ impl Setup {
         }
     }
 
-    /// The sled store a command that works on sled's files alone needs; a
-    /// PostgreSQL store is refused with what to do instead.
-    pub(super) fn sled(&self, data: &DataDir, command: &str) -> Result<SledStore, String> {
+    /// The store as export records, and an import's target (`store check|export|import`).
+    pub(super) fn backup(&self, data: &DataDir) -> Result<Backup, String> {
         match self.place(data)? {
-            Place::Sled(dir) => SledStore::open(&dir).map_err(|e| e.message),
-            Place::Postgres(_) => {
-                Err(format!("`{command}` works on a sled data directory; give --data DIR (or --store sled:DIR)"))
-            }
+            Place::Sled(dir) => Ok(Backup::Sled(SledStore::open(&dir).map_err(|e| e.message)?)),
+            Place::Postgres(url) => Ok(Backup::Postgres(Box::new(PgStore::open(&url, None).map_err(|e| e.message)?))),
         }
     }
 
@@ -114,6 +111,41 @@ impl Setup {
                 let sandbox = Sandbox::open_postgres(&store, &seed)?;
                 Ok((Arc::new(store), sandbox, seed))
             }
+        }
+    }
+}
+
+/// A store read or written whole, as export records.
+pub(super) enum Backup {
+    Sled(SledStore),
+    Postgres(Box<PgStore>),
+}
+
+impl Backup {
+    pub(super) fn records<E>(
+        &self,
+        each: impl FnMut(Result<crate::store::backup::Record, crate::store::backup::Damage>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            Backup::Sled(store) => store.records(each),
+            Backup::Postgres(store) => store.records(each),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        match self {
+            Backup::Sled(store) => store.is_empty(),
+            Backup::Postgres(store) => store.is_empty().unwrap_or(false),
+        }
+    }
+
+    pub(super) fn import(
+        &self,
+        records: impl Iterator<Item = Result<crate::store::backup::Record, crate::store::StoreError>>,
+    ) -> Result<u64, crate::store::StoreError> {
+        match self {
+            Backup::Sled(store) => store.import(records),
+            Backup::Postgres(store) => store.import(records),
         }
     }
 }

@@ -56,7 +56,7 @@ pub(super) fn run(command: Command, setup: &super::setup::Setup) -> ExitCode {
 }
 
 fn check(args: CheckArgs, setup: &super::setup::Setup) -> ExitCode {
-    let store = match setup.sled(&args.data, "store check") {
+    let store = match setup.backup(&args.data) {
         Ok(store) => store,
         Err(e) => return usage_error(&e),
     };
@@ -92,7 +92,7 @@ fn human(data: &std::path::Path, report: &CheckReport) -> String {
 }
 
 fn export(args: ExportArgs, setup: &super::setup::Setup) -> ExitCode {
-    let store = match setup.sled(&args.data, "store export") {
+    let store = match setup.backup(&args.data) {
         Ok(store) => store,
         Err(e) => return usage_error(&e),
     };
@@ -145,7 +145,7 @@ fn import(args: ImportArgs, setup: &super::setup::Setup) -> ExitCode {
             Err(e) => return usage_error(&format!("cannot read {}: {e}", args.file.display())),
         }
     };
-    let store = match setup.sled(&args.data, "store import") {
+    let store = match setup.backup(&args.data) {
         Ok(store) => store,
         Err(e) => return usage_error(&e),
     };

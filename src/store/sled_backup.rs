@@ -32,7 +32,10 @@ impl SledStore {
                 each(record)?;
             }
         }
-        for name in self.db.tree_names() {
+        // By name, so an export reads the same from every store.
+        let mut names = self.db.tree_names();
+        names.sort();
+        for name in names {
             let Some(tree) = std::str::from_utf8(&name).ok().filter(|n| n.starts_with(SANDBOX_TREES)) else { continue };
             let opened = match self.db.open_tree(tree) {
                 Ok(opened) => opened,

@@ -13,6 +13,7 @@
 //! [`block_on`], from any thread, inside a runtime or not. The engine's group
 //! commit ([`WriteRuns::commit_turn`]) is awaited instead.
 
+mod backup;
 mod block;
 mod runs;
 pub(crate) mod sandbox;

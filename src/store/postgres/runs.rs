@@ -17,7 +17,7 @@ const FINISHED: &str = "('succeeded', 'failed', 'compensated', 'compensation_fai
 
 const RUN_COLUMNS: &str = "run_id, workflow, hash, status, started_at, updated_at, parent, error::text";
 
-fn meta_of(row: &Row) -> Result<RunMeta, StoreError> {
+pub(super) fn meta_of(row: &Row) -> Result<RunMeta, StoreError> {
     let status: String = row.get(3);
     let error: Option<String> = row.get(7);
     Ok(RunMeta {
