@@ -136,6 +136,12 @@ impl Metrics {
         *runs.entry((workflow.to_owned(), to.to_owned())).or_default() += 1;
     }
 
+    /// Runs found in the store at start.
+    pub(crate) fn runs_counted(&self, workflow: &str, status: &str, n: u64) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        *runs.entry((workflow.to_owned(), status.to_owned())).or_default() += n as i64;
+    }
+
     /// A run left the store (retention).
     pub(crate) fn run_left(&self, workflow: &str, status: &str) {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());

@@ -129,7 +129,7 @@ pub(crate) async fn resume_unfinished(
     store: &dyn crate::store::Store,
     registry: &Registry,
 ) -> Result<Vec<String>, ReplayError> {
-    let unfinished: Vec<_> = store.runs()?.into_iter().filter(|r| !r.is_finished()).collect();
+    let unfinished = store.unfinished()?;
     let mut versions = Versions::default();
     for meta in &unfinished {
         let wf = versions.get(store, &meta.hash, registry)?;

@@ -203,8 +203,8 @@ pub(crate) async fn start(
     let subscriptions = Arc::new(Subscriptions::new(backends.webhooks.clone()));
     subscriptions.set_workflows(catalog.snapshot().all_active());
     let metrics = Arc::new(Metrics::default());
-    for meta in store.runs()? {
-        metrics.run_moved(&meta.workflow, "", meta.status.as_str());
+    for (workflow, status, n) in store.status_counts()? {
+        metrics.runs_counted(&workflow, status.as_str(), n);
     }
     // The server waits for the store as long as it takes (a full disk is freed by a person).
     let options_engine = EngineOptions {

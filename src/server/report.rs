@@ -60,7 +60,7 @@ impl Reports {
             changes.iter().filter(|c| matches!(c, Change::Updated { .. } | Change::Removed { .. })).collect();
         let unfinished = match relevant.is_empty() {
             true => Vec::new(),
-            false => store.runs().map(|r| r.into_iter().filter(|m| !m.is_finished()).collect()).unwrap_or_default(),
+            false => store.unfinished().unwrap_or_default(),
         };
         for change in changes {
             let report = build(change, snapshot, &unfinished, store, registry);

@@ -157,3 +157,22 @@ fn a_database_of_a_newer_schema_is_refused_and_a_password_never_shows() {
     let e = PgStore::open(with_password.as_str(), Some("w3")).err().map(|e| e.message).unwrap_or_default();
     assert!(!e.contains("hunter2"), "{e}");
 }
+
+#[test]
+fn unfinished_runs_and_counts_by_status_agree_with_the_index() {
+    each_store(|store| {
+        let waiting = RunMeta { status: RunStatus::Waiting, ..meta(5, "b") };
+        let runs = vec![meta(1, "a"), meta(2, "a"), meta(3, "a"), waiting.clone()];
+        store.commit(&Commit { runs, ..Commit::default() }).expect("commit");
+        assert_eq!(store.unfinished().expect("unfinished"), vec![waiting]);
+        let counts = store.status_counts().expect("counts");
+        assert_eq!(
+            counts,
+            vec![
+                ("a".into(), RunStatus::Failed, 2),
+                ("a".into(), RunStatus::Succeeded, 1),
+                ("b".into(), RunStatus::Waiting, 1)
+            ]
+        );
+    });
+}

@@ -59,6 +59,12 @@ impl ReadRuns for Faulty {
     fn unfinished_since(&self) -> Result<Option<u64>, StoreError> {
         self.inner.unfinished_since()
     }
+    fn unfinished(&self) -> Result<Vec<RunMeta>, StoreError> {
+        self.inner.unfinished()
+    }
+    fn status_counts(&self) -> Result<Vec<(String, crate::store::RunStatus, u64)>, StoreError> {
+        self.inner.status_counts()
+    }
 }
 
 impl WriteRuns for Faulty {

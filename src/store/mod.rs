@@ -295,6 +295,18 @@ pub(crate) trait ReadRuns: Send + Sync {
         old.truncate(limit);
         Ok(old)
     }
+    /// The runs that have not ended (to resume them), oldest first.
+    fn unfinished(&self) -> Result<Vec<RunMeta>, StoreError> {
+        Ok(self.runs()?.into_iter().filter(|m| !m.is_finished()).collect())
+    }
+    /// How many runs each workflow has in each status (for `/metrics`).
+    fn status_counts(&self) -> Result<Vec<(String, RunStatus, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<(String, &'static str), (RunStatus, u64)> = Default::default();
+        for meta in self.runs()? {
+            counts.entry((meta.workflow, meta.status.as_str())).or_insert((meta.status, 0)).1 += 1;
+        }
+        Ok(counts.into_iter().map(|((workflow, _), (status, n))| (workflow, status, n)).collect())
+    }
     /// Up to `limit` events that came before `before`, oldest first.
     fn events_before(&self, before: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
     /// A time no unfinished run started before: the start of the oldest

@@ -260,6 +260,30 @@ impl ReadRuns for PgStore {
         rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "event")).collect()
     }
 
+    fn unfinished(&self) -> Result<Vec<RunMeta>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM sagaflow.runs WHERE status NOT IN {FINISHED} ORDER BY started_at, run_id"
+        );
+        self.metas("cannot read the run index", &sql, &[])
+    }
+
+    fn status_counts(&self) -> Result<Vec<(String, RunStatus, u64)>, StoreError> {
+        let rows = self.query(
+            "cannot count runs",
+            "SELECT workflow, status, count(*) FROM sagaflow.runs GROUP BY workflow, status ORDER BY workflow, status",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let status = r
+                    .get::<_, &str>(1)
+                    .parse::<RunStatus>()
+                    .map_err(|e| StoreError::other(format!("a run row: {e}")))?;
+                Ok((r.get::<_, String>(0), status, r.get::<_, i64>(2) as u64))
+            })
+            .collect()
+    }
+
     fn unfinished_since(&self) -> Result<Option<u64>, StoreError> {
         let sql = format!("SELECT min(started_at) FROM sagaflow.runs WHERE status NOT IN {FINISHED}");
         let rows = self.query("cannot read the run index", &sql, &[])?;
