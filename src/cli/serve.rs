@@ -62,10 +62,19 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         let running = server::start(options, store, &backends).await.map_err(|e| e.to_string())?;
         println!("sagaflow serve: listening on http://{}", running.addr);
         let _ = std::io::stdout().flush();
-        server::stop_signal().await;
+        let fenced = running.app.fenced.clone();
+        let taken_over = tokio::select! {
+            _ = server::stop_signal() => false,
+            _ = fenced.cancelled() => true,
+        };
         eprintln!("sagaflow serve: stopping (no new runs; attempts in flight get the grace period)");
         running.stop().await;
-        Ok(())
+        match taken_over {
+            true => {
+                Err("another worker took this one's runs over (its lease ran out); start it again to rejoin".into())
+            }
+            false => Ok(()),
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -56,6 +56,8 @@ pub enum ReplayError {
     NoCopy(String),
     /// The stored workflow version no longer compiles (its actions changed).
     NoLongerCompiles(String),
+    /// A live worker of the shared store owns the run: it is that worker's to move.
+    OwnedElsewhere(String),
 }
 
 impl std::fmt::Display for ReplayError {
@@ -65,6 +67,10 @@ impl std::fmt::Display for ReplayError {
             ReplayError::Store(e) => f.write_str(&e.message),
             ReplayError::NoCopy(hash) => write!(f, "the store has no copy of workflow version {hash}"),
             ReplayError::NoLongerCompiles(hash) => write!(f, "the stored workflow version {hash} no longer compiles"),
+            ReplayError::OwnedElsewhere(id) => write!(
+                f,
+                "run {id} is owned by a live worker of the shared store; act on it through that server (--server URL)"
+            ),
         }
     }
 }
@@ -129,14 +135,26 @@ pub(crate) async fn resume_unfinished(
     store: &dyn crate::store::Store,
     registry: &Registry,
 ) -> Result<Vec<String>, ReplayError> {
-    let unfinished = store.unfinished()?;
+    // Alone on its store, every unfinished run; shared, those no live worker owns.
+    let claimed = store.claim(usize::MAX)?;
+    resume_runs(engine, store, registry, &claimed).await?;
+    Ok(claimed.into_iter().map(|m| m.run_id).collect())
+}
+
+/// Reads runs back from their journals and hands them to the engine to go on.
+pub(crate) async fn resume_runs(
+    engine: &driver::Engine,
+    store: &dyn crate::store::Store,
+    registry: &Registry,
+    runs: &[crate::store::RunMeta],
+) -> Result<(), ReplayError> {
     let mut versions = Versions::default();
-    for meta in &unfinished {
+    for meta in runs {
         let wf = versions.get(store, &meta.hash, registry)?;
         let entries = store.entries(&meta.run_id)?;
         engine.resume(meta.run_id.clone(), wf, entries).await;
     }
     // One more turn of the loop: the last resumed runs have acted.
     engine.flush().await;
-    Ok(unfinished.into_iter().map(|m| m.run_id).collect())
+    Ok(())
 }

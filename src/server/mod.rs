@@ -12,6 +12,7 @@ pub(crate) mod prometheus;
 pub(crate) mod report;
 pub(crate) mod retention;
 pub(crate) mod schedule;
+pub(crate) mod takeover;
 pub(crate) mod timeline;
 pub(crate) mod watch;
 
@@ -66,6 +67,8 @@ pub(crate) struct App {
     pub draining: AtomicBool,
     /// Cancelled when the server stops: live streams and long waits end.
     pub shutdown: CancellationToken,
+    /// Cancelled when another worker of a shared store took this one's runs over.
+    pub fenced: CancellationToken,
     pub started_at: std::time::Instant,
     /// One permit for each event stream or `?wait` request that may be open.
     streams: listen::Places,
@@ -230,6 +233,7 @@ pub(crate) async fn start(
         token: options.token.clone(),
         draining: AtomicBool::new(false),
         shutdown: CancellationToken::new(),
+        fenced: CancellationToken::new(),
         started_at: std::time::Instant::now(),
         streams: listen::Places::new(options.max_streams),
         connections: listen::Places::new(listen::connection_limit(options.max_connections)),
@@ -242,6 +246,7 @@ pub(crate) async fn start(
     });
     watch::spawn(app.clone());
     schedule::spawn(app.clone());
+    takeover::spawn(app.clone());
     if let Some(period) = options.retention {
         retention::spawn(app.clone(), period);
     }
@@ -283,6 +288,10 @@ impl Running {
         self.relay.stop();
         if let Some(tracer) = &self.tracer {
             tracer.flush(Duration::from_secs(5)).await;
+        }
+        // In a shared store, the unfinished runs are anyone's from now on.
+        if let Err(e) = self.app.store.leave() {
+            tracing::warn!(error = %e, "could not hand the runs over; they are taken over once the lease runs out");
         }
         let _ = self.server.await;
         if left > 0 {

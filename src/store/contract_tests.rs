@@ -176,3 +176,42 @@ fn unfinished_runs_and_counts_by_status_agree_with_the_index() {
         );
     });
 }
+
+/// Ownership in a shared store: a live worker's runs are its own; a worker
+/// that left or went silent has its unfinished runs claimed, each by one
+/// worker, and writes nothing more.
+#[test]
+fn a_dead_or_departed_workers_runs_are_claimed_once_and_it_writes_nothing_more() {
+    let Some(url) = fresh_database() else { return };
+    let open = |id: &str| PgStore::open(&url, Some(id)).unwrap_or_else(|e| panic!("{e}"));
+    let a = open("a");
+    let running = RunMeta { status: RunStatus::Running, ..meta(1, "w") };
+    a.commit(&Commit { runs: vec![running.clone(), meta(2, "w")], ..Commit::default() }).expect("a's runs");
+    let b = open("b");
+    assert_eq!(b.claim(10).expect("claim"), vec![], "a is live: its runs are its own");
+    assert!(!b.claim_run("run001").expect("claim one"), "nor one of them");
+    assert!(b.claim_run("run002").expect("claim one"), "a finished run is no one's");
+    a.leave().expect("leave");
+    let taken = b.claim(10).expect("claim");
+    assert_eq!(taken.iter().map(|m| m.run_id.as_str()).collect::<Vec<_>>(), ["run001"]);
+    assert_eq!(b.claim(10).expect("claim again"), vec![], "a run is claimed once");
+    let refused = a.commit(&Commit { runs: vec![running.clone()], ..Commit::default() }).expect_err("fenced");
+    assert_eq!(refused.kind, StoreErrorKind::Conflict);
+
+    // A worker that goes silent: once its lease ran out, it is declared dead by another.
+    let c = open("c");
+    c.commit(&Commit { runs: vec![RunMeta { status: RunStatus::Waiting, ..meta(3, "w") }], ..Commit::default() })
+        .expect("c's run");
+    super::postgres::block_on(c.age_lease()).expect("its lease runs out");
+    assert_eq!(b.expire_workers().expect("expire"), vec!["c".to_owned()]);
+    assert_eq!(b.claim(10).expect("claim").len(), 1, "c's run is b's now");
+    let refused = c.commit(&Commit { runs: vec![meta(4, "w")], ..Commit::default() }).expect_err("fenced");
+    assert_eq!(refused.kind, StoreErrorKind::Conflict);
+
+    // A worker learns it was taken over at its next renewal.
+    let d = open("d");
+    let _again = open("d");
+    std::thread::sleep(super::postgres::LEASE / 2);
+    assert!(d.is_fenced(), "its renewal found its generation taken over");
+    assert!(!b.is_fenced());
+}

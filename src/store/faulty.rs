@@ -108,6 +108,24 @@ impl OutboxTable for Faulty {
     }
 }
 
+impl super::Ownership for Faulty {
+    fn claim(&self, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
+        self.inner.claim(limit)
+    }
+    fn claim_run(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.inner.claim_run(run_id)
+    }
+    fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.expire_workers()
+    }
+    fn leave(&self) -> Result<(), StoreError> {
+        self.inner.leave()
+    }
+    fn is_fenced(&self) -> bool {
+        self.inner.is_fenced()
+    }
+}
+
 impl ScheduleTable for Faulty {
     fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError> {
         self.inner.last_tick(schedule)

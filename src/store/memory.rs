@@ -125,6 +125,8 @@ impl OutboxTable for MemoryStore {
     }
 }
 
+impl super::Ownership for MemoryStore {}
+
 impl ScheduleTable for MemoryStore {
     fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.lock().ticks.get(schedule).copied())

@@ -370,10 +370,39 @@ pub(crate) trait ScheduleTable: Send + Sync {
     fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError>;
 }
 
-/// A whole store.
-pub(crate) trait Store: ReadRuns + WriteRuns + OutboxTable + ScheduleTable {}
+/// Which process runs which run. Alone on its store (sled, memory) a process
+/// owns every run and these answer so; in a store several workers share,
+/// each run is one live worker's, and a dead worker's runs are claimed.
+pub(crate) trait Ownership: ReadRuns {
+    /// Takes up to `limit` unfinished runs for this process to run: alone,
+    /// all of them; shared, those no live worker owns, each to one claimer.
+    fn claim(&self, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
+        let mut all = self.unfinished()?;
+        all.truncate(limit);
+        Ok(all)
+    }
+    /// Whether this process may take `run_id` up now (claiming it if it is an orphan).
+    fn claim_run(&self, _run_id: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Declares dead the other workers whose lease ran out; answers them.
+    fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// This process stops owning runs: others take them up at once.
+    fn leave(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether another worker took this one's runs over: it must stop.
+    fn is_fenced(&self) -> bool {
+        false
+    }
+}
 
-impl<T: ReadRuns + WriteRuns + OutboxTable + ScheduleTable> Store for T {}
+/// A whole store.
+pub(crate) trait Store: ReadRuns + WriteRuns + OutboxTable + ScheduleTable + Ownership {}
+
+impl<T: ReadRuns + WriteRuns + OutboxTable + ScheduleTable + Ownership> Store for T {}
 
 #[cfg(test)]
 pub(crate) mod contract_tests;

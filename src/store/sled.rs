@@ -370,18 +370,27 @@ pub(super) fn event_key(event: &EventRecord) -> Vec<u8> {
 
 /// `o/<at><id>`: a delivery, in the order its events came.
 pub(super) fn delivery_key(event: &EventRecord) -> Vec<u8> {
-    let mut key = b"o/".to_vec();
-    key.extend_from_slice(&event.at.to_be_bytes());
-    key.extend_from_slice(event.id.as_bytes());
+    time_key(b"o/", event.at, &event.id)
+}
+
+/// `<prefix><at, 8 bytes big-endian><id>`: keys in time order under a prefix.
+pub(super) fn time_key(prefix: &[u8], at: u64, id: &str) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&at.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
     key
 }
 
 pub(super) fn dead_letter_key(dead: &DeadLetter) -> Vec<u8> {
-    let mut key = b"x/".to_vec();
-    key.extend_from_slice(&dead.event.at.to_be_bytes());
-    key.extend_from_slice(dead.event.id.as_bytes());
-    key.push(0);
+    let mut key = dead_letters_of(&dead.event);
     key.extend_from_slice(dead.subscriber.as_bytes());
+    key
+}
+
+/// `x/<at><id>\0`: the prefix of an event's dead letters.
+pub(super) fn dead_letters_of(event: &EventRecord) -> Vec<u8> {
+    let mut key = time_key(b"x/", event.at, &event.id);
+    key.push(0);
     key
 }
 
@@ -597,6 +606,8 @@ impl OutboxTable for SledStore {
         self.scan("x/", "dead letter")
     }
 }
+
+impl super::Ownership for SledStore {}
 
 impl ScheduleTable for SledStore {
     fn last_tick(&self, schedule: &str) -> Result<Option<u64>, StoreError> {

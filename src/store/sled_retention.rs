@@ -8,7 +8,7 @@
 //! operator leaves a stale `f/` key behind; the row says so, and the key goes
 //! the next time a prune meets it.
 
-use super::sled::{err, event_key, start_key, write_err, SledStore};
+use super::sled::{dead_letters_of, err, event_key, start_key, time_key, write_err, SledStore};
 use super::{decode, EventRecord, RunMeta, StoreError, MAX_SCANNED_PER_PAGE};
 
 /// Marks a store whose retention indexes are complete.
@@ -16,25 +16,17 @@ const INDEXED_KEY: &str = "m/retention-index";
 
 /// `f/<updated_at><run id>`: a finished run, by when it finished.
 pub(super) fn finish_key(meta: &RunMeta) -> Vec<u8> {
-    let mut key = b"f/".to_vec();
-    key.extend_from_slice(&meta.updated_at.to_be_bytes());
-    key.extend_from_slice(meta.run_id.as_bytes());
-    key
+    time_key(b"f/", meta.updated_at, &meta.run_id)
 }
 
 /// `e/<at><id>`: an event, by when it came.
 pub(super) fn event_time_key(event: &EventRecord) -> Vec<u8> {
-    let mut key = b"e/".to_vec();
-    key.extend_from_slice(&event.at.to_be_bytes());
-    key.extend_from_slice(event.id.as_bytes());
-    key
+    time_key(b"e/", event.at, &event.id)
 }
 
 /// The first key of a time-ordered prefix at or after `at`.
 fn time_bound(prefix: &[u8], at: u64) -> Vec<u8> {
-    let mut key = prefix.to_vec();
-    key.extend_from_slice(&at.to_be_bytes());
-    key
+    time_key(prefix, at, "")
 }
 
 /// The index keys a run row brings with it: its start, and its finish once finished.
@@ -164,11 +156,7 @@ impl SledStore {
     pub(super) fn remove_event(&self, batch: &mut sled::Batch, event: &EventRecord) -> Result<(), StoreError> {
         batch.remove(event_key(event));
         batch.remove(event_time_key(event));
-        let mut letters = b"x/".to_vec();
-        letters.extend_from_slice(&event.at.to_be_bytes());
-        letters.extend_from_slice(event.id.as_bytes());
-        letters.push(0);
-        for key in self.tree.scan_prefix(letters).keys() {
+        for key in self.tree.scan_prefix(dead_letters_of(event)).keys() {
             batch.remove(key.map_err(|e| err(&self.path, "cannot read the dead letters", e))?);
         }
         Ok(())

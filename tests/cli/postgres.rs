@@ -117,3 +117,45 @@ fn a_store_moves_from_sled_to_postgresql_and_back_line_for_line() {
         "sled's copy is as it was"
     );
 }
+
+const SLOWLY: &str = "name: slowly
+steps:
+  - { id: first, action: mock, with: { output: 1 } }
+  - { id: nap, action: sleep, needs: [first], with: { for: 4s } }
+  - { id: last, action: mock, needs: [nap], with: { output: done } }
+";
+
+/// Two `serve` workers on one database: one is killed while its run sleeps;
+/// once its lease runs out the other declares it dead, claims the run and
+/// finishes it from its journal (the sleep keeps its wake time, no step runs twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_run_is_taken_over_and_finished_by_another() {
+    let Some(url) = pg_testing::fresh_database() else { return };
+    let dir = folder(&[("slowly.yaml", SLOWLY)]);
+    std::fs::write(dir.path().join("sagaflow.toml"), format!("[store]\nurl = \"{url}\"\n")).expect("config");
+    let one = Server::start(dir.path());
+    let two = Server::start(dir.path());
+    let id = one.start_run("slowly", serde_json::json!({})).await;
+    one.until_status(&id, &["waiting"]).await;
+    let killed = std::time::Instant::now();
+    one.kill();
+    let done = two.until_status(&id, &["succeeded", "failed", "compensated"]).await;
+    let took = killed.elapsed();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let attempts: Vec<u64> =
+        done["steps"].as_array().into_iter().flatten().filter_map(|s| s["attempts"].as_u64()).collect();
+    assert_eq!(attempts, [1, 1, 1], "no step ran twice: {done}");
+    assert!(took < std::time::Duration::from_secs(15), "taken over in {took:?}");
+    assert!(two.log().contains("took over runs"), "{}", two.log());
+
+    // A worker that drains (SIGTERM) hands its runs over at once: no lease to wait out.
+    let id = two.start_run("slowly", serde_json::json!({})).await;
+    two.until_status(&id, &["waiting"]).await;
+    let log_before = two.log().len();
+    assert_eq!(two.terminate(), Some(0));
+    let three = Server::start(dir.path());
+    let done = three.until_status(&id, &["succeeded", "failed", "compensated"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let since = three.log().get(log_before..).unwrap_or_default().to_owned();
+    assert!(!since.contains("lease ran out"), "handed over, not taken from a silent worker: {since}");
+}

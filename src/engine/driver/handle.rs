@@ -209,6 +209,9 @@ impl Engine {
     /// Takes an unfinished run up from its journal (as `resume` does, for one run).
     pub(crate) async fn take_up(&self, run_id: &str) -> Result<(), super::super::ReplayError> {
         let meta = self.store.run(run_id)?.ok_or_else(|| super::super::ReplayError::NoSuchRun(run_id.to_owned()))?;
+        if !meta.is_finished() && !self.store.claim_run(run_id)? {
+            return Err(super::super::ReplayError::OwnedElsewhere(run_id.to_owned()));
+        }
         if !meta.is_finished() {
             let wf = self.version(&meta.hash)?;
             let entries = self.store.entries(run_id)?;

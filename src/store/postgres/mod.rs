@@ -15,6 +15,7 @@
 
 mod backup;
 mod block;
+mod ownership;
 mod runs;
 pub(crate) mod sandbox;
 mod schema;
@@ -24,6 +25,8 @@ use std::sync::Arc;
 use tokio_postgres::{Client, NoTls};
 
 pub(crate) use block::block_on;
+#[cfg(test)]
+pub(crate) use ownership::LEASE;
 
 use super::{StoreError, StoreErrorKind};
 
@@ -43,13 +46,14 @@ pub(crate) struct PgStore {
     write: tokio::sync::Mutex<Client>,
     /// None: this process only reads (its commits are refused).
     worker: Option<Worker>,
+    /// Its lease renewal found its generation taken over.
+    fenced: Arc<std::sync::atomic::AtomicBool>,
+    /// It left (its lease is no longer renewed).
+    left: Arc<std::sync::atomic::AtomicBool>,
     url: String,
     /// The URL without its password, for messages.
     shown: String,
 }
-
-/// How long a worker's lease runs before another may take its runs.
-const LEASE_SECONDS: f64 = 30.0;
 
 impl PgStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), brings
@@ -83,7 +87,23 @@ impl PgStore {
             Some(id) => Some(block_on(join(&write, id)).map_err(|e| pg_error(&shown, "cannot join as a worker", e))?),
             None => None,
         };
-        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, url: url.to_owned(), shown })
+        let (fenced, left) = (Arc::default(), Arc::default());
+        if let Some(worker) = &worker {
+            // The lease is renewed on a connection of its own, as long as the store lives.
+            let lease = Arc::new(connect(&runtime)?);
+            let (worker, fenced, left) = (worker.clone(), Arc::clone(&fenced), Arc::clone(&left));
+            runtime.spawn(async move { ownership::keep_lease(lease, worker, fenced, left) });
+        }
+        Ok(PgStore {
+            runtime,
+            read,
+            write: tokio::sync::Mutex::new(write),
+            worker,
+            fenced,
+            left,
+            url: url.to_owned(),
+            shown,
+        })
     }
 
     /// The worker this store writes as.
@@ -106,6 +126,15 @@ impl PgStore {
         block_on(task).map_err(|e| StoreError::other(format!("{}: {e}", self.shown)))?
     }
 
+    /// Makes this worker silent, its lease run out now (tests of a worker that stopped).
+    #[cfg(test)]
+    pub(crate) async fn age_lease(&self) -> Result<u64, tokio_postgres::Error> {
+        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
+        let id = self.worker.as_ref().map(|w| w.id.clone()).unwrap_or_default();
+        let sql = "UPDATE sagaflow.workers SET lease_until = now() - interval '1 second' WHERE worker_id = $1";
+        self.read.execute(sql, &[&id]).await
+    }
+
     /// An error of this store, named by its database.
     fn error(&self, what: &str, e: tokio_postgres::Error) -> StoreError {
         pg_error(&self.shown, what, e)
@@ -113,7 +142,11 @@ impl PgStore {
 }
 
 impl Drop for PgStore {
+    /// A worker leaves as its store goes: its runs are anyone's at once.
     fn drop(&mut self) {
+        if self.worker.is_some() && !self.left.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = crate::store::Ownership::leave(self);
+        }
         // The connections' tasks end with the runtime; it may be dropped on a runtime thread.
         let runtime = self.runtime.clone();
         std::thread::spawn(move || drop(runtime));
@@ -140,7 +173,7 @@ async fn join(client: &Client, worker_id: &str) -> Result<Worker, tokio_postgres
              ON CONFLICT (worker_id) DO UPDATE SET generation = sagaflow.workers.generation + 1,
                state = 'live', lease_until = EXCLUDED.lease_until, joined_at = now(), fenced_at = NULL
              RETURNING generation",
-            &[&worker_id, &LEASE_SECONDS],
+            &[&worker_id, &ownership::LEASE.as_secs_f64()],
         )
         .await?;
     Ok(Worker { id: worker_id.to_owned(), generation: row.get(0) })

@@ -1,0 +1,56 @@
+//! In a store several workers share: four times a second, the workers whose lease
+//! ran out are declared dead, and their runs (and those of workers that left)
+//! are claimed and resumed here. Alone on its store, a process owns every
+//! run from the start and this finds nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::App;
+use crate::store::RunMeta;
+
+/// How often the others' leases are looked at: a dead worker's runs move
+/// again at most this long after its lease ran out (and the claim's replay).
+const EVERY: Duration = Duration::from_millis(250);
+
+pub(crate) fn spawn(app: Arc<App>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = app.shutdown.cancelled() => return,
+            }
+            if app.is_draining() {
+                return;
+            }
+            if app.store.is_fenced() {
+                tracing::error!("another worker took this one's runs over (its lease ran out): it stops");
+                app.fenced.cancel();
+                return;
+            }
+            match take_over(&app).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "took over runs no live worker owns"),
+                Err(e) => tracing::warn!(error = %e, "could not take runs over; tried again"),
+            }
+        }
+    });
+}
+
+/// Declares the silent workers dead, then claims and resumes orphaned runs.
+async fn take_over(app: &App) -> Result<usize, String> {
+    let store = app.store.clone();
+    let claimed: Vec<RunMeta> = tokio::task::spawn_blocking(move || {
+        for worker in store.expire_workers()? {
+            tracing::warn!(worker = %worker, "a worker's lease ran out: its runs are taken over");
+        }
+        store.claim(256)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.message)?;
+    crate::engine::resume_runs(&app.engine, app.store.as_ref(), app.engine.registry(), &claimed)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(claimed.len())
+}

@@ -1,0 +1,155 @@
+//! Which worker runs which run (`../shared/design/scale-out.md` 4.1): a run is
+//! owned by a worker's generation; a worker keeps its lease alive in the
+//! database's clock; a lease that ran out makes its worker dead (a new
+//! generation), and its runs orphans that any live worker claims, each run to
+//! one claimer (`FOR UPDATE SKIP LOCKED`), fenced by the claimer's own
+//! generation. A worker that leaves (drains) hands its runs over at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use super::runs::meta_of;
+use super::{block_on, PgStore, Worker};
+use crate::store::{RunMeta, StoreError};
+
+/// How long a lease runs: a worker silent this long is taken for dead.
+pub(crate) const LEASE: Duration = Duration::from_secs(3);
+
+/// The statuses of a run that has not ended, as SQL lists them (the status index serves them).
+const UNFINISHED: &str = "('running', 'waiting', 'paused', 'compensating')";
+
+/// Keeps a worker's lease alive, every third of it, until the worker leaves;
+/// a renewal that finds the generation taken over sets `fenced`.
+pub(super) fn keep_lease(client: Arc<Client>, worker: Worker, fenced: Arc<AtomicBool>, left: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(LEASE / 3);
+        loop {
+            every.tick().await;
+            if left.load(Ordering::Relaxed) {
+                return;
+            }
+            let renewed = client
+                .execute(
+                    "UPDATE sagaflow.workers SET lease_until = now() + make_interval(secs => $3)
+                     WHERE worker_id = $1 AND generation = $2 AND state = 'live'",
+                    &[&worker.id, &worker.generation, &LEASE.as_secs_f64()],
+                )
+                .await;
+            match renewed {
+                Ok(0) => {
+                    tracing::warn!(worker = %worker.id, generation = worker.generation, "this worker's runs were taken over: it is fenced off");
+                    fenced.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "the lease could not be renewed; it is tried again"),
+            }
+        }
+    });
+}
+
+impl PgStore {
+    /// Declares dead every other worker whose lease ran out; answers their ids.
+    fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
+        let me = self.worker.as_ref().map_or("", |w| w.id.as_str());
+        let rows = block_on(self.read.query(
+            "UPDATE sagaflow.workers SET generation = generation + 1, state = 'dead', fenced_at = clock_timestamp()
+             WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id",
+            &[&me],
+        ))
+        .map_err(|e| self.error("cannot check the workers' leases", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Takes up to `limit` unfinished runs that no live generation owns (one
+    /// of them: `only`), fenced by this worker's own generation.
+    fn claim_orphans(&self, limit: usize, only: Option<&str>) -> Result<Vec<RunMeta>, StoreError> {
+        let Some(worker) = &self.worker else { return Ok(Vec::new()) };
+        let sql = format!(
+            "WITH orphans AS (
+               SELECT r.run_id FROM sagaflow.runs r LEFT JOIN sagaflow.workers w ON w.worker_id = r.owner
+               WHERE r.status IN {UNFINISHED} AND ($4::text IS NULL OR r.run_id = $4)
+                 AND (r.owner IS NULL OR w.worker_id IS NULL OR w.state <> 'live' OR w.generation <> r.owner_gen)
+               ORDER BY r.started_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED)
+             UPDATE sagaflow.runs SET owner = $1, owner_gen = $2 FROM orphans WHERE runs.run_id = orphans.run_id
+             RETURNING runs.run_id, workflow, hash, status, started_at, updated_at, parent, error::text"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = block_on(async {
+            let mut client = self.write.lock().await;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT sagaflow.fence($1, $2)", &[&worker.id, &worker.generation]).await?;
+            let rows = tx.query(&sql, &[&worker.id, &worker.generation, &limit, &only]).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })
+        .map_err(|e| self.error("cannot claim runs", e))?;
+        rows.iter().map(meta_of).collect()
+    }
+
+    /// Whether this worker may run `run_id` now: it owns it, or just claimed it,
+    /// or the run has ended (no one owns it). False: a live worker owns it.
+    fn claim_one(&self, run_id: &str) -> Result<bool, StoreError> {
+        let Some(worker) = &self.worker else { return Ok(false) };
+        if !self.claim_orphans(1, Some(run_id))?.is_empty() {
+            return Ok(true);
+        }
+        let row =
+            block_on(self.read.query_opt("SELECT owner, owner_gen FROM sagaflow.runs WHERE run_id = $1", &[&run_id]))
+                .map_err(|e| self.error("cannot read the run index", e))?;
+        Ok(match row {
+            None => true,
+            Some(r) => {
+                let owner: Option<String> = r.get(0);
+                let generation: Option<i64> = r.get(1);
+                owner.is_none()
+                    || (owner.as_deref() == Some(worker.id.as_str()) && generation == Some(worker.generation))
+            }
+        })
+    }
+
+    /// Leaves: this generation ends and its unfinished runs are anyone's at once.
+    fn leave(&self) -> Result<(), StoreError> {
+        let Some(worker) = &self.worker else { return Ok(()) };
+        self.left.store(true, Ordering::Relaxed);
+        block_on(self.read.execute(
+            "UPDATE sagaflow.workers SET generation = generation + 1, state = 'gone', fenced_at = clock_timestamp()
+             WHERE worker_id = $1 AND generation = $2",
+            &[&worker.id, &worker.generation],
+        ))
+        .map(drop)
+        .map_err(|e| self.error("cannot leave", e))
+    }
+}
+
+impl crate::store::Ownership for PgStore {
+    fn claim(&self, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
+        self.claim_orphans(limit, None)
+    }
+    fn claim_run(&self, run_id: &str) -> Result<bool, StoreError> {
+        self.claim_one(run_id)
+    }
+    fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
+        PgStore::expire_workers(self)
+    }
+    fn leave(&self) -> Result<(), StoreError> {
+        PgStore::leave(self)
+    }
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_unfinished_list_names_every_status_that_has_not_ended() {
+        for status in crate::store::RunStatus::ALL {
+            let listed = super::UNFINISHED.contains(&format!("'{}'", status.as_str()));
+            assert_eq!(listed, !status.is_finished(), "{status}");
+        }
+    }
+}
