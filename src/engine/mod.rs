@@ -27,6 +27,8 @@ pub(crate) mod record;
 pub(crate) mod relay;
 #[cfg(test)]
 mod repeat_tests;
+#[cfg(test)]
+mod shared_tests;
 pub(crate) mod spans;
 pub(crate) mod template;
 #[cfg(test)]

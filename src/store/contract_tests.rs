@@ -215,3 +215,32 @@ fn a_dead_or_departed_workers_runs_are_claimed_once_and_it_writes_nothing_more()
     assert!(d.is_fenced(), "its renewal found its generation taken over");
     assert!(!b.is_fenced());
 }
+
+/// A run id is created once across workers: a commit that would create a run
+/// another worker created first is refused whole, naming it.
+#[test]
+fn a_run_another_worker_created_first_refuses_the_commit_that_creates_it_again() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (PgStore::open(&url, Some("a")).expect("a"), PgStore::open(&url, Some("b")).expect("b"));
+    let starting = |i: u64| Commit {
+        entries: vec![(meta(i, "w").run_id, 0, Entry::CancelRequested { at: i })],
+        runs: vec![RunMeta { status: RunStatus::Running, ..meta(i, "w") }],
+        created: vec![meta(i, "w").run_id],
+        ..Commit::default()
+    };
+    a.commit(&starting(1)).expect("a creates run001");
+    let mut both = starting(1);
+    both.entries.extend(starting(2).entries);
+    both.runs.extend(starting(2).runs);
+    both.created.push(meta(2, "w").run_id);
+    let refused = b.commit(&both).expect_err("run001 is a's");
+    assert_eq!(
+        (refused.kind, refused.existing.clone()),
+        (StoreErrorKind::Exists, vec!["run001".to_owned()]),
+        "{refused}"
+    );
+    assert_eq!(b.run("run002").expect("read"), None, "nothing of the refused commit");
+    assert_eq!(b.entries("run001").expect("journal").len(), 1, "a's start alone");
+    b.commit(&starting(2)).expect("without it, the commit goes through");
+    assert_eq!(b.run("run002").expect("read").map(|m| m.workflow), Some("w".to_owned()));
+}

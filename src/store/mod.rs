@@ -22,6 +22,8 @@ pub(crate) use crate::journal::status::RunStatus;
 pub struct StoreError {
     pub kind: StoreErrorKind,
     pub message: String,
+    /// For [`StoreErrorKind::Exists`]: the runs the commit meant to create that exist already.
+    pub existing: Vec<String>,
 }
 
 /// What a store error means for the one who got it.
@@ -39,13 +41,16 @@ pub enum StoreErrorKind {
     /// workers, a run fenced by the worker that took it over): tried again, it
     /// fails again; the writer must let the runs go.
     Conflict,
+    /// Runs a commit meant to create exist already (another worker created
+    /// them first): nothing was written; the same commit without them may be.
+    Exists,
     /// Anything else: a path that is not a data directory, a lock held elsewhere.
     Other,
 }
 
 impl StoreError {
     pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> StoreError {
-        StoreError { kind, message: message.into() }
+        StoreError { kind, message: message.into(), existing: Vec::new() }
     }
 
     /// An error of kind [`StoreErrorKind::Other`].
@@ -209,6 +214,10 @@ pub(crate) struct Commit {
     pub forget: Vec<RunMeta>,
     /// Events to remove, with their dead letters.
     pub forget_events: Vec<EventRecord>,
+    /// The runs this commit creates (their `RunStarted` is in it): in a store
+    /// workers share, one that exists already refuses the commit
+    /// ([`StoreErrorKind::Exists`]), so a run id is created once, whoever asks.
+    pub created: Vec<String>,
 }
 
 impl Commit {

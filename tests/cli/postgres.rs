@@ -152,7 +152,9 @@ async fn a_killed_workers_run_is_taken_over_and_finished_by_another() {
     let id = two.start_run("slowly", serde_json::json!({})).await;
     two.until_status(&id, &["waiting"]).await;
     let log_before = two.log().len();
-    assert_eq!(two.terminate(), Some(0));
+    let log = two.log();
+    let code = two.terminate();
+    assert_eq!(code, Some(0), "{log}\n{}", std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default());
     let three = Server::start(dir.path());
     let done = three.until_status(&id, &["succeeded", "failed", "compensated"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");

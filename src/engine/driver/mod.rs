@@ -101,6 +101,15 @@ enum Msg {
 /// The runs an event published from outside woke.
 type Woken = Result<Vec<String>, StoreError>;
 
+/// How a turn's commit went.
+enum Written {
+    Yes,
+    /// Refused: these runs it meant to create exist already (another worker's).
+    Exists(Vec<String>),
+    /// The store cannot write, and the engine stops.
+    No,
+}
+
 /// A turn between deciding and acting: its commit, and who waits for it.
 struct Turn {
     commit: Commit,
@@ -200,10 +209,16 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            let turn = self.prepare(batch);
-            if !self.write(&turn.commit, &rx).await {
-                warn!("the store still cannot write; the engine stops, its runs are resumable");
-                return;
+            let mut turn = self.prepare(batch);
+            loop {
+                match self.write(&turn.commit, &rx).await {
+                    Written::Yes => break,
+                    Written::Exists(existing) => self.drop_existing(&mut turn, &existing),
+                    Written::No => {
+                        warn!("the store still cannot write; the engine stops, its runs are resumable");
+                        return;
+                    }
+                }
             }
             self.finish(turn);
         }
@@ -381,6 +396,7 @@ impl Driver {
         state.secrets = state.wf.secret_values();
         self.runs.insert(run_id.clone(), Active::new(state));
         self.record(&run_id, entry, commit);
+        commit.created.push(run_id.clone());
         Ok((run_id, true))
     }
     /// Whether a run takes a cancel now (its state judges; one that has left
@@ -401,10 +417,10 @@ impl Driver {
     /// written: nothing is lost or written twice, and meanwhile the store's
     /// health holds the error (the API answers 503, `/healthz` says why).
     /// False when the store still fails and every handle to the engine is gone.
-    async fn write(&mut self, commit: &Commit, rx: &mpsc::UnboundedReceiver<Msg>) -> bool {
+    async fn write(&mut self, commit: &Commit, rx: &mpsc::UnboundedReceiver<Msg>) -> Written {
         if commit.is_empty() {
             // A turn that only read (a wait, a flush): nothing to ask of the store.
-            return true;
+            return Written::Yes;
         }
         let mut wait = StdDuration::from_millis(100);
         let first_failure = std::time::Instant::now();
@@ -417,8 +433,10 @@ impl Driver {
                         self.metrics.storage.recovered();
                         info!("the store takes writes again; the engine goes on");
                     }
-                    return true;
+                    return Written::Yes;
                 }
+                // Another worker created some of these runs first: they are not this one's.
+                Err(e) if e.kind == crate::store::StoreErrorKind::Exists => return Written::Exists(e.existing),
                 Err(e) => {
                     if self.metrics.storage.error().is_none() {
                         warn!(error = %e, "the store cannot write; the engine tries the same commit again until it can");
@@ -432,7 +450,7 @@ impl Driver {
                     let too_long =
                         self.write_outage_limit.is_some_and(|limit| broken || first_failure.elapsed() >= limit);
                     if rx.is_closed() || too_long || fenced {
-                        return false;
+                        return Written::No;
                     }
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(StdDuration::from_secs(5));

@@ -35,3 +35,29 @@ impl Driver {
         !here && meta.is_finished() && matches!(self.store.run(&meta.run_id), Ok(Some(now)) if now == *meta)
     }
 }
+
+impl Driver {
+    /// Takes out of a turn the runs it meant to create that another worker
+    /// created first: their entries, rows and state go, and who started them
+    /// hears that the run existed (as a second start with the same id does).
+    pub(super) fn drop_existing(&mut self, turn: &mut Turn, existing: &[String]) {
+        let gone = |id: &String| existing.contains(id);
+        for meta in turn.commit.runs.iter().filter(|m| gone(&m.run_id)) {
+            self.metrics.run_left(&meta.workflow, meta.status.as_str());
+        }
+        turn.commit.entries.retain(|(id, ..)| !gone(id));
+        turn.commit.runs.retain(|m| !gone(&m.run_id));
+        turn.commit.created.retain(|id| !gone(id));
+        turn.transitions.retain(|t| !gone(&t.run_id));
+        turn.touched.retain(|id| !gone(id));
+        for (id, new, _) in turn.started.iter_mut() {
+            if gone(id) {
+                *new = false;
+            }
+        }
+        for id in existing {
+            self.runs.remove(id);
+        }
+        warn!(runs = existing.len(), "runs this worker meant to create exist already; another worker has them");
+    }
+}

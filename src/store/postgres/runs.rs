@@ -54,6 +54,25 @@ impl PgStore {
         let tx = client.transaction().await.map_err(|e| self.error("cannot begin a commit", e))?;
         let parts = Parts::of(commit, &worker.id)?;
         let gen = worker.generation;
+        if !commit.created.is_empty() {
+            // New runs first: a run id another worker created already refuses the commit.
+            let fence: [&(dyn ToSql + Sync); 2] = [&worker.id, &gen];
+            let create: [&(dyn ToSql + Sync); 3] = [&commit.created, &worker.id, &gen];
+            let (fenced, created) = tokio::join!(tx.execute(FENCE, &fence), tx.query(CREATE_RUNS, &create));
+            fenced.map_err(|e| self.error("cannot commit", e))?;
+            let created: Vec<String> =
+                created.map_err(|e| self.error("cannot commit", e))?.iter().map(|r| r.get(0)).collect();
+            let existing: Vec<String> = commit.created.iter().filter(|id| !created.contains(id)).cloned().collect();
+            if !existing.is_empty() {
+                let _ = tx.rollback().await;
+                let mut e = StoreError::new(
+                    crate::store::StoreErrorKind::Exists,
+                    format!("runs {} exist already: another worker created them", existing.join(", ")),
+                );
+                e.existing = existing;
+                return Err(e);
+            }
+        }
         type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
         let p = &parts;
         let fence: Params = vec![&worker.id, &gen];
@@ -94,12 +113,18 @@ impl PgStore {
 }
 
 const FENCE: &str = "SELECT sagaflow.fence($1, $2)";
+/// A placeholder row for each run the commit creates; the upsert below fills it in.
+const CREATE_RUNS: &str =
+    "INSERT INTO sagaflow.runs (run_id, workflow, hash, status, started_at, updated_at, owner, owner_gen)
+    SELECT r, '', '', 'running', 0, 0, $2, $3 FROM unnest($1::text[]) AS t(r)
+    ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
 const UPSERT_RUNS: &str = "INSERT INTO sagaflow.runs
       (run_id, workflow, hash, status, started_at, updated_at, parent, error, owner, owner_gen)
     SELECT r, w, h, s, st, up, p, e::json, o, CASE WHEN o IS NULL THEN NULL ELSE $10::int8 END
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[], $8::text[], $9::text[])
       AS t(r, w, h, s, st, up, p, e, o)
-    ON CONFLICT (run_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+    ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, hash = EXCLUDED.hash,
+      status = EXCLUDED.status, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
       parent = EXCLUDED.parent, error = EXCLUDED.error, owner = EXCLUDED.owner, owner_gen = EXCLUDED.owner_gen";
 const APPEND_JOURNAL: &str = "INSERT INTO sagaflow.journal (run_id, seq, entry)
     SELECT r, s, e::json FROM unnest($1::text[], $2::int4[], $3::text[]) AS t(r, s, e)";
