@@ -7,6 +7,7 @@ pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod console;
 pub(crate) mod error;
+pub(crate) mod feed;
 pub(crate) mod listen;
 pub(crate) mod prometheus;
 pub(crate) mod report;
@@ -247,6 +248,7 @@ pub(crate) async fn start(
     watch::spawn(app.clone());
     schedule::spawn(app.clone());
     takeover::spawn(app.clone());
+    feed::spawn(app.clone());
     if let Some(period) = options.retention {
         retention::spawn(app.clone(), period);
     }

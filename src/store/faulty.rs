@@ -124,6 +124,12 @@ impl super::Ownership for Faulty {
     fn is_fenced(&self) -> bool {
         self.inner.is_fenced()
     }
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+    fn events_since(&self, since: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.events_since(since, limit)
+    }
 }
 
 impl ScheduleTable for Faulty {

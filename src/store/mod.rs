@@ -406,6 +406,16 @@ pub(crate) trait Ownership: ReadRuns {
     fn is_fenced(&self) -> bool {
         false
     }
+    /// Whether other processes write to this store too (their events must be looked for).
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Up to `limit` events of any worker that came at or after `since`,
+    /// oldest first (to wake the waits of this worker's runs). Alone on its
+    /// store, a process delivers its events as it commits them: none.
+    fn events_since(&self, _since: u64, _limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A whole store.

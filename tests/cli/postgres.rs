@@ -161,3 +161,29 @@ async fn a_killed_workers_run_is_taken_over_and_finished_by_another() {
     let since = three.log().get(log_before..).unwrap_or_default().to_owned();
     assert!(!since.contains("lease ran out"), "handed over, not taken from a silent worker: {since}");
 }
+
+const AWAITS: &str = "name: awaits
+steps:
+  - id: approval
+    action: event.wait
+    with: { type: approval.given, key: '{{input.request}}' }
+    timeout: 1m
+";
+
+/// An event posted to one worker wakes a run another worker owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_posted_to_one_worker_wakes_the_run_another_owns() {
+    let Some(url) = pg_testing::fresh_database() else { return };
+    let dir = folder(&[("awaits.yaml", AWAITS)]);
+    std::fs::write(dir.path().join("sagaflow.toml"), format!("[store]\nurl = \"{url}\"\n")).expect("config");
+    let one = Server::start(dir.path());
+    let two = Server::start(dir.path());
+    let id = one.start_run("awaits", serde_json::json!({ "request": "r-7" })).await;
+    one.until_status(&id, &["waiting"]).await;
+    let event = serde_json::json!({ "type": "approval.given", "key": "r-7", "data": { "by": "ops" } });
+    let (status, body) = two.post("/v1/events", event).await;
+    assert_eq!(status, 202, "{body}");
+    let done = one.until_status(&id, &["succeeded", "failed", "compensated"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"][0]["output"], serde_json::json!({ "by": "ops" }));
+}

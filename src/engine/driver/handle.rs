@@ -345,6 +345,12 @@ impl Engine {
         answer.await.map_err(|_| StoreError::other("the engine has stopped"))
     }
 
+    /// Hands the engine events other workers committed; the runs here that
+    /// wait for them go on (an event given twice wakes nothing more).
+    pub(crate) fn arrived(&self, events: Vec<EventRecord>) {
+        self.send(Msg::Arrived { events });
+    }
+
     fn send(&self, msg: Msg) {
         // A closed channel means the loop ended; the caller's reply then fails.
         let _ = self.tx.send(msg);

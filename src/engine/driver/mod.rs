@@ -90,6 +90,10 @@ enum Msg {
     Flush {
         reply: oneshot::Sender<()>,
     },
+    /// Events another worker committed: they wake this worker's waits.
+    Arrived {
+        events: Vec<EventRecord>,
+    },
     /// Finished runs that leave the store (retention); answered with how many
     /// did, once they are gone.
     Forget {
@@ -320,6 +324,8 @@ impl Driver {
                 Msg::Pause => self.paused = true,
                 Msg::Flush { reply } => committed.push(reply),
                 Msg::Forget { runs, reply } => forgets.push((runs, reply)),
+                // Already committed: the waits they match end in the next turn.
+                Msg::Arrived { events } => drop(self.deliver(&events)),
                 Msg::Wait { run_id, reply } => match self.runs.get(&run_id) {
                     // Paused: it goes on only when an operator acts.
                     Some(a) if a.status == Some(RunStatus::Paused) => {

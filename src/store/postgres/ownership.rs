@@ -141,6 +141,18 @@ impl crate::store::Ownership for PgStore {
     fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::Relaxed)
     }
+    fn is_shared(&self) -> bool {
+        true
+    }
+    fn events_since(&self, since: u64, limit: usize) -> Result<Vec<crate::store::EventRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = block_on(self.read.query(
+            "SELECT event::text FROM sagaflow.events WHERE at >= $1 ORDER BY at, id LIMIT $2",
+            &[&(since as i64), &limit],
+        ))
+        .map_err(|e| self.error("cannot read events", e))?;
+        rows.iter().map(|r| crate::store::decode(r.get::<_, &str>(0).as_bytes(), "event")).collect()
+    }
 }
 
 #[cfg(test)]

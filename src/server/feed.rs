@@ -1,0 +1,51 @@
+//! In a store several workers share, an event one worker commits must wake
+//! the waits of runs another owns. Four times a second each worker reads the
+//! events of the last few seconds and hands the new ones to its engine (a
+//! wait that began later finds its event in the store by itself).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::App;
+use crate::base::clock::now_ms;
+
+/// How often the store is read for others' events.
+const EVERY: Duration = Duration::from_millis(250);
+/// How far back each read looks: an event committed late, or stamped by a
+/// worker whose clock is behind, is still found.
+const OVERLAP_MS: u64 = 5_000;
+/// The most events one read takes.
+const LIMIT: usize = 10_000;
+
+pub(crate) fn spawn(app: Arc<App>) {
+    if !app.store.is_shared() {
+        return;
+    }
+    tokio::spawn(async move {
+        // Event ids already handed over, with their time, for the overlap.
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(EVERY) => {}
+                _ = app.shutdown.cancelled() => return,
+            }
+            let since = now_ms().saturating_sub(OVERLAP_MS);
+            let store = app.store.clone();
+            let read = tokio::task::spawn_blocking(move || store.events_since(since, LIMIT)).await;
+            let events = match read {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not read other workers' events; tried again");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            seen.retain(|_, at| *at >= since);
+            let new: Vec<_> = events.into_iter().filter(|e| seen.insert(e.id.clone(), e.at).is_none()).collect();
+            if !new.is_empty() {
+                app.engine.arrived(new);
+            }
+        }
+    });
+}
