@@ -244,3 +244,16 @@ fn a_run_another_worker_created_first_refuses_the_commit_that_creates_it_again()
     b.commit(&starting(2)).expect("without it, the commit goes through");
     assert_eq!(b.run("run002").expect("read").map(|m| m.workflow), Some("w".to_owned()));
 }
+
+/// The last holder of a PostgreSQL store's runtime may be dropped on a
+/// runtime's worker thread (a server's sandbox, as it stops): no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_store_and_its_sandbox_table_drop_inside_a_runtime() {
+    let Some(url) = fresh_database() else { return };
+    let store = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
+    let sandbox = store.sandbox().unwrap_or_else(|e| panic!("{e}"));
+    drop(store);
+    // Whatever the store hands elsewhere to drop has gone by now: the table holds the last of it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(sandbox);
+}

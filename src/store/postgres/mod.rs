@@ -39,7 +39,7 @@ pub(crate) struct Worker {
 
 pub(crate) struct PgStore {
     /// Where the connections' tasks run.
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<PgRuntime>,
     /// Reads, pipelined on one connection.
     read: Client,
     /// Group commits, one transaction at a time.
@@ -67,8 +67,8 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::other(format!("cannot start the PostgreSQL client: {e}")))?;
-        let runtime = Arc::new(runtime);
-        let connect = |runtime: &Arc<tokio::runtime::Runtime>| {
+        let runtime = Arc::new(PgRuntime(Some(runtime)));
+        let connect = |runtime: &Arc<PgRuntime>| {
             let (url, named) = (url.to_owned(), shown.clone());
             let task = runtime.spawn(async move { connect(&url, &named).await });
             block_on(task).map_err(|e| StoreError::other(format!("{shown}: {e}")))?
@@ -147,9 +147,28 @@ impl Drop for PgStore {
         if self.worker.is_some() && !self.left.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = crate::store::Ownership::leave(self);
         }
-        // The connections' tasks end with the runtime; it may be dropped on a runtime thread.
-        let runtime = self.runtime.clone();
-        std::thread::spawn(move || drop(runtime));
+    }
+}
+
+/// The runtime the connections' tasks run on. Its last holder may be dropped
+/// anywhere, a runtime's worker thread included: it shuts down without
+/// waiting (a runtime dropped the ordinary way there panics).
+pub(crate) struct PgRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for PgRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        // Some until dropped.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("the runtime is taken only when dropped"))
+    }
+}
+
+impl Drop for PgRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use crate::store::StoreError;
 /// The sandbox's table, on a connection of its own.
 pub(crate) struct SandboxTable {
     /// Keeps the connection's task alive.
-    _runtime: Arc<tokio::runtime::Runtime>,
+    _runtime: Arc<super::PgRuntime>,
     client: Mutex<Client>,
     shown: String,
 }
