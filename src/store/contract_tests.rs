@@ -196,7 +196,7 @@ fn a_dead_or_departed_workers_runs_are_claimed_once_and_it_writes_nothing_more()
     assert_eq!(taken.iter().map(|m| m.run_id.as_str()).collect::<Vec<_>>(), ["run001"]);
     assert_eq!(b.claim(10).expect("claim again"), vec![], "a run is claimed once");
     let refused = a.commit(&Commit { runs: vec![running.clone()], ..Commit::default() }).expect_err("fenced");
-    assert_eq!(refused.kind, StoreErrorKind::Conflict);
+    assert_eq!(refused.kind, StoreErrorKind::Conflict, "{refused}");
 
     // A worker that goes silent: once its lease ran out, it is declared dead by another.
     let c = open("c");
@@ -206,7 +206,7 @@ fn a_dead_or_departed_workers_runs_are_claimed_once_and_it_writes_nothing_more()
     assert_eq!(b.expire_workers().expect("expire"), vec!["c".to_owned()]);
     assert_eq!(b.claim(10).expect("claim").len(), 1, "c's run is b's now");
     let refused = c.commit(&Commit { runs: vec![meta(4, "w")], ..Commit::default() }).expect_err("fenced");
-    assert_eq!(refused.kind, StoreErrorKind::Conflict);
+    assert_eq!(refused.kind, StoreErrorKind::Conflict, "{refused}");
 
     // A worker learns it was taken over at its next renewal.
     let d = open("d");

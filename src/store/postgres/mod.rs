@@ -130,6 +130,8 @@ impl PgStore {
     #[cfg(test)]
     pub(crate) async fn age_lease(&self) -> Result<u64, tokio_postgres::Error> {
         self.left.store(true, std::sync::atomic::Ordering::Relaxed);
+        // A renewal already under way ends first (the next one sees `left` and stops).
+        std::thread::sleep(ownership::LEASE / 3 + std::time::Duration::from_millis(300));
         let id = self.worker.as_ref().map(|w| w.id.clone()).unwrap_or_default();
         let sql = "UPDATE sagaflow.workers SET lease_until = now() - interval '1 second' WHERE worker_id = $1";
         self.read.execute(sql, &[&id]).await
@@ -209,7 +211,8 @@ pub(super) fn pg_error(shown: &str, what: &str, e: tokio_postgres::Error) -> Sto
         None if e.is_closed() => StoreErrorKind::Unavailable,
         None => StoreErrorKind::Unavailable,
     };
-    StoreError::new(kind, format!("{what} ({shown}): {detail}"))
+    let code = code.map(|c| format!(" [SQLSTATE {c}]")).unwrap_or_default();
+    StoreError::new(kind, format!("{what} ({shown}): {detail}{code}"))
 }
 
 /// A URL fit for a message: its password, if any, left out.
