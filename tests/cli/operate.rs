@@ -29,6 +29,12 @@ fn record(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// A bulk answer's runs, each with what it does (or would do).
+fn what_each_does(page: &Value) -> Vec<(String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    page["runs"].as_array().into_iter().flatten().map(|r| (text(&r["run_id"]), text(&r["does"]))).collect()
+}
+
 fn cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     sagaflow().current_dir(dir).args(args).args(["--format", "json"]).output().expect("sagaflow")
 }
@@ -177,14 +183,7 @@ async fn bulk_by_filter_with_a_dry_run_equal_to_the_real_call() {
     let filter = json!({ "workflow": "flow", "error_code": "card_declined", "dry_run": true, "with": with });
     let (status, dry) = server.post("/v1/bulk/retry", filter).await;
     assert_eq!(status, 200, "{dry}");
-    let said: Vec<(String, String)> = dry["runs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            (r["run_id"].as_str().unwrap_or_default().to_owned(), r["does"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect();
+    let said = what_each_does(&dry);
     assert_eq!(said.len(), 2, "the paused runs, not the one that succeeded: {dry}");
     assert!(said.iter().all(|(_, does)| does == "retry step charge with the new input"), "{dry}");
     for id in &paused {
@@ -194,14 +193,7 @@ async fn bulk_by_filter_with_a_dry_run_equal_to_the_real_call() {
     let real = json!({ "workflow": "flow", "error_code": "card_declined", "with": with });
     let (status, done) = server.post("/v1/bulk/retry", real).await;
     assert_eq!(status, 200, "{done}");
-    let did: Vec<(String, String)> = done["runs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            (r["run_id"].as_str().unwrap_or_default().to_owned(), r["does"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect();
+    let did = what_each_does(&done);
     assert_eq!(did, said, "the real call does what the dry run said");
     for id in &paused {
         server.until_status(id, &["succeeded"]).await;

@@ -9,9 +9,9 @@
 
 use tokio_postgres::Row;
 
-use super::{block_on, PgStore};
+use super::{block_on, json_column, json_text, PgStore};
 use crate::store::backup::{Damage, Record, EXPORT_FORMAT};
-use crate::store::{decode, encode, StoreError};
+use crate::store::StoreError;
 
 /// Each table as export records, in sled's key order: `d/ j/ k\0 o/ r/ s/ x/`, then the sandbox.
 const TABLES: &[(&str, &str)] = &[
@@ -44,7 +44,7 @@ const FETCH: usize = 1000;
 
 /// Column `i`, JSON text, read as a `T`.
 fn decoded<T: serde::de::DeserializeOwned>(row: &Row, i: usize, what: &str) -> Result<T, String> {
-    decode(row.get::<_, &str>(i).as_bytes(), what).map_err(|e| e.message)
+    json_column(row, i, what).map_err(|e| e.message)
 }
 
 fn record(kind: &str, row: &Row) -> Result<Record, String> {
@@ -167,10 +167,6 @@ impl From<StoreError> for Insert {
     }
 }
 
-fn text(value: &impl serde::Serialize) -> Result<String, StoreError> {
-    String::from_utf8(encode(value)?).map_err(|e| StoreError::other(e.to_string()))
-}
-
 /// One record's row; unfinished runs come without an owner.
 async fn insert(tx: &tokio_postgres::Transaction<'_>, record: &Record) -> Result<(), Insert> {
     match record {
@@ -179,7 +175,7 @@ async fn insert(tx: &tokio_postgres::Transaction<'_>, record: &Record) -> Result
             tx.execute("INSERT INTO sagaflow.definitions (hash, source) VALUES ($1, $2)", &[hash, source]).await?;
         }
         Record::Run { run } => {
-            let error = run.error.as_ref().map(text).transpose()?;
+            let error = run.error.as_ref().map(json_text).transpose()?;
             tx.execute(
                 "INSERT INTO sagaflow.runs (run_id, workflow, hash, status, started_at, updated_at, parent, error)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::json)",
@@ -198,21 +194,21 @@ async fn insert(tx: &tokio_postgres::Transaction<'_>, record: &Record) -> Result
         }
         Record::Entry { run_id, seq, entry } => {
             let sql = "INSERT INTO sagaflow.journal (run_id, seq, entry) VALUES ($1, $2, $3::text::json)";
-            tx.execute(sql, &[run_id, &(*seq as i32), &text(entry)?]).await?;
+            tx.execute(sql, &[run_id, &(*seq as i32), &json_text(entry)?]).await?;
         }
         Record::Event { event } => {
             let sql = "INSERT INTO sagaflow.events (id, type, key, at, event) VALUES ($1, $2, $3, $4, $5::text::json)";
-            tx.execute(sql, &[&event.id, &event.kind, &event.key, &(event.at as i64), &text(event)?]).await?;
+            tx.execute(sql, &[&event.id, &event.kind, &event.key, &(event.at as i64), &json_text(event)?]).await?;
         }
         Record::Delivery { delivery } => {
             let sql =
                 "INSERT INTO sagaflow.outbox (event_id, at, next_due, delivery) VALUES ($1, $2, $3, $4::text::json)";
             let due = delivery.next_due().map(|d| d as i64);
-            tx.execute(sql, &[&delivery.event.id, &(delivery.event.at as i64), &due, &text(delivery)?]).await?;
+            tx.execute(sql, &[&delivery.event.id, &(delivery.event.at as i64), &due, &json_text(delivery)?]).await?;
         }
         Record::DeadLetter { dead_letter: d } => {
             let sql = "INSERT INTO sagaflow.dead_letters (event_id, subscriber, event_at, letter) VALUES ($1, $2, $3, $4::text::json)";
-            tx.execute(sql, &[&d.event.id, &d.subscriber, &(d.event.at as i64), &text(d)?]).await?;
+            tx.execute(sql, &[&d.event.id, &d.subscriber, &(d.event.at as i64), &json_text(d)?]).await?;
         }
         Record::Schedule { schedule, last_tick } => {
             let sql = "INSERT INTO sagaflow.schedules (key, last_tick) VALUES ($1, $2)";
@@ -223,7 +219,7 @@ async fn insert(tx: &tokio_postgres::Transaction<'_>, record: &Record) -> Result
                 return Err(StoreError::other(format!("`{tree}` is not a sandbox tree")).into());
             };
             let sql = "INSERT INTO sagaflow.sandbox (service, key, value) VALUES ($1, $2, $3::text::json)";
-            tx.execute(sql, &[&service, key, &text(value)?]).await?;
+            tx.execute(sql, &[&service, key, &json_text(value)?]).await?;
         }
     }
     Ok(())

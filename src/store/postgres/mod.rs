@@ -215,6 +215,20 @@ pub(super) fn pg_error(shown: &str, what: &str, e: tokio_postgres::Error) -> Sto
     StoreError::new(kind, format!("{what} ({shown}): {detail}{code}"))
 }
 
+/// A value as the JSON text a `json` column takes.
+pub(super) fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    String::from_utf8(super::encode(value)?).map_err(|e| StoreError::other(e.to_string()))
+}
+
+/// Column `i` of a row, JSON text, read as a `T` (`what` names it in an error).
+pub(super) fn json_column<T: serde::de::DeserializeOwned>(
+    row: &tokio_postgres::Row,
+    i: usize,
+    what: &str,
+) -> Result<T, StoreError> {
+    super::decode(row.get::<_, &str>(i).as_bytes(), what)
+}
+
 /// A URL fit for a message: its password, if any, left out.
 pub(crate) fn without_password(url: &str) -> String {
     match reqwest::Url::parse(url) {

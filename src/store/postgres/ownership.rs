@@ -151,7 +151,7 @@ impl crate::store::Ownership for PgStore {
             &[&(since as i64), &limit],
         ))
         .map_err(|e| self.error("cannot read events", e))?;
-        rows.iter().map(|r| crate::store::decode(r.get::<_, &str>(0).as_bytes(), "event")).collect()
+        rows.iter().map(|r| super::json_column(r, 0, "event")).collect()
     }
 }
 

@@ -5,10 +5,10 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{block_on, PgStore};
+use super::{block_on, json_column, json_text, PgStore};
 use crate::journal::entry::Entry;
 use crate::store::{
-    decode, encode, Commit, Committing, DeadLetter, Delivery, EventRecord, MetaError, OutboxTable, ReadRuns, RunFilter,
+    decode, Commit, Committing, DeadLetter, Delivery, EventRecord, MetaError, OutboxTable, ReadRuns, RunFilter,
     RunMeta, RunPage, RunStatus, ScheduleTable, StoreError, WriteRuns,
 };
 
@@ -30,10 +30,6 @@ pub(super) fn meta_of(row: &Row) -> Result<RunMeta, StoreError> {
         parent: row.get(6),
         error: error.map(|e| decode::<MetaError>(e.as_bytes(), "run error")).transpose()?,
     })
-}
-
-fn text(value: &impl serde::Serialize) -> Result<String, StoreError> {
-    String::from_utf8(encode(value)?).map_err(|e| StoreError::other(e.to_string()))
 }
 
 impl PgStore {
@@ -93,8 +89,12 @@ impl PgStore {
         let outbox: Params = vec![&p.delivery_ids, &p.delivery_ats, &p.delivery_dues, &p.deliveries];
         let forget: Params = vec![&p.forget];
         let forget_events: Params = vec![&p.forget_events];
-        // Sent one after another without waiting (pipelined); the fence first.
-        let mut parts_sql: Vec<(&str, &Params)> = vec![(FENCE, &fence)];
+        // Sent one after another without waiting (pipelined); the fence first,
+        // unless the new runs' insert above came after it already.
+        let mut parts_sql: Vec<(&str, &Params)> = Vec::new();
+        if commit.created.is_empty() {
+            parts_sql.push((FENCE, &fence));
+        }
         let wanted = [
             (!p.run_ids.is_empty(), UPSERT_RUNS, &runs),
             (!p.entries.is_empty(), APPEND_JOURNAL, &journal),
@@ -179,26 +179,26 @@ impl Parts {
             p.started.push(m.started_at as i64);
             p.updated.push(m.updated_at as i64);
             p.parents.push(m.parent.clone());
-            p.errors.push(m.error.as_ref().map(text).transpose()?);
+            p.errors.push(m.error.as_ref().map(json_text).transpose()?);
             p.owners.push((!m.is_finished()).then(|| worker.to_owned()));
         }
         for (run, seq, entry) in &commit.entries {
             p.entry_runs.push(run.clone());
             p.entry_seqs.push(*seq as i32);
-            p.entries.push(text(entry)?);
+            p.entries.push(json_text(entry)?);
         }
         for e in &commit.events {
             p.event_ids.push(e.id.clone());
             p.event_types.push(e.kind.clone());
             p.event_keys.push(e.key.clone());
             p.event_ats.push(e.at as i64);
-            p.events.push(text(e)?);
+            p.events.push(json_text(e)?);
         }
         for d in &commit.deliveries {
             p.delivery_ids.push(d.event.id.clone());
             p.delivery_ats.push(d.event.at as i64);
             p.delivery_dues.push(d.next_due().map(|n| n as i64));
-            p.deliveries.push(text(d)?);
+            p.deliveries.push(json_text(d)?);
         }
         p.forget = commit.forget.iter().map(|m| m.run_id.clone()).collect();
         p.forget_events = commit.forget_events.iter().map(|e| e.id.clone()).collect();
@@ -235,7 +235,7 @@ impl ReadRuns for PgStore {
             "SELECT entry::text FROM sagaflow.journal WHERE run_id = $1 ORDER BY seq",
             &[&run_id],
         )?;
-        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "journal entry")).collect()
+        rows.iter().map(|r| json_column(r, 0, "journal entry")).collect()
     }
 
     fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError> {
@@ -263,7 +263,7 @@ impl ReadRuns for PgStore {
             "SELECT event::text FROM sagaflow.events WHERE type = $1 AND key = $2 AND at >= $3 ORDER BY at, id",
             &[&kind, &key, &(since as i64)],
         )?;
-        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "event")).collect()
+        rows.iter().map(|r| json_column(r, 0, "event")).collect()
     }
 
     fn finished_before(&self, before: u64, after: Option<&RunMeta>, limit: usize) -> Result<Vec<RunMeta>, StoreError> {
@@ -282,7 +282,7 @@ impl ReadRuns for PgStore {
             "SELECT event::text FROM sagaflow.events WHERE at < $1 ORDER BY at, id LIMIT $2",
             &[&(before as i64), &(limit as i64)],
         )?;
-        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "event")).collect()
+        rows.iter().map(|r| json_column(r, 0, "event")).collect()
     }
 
     fn unfinished(&self) -> Result<Vec<RunMeta>, StoreError> {
@@ -351,7 +351,7 @@ impl OutboxTable for PgStore {
             "SELECT delivery::text FROM sagaflow.outbox WHERE next_due <= $1 ORDER BY at, event_id LIMIT $2",
             &[&now, &(limit as i64)],
         )?;
-        let due = rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "delivery")).collect::<Result<_, _>>()?;
+        let due = rows.iter().map(|r| json_column(r, 0, "delivery")).collect::<Result<_, _>>()?;
         let later = self.query(
             "cannot read the outbox",
             "SELECT min(next_due) FROM sagaflow.outbox WHERE next_due > $1",
@@ -362,10 +362,10 @@ impl OutboxTable for PgStore {
 
     fn settle(&self, delivery: &Delivery, dead: &[DeadLetter]) -> Result<(), StoreError> {
         let id = &delivery.event.id;
-        let letters: Vec<String> = dead.iter().map(text).collect::<Result<_, _>>()?;
+        let letters: Vec<String> = dead.iter().map(json_text).collect::<Result<_, _>>()?;
         let subscribers: Vec<&str> = dead.iter().map(|d| d.subscriber.as_str()).collect();
         let at = delivery.event.at as i64;
-        let body = text(delivery)?;
+        let body = json_text(delivery)?;
         let due = delivery.next_due().map(|n| n as i64);
         block_on(async {
             let mut client = self.write.lock().await;
@@ -397,7 +397,7 @@ impl OutboxTable for PgStore {
             "SELECT delivery::text FROM sagaflow.outbox ORDER BY at, event_id",
             &[],
         )?;
-        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "delivery")).collect()
+        rows.iter().map(|r| json_column(r, 0, "delivery")).collect()
     }
 
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
@@ -406,7 +406,7 @@ impl OutboxTable for PgStore {
             "SELECT letter::text FROM sagaflow.dead_letters ORDER BY event_at, event_id, subscriber",
             &[],
         )?;
-        rows.iter().map(|r| decode(r.get::<_, &str>(0).as_bytes(), "dead letter")).collect()
+        rows.iter().map(|r| json_column(r, 0, "dead letter")).collect()
     }
 }
 
