@@ -189,6 +189,24 @@ pub(crate) struct DataDir {
     /// workers share); default: `[store] url` in sagaflow.toml, else --data.
     #[arg(long = "store", value_name = "URL")]
     pub store: Option<String>,
+    /// In a shared store, this process's worker id (default: what it is, its host and
+    /// pid). A live worker's id is refused.
+    #[arg(long = "worker-id", value_name = "ID")]
+    pub worker_id: Option<String>,
+    /// In a shared store, how long this worker's lease runs: silent that long, it is taken
+    /// for dead and its runs move to the others.
+    #[arg(long = "lease", value_name = "DURATION", default_value = "3s", value_parser = parse_lease)]
+    pub lease: std::time::Duration,
+}
+
+/// A lease: long enough to renew it in, short enough to take a dead worker's runs over soon.
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let d: crate::dsl::duration::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    let lease = std::time::Duration::from_millis(d.millis());
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600)).contains(&lease) {
+        return Err("a lease runs from 1s to 10m".to_owned());
+    }
+    Ok(lease)
 }
 
 /// `--server URL`: a running `sagaflow serve` to ask instead of the data directory.

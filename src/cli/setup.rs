@@ -64,7 +64,7 @@ impl Setup {
                 Ok((Arc::new(store), backends))
             }
             Place::Postgres(url) => {
-                let store = PgStore::open(&url, Some(&worker_id(role))).map_err(|e| e.message)?;
+                let store = join(&url, data, role)?;
                 let sandbox = Sandbox::open_postgres(&store, &config.seed().map_err(|e| e.0)?)?;
                 let backends = Backends::on(&config, sandbox).map_err(|e| e.0)?;
                 Ok((Arc::new(store), backends))
@@ -84,7 +84,7 @@ impl Setup {
     pub(super) fn write(&self, data: &DataDir, role: &str) -> Result<Arc<dyn Store>, String> {
         match self.place(data)? {
             Place::Sled(dir) => Ok(Arc::new(SledStore::open(&dir).map_err(|e| e.message)?)),
-            Place::Postgres(url) => Ok(Arc::new(PgStore::open(&url, Some(&worker_id(role))).map_err(|e| e.message)?)),
+            Place::Postgres(url) => Ok(Arc::new(join(&url, data, role)?)),
         }
     }
 
@@ -170,6 +170,12 @@ impl Place {
             crate::store::postgres::without_password(url)
         ))
     }
+}
+
+/// Joins the database at `url` as a worker: `--worker-id`, else [`worker_id`].
+fn join(url: &str, data: &DataDir, role: &str) -> Result<PgStore, String> {
+    let id = data.worker_id.clone().unwrap_or_else(|| worker_id(role));
+    PgStore::open_leased(url, Some(&id), data.lease).map_err(|e| e.message)
 }
 
 /// This process's name among the workers of a shared store: what it is, its host and pid.

@@ -11,6 +11,12 @@
 //! |------------|----------------|----------------|------------------------|
 //! | `webhook:NAME` | it answers 2xx | timeout, 429, 5xx, no connection (backoff, `Retry-After`) | other 4xx; `max_attempts` spent; webhook gone |
 //! | `workflow:NAME` | its run is started (id from the event: started once) | the store failing | workflow gone or no longer triggered |
+//!
+//! In a store several workers share, every worker's relay takes part: each
+//! takes what is due under a lease, so one relay at a time tries a delivery;
+//! a dead worker's deliveries go to another. A subscriber this worker does
+//! not know is tried again for ten minutes first (another, of a newer config
+//! in a rolling deploy, may know it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -35,6 +41,9 @@ const FIRST_BACKOFF_MS: u64 = 1_000;
 const MAX_BACKOFF_MS: u64 = 10 * 60_000;
 /// A pass runs at least this often, for deliveries that came due.
 const IDLE_PASS: Duration = Duration::from_secs(5);
+/// In a shared store, how long a subscriber this worker does not know is
+/// tried again before it is given up on (a rolling deploy's length).
+const UNKNOWN_GRACE_MS: u64 = 10 * 60_000;
 
 /// Who takes which events. Shared by the driver (which names the subscribers
 /// of each event it commits) and the relay (which delivers to them).
@@ -223,8 +232,14 @@ impl Relay {
             }
         }
         delivery.pending = left;
-        if let Err(e) = self.store.settle(&delivery, &dead) {
-            warn!(event = %delivery.event.id, error = %e, "the relay cannot record a delivery; it will be delivered again");
+        match self.store.settle(&delivery, &dead) {
+            Ok(()) => {}
+            Err(e) if e.kind == crate::store::StoreErrorKind::Conflict => {
+                info!(event = %delivery.event.id, error = %e, "another relay took this delivery over; it delivers it again");
+            }
+            Err(e) => {
+                warn!(event = %delivery.event.id, error = %e, "the relay cannot record a delivery; it will be delivered again")
+            }
         }
     }
 
@@ -289,9 +304,20 @@ impl Relay {
         }
     }
 
+    /// A subscriber this process does not know: given up on, unless workers
+    /// share the store and the event is recent (a worker of a newer config,
+    /// in a rolling deploy, named it; one that knows it delivers it).
+    fn unknown(&self, event: &EventRecord, error: String) -> Tried {
+        if self.store.is_shared() && now_ms().saturating_sub(event.at) < UNKNOWN_GRACE_MS {
+            let error = format!("{error} here; another worker may know it, so it is tried again");
+            return Tried::Again { error, after_ms: None };
+        }
+        Tried::GiveUp(error)
+    }
+
     async fn to_webhook(&self, name: &str, event: &EventRecord) -> Tried {
         let Some(webhook) = self.subscriptions.webhook(name) else {
-            return Tried::GiveUp(format!("the webhook `{name}` is no longer configured"));
+            return self.unknown(event, format!("the webhook `{name}` is no longer configured"));
         };
         match webhook.deliver(event).await {
             Ok(()) => Tried::Delivered,
@@ -304,7 +330,7 @@ impl Relay {
         let Some(wf) = self.subscriptions.workflow(name, &event.kind) else {
             let message =
                 format!("the workflow `{name}` no longer exists or is no longer triggered by `{}`", event.kind);
-            return Tried::GiveUp(message);
+            return self.unknown(event, message);
         };
         let run_id = triggered_run_id(event, name);
         match self.engine.start_run_as(run_id.clone(), wf, event.data.clone()).await {

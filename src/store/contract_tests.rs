@@ -112,10 +112,39 @@ fn the_outbox_gives_what_is_due_keeps_progress_and_keeps_dead_letters() {
             error: "410".into(),
             at: 45,
         };
+        assert_eq!(store.due(45, 10).expect("due").0, vec![tried], "its progress, due again");
         store.settle(&Delivery { pending: vec![], ..soon }, std::slice::from_ref(&letter)).expect("give up");
         assert_eq!(store.pending().expect("pending"), vec![later]);
         assert_eq!(store.dead_letters().expect("dead"), vec![letter]);
     });
+}
+
+/// Relays share the outbox: what one took is no other's until it settles,
+/// or its worker dies; then another takes it, and the first one's late
+/// settle writes nothing.
+#[test]
+fn a_delivery_one_relay_took_is_no_others_until_it_settles_or_its_worker_dies() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (PgStore::open(&url, Some("a")).expect("a"), PgStore::open(&url, Some("b")).expect("b"));
+    let pending = |due| Pending { subscriber: "webhook:a".into(), attempts: 0, due, last_error: None };
+    let delivery = |i: u64| Delivery { event: event(&format!("e{i}"), "k", i), pending: vec![pending(10)] };
+    a.commit(&Commit { deliveries: vec![delivery(1), delivery(2)], ..Commit::default() }).expect("commit");
+    assert_eq!(a.due(20, 1).expect("due").0, vec![delivery(1)]);
+    assert_eq!(b.due(20, 10).expect("due").0, vec![delivery(2)], "what a took is a's");
+    assert_eq!(a.due(20, 10).expect("due").0, vec![], "and what b took, b's");
+    let tried = Delivery { pending: vec![Pending { attempts: 1, due: 15, ..pending(15) }], ..delivery(2) };
+    b.settle(&tried, &[]).expect("b settles its own");
+    assert_eq!(a.due(20, 10).expect("due").0, vec![tried], "settled, it is anyone's when due");
+
+    // a dies holding both: b takes them, and a's late settle writes nothing.
+    super::postgres::block_on(a.age_lease()).expect("a's lease runs out");
+    b.expire_workers().expect("expire");
+    assert_eq!(b.due(20, 10).expect("due").0.len(), 2, "a dead relay's deliveries are taken over");
+    let refused = a.settle(&Delivery { pending: vec![], ..delivery(1) }, &[]).expect_err("no longer a's");
+    assert_eq!(refused.kind, StoreErrorKind::Conflict, "{refused}");
+    assert_eq!(b.pending().expect("pending").len(), 2, "nothing of a's settle");
+    b.settle(&Delivery { pending: vec![], ..delivery(1) }, &[]).expect("b settles it");
+    assert_eq!(b.pending().expect("pending").len(), 1);
 }
 
 #[test]
@@ -134,7 +163,8 @@ fn a_worker_whose_generation_was_taken_over_writes_nothing_more() {
     let old = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
     let run = |i| Commit { runs: vec![meta(i, "w")], ..Commit::default() };
     old.commit(&run(1)).expect("its own runs");
-    // The same worker id joins again (a restart, or a takeover): a new generation.
+    // The same worker id joins again once its lease ran out (a restart): a new generation.
+    super::postgres::block_on(old.age_lease()).expect("its lease runs out");
     let new = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
     let generation = |s: &PgStore| s.worker().map(|w| w.generation).unwrap_or_default();
     assert_eq!(generation(&new), generation(&old) + 1);
@@ -210,10 +240,46 @@ fn a_dead_or_departed_workers_runs_are_claimed_once_and_it_writes_nothing_more()
 
     // A worker learns it was taken over at its next renewal.
     let d = open("d");
-    let _again = open("d");
+    super::postgres::block_on(
+        d.execute("UPDATE sagaflow.workers SET generation = generation + 1 WHERE worker_id = 'd'"),
+    )
+    .expect("taken over");
     std::thread::sleep(super::postgres::LEASE / 2);
     assert!(d.is_fenced(), "its renewal found its generation taken over");
     assert!(!b.is_fenced());
+}
+
+/// Two processes under one worker id would fence each other: a live id is
+/// waited for (a restart finds its crashed self's lease still running) and
+/// then refused, naming it.
+#[test]
+fn a_worker_id_a_live_worker_holds_is_refused_after_a_lease() {
+    let Some(url) = fresh_database() else { return };
+    let lease = std::time::Duration::from_secs(1);
+    let _live = PgStore::open_leased(&url, Some("w1"), lease).unwrap_or_else(|e| panic!("{e}"));
+    let began = std::time::Instant::now();
+    let refused = PgStore::open_leased(&url, Some("w1"), lease).err().map(|e| e.message).unwrap_or_default();
+    assert!(refused.contains("worker `w1`") && refused.contains("a live worker has that id"), "{refused}");
+    assert!(began.elapsed() >= lease, "waited a lease for it first: {:?}", began.elapsed());
+}
+
+/// A worker whose renewals stop (paused, partitioned) fences itself off
+/// before its lease can run out, without hearing from the database; the same
+/// id then joins again as soon as the lease ran out.
+#[test]
+fn a_worker_that_cannot_renew_fences_itself_off_before_its_lease_runs_out() {
+    let Some(url) = fresh_database() else { return };
+    let lease = std::time::Duration::from_secs(1);
+    let silent = PgStore::open_leased(&url, Some("w1"), lease).unwrap_or_else(|e| panic!("{e}"));
+    silent.commit(&Commit { runs: vec![meta(1, "w")], ..Commit::default() }).expect("its own runs");
+    silent.stop_renewing();
+    std::thread::sleep(lease);
+    assert!(silent.is_fenced(), "no renewal acknowledged for a lease less the margin");
+    let refused = silent.commit(&Commit { runs: vec![meta(2, "w")], ..Commit::default() }).expect_err("self-fenced");
+    assert_eq!(refused.kind, StoreErrorKind::Conflict, "{refused}");
+    let next = PgStore::open_leased(&url, Some("w1"), lease).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next.worker().map(|w| w.generation), silent.worker().map(|w| w.generation + 1));
+    assert_eq!(next.run("run002").expect("read"), None, "nothing of the refused commit");
 }
 
 /// A run id is created once across workers: a commit that would create a run

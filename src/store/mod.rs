@@ -358,12 +358,18 @@ pub(crate) trait WriteRuns: Send + Sync {
 /// Invariant: a delivery stays until `settle` says each of its subscribers
 /// took it or was given up on (then it is a dead letter), so a crash at any
 /// point delivers again rather than never.
+///
+/// In a store several workers share, the relays share the outbox: `due`
+/// leases what it answers to this worker until it settles them (or dies, or
+/// the lease runs out), and no other relay is given them meanwhile.
 pub(crate) trait OutboxTable: Send + Sync {
     /// Up to `limit` deliveries with a subscriber due at `now`, oldest event first,
     /// and the earliest time one of the others is due.
     fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError>;
     /// Writes a delivery's progress durably: what is still pending (none: it is
     /// done and removed) and the dead letters of subscribers given up on.
+    /// Shared, a delivery whose lease this worker lost is refused (`Conflict`)
+    /// and nothing is written: the relay that holds it now delivers it.
     fn settle(&self, delivery: &Delivery, dead: &[DeadLetter]) -> Result<(), StoreError>;
     /// Every delivery still pending, oldest first.
     fn pending(&self) -> Result<Vec<Delivery>, StoreError>;

@@ -14,7 +14,11 @@ impl Driver {
     /// Starts one attempt the way the run says ([`RunState::start`]): an
     /// immediate end, a durable timer, an event wait, an emit into the next
     /// commit, or a call of an action.
+    /// A worker fenced off from a shared store launches nothing: its runs may be another's.
     pub(super) fn launch(&mut self, run_id: &str, key: AttemptKey) {
+        if self.store.is_fenced() {
+            return;
+        }
         let Some(active) = self.runs.get_mut(run_id) else { return };
         let start = active.state.start(key);
         let token = CancellationToken::new();

@@ -16,10 +16,11 @@ pub(super) async fn console() -> Response {
 
 pub(super) async fn healthz(State(app): State<Arc<App>>) -> Response {
     let storage = app.storage_error();
-    let (status, state) = match (app.is_draining(), &storage) {
-        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
-        (false, Some(_)) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-        (false, None) => (StatusCode::OK, "ok"),
+    let (status, state) = match (app.is_draining(), app.store.is_fenced(), &storage) {
+        (true, ..) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        (false, true, _) => (StatusCode::SERVICE_UNAVAILABLE, "fenced"),
+        (false, false, Some(_)) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        (false, false, None) => (StatusCode::OK, "ok"),
     };
     let body = json!({
         "status": state,

@@ -21,11 +21,11 @@ pub(crate) mod sandbox;
 mod schema;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
 pub(crate) use block::block_on;
-#[cfg(test)]
 pub(crate) use ownership::LEASE;
 
 use super::{StoreError, StoreErrorKind};
@@ -46,10 +46,8 @@ pub(crate) struct PgStore {
     write: tokio::sync::Mutex<Client>,
     /// None: this process only reads (its commits are refused).
     worker: Option<Worker>,
-    /// Its lease renewal found its generation taken over.
-    fenced: Arc<std::sync::atomic::AtomicBool>,
-    /// It left (its lease is no longer renewed).
-    left: Arc<std::sync::atomic::AtomicBool>,
+    /// What the worker knows of its lease (whether it is fenced off).
+    lease: Arc<ownership::Lease>,
     url: String,
     /// The URL without its password, for messages.
     shown: String,
@@ -58,8 +56,13 @@ pub(crate) struct PgStore {
 impl PgStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), brings
     /// the schema up to date, and joins as worker `worker_id` with a new
-    /// generation (none: it only reads, and joins nothing).
+    /// generation (none: it only reads, and joins nothing), on the default lease.
     pub(crate) fn open(url: &str, worker_id: Option<&str>) -> Result<PgStore, StoreError> {
+        PgStore::open_leased(url, worker_id, LEASE)
+    }
+
+    /// [`PgStore::open`], the worker's lease running `lease` (renewed every third of it).
+    pub(crate) fn open_leased(url: &str, worker_id: Option<&str>, lease: Duration) -> Result<PgStore, StoreError> {
         let shown = without_password(url);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -74,6 +77,10 @@ impl PgStore {
             block_on(task).map_err(|e| StoreError::other(format!("{shown}: {e}")))?
         };
         let mut write = connect(&runtime)?;
+        // A worker paused inside a commit would hold its fence's lock, and keep
+        // every other worker from taking it over: the server ends such a session.
+        block_on(write.batch_execute("SET idle_in_transaction_session_timeout = '1s'"))
+            .map_err(|e| pg_error(&shown, "cannot set the session up", e))?;
         let read = connect(&runtime)?;
         let found =
             block_on(schema::migrate(&mut write)).map_err(|e| pg_error(&shown, "cannot set the schema up", e))?;
@@ -83,27 +90,19 @@ impl PgStore {
                 schema::VERSION
             )));
         }
+        let sent = std::time::Instant::now();
         let worker = match worker_id {
-            Some(id) => Some(block_on(join(&write, id)).map_err(|e| pg_error(&shown, "cannot join as a worker", e))?),
+            Some(id) => Some(join(&write, id, lease).map_err(|e| e.named(&shown))?),
             None => None,
         };
-        let (fenced, left) = (Arc::default(), Arc::default());
+        let lease = Arc::new(ownership::Lease::new(lease, sent));
         if let Some(worker) = &worker {
             // The lease is renewed on a connection of its own, as long as the store lives.
-            let lease = Arc::new(connect(&runtime)?);
-            let (worker, fenced, left) = (worker.clone(), Arc::clone(&fenced), Arc::clone(&left));
-            runtime.spawn(async move { ownership::keep_lease(lease, worker, fenced, left) });
+            let renewals = Arc::new(connect(&runtime)?);
+            let (worker, lease) = (worker.clone(), Arc::clone(&lease));
+            runtime.spawn(async move { ownership::keep_lease(renewals, worker, lease) });
         }
-        Ok(PgStore {
-            runtime,
-            read,
-            write: tokio::sync::Mutex::new(write),
-            worker,
-            fenced,
-            left,
-            url: url.to_owned(),
-            shown,
-        })
+        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, lease, url: url.to_owned(), shown })
     }
 
     /// The worker this store writes as.
@@ -126,27 +125,44 @@ impl PgStore {
         block_on(task).map_err(|e| StoreError::other(format!("{}: {e}", self.shown)))?
     }
 
+    /// Stops renewing this worker's lease, as a process that stopped would
+    /// (tests); a renewal already under way ends first.
+    #[cfg(test)]
+    pub(crate) fn stop_renewing(&self) {
+        self.lease.left.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(self.lease.length / 3 + Duration::from_millis(300));
+    }
+
     /// Makes this worker silent, its lease run out now (tests of a worker that stopped).
     #[cfg(test)]
     pub(crate) async fn age_lease(&self) -> Result<u64, tokio_postgres::Error> {
-        self.left.store(true, std::sync::atomic::Ordering::Relaxed);
-        // A renewal already under way ends first (the next one sees `left` and stops).
-        std::thread::sleep(ownership::LEASE / 3 + std::time::Duration::from_millis(300));
+        self.stop_renewing();
         let id = self.worker.as_ref().map(|w| w.id.clone()).unwrap_or_default();
         let sql = "UPDATE sagaflow.workers SET lease_until = now() - interval '1 second' WHERE worker_id = $1";
         self.read.execute(sql, &[&id]).await
     }
 
-    /// An error of this store, named by its database.
+    /// Runs `sql` as it is (tests that change the database behind the store's back).
+    #[cfg(test)]
+    pub(crate) async fn execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.read.batch_execute(sql).await
+    }
+
+    /// An error of this store, named by its database; one saying this
+    /// worker's generation is over fences the worker off for good.
     fn error(&self, what: &str, e: tokio_postgres::Error) -> StoreError {
-        pg_error(&self.shown, what, e)
+        let e = pg_error(&self.shown, what, e);
+        if e.kind == StoreErrorKind::Conflict {
+            self.lease.fence();
+        }
+        e
     }
 }
 
 impl Drop for PgStore {
     /// A worker leaves as its store goes: its runs are anyone's at once.
     fn drop(&mut self) {
-        if self.worker.is_some() && !self.left.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.worker.is_some() && !self.lease.left.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = crate::store::Ownership::leave(self);
         }
     }
@@ -185,19 +201,54 @@ async fn connect(url: &str, shown: &str) -> Result<Client, StoreError> {
     Ok(client)
 }
 
-/// Joins as `worker_id`: a new generation (the old one's runs are orphans to claim).
-async fn join(client: &Client, worker_id: &str) -> Result<Worker, tokio_postgres::Error> {
-    let row = client
-        .query_one(
+/// Why a worker could not join.
+enum JoinError {
+    Db(tokio_postgres::Error),
+    /// A live worker holds the id (and kept holding it a lease long).
+    InUse {
+        id: String,
+        lease: Duration,
+    },
+}
+
+impl JoinError {
+    fn named(self, shown: &str) -> StoreError {
+        match self {
+            JoinError::Db(e) => pg_error(shown, "cannot join as a worker", e),
+            JoinError::InUse { id, lease } => StoreError::other(format!(
+                "cannot join {shown} as worker `{id}`: a live worker has that id (it kept renewing its lease for {} s); \
+                 give each process its own --worker-id",
+                lease.as_secs_f64()
+            )),
+        }
+    }
+}
+
+/// Joins as `worker_id`: a new generation (the old one's runs are orphans to
+/// claim). An id a live worker holds is waited for, a lease and a margin
+/// long (a worker restarted at once after a crash finds its old lease still
+/// running), then refused: two processes under one id would fence each other.
+fn join(client: &Client, worker_id: &str, lease: Duration) -> Result<Worker, JoinError> {
+    let deadline = std::time::Instant::now() + lease + Duration::from_millis(500);
+    loop {
+        let row = block_on(client.query_opt(
             "INSERT INTO sagaflow.workers (worker_id, generation, state, lease_until)
              VALUES ($1, 1, 'live', now() + make_interval(secs => $2))
              ON CONFLICT (worker_id) DO UPDATE SET generation = sagaflow.workers.generation + 1,
                state = 'live', lease_until = EXCLUDED.lease_until, joined_at = now(), fenced_at = NULL
+             WHERE sagaflow.workers.state <> 'live' OR sagaflow.workers.lease_until < now()
              RETURNING generation",
-            &[&worker_id, &ownership::LEASE.as_secs_f64()],
-        )
-        .await?;
-    Ok(Worker { id: worker_id.to_owned(), generation: row.get(0) })
+            &[&worker_id, &lease.as_secs_f64()],
+        ))
+        .map_err(JoinError::Db)?;
+        if let Some(row) = row {
+            return Ok(Worker { id: worker_id.to_owned(), generation: row.get(0) });
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(JoinError::InUse { id: worker_id.to_owned(), lease });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A database error as a store error: a fenced commit is a conflict (the runs

@@ -5,9 +5,9 @@
 //! one claimer (`FOR UPDATE SKIP LOCKED`), fenced by the claimer's own
 //! generation. A worker that leaves (drains) hands its runs over at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
@@ -15,36 +15,91 @@ use super::runs::meta_of;
 use super::{block_on, PgStore, Worker};
 use crate::store::{RunMeta, StoreError};
 
-/// How long a lease runs: a worker silent this long is taken for dead.
+/// How long a lease runs unless `--lease` says: a worker silent this long is taken for dead.
 pub(crate) const LEASE: Duration = Duration::from_secs(3);
+/// A worker stops itself this long before its lease could have run out.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// What a worker knows of its own lease, on its monotonic clock: when the
+/// last renewal the database acknowledged was sent. Past that plus the lease
+/// less a margin, another worker may be declaring this one dead: it fences
+/// itself off (writes nothing, launches nothing) without waiting to hear so.
+pub(super) struct Lease {
+    pub length: Duration,
+    origin: Instant,
+    /// Milliseconds from `origin` to the send of the last acknowledged renewal.
+    acked: AtomicU64,
+    /// The database said this generation is over (a renewal or a commit was refused).
+    fenced: AtomicBool,
+    /// It left: its lease is no longer renewed.
+    pub left: AtomicBool,
+    /// `SAGAFLOW_TEST_IGNORE_LEASE=1`: the own clock is not trusted, so tests
+    /// see the database's fence alone stop a worker that was paused.
+    ignore_own_clock: bool,
+}
+
+impl Lease {
+    /// A lease just granted (by a join sent at `sent`).
+    pub(super) fn new(length: Duration, sent: Instant) -> Lease {
+        Lease {
+            length,
+            origin: sent,
+            acked: AtomicU64::new(0),
+            fenced: AtomicBool::new(false),
+            left: AtomicBool::new(false),
+            ignore_own_clock: std::env::var("SAGAFLOW_TEST_IGNORE_LEASE").is_ok_and(|v| v == "1"),
+        }
+    }
+
+    fn acknowledged(&self, sent: Instant) {
+        let at = sent.saturating_duration_since(self.origin).as_millis() as u64;
+        self.acked.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// The database refused this generation.
+    pub(super) fn fence(&self) {
+        self.fenced.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this worker must no longer write: told so, or its lease may have run out.
+    pub(super) fn is_fenced(&self) -> bool {
+        if self.fenced.load(Ordering::Relaxed) {
+            return true;
+        }
+        let acked = self.origin + Duration::from_millis(self.acked.load(Ordering::Relaxed));
+        !self.ignore_own_clock && acked.elapsed() + MARGIN >= self.length
+    }
+}
 
 /// The statuses of a run that has not ended, as SQL lists them (the status index serves them).
 const UNFINISHED: &str = "('running', 'waiting', 'paused', 'compensating')";
 
 /// Keeps a worker's lease alive, every third of it, until the worker leaves;
-/// a renewal that finds the generation taken over sets `fenced`.
-pub(super) fn keep_lease(client: Arc<Client>, worker: Worker, fenced: Arc<AtomicBool>, left: Arc<AtomicBool>) {
+/// a renewal that finds the generation taken over fences it.
+pub(super) fn keep_lease(client: Arc<Client>, worker: Worker, lease: Arc<Lease>) {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(LEASE / 3);
+        let mut every = tokio::time::interval(lease.length / 3);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            if left.load(Ordering::Relaxed) {
+            if lease.left.load(Ordering::Relaxed) {
                 return;
             }
+            let sent = Instant::now();
             let renewed = client
                 .execute(
                     "UPDATE sagaflow.workers SET lease_until = now() + make_interval(secs => $3)
                      WHERE worker_id = $1 AND generation = $2 AND state = 'live'",
-                    &[&worker.id, &worker.generation, &LEASE.as_secs_f64()],
+                    &[&worker.id, &worker.generation, &lease.length.as_secs_f64()],
                 )
                 .await;
             match renewed {
                 Ok(0) => {
                     tracing::warn!(worker = %worker.id, generation = worker.generation, "this worker's runs were taken over: it is fenced off");
-                    fenced.store(true, Ordering::Relaxed);
+                    lease.fence();
                     return;
                 }
-                Ok(_) => {}
+                Ok(_) => lease.acknowledged(sent),
                 Err(e) => tracing::warn!(error = %e, "the lease could not be renewed; it is tried again"),
             }
         }
@@ -52,6 +107,17 @@ pub(super) fn keep_lease(client: Arc<Client>, worker: Worker, fenced: Arc<Atomic
 }
 
 impl PgStore {
+    /// Refuses to write once this worker is fenced off (or may be: its lease
+    /// may have run out while no renewal was acknowledged).
+    pub(super) fn unless_fenced(&self) -> Result<(), StoreError> {
+        if !self.lease.is_fenced() {
+            return Ok(());
+        }
+        let id = self.worker.as_ref().map_or("", |w| w.id.as_str());
+        let message = format!("worker `{id}` is fenced off: its lease may have run out, so its runs may be another's");
+        Err(StoreError::new(crate::store::StoreErrorKind::Conflict, message))
+    }
+
     /// Declares dead every other worker whose lease ran out; answers their ids.
     fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
         let me = self.worker.as_ref().map_or("", |w| w.id.as_str());
@@ -68,6 +134,7 @@ impl PgStore {
     /// of them: `only`), fenced by this worker's own generation.
     fn claim_orphans(&self, limit: usize, only: Option<&str>) -> Result<Vec<RunMeta>, StoreError> {
         let Some(worker) = &self.worker else { return Ok(Vec::new()) };
+        self.unless_fenced()?;
         let sql = format!(
             "WITH orphans AS (
                SELECT r.run_id FROM sagaflow.runs r LEFT JOIN sagaflow.workers w ON w.worker_id = r.owner
@@ -114,7 +181,7 @@ impl PgStore {
     /// Leaves: this generation ends and its unfinished runs are anyone's at once.
     fn leave(&self) -> Result<(), StoreError> {
         let Some(worker) = &self.worker else { return Ok(()) };
-        self.left.store(true, Ordering::Relaxed);
+        self.lease.left.store(true, Ordering::Relaxed);
         block_on(self.read.execute(
             "UPDATE sagaflow.workers SET generation = generation + 1, state = 'gone', fenced_at = clock_timestamp()
              WHERE worker_id = $1 AND generation = $2",
@@ -139,7 +206,7 @@ impl crate::store::Ownership for PgStore {
         PgStore::leave(self)
     }
     fn is_fenced(&self) -> bool {
-        self.fenced.load(Ordering::Relaxed)
+        self.worker.is_some() && self.lease.is_fenced()
     }
     fn is_shared(&self) -> bool {
         true

@@ -46,6 +46,7 @@ impl PgStore {
         let Some(worker) = &self.worker else {
             return Err(StoreError::other(format!("{} was opened to read: this process writes nothing", self.shown)));
         };
+        self.unless_fenced()?;
         let mut client = self.write.lock().await;
         let tx = client.transaction().await.map_err(|e| self.error("cannot begin a commit", e))?;
         let parts = Parts::of(commit, &worker.id)?;
@@ -131,9 +132,11 @@ const APPEND_JOURNAL: &str = "INSERT INTO sagaflow.journal (run_id, seq, entry)
 const INSERT_EVENTS: &str = "INSERT INTO sagaflow.events (id, type, key, at, event)
     SELECT i, ty, k, a, e::json FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS t(i, ty, k, a, e)
     ON CONFLICT (id) DO NOTHING";
+/// A delivery written again (its subscribers retried) is anyone's to take.
 const UPSERT_OUTBOX: &str = "INSERT INTO sagaflow.outbox (event_id, at, next_due, delivery)
     SELECT i, a, n, d::json FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[]) AS t(i, a, n, d)
-    ON CONFLICT (event_id) DO UPDATE SET next_due = EXCLUDED.next_due, delivery = EXCLUDED.delivery";
+    ON CONFLICT (event_id) DO UPDATE SET next_due = EXCLUDED.next_due, delivery = EXCLUDED.delivery,
+      leased_by = NULL, leased_gen = NULL, lease_until = NULL";
 const FORGET_JOURNALS: &str = "DELETE FROM sagaflow.journal WHERE run_id = ANY($1)";
 const FORGET_RUNS: &str = "DELETE FROM sagaflow.runs WHERE run_id = ANY($1)";
 const FORGET_DEAD_LETTERS: &str = "DELETE FROM sagaflow.dead_letters WHERE event_id = ANY($1)";
@@ -343,15 +346,21 @@ impl WriteRuns for PgStore {
     }
 }
 
+/// How long a relay holds the deliveries it took, unless its worker dies first.
+const DELIVERY_LEASE: &str = "interval '5 minutes'";
+
 impl OutboxTable for PgStore {
     fn due(&self, now: u64, limit: usize) -> Result<(Vec<Delivery>, Option<u64>), StoreError> {
         let now = now as i64;
-        let rows = self.query(
-            "cannot read the outbox",
-            "SELECT delivery::text FROM sagaflow.outbox WHERE next_due <= $1 ORDER BY at, event_id LIMIT $2",
-            &[&now, &(limit as i64)],
-        )?;
-        let due = rows.iter().map(|r| json_column(r, 0, "delivery")).collect::<Result<_, _>>()?;
+        let due = match &self.worker {
+            Some(worker) => self.lease_due(worker, now, limit)?,
+            None => {
+                let sql =
+                    "SELECT delivery::text FROM sagaflow.outbox WHERE next_due <= $1 ORDER BY at, event_id LIMIT $2";
+                let rows = self.query("cannot read the outbox", sql, &[&now, &(limit as i64)])?;
+                rows.iter().map(|r| json_column(r, 0, "delivery")).collect::<Result<_, _>>()?
+            }
+        };
         let later = self.query(
             "cannot read the outbox",
             "SELECT min(next_due) FROM sagaflow.outbox WHERE next_due > $1",
@@ -367,9 +376,26 @@ impl OutboxTable for PgStore {
         let at = delivery.event.at as i64;
         let body = json_text(delivery)?;
         let due = delivery.next_due().map(|n| n as i64);
-        block_on(async {
+        let (me, gen) = self.worker.as_ref().map_or((None, None), |w| (Some(w.id.as_str()), Some(w.generation)));
+        let settled = block_on(async {
             let mut client = self.write.lock().await;
             let tx = client.transaction().await?;
+            // Only the lease's holder settles (none held: a process alone on its store).
+            let lease = "($2::text IS NULL OR (leased_by = $2 AND leased_gen = $3))";
+            let written = if delivery.pending.is_empty() {
+                let sql = format!("DELETE FROM sagaflow.outbox WHERE event_id = $1 AND {lease}");
+                tx.execute(&sql, &[id, &me, &gen]).await?
+            } else {
+                let sql = format!(
+                    "UPDATE sagaflow.outbox SET delivery = $4::text::json, next_due = $5,
+                       leased_by = NULL, leased_gen = NULL, lease_until = NULL
+                     WHERE event_id = $1 AND {lease}"
+                );
+                tx.execute(&sql, &[id, &me, &gen, &body, &due]).await?
+            };
+            if written == 0 {
+                return Ok(false);
+            }
             tx.execute(
                 "INSERT INTO sagaflow.dead_letters (event_id, subscriber, event_at, letter)
                  SELECT $1, s, $2, l::json FROM unnest($3::text[], $4::text[]) AS t(s, l)
@@ -377,18 +403,15 @@ impl OutboxTable for PgStore {
                 &[id, &at, &subscribers, &letters],
             )
             .await?;
-            if delivery.pending.is_empty() {
-                tx.execute("DELETE FROM sagaflow.outbox WHERE event_id = $1", &[id]).await?;
-            } else {
-                tx.execute(
-                    "UPDATE sagaflow.outbox SET delivery = $2::text::json, next_due = $3 WHERE event_id = $1",
-                    &[id, &body, &due],
-                )
-                .await?;
-            }
-            tx.commit().await
+            tx.commit().await?;
+            Ok(true)
         })
-        .map_err(|e| self.error("cannot write the outbox", e))
+        .map_err(|e| self.error("cannot write the outbox", e))?;
+        if !settled {
+            let message = format!("the delivery of event {id} is no longer this relay's: another relay delivers it");
+            return Err(StoreError::new(crate::store::StoreErrorKind::Conflict, message));
+        }
+        Ok(())
     }
 
     fn pending(&self) -> Result<Vec<Delivery>, StoreError> {
@@ -407,6 +430,28 @@ impl OutboxTable for PgStore {
             &[],
         )?;
         rows.iter().map(|r| json_column(r, 0, "dead letter")).collect()
+    }
+}
+
+impl PgStore {
+    /// Leases to this worker up to `limit` due deliveries no live relay holds:
+    /// none leased, the lease run out, or its worker's generation over.
+    fn lease_due(&self, worker: &super::Worker, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.unless_fenced()?;
+        let sql = format!(
+            "WITH free AS (
+               SELECT o.event_id FROM sagaflow.outbox o LEFT JOIN sagaflow.workers w ON w.worker_id = o.leased_by
+               WHERE o.next_due <= $1 AND (o.leased_by IS NULL OR o.lease_until < now() OR w.worker_id IS NULL
+                 OR w.state <> 'live' OR w.generation <> o.leased_gen)
+               ORDER BY o.at, o.event_id LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
+             UPDATE sagaflow.outbox o SET leased_by = $3, leased_gen = $4, lease_until = now() + {DELIVERY_LEASE}
+             FROM free WHERE o.event_id = free.event_id
+             RETURNING o.at, o.event_id, o.delivery::text"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = self.query("cannot lease deliveries", &sql, &[&now, &limit, &worker.id, &worker.generation])?;
+        rows.sort_by(|a, b| (a.get::<_, i64>(0), a.get::<_, &str>(1)).cmp(&(b.get::<_, i64>(0), b.get::<_, &str>(1))));
+        rows.iter().map(|r| json_column(r, 2, "delivery")).collect()
     }
 }
 

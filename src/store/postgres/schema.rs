@@ -84,6 +84,11 @@ const MIGRATIONS: &[&str] = &[
       PRIMARY KEY (service, key));
     CREATE TABLE sagaflow.sandbox_locks (service text PRIMARY KEY);
     "#,
+    // 3: deliveries leased to one relay at a time.
+    r#"
+    ALTER TABLE sagaflow.outbox ADD COLUMN leased_by text, ADD COLUMN leased_gen bigint,
+      ADD COLUMN lease_until timestamptz;
+    "#,
 ];
 
 /// The schema version this sagaflow writes.

@@ -122,6 +122,10 @@ fn events_leave_once_older_than_the_cutoff_and_every_unfinished_run() {
             error: "x".into(),
             at: 11,
         };
+        let pending = crate::store::Pending { subscriber: "webhook:a".into(), attempts: 2, due: 10, last_error: None };
+        let delivery = Delivery { event: event("e10", 10), pending: vec![pending] };
+        store.commit(&Commit { deliveries: vec![delivery], ..Commit::default() }).expect("delivery");
+        assert_eq!(store.due(20, 10).expect("due").0.len(), 1);
         store.settle(&Delivery { event: event("e10", 10), pending: vec![] }, &[dead]).expect("dead letter");
         assert_eq!(prune(store, 100).events, 1, "the waiting run started at 50 may still read e60");
         assert!(store.events("order.paid", "o1", 0).expect("events").iter().all(|e| e.id != "e10"));
