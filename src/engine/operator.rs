@@ -13,7 +13,8 @@ use crate::journal::status::RunStatus;
 use crate::store::EventRecord;
 
 /// What an operator asks of a run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "ask", rename_all = "snake_case")]
 pub(crate) enum Ask {
     /// Try the paused step again (`step`: which, when several are paused).
     Retry { step: Option<String>, with: Option<Json> },
@@ -33,6 +34,22 @@ impl Ask {
             Ask::Abort => "abort",
             Ask::Rerun { .. } => "rerun",
         }
+    }
+}
+
+/// A request left in the inbox of the worker that owns a run (a shared
+/// store): the owner acts on it as if it had been asked itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub(crate) enum Request {
+    Cancel,
+    Operate { ask: Ask, by: String },
+}
+
+impl Request {
+    pub(crate) fn to_json(&self) -> Json {
+        // Plain data (strings and JSON values): it always serializes.
+        serde_json::to_value(self).unwrap_or(Json::Null)
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod catalog;
 pub(crate) mod console;
 pub(crate) mod error;
 pub(crate) mod feed;
+pub(crate) mod inbox;
 pub(crate) mod listen;
 pub(crate) mod prometheus;
 pub(crate) mod report;
@@ -249,6 +250,7 @@ pub(crate) async fn start(
     schedule::spawn(app.clone());
     takeover::spawn(app.clone());
     feed::spawn(app.clone());
+    inbox::spawn(app.clone());
     if let Some(period) = options.retention {
         retention::spawn(app.clone(), period);
     }

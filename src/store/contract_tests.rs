@@ -147,6 +147,33 @@ fn a_delivery_one_relay_took_is_no_others_until_it_settles_or_its_worker_dies() 
     assert_eq!(b.pending().expect("pending").len(), 1);
 }
 
+/// A letter to a run's worker reaches whoever owns the run, now or after a
+/// takeover, and leaves with the commit that acts on it.
+#[test]
+fn a_letter_reaches_the_runs_owner_and_leaves_with_the_commit_that_acts_on_it() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (PgStore::open(&url, Some("a")).expect("a"), PgStore::open(&url, Some("b")).expect("b"));
+    let running = RunMeta { status: RunStatus::Running, ..meta(1, "w") };
+    a.commit(&Commit { runs: vec![running.clone()], ..Commit::default() }).expect("a's run");
+    assert!(b.is_elsewhere("run001").expect("owner") && !a.is_elsewhere("run001").expect("owner"));
+    b.post("run001", &serde_json::json!({ "request": "cancel" })).expect("post");
+    assert_eq!(b.letters(10).expect("letters"), vec![], "not b's run");
+    let letters = a.letters(10).expect("letters");
+    assert_eq!(
+        letters.iter().map(|l| (l.run_id.as_str(), l.request.clone())).collect::<Vec<_>>(),
+        [("run001", serde_json::json!({ "request": "cancel" }))]
+    );
+    // a dies before acting: the letter goes with the run to b.
+    super::postgres::block_on(a.age_lease()).expect("a's lease runs out");
+    b.expire_workers().expect("expire");
+    assert_eq!(b.claim(10).expect("claim").len(), 1);
+    let letters = b.letters(10).expect("letters");
+    assert_eq!(letters.len(), 1, "b owns the run and its letter now");
+    let acted = Commit { runs: vec![running], letters: vec![letters[0].id], ..Commit::default() };
+    b.commit(&acted).expect("acts");
+    assert_eq!(b.letters(10).expect("letters"), vec![], "acted on once");
+}
+
 #[test]
 fn schedule_ticks_are_kept_and_never_move_back() {
     each_store(|store| {

@@ -218,11 +218,15 @@ pub(crate) struct Commit {
     /// workers share, one that exists already refuses the commit
     /// ([`StoreErrorKind::Exists`]), so a run id is created once, whoever asks.
     pub created: Vec<String>,
+    /// Letters to this worker (cancels, operators' acts) this commit carries
+    /// out: they leave the inbox with it, so each is acted on once.
+    pub letters: Vec<i64>,
 }
 
 impl Commit {
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.letters.is_empty()
+            && self.entries.is_empty()
             && self.runs.is_empty()
             && self.events.is_empty()
             && self.deliveries.is_empty()
@@ -422,6 +426,32 @@ pub(crate) trait Ownership: ReadRuns {
     fn events_since(&self, _since: u64, _limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         Ok(Vec::new())
     }
+    /// Whether another live worker owns `run_id` (an act on it goes by letter).
+    fn is_elsewhere(&self, _run_id: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Leaves a request for whichever worker owns `run_id` (now, or after a takeover).
+    fn post(&self, _run_id: &str, _request: &serde_json::Value) -> Result<(), StoreError> {
+        Err(StoreError::other("a store of one process has no inbox: its runs are all its own"))
+    }
+    /// Up to `limit` letters to this worker (for runs it owns), oldest first.
+    fn letters(&self, _limit: usize) -> Result<Vec<Letter>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Removes a letter that was refused (acting on it changed nothing).
+    fn drop_letter(&self, _id: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A request left for the worker that owns a run: what to do, as the engine wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Letter {
+    pub id: i64,
+    pub run_id: String,
+    pub request: serde_json::Value,
+    /// Milliseconds since the epoch, by the database's clock.
+    pub at: u64,
 }
 
 /// A whole store.

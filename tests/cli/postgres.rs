@@ -187,3 +187,52 @@ async fn an_event_posted_to_one_worker_wakes_the_run_another_owns() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["steps"][0]["output"], serde_json::json!({ "by": "ops" }));
 }
+
+/// Cancels and operators' acts reach a run whichever worker is asked: the
+/// one asked judges it on the journal and answers; the owner acts, once.
+/// Waits and event streams follow a run another worker moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_cancelled_skipped_and_followed_through_a_worker_that_does_not_own_it() {
+    let Some(url) = pg_testing::fresh_database() else { return };
+    let dir = folder(&[("awaits.yaml", AWAITS), ("pauses.yaml", PAUSES)]);
+    std::fs::write(dir.path().join("sagaflow.toml"), format!("[store]\nurl = \"{url}\"\n")).expect("config");
+    let one = Server::start(dir.path());
+    let two = Server::start(dir.path());
+
+    async fn keyed(server: &Server, wait: &str) -> (u16, Value) {
+        let body = serde_json::json!({ "input": { "request": "r-1" } });
+        let path = format!("/v1/workflows/awaits/runs{wait}");
+        server.send(server.request(reqwest::Method::POST, &path).header("Idempotency-Key", "k-1").json(&body)).await
+    }
+    let (status, body) = keyed(&one, "").await;
+    assert_eq!(status, 202, "{body}");
+    let waiting = body["run_id"].as_str().unwrap_or_default().to_owned();
+    one.until_status(&waiting, &["waiting"]).await;
+    let (status, body) = two.post(&format!("/v1/runs/{waiting}/cancel?dry_run=true"), serde_json::json!({})).await;
+    assert_eq!((status, body["dry_run"].clone()), (200, serde_json::json!(true)), "{body}");
+    let (status, body) = two.post(&format!("/v1/runs/{waiting}/cancel"), serde_json::json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    // The same key through the worker that does not own the run waits for its end.
+    let (status, done) = keyed(&two, "?wait=20s").await;
+    assert_eq!((status, done["error"]["code"].clone()), (200, serde_json::json!("cancelled")), "{done}");
+    let (status, body) = two.post(&format!("/v1/runs/{waiting}/cancel"), serde_json::json!({})).await;
+    assert_eq!(status, 409, "an ended run is not cancelled: {body}");
+
+    let paused = one.start_run("pauses", serde_json::json!({})).await;
+    one.until_status(&paused, &["paused"]).await;
+    let (status, body) = two.post(&format!("/v1/runs/{paused}/retry"), serde_json::json!({ "step": "nope" })).await;
+    assert_eq!(status, 409, "judged where asked: {body}");
+    let stream = two.request(reqwest::Method::GET, &format!("/v1/runs/{paused}/events")).send();
+    let skip = serde_json::json!({ "output": { "ok": true } });
+    let (status, body) = two.post(&format!("/v1/runs/{paused}/skip"), skip).await;
+    assert_eq!((status, body["step"].clone()), (202, serde_json::json!("charge")), "{body}");
+    let done = two.until_status(&paused, &["succeeded", "failed", "compensated"]).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"][0]["output"], serde_json::json!({ "ok": true }), "{done}");
+    let text = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        stream.await.expect("stream").text().await.expect("body")
+    })
+    .await
+    .expect("the stream of a run another worker owns ends when the run does");
+    assert!(text.contains("event: end"), "{text}");
+}

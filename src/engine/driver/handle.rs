@@ -1,6 +1,8 @@
 //! The engine's public handle: start, resume, wait for, cancel and follow runs.
 
 use super::*;
+use crate::engine::operator::Request;
+use crate::store::Letter;
 
 pub(crate) struct EngineOptions {
     /// At most this many action attempts run at once, across all runs.
@@ -224,14 +226,27 @@ impl Engine {
     /// when one acts), and gives its record; a run that is no longer active is
     /// read back from the store. `None`: no such run, or it cannot end here
     /// (the engine stopped).
+    ///
+    /// In a store several workers share, a run another worker owns is
+    /// watched in the store (its index row, twice a second) until it ends or pauses.
     pub(crate) async fn wait(&self, run_id: &str) -> Option<RunRecord> {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Wait { run_id: run_id.to_owned(), reply });
         if let Some(record) = answer.await.ok().flatten() {
             return Some(record);
         }
-        let state = self.replay(run_id).ok()?;
-        (state.phase == Phase::Done).then(|| RunRecord::of(&state))
+        loop {
+            let status = self.store.run(run_id).ok()??.status;
+            if status.is_finished() || status == RunStatus::Paused {
+                let state = self.replay(run_id).ok()?;
+                let done = state.phase == Phase::Done || status == RunStatus::Paused;
+                return done.then(|| RunRecord::of(&state));
+            }
+            if !self.store.is_shared() {
+                return None;
+            }
+            tokio::time::sleep(StdDuration::from_millis(500)).await;
+        }
     }
 
     /// A run's state read back from the store (each version compiled once).
@@ -322,19 +337,82 @@ impl Engine {
     }
 
     /// Asks a run to roll back; answers whether it will (a run whose forward
-    /// steps have all ended, or that has ended, is not cancelled).
+    /// steps have all ended, or that has ended, is not cancelled). A run
+    /// another worker owns is judged as its journal stands, and the cancel
+    /// left in that worker's inbox.
     pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), CancelRefused> {
+        if self.store.is_shared() && self.store.is_elsewhere(run_id).unwrap_or(false) {
+            let state = self.replay(run_id).map_err(|_| CancelRefused::Stopped)?;
+            state.cancellable()?;
+            return self.store.post(run_id, &Request::Cancel.to_json()).map_err(|_| CancelRefused::Stopped);
+        }
+        self.cancel_here(run_id, None).await
+    }
+
+    async fn cancel_here(&self, run_id: &str, letter: Option<i64>) -> Result<(), CancelRefused> {
         let (reply, answer) = oneshot::channel();
-        self.send(Msg::Cancel { run_id: run_id.to_owned(), reply });
+        self.send(Msg::Cancel { run_id: run_id.to_owned(), letter, reply });
         answer.await.unwrap_or(Err(CancelRefused::Stopped))
     }
 
     /// An operator's ask of a run (retry, skip, abort), journaled with who
     /// asked (`by`); answers what it did once that is durable, or why not.
+    /// A run another worker owns: what it would do as its journal stands,
+    /// once the ask is in that worker's inbox.
     pub(crate) async fn operate(&self, run_id: &str, ask: Ask, by: &str) -> Result<OperatorAction, Refused> {
+        if self.store.is_shared() && self.store.is_elsewhere(run_id).unwrap_or(false) {
+            let state = self.replay(run_id).map_err(|_| Refused::Stopped)?;
+            let action = state.judge(&ask)?;
+            let request = Request::Operate { ask, by: by.to_owned() }.to_json();
+            self.store.post(run_id, &request).map_err(|_| Refused::Stopped)?;
+            return Ok(action);
+        }
+        self.operate_here(run_id, ask, by, None).await
+    }
+
+    async fn operate_here(
+        &self,
+        run_id: &str,
+        ask: Ask,
+        by: &str,
+        letter: Option<i64>,
+    ) -> Result<OperatorAction, Refused> {
         let (reply, answer) = oneshot::channel();
-        self.send(Msg::Operate { run_id: run_id.to_owned(), ask, by: by.to_owned(), reply });
+        self.send(Msg::Operate { run_id: run_id.to_owned(), ask, by: by.to_owned(), letter, reply });
         answer.await.unwrap_or(Err(Refused::Stopped))
+    }
+
+    /// Acts on a letter another worker left for a run this one owns; answers
+    /// whether the letter is done with (acted on, or refused for good). An
+    /// act is journaled in the commit that removes its letter: once.
+    pub(crate) async fn take_letter(&self, letter: &Letter) -> bool {
+        let request = match serde_json::from_value::<Request>(letter.request.clone()) {
+            Ok(request) => request,
+            Err(e) => {
+                warn!(run_id = %letter.run_id, error = %e, "a request to this worker cannot be read; it is dropped");
+                return true;
+            }
+        };
+        let refused = match request {
+            Request::Cancel => match self.cancel_here(&letter.run_id, Some(letter.id)).await {
+                Ok(()) => return true,
+                Err(CancelRefused::Stopped) => None,
+                Err(refused) => Some(refused.to_string()),
+            },
+            Request::Operate { ask, by } => match self.operate_here(&letter.run_id, ask, &by, Some(letter.id)).await {
+                Ok(_) => return true,
+                Err(Refused::Stopped) => None,
+                Err(refused) => Some(refused.to_string()),
+            },
+        };
+        match refused {
+            // Not judged now (the run is being taken up): the letter waits.
+            None => false,
+            Some(why) => {
+                info!(run_id = %letter.run_id, why, "a request from another worker was refused: the run moved on");
+                true
+            }
+        }
     }
 
     /// Removes finished runs from the store (retention), in the loop's next

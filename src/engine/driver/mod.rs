@@ -69,8 +69,10 @@ enum Msg {
         run_id: String,
         reply: oneshot::Sender<Option<RunRecord>>,
     },
+    /// `letter`: the inbox letter that asked, which leaves with the commit that acts.
     Cancel {
         run_id: String,
+        letter: Option<i64>,
         reply: oneshot::Sender<Result<(), CancelRefused>>,
     },
     /// An operator's ask (retry, skip, abort): judged, then journaled with who asked.
@@ -78,6 +80,7 @@ enum Msg {
         run_id: String,
         ask: Ask,
         by: String,
+        letter: Option<i64>,
         reply: oneshot::Sender<Result<OperatorAction, Refused>>,
     },
     Publish {
@@ -294,9 +297,10 @@ impl Driver {
                         self.forget(&run_id, &entry);
                     }
                 }
-                Msg::Cancel { run_id, reply } => match self.judge_cancel(&run_id) {
+                Msg::Cancel { run_id, letter, reply } => match self.judge_cancel(&run_id) {
                     Ok(()) => {
                         self.record(&run_id, Entry::CancelRequested { at: self.clock.now_ms() }, &mut commit);
+                        commit.letters.extend(letter);
                         touched.push(run_id);
                         // Answered once the cancel is on disk.
                         cancels.push(reply);
@@ -305,10 +309,11 @@ impl Driver {
                         let _ = reply.send(Err(refused));
                     }
                 },
-                Msg::Operate { run_id, ask, by, reply } => match self.judge_ask(&run_id, &ask) {
+                Msg::Operate { run_id, ask, by, letter, reply } => match self.judge_ask(&run_id, &ask) {
                     Ok(action) => {
                         let at = self.clock.now_ms();
                         self.record(&run_id, Entry::Operator { action: action.clone(), by, at }, &mut commit);
+                        commit.letters.extend(letter);
                         touched.push(run_id);
                         // Answered once it is on disk.
                         operated.push((action, reply));
@@ -369,6 +374,8 @@ impl Driver {
             return active.state.judge(ask);
         }
         match self.store.run(run_id) {
+            // Unfinished and not here: being taken over, or another worker's.
+            Ok(Some(meta)) if !meta.is_finished() => Err(Refused::Stopped),
             Ok(Some(meta)) => Err(Refused::Over(meta.status)),
             Ok(None) => Err(Refused::Unknown),
             Err(_) => Err(Refused::Stopped),
@@ -413,6 +420,8 @@ impl Driver {
             return active.state.cancellable();
         }
         match self.store.run(run_id) {
+            // Unfinished and not here: being taken over, or another worker's.
+            Ok(Some(meta)) if !meta.is_finished() => Err(CancelRefused::Stopped),
             Ok(Some(meta)) => Err(CancelRefused::Ended(meta.status)),
             Ok(None) => Err(CancelRefused::Unknown),
             Err(_) => Err(CancelRefused::Stopped),

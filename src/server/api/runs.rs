@@ -240,6 +240,9 @@ pub(super) async fn events(State(app): State<Arc<App>>, RunId(id): RunId) -> Res
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 
+/// How often a stream reads the journal of a run in a store workers share.
+const SHARED_POLL: Duration = Duration::from_millis(500);
+
 /// Sends a run's transitions: the journal so far, then live ones, then the end.
 async fn follow(
     app: Arc<App>,
@@ -266,21 +269,26 @@ async fn follow(
             return;
         }
     }
+    // A run another worker of a shared store moves shows only in its journal.
+    let shared = app.store.is_shared();
     while !ended {
         let t = tokio::select! {
-            t = live.recv() => t,
+            t = live.recv() => Some(t),
+            _ = tokio::time::sleep(SHARED_POLL), if shared => None,
             _ = app.shutdown.cancelled() => return,
             _ = tx.closed() => return,
         };
         let events = match t {
-            Ok(t) if t.run_id != run_id || t.seq < next_seq => continue,
-            Ok(t) if t.seq == next_seq => {
+            Some(Ok(t)) if t.run_id != run_id || t.seq < next_seq => continue,
+            Some(Ok(t)) if t.seq == next_seq => {
                 next_seq += 1;
                 ended = timeline::is_end(&t.entry);
                 vec![transition_event(&wf, t.seq, &t.entry)]
             }
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => catch_up(&mut next_seq, &mut ended),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            None | Some(Ok(_)) | Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                catch_up(&mut next_seq, &mut ended)
+            }
+            Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
         };
         for event in events {
             if tx.send(event).await.is_err() {

@@ -220,6 +220,53 @@ impl crate::store::Ownership for PgStore {
         .map_err(|e| self.error("cannot read events", e))?;
         rows.iter().map(|r| super::json_column(r, 0, "event")).collect()
     }
+    fn is_elsewhere(&self, run_id: &str) -> Result<bool, StoreError> {
+        let Some(me) = &self.worker else { return Ok(true) };
+        let row = block_on(self.read.query_opt(
+            &format!(
+                "SELECT 1 FROM sagaflow.runs r JOIN sagaflow.workers w ON w.worker_id = r.owner
+                 WHERE r.run_id = $1 AND r.status IN {UNFINISHED} AND w.state = 'live' AND w.generation = r.owner_gen
+                   AND NOT (r.owner = $2 AND r.owner_gen = $3)"
+            ),
+            &[&run_id, &me.id, &me.generation],
+        ))
+        .map_err(|e| self.error("cannot read who owns a run", e))?;
+        Ok(row.is_some())
+    }
+    fn post(&self, run_id: &str, request: &serde_json::Value) -> Result<(), StoreError> {
+        let request = super::json_text(request)?;
+        block_on(
+            self.read.execute(
+                "INSERT INTO sagaflow.inbox (run_id, request) VALUES ($1, $2::text::json)",
+                &[&run_id, &request],
+            ),
+        )
+        .map(drop)
+        .map_err(|e| self.error("cannot leave a request for a run's worker", e))
+    }
+    fn letters(&self, limit: usize) -> Result<Vec<crate::store::Letter>, StoreError> {
+        let Some(me) = &self.worker else { return Ok(Vec::new()) };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = block_on(self.read.query(
+            "SELECT i.id, i.run_id, i.request::text, (extract(epoch FROM i.at) * 1000)::int8
+             FROM sagaflow.inbox i JOIN sagaflow.runs r ON r.run_id = i.run_id
+             WHERE r.owner = $1 AND r.owner_gen = $2 ORDER BY i.id LIMIT $3",
+            &[&me.id, &me.generation, &limit],
+        ))
+        .map_err(|e| self.error("cannot read this worker's requests", e))?;
+        rows.iter()
+            .map(|r| {
+                let request = super::json_column(r, 2, "request")?;
+                let at = r.get::<_, i64>(3).max(0) as u64;
+                Ok(crate::store::Letter { id: r.get(0), run_id: r.get(1), request, at })
+            })
+            .collect()
+    }
+    fn drop_letter(&self, id: i64) -> Result<(), StoreError> {
+        block_on(self.read.execute("DELETE FROM sagaflow.inbox WHERE id = $1", &[&id]))
+            .map(drop)
+            .map_err(|e| self.error("cannot remove a request", e))
+    }
 }
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ impl PgStore {
         let outbox: Params = vec![&p.delivery_ids, &p.delivery_ats, &p.delivery_dues, &p.deliveries];
         let forget: Params = vec![&p.forget];
         let forget_events: Params = vec![&p.forget_events];
+        let letters: Params = vec![&commit.letters];
         // Sent one after another without waiting (pipelined); the fence first,
         // unless the new runs' insert above came after it already.
         let mut parts_sql: Vec<(&str, &Params)> = Vec::new();
@@ -105,6 +106,7 @@ impl PgStore {
             (!p.forget.is_empty(), FORGET_RUNS, &forget),
             (!p.forget_events.is_empty(), FORGET_DEAD_LETTERS, &forget_events),
             (!p.forget_events.is_empty(), FORGET_EVENTS, &forget_events),
+            (!commit.letters.is_empty(), ANSWER_LETTERS, &letters),
         ];
         parts_sql.extend(wanted.into_iter().filter(|(any, ..)| *any).map(|(_, sql, params)| (sql, params)));
         let statements = parts_sql.into_iter().map(|(sql, params)| tx.execute(sql, params.as_slice()));
@@ -141,6 +143,7 @@ const FORGET_JOURNALS: &str = "DELETE FROM sagaflow.journal WHERE run_id = ANY($
 const FORGET_RUNS: &str = "DELETE FROM sagaflow.runs WHERE run_id = ANY($1)";
 const FORGET_DEAD_LETTERS: &str = "DELETE FROM sagaflow.dead_letters WHERE event_id = ANY($1)";
 const FORGET_EVENTS: &str = "DELETE FROM sagaflow.events WHERE id = ANY($1)";
+const ANSWER_LETTERS: &str = "DELETE FROM sagaflow.inbox WHERE id = ANY($1)";
 
 /// A commit's rows as the arrays its statements take.
 #[derive(Default)]

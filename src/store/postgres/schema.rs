@@ -89,6 +89,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE sagaflow.outbox ADD COLUMN leased_by text, ADD COLUMN leased_gen bigint,
       ADD COLUMN lease_until timestamptz;
     "#,
+    // 4: requests for the worker that owns a run (cancels, operators' acts).
+    r#"
+    CREATE TABLE sagaflow.inbox (
+      id bigserial PRIMARY KEY,
+      run_id text NOT NULL,
+      request json NOT NULL,
+      at timestamptz NOT NULL DEFAULT now());
+    CREATE INDEX inbox_by_run ON sagaflow.inbox (run_id, id);
+    "#,
 ];
 
 /// The schema version this sagaflow writes.
