@@ -2,6 +2,7 @@
 //! builder in the style of casey/just (`Test::new().file(..).args(..).stdout(..)`).
 
 mod children;
+mod cluster;
 mod console;
 mod console_operator;
 mod contract;

@@ -19,14 +19,14 @@ steps:
 
 /// A webhook receiver on loopback: records each request's `Idempotency-Key`;
 /// answers 200, or, while `hang` is set, holds the connection without answering.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     keys: Arc<Mutex<Vec<String>>>,
-    hang: Arc<AtomicBool>,
+    pub(crate) hang: Arc<AtomicBool>,
 }
 
 impl Receiver {
-    fn start(hang: bool) -> Receiver {
+    pub(crate) fn start(hang: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/hook", listener.local_addr().expect("address"));
         let keys = Arc::new(Mutex::new(Vec::new()));
@@ -49,7 +49,7 @@ impl Receiver {
         Receiver { url, keys, hang }
     }
 
-    fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

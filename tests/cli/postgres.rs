@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 #[path = "../../src/store/postgres/testing.rs"]
-mod pg_testing;
+pub(crate) mod pg_testing;
 
 use super::harness::{repo, sagaflow};
 use super::server::{copy_business_workflows, folder, Server};
