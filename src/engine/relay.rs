@@ -31,7 +31,8 @@ use super::compiled::CompiledWorkflow;
 use super::driver::Engine;
 use crate::adapters::webhook::Webhook;
 use crate::base::clock::now_ms;
-use crate::store::{DeadLetter, Delivery, EventRecord, Pending, RunMeta, Store, Subscriber};
+use crate::store::wakeups::Wakeups;
+use crate::store::{Change, DeadLetter, Delivery, EventRecord, Pending, RunMeta, Store, Subscriber};
 
 /// Deliveries taken in one pass, and tried at once, at most.
 const BATCH: usize = 256;
@@ -180,6 +181,8 @@ impl Relay {
     }
 
     async fn run(self: Arc<Self>) {
+        // Other workers' deliveries, in a shared store: as soon as they are committed.
+        let mut heard = Wakeups::new(self.store.as_ref(), Change::Outbox, IDLE_PASS, IDLE_PASS);
         loop {
             let next = match self.store.due(now_ms(), BATCH) {
                 Ok((due, _)) if !due.is_empty() => {
@@ -196,6 +199,7 @@ impl Relay {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
                 _ = self.subscriptions.wake.notified() => {}
+                _ = heard.next() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }

@@ -1,7 +1,9 @@
 //! In a store several workers share, an event one worker commits must wake
-//! the waits of runs another owns. Four times a second each worker reads the
-//! events of the last few seconds and hands the new ones to its engine (a
-//! wait that began later finds its event in the store by itself).
+//! the waits of runs another owns. As soon as the store says events came
+//! (and every second regardless; four times a second on a store that cannot
+//! say) each worker reads the events of the last few seconds and hands the
+//! new ones to its engine (a wait that began later finds its event in the
+//! store by itself).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,9 +11,12 @@ use std::time::Duration;
 
 use super::App;
 use crate::base::clock::now_ms;
+use crate::store::wakeups::Wakeups;
+use crate::store::Change;
 
-/// How often the store is read for others' events.
-const EVERY: Duration = Duration::from_millis(250);
+/// How often the store is read for others' events, told of them or not.
+const HEARD: Duration = Duration::from_secs(1);
+const UNHEARD: Duration = Duration::from_millis(250);
 /// How far back each read looks: an event committed late, or stamped by a
 /// worker whose clock is behind, is still found.
 const OVERLAP_MS: u64 = 5_000;
@@ -25,9 +30,10 @@ pub(crate) fn spawn(app: Arc<App>) {
     tokio::spawn(async move {
         // Event ids already handed over, with their time, for the overlap.
         let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut wakeups = Wakeups::new(app.store.as_ref(), Change::Events, HEARD, UNHEARD);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
+                _ = wakeups.next() => {}
                 _ = app.shutdown.cancelled() => return,
             }
             let since = now_ms().saturating_sub(OVERLAP_MS);

@@ -1,7 +1,8 @@
 //! In a store several workers share, a cancel or an operator's act on a run
 //! another worker owns is left in that worker's inbox (the receiving worker
-//! judged it on the run's journal and answered). Four times a second each
-//! worker takes the letters to the runs it owns and acts on them; the commit
+//! judged it on the run's journal and answered). As soon as the store says a
+//! letter came (and every second regardless) each worker takes the letters
+//! to the runs it owns and acts on them; the commit
 //! that journals an act removes its letter, so each is acted on once, and a
 //! letter to a worker that died goes to whoever takes its runs over.
 
@@ -10,9 +11,12 @@ use std::time::Duration;
 
 use super::App;
 use crate::base::clock::now_ms;
+use crate::store::wakeups::Wakeups;
+use crate::store::Change;
 
-/// How often the inbox is read.
-const EVERY: Duration = Duration::from_millis(250);
+/// How often the inbox is read, told of letters or not.
+const HEARD: Duration = Duration::from_secs(1);
+const UNHEARD: Duration = Duration::from_millis(250);
 /// The most letters one read takes.
 const LIMIT: usize = 64;
 /// A letter that could not be judged this long (its run never came up here) is dropped.
@@ -23,9 +27,10 @@ pub(crate) fn spawn(app: Arc<App>) {
         return;
     }
     tokio::spawn(async move {
+        let mut wakeups = Wakeups::new(app.store.as_ref(), Change::Letters, HEARD, UNHEARD);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
+                _ = wakeups.next() => {}
                 _ = app.shutdown.cancelled() => return,
             }
             if app.is_draining() || app.store.is_fenced() {

@@ -1,13 +1,14 @@
 //! In a store several workers share: four times a second, the workers whose lease
 //! ran out are declared dead, and their runs (and those of workers that left)
-//! are claimed and resumed here. Alone on its store, a process owns every
+//! are claimed and resumed here; at once when the store says a worker left. Alone on its store, a process owns every
 //! run from the start and this finds nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::App;
-use crate::store::RunMeta;
+use crate::store::wakeups::Wakeups;
+use crate::store::{Change, RunMeta};
 
 /// How often the others' leases are looked at: a dead worker's runs move
 /// again at most this long after its lease ran out (and the claim's replay).
@@ -15,9 +16,10 @@ const EVERY: Duration = Duration::from_millis(250);
 
 pub(crate) fn spawn(app: Arc<App>) {
     tokio::spawn(async move {
+        let mut wakeups = Wakeups::new(app.store.as_ref(), Change::Orphans, EVERY, EVERY);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
+                _ = wakeups.next() => {}
                 _ = app.shutdown.cancelled() => return,
             }
             if app.is_draining() {

@@ -174,6 +174,68 @@ fn a_letter_reaches_the_runs_owner_and_leaves_with_the_commit_that_acts_on_it() 
     assert_eq!(b.letters(10).expect("letters"), vec![], "acted on once");
 }
 
+/// Workers hear of each other's events, deliveries, letters and departures
+/// as they are committed (LISTEN/NOTIFY), not at their next poll.
+#[test]
+fn a_worker_hears_what_another_commits() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (PgStore::open(&url, Some("a")).expect("a"), PgStore::open(&url, Some("b")).expect("b"));
+    let mut heard = a.changes().expect("a shared store tells its changes");
+    let hear = |heard: &mut tokio::sync::broadcast::Receiver<Change>, want: Change| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match heard.try_recv() {
+                Ok(change) if change == want => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+            assert!(std::time::Instant::now() < deadline, "never heard {want:?}");
+        }
+    };
+    // The listener is up once a notification of its own comes through.
+    let pending = Pending { subscriber: "webhook:a".into(), attempts: 0, due: 10, last_error: None };
+    let delivery = Delivery { event: event("e1", "k", 1), pending: vec![pending] };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !matches!(heard.try_recv(), Ok(Change::Outbox)) {
+        b.commit(&Commit { deliveries: vec![delivery.clone()], ..Commit::default() }).expect("delivery");
+        assert!(std::time::Instant::now() < deadline, "never heard a delivery");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    b.commit(&Commit { events: vec![event("e2", "k", 2)], ..Commit::default() }).expect("event");
+    hear(&mut heard, Change::Events);
+    b.commit(&Commit { runs: vec![RunMeta { status: RunStatus::Running, ..meta(1, "w") }], ..Commit::default() })
+        .expect("b's run");
+    a.post("run001", &serde_json::json!({ "request": "cancel" })).expect("post");
+    hear(&mut heard, Change::Letters);
+    b.leave().expect("leave");
+    hear(&mut heard, Change::Orphans);
+}
+
+/// TLS as the URL's `sslmode` asks, libpq's way: `verify-full` checks the
+/// server's certificate against the authority `sslrootcert` names (and
+/// refuses one the web's authorities did not sign), `disable` goes plain.
+#[test]
+fn the_database_is_reached_over_tls_as_sslmode_asks_and_its_certificate_checked() {
+    let Some(url) = fresh_database() else { return };
+    let Ok(ca) = std::env::var("SAGAFLOW_TEST_PG_CA") else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "SAGAFLOW_TEST_PG_CA is not set under CI");
+        return;
+    };
+    let with = |query: &str| format!("{url}?{query}");
+    let checked = PgStore::open(&with(&format!("sslmode=verify-full&sslrootcert={ca}")), Some("w1"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(super::postgres::block_on(checked.encrypted()).expect("ssl"), "encrypted");
+    checked.commit(&Commit { runs: vec![meta(1, "w")], ..Commit::default() }).expect("a commit over TLS");
+    let localhost = with(&format!("sslmode=verify-full&sslrootcert={ca}")).replace("127.0.0.1", "localhost");
+    PgStore::open(&localhost, None).unwrap_or_else(|e| panic!("the certificate names localhost too: {e}"));
+    let refused = PgStore::open(&with("sslmode=verify-full"), None).err().map(|e| e.message).unwrap_or_default();
+    assert!(refused.contains("cannot connect") && refused.to_lowercase().contains("certificate"), "{refused}");
+    let plain = PgStore::open(&with("sslmode=disable"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!super::postgres::block_on(plain.encrypted()).expect("ssl"), "sslmode=disable goes plain");
+    let required = PgStore::open(&with("sslmode=require"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(super::postgres::block_on(required.encrypted()).expect("ssl"), "require: encrypted, unchecked");
+}
+
 #[test]
 fn schedule_ticks_are_kept_and_never_move_back() {
     each_store(|store| {

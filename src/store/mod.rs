@@ -10,6 +10,7 @@ pub(crate) mod retention;
 pub(crate) mod sled;
 mod sled_backup;
 mod sled_retention;
+pub(crate) mod wakeups;
 
 use serde::{Deserialize, Serialize};
 
@@ -442,6 +443,28 @@ pub(crate) trait Ownership: ReadRuns {
     fn drop_letter(&self, _id: i64) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Other workers' changes as they happen (none: nothing to hear, alone on its store).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+}
+
+/// What a store several workers share says has changed, so a worker's task
+/// need not wait for its next poll to look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// New events (waits may end).
+    Events,
+    /// New deliveries in the outbox.
+    Outbox,
+    /// New letters in an inbox.
+    Letters,
+    /// Runs without a live owner (a worker left or died).
+    Orphans,
+}
+
+impl Change {
+    pub(crate) const ALL: [Change; 4] = [Change::Events, Change::Outbox, Change::Letters, Change::Orphans];
 }
 
 /// A request left for the worker that owns a run: what to do, as the engine wrote it.

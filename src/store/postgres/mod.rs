@@ -15,15 +15,17 @@
 
 mod backup;
 mod block;
+mod listen;
 mod ownership;
 mod runs;
 pub(crate) mod sandbox;
 mod schema;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 pub(crate) use block::block_on;
 pub(crate) use ownership::LEASE;
@@ -48,7 +50,10 @@ pub(crate) struct PgStore {
     worker: Option<Worker>,
     /// What the worker knows of its lease (whether it is fenced off).
     lease: Arc<ownership::Lease>,
-    url: String,
+    /// Other workers' changes, as their notifications come.
+    changes: tokio::sync::broadcast::Sender<crate::store::Change>,
+    /// How to open one more connection.
+    dial: Arc<Dial>,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -71,9 +76,11 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::other(format!("cannot start the PostgreSQL client: {e}")))?;
         let runtime = Arc::new(PgRuntime(Some(runtime)));
+        let (client_url, tls) = tls::prepare(url).map_err(|e| StoreError::other(format!("{shown}: {e}")))?;
+        let dial = Arc::new(Dial { url: client_url, tls, shown: shown.clone() });
         let connect = |runtime: &Arc<PgRuntime>| {
-            let (url, named) = (url.to_owned(), shown.clone());
-            let task = runtime.spawn(async move { connect(&url, &named).await });
+            let dial = Arc::clone(&dial);
+            let task = runtime.spawn(async move { dial.connect().await });
             block_on(task).map_err(|e| StoreError::other(format!("{shown}: {e}")))?
         };
         let mut write = connect(&runtime)?;
@@ -102,7 +109,12 @@ impl PgStore {
             let (worker, lease) = (worker.clone(), Arc::clone(&lease));
             runtime.spawn(async move { ownership::keep_lease(renewals, worker, lease) });
         }
-        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, lease, url: url.to_owned(), shown })
+        let (changes, _) = tokio::sync::broadcast::channel(64);
+        if worker.is_some() {
+            let (dial, changes, lease) = (Arc::clone(&dial), changes.clone(), Arc::clone(&lease));
+            runtime.spawn(listen::listen(dial, changes, lease));
+        }
+        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, lease, changes, dial, shown })
     }
 
     /// The worker this store writes as.
@@ -120,8 +132,8 @@ impl PgStore {
 
     /// One more connection to the same database, on this store's runtime.
     fn connect_more(&self) -> Result<Client, StoreError> {
-        let (url, shown) = (self.url.clone(), self.shown.clone());
-        let task = self.runtime.spawn(async move { connect(&url, &shown).await });
+        let dial = Arc::clone(&self.dial);
+        let task = self.runtime.spawn(async move { dial.connect().await });
         block_on(task).map_err(|e| StoreError::other(format!("{}: {e}", self.shown)))?
     }
 
@@ -140,6 +152,13 @@ impl PgStore {
         let id = self.worker.as_ref().map(|w| w.id.clone()).unwrap_or_default();
         let sql = "UPDATE sagaflow.workers SET lease_until = now() - interval '1 second' WHERE worker_id = $1";
         self.read.execute(sql, &[&id]).await
+    }
+
+    /// Whether this store's reads go over TLS, as the server says (tests).
+    #[cfg(test)]
+    pub(crate) async fn encrypted(&self) -> Result<bool, tokio_postgres::Error> {
+        let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        Ok(self.read.query_one(sql, &[]).await?.get(0))
     }
 
     /// Runs `sql` as it is (tests that change the database behind the store's back).
@@ -190,15 +209,36 @@ impl Drop for PgRuntime {
     }
 }
 
-async fn connect(url: &str, shown: &str) -> Result<Client, StoreError> {
-    let (client, connection) =
-        tokio_postgres::connect(url, NoTls).await.map_err(|e| pg_error(shown, "cannot connect", e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "a PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
+/// Where and how this store connects: the URL as the client takes it, its
+/// TLS (as `sslmode` asks), and the URL as messages show it.
+pub(super) struct Dial {
+    url: String,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    pub(super) shown: String,
+}
+
+/// A connection, and the task that drives it (for a caller that reads its messages).
+pub(super) type Connection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+impl Dial {
+    /// A connection whose messages the caller reads itself.
+    pub(super) async fn open(&self) -> Result<(Client, Connection), tokio_postgres::Error> {
+        tokio_postgres::connect(&self.url, self.tls.clone()).await
+    }
+
+    /// A connection driven on the current runtime.
+    async fn connect(&self) -> Result<Client, StoreError> {
+        let (client, connection) = self.open().await.map_err(|e| pg_error(&self.shown, "cannot connect", e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "a PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
 }
 
 /// Why a worker could not join.
@@ -255,7 +295,7 @@ fn join(client: &Client, worker_id: &str, lease: Duration) -> Result<Worker, Joi
 /// are another worker's now); a lost connection, unavailable.
 pub(super) fn pg_error(shown: &str, what: &str, e: tokio_postgres::Error) -> StoreError {
     let code = e.code().map(|c| c.code().to_owned());
-    let detail = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned());
+    let detail = e.as_db_error().map_or_else(|| with_causes(&e), |d| d.message().to_owned());
     let kind = match code.as_deref() {
         Some("SF001") => StoreErrorKind::Conflict,
         Some(_) => StoreErrorKind::Other,
@@ -264,6 +304,21 @@ pub(super) fn pg_error(shown: &str, what: &str, e: tokio_postgres::Error) -> Sto
     };
     let code = code.map(|c| format!(" [SQLSTATE {c}]")).unwrap_or_default();
     StoreError::new(kind, format!("{what} ({shown}): {detail}{code}"))
+}
+
+/// An error and what caused it, down the chain ("error performing TLS
+/// handshake: invalid peer certificate: UnknownIssuer").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// A value as the JSON text a `json` column takes.

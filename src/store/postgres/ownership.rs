@@ -122,8 +122,10 @@ impl PgStore {
     fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
         let me = self.worker.as_ref().map_or("", |w| w.id.as_str());
         let rows = block_on(self.read.query(
-            "UPDATE sagaflow.workers SET generation = generation + 1, state = 'dead', fenced_at = clock_timestamp()
-             WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id",
+            "WITH dead AS (
+               UPDATE sagaflow.workers SET generation = generation + 1, state = 'dead', fenced_at = clock_timestamp()
+               WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id)
+             SELECT worker_id, pg_notify('sagaflow_orphans', '') FROM dead",
             &[&me],
         ))
         .map_err(|e| self.error("cannot check the workers' leases", e))?;
@@ -183,8 +185,10 @@ impl PgStore {
         let Some(worker) = &self.worker else { return Ok(()) };
         self.lease.left.store(true, Ordering::Relaxed);
         block_on(self.read.execute(
-            "UPDATE sagaflow.workers SET generation = generation + 1, state = 'gone', fenced_at = clock_timestamp()
-             WHERE worker_id = $1 AND generation = $2",
+            "WITH gone AS (
+               UPDATE sagaflow.workers SET generation = generation + 1, state = 'gone', fenced_at = clock_timestamp()
+               WHERE worker_id = $1 AND generation = $2 RETURNING 1)
+             SELECT pg_notify('sagaflow_orphans', '') FROM gone",
             &[&worker.id, &worker.generation],
         ))
         .map(drop)
@@ -235,12 +239,11 @@ impl crate::store::Ownership for PgStore {
     }
     fn post(&self, run_id: &str, request: &serde_json::Value) -> Result<(), StoreError> {
         let request = super::json_text(request)?;
-        block_on(
-            self.read.execute(
-                "INSERT INTO sagaflow.inbox (run_id, request) VALUES ($1, $2::text::json)",
-                &[&run_id, &request],
-            ),
-        )
+        block_on(self.read.execute(
+            "WITH posted AS (INSERT INTO sagaflow.inbox (run_id, request) VALUES ($1, $2::text::json) RETURNING id)
+             SELECT pg_notify('sagaflow_inbox', '') FROM posted",
+            &[&run_id, &request],
+        ))
         .map(drop)
         .map_err(|e| self.error("cannot leave a request for a run's worker", e))
     }
@@ -261,6 +264,9 @@ impl crate::store::Ownership for PgStore {
                 Ok(crate::store::Letter { id: r.get(0), run_id: r.get(1), request, at })
             })
             .collect()
+    }
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<crate::store::Change>> {
+        self.worker.as_ref().map(|_| self.changes.subscribe())
     }
     fn drop_letter(&self, id: i64) -> Result<(), StoreError> {
         block_on(self.read.execute("DELETE FROM sagaflow.inbox WHERE id = $1", &[&id]))

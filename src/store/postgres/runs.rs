@@ -5,10 +5,10 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{block_on, json_column, json_text, PgStore};
+use super::{block_on, json_column, json_text, listen, PgStore};
 use crate::journal::entry::Entry;
 use crate::store::{
-    decode, Commit, Committing, DeadLetter, Delivery, EventRecord, MetaError, OutboxTable, ReadRuns, RunFilter,
+    decode, Change, Commit, Committing, DeadLetter, Delivery, EventRecord, MetaError, OutboxTable, ReadRuns, RunFilter,
     RunMeta, RunPage, RunStatus, ScheduleTable, StoreError, WriteRuns,
 };
 
@@ -91,6 +91,8 @@ impl PgStore {
         let forget: Params = vec![&p.forget];
         let forget_events: Params = vec![&p.forget_events];
         let letters: Params = vec![&commit.letters];
+        let none: Params = vec![];
+        let (new_events, new_deliveries) = (listen::notify(Change::Events), listen::notify(Change::Outbox));
         // Sent one after another without waiting (pipelined); the fence first,
         // unless the new runs' insert above came after it already.
         let mut parts_sql: Vec<(&str, &Params)> = Vec::new();
@@ -107,6 +109,9 @@ impl PgStore {
             (!p.forget_events.is_empty(), FORGET_DEAD_LETTERS, &forget_events),
             (!p.forget_events.is_empty(), FORGET_EVENTS, &forget_events),
             (!commit.letters.is_empty(), ANSWER_LETTERS, &letters),
+            // Other workers hear of it once it is committed.
+            (!p.events.is_empty(), new_events.as_str(), &none),
+            (!p.deliveries.is_empty(), new_deliveries.as_str(), &none),
         ];
         parts_sql.extend(wanted.into_iter().filter(|(any, ..)| *any).map(|(_, sql, params)| (sql, params)));
         let statements = parts_sql.into_iter().map(|(sql, params)| tx.execute(sql, params.as_slice()));
