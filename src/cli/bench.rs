@@ -17,6 +17,8 @@ enum What {
     Run(super::bench_run::Args),
     /// Start `sagaflow serve` and post runs of a 5-step mock workflow from C clients; print runs/s and latency.
     Serve(super::bench_serve::Args),
+    /// Park N runs on one `serve` worker of a shared store, SIGKILL it, and time another taking them over.
+    Takeover(super::bench_takeover::Args),
     /// Validate N generated workflow files of S steps each, R times, with `sagaflow validate DIR`.
     Validate {
         #[arg(long, default_value_t = 1000)]
@@ -39,6 +41,7 @@ pub(super) fn run(args: Args) -> ExitCode {
     match args.what {
         What::Run(args) => super::bench_run::run(args),
         What::Serve(args) => super::bench_serve::run(args),
+        What::Takeover(args) => super::bench_takeover::run(args),
         What::Validate { chain: Some(steps), runs, .. } => match bench_chain(steps, runs.max(1)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,8 +1,9 @@
-//! `sagaflow bench serve`: a `sagaflow serve` process on loopback, and C
-//! clients posting runs of a 5-step `mock` workflow for S seconds. Prints runs
-//! accepted per second (each durable when accepted), accept latency
-//! percentiles, how soon a changed workflow file reaches new runs under that
-//! load, and how long the accepted runs took to finish.
+//! `sagaflow bench serve`: a `sagaflow serve` process on loopback (or W of
+//! them on one shared store), and C clients posting runs of a 5-step `mock`
+//! workflow for S seconds, spread over the workers. Prints runs accepted per
+//! second (each durable when accepted), accept latency percentiles, how soon
+//! a changed workflow file reaches new runs under that load, and how long the
+//! accepted runs took to finish.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -33,6 +34,12 @@ pub(super) struct Args {
     /// Print the data directory's size, and the runs the store holds, every N seconds.
     #[arg(long, value_name = "N")]
     size_every: Option<u64>,
+    /// The store the servers use (default: a sled directory of their own).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// `serve` processes on that store (more than one needs a shared store), the clients spread over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    workers: u16,
 }
 
 pub(super) fn run(args: Args) -> ExitCode {
@@ -55,9 +62,9 @@ fn workflow(steps: usize, mark: &str) -> String {
     y
 }
 
-struct Server {
-    child: Child,
-    url: String,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) url: String,
 }
 
 impl Drop for Server {
@@ -67,14 +74,25 @@ impl Drop for Server {
     }
 }
 
-fn start_server(dir: &Path) -> Result<Server, String> {
+/// Starts `sagaflow serve` in `dir`, on `store` as worker `id` (none: on
+/// `dir/data`), its log to `log` (none: this process's stderr).
+pub(super) fn start_server(dir: &Path, store: Option<&str>, id: &str, log: Option<&Path>) -> Result<Server, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--workflows", "workflows", "--data", "data"])
+    let mut command = Command::new(exe);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--workflows", "workflows"]);
+    match store {
+        Some(url) => command.args(["--store", url, "--worker-id", id]),
+        None => command.args(["--data", "data"]),
+    };
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        None => Stdio::inherit(),
+    };
+    let mut child = command
         .current_dir(dir)
         .env_remove("SAGAFLOW_API_TOKEN")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start sagaflow serve: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -96,14 +114,23 @@ async fn bench(args: Args) -> Result<(), String> {
         let config = format!("[retention]\nfinished = {}\n", json!(period));
         std::fs::write(dir.path().join("sagaflow.toml"), config).map_err(|e| e.to_string())?;
     }
-    let server = start_server(dir.path())?;
+    if args.workers > 1 && args.store.is_none() {
+        return Err("--workers above 1 needs a store they share: --store postgres://...".into());
+    }
+    let servers = (0..args.workers)
+        .map(|w| start_server(dir.path(), args.store.as_deref(), &format!("bench-w{}", w + 1), None))
+        .collect::<Result<Vec<_>, _>>()?;
+    let server = &servers[0];
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
-    let url = format!("{}/v1/workflows/bench/runs", server.url);
     // Each client waits this long between its posts' starts, so all together keep to the rate.
     let pace = args.rate.map(|r| Duration::from_secs_f64(args.clients as f64 / f64::from(r.max(1))));
-    let clients: Vec<_> =
-        (0..args.clients).map(|c| tokio::spawn(client(http.clone(), url.clone(), stop.clone(), c, pace))).collect();
+    let clients: Vec<_> = (0..args.clients)
+        .map(|c| {
+            let url = format!("{}/v1/workflows/bench/runs", servers[c % servers.len()].url);
+            tokio::spawn(client(http.clone(), url, stop.clone(), c, pace))
+        })
+        .collect();
     let started = Instant::now();
     if let Some(every) = args.size_every {
         tokio::spawn(report_sizes(
@@ -127,13 +154,17 @@ async fn bench(args: Args) -> Result<(), String> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let accepted = latencies.len();
-    let drained = finish_all(&http, &server.url, accepted).await?;
+    let bases: Vec<&str> = servers.iter().map(|s| s.url.as_str()).collect();
+    let drained = finish_all(&http, &bases, accepted).await?;
     latencies.sort_unstable();
     let q =
         |p: f64| latencies.get(((accepted as f64 * p) as usize).min(accepted.saturating_sub(1))).copied().unwrap_or(0);
     println!(
-        "bench serve: POST /v1/workflows/bench/runs ({}-step mock workflow), {} clients, {elapsed:.1} s",
-        args.steps, args.clients
+        "bench serve: POST /v1/workflows/bench/runs ({}-step mock workflow), {} clients, {} worker(s) on {}, {elapsed:.1} s",
+        args.steps,
+        args.clients,
+        args.workers,
+        args.store.as_deref().map_or_else(|| "sled".to_owned(), crate::store::postgres::without_password)
     );
     println!(
         "  accepted   {accepted} runs, {:.0} runs/s (202, durable), {failed} refused or failed",
@@ -255,13 +286,15 @@ fn sum(metrics: &str, prefix: &str) -> u64 {
     metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
 }
 
-/// Waits until every accepted run succeeded (from `/metrics`); answers how long it took.
-async fn finish_all(http: &reqwest::Client, base: &str, accepted: usize) -> Result<Duration, String> {
+/// Waits until every accepted run succeeded (from the workers' `/metrics`); answers how long it took.
+async fn finish_all(http: &reqwest::Client, bases: &[&str], accepted: usize) -> Result<Duration, String> {
     let began = Instant::now();
     loop {
-        let text = metrics(http, base).await?;
-        // Counted as they end (the store may have let the oldest go already).
-        let done = sum(&text, "sagaflow_runs_finished_total ") as usize;
+        let mut done = 0;
+        for base in bases {
+            // Counted as they end (the store may have let the oldest go already).
+            done += sum(&metrics(http, base).await?, "sagaflow_runs_finished_total ") as usize;
+        }
         if done >= accepted {
             return Ok(began.elapsed());
         }

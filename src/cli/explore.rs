@@ -25,6 +25,10 @@ pub(super) struct Args {
     /// Also crash after every step's effect, before its checkpoint, and resume.
     #[arg(long)]
     crash: bool,
+    /// Run each point on a database of its own on this PostgreSQL server (created, then
+    /// dropped) instead of a fresh sled folder: the store production uses.
+    #[arg(long, value_name = "postgres://...")]
+    store: Option<String>,
     #[command(flatten)]
     output: super::Output,
 }
@@ -61,7 +65,11 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
     let started = std::time::Instant::now();
     // The children it starts come from its own folder.
     let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
-    let ground = Ground { seed, library: Arc::new(Directory::new(dir, registry)), config };
+    let scratch = match setup.scratch(args.store.as_deref()) {
+        Ok(scratch) => scratch,
+        Err(e) => return usage_error(&e),
+    };
+    let ground = Ground { seed, library: Arc::new(Directory::new(dir, registry)), config, scratch };
     let points = match runtime().block_on(explore(wf.clone(), input, ground, args.crash)) {
         Ok(points) => points,
         Err(e) => return usage_error(&e),

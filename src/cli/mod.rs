@@ -4,6 +4,7 @@ mod actions;
 mod bench;
 mod bench_run;
 mod bench_serve;
+mod bench_takeover;
 mod bulk;
 mod client;
 mod contract;

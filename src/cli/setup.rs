@@ -53,6 +53,26 @@ impl Setup {
         }
     }
 
+    /// Where `test` and `explore` make each run's fresh store: `--store
+    /// postgres://...` names a server to make a database on (its password
+    /// from `[store] password_secret`, as for every store); else sled folders.
+    pub(super) fn scratch(&self, store: Option<&str>) -> Result<crate::explore::Scratch, String> {
+        let Some(url) = store else { return Ok(crate::explore::Scratch::Sled) };
+        let data = DataDir {
+            path: PathBuf::new(),
+            store: Some(url.to_owned()),
+            worker_id: None,
+            lease: crate::store::postgres::LEASE,
+        };
+        match self.place(&data)? {
+            Place::Postgres(url) => Ok(crate::explore::Scratch::Postgres(url)),
+            Place::Sled(_) => {
+                Err("--store: each run gets a fresh sled folder already; name a postgres:// server to run them there"
+                    .to_owned())
+            }
+        }
+    }
+
     /// The store and the backends bound to it (the sandbox lives in the same
     /// database); in PostgreSQL this process joins as a worker (`role` names it).
     pub(super) fn open(&self, data: &DataDir, role: &str) -> Result<(Arc<dyn Store>, Backends), String> {

@@ -30,6 +30,10 @@ pub(super) struct Args {
     /// Test files, or directories to search for `*.test.yaml`.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Run each case on a database of its own on this PostgreSQL server (created, then
+    /// dropped) instead of a fresh sled folder: the store production uses.
+    #[arg(long, value_name = "postgres://...")]
+    store: Option<String>,
 }
 
 pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
@@ -47,6 +51,10 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(registry) => registry,
         Err(e) => return usage_error(&e.0),
     };
+    let scratch = match setup.scratch(args.store.as_deref()) {
+        Ok(scratch) => scratch,
+        Err(e) => return usage_error(&e),
+    };
     let mut libraries: HashMap<PathBuf, Arc<dyn Library>> = HashMap::new();
     let mut loaded = Vec::new();
     for file in &files {
@@ -58,7 +66,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         let dir = test.workflow.parent().map_or_else(PathBuf::new, std::path::Path::to_path_buf);
         let library =
             libraries.entry(dir.clone()).or_insert_with(|| Arc::new(Directory::new(dir, registry.clone()))).clone();
-        let ground = Ground { seed: seed.clone(), library, config: config.clone() };
+        let ground = Ground { seed: seed.clone(), library, config: config.clone(), scratch: scratch.clone() };
         match prepare(&test, ground.library.as_ref(), &registry) {
             Ok((wf, injections)) => loaded.push((test, wf, injections, ground)),
             Err(e) => return usage_error(&e),

@@ -16,6 +16,7 @@
 
 pub(crate) mod harness;
 pub(crate) mod holdings;
+pub(crate) mod scratch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,11 +34,11 @@ use crate::engine::record::RunRecord;
 use crate::engine::ReplayError;
 use crate::journal::entry::Entry;
 use crate::journal::injection::Injection;
-use crate::services::sandbox::{Sandbox, SandboxError, Seed};
+use crate::services::sandbox::{SandboxError, Seed};
 use crate::store::faulty::{FailRule, Faulty};
-use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError, StoreErrorKind};
 use holdings::{counts, holdings, leaks};
+pub(crate) use scratch::Scratch;
 
 /// Why a workflow could not be run in the simulated world (a problem of this
 /// machine or of the engine, not a finding about the workflow).
@@ -134,6 +135,8 @@ pub(crate) struct Ground {
     /// The config every command reads (`sagaflow.toml` or `--config`): its
     /// templates, HTTP allow-list and services back the runs.
     pub config: Arc<Config>,
+    /// Where each run's fresh store is made.
+    pub scratch: Scratch,
 }
 
 /// Explores a workflow with one input. `crash`: add the crash points.
@@ -323,9 +326,9 @@ pub(crate) async fn run_once(
     ground: &Ground,
     s: Scenario,
 ) -> Result<RunEnd, ExploreError> {
-    let dir = tempfile::tempdir().map_err(ExploreError::TempDir)?;
-    let store = Arc::new(SledStore::open(dir.path())?);
-    let sandbox = Sandbox::open(store.db(), &ground.seed, false)?;
+    // Dropped last, when the run's engines are gone: its folder or database goes with it.
+    let scratch = ground.scratch.open(&ground.seed)?;
+    let (store, sandbox) = (scratch.store.clone(), scratch.sandbox.clone());
     let backends = Backends::on(&ground.config, sandbox.clone())?;
     let before = sandbox.show(None)?;
     let world = harness::World { answers: s.answers, clock: Some(VirtualClock::default()) };
@@ -346,11 +349,15 @@ pub(crate) async fn run_once(
     let record = match harness::follow(&engine, &run_id, &world, seen).await {
         Some(record) => record,
         None => {
-            // The crash: a new engine on the same store resumes the run.
+            // The crash: a new engine (in PostgreSQL, a new worker) resumes the run.
             drop(engine);
+            let store = scratch.after_crash()?;
             let engine = Engine::start(store.clone(), backends.registry.clone(), options());
             let seen = engine.transitions();
-            crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
+            let resumed = crate::engine::resume_unfinished(&engine, store.as_ref(), &backends.registry).await?;
+            if !resumed.contains(&run_id) {
+                return Err(ExploreError::NotEnded(run_id));
+            }
             harness::follow(&engine, &run_id, &world, seen)
                 .await
                 .ok_or_else(|| ExploreError::NotEnded(run_id.clone()))?
@@ -363,7 +370,7 @@ pub(crate) async fn run_once(
 
 /// The records of the child runs a run's steps started, read back from the store, by step path.
 fn child_records(
-    store: &SledStore,
+    store: &dyn Store,
     registry: &crate::actions::Registry,
     record: &RunRecord,
     prefix: &str,

@@ -13,6 +13,8 @@ use crate::store::{Change, RunMeta};
 /// How often the others' leases are looked at: a dead worker's runs move
 /// again at most this long after its lease ran out (and the claim's replay).
 const EVERY: Duration = Duration::from_millis(250);
+/// Runs claimed at once.
+const BATCH: usize = 256;
 
 pub(crate) fn spawn(app: Arc<App>) {
     tokio::spawn(async move {
@@ -30,10 +32,21 @@ pub(crate) fn spawn(app: Arc<App>) {
                 app.fenced.cancel();
                 return;
             }
-            match take_over(&app).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(runs = n, "took over runs no live worker owns"),
-                Err(e) => tracing::warn!(error = %e, "could not take runs over; tried again"),
+            // A full batch: there may be more, taken at once (a dead worker's thousands of runs).
+            loop {
+                match take_over(&app).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        tracing::info!(runs = n, "took over runs no live worker owns");
+                        if n < BATCH || app.shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not take runs over; tried again");
+                        break;
+                    }
+                }
             }
         }
     });
@@ -46,7 +59,7 @@ async fn take_over(app: &App) -> Result<usize, String> {
         for worker in store.expire_workers()? {
             tracing::warn!(worker = %worker, "a worker's lease ran out: its runs are taken over");
         }
-        store.claim(256)
+        store.claim(BATCH)
     })
     .await
     .map_err(|e| e.to_string())?

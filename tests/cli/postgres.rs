@@ -236,3 +236,40 @@ async fn a_run_is_cancelled_skipped_and_followed_through_a_worker_that_does_not_
     .expect("the stream of a run another worker owns ends when the run does");
     assert!(text.contains("event: end"), "{text}");
 }
+
+/// `test` and `explore --crash` on PostgreSQL: every case and failure point in
+/// a database of its own (a crash's run taken over by a new worker), dropped
+/// after; the same verdicts as on sled.
+#[test]
+fn workflow_tests_and_failure_points_run_on_postgresql_as_on_sled() {
+    let Some(url) = pg_testing::fresh_database() else { return };
+    let test = cli(&repo(), &["test", "workflows/order_placement.test.yaml", "--store", &url]);
+    let said = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        test.status.success() && said.contains(" passed, 0 failed"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let table = |store: &[&str]| {
+        let mut args = vec!["explore", "order_placement", "--crash"];
+        args.extend(store);
+        let out = cli(&repo(), &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Without the last line's time.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().filter(|l| !l.contains(" points: ")).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(table(&["--store", &url]), table(&[]));
+    let sled = cli(&repo(), &["test", "workflows/order_placement.test.yaml", "--store", "sled:/tmp/x"]);
+    assert!(String::from_utf8_lossy(&sled.stderr).contains("name a postgres:// server"), "{sled:?}");
+    let left = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            let sql = "SELECT count(*) FROM pg_database WHERE datname LIKE 'sagaflow_scratch_%'";
+            client.query_one(sql, &[]).await.expect("count").get::<_, i64>(0)
+        })
+    });
+    assert_eq!(left.join().expect("count"), 0, "every scratch database was dropped");
+}

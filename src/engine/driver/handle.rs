@@ -242,7 +242,8 @@ impl Engine {
                 let done = state.phase == Phase::Done || status == RunStatus::Paused;
                 return done.then(|| RunRecord::of(&state));
             }
-            if !self.store.is_shared() {
+            // Alone, or this engine stopped: no one else moves it on.
+            if !self.store.is_shared() || self.tx.is_closed() {
                 return None;
             }
             tokio::time::sleep(StdDuration::from_millis(500)).await;

@@ -218,7 +218,7 @@ pub(super) struct Dial {
 }
 
 /// A connection, and the task that drives it (for a caller that reads its messages).
-pub(super) type Connection = tokio_postgres::Connection<
+pub(crate) type Connection = tokio_postgres::Connection<
     tokio_postgres::Socket,
     <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
 >;
@@ -239,6 +239,14 @@ impl Dial {
         });
         Ok(client)
     }
+}
+
+/// One connection to `url` (TLS as its `sslmode` asks), for a caller that
+/// drives it itself: statements outside any store (creating a database).
+pub(crate) async fn connect_once(url: &str) -> Result<(Client, Connection), StoreError> {
+    let shown = without_password(url);
+    let (client_url, tls) = tls::prepare(url).map_err(|e| StoreError::other(format!("{shown}: {e}")))?;
+    tokio_postgres::connect(&client_url, tls).await.map_err(|e| pg_error(&shown, "cannot connect", e))
 }
 
 /// Why a worker could not join.

@@ -180,6 +180,13 @@ impl PgStore {
         })
     }
 
+    /// How many unfinished runs the worker `worker_id` owns now (benchmarks).
+    pub(crate) fn owned_by(&self, worker_id: &str) -> Result<usize, StoreError> {
+        let sql = format!("SELECT count(*) FROM sagaflow.runs WHERE owner = $1 AND status IN {UNFINISHED}");
+        let row = block_on(self.read.query_one(&sql, &[&worker_id])).map_err(|e| self.error("cannot count runs", e))?;
+        Ok(row.get::<_, i64>(0).max(0) as usize)
+    }
+
     /// Leaves: this generation ends and its unfinished runs are anyone's at once.
     fn leave(&self) -> Result<(), StoreError> {
         let Some(worker) = &self.worker else { return Ok(()) };
