@@ -69,8 +69,10 @@ pub(super) struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -84,8 +86,12 @@ pub(super) fn start_server(dir: &Path, store: Option<&str>, id: &str, log: Optio
         Some(url) => command.args(["--store", url, "--worker-id", id]),
         None => command.args(["--data", "data"]),
     };
+    // A log kept to be read says what the server does (`info`).
     let stderr = match log {
-        Some(path) => Stdio::from(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        Some(path) => {
+            command.env("SAGAFLOW_LOG", "info");
+            Stdio::from(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
         None => Stdio::inherit(),
     };
     let mut child = command

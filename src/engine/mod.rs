@@ -143,6 +143,9 @@ pub(crate) async fn resume_unfinished(
     Ok(claimed.into_iter().map(|m| m.run_id).collect())
 }
 
+/// Runs whose journals are read, and handed to the engine, together.
+const RESUMED_AT_ONCE: usize = 256;
+
 /// Reads runs back from their journals and hands them to the engine to go on.
 pub(crate) async fn resume_runs(
     engine: &driver::Engine,
@@ -151,10 +154,17 @@ pub(crate) async fn resume_runs(
     runs: &[crate::store::RunMeta],
 ) -> Result<(), ReplayError> {
     let mut versions = Versions::default();
-    for meta in runs {
-        let wf = versions.get(store, &meta.hash, registry)?;
-        let entries = store.entries(&meta.run_id)?;
-        engine.resume(meta.run_id.clone(), wf, entries).await;
+    for batch in runs.chunks(RESUMED_AT_ONCE) {
+        let ids: Vec<String> = batch.iter().map(|m| m.run_id.clone()).collect();
+        let mut journals = store.journals(&ids)?;
+        let mut resumed = Vec::with_capacity(batch.len());
+        for meta in batch {
+            let wf = versions.get(store, &meta.hash, registry)?;
+            let entries = journals.remove(&meta.run_id).unwrap_or_default();
+            resumed.push(engine.resume(meta.run_id.clone(), wf, entries));
+        }
+        // Handed over together: the loop takes them up in a few turns.
+        futures_util::future::join_all(resumed).await;
     }
     // One more turn of the loop: the last resumed runs have acted.
     engine.flush().await;

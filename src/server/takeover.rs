@@ -14,7 +14,7 @@ use crate::store::{Change, RunMeta};
 /// again at most this long after its lease ran out (and the claim's replay).
 const EVERY: Duration = Duration::from_millis(250);
 /// Runs claimed at once.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 pub(crate) fn spawn(app: Arc<App>) {
     tokio::spawn(async move {

@@ -67,6 +67,20 @@ fn a_commit_reads_back_whole_and_in_order() {
 }
 
 #[test]
+fn the_journals_of_several_runs_read_together_are_each_whole_and_in_order() {
+    each_store(|store| {
+        let entry = |i: usize| Entry::RetryDue { step: i, item: None };
+        let entries =
+            (0..3).flat_map(|i| [("a".to_owned(), i as u32, entry(i)), ("b".to_owned(), i as u32, entry(10 + i))]);
+        store.commit(&Commit { entries: entries.collect(), ..Commit::default() }).expect("commit");
+        let journals = store.journals(&["b".into(), "a".into(), "none".into()]).expect("journals");
+        assert_eq!(journals["a"], (0..3).map(entry).collect::<Vec<_>>());
+        assert_eq!(journals["b"], (10..13).map(entry).collect::<Vec<_>>());
+        assert_eq!(journals["none"], vec![], "a run without a journal has an empty one");
+    });
+}
+
+#[test]
 fn run_pages_go_newest_first_filtered_and_each_run_comes_once() {
     each_store(|store| {
         let runs: Vec<RunMeta> = (0..25).map(|i| meta(i, if i % 3 == 0 { "a" } else { "b" })).collect();

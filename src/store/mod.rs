@@ -289,6 +289,11 @@ pub(crate) trait ReadRuns: Send + Sync {
     }
 
     fn entries(&self, run_id: &str) -> Result<Vec<Entry>, StoreError>;
+    /// The journals of several runs (a takeover's batch), by run; a store
+    /// over a network reads them in one round trip.
+    fn journals(&self, run_ids: &[String]) -> Result<std::collections::HashMap<String, Vec<Entry>>, StoreError> {
+        run_ids.iter().map(|id| Ok((id.clone(), self.entries(id)?))).collect()
+    }
     fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError>;
     /// Every run in the index, oldest first.
     fn runs(&self) -> Result<Vec<RunMeta>, StoreError>;

@@ -249,6 +249,21 @@ impl ReadRuns for PgStore {
         rows.iter().map(|r| json_column(r, 0, "journal entry")).collect()
     }
 
+    fn journals(&self, run_ids: &[String]) -> Result<std::collections::HashMap<String, Vec<Entry>>, StoreError> {
+        let rows = self.query(
+            "cannot read the journals",
+            "SELECT run_id, entry::text FROM sagaflow.journal WHERE run_id = ANY($1) ORDER BY run_id, seq",
+            &[&run_ids],
+        )?;
+        let mut journals: std::collections::HashMap<String, Vec<Entry>> =
+            run_ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+        for row in &rows {
+            let entry = json_column(row, 1, "journal entry")?;
+            journals.entry(row.get(0)).or_default().push(entry);
+        }
+        Ok(journals)
+    }
+
     fn run(&self, run_id: &str) -> Result<Option<RunMeta>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM sagaflow.runs WHERE run_id = $1");
         Ok(self.metas("cannot read the run index", &sql, &[&run_id])?.pop())
