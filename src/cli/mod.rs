@@ -77,6 +77,7 @@ fn quiet_on_closed_pipe() {
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(crate::store::postgres::mark_worker)
         .build()
         .unwrap_or_else(|e| panic!("cannot start the async runtime: {e}"))
 }

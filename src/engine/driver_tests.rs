@@ -40,6 +40,7 @@ impl Action for Probe {
 
 struct Setup {
     engine: Engine,
+    store: Arc<MemoryStore>,
     calls: Arc<Mutex<Vec<Call>>>,
     peak: Arc<AtomicUsize>,
 }
@@ -61,12 +62,10 @@ fn setup(answer: fn(&Call) -> Result<Json, ActionError>, delay_ms: u64, max_conc
         Ok(r) => Arc::new(r),
         Err(e) => panic!("{e:?}"),
     };
-    let engine = Engine::start(
-        Arc::new(MemoryStore::default()),
-        registry,
-        EngineOptions { max_concurrent_attempts, ..EngineOptions::default() },
-    );
-    Setup { engine, calls, peak }
+    let store = Arc::new(MemoryStore::default());
+    let engine =
+        Engine::start(store.clone(), registry, EngineOptions { max_concurrent_attempts, ..EngineOptions::default() });
+    Setup { engine, store, calls, peak }
 }
 
 /// Compiles against a registry that knows `probe.call` (and the built-ins' names are not needed).
@@ -109,6 +108,22 @@ async fn output_that_breaks_the_output_schema_fails_the_step_with_code_schema() 
     assert_eq!(e.code, "schema");
     assert!(e.message.contains("output schema"), "{}", e.message);
     assert_eq!(r.steps[0].attempts, 1, "schema is not retryable");
+}
+
+/// A run handed to the engine again while it is here (a second resume, a
+/// takeover that finds a run of its own) goes on as it is: the attempt it
+/// has in flight is not launched a second time.
+#[tokio::test]
+async fn resuming_a_run_already_here_launches_nothing_again() {
+    let s = setup(|_| Ok(json!({ "id": "x" })), 300, 8);
+    let wf = workflow("name: w\nsteps:\n  - id: a\n    action: probe.call\n");
+    let id = s.engine.start_run(wf.clone(), json!({})).await.expect("started");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let entries = crate::store::ReadRuns::entries(s.store.as_ref(), &id).expect("journal");
+    s.engine.resume(id.clone(), wf, entries).await;
+    let r = s.engine.wait(&id).await.expect("record");
+    assert_eq!(r.status, "succeeded");
+    assert_eq!(s.calls.lock().unwrap_or_else(|p| p.into_inner()).len(), 1, "one call, not two");
 }
 
 #[tokio::test]

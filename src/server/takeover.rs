@@ -17,6 +17,10 @@ const EVERY: Duration = Duration::from_millis(250);
 const BATCH: usize = 1024;
 
 pub(crate) fn spawn(app: Arc<App>) {
+    // Alone on its store, every run is this process's from the start.
+    if !app.store.is_shared() {
+        return;
+    }
     tokio::spawn(async move {
         let mut wakeups = Wakeups::new(app.store.as_ref(), Change::Orphans, EVERY, EVERY);
         loop {

@@ -278,8 +278,11 @@ impl Driver {
                     }
                 },
                 Msg::Resume { run_id, wf, entries, reply } => {
-                    self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
-                    touched.push(run_id);
+                    // A run already here goes on as it is (its attempts in flight are not launched again).
+                    if !self.runs.contains_key(&run_id) && !self.evicted.contains_key(&run_id) {
+                        self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
+                        touched.push(run_id);
+                    }
                     committed.push(reply);
                 }
                 Msg::Outcome { run_id, entry } => {

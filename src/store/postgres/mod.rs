@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-pub(crate) use block::block_on;
+pub(crate) use block::{block_on, mark_worker};
 pub(crate) use ownership::LEASE;
 
 use super::{StoreError, StoreErrorKind};
