@@ -42,21 +42,19 @@ pub(super) fn run(args: Args) -> ExitCode {
         What::Run(args) => super::bench_run::run(args),
         What::Serve(args) => super::bench_serve::run(args),
         What::Takeover(args) => super::bench_takeover::run(args),
-        What::Validate { chain: Some(steps), runs, .. } => match bench_chain(steps, runs.max(1)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
-        What::Validate { files, steps, runs, dir, chain: None } => match bench_validate(files, steps, runs.max(1), dir)
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
+        What::Validate { chain: Some(steps), runs, .. } => exit(bench_chain(steps, runs.max(1))),
+        What::Validate { files, steps, runs, dir, chain: None } => exit(bench_validate(files, steps, runs.max(1), dir)),
+    }
+}
+
+/// A benchmark's end: its error said, and the exit code.
+pub(super) fn exit(done: Result<(), String>) -> ExitCode {
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -43,13 +43,7 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(args: Args) -> ExitCode {
-    match super::runtime().block_on(bench(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    super::bench::exit(super::runtime().block_on(bench(args)))
 }
 
 fn workflow(steps: usize, mark: &str) -> String {

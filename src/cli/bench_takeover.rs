@@ -32,13 +32,7 @@ steps:
 ";
 
 pub(super) fn run(args: Args) -> ExitCode {
-    match super::runtime().block_on(bench(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(1)
-        }
-    }
+    super::bench::exit(super::runtime().block_on(bench(args)))
 }
 
 async fn bench(args: Args) -> Result<(), String> {

@@ -385,6 +385,30 @@ fn a_worker_that_cannot_renew_fences_itself_off_before_its_lease_runs_out() {
     assert_eq!(next.run("run002").expect("read"), None, "nothing of the refused commit");
 }
 
+/// Each CLI command that writes joins as a worker: those gone an hour that
+/// own no run leave the table; one that still owns a run stays.
+#[test]
+fn workers_gone_an_hour_that_own_nothing_leave_the_table() {
+    let Some(url) = fresh_database() else { return };
+    let open = |id: &str| PgStore::open(&url, Some(id)).unwrap_or_else(|e| panic!("{e}"));
+    let (live, idle, owner) = (open("live"), open("idle"), open("owner"));
+    owner
+        .commit(&Commit { runs: vec![RunMeta { status: RunStatus::Running, ..meta(1, "w") }], ..Commit::default() })
+        .expect("owner's run");
+    idle.leave().expect("leave");
+    owner.leave().expect("leave");
+    let age = "UPDATE sagaflow.workers SET fenced_at = now() - interval '2 hours' WHERE state <> 'live'";
+    super::postgres::block_on(live.execute(age)).expect("aged");
+    live.expire_workers().expect("expire");
+    let left = |id: &'static str| {
+        let sql = format!("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM sagaflow.workers WHERE worker_id = '{id}') THEN RAISE EXCEPTION 'gone'; END IF; END $$");
+        super::postgres::block_on(live.execute(&sql)).is_ok()
+    };
+    assert!(!left("idle"), "a worker gone an hour that owns nothing leaves");
+    assert!(left("owner"), "one whose run is still unfinished stays (its run is an orphan to claim)");
+    assert!(left("live"));
+}
+
 /// A run id is created once across workers: a commit that would create a run
 /// another worker created first is refused whole, naming it.
 #[test]

@@ -16,6 +16,7 @@
 mod backup;
 mod block;
 mod listen;
+mod outbox;
 mod ownership;
 mod runs;
 pub(crate) mod sandbox;

@@ -119,12 +119,20 @@ impl PgStore {
     }
 
     /// Declares dead every other worker whose lease ran out; answers their ids.
+    /// Workers that left or died an hour ago and own no run are removed, and
+    /// letters no owner took in an hour.
     fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
         let me = self.worker.as_ref().map_or("", |w| w.id.as_str());
         let rows = block_on(self.read.query(
             "WITH dead AS (
                UPDATE sagaflow.workers SET generation = generation + 1, state = 'dead', fenced_at = clock_timestamp()
-               WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id)
+               WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id),
+             -- Workers gone an hour that own nothing leave the table (each CLI command is one).
+             swept AS (
+               DELETE FROM sagaflow.workers w WHERE w.state <> 'live' AND w.fenced_at < now() - interval '1 hour'
+                 AND NOT EXISTS (SELECT 1 FROM sagaflow.runs r WHERE r.owner = w.worker_id)),
+             -- Letters no owner took in an hour (their run ended first) go too.
+             stale AS (DELETE FROM sagaflow.inbox WHERE at < now() - interval '1 hour')
              SELECT worker_id, pg_notify('sagaflow_orphans', '') FROM dead",
             &[&me],
         ))
