@@ -62,6 +62,11 @@ pub(super) struct Args {
     /// The second half of --restart: resume the runs parked in --data and measure.
     #[arg(long, hide = true, requires = "data")]
     resume_parked: bool,
+    /// Run this many processes at once on the same PostgreSQL store, each
+    /// with --runs runs, and print their steps/s together (a cluster of workers).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16),
+          conflicts_with_all = ["waiting", "restart", "children", "data"])]
+    workers: u16,
 }
 
 /// The step's action and input.
@@ -193,6 +198,10 @@ fn is_postgres(url: &str) -> bool {
 }
 
 pub(super) fn run(args: Args) -> ExitCode {
+    if args.workers > 1 {
+        let (runs, concurrency, steps) = (args.runs, args.concurrency, args.steps);
+        return super::bench::exit(super::bench_cluster::run(&args.store, args.workers, runs, concurrency, steps));
+    }
     if let (true, Some(data)) = (args.resume_parked, &args.data) {
         return resume_parked(data);
     }

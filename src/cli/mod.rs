@@ -2,6 +2,7 @@
 
 mod actions;
 mod bench;
+mod bench_cluster;
 mod bench_run;
 mod bench_serve;
 mod bench_takeover;
