@@ -378,6 +378,8 @@ fn a_worker_that_cannot_renew_fences_itself_off_before_its_lease_runs_out() {
     silent.stop_renewing();
     std::thread::sleep(lease);
     assert!(silent.is_fenced(), "no renewal acknowledged for a lease less the margin");
+    silent.late_renewal();
+    assert!(silent.is_fenced(), "for good: a late renewal does not give it its runs back");
     let refused = silent.commit(&Commit { runs: vec![meta(2, "w")], ..Commit::default() }).expect_err("self-fenced");
     assert_eq!(refused.kind, StoreErrorKind::Conflict, "{refused}");
     let next = PgStore::open_leased(&url, Some("w1"), lease).unwrap_or_else(|e| panic!("{e}"));

@@ -134,10 +134,27 @@ async fn post_load(urls: Vec<String>, dead: Arc<Mutex<BTreeSet<usize>>>, load: D
     acked
 }
 
-/// Waits until every run of `workflow` has ended (90 s at most); answers how many there are.
-async fn until_all_ended(db: &tokio_postgres::Client, workflow: &str, at_least: i64) -> i64 {
+/// A supervisor's job: a worker that stopped by itself (it fenced itself
+/// off, its lease renewals starved on a loaded machine) is started again.
+fn restart_stopped(workers: &mut [Option<Server>], dirs: &[tempfile::TempDir]) {
+    for (i, slot) in workers.iter_mut().enumerate() {
+        let Some(code) = slot.as_mut().and_then(|w| w.exited(Duration::ZERO)) else { continue };
+        eprintln!("w{} stopped by itself (exit {code:?}); started again", i + 1);
+        *slot = Some(start(dirs[i].path(), &format!("w{}", i + 1), &[]));
+    }
+}
+
+/// Waits until every run of `workflow` has ended (90 s at most), calling
+/// `meanwhile` at each look; answers how many there are.
+async fn until_all_ended(
+    db: &tokio_postgres::Client,
+    workflow: &str,
+    at_least: i64,
+    mut meanwhile: impl FnMut(),
+) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
+        meanwhile();
         let row = db
             .query_one(
                 "SELECT count(*), count(*) FILTER (WHERE status IN ('running', 'waiting', 'paused', 'compensating'))
@@ -224,7 +241,7 @@ async fn three_workers_under_load_lose_and_double_nothing_when_one_is_killed() {
     assert!(acked.len() >= 20, "only {} runs were acknowledged", acked.len());
     eprintln!("{} runs acknowledged", acked.len());
 
-    let runs = until_all_ended(&db, "cluster_order", acked.len() as i64).await;
+    let runs = until_all_ended(&db, "cluster_order", acked.len() as i64, || restart_stopped(&mut workers, &dirs)).await;
     let ids: BTreeSet<&String> = acked.values().collect();
     assert_eq!(ids.len(), acked.len(), "two keys share a run");
     assert_eq!(runs as usize, acked.len(), "one run per acknowledged key, and no other");
@@ -253,7 +270,7 @@ async fn three_workers_under_load_lose_and_double_nothing_when_one_is_killed() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(events.len(), acked.len(), "one event per run");
-    let noted = until_all_ended(&db, "order_noted", events.len() as i64).await;
+    let noted = until_all_ended(&db, "order_noted", events.len() as i64, || restart_stopped(&mut workers, &dirs)).await;
     assert_eq!(noted as usize, events.len(), "one triggered run per event");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

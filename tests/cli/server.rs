@@ -181,13 +181,15 @@ impl Server {
     pub fn exited(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
         let child = self.child.as_mut()?;
-        while Instant::now() < deadline {
+        loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.code();
             }
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        None
     }
 
     /// SIGKILL: the process dies where it stands.

@@ -146,6 +146,12 @@ impl PgStore {
         std::thread::sleep(self.lease.length / 3 + Duration::from_millis(300));
     }
 
+    /// A renewal acknowledged now, however late (tests).
+    #[cfg(test)]
+    pub(crate) fn late_renewal(&self) {
+        self.lease.acknowledged(std::time::Instant::now());
+    }
+
     /// Makes this worker silent, its lease run out now (tests of a worker that stopped).
     #[cfg(test)]
     pub(crate) async fn age_lease(&self) -> Result<u64, tokio_postgres::Error> {

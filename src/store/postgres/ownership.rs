@@ -51,7 +51,7 @@ impl Lease {
         }
     }
 
-    fn acknowledged(&self, sent: Instant) {
+    pub(super) fn acknowledged(&self, sent: Instant) {
         let at = sent.saturating_duration_since(self.origin).as_millis() as u64;
         self.acked.fetch_max(at, Ordering::Relaxed);
     }
@@ -61,13 +61,20 @@ impl Lease {
         self.fenced.store(true, Ordering::Relaxed);
     }
 
-    /// Whether this worker must no longer write: told so, or its lease may have run out.
+    /// Whether this worker must no longer write: told so, or its lease may
+    /// have run out. For good once so: another worker may be taking its runs
+    /// over, so it must not go on with them even if a late renewal lands.
     pub(super) fn is_fenced(&self) -> bool {
         if self.fenced.load(Ordering::Relaxed) {
             return true;
         }
         let acked = self.origin + Duration::from_millis(self.acked.load(Ordering::Relaxed));
-        !self.ignore_own_clock && acked.elapsed() + MARGIN >= self.length
+        let lapsed = !self.ignore_own_clock && acked.elapsed() + MARGIN >= self.length;
+        if lapsed {
+            tracing::warn!("no renewal of this worker's lease was acknowledged in time: it fences itself off");
+            self.fence();
+        }
+        lapsed
     }
 }
 
@@ -82,7 +89,8 @@ pub(super) fn keep_lease(client: Arc<Client>, worker: Worker, lease: Arc<Lease>)
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            if lease.left.load(Ordering::Relaxed) {
+            // Gone, or fenced off: its lease runs out, and the others take its runs.
+            if lease.left.load(Ordering::Relaxed) || lease.is_fenced() {
                 return;
             }
             let sent = Instant::now();
