@@ -60,7 +60,7 @@ async fn bench(args: Args) -> Result<(), String> {
         if declared.is_none() && text.contains("lease ran out") {
             declared = Some(killed.elapsed());
         }
-        if claimed.is_none() && owned_by(&reader, "bench-survivor")? >= args.runs {
+        if claimed.is_none() && reader.owned_by("bench-survivor").map_err(|e| e.message)? >= args.runs {
             claimed = Some(killed.elapsed());
         }
         if taken_over(&text) >= args.runs {
@@ -112,10 +112,6 @@ async fn park(base: &str, runs: usize) -> Result<(), String> {
 fn waiting(store: &PgStore) -> Result<usize, String> {
     let counts = store.status_counts().map_err(|e| e.message)?;
     Ok(counts.iter().filter(|(w, s, _)| w == "parked" && *s == RunStatus::Waiting).map(|(.., n)| *n as usize).sum())
-}
-
-fn owned_by(store: &PgStore, worker: &str) -> Result<usize, String> {
-    store.owned_by(worker).map_err(|e| e.message)
 }
 
 /// The runs the survivor's log says it took over (and resumed).

@@ -41,8 +41,14 @@ impl Setup {
             (None, Some(url)) => url.get_ref().clone(),
             (None, None) => return Ok(Place::Sled(data.path.clone())),
         };
-        let place = Place::parse(&url)?;
-        match (place, &config.store.password_secret) {
+        self.located(&url)
+    }
+
+    /// The place a store URL names; a PostgreSQL one with the password
+    /// `[store] password_secret` names, if it does.
+    fn located(&self, url: &str) -> Result<Place, String> {
+        let config = self.config()?;
+        match (Place::parse(url)?, &config.store.password_secret) {
             (Place::Postgres(url), Some(name)) => {
                 let password = config.secret(name, "store.password_secret").map_err(|e| e.0)?;
                 let mut parsed = reqwest::Url::parse(&url).map_err(|e| format!("--store {url}: {e}"))?;
@@ -58,13 +64,7 @@ impl Setup {
     /// from `[store] password_secret`, as for every store); else sled folders.
     pub(super) fn scratch(&self, store: Option<&str>) -> Result<crate::explore::Scratch, String> {
         let Some(url) = store else { return Ok(crate::explore::Scratch::Sled) };
-        let data = DataDir {
-            path: PathBuf::new(),
-            store: Some(url.to_owned()),
-            worker_id: None,
-            lease: crate::store::postgres::LEASE,
-        };
-        match self.place(&data)? {
+        match self.located(url)? {
             Place::Postgres(url) => Ok(crate::explore::Scratch::Postgres(url)),
             Place::Sled(_) => {
                 Err("--store: each run gets a fresh sled folder already; name a postgres:// server to run them there"

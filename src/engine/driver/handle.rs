@@ -342,7 +342,7 @@ impl Engine {
     /// another worker owns is judged as its journal stands, and the cancel
     /// left in that worker's inbox.
     pub(crate) async fn cancel(&self, run_id: &str) -> Result<(), CancelRefused> {
-        if self.store.is_shared() && self.store.is_elsewhere(run_id).unwrap_or(false) {
+        if self.store.is_elsewhere(run_id).unwrap_or(false) {
             let state = self.replay(run_id).map_err(|_| CancelRefused::Stopped)?;
             state.cancellable()?;
             return self.store.post(run_id, &Request::Cancel.to_json()).map_err(|_| CancelRefused::Stopped);
@@ -361,7 +361,7 @@ impl Engine {
     /// A run another worker owns: what it would do as its journal stands,
     /// once the ask is in that worker's inbox.
     pub(crate) async fn operate(&self, run_id: &str, ask: Ask, by: &str) -> Result<OperatorAction, Refused> {
-        if self.store.is_shared() && self.store.is_elsewhere(run_id).unwrap_or(false) {
+        if self.store.is_elsewhere(run_id).unwrap_or(false) {
             let state = self.replay(run_id).map_err(|_| Refused::Stopped)?;
             let action = state.judge(&ask)?;
             let request = Request::Operate { ask, by: by.to_owned() }.to_json();

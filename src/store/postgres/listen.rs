@@ -26,9 +26,15 @@ pub(super) fn channel(change: Change) -> &'static str {
     }
 }
 
-/// `SELECT pg_notify(...)` for a change, to send in the transaction that makes it.
-pub(super) fn notify(change: Change) -> String {
-    format!("SELECT pg_notify('{}', '')", channel(change))
+/// `SELECT pg_notify(...)` for a change, to send in the transaction that
+/// makes it (written out: a commit sends it, and a test checks the channel).
+pub(super) fn notify(change: Change) -> &'static str {
+    match change {
+        Change::Events => "SELECT pg_notify('sagaflow_events', '')",
+        Change::Outbox => "SELECT pg_notify('sagaflow_outbox', '')",
+        Change::Letters => "SELECT pg_notify('sagaflow_inbox', '')",
+        Change::Orphans => "SELECT pg_notify('sagaflow_orphans', '')",
+    }
 }
 
 /// Listens until the worker leaves, reconnecting a second after a loss.
@@ -69,6 +75,16 @@ async fn listen_once(dial: &Dial, changes: &broadcast::Sender<Change>) -> Result
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_change_is_notified_on_the_channel_it_is_heard_on() {
+        for change in crate::store::Change::ALL {
+            assert!(super::notify(change).contains(&format!("'{}'", super::channel(change))), "{change:?}");
         }
     }
 }

@@ -92,7 +92,7 @@ impl PgStore {
         let forget_events: Params = vec![&p.forget_events];
         let letters: Params = vec![&commit.letters];
         let none: Params = vec![];
-        let (new_events, new_deliveries) = (listen::notify(Change::Events), listen::notify(Change::Outbox));
+
         // Sent one after another without waiting (pipelined); the fence first,
         // unless the new runs' insert above came after it already.
         let mut parts_sql: Vec<(&str, &Params)> = Vec::new();
@@ -110,8 +110,8 @@ impl PgStore {
             (!p.forget_events.is_empty(), FORGET_EVENTS, &forget_events),
             (!commit.letters.is_empty(), ANSWER_LETTERS, &letters),
             // Other workers hear of it once it is committed.
-            (!p.events.is_empty(), new_events.as_str(), &none),
-            (!p.deliveries.is_empty(), new_deliveries.as_str(), &none),
+            (!p.events.is_empty(), listen::notify(Change::Events), &none),
+            (!p.deliveries.is_empty(), listen::notify(Change::Outbox), &none),
         ];
         parts_sql.extend(wanted.into_iter().filter(|(any, ..)| *any).map(|(_, sql, params)| (sql, params)));
         let statements = parts_sql.into_iter().map(|(sql, params)| tx.execute(sql, params.as_slice()));
