@@ -440,6 +440,47 @@ fn a_run_another_worker_created_first_refuses_the_commit_that_creates_it_again()
     assert_eq!(b.run("run002").expect("read").map(|m| m.workflow), Some("w".to_owned()));
 }
 
+/// A database restart ends every connection of a worker: it opens them
+/// again as they are next needed (reads, commits, its lease, the sandbox),
+/// keeps its runs, and a commit whose answer was lost with its connection,
+/// sent again, is found in the database instead of written twice.
+#[test]
+fn a_worker_outlives_a_restart_of_its_database_and_writes_a_commit_whose_answer_was_lost_once() {
+    let Some(url) = fresh_database() else { return };
+    let lease = std::time::Duration::from_secs(1);
+    let store = PgStore::open_leased(&url, Some("w1"), lease).unwrap_or_else(|e| panic!("{e}"));
+    let sandbox = store.sandbox().unwrap_or_else(|e| panic!("{e}"));
+    let entry = |seq: u32| ("run001".to_owned(), seq, Entry::RetryDue { step: seq as usize, item: None });
+    let running = RunMeta { status: RunStatus::Running, ..meta(1, "w") };
+    let first = Commit {
+        entries: vec![entry(0), entry(1)],
+        runs: vec![running.clone()],
+        created: vec!["run001".into()],
+        ..Commit::default()
+    };
+    store.commit(&first).expect("first");
+    let restart = || super::postgres::block_on(store.end_sessions()).unwrap_or_else(|e| panic!("{e}"));
+    restart();
+    store.lose_last_answer();
+    store.commit(&first).expect("the same commit again: it landed, so it is done");
+    assert_eq!(store.entries("run001").expect("journal").len(), 2, "written once");
+    restart();
+    store.commit(&Commit { entries: vec![entry(2)], ..Commit::default() }).expect("the next commit");
+    assert_eq!(store.entries("run001").expect("journal").len(), 3);
+    let tx = sandbox.begin("pay").unwrap_or_else(|e| panic!("{e}"));
+    tx.commit(&[("k".to_owned(), Some(b"1".to_vec()))].into()).expect("the sandbox writes");
+    restart();
+    let tx = sandbox.begin("pay").unwrap_or_else(|e| panic!("{e}"));
+    tx.commit(&[("k".to_owned(), Some(b"2".to_vec()))].into()).expect("the sandbox writes again");
+    assert_eq!(sandbox.scan("pay", "k").expect("read"), vec![b"2".to_vec()]);
+    restart();
+    std::thread::sleep(lease * 2);
+    assert!(!store.is_fenced(), "its lease was renewed on a new connection");
+    assert_eq!(store.run("run001").expect("read"), Some(running), "its run is still its own");
+    assert!(!store.is_elsewhere("run001").expect("owner"));
+    store.commit(&Commit { entries: vec![entry(3)], ..Commit::default() }).expect("a commit after it all");
+}
+
 /// The last holder of a PostgreSQL store's runtime may be dropped on a
 /// runtime's worker thread (a server's sandbox, as it stops): no panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,6 +162,40 @@ async fn a_killed_workers_run_is_taken_over_and_finished_by_another() {
     assert!(!since.contains("lease ran out"), "handed over, not taken from a silent worker: {since}");
 }
 
+/// A restart of the database (every session ended) under a server costs it
+/// nothing: it opens its connections again, its sleeping run wakes and
+/// finishes, new runs start and finish, and it stays live (its lease was
+/// renewed on a new connection: no fence, no takeover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_outlives_a_restart_of_its_database() {
+    let Some(url) = pg_testing::fresh_database() else { return };
+    let dir = folder(&[("slowly.yaml", SLOWLY)]);
+    std::fs::write(dir.path().join("sagaflow.toml"), format!("[store]\nurl = \"{url}\"\n")).expect("config");
+    let server = Server::start(dir.path());
+    let sleeping = server.start_run("slowly", serde_json::json!({})).await;
+    server.until_status(&sleeping, &["waiting"]).await;
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("end the sessions");
+    assert!(ended.len() >= 3, "the server's sessions (commits, lease, listening, reads): {}", ended.len());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = server.start_run("slowly", serde_json::json!({})).await;
+    for id in [&sleeping, &started] {
+        let done = server.until_status(id, &["succeeded", "failed", "compensated"]).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let (status, health) = server.get("/healthz").await;
+    assert_eq!(status, 200, "still live, not fenced: {health}\n{}", server.log());
+    assert!(!server.log().contains("took over runs"), "{}", server.log());
+}
+
 const AWAITS: &str = "name: awaits
 steps:
   - id: approval

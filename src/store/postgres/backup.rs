@@ -75,7 +75,10 @@ impl PgStore {
     pub(crate) fn records<E>(&self, mut each: impl FnMut(Result<Record, Damage>) -> Result<(), E>) -> Result<(), E> {
         each(Ok(Record::Header { format: EXPORT_FORMAT.into() }))?;
         let broken = |e: tokio_postgres::Error| Damage { place: self.shown.clone(), problem: e.to_string() };
-        let client = block_on(self.write.lock());
+        let client = match block_on(self.write.lock()) {
+            Ok(client) => client,
+            Err(e) => return each(Err(Damage { place: self.shown.clone(), problem: e.message })),
+        };
         if let Err(e) = block_on(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")) {
             return each(Err(broken(e)));
         }
@@ -113,7 +116,7 @@ impl PgStore {
             OR EXISTS (SELECT 1 FROM sagaflow.definitions) OR EXISTS (SELECT 1 FROM sagaflow.events)
             OR EXISTS (SELECT 1 FROM sagaflow.outbox) OR EXISTS (SELECT 1 FROM sagaflow.dead_letters)
             OR EXISTS (SELECT 1 FROM sagaflow.schedules) OR EXISTS (SELECT 1 FROM sagaflow.sandbox))";
-        let row = block_on(self.read.query_one(sql, &[])).map_err(|e| self.error("cannot read the store", e))?;
+        let row = self.read("cannot read the store", async |c| c.query_one(sql, &[]).await)?;
         Ok(row.get(0))
     }
 
@@ -126,7 +129,7 @@ impl PgStore {
                 self.shown
             )));
         }
-        let mut client = block_on(self.write.lock());
+        let mut client = block_on(self.write.lock())?;
         let tx = block_on(client.transaction()).map_err(|e| self.error("cannot begin the import", e))?;
         let mut count = 0u64;
         for record in records {

@@ -18,6 +18,7 @@ mod block;
 mod listen;
 mod outbox;
 mod ownership;
+mod pool;
 mod runs;
 pub(crate) mod sandbox;
 mod schema;
@@ -31,6 +32,12 @@ use tokio_postgres::Client;
 pub(crate) use block::{block_on, mark_worker};
 pub(crate) use ownership::LEASE;
 
+/// Shared read connections a worker opens at most (each when the ones open are busy).
+const READ_CONNECTIONS: usize = 4;
+/// A worker paused inside a commit would hold its fence's lock, and keep
+/// every other worker from taking it over: the server ends such a session.
+const COMMIT_SESSION: &str = "SET idle_in_transaction_session_timeout = '1s'";
+
 use super::{StoreError, StoreErrorKind};
 
 /// A worker's place in the database: its id and the generation it writes as.
@@ -43,10 +50,13 @@ pub(crate) struct Worker {
 pub(crate) struct PgStore {
     /// Where the connections' tasks run.
     runtime: Arc<PgRuntime>,
-    /// Reads, pipelined on one connection.
-    read: Client,
+    /// Reads, pipelined on a few connections.
+    reads: pool::Pool,
     /// Group commits, one transaction at a time.
-    write: tokio::sync::Mutex<Client>,
+    write: pool::Exclusive,
+    /// A commit's answer was lost with its connection: whether it landed is
+    /// not known until the same commit comes again.
+    unsure: std::sync::atomic::AtomicBool,
     /// None: this process only reads (its commits are refused).
     worker: Option<Worker>,
     /// What the worker knows of its lease (whether it is fenced off).
@@ -54,7 +64,7 @@ pub(crate) struct PgStore {
     /// Other workers' changes, as their notifications come.
     changes: tokio::sync::broadcast::Sender<crate::store::Change>,
     /// How to open one more connection.
-    dial: Arc<Dial>,
+    opener: pool::Opener,
     /// The URL without its password, for messages.
     shown: String,
 }
@@ -79,19 +89,11 @@ impl PgStore {
         let runtime = Arc::new(PgRuntime(Some(runtime)));
         let (client_url, tls) = tls::prepare(url).map_err(|e| StoreError::other(format!("{shown}: {e}")))?;
         let dial = Arc::new(Dial { url: client_url, tls, shown: shown.clone() });
-        let connect = |runtime: &Arc<PgRuntime>| {
-            let dial = Arc::clone(&dial);
-            let task = runtime.spawn(async move { dial.connect().await });
-            block_on(task).map_err(|e| StoreError::other(format!("{shown}: {e}")))?
-        };
-        let mut write = connect(&runtime)?;
-        // A worker paused inside a commit would hold its fence's lock, and keep
-        // every other worker from taking it over: the server ends such a session.
-        block_on(write.batch_execute("SET idle_in_transaction_session_timeout = '1s'"))
-            .map_err(|e| pg_error(&shown, "cannot set the session up", e))?;
-        let read = connect(&runtime)?;
+        let opener = pool::Opener { dial: Arc::clone(&dial), runtime: runtime.handle().clone() };
+        let write = pool::Exclusive::new(opener.clone(), Some(COMMIT_SESSION));
+        let mut client = block_on(write.lock())?;
         let found =
-            block_on(schema::migrate(&mut write)).map_err(|e| pg_error(&shown, "cannot set the schema up", e))?;
+            block_on(schema::migrate(&mut client)).map_err(|e| pg_error(&shown, "cannot set the schema up", e))?;
         if found > schema::VERSION {
             return Err(StoreError::other(format!(
                 "{shown} holds a sagaflow schema of version {found}; this sagaflow knows up to {}: use a newer one",
@@ -100,13 +102,14 @@ impl PgStore {
         }
         let sent = std::time::Instant::now();
         let worker = match worker_id {
-            Some(id) => Some(join(&write, id, lease).map_err(|e| e.named(&shown))?),
+            Some(id) => Some(join(&client, id, lease).map_err(|e| e.named(&shown))?),
             None => None,
         };
+        drop(client);
         let lease = Arc::new(ownership::Lease::new(lease, sent));
         if let Some(worker) = &worker {
             // The lease is renewed on a connection of its own, as long as the store lives.
-            let renewals = Arc::new(connect(&runtime)?);
+            let renewals = Arc::new(pool::Pool::new(opener.clone(), 1));
             let (worker, lease) = (worker.clone(), Arc::clone(&lease));
             runtime.spawn(async move { ownership::keep_lease(renewals, worker, lease) });
         }
@@ -115,7 +118,9 @@ impl PgStore {
             let (dial, changes, lease) = (Arc::clone(&dial), changes.clone(), Arc::clone(&lease));
             runtime.spawn(listen::listen(dial, changes, lease));
         }
-        Ok(PgStore { runtime, read, write: tokio::sync::Mutex::new(write), worker, lease, changes, dial, shown })
+        let reads = pool::Pool::new(opener.clone(), READ_CONNECTIONS);
+        let unsure = std::sync::atomic::AtomicBool::new(false);
+        Ok(PgStore { runtime, reads, write, unsure, worker, lease, changes, opener, shown })
     }
 
     /// The worker this store writes as.
@@ -128,14 +133,39 @@ impl PgStore {
     #[cfg(test)]
     pub(crate) async fn set_schema_version(&self, version: usize) -> Result<u64, tokio_postgres::Error> {
         let sql = "UPDATE sagaflow.meta SET value = $1 WHERE key = 'schema'";
-        self.read.execute(sql, &[&version.to_string()]).await
+        self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).execute(sql, &[&version.to_string()]).await
     }
 
-    /// One more connection to the same database, on this store's runtime.
-    fn connect_more(&self) -> Result<Client, StoreError> {
-        let dial = Arc::clone(&self.dial);
-        let task = self.runtime.spawn(async move { dial.connect().await });
-        block_on(task).map_err(|e| StoreError::other(format!("{}: {e}", self.shown)))?
+    /// One more connection to the same database, on this store's runtime,
+    /// opened again when lost.
+    fn connect_more(&self) -> pool::Exclusive {
+        pool::Exclusive::new(self.opener.clone(), None)
+    }
+
+    /// Runs `statement` on a read connection; `what` names what failed.
+    fn read<T>(
+        &self,
+        what: &str,
+        statement: impl AsyncFn(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        block_on(again_if_lost(async || {
+            let client = self.reads.get().await?;
+            let done = statement(&client).await.map_err(|e| self.error(what, e));
+            done.inspect_err(|e| client.failed(e))
+        }))
+    }
+
+    /// Runs `statements` on the write connection, held alone meanwhile.
+    fn write_with<T>(
+        &self,
+        what: &str,
+        statements: impl AsyncFn(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        block_on(again_if_lost(async || {
+            let mut client = self.write.lock().await?;
+            let done = statements(&mut client).await.map_err(|e| self.error(what, e));
+            done.inspect_err(|e| client.failed(e))
+        }))
     }
 
     /// Stops renewing this worker's lease, as a process that stopped would
@@ -158,20 +188,36 @@ impl PgStore {
         self.stop_renewing();
         let id = self.worker.as_ref().map(|w| w.id.clone()).unwrap_or_default();
         let sql = "UPDATE sagaflow.workers SET lease_until = now() - interval '1 second' WHERE worker_id = $1";
-        self.read.execute(sql, &[&id]).await
+        self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).execute(sql, &[&id]).await
     }
 
     /// Whether this store's reads go over TLS, as the server says (tests).
     #[cfg(test)]
     pub(crate) async fn encrypted(&self) -> Result<bool, tokio_postgres::Error> {
         let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
-        Ok(self.read.query_one(sql, &[]).await?.get(0))
+        Ok(self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).query_one(sql, &[]).await?.get(0))
+    }
+
+    /// Ends every session of this store's database, as a restart of the
+    /// server would (tests of a worker that outlives one).
+    #[cfg(test)]
+    pub(crate) async fn end_sessions(&self) -> Result<(), StoreError> {
+        let admin = self.opener.open(None).await?;
+        let sql = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()";
+        admin.batch_execute(sql).await.map_err(|e| self.error("cannot end the sessions", e))
+    }
+
+    /// The answer of the last commit was lost: whether it landed is not known (tests).
+    #[cfg(test)]
+    pub(crate) fn lose_last_answer(&self) {
+        self.unsure.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs `sql` as it is (tests that change the database behind the store's back).
     #[cfg(test)]
     pub(crate) async fn execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        self.read.batch_execute(sql).await
+        self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).batch_execute(sql).await
     }
 
     /// An error of this store, named by its database; one saying this
@@ -256,6 +302,15 @@ pub(crate) async fn connect_once(url: &str) -> Result<(Client, Connection), Stor
     tokio_postgres::connect(&client_url, tls).await.map_err(|e| pg_error(&shown, "cannot connect", e))
 }
 
+/// `attempt`, and once more if it failed on a connection the database ended
+/// (a restart): the next one opens a new connection.
+async fn again_if_lost<T>(attempt: impl AsyncFn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match attempt().await {
+        Err(e) if e.kind == StoreErrorKind::Unavailable => attempt().await,
+        done => done,
+    }
+}
+
 /// Why a worker could not join.
 enum JoinError {
     Db(tokio_postgres::Error),
@@ -313,8 +368,9 @@ pub(super) fn pg_error(shown: &str, what: &str, e: tokio_postgres::Error) -> Sto
     let detail = e.as_db_error().map_or_else(|| with_causes(&e), |d| d.message().to_owned());
     let kind = match code.as_deref() {
         Some("SF001") => StoreErrorKind::Conflict,
+        // The connection failed, or the server ended it (shutting down, restarting).
+        Some(c) if c.starts_with("08") || c.starts_with("57P") => StoreErrorKind::Unavailable,
         Some(_) => StoreErrorKind::Other,
-        None if e.is_closed() => StoreErrorKind::Unavailable,
         None => StoreErrorKind::Unavailable,
     };
     let code = code.map(|c| format!(" [SQLSTATE {c}]")).unwrap_or_default();

@@ -2,7 +2,7 @@
 //! (`runs.rs`), taken by relays under a lease of their worker's generation,
 //! settled by the lease's holder alone, and dead letters.
 
-use super::{block_on, json_column, json_text, PgStore, Worker};
+use super::{json_column, json_text, PgStore, Worker};
 use crate::store::{DeadLetter, Delivery, OutboxTable, StoreError};
 
 /// How long a relay holds the deliveries it took, unless its worker dies first.
@@ -36,8 +36,7 @@ impl OutboxTable for PgStore {
         let body = json_text(delivery)?;
         let due = delivery.next_due().map(|n| n as i64);
         let (me, gen) = self.worker.as_ref().map_or((None, None), |w| (Some(w.id.as_str()), Some(w.generation)));
-        let settled = block_on(async {
-            let mut client = self.write.lock().await;
+        let settled = self.write_with("cannot write the outbox", async |client| {
             let tx = client.transaction().await?;
             // Only the lease's holder settles (none held: a process alone on its store).
             let lease = "($2::text IS NULL OR (leased_by = $2 AND leased_gen = $3))";
@@ -64,8 +63,7 @@ impl OutboxTable for PgStore {
             .await?;
             tx.commit().await?;
             Ok(true)
-        })
-        .map_err(|e| self.error("cannot write the outbox", e))?;
+        })?;
         if !settled {
             let message = format!("the delivery of event {id} is no longer this relay's: another relay delivers it");
             return Err(StoreError::new(crate::store::StoreErrorKind::Conflict, message));

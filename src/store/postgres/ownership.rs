@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Client;
-
+use super::pool::Pool;
 use super::runs::meta_of;
-use super::{block_on, PgStore, Worker};
+use super::{PgStore, Worker};
 use crate::store::{RunMeta, StoreError};
 
 /// How long a lease runs unless `--lease` says: a worker silent this long is taken for dead.
@@ -78,12 +77,22 @@ impl Lease {
     }
 }
 
+/// Moves the lease's end a lease from now, on the database's clock; answers
+/// whether the generation is still live.
+async fn renew(connection: &Pool, worker: &Worker, length: Duration) -> Result<u64, StoreError> {
+    let client = connection.get().await?;
+    let sql = "UPDATE sagaflow.workers SET lease_until = now() + make_interval(secs => $3)
+               WHERE worker_id = $1 AND generation = $2 AND state = 'live'";
+    let renewed = client.execute(sql, &[&worker.id, &worker.generation, &length.as_secs_f64()]).await;
+    renewed.map_err(|e| super::pg_error(connection.shown(), "cannot renew the lease", e))
+}
+
 /// The statuses of a run that has not ended, as SQL lists them (the status index serves them).
 const UNFINISHED: &str = "('running', 'waiting', 'paused', 'compensating')";
 
 /// Keeps a worker's lease alive, every third of it, until the worker leaves;
 /// a renewal that finds the generation taken over fences it.
-pub(super) fn keep_lease(client: Arc<Client>, worker: Worker, lease: Arc<Lease>) {
+pub(super) fn keep_lease(connection: Arc<Pool>, worker: Worker, lease: Arc<Lease>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(lease.length / 3);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -94,14 +103,7 @@ pub(super) fn keep_lease(client: Arc<Client>, worker: Worker, lease: Arc<Lease>)
                 return;
             }
             let sent = Instant::now();
-            let renewed = client
-                .execute(
-                    "UPDATE sagaflow.workers SET lease_until = now() + make_interval(secs => $3)
-                     WHERE worker_id = $1 AND generation = $2 AND state = 'live'",
-                    &[&worker.id, &worker.generation, &lease.length.as_secs_f64()],
-                )
-                .await;
-            match renewed {
+            match renew(&connection, &worker, lease.length).await {
                 Ok(0) => {
                     tracing::warn!(worker = %worker.id, generation = worker.generation, "this worker's runs were taken over: it is fenced off");
                     lease.fence();
@@ -131,8 +133,9 @@ impl PgStore {
     /// letters no owner took in an hour.
     fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
         let me = self.worker.as_ref().map_or("", |w| w.id.as_str());
-        let rows = block_on(self.read.query(
-            "WITH dead AS (
+        let rows = self.read("cannot check the workers' leases", async |c| {
+            c.query(
+                "WITH dead AS (
                UPDATE sagaflow.workers SET generation = generation + 1, state = 'dead', fenced_at = clock_timestamp()
                WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id),
              -- Workers gone an hour that own nothing leave the table (each CLI command is one).
@@ -142,9 +145,10 @@ impl PgStore {
              -- Letters no owner took in an hour (their run ended first) go too.
              stale AS (DELETE FROM sagaflow.inbox WHERE at < now() - interval '1 hour')
              SELECT worker_id, pg_notify('sagaflow_orphans', '') FROM dead",
-            &[&me],
-        ))
-        .map_err(|e| self.error("cannot check the workers' leases", e))?;
+                &[&me],
+            )
+            .await
+        })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -163,15 +167,13 @@ impl PgStore {
              RETURNING runs.run_id, workflow, hash, status, started_at, updated_at, parent, error::text"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = block_on(async {
-            let mut client = self.write.lock().await;
+        let rows = self.write_with("cannot claim runs", async |client| {
             let tx = client.transaction().await?;
             tx.execute("SELECT sagaflow.fence($1, $2)", &[&worker.id, &worker.generation]).await?;
             let rows = tx.query(&sql, &[&worker.id, &worker.generation, &limit, &only]).await?;
             tx.commit().await?;
             Ok(rows)
-        })
-        .map_err(|e| self.error("cannot claim runs", e))?;
+        })?;
         rows.iter().map(meta_of).collect()
     }
 
@@ -182,9 +184,9 @@ impl PgStore {
         if !self.claim_orphans(1, Some(run_id))?.is_empty() {
             return Ok(true);
         }
-        let row =
-            block_on(self.read.query_opt("SELECT owner, owner_gen FROM sagaflow.runs WHERE run_id = $1", &[&run_id]))
-                .map_err(|e| self.error("cannot read the run index", e))?;
+        let row = self.read("cannot read the run index", async |c| {
+            c.query_opt("SELECT owner, owner_gen FROM sagaflow.runs WHERE run_id = $1", &[&run_id]).await
+        })?;
         Ok(match row {
             None => true,
             Some(r) => {
@@ -199,7 +201,7 @@ impl PgStore {
     /// How many unfinished runs the worker `worker_id` owns now (benchmarks).
     pub(crate) fn owned_by(&self, worker_id: &str) -> Result<usize, StoreError> {
         let sql = format!("SELECT count(*) FROM sagaflow.runs WHERE owner = $1 AND status IN {UNFINISHED}");
-        let row = block_on(self.read.query_one(&sql, &[&worker_id])).map_err(|e| self.error("cannot count runs", e))?;
+        let row = self.read("cannot count runs", async |c| c.query_one(&sql, &[&worker_id]).await)?;
         Ok(row.get::<_, i64>(0).max(0) as usize)
     }
 
@@ -207,15 +209,17 @@ impl PgStore {
     fn leave(&self) -> Result<(), StoreError> {
         let Some(worker) = &self.worker else { return Ok(()) };
         self.lease.left.store(true, Ordering::Relaxed);
-        block_on(self.read.execute(
-            "WITH gone AS (
+        self.read("cannot leave", async |c| {
+            c.execute(
+                "WITH gone AS (
                UPDATE sagaflow.workers SET generation = generation + 1, state = 'gone', fenced_at = clock_timestamp()
                WHERE worker_id = $1 AND generation = $2 RETURNING 1)
              SELECT pg_notify('sagaflow_orphans', '') FROM gone",
-            &[&worker.id, &worker.generation],
-        ))
+                &[&worker.id, &worker.generation],
+            )
+            .await
+        })
         .map(drop)
-        .map_err(|e| self.error("cannot leave", e))
     }
 }
 
@@ -240,46 +244,54 @@ impl crate::store::Ownership for PgStore {
     }
     fn events_since(&self, since: u64, limit: usize) -> Result<Vec<crate::store::EventRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = block_on(self.read.query(
-            "SELECT event::text FROM sagaflow.events WHERE at >= $1 ORDER BY at, id LIMIT $2",
-            &[&(since as i64), &limit],
-        ))
-        .map_err(|e| self.error("cannot read events", e))?;
+        let rows = self.read("cannot read events", async |c| {
+            c.query(
+                "SELECT event::text FROM sagaflow.events WHERE at >= $1 ORDER BY at, id LIMIT $2",
+                &[&(since as i64), &limit],
+            )
+            .await
+        })?;
         rows.iter().map(|r| super::json_column(r, 0, "event")).collect()
     }
     fn is_elsewhere(&self, run_id: &str) -> Result<bool, StoreError> {
         let Some(me) = &self.worker else { return Ok(true) };
-        let row = block_on(self.read.query_opt(
-            &format!(
-                "SELECT 1 FROM sagaflow.runs r JOIN sagaflow.workers w ON w.worker_id = r.owner
+        let row = self.read("cannot read who owns a run", async |c| {
+            c.query_opt(
+                &format!(
+                    "SELECT 1 FROM sagaflow.runs r JOIN sagaflow.workers w ON w.worker_id = r.owner
                  WHERE r.run_id = $1 AND r.status IN {UNFINISHED} AND w.state = 'live' AND w.generation = r.owner_gen
                    AND NOT (r.owner = $2 AND r.owner_gen = $3)"
-            ),
-            &[&run_id, &me.id, &me.generation],
-        ))
-        .map_err(|e| self.error("cannot read who owns a run", e))?;
+                ),
+                &[&run_id, &me.id, &me.generation],
+            )
+            .await
+        })?;
         Ok(row.is_some())
     }
     fn post(&self, run_id: &str, request: &serde_json::Value) -> Result<(), StoreError> {
         let request = super::json_text(request)?;
-        block_on(self.read.execute(
-            "WITH posted AS (INSERT INTO sagaflow.inbox (run_id, request) VALUES ($1, $2::text::json) RETURNING id)
+        self.read("cannot leave a request for a run's worker", async |c| {
+            c.execute(
+                "WITH posted AS (INSERT INTO sagaflow.inbox (run_id, request) VALUES ($1, $2::text::json) RETURNING id)
              SELECT pg_notify('sagaflow_inbox', '') FROM posted",
-            &[&run_id, &request],
-        ))
+                &[&run_id, &request],
+            )
+            .await
+        })
         .map(drop)
-        .map_err(|e| self.error("cannot leave a request for a run's worker", e))
     }
     fn letters(&self, limit: usize) -> Result<Vec<crate::store::Letter>, StoreError> {
         let Some(me) = &self.worker else { return Ok(Vec::new()) };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = block_on(self.read.query(
-            "SELECT i.id, i.run_id, i.request::text, (extract(epoch FROM i.at) * 1000)::int8
+        let rows = self.read("cannot read this worker's requests", async |c| {
+            c.query(
+                "SELECT i.id, i.run_id, i.request::text, (extract(epoch FROM i.at) * 1000)::int8
              FROM sagaflow.inbox i JOIN sagaflow.runs r ON r.run_id = i.run_id
              WHERE r.owner = $1 AND r.owner_gen = $2 ORDER BY i.id LIMIT $3",
-            &[&me.id, &me.generation, &limit],
-        ))
-        .map_err(|e| self.error("cannot read this worker's requests", e))?;
+                &[&me.id, &me.generation, &limit],
+            )
+            .await
+        })?;
         rows.iter()
             .map(|r| {
                 let request = super::json_column(r, 2, "request")?;
@@ -292,9 +304,10 @@ impl crate::store::Ownership for PgStore {
         self.worker.as_ref().map(|_| self.changes.subscribe())
     }
     fn drop_letter(&self, id: i64) -> Result<(), StoreError> {
-        block_on(self.read.execute("DELETE FROM sagaflow.inbox WHERE id = $1", &[&id]))
-            .map(drop)
-            .map_err(|e| self.error("cannot remove a request", e))
+        self.read("cannot remove a request", async |c| {
+            c.execute("DELETE FROM sagaflow.inbox WHERE id = $1", &[&id]).await
+        })
+        .map(drop)
     }
 }
 

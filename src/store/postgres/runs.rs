@@ -5,11 +5,15 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{block_on, json_column, json_text, listen, PgStore};
+use std::sync::atomic::Ordering;
+
+use tokio_postgres::Client;
+
+use super::{block_on, json_column, json_text, listen, PgStore, Worker};
 use crate::journal::entry::Entry;
 use crate::store::{
     decode, Change, Commit, Committing, EventRecord, MetaError, ReadRuns, RunFilter, RunMeta, RunPage, RunStatus,
-    ScheduleTable, StoreError, WriteRuns,
+    ScheduleTable, StoreError, StoreErrorKind, WriteRuns,
 };
 
 /// The statuses a run has ended with, as SQL lists them.
@@ -34,20 +38,56 @@ pub(super) fn meta_of(row: &Row) -> Result<RunMeta, StoreError> {
 
 impl PgStore {
     pub(super) fn query(&self, what: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
-        block_on(self.read.query(sql, params)).map_err(|e| self.error(what, e))
+        self.read(what, async |c| c.query(sql, params).await)
     }
 
     fn metas(&self, what: &str, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<RunMeta>, StoreError> {
         self.query(what, sql, params)?.iter().map(meta_of).collect()
     }
 
-    /// One group commit: fenced, then every part of it, pipelined; all or nothing.
+    /// One group commit: fenced, then every part of it, pipelined; all or
+    /// nothing. A commit whose answer was lost (its connection with it) may
+    /// have landed: when it comes again it is looked for first, and not
+    /// written twice.
     async fn commit_async(&self, commit: &Commit) -> Result<(), StoreError> {
         let Some(worker) = &self.worker else {
             return Err(StoreError::other(format!("{} was opened to read: this process writes nothing", self.shown)));
         };
         self.unless_fenced()?;
-        let mut client = self.write.lock().await;
+        // Once more on a new connection if the database ended this one (a restart).
+        match self.commit_once(commit, worker).await {
+            Err(e) if e.kind == StoreErrorKind::Unavailable => self.commit_once(commit, worker).await,
+            done => done,
+        }
+    }
+
+    async fn commit_once(&self, commit: &Commit, worker: &Worker) -> Result<(), StoreError> {
+        let mut client = self.write.lock().await?;
+        let unsure = self.unsure.load(Ordering::Relaxed);
+        if unsure && self.landed(&client, commit, worker).await.inspect_err(|e| client.failed(e))? {
+            self.unsure.store(false, Ordering::Relaxed);
+            return Ok(());
+        }
+        let sent = self.send_commit(&mut client, commit, worker).await.inspect_err(|e| client.failed(e));
+        // Refused by the database: nothing landed. Any other failure may have come after the COMMIT.
+        let refused = |e: &StoreError| matches!(e.kind, StoreErrorKind::Conflict | StoreErrorKind::Exists);
+        self.unsure.store(sent.as_ref().is_err_and(|e| !refused(e)), Ordering::Relaxed);
+        sent
+    }
+
+    /// Whether `commit` is in the database already (its first journal entry
+    /// is: a commit lands whole or not at all); fenced like a commit.
+    async fn landed(&self, client: &Client, commit: &Commit, worker: &Worker) -> Result<bool, StoreError> {
+        let Some((run, seq, _)) = commit.entries.first() else { return Ok(false) };
+        let sql = "SELECT sagaflow.fence($1, $2)::text,
+                      EXISTS (SELECT 1 FROM sagaflow.journal WHERE run_id = $3 AND seq = $4)";
+        let params: [&(dyn ToSql + Sync); 4] = [&worker.id, &worker.generation, run, &(*seq as i32)];
+        let row = client.query_one(sql, &params).await.map_err(|e| self.error("cannot check a commit", e))?;
+        Ok(row.get(1))
+    }
+
+    /// The statements of one commit, in one transaction.
+    async fn send_commit(&self, client: &mut Client, commit: &Commit, worker: &Worker) -> Result<(), StoreError> {
         let tx = client.transaction().await.map_err(|e| self.error("cannot begin a commit", e))?;
         let parts = Parts::of(commit, &worker.id)?;
         let gen = worker.generation;
@@ -63,7 +103,7 @@ impl PgStore {
             if !existing.is_empty() {
                 let _ = tx.rollback().await;
                 let mut e = StoreError::new(
-                    crate::store::StoreErrorKind::Exists,
+                    StoreErrorKind::Exists,
                     format!("runs {} exist already: another worker created them", existing.join(", ")),
                 );
                 e.existing = existing;
@@ -360,12 +400,14 @@ impl WriteRuns for PgStore {
     }
 
     fn put_definition(&self, hash: &str, source: &str) -> Result<(), StoreError> {
-        block_on(self.read.execute(
-            "INSERT INTO sagaflow.definitions (hash, source) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-            &[&hash, &source],
-        ))
+        self.read("cannot write a definition", async |c| {
+            c.execute(
+                "INSERT INTO sagaflow.definitions (hash, source) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                &[&hash, &source],
+            )
+            .await
+        })
         .map(drop)
-        .map_err(|e| self.error("cannot write a definition", e))
     }
 }
 
@@ -381,12 +423,14 @@ impl ScheduleTable for PgStore {
 
     /// Never back: two workers moving one schedule leave it at the later tick.
     fn set_last_tick(&self, schedule: &str, at: u64) -> Result<(), StoreError> {
-        block_on(self.read.execute(
-            "INSERT INTO sagaflow.schedules (key, last_tick) VALUES ($1, $2)
+        self.read("cannot write a schedule", async |c| {
+            c.execute(
+                "INSERT INTO sagaflow.schedules (key, last_tick) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET last_tick = GREATEST(sagaflow.schedules.last_tick, EXCLUDED.last_tick)",
-            &[&schedule, &(at as i64)],
-        ))
+                &[&schedule, &(at as i64)],
+            )
+            .await
+        })
         .map(drop)
-        .map_err(|e| self.error("cannot write a schedule", e))
     }
 }

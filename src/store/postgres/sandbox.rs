@@ -7,10 +7,9 @@
 //! group commit that journals the step that made it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use tokio_postgres::Client;
-
+use super::pool::{Exclusive, Held};
 use super::{block_on, pg_error, PgStore};
 use crate::store::StoreError;
 
@@ -18,7 +17,7 @@ use crate::store::StoreError;
 pub(crate) struct SandboxTable {
     /// Keeps the connection's task alive.
     _runtime: Arc<super::PgRuntime>,
-    client: Mutex<Client>,
+    client: Exclusive,
     shown: String,
 }
 
@@ -28,10 +27,9 @@ pub(crate) type Writes = BTreeMap<String, Option<Vec<u8>>>;
 impl PgStore {
     /// The sandbox services' table, on a new connection.
     pub(crate) fn sandbox(&self) -> Result<Arc<SandboxTable>, StoreError> {
-        let client = self.connect_more()?;
         Ok(Arc::new(SandboxTable {
             _runtime: self.runtime.clone(),
-            client: Mutex::new(client),
+            client: self.connect_more(),
             shown: self.shown.clone(),
         }))
     }
@@ -39,15 +37,15 @@ impl PgStore {
 
 /// A service's transaction: its lock held until commit (or drop: rolled back).
 pub(crate) struct SandboxTx<'a> {
-    client: MutexGuard<'a, Client>,
+    client: Held<'a>,
     service: String,
     table: &'a SandboxTable,
     open: bool,
 }
 
 impl SandboxTable {
-    fn lock(&self) -> MutexGuard<'_, Client> {
-        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Result<Held<'_>, StoreError> {
+        block_on(self.client.lock())
     }
 
     fn error(&self, what: &str, e: tokio_postgres::Error) -> StoreError {
@@ -56,9 +54,17 @@ impl SandboxTable {
 
     /// Begins a transaction of `service`, alone on it across every worker.
     pub(crate) fn begin(&self, service: &str) -> Result<SandboxTx<'_>, StoreError> {
-        let client = self.lock();
-        block_on(client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"))
-            .map_err(|e| self.error("cannot begin a sandbox transaction", e))?;
+        let begin = || -> Result<Held<'_>, StoreError> {
+            let mut client = self.lock()?;
+            let begun = block_on(client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"))
+                .map_err(|e| self.error("cannot begin a sandbox transaction", e));
+            begun.inspect_err(|e| client.failed(e)).map(|()| client)
+        };
+        // Once more on a new connection if the database ended this one (a restart).
+        let client = match begin() {
+            Err(e) if e.kind == crate::store::StoreErrorKind::Unavailable => begin()?,
+            begun => begun?,
+        };
         let tx = SandboxTx { client, service: service.to_owned(), table: self, open: true };
         let locked = block_on(tx.client.execute(
             "INSERT INTO sagaflow.sandbox_locks (service) VALUES ($1) ON CONFLICT (service) DO UPDATE SET service = EXCLUDED.service",
@@ -70,7 +76,7 @@ impl SandboxTable {
 
     /// Every record of `service` whose key starts with `prefix`, by key.
     pub(crate) fn scan(&self, service: &str, prefix: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        let client = self.lock();
+        let client = self.lock()?;
         let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         let rows = block_on(client.query(
             "SELECT value::text FROM sagaflow.sandbox WHERE service = $1 AND key LIKE $2 ORDER BY key",
@@ -81,14 +87,14 @@ impl SandboxTable {
     }
 
     pub(crate) fn is_empty(&self, service: &str) -> Result<bool, StoreError> {
-        let client = self.lock();
+        let client = self.lock()?;
         let row = block_on(client.query_opt("SELECT 1 FROM sagaflow.sandbox WHERE service = $1 LIMIT 1", &[&service]))
             .map_err(|e| self.error("cannot read the sandbox", e))?;
         Ok(row.is_none())
     }
 
     pub(crate) fn clear(&self, service: &str) -> Result<(), StoreError> {
-        let client = self.lock();
+        let client = self.lock()?;
         block_on(client.execute("DELETE FROM sagaflow.sandbox WHERE service = $1", &[&service]))
             .map(drop)
             .map_err(|e| self.error("cannot clear the sandbox", e))

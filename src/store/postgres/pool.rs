@@ -1,0 +1,202 @@
+//! The store's connections, opened when first needed and opened again when
+//! the database ended them (a restart, a failover, a terminated backend): a
+//! worker outlives a short outage of its database instead of failing every
+//! call until it is restarted.
+//!
+//! [`Pool`] lends shared connections (statements are pipelined, so several
+//! callers use one at once): an idle one if there is, else a new one while
+//! the pool has room, else the least busy. [`Exclusive`] is one connection
+//! a caller holds alone (a transaction), reopened on the next lock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::runtime::Handle;
+use tokio_postgres::Client;
+
+use super::Dial;
+use crate::store::{StoreError, StoreErrorKind};
+
+/// Where connections are opened: the address, and the runtime their tasks run on.
+#[derive(Clone)]
+pub(super) struct Opener {
+    pub dial: Arc<Dial>,
+    pub runtime: Handle,
+}
+
+impl Opener {
+    /// A new connection driven on the store's runtime (whatever runtime, or
+    /// none, the caller is on), `setup` run on it first.
+    pub(super) async fn open(&self, setup: Option<&'static str>) -> Result<Client, StoreError> {
+        let dial = Arc::clone(&self.dial);
+        let task = self.runtime.spawn(async move {
+            let client = dial.connect().await?;
+            if let Some(sql) = setup {
+                client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|e| super::pg_error(&dial.shown, "cannot set the session up", e))?;
+            }
+            Ok(client)
+        });
+        task.await.map_err(|e| StoreError::other(format!("{}: {e}", self.dial.shown)))?
+    }
+}
+
+/// Up to a number of shared connections.
+pub(super) struct Pool {
+    opener: Opener,
+    slots: Vec<Slot>,
+}
+
+struct Slot {
+    client: Mutex<Option<Arc<Client>>>,
+    /// Callers using this connection now.
+    busy: AtomicUsize,
+    /// Held while the connection is being opened, so it is opened once.
+    opening: tokio::sync::Mutex<()>,
+}
+
+/// A connection lent by the pool; it counts as busy until dropped.
+pub(super) struct Lent<'a> {
+    client: Arc<Client>,
+    slot: &'a Slot,
+}
+
+impl Lent<'_> {
+    /// Takes `error` of a statement on this connection into account: one
+    /// saying the connection is lost (it may not know yet) has it opened anew.
+    pub(super) fn failed(&self, error: &StoreError) {
+        if error.kind == StoreErrorKind::Unavailable {
+            let mut client = self.slot.client.lock().unwrap_or_else(|p| p.into_inner());
+            if client.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.client)) {
+                *client = None;
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.slot.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Pool {
+    /// A pool of at most `size` connections (at least one), none open yet.
+    pub(super) fn new(opener: Opener, size: usize) -> Pool {
+        let slot =
+            || Slot { client: Mutex::new(None), busy: AtomicUsize::new(0), opening: tokio::sync::Mutex::new(()) };
+        Pool { opener, slots: (0..size.max(1)).map(|_| slot()).collect() }
+    }
+
+    /// The database, as messages name it.
+    pub(super) fn shown(&self) -> &str {
+        &self.opener.dial.shown
+    }
+
+    /// A connection to use now: an idle open one, else a new one while there
+    /// is room, else the least busy.
+    pub(super) async fn get(&self) -> Result<Lent<'_>, StoreError> {
+        let open: Vec<Option<Arc<Client>>> = self.slots.iter().map(Slot::open).collect();
+        let idle = (0..self.slots.len()).find(|&i| open[i].is_some() && self.slots[i].busy() == 0);
+        let room = || (0..self.slots.len()).find(|&i| open[i].is_none());
+        let least_busy = || (0..self.slots.len()).min_by_key(|&i| self.slots[i].busy()).unwrap_or(0);
+        let chosen = idle.or_else(room).unwrap_or_else(least_busy);
+        let slot = &self.slots[chosen];
+        slot.busy.fetch_add(1, Ordering::Relaxed);
+        match &open[chosen] {
+            Some(client) => Ok(Lent { client: Arc::clone(client), slot }),
+            None => match slot.reopen(&self.opener).await {
+                Ok(client) => Ok(Lent { client, slot }),
+                Err(e) => {
+                    slot.busy.fetch_sub(1, Ordering::Relaxed);
+                    Err(e)
+                }
+            },
+        }
+    }
+}
+
+impl Slot {
+    /// Its connection, if it has one the database has not ended.
+    fn open(&self) -> Option<Arc<Client>> {
+        let client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        client.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
+    fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Opens its connection, unless another caller did meanwhile.
+    async fn reopen(&self, opener: &Opener) -> Result<Arc<Client>, StoreError> {
+        let _opening = self.opening.lock().await;
+        if let Some(client) = self.open() {
+            return Ok(client);
+        }
+        let client = Arc::new(opener.open(None).await?);
+        *self.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&client));
+        Ok(client)
+    }
+}
+
+/// One connection its caller holds alone, opened again when it was lost.
+pub(super) struct Exclusive {
+    opener: Opener,
+    /// Run on every new connection (session settings).
+    setup: Option<&'static str>,
+    client: tokio::sync::Mutex<Option<Client>>,
+}
+
+/// The connection of an [`Exclusive`], held.
+pub(super) struct Held<'a>(tokio::sync::MutexGuard<'a, Option<Client>>);
+
+impl Held<'_> {
+    /// Takes `error` of a statement on this connection into account: one
+    /// saying the connection is lost (it may not know yet) has it opened anew.
+    pub(super) fn failed(&mut self, error: &StoreError) {
+        if error.kind == StoreErrorKind::Unavailable {
+            *self.0 = None;
+        }
+    }
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        // Some: `lock` answers only once it holds a connection.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("a held connection is open"))
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().unwrap_or_else(|| unreachable!("a held connection is open"))
+    }
+}
+
+impl Exclusive {
+    /// A connection that opens when first locked.
+    pub(super) fn new(opener: Opener, setup: Option<&'static str>) -> Exclusive {
+        Exclusive { opener, setup, client: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The connection, the caller's alone until dropped; a new one if the last was lost.
+    pub(super) async fn lock(&self) -> Result<Held<'_>, StoreError> {
+        let mut held = self.client.lock().await;
+        if held.as_ref().is_none_or(Client::is_closed) {
+            *held = Some(self.opener.open(self.setup).await?);
+        }
+        Ok(Held(held))
+    }
+}
