@@ -206,11 +206,14 @@ pub(super) fn worker_id(role: &str) -> String {
 }
 
 /// An engine over the store with its relay (and its tracer, when spans are
-/// exported): what `run`, `resume` and the operator commands start.
+/// exported, and on a shared store what it hears of the other workers): what
+/// `run`, `resume` and the operator commands start.
 pub(super) struct Started {
     pub engine: Engine,
     pub relay: Arc<Relay>,
     tracer: Option<crate::engine::tracer::Tracer>,
+    /// On a shared store, hears the other workers (their events, its letters) until dropped.
+    _hearing: tokio_util::sync::DropGuard,
 }
 
 /// How long `run` and `resume` wait, once their runs ended, for the outbox to
@@ -241,8 +244,10 @@ pub(super) fn start(store: Arc<dyn Store>, backends: &Backends, workflows: &Path
             }
         }
     });
+    let hearing = tokio_util::sync::CancellationToken::new();
+    crate::engine::cluster::spawn(&engine, &store, &hearing);
     let relay = Relay::spawn(engine.clone(), store, subscriptions);
-    Started { engine, relay, tracer }
+    Started { engine, relay, tracer, _hearing: hearing.drop_guard() }
 }
 
 impl Started {

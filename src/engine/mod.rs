@@ -5,6 +5,7 @@ pub(crate) mod bulk;
 pub(crate) mod child;
 #[cfg(test)]
 mod children_tests;
+pub(crate) mod cluster;
 pub(crate) mod compiled;
 #[cfg(test)]
 mod config_tests;

@@ -7,8 +7,6 @@ pub(crate) mod auth;
 pub(crate) mod catalog;
 pub(crate) mod console;
 pub(crate) mod error;
-pub(crate) mod feed;
-pub(crate) mod inbox;
 pub(crate) mod listen;
 pub(crate) mod prometheus;
 pub(crate) mod report;
@@ -249,8 +247,7 @@ pub(crate) async fn start(
     watch::spawn(app.clone());
     schedule::spawn(app.clone());
     takeover::spawn(app.clone());
-    feed::spawn(app.clone());
-    inbox::spawn(app.clone());
+    crate::engine::cluster::spawn(&app.engine, &app.store, &app.shutdown);
     if let Some(period) = options.retention {
         retention::spawn(app.clone(), period);
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::App;
+use crate::engine::cluster::call_store;
 use crate::store::wakeups::Wakeups;
 use crate::store::{Change, RunMeta};
 
@@ -37,39 +38,32 @@ pub(crate) fn spawn(app: Arc<App>) {
                 return;
             }
             // A full batch: there may be more, taken at once (a dead worker's thousands of runs).
-            loop {
-                match take_over(&app).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        tracing::info!(runs = n, "took over runs no live worker owns");
-                        if n < BATCH || app.shutdown.is_cancelled() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not take runs over; tried again");
-                        break;
-                    }
+            while let Some(n) = take_over(&app).await {
+                if n > 0 {
+                    tracing::info!(runs = n, "took over runs no live worker owns");
+                }
+                if n < BATCH || app.shutdown.is_cancelled() {
+                    break;
                 }
             }
         }
     });
 }
 
-/// Declares the silent workers dead, then claims and resumes orphaned runs.
-async fn take_over(app: &App) -> Result<usize, String> {
-    let store = app.store.clone();
-    let claimed: Vec<RunMeta> = tokio::task::spawn_blocking(move || {
+/// Declares the silent workers dead, then claims and resumes orphaned runs;
+/// answers how many (none: it failed, and was warned of).
+async fn take_over(app: &App) -> Option<usize> {
+    let claimed: Vec<RunMeta> = call_store(&app.store, "could not take runs over", |store| {
         for worker in store.expire_workers()? {
             tracing::warn!(worker = %worker, "a worker's lease ran out: its runs are taken over");
         }
         store.claim(BATCH)
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.message)?;
-    crate::engine::resume_runs(&app.engine, app.store.as_ref(), app.engine.registry(), &claimed)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(claimed.len())
+    .await?;
+    let resumed = crate::engine::resume_runs(&app.engine, app.store.as_ref(), app.engine.registry(), &claimed).await;
+    if let Err(e) = resumed {
+        tracing::warn!(error = %e, "could not take runs over; tried again");
+        return None;
+    }
+    Some(claimed.len())
 }

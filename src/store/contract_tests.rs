@@ -481,6 +481,36 @@ fn a_worker_outlives_a_restart_of_its_database_and_writes_a_commit_whose_answer_
     store.commit(&Commit { entries: vec![entry(3)], ..Commit::default() }).expect("a commit after it all");
 }
 
+/// The waits a worker's commits begin are seen from every worker, by the
+/// event they wait for; a commit that ends the wait, ends the run or forgets
+/// it removes it.
+#[test]
+fn the_runs_waiting_for_an_event_are_known_to_every_worker() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (PgStore::open(&url, Some("a")).expect("a"), PgStore::open(&url, Some("b")).expect("b"));
+    let wait = |run: u64, step: usize, item: Option<usize>, key: &str| Wait {
+        kind: "paid".into(),
+        key: key.into(),
+        run_id: meta(run, "w").run_id,
+        step,
+        item,
+    };
+    let begun = vec![wait(1, 0, None, "k"), wait(1, 2, Some(0), "k"), wait(2, 0, None, "k"), wait(3, 0, None, "other")];
+    a.commit(&Commit { waits_begun: begun.clone(), ..Commit::default() }).expect("begin");
+    a.commit(&Commit { waits_begun: begun, ..Commit::default() }).expect("a wait begun again is the same");
+    assert_eq!(b.waiting("paid", "k").expect("waiting"), ["run001", "run002"]);
+    assert_eq!(b.waiting("paid", "other").expect("waiting"), ["run003"]);
+    assert_eq!(b.waiting("paid", "none").expect("waiting"), Vec::<String>::new());
+    let ended = vec![wait(1, 0, None, "k"), wait(2, 0, None, "k")];
+    a.commit(&Commit { waits_ended: ended, ..Commit::default() }).expect("end two");
+    assert_eq!(b.waiting("paid", "k").expect("waiting"), ["run001"], "its item still waits");
+    let finished = RunMeta { status: RunStatus::Succeeded, ..meta(1, "w") };
+    a.commit(&Commit { runs: vec![finished], ..Commit::default() }).expect("run001 ends");
+    a.commit(&Commit { forget: vec![meta(3, "w")], ..Commit::default() }).expect("run003 forgotten");
+    assert_eq!(b.waiting("paid", "k").expect("waiting"), Vec::<String>::new(), "an ended run waits for nothing");
+    assert_eq!(b.waiting("paid", "other").expect("waiting"), Vec::<String>::new(), "nor a forgotten one");
+}
+
 /// The last holder of a PostgreSQL store's runtime may be dropped on a
 /// runtime's worker thread (a server's sandbox, as it stops): no panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

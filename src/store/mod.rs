@@ -222,6 +222,22 @@ pub(crate) struct Commit {
     /// Letters to this worker (cancels, operators' acts) this commit carries
     /// out: they leave the inbox with it, so each is acted on once.
     pub letters: Vec<i64>,
+    /// `event.wait` units this commit starts waiting, and those whose wait it
+    /// ends. Kept by a store workers share, so an event posted to any of them
+    /// lists the runs it wakes on every other ([`Ownership::waiting`]); a
+    /// store of one process leaves them: its engine knows its waits.
+    pub waits_begun: Vec<Wait>,
+    pub waits_ended: Vec<Wait>,
+}
+
+/// An `event.wait` unit waiting: for which event, in which run and unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wait {
+    pub kind: String,
+    pub key: String,
+    pub run_id: String,
+    pub step: usize,
+    pub item: Option<usize>,
 }
 
 impl Commit {
@@ -233,6 +249,8 @@ impl Commit {
             && self.deliveries.is_empty()
             && self.forget.is_empty()
             && self.forget_events.is_empty()
+            && self.waits_begun.is_empty()
+            && self.waits_ended.is_empty()
     }
 }
 
@@ -451,6 +469,11 @@ pub(crate) trait Ownership: ReadRuns {
     /// Other workers' changes as they happen (none: nothing to hear, alone on its store).
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
+    }
+    /// The runs with a unit waiting for an event of `kind` and `key` now, on
+    /// any worker, as their commits said (none alone on its store: its engine knows).
+    fn waiting(&self, _kind: &str, _key: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 }
 

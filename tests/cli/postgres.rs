@@ -217,6 +217,7 @@ async fn an_event_posted_to_one_worker_wakes_the_run_another_owns() {
     let event = serde_json::json!({ "type": "approval.given", "key": "r-7", "data": { "by": "ops" } });
     let (status, body) = two.post("/v1/events", event).await;
     assert_eq!(status, 202, "{body}");
+    assert_eq!(body["woke"], serde_json::json!([id]), "listed by the worker asked, though another owns it");
     let done = one.until_status(&id, &["succeeded", "failed", "compensated"]).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["steps"][0]["output"], serde_json::json!({ "by": "ops" }));
@@ -269,6 +270,57 @@ async fn a_run_is_cancelled_skipped_and_followed_through_a_worker_that_does_not_
     .await
     .expect("the stream of a run another worker owns ends when the run does");
     assert!(text.contains("event: end"), "{text}");
+}
+
+/// A run that `sagaflow run` moves on a shared store hears what any worker is
+/// told: an event posted to a server wakes its wait (and is listed as woken),
+/// a cancel asked of a server reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_cli_moves_is_woken_and_cancelled_through_a_server() {
+    let Some(url) = pg_testing::fresh_database() else { return };
+    let dir = folder(&[("awaits.yaml", AWAITS)]);
+    std::fs::write(dir.path().join("sagaflow.toml"), format!("[store]\nurl = \"{url}\"\n")).expect("config");
+    let server = Server::start(dir.path());
+    let run = |request: &str| {
+        let input = serde_json::json!({ "request": request }).to_string();
+        let args = ["run", "awaits", "--input", &input, "--format", "json"];
+        let child = sagaflow().current_dir(dir.path()).args(args).stdout(std::process::Stdio::piped()).spawn();
+        child.expect("sagaflow run")
+    };
+    async fn waiting(server: &Server, request: &str) -> String {
+        for _ in 0..200 {
+            let (_, page) = server.get("/v1/runs?workflow=awaits&status=waiting").await;
+            let runs = page["runs"].as_array().cloned().unwrap_or_default();
+            if let Some(r) = runs.iter().find(|r| r["input"]["request"] == request || runs.len() == 1) {
+                return r["run_id"].as_str().unwrap_or_default().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no run of the CLI waits");
+    }
+    let ended = |child: std::process::Child| {
+        let out = child.wait_with_output().expect("sagaflow run ends");
+        json_of(&out)
+    };
+
+    let woken = run("r-1");
+    let id = waiting(&server, "r-1").await;
+    let event = serde_json::json!({ "type": "approval.given", "key": "r-1", "data": { "by": "ops" } });
+    let (status, body) = server.post("/v1/events", event).await;
+    assert_eq!((status, body["woke"].clone()), (202, serde_json::json!([id])), "{body}");
+    let record = tokio::task::spawn_blocking(move || ended(woken)).await.expect("joined");
+    assert_eq!(
+        (record["run_id"].as_str(), record["status"].as_str()),
+        (Some(id.as_str()), Some("succeeded")),
+        "{record}"
+    );
+
+    let cancelled = run("r-2");
+    let id = waiting(&server, "r-2").await;
+    let (status, body) = server.post(&format!("/v1/runs/{id}/cancel"), serde_json::json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    let record = tokio::task::spawn_blocking(move || ended(cancelled)).await.expect("joined");
+    assert_eq!(record["error"]["code"], "cancelled", "{record}");
 }
 
 /// `test` and `explore --crash` on PostgreSQL: every case and failure point in

@@ -2,6 +2,7 @@
 //! commit (the outbox), and deliveries to subscribers.
 
 use super::*;
+use crate::store::Wait;
 
 /// A unit waiting for an event: an `event.wait`, or a step (or its undoing)
 /// waiting for a child run's end.
@@ -30,6 +31,14 @@ impl Reads {
             Reads::Undo => crate::engine::child::undo_outcome(data),
         }
     }
+}
+
+/// The event a unit of an `event.wait` step waits for (none: the step is
+/// of another kind, or its event cannot be said).
+pub(super) fn awaited(state: &RunState, run_id: &str, step: usize, item: Item) -> Option<Wait> {
+    let is_wait = state.wf.steps.get(step).is_some_and(|d| d.kind == StepKind::Wait);
+    let (kind, key) = is_wait.then(|| state.awaited_event(step, item).ok()).flatten()?;
+    Some(Wait { kind, key, run_id: run_id.to_owned(), step, item })
 }
 
 impl Driver {

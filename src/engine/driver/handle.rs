@@ -282,7 +282,10 @@ impl Engine {
     }
 
     /// Sends an event from outside; answers it as stored and the runs whose
-    /// waiting `event.wait` it ended.
+    /// waiting `event.wait` it ended: here, and on a shared store those the
+    /// other workers' commits said were waiting for it as it came (read
+    /// before it is committed: once it is, their owners may end the waits
+    /// before a read after could see them).
     pub(crate) async fn publish_event(
         &self,
         kind: &str,
@@ -298,9 +301,15 @@ impl Engine {
             at: self.clock.now_ms(),
             traceparent: None,
         };
+        let elsewhere = if self.store.is_shared() { self.store.waiting(kind, key)? } else { Vec::new() };
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Publish { event: event.clone(), reply });
-        let woken = answer.await.unwrap_or_else(|_| Err(StoreError::other("the engine stopped")))?;
+        let mut woken = answer.await.unwrap_or_else(|_| Err(StoreError::other("the engine stopped")))?;
+        if !elsewhere.is_empty() {
+            woken.extend(elsewhere);
+            woken.sort();
+            woken.dedup();
+        }
         Ok((event, woken))
     }
 

@@ -543,18 +543,20 @@ impl Driver {
             Entry::AttemptStarted { step, item, .. } => {
                 active.decided.insert((*step, *item), std::time::Instant::now());
                 self.metrics.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                commit.waits_begun.extend(events::awaited(&active.state, run_id, *step, *item));
             }
             Entry::AttemptFinished { step, item, .. } => {
                 active.finished.push((*step, *item));
-                let is_wait = active.state.wf.steps.get(*step).is_some_and(|d| d.kind == StepKind::Wait);
-                if let Some(awaited) = is_wait.then(|| active.state.awaited_event(*step, *item).ok()).flatten() {
+                if let Some(wait) = events::awaited(&active.state, run_id, *step, *item) {
                     // Only the list of this wait's own type and key can hold it.
+                    let awaited = (wait.kind.clone(), wait.key.clone());
                     if let Some(waiters) = self.waits.get_mut(&awaited) {
                         waiters.retain(|w| !(w.run_id == run_id && w.at.step == *step && w.at.item == *item));
                         if waiters.is_empty() {
                             self.waits.remove(&awaited);
                         }
                     }
+                    commit.waits_ended.push(wait);
                 }
             }
             Entry::RetryScheduled { .. } => {

@@ -303,6 +303,11 @@ impl crate::store::Ownership for PgStore {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<crate::store::Change>> {
         self.worker.as_ref().map(|_| self.changes.subscribe())
     }
+    fn waiting(&self, kind: &str, key: &str) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT DISTINCT run_id FROM sagaflow.waits WHERE type = $1 AND key = $2 ORDER BY run_id";
+        let rows = self.read("cannot read the waiting runs", async |c| c.query(sql, &[&kind, &key]).await)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
     fn drop_letter(&self, id: i64) -> Result<(), StoreError> {
         self.read("cannot remove a request", async |c| {
             c.execute("DELETE FROM sagaflow.inbox WHERE id = $1", &[&id]).await

@@ -131,6 +131,9 @@ impl PgStore {
         let forget: Params = vec![&p.forget];
         let forget_events: Params = vec![&p.forget_events];
         let letters: Params = vec![&commit.letters];
+        let begun: Params = vec![&p.begun.kinds, &p.begun.keys, &p.begun.runs, &p.begun.steps, &p.begun.items];
+        let ended: Params = vec![&p.ended.kinds, &p.ended.keys, &p.ended.runs, &p.ended.steps, &p.ended.items];
+        let done: Params = vec![&p.done];
         let none: Params = vec![];
 
         // Sent one after another without waiting (pipelined); the fence first,
@@ -149,6 +152,10 @@ impl PgStore {
             (!p.forget_events.is_empty(), FORGET_DEAD_LETTERS, &forget_events),
             (!p.forget_events.is_empty(), FORGET_EVENTS, &forget_events),
             (!commit.letters.is_empty(), ANSWER_LETTERS, &letters),
+            // Begun before ended: one commit may hold both ends of a wait.
+            (!p.begun.runs.is_empty(), BEGIN_WAITS, &begun),
+            (!p.ended.runs.is_empty(), END_WAITS, &ended),
+            (!p.done.is_empty(), END_RUNS_WAITS, &done),
             // Other workers hear of it once it is committed.
             (!p.events.is_empty(), listen::notify(Change::Events), &none),
             (!p.deliveries.is_empty(), listen::notify(Change::Outbox), &none),
@@ -189,6 +196,13 @@ const FORGET_RUNS: &str = "DELETE FROM sagaflow.runs WHERE run_id = ANY($1)";
 const FORGET_DEAD_LETTERS: &str = "DELETE FROM sagaflow.dead_letters WHERE event_id = ANY($1)";
 const FORGET_EVENTS: &str = "DELETE FROM sagaflow.events WHERE id = ANY($1)";
 const ANSWER_LETTERS: &str = "DELETE FROM sagaflow.inbox WHERE id = ANY($1)";
+const BEGIN_WAITS: &str = "INSERT INTO sagaflow.waits (type, key, run_id, step, item)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[]) ON CONFLICT DO NOTHING";
+const END_WAITS: &str = "DELETE FROM sagaflow.waits w
+    USING unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int4[]) AS t(ty, k, r, s, i)
+    WHERE w.type = t.ty AND w.key = t.k AND w.run_id = t.r AND w.step = t.s AND w.item = t.i";
+/// A run that ended, or was forgotten, waits for nothing.
+const END_RUNS_WAITS: &str = "DELETE FROM sagaflow.waits WHERE run_id = ANY($1)";
 
 /// A commit's rows as the arrays its statements take.
 #[derive(Default)]
@@ -217,6 +231,34 @@ struct Parts {
     deliveries: Vec<String>,
     forget: Vec<String>,
     forget_events: Vec<String>,
+    begun: Waits,
+    ended: Waits,
+    /// Runs this commit ends or forgets.
+    done: Vec<String>,
+}
+
+/// Waits as the arrays their statements take (a step's own unit is item -1).
+#[derive(Default)]
+struct Waits {
+    kinds: Vec<String>,
+    keys: Vec<String>,
+    runs: Vec<String>,
+    steps: Vec<i32>,
+    items: Vec<i32>,
+}
+
+impl Waits {
+    fn of(waits: &[crate::store::Wait]) -> Waits {
+        let mut w = Waits::default();
+        for wait in waits {
+            w.kinds.push(wait.kind.clone());
+            w.keys.push(wait.key.clone());
+            w.runs.push(wait.run_id.clone());
+            w.steps.push(wait.step as i32);
+            w.items.push(wait.item.map_or(-1, |i| i as i32));
+        }
+        w
+    }
 }
 
 impl Parts {
@@ -253,6 +295,10 @@ impl Parts {
         }
         p.forget = commit.forget.iter().map(|m| m.run_id.clone()).collect();
         p.forget_events = commit.forget_events.iter().map(|e| e.id.clone()).collect();
+        p.begun = Waits::of(&commit.waits_begun);
+        p.ended = Waits::of(&commit.waits_ended);
+        let ended = commit.runs.iter().filter(|m| m.is_finished()).map(|m| m.run_id.clone());
+        p.done = ended.chain(p.forget.iter().cloned()).collect();
         Ok(p)
     }
 }

@@ -98,6 +98,17 @@ const MIGRATIONS: &[&str] = &[
       at timestamptz NOT NULL DEFAULT now());
     CREATE INDEX inbox_by_run ON sagaflow.inbox (run_id, id);
     "#,
+    // 5: the units waiting for an event, on any worker (for `woke`).
+    r#"
+    CREATE TABLE sagaflow.waits (
+      type text NOT NULL,
+      key text NOT NULL,
+      run_id text NOT NULL,
+      step integer NOT NULL,
+      item integer NOT NULL DEFAULT -1,
+      PRIMARY KEY (type, key, run_id, step, item));
+    CREATE INDEX waits_by_run ON sagaflow.waits (run_id);
+    "#,
 ];
 
 /// The schema version this sagaflow writes.

@@ -9,10 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::App;
+use tokio_util::sync::CancellationToken;
+
+use super::call_store;
 use crate::base::clock::now_ms;
+use crate::engine::driver::Engine;
 use crate::store::wakeups::Wakeups;
-use crate::store::Change;
+use crate::store::{Change, Store};
 
 /// How often the inbox is read, told of letters or not.
 const HEARD: Duration = Duration::from_secs(1);
@@ -22,31 +25,23 @@ const LIMIT: usize = 64;
 /// A letter that could not be judged this long (its run never came up here) is dropped.
 const GIVE_UP_MS: u64 = 5 * 60_000;
 
-pub(crate) fn spawn(app: Arc<App>) {
-    if !app.store.is_shared() {
-        return;
-    }
+pub(super) fn spawn(engine: Engine, store: Arc<dyn Store>, stop: CancellationToken) {
     tokio::spawn(async move {
-        let mut wakeups = Wakeups::new(app.store.as_ref(), Change::Letters, HEARD, UNHEARD);
+        let mut wakeups = Wakeups::new(store.as_ref(), Change::Letters, HEARD, UNHEARD);
         loop {
             tokio::select! {
                 _ = wakeups.next() => {}
-                _ = app.shutdown.cancelled() => return,
+                _ = stop.cancelled() => return,
             }
-            if app.is_draining() || app.store.is_fenced() {
+            if store.is_fenced() {
                 continue;
             }
-            let store = app.store.clone();
-            let letters = match tokio::task::spawn_blocking(move || store.letters(LIMIT)).await {
-                Ok(Ok(letters)) => letters,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not read this worker's inbox; tried again");
-                    continue;
-                }
-                Err(_) => continue,
+            let Some(letters) = call_store(&store, "could not read this worker's inbox", |s| s.letters(LIMIT)).await
+            else {
+                continue;
             };
             for letter in letters {
-                let done = app.engine.take_letter(&letter).await;
+                let done = engine.take_letter(&letter).await;
                 let stale = now_ms().saturating_sub(letter.at) > GIVE_UP_MS;
                 if !done && stale {
                     tracing::warn!(run_id = %letter.run_id, "a request to this worker could not be acted on for 5 minutes; it is dropped");
@@ -54,9 +49,9 @@ pub(crate) fn spawn(app: Arc<App>) {
                 if !done && !stale {
                     continue;
                 }
-                let (store, id) = (app.store.clone(), letter.id);
                 // Acted on: its commit removed it already, and this removes nothing.
-                let _ = tokio::task::spawn_blocking(move || store.drop_letter(id)).await;
+                let id = letter.id;
+                let _ = call_store(&store, "could not remove a request", move |s| s.drop_letter(id)).await;
             }
         }
     });

@@ -9,10 +9,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::App;
+use tokio_util::sync::CancellationToken;
+
+use super::call_store;
 use crate::base::clock::now_ms;
+use crate::engine::driver::Engine;
 use crate::store::wakeups::Wakeups;
-use crate::store::Change;
+use crate::store::{Change, Store};
 
 /// How often the store is read for others' events, told of them or not.
 const HEARD: Duration = Duration::from_secs(1);
@@ -23,34 +26,24 @@ const OVERLAP_MS: u64 = 5_000;
 /// The most events one read takes.
 const LIMIT: usize = 10_000;
 
-pub(crate) fn spawn(app: Arc<App>) {
-    if !app.store.is_shared() {
-        return;
-    }
+pub(super) fn spawn(engine: Engine, store: Arc<dyn Store>, stop: CancellationToken) {
     tokio::spawn(async move {
         // Event ids already handed over, with their time, for the overlap.
         let mut seen: HashMap<String, u64> = HashMap::new();
-        let mut wakeups = Wakeups::new(app.store.as_ref(), Change::Events, HEARD, UNHEARD);
+        let mut wakeups = Wakeups::new(store.as_ref(), Change::Events, HEARD, UNHEARD);
         loop {
             tokio::select! {
                 _ = wakeups.next() => {}
-                _ = app.shutdown.cancelled() => return,
+                _ = stop.cancelled() => return,
             }
             let since = now_ms().saturating_sub(OVERLAP_MS);
-            let store = app.store.clone();
-            let read = tokio::task::spawn_blocking(move || store.events_since(since, LIMIT)).await;
-            let events = match read {
-                Ok(Ok(events)) => events,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not read other workers' events; tried again");
-                    continue;
-                }
-                Err(_) => continue,
-            };
+            let read =
+                call_store(&store, "could not read other workers' events", move |s| s.events_since(since, LIMIT));
+            let Some(events) = read.await else { continue };
             seen.retain(|_, at| *at >= since);
             let new: Vec<_> = events.into_iter().filter(|e| seen.insert(e.id.clone(), e.at).is_none()).collect();
             if !new.is_empty() {
-                app.engine.arrived(new);
+                engine.arrived(new);
             }
         }
     });
