@@ -87,8 +87,9 @@ impl PgStore {
                 if let Err(e) = block_on(client.batch_execute(&format!("DECLARE export NO SCROLL CURSOR FOR {sql}"))) {
                     return each(Err(broken(e)));
                 }
+                // Not kept prepared: each table's cursor answers rows of its own shape.
                 loop {
-                    let rows = match block_on(client.query(&format!("FETCH {FETCH} FROM export"), &[])) {
+                    let rows = match block_on(client.client.query(&format!("FETCH {FETCH} FROM export"), &[])) {
                         Ok(rows) => rows,
                         Err(e) => return each(Err(broken(e))),
                     };

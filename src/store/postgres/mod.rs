@@ -92,8 +92,8 @@ impl PgStore {
         let opener = pool::Opener { dial: Arc::clone(&dial), runtime: runtime.handle().clone() };
         let write = pool::Exclusive::new(opener.clone(), Some(COMMIT_SESSION));
         let mut client = block_on(write.lock())?;
-        let found =
-            block_on(schema::migrate(&mut client)).map_err(|e| pg_error(&shown, "cannot set the schema up", e))?;
+        let found = block_on(schema::migrate(&mut client.client))
+            .map_err(|e| pg_error(&shown, "cannot set the schema up", e))?;
         if found > schema::VERSION {
             return Err(StoreError::other(format!(
                 "{shown} holds a sagaflow schema of version {found}; this sagaflow knows up to {}: use a newer one",
@@ -146,7 +146,7 @@ impl PgStore {
     fn read<T>(
         &self,
         what: &str,
-        statement: impl AsyncFn(&Client) -> Result<T, tokio_postgres::Error>,
+        statement: impl AsyncFn(&pool::Conn) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         block_on(again_if_lost(async || {
             let client = self.reads.get().await?;
@@ -159,7 +159,7 @@ impl PgStore {
     fn write_with<T>(
         &self,
         what: &str,
-        statements: impl AsyncFn(&mut Client) -> Result<T, tokio_postgres::Error>,
+        statements: impl AsyncFn(&mut pool::Conn) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         block_on(again_if_lost(async || {
             let mut client = self.write.lock().await?;
@@ -338,7 +338,7 @@ impl JoinError {
 /// claim). An id a live worker holds is waited for, a lease and a margin
 /// long (a worker restarted at once after a crash finds its old lease still
 /// running), then refused: two processes under one id would fence each other.
-fn join(client: &Client, worker_id: &str, lease: Duration) -> Result<Worker, JoinError> {
+fn join(client: &pool::Conn, worker_id: &str, lease: Duration) -> Result<Worker, JoinError> {
     let deadline = std::time::Instant::now() + lease + Duration::from_millis(500);
     loop {
         let row = block_on(client.query_opt(

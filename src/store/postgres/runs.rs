@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 
 use std::sync::atomic::Ordering;
 
-use tokio_postgres::Client;
+use super::pool::Conn;
 
 use super::{block_on, json_column, json_text, listen, PgStore, Worker};
 use crate::journal::entry::Entry;
@@ -77,7 +77,7 @@ impl PgStore {
 
     /// Whether `commit` is in the database already (its first journal entry
     /// is: a commit lands whole or not at all); fenced like a commit.
-    async fn landed(&self, client: &Client, commit: &Commit, worker: &Worker) -> Result<bool, StoreError> {
+    async fn landed(&self, client: &Conn, commit: &Commit, worker: &Worker) -> Result<bool, StoreError> {
         let Some((run, seq, _)) = commit.entries.first() else { return Ok(false) };
         let sql = "SELECT sagaflow.fence($1, $2)::text,
                       EXISTS (SELECT 1 FROM sagaflow.journal WHERE run_id = $3 AND seq = $4)";
@@ -86,29 +86,16 @@ impl PgStore {
         Ok(row.get(1))
     }
 
-    /// The statements of one commit, in one transaction.
-    async fn send_commit(&self, client: &mut Client, commit: &Commit, worker: &Worker) -> Result<(), StoreError> {
-        let tx = client.transaction().await.map_err(|e| self.error("cannot begin a commit", e))?;
+    /// The statements of one commit, in one transaction: `BEGIN`, each part
+    /// and `COMMIT` sent one after another without waiting (one round trip;
+    /// a part that fails aborts the transaction, and its `COMMIT` rolls back).
+    async fn send_commit(&self, conn: &mut Conn, commit: &Commit, worker: &Worker) -> Result<(), StoreError> {
         let parts = Parts::of(commit, &worker.id)?;
         let gen = worker.generation;
-        if !commit.created.is_empty() {
-            // New runs first: a run id another worker created already refuses the commit.
-            let fence: [&(dyn ToSql + Sync); 2] = [&worker.id, &gen];
-            let create: [&(dyn ToSql + Sync); 3] = [&commit.created, &worker.id, &gen];
-            let (fenced, created) = tokio::join!(tx.execute(FENCE, &fence), tx.query(CREATE_RUNS, &create));
-            fenced.map_err(|e| self.error("cannot commit", e))?;
-            let created: Vec<String> =
-                created.map_err(|e| self.error("cannot commit", e))?.iter().map(|r| r.get(0)).collect();
-            let existing: Vec<String> = commit.created.iter().filter(|id| !created.contains(id)).cloned().collect();
-            if !existing.is_empty() {
-                let _ = tx.rollback().await;
-                let mut e = StoreError::new(
-                    StoreErrorKind::Exists,
-                    format!("runs {} exist already: another worker created them", existing.join(", ")),
-                );
-                e.existing = existing;
-                return Err(e);
-            }
+        let fail = |e| self.error("cannot commit", e);
+        let creates = !commit.created.is_empty();
+        if creates {
+            self.create_runs(conn, commit, worker).await?;
         }
         type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
         let p = &parts;
@@ -135,14 +122,9 @@ impl PgStore {
         let ended: Params = vec![&p.ended.kinds, &p.ended.keys, &p.ended.runs, &p.ended.steps, &p.ended.items];
         let done: Params = vec![&p.done];
         let none: Params = vec![];
-
-        // Sent one after another without waiting (pipelined); the fence first,
-        // unless the new runs' insert above came after it already.
-        let mut parts_sql: Vec<(&str, &Params)> = Vec::new();
-        if commit.created.is_empty() {
-            parts_sql.push((FENCE, &fence));
-        }
         let wanted = [
+            // The fence first, unless the new runs' insert came after it already.
+            (!creates, FENCE, &fence),
             (!p.run_ids.is_empty(), UPSERT_RUNS, &runs),
             (!p.entries.is_empty(), APPEND_JOURNAL, &journal),
             (!p.events.is_empty(), INSERT_EVENTS, &events),
@@ -160,10 +142,55 @@ impl PgStore {
             (!p.events.is_empty(), listen::notify(Change::Events), &none),
             (!p.deliveries.is_empty(), listen::notify(Change::Outbox), &none),
         ];
-        parts_sql.extend(wanted.into_iter().filter(|(any, ..)| *any).map(|(_, sql, params)| (sql, params)));
-        let statements = parts_sql.into_iter().map(|(sql, params)| tx.execute(sql, params.as_slice()));
-        try_join_all(statements).await.map_err(|e| self.error("cannot commit", e))?;
-        tx.commit().await.map_err(|e| self.error("cannot commit", e))
+        let wanted: Vec<(&str, &Params)> =
+            wanted.into_iter().filter(|(any, ..)| *any).map(|(_, q, v)| (q, v)).collect();
+        // Prepared first (once a connection: no round trip after), so they go out in order.
+        let prepared = try_join_all(wanted.iter().map(|(sql, _)| conn.prepared(sql))).await.map_err(fail)?;
+        let client = &conn.client;
+        let begin = async {
+            match creates {
+                true => Ok(()),
+                false => client.batch_execute("BEGIN").await,
+            }
+        };
+        let statements = prepared.iter().zip(&wanted).map(|(statement, (_, params))| client.execute(statement, params));
+        let (begun, parts, committed) = tokio::join!(begin, try_join_all(statements), client.batch_execute("COMMIT"));
+        begun.map_err(fail)?;
+        parts.map_err(fail)?;
+        committed.map_err(fail)
+    }
+
+    /// Begins the commit with its new runs, fenced: a run id another worker
+    /// created already refuses it ([`StoreErrorKind::Exists`]), rolled back.
+    async fn create_runs(&self, conn: &Conn, commit: &Commit, worker: &Worker) -> Result<(), StoreError> {
+        let fail = |e| self.error("cannot commit", e);
+        let (fence, create) = tokio::try_join!(conn.prepared(FENCE), conn.prepared(CREATE_RUNS)).map_err(fail)?;
+        let fence_params: [&(dyn ToSql + Sync); 2] = [&worker.id, &worker.generation];
+        let create_params: [&(dyn ToSql + Sync); 3] = [&commit.created, &worker.id, &worker.generation];
+        let (begun, fenced, created) = tokio::join!(
+            conn.client.batch_execute("BEGIN"),
+            conn.client.execute(&fence, &fence_params),
+            conn.client.query(&create, &create_params)
+        );
+        let created = begun.and(fenced).and(created).map_err(fail);
+        let existing: Vec<String> = match &created {
+            Ok(rows) => {
+                let created: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                commit.created.iter().filter(|id| !created.contains(id)).cloned().collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        if created.is_ok() && existing.is_empty() {
+            return Ok(());
+        }
+        let _ = conn.batch_execute("ROLLBACK").await;
+        created?;
+        let mut e = StoreError::new(
+            StoreErrorKind::Exists,
+            format!("runs {} exist already: another worker created them", existing.join(", ")),
+        );
+        e.existing = existing;
+        Err(e)
     }
 }
 
