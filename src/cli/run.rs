@@ -75,7 +75,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         let engine = started.engine.clone();
         let seen = engine.transitions();
         let run = NewRun { inject, ..NewRun::of(wf.clone(), input) };
-        let (run_id, _) = engine.start_new(run).await.map_err(|e| e.message)?;
+        let run_id = engine.start_new(run).await.map_err(|e| e.message)?.run_id;
         let ended = match args.answer_waits {
             // Waits are answered as they begin; time is the system's.
             true => harness::follow(&engine, &run_id, &World::default(), seen).await,

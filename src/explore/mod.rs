@@ -345,7 +345,7 @@ pub(crate) async fn run_once(
     let engine = Engine::start(crashing, backends.registry.clone(), options());
     let seen = engine.transitions();
     let new = NewRun { inject: s.inject, ..NewRun::of(wf.clone(), input.clone()) };
-    let (run_id, _) = engine.start_new(new).await?;
+    let run_id = engine.start_new(new).await?.run_id;
     let record = match harness::follow(&engine, &run_id, &world, seen).await {
         Some(record) => record,
         None => {

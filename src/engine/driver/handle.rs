@@ -158,7 +158,7 @@ impl Engine {
     /// Starts a run; its first entries, and its workflow version, are durable when
     /// this returns.
     pub(crate) async fn start_run(&self, wf: Arc<CompiledWorkflow>, input: Json) -> Result<String, StoreError> {
-        self.start_new(NewRun::of(wf, input)).await.map(|(id, _)| id)
+        self.start_new(NewRun::of(wf, input)).await.map(|s| s.run_id)
     }
 
     /// Starts a run of a given id, unless one of that id exists (answers false):
@@ -170,7 +170,7 @@ impl Engine {
         input: Json,
     ) -> Result<bool, StoreError> {
         let run = NewRun { run_id: Some(run_id), ..NewRun::of(wf, input) };
-        self.start_new(run).await.map(|(_, new)| new)
+        self.start_new(run).await.map(|s| s.created)
     }
 
     /// Starts a run as described; answers its id and whether this call started it.
@@ -203,7 +203,7 @@ impl Engine {
         let wf = wf.unwrap_or_else(|| state.wf.clone());
         let input = input.unwrap_or_else(|| state.input.clone());
         let run = NewRun { rerun_of: Some(old.to_owned()), ..NewRun::of(wf, input) };
-        let (new, _) = self.start_new(run).await?;
+        let new = self.start_new(run).await?.run_id;
         let _ = self.operate(old, super::super::operator::Ask::Rerun { run_id: new.clone() }, by).await;
         Ok(new)
     }

@@ -46,9 +46,18 @@ pub(crate) use handle::{Engine, EngineOptions, NewRun, Transition};
 use observe::{log_entry, log_finished};
 use run_cache::{Active, Evicted};
 
-/// A new run's answer: its id, and whether this call started it (false: a run
-/// of that id existed already).
-type StartAnswer = Result<(String, bool), StoreError>;
+/// A new run's answer.
+type StartAnswer = Result<StartedRun, StoreError>;
+
+/// A run a start asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StartedRun {
+    pub run_id: String,
+    /// Whether this call started it (false: a run of that id existed already).
+    pub created: bool,
+    /// Its status as its first commit wrote it (none: it existed already).
+    pub status: Option<RunStatus>,
+}
 
 enum Msg {
     Start {
@@ -495,8 +504,9 @@ impl Driver {
         if !commit.deliveries.is_empty() {
             self.subscriptions.wake();
         }
-        for (run_id, new, reply) in started {
-            let _ = reply.send(Ok((run_id, new)));
+        for (run_id, created, reply) in started {
+            let status = created.then(|| self.runs.get(&run_id).and_then(|a| a.status)).flatten();
+            let _ = reply.send(Ok(StartedRun { run_id, created, status }));
         }
         for reply in committed {
             let _ = reply.send(());

@@ -65,7 +65,8 @@ pub(super) async fn start(
     // The run joins the caller's trace (a malformed `traceparent` is ignored, as W3C says).
     let trace = headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
     let run = NewRun { run_id, trace, ..NewRun::of(wf, input.clone()) };
-    let (run_id, created) = app.engine.start_new(run).await.map_err(|e| app.store_error(e))?;
+    let started = app.engine.start_new(run).await.map_err(|e| app.store_error(e))?;
+    let (run_id, created) = (started.run_id, started.created);
     if keyed && !created {
         same_input_or_conflict(&app, &run_id, &input)?;
     }
@@ -79,7 +80,11 @@ pub(super) async fn start(
             return Ok((StatusCode::OK, Json(record)).into_response());
         }
     }
-    let status = app.store.run(&run_id)?.map_or(RunStatus::Running, |m| m.status);
+    // A run this call created: its status as just committed (no read of the store).
+    let status = match started.status {
+        Some(status) => status,
+        None => app.store.run(&run_id)?.map_or(RunStatus::Running, |m| m.status),
+    };
     let body = json!({ "run_id": run_id, "status": status, "created": created });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -87,6 +87,28 @@ async fn renew(connection: &Pool, worker: &Worker, length: Duration) -> Result<u
     renewed.map_err(|e| super::pg_error(connection.shown(), "cannot renew the lease", e))
 }
 
+/// Declares dead the other workers whose lease ran out, and tells every
+/// worker their runs are orphans; sweeps workers and letters gone an hour.
+const DECLARE_DEAD: &str = "WITH dead AS (
+      UPDATE sagaflow.workers SET generation = generation + 1, state = 'dead', fenced_at = clock_timestamp()
+      WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id),
+    -- Workers gone an hour that own nothing leave the table (each CLI command is one).
+    swept AS (
+      DELETE FROM sagaflow.workers w WHERE w.state <> 'live' AND w.fenced_at < now() - interval '1 hour'
+        AND NOT EXISTS (SELECT 1 FROM sagaflow.runs r WHERE r.owner = w.worker_id)),
+    -- Letters no owner took in an hour (their run ended first) go too.
+    stale AS (DELETE FROM sagaflow.inbox WHERE at < now() - interval '1 hour')
+    SELECT worker_id, pg_notify('sagaflow_orphans', '') FROM dead";
+/// Ends a worker's generation, telling every worker its runs are orphans.
+const LEAVE: &str = "WITH gone AS (
+      UPDATE sagaflow.workers SET generation = generation + 1, state = 'gone', fenced_at = clock_timestamp()
+      WHERE worker_id = $1 AND generation = $2 RETURNING 1)
+    SELECT pg_notify('sagaflow_orphans', '') FROM gone";
+/// Leaves a letter for a run's owner, and tells the workers.
+const POST: &str =
+    "WITH posted AS (INSERT INTO sagaflow.inbox (run_id, request) VALUES ($1, $2::text::json) RETURNING id)
+    SELECT pg_notify('sagaflow_inbox', '') FROM posted";
+
 /// The statuses of a run that has not ended, as SQL lists them (the status index serves them).
 const UNFINISHED: &str = "('running', 'waiting', 'paused', 'compensating')";
 
@@ -133,22 +155,7 @@ impl PgStore {
     /// letters no owner took in an hour.
     fn expire_workers(&self) -> Result<Vec<String>, StoreError> {
         let me = self.worker.as_ref().map_or("", |w| w.id.as_str());
-        let rows = self.read("cannot check the workers' leases", async |c| {
-            c.query(
-                "WITH dead AS (
-               UPDATE sagaflow.workers SET generation = generation + 1, state = 'dead', fenced_at = clock_timestamp()
-               WHERE state = 'live' AND lease_until < now() AND worker_id <> $1 RETURNING worker_id),
-             -- Workers gone an hour that own nothing leave the table (each CLI command is one).
-             swept AS (
-               DELETE FROM sagaflow.workers w WHERE w.state <> 'live' AND w.fenced_at < now() - interval '1 hour'
-                 AND NOT EXISTS (SELECT 1 FROM sagaflow.runs r WHERE r.owner = w.worker_id)),
-             -- Letters no owner took in an hour (their run ended first) go too.
-             stale AS (DELETE FROM sagaflow.inbox WHERE at < now() - interval '1 hour')
-             SELECT worker_id, pg_notify('sagaflow_orphans', '') FROM dead",
-                &[&me],
-            )
-            .await
-        })?;
+        let rows = self.read("cannot check the workers' leases", async |c| c.query(DECLARE_DEAD, &[&me]).await)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -209,17 +216,7 @@ impl PgStore {
     fn leave(&self) -> Result<(), StoreError> {
         let Some(worker) = &self.worker else { return Ok(()) };
         self.lease.left.store(true, Ordering::Relaxed);
-        self.read("cannot leave", async |c| {
-            c.execute(
-                "WITH gone AS (
-               UPDATE sagaflow.workers SET generation = generation + 1, state = 'gone', fenced_at = clock_timestamp()
-               WHERE worker_id = $1 AND generation = $2 RETURNING 1)
-             SELECT pg_notify('sagaflow_orphans', '') FROM gone",
-                &[&worker.id, &worker.generation],
-            )
-            .await
-        })
-        .map(drop)
+        self.read("cannot leave", async |c| c.execute(LEAVE, &[&worker.id, &worker.generation]).await).map(drop)
     }
 }
 
@@ -270,15 +267,8 @@ impl crate::store::Ownership for PgStore {
     }
     fn post(&self, run_id: &str, request: &serde_json::Value) -> Result<(), StoreError> {
         let request = super::json_text(request)?;
-        self.read("cannot leave a request for a run's worker", async |c| {
-            c.execute(
-                "WITH posted AS (INSERT INTO sagaflow.inbox (run_id, request) VALUES ($1, $2::text::json) RETURNING id)
-             SELECT pg_notify('sagaflow_inbox', '') FROM posted",
-                &[&run_id, &request],
-            )
-            .await
-        })
-        .map(drop)
+        self.read("cannot leave a request for a run's worker", async |c| c.execute(POST, &[&run_id, &request]).await)
+            .map(drop)
     }
     fn letters(&self, limit: usize) -> Result<Vec<crate::store::Letter>, StoreError> {
         let Some(me) = &self.worker else { return Ok(Vec::new()) };
@@ -318,6 +308,18 @@ impl crate::store::Ownership for PgStore {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Change;
+
+    #[test]
+    fn each_notification_goes_to_the_channel_its_change_is_heard_on() {
+        let heard = |change| format!("pg_notify('{}'", super::super::listen::channel(change));
+        for (sql, change) in
+            [(super::DECLARE_DEAD, Change::Orphans), (super::LEAVE, Change::Orphans), (super::POST, Change::Letters)]
+        {
+            assert!(sql.contains(&heard(change)), "{sql}");
+        }
+    }
+
     #[test]
     fn the_unfinished_list_names_every_status_that_has_not_ended() {
         for status in crate::store::RunStatus::ALL {
