@@ -93,6 +93,9 @@ async fn an_idempotency_key_gives_the_same_run() {
     assert_eq!((s1, s2), (202, 202));
     assert_eq!(a["run_id"], b["run_id"]);
     assert_eq!((a["created"].clone(), b["created"].clone()), (json!(true), json!(false)));
+    assert_eq!(a["status"], "running", "as its first commit wrote it: {a}");
+    let later = b["status"].as_str().unwrap_or_default();
+    assert!(["running", "succeeded"].contains(&later), "as the store says now: {b}");
     let (s3, other) = server.send(post(1, "order-18")).await;
     assert_eq!(s3, 202);
     assert_ne!(other["run_id"], a["run_id"]);
