@@ -481,6 +481,24 @@ fn a_worker_outlives_a_restart_of_its_database_and_writes_a_commit_whose_answer_
     store.commit(&Commit { entries: vec![entry(3)], ..Commit::default() }).expect("a commit after it all");
 }
 
+/// A claim whose answer was lost with its connection may have landed: its
+/// runs are the claimer's, though it never resumed them. Its next claim
+/// answers its own unfinished runs too, once.
+#[test]
+fn after_a_claim_whose_answer_was_lost_the_next_answers_the_workers_own_runs() {
+    let Some(url) = fresh_database() else { return };
+    let (a, b) = (PgStore::open(&url, Some("a")).expect("a"), PgStore::open(&url, Some("b")).expect("b"));
+    let running = RunMeta { status: RunStatus::Running, ..meta(1, "w") };
+    a.commit(&Commit { runs: vec![running], ..Commit::default() }).expect("a's run");
+    a.leave().expect("a leaves");
+    let ids = |claimed: Vec<RunMeta>| claimed.into_iter().map(|m| m.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(b.claim(10).expect("claim")), ["run001"]);
+    assert_eq!(ids(b.claim(10).expect("claim")), Vec::<String>::new(), "b's own now");
+    b.lose_claim_answer();
+    assert_eq!(ids(b.claim(10).expect("claim")), ["run001"], "b's own, answered again");
+    assert_eq!(ids(b.claim(10).expect("claim")), Vec::<String>::new(), "once");
+}
+
 /// The waits a worker's commits begin are seen from every worker, by the
 /// event they wait for; a commit that ends the wait, ends the run or forgets
 /// it removes it.

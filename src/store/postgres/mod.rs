@@ -57,6 +57,8 @@ pub(crate) struct PgStore {
     /// A commit's answer was lost with its connection: whether it landed is
     /// not known until the same commit comes again.
     unsure: std::sync::atomic::AtomicBool,
+    /// The same, of a claim of orphaned runs.
+    claim_unsure: std::sync::atomic::AtomicBool,
     /// None: this process only reads (its commits are refused).
     worker: Option<Worker>,
     /// What the worker knows of its lease (whether it is fenced off).
@@ -119,8 +121,8 @@ impl PgStore {
             runtime.spawn(listen::listen(dial, changes, lease));
         }
         let reads = pool::Pool::new(opener.clone(), READ_CONNECTIONS);
-        let unsure = std::sync::atomic::AtomicBool::new(false);
-        Ok(PgStore { runtime, reads, write, unsure, worker, lease, changes, opener, shown })
+        let (unsure, claim_unsure) = (Default::default(), Default::default());
+        Ok(PgStore { runtime, reads, write, unsure, claim_unsure, worker, lease, changes, opener, shown })
     }
 
     /// The worker this store writes as.
@@ -212,6 +214,12 @@ impl PgStore {
     #[cfg(test)]
     pub(crate) fn lose_last_answer(&self) {
         self.unsure.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The answer of the last claim was lost (tests).
+    #[cfg(test)]
+    pub(crate) fn lose_claim_answer(&self) {
+        self.claim_unsure.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs `sql` as it is (tests that change the database behind the store's back).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::pool::Pool;
 use super::runs::meta_of;
-use super::{PgStore, Worker};
+use super::{block_on, PgStore, Worker};
 use crate::store::{RunMeta, StoreError};
 
 /// How long a lease runs unless `--lease` says: a worker silent this long is taken for dead.
@@ -160,7 +160,10 @@ impl PgStore {
     }
 
     /// Takes up to `limit` unfinished runs that no live generation owns (one
-    /// of them: `only`), fenced by this worker's own generation.
+    /// of them: `only`), fenced by this worker's own generation. A claim
+    /// whose answer was lost may have landed, its runs this generation's
+    /// though never resumed here: the next claim answers this worker's own
+    /// runs too (the engine leaves those it has already).
     fn claim_orphans(&self, limit: usize, only: Option<&str>) -> Result<Vec<RunMeta>, StoreError> {
         let Some(worker) = &self.worker else { return Ok(Vec::new()) };
         self.unless_fenced()?;
@@ -168,18 +171,23 @@ impl PgStore {
             "WITH orphans AS (
                SELECT r.run_id FROM sagaflow.runs r LEFT JOIN sagaflow.workers w ON w.worker_id = r.owner
                WHERE r.status IN {UNFINISHED} AND ($4::text IS NULL OR r.run_id = $4)
-                 AND (r.owner IS NULL OR w.worker_id IS NULL OR w.state <> 'live' OR w.generation <> r.owner_gen)
+                 AND (r.owner IS NULL OR w.worker_id IS NULL OR w.state <> 'live' OR w.generation <> r.owner_gen
+                      OR ($5 AND r.owner = $1 AND r.owner_gen = $2))
                ORDER BY r.started_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED)
              UPDATE sagaflow.runs SET owner = $1, owner_gen = $2 FROM orphans WHERE runs.run_id = orphans.run_id
              RETURNING runs.run_id, workflow, hash, status, started_at, updated_at, parent, error::text"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.write_with("cannot claim runs", async |client| {
-            let tx = client.transaction().await?;
-            tx.execute("SELECT sagaflow.fence($1, $2)", &[&worker.id, &worker.generation]).await?;
-            let rows = tx.query(&sql, &[&worker.id, &worker.generation, &limit, &only]).await?;
-            tx.commit().await?;
-            Ok(rows)
+            let mine = self.claim_unsure.swap(false, Ordering::Relaxed);
+            let claimed = async {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT sagaflow.fence($1, $2)", &[&worker.id, &worker.generation]).await?;
+                let rows = tx.query(&sql, &[&worker.id, &worker.generation, &limit, &only, &mine]).await?;
+                tx.commit().await?;
+                Ok(rows)
+            };
+            claimed.await.inspect_err(|_| self.claim_unsure.store(true, Ordering::Relaxed))
         })?;
         rows.iter().map(meta_of).collect()
     }
@@ -267,8 +275,15 @@ impl crate::store::Ownership for PgStore {
     }
     fn post(&self, run_id: &str, request: &serde_json::Value) -> Result<(), StoreError> {
         let request = super::json_text(request)?;
-        self.read("cannot leave a request for a run's worker", async |c| c.execute(POST, &[&run_id, &request]).await)
-            .map(drop)
+        // Sent once, not again on a new connection: a letter whose answer was lost may be in the inbox.
+        let posted = block_on(async {
+            let client = self.reads.get().await?;
+            let posted = client.execute(POST, &[&run_id, &request]).await;
+            posted
+                .map_err(|e| self.error("cannot leave a request for a run's worker", e))
+                .inspect_err(|e| client.failed(e))
+        });
+        posted.map(drop)
     }
     fn letters(&self, limit: usize) -> Result<Vec<crate::store::Letter>, StoreError> {
         let Some(me) = &self.worker else { return Ok(Vec::new()) };
