@@ -126,6 +126,24 @@ async fn resuming_a_run_already_here_launches_nothing_again() {
     assert_eq!(s.calls.lock().unwrap_or_else(|p| p.into_inner()).len(), 1, "one call, not two");
 }
 
+/// A takeover's resume leaves a run the engine has as it is (the journal it
+/// read could be behind by the time the resume comes: a run that ended
+/// meanwhile would come back) and resumes the ones it lacks.
+#[tokio::test]
+async fn a_takeover_resumes_only_the_runs_the_engine_does_not_have() {
+    let s = setup(|_| Ok(json!({ "id": "x" })), 300, 8);
+    let wf = workflow("name: w\nsteps:\n  - id: a\n    action: probe.call\n");
+    let id = s.engine.start_run(wf, json!({})).await.expect("started");
+    assert_eq!(s.engine.absent(vec![id.clone(), "elsewhere".into()]).await, ["elsewhere"]);
+    let meta = crate::store::ReadRuns::run(s.store.as_ref(), &id).expect("read").expect("its row");
+    crate::engine::resume_runs(&s.engine, s.store.as_ref(), s.engine.registry(), &[meta]).await.expect("resumed");
+    let r = s.engine.wait(&id).await.expect("record");
+    assert_eq!(r.status, "succeeded");
+    assert_eq!(s.calls.lock().unwrap_or_else(|p| p.into_inner()).len(), 1, "one call, not two");
+    s.engine.flush().await;
+    assert_eq!(s.engine.absent(vec![id.clone()]).await, [id], "ended: no longer here");
+}
+
 #[tokio::test]
 async fn every_attempt_of_a_step_gets_the_same_idempotency_key() {
     let s = setup(

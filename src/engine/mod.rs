@@ -156,10 +156,13 @@ pub(crate) async fn resume_runs(
 ) -> Result<(), ReplayError> {
     let mut versions = Versions::default();
     for batch in runs.chunks(RESUMED_AT_ONCE) {
-        let ids: Vec<String> = batch.iter().map(|m| m.run_id.clone()).collect();
+        // A run the engine has already goes on here as it is: its journal,
+        // read now, could be behind by the time the resume comes.
+        let ids = engine.absent(batch.iter().map(|m| m.run_id.clone()).collect()).await;
         let mut journals = store.journals(&ids)?;
-        let mut resumed = Vec::with_capacity(batch.len());
-        for meta in batch {
+        let absent: std::collections::HashSet<&String> = ids.iter().collect();
+        let mut resumed = Vec::with_capacity(ids.len());
+        for meta in batch.iter().filter(|m| absent.contains(&m.run_id)) {
             let wf = versions.get(store, &meta.hash, registry)?;
             let entries = journals.remove(&meta.run_id).unwrap_or_default();
             resumed.push(engine.resume(meta.run_id.clone(), wf, entries));

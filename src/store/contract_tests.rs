@@ -481,6 +481,38 @@ fn a_worker_outlives_a_restart_of_its_database_and_writes_a_commit_whose_answer_
     store.commit(&Commit { entries: vec![entry(3)], ..Commit::default() }).expect("a commit after it all");
 }
 
+/// Whether a commit sent again landed is told by its first journal entry as
+/// written: another entry at that place means it did not (the database
+/// refused it), and it is refused again, not taken for written.
+#[test]
+fn a_commit_sent_again_is_taken_for_written_only_if_its_own_entry_is_there() {
+    let Some(url) = fresh_database() else { return };
+    let store = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
+    let entry = |step: usize| ("run001".to_owned(), 0, Entry::RetryDue { step, item: None });
+    store.commit(&Commit { entries: vec![entry(0)], ..Commit::default() }).expect("first");
+    store.lose_last_answer();
+    let other = Commit { entries: vec![entry(1)], runs: vec![meta(1, "w")], ..Commit::default() };
+    let refused = store.commit(&other).expect_err("its place is taken by another entry");
+    assert_eq!(refused.kind, StoreErrorKind::Other, "{refused}");
+    assert_eq!(store.entries("run001").expect("journal"), vec![entry(0).2], "nothing of it landed");
+    assert_eq!(store.run("run001").expect("read"), None);
+}
+
+/// A sandbox transaction the database refused leaves nothing behind on its
+/// connection: the next one begins and commits.
+#[test]
+fn a_refused_sandbox_transaction_is_rolled_back_and_the_next_goes_through() {
+    let Some(url) = fresh_database() else { return };
+    let store = PgStore::open(&url, Some("w1")).unwrap_or_else(|e| panic!("{e}"));
+    let sandbox = store.sandbox().unwrap_or_else(|e| panic!("{e}"));
+    let tx = sandbox.begin("pay").unwrap_or_else(|e| panic!("{e}"));
+    let refused = tx.commit(&[("k".to_owned(), Some(b"not json".to_vec()))].into());
+    assert!(refused.is_err(), "the table keeps JSON");
+    let tx = sandbox.begin("pay").unwrap_or_else(|e| panic!("the next begins: {e}"));
+    tx.commit(&[("k".to_owned(), Some(b"1".to_vec()))].into()).expect("and commits");
+    assert_eq!(sandbox.scan("pay", "").expect("read"), vec![b"1".to_vec()]);
+}
+
 /// A claim whose answer was lost with its connection may have landed: its
 /// runs are the claimer's, though it never resumed them. Its next claim
 /// answers its own unfinished runs too, once.
@@ -514,7 +546,8 @@ fn the_runs_waiting_for_an_event_are_known_to_every_worker() {
         item,
     };
     let begun = vec![wait(1, 0, None, "k"), wait(1, 2, Some(0), "k"), wait(2, 0, None, "k"), wait(3, 0, None, "other")];
-    a.commit(&Commit { waits_begun: begun.clone(), ..Commit::default() }).expect("begin");
+    let running: Vec<RunMeta> = (1..=3).map(|i| RunMeta { status: RunStatus::Running, ..meta(i, "w") }).collect();
+    a.commit(&Commit { waits_begun: begun.clone(), runs: running, ..Commit::default() }).expect("begin");
     a.commit(&Commit { waits_begun: begun, ..Commit::default() }).expect("a wait begun again is the same");
     assert_eq!(b.waiting("paid", "k").expect("waiting"), ["run001", "run002"]);
     assert_eq!(b.waiting("paid", "other").expect("waiting"), ["run003"]);

@@ -346,6 +346,15 @@ impl Engine {
         let _ = answer.await;
     }
 
+    /// Which of `run_ids` this engine does not have now (none if it stopped):
+    /// one it has cannot end and leave before a resume that follows would
+    /// bring it back from a journal read before its end.
+    pub(crate) async fn absent(&self, run_ids: Vec<String>) -> Vec<String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Absent { run_ids, reply });
+        answer.await.unwrap_or_default()
+    }
+
     /// Asks a run to roll back; answers whether it will (a run whose forward
     /// steps have all ended, or that has ended, is not cancelled). A run
     /// another worker owns is judged as its journal stands, and the cancel

@@ -102,6 +102,11 @@ enum Msg {
     Flush {
         reply: oneshot::Sender<()>,
     },
+    /// Which of these runs this engine does not have (neither moving nor parked).
+    Absent {
+        run_ids: Vec<String>,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     /// Events another worker committed: they wake this worker's waits.
     Arrived {
         events: Vec<EventRecord>,
@@ -340,6 +345,10 @@ impl Driver {
                 }
                 Msg::Pause => self.paused = true,
                 Msg::Flush { reply } => committed.push(reply),
+                Msg::Absent { mut run_ids, reply } => {
+                    run_ids.retain(|id| !self.runs.contains_key(id) && !self.evicted.contains_key(id));
+                    let _ = reply.send(run_ids);
+                }
                 Msg::Forget { runs, reply } => forgets.push((runs, reply)),
                 // Already committed: the waits they match end in the next turn.
                 Msg::Arrived { events } => drop(self.deliver(&events)),
@@ -553,7 +562,11 @@ impl Driver {
             Entry::AttemptStarted { step, item, .. } => {
                 active.decided.insert((*step, *item), std::time::Instant::now());
                 self.metrics.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                commit.waits_begun.extend(events::awaited(&active.state, run_id, *step, *item));
+                if let Some(wait) = events::awaited(&active.state, run_id, *step, *item) {
+                    // Ended earlier in this commit, begun again: it waits.
+                    commit.waits_ended.retain(|w| w != &wait);
+                    commit.waits_begun.push(wait);
+                }
             }
             Entry::AttemptFinished { step, item, .. } => {
                 active.finished.push((*step, *item));
@@ -566,6 +579,8 @@ impl Driver {
                             self.waits.remove(&awaited);
                         }
                     }
+                    // Begun earlier in this commit, ended: it waits no more.
+                    commit.waits_begun.retain(|w| w != &wait);
                     commit.waits_ended.push(wait);
                 }
             }

@@ -90,7 +90,8 @@ impl PgStore {
             .map_err(|e| StoreError::other(format!("cannot start the PostgreSQL client: {e}")))?;
         let runtime = Arc::new(PgRuntime(Some(runtime)));
         let (client_url, tls) = tls::prepare(url).map_err(|e| StoreError::other(format!("{shown}: {e}")))?;
-        let dial = Arc::new(Dial { url: client_url, tls, shown: shown.clone() });
+        let config = settings(&client_url).map_err(|e| pg_error(&shown, "cannot read the URL", e))?;
+        let dial = Arc::new(Dial { config, tls, shown: shown.clone() });
         let opener = pool::Opener { dial: Arc::clone(&dial), runtime: runtime.handle().clone() };
         let write = pool::Exclusive::new(opener.clone(), Some(COMMIT_SESSION));
         let mut client = block_on(write.lock())?;
@@ -270,10 +271,10 @@ impl Drop for PgRuntime {
     }
 }
 
-/// Where and how this store connects: the URL as the client takes it, its
+/// Where and how this store connects: the client's settings, its
 /// TLS (as `sslmode` asks), and the URL as messages show it.
 pub(super) struct Dial {
-    url: String,
+    config: tokio_postgres::Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     pub(super) shown: String,
 }
@@ -287,7 +288,7 @@ pub(crate) type Connection = tokio_postgres::Connection<
 impl Dial {
     /// A connection whose messages the caller reads itself.
     pub(super) async fn open(&self) -> Result<(Client, Connection), tokio_postgres::Error> {
-        tokio_postgres::connect(&self.url, self.tls.clone()).await
+        self.config.connect(self.tls.clone()).await
     }
 
     /// A connection driven on the current runtime.
@@ -307,7 +308,33 @@ impl Dial {
 pub(crate) async fn connect_once(url: &str) -> Result<(Client, Connection), StoreError> {
     let shown = without_password(url);
     let (client_url, tls) = tls::prepare(url).map_err(|e| StoreError::other(format!("{shown}: {e}")))?;
-    tokio_postgres::connect(&client_url, tls).await.map_err(|e| pg_error(&shown, "cannot connect", e))
+    let config = settings(&client_url).map_err(|e| pg_error(&shown, "cannot read the URL", e))?;
+    config.connect(tls).await.map_err(|e| pg_error(&shown, "cannot connect", e))
+}
+
+/// The client's settings as the URL gives them, with the bounds a worker
+/// needs where it says nothing: a connect gives up after 10 s, and a
+/// connection whose server vanished without a word (a failover, a cut
+/// network) is given up within about 30 s instead of the system's hours.
+fn settings(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    let says = |key: &str| url.contains(&format!("{key}="));
+    if !says("connect_timeout") {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if !says("keepalives_idle") {
+        config.keepalives_idle(Duration::from_secs(10));
+    }
+    if !says("keepalives_interval") {
+        config.keepalives_interval(Duration::from_secs(5));
+    }
+    if !says("keepalives_retries") {
+        config.keepalives_retries(3);
+    }
+    if !says("tcp_user_timeout") {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
+    Ok(config)
 }
 
 /// `attempt`, and once more if it failed on a connection the database ended
@@ -379,10 +406,25 @@ pub(super) fn pg_error(shown: &str, what: &str, e: tokio_postgres::Error) -> Sto
         // The connection failed, or the server ended it (shutting down, restarting).
         Some(c) if c.starts_with("08") || c.starts_with("57P") => StoreErrorKind::Unavailable,
         Some(_) => StoreErrorKind::Other,
-        None => StoreErrorKind::Unavailable,
+        // No answer: the connection closed, or its socket failed.
+        None if e.is_closed() || caused_by_io(&e) => StoreErrorKind::Unavailable,
+        // Refused on this side (a value that does not encode, a reply that does not parse).
+        None => StoreErrorKind::Other,
     };
     let code = code.map(|c| format!(" [SQLSTATE {c}]")).unwrap_or_default();
     StoreError::new(kind, format!("{what} ({shown}): {detail}{code}"))
+}
+
+/// Whether an input or output error of the socket is behind `e`.
+fn caused_by_io(e: &tokio_postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// An error and what caused it, down the chain ("error performing TLS

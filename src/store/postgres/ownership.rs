@@ -178,8 +178,9 @@ impl PgStore {
              RETURNING runs.run_id, workflow, hash, status, started_at, updated_at, parent, error::text"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Until a claim of any run (not of one) came short: all of them were answered.
+        let mine = only.is_none() && self.claim_unsure.load(Ordering::Relaxed);
         let rows = self.write_with("cannot claim runs", async |client| {
-            let mine = self.claim_unsure.swap(false, Ordering::Relaxed);
             let claimed = async {
                 let tx = client.transaction().await?;
                 tx.execute("SELECT sagaflow.fence($1, $2)", &[&worker.id, &worker.generation]).await?;
@@ -189,6 +190,9 @@ impl PgStore {
             };
             claimed.await.inspect_err(|_| self.claim_unsure.store(true, Ordering::Relaxed))
         })?;
+        if mine && rows.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+            self.claim_unsure.store(false, Ordering::Relaxed);
+        }
         rows.iter().map(meta_of).collect()
     }
 
@@ -309,8 +313,12 @@ impl crate::store::Ownership for PgStore {
         self.worker.as_ref().map(|_| self.changes.subscribe())
     }
     fn waiting(&self, kind: &str, key: &str) -> Result<Vec<String>, StoreError> {
-        let sql = "SELECT DISTINCT run_id FROM sagaflow.waits WHERE type = $1 AND key = $2 ORDER BY run_id";
-        let rows = self.read("cannot read the waiting runs", async |c| c.query(sql, &[&kind, &key]).await)?;
+        // Of runs still going (a worker of an older sagaflow leaves no end of a wait).
+        let sql = format!(
+            "SELECT DISTINCT w.run_id FROM sagaflow.waits w JOIN sagaflow.runs r ON r.run_id = w.run_id
+             WHERE w.type = $1 AND w.key = $2 AND r.status IN {UNFINISHED} ORDER BY w.run_id"
+        );
+        let rows = self.read("cannot read the waiting runs", async |c| c.query(&sql, &[&kind, &key]).await)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
     fn drop_letter(&self, id: i64) -> Result<(), StoreError> {

@@ -125,6 +125,23 @@ struct Slot {
 pub(super) struct Lent<'a> {
     client: Arc<Conn>,
     slot: &'a Slot,
+    _busy: Busy<'a>,
+}
+
+/// A slot counted busy while this lives.
+struct Busy<'a>(&'a Slot);
+
+impl<'a> Busy<'a> {
+    fn of(slot: &'a Slot) -> Busy<'a> {
+        slot.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(slot)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Lent<'_> {
@@ -145,12 +162,6 @@ impl std::ops::Deref for Lent<'_> {
 
     fn deref(&self) -> &Conn {
         &self.client
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        self.slot.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -176,17 +187,13 @@ impl Pool {
         let least_busy = || (0..self.slots.len()).min_by_key(|&i| self.slots[i].busy()).unwrap_or(0);
         let chosen = idle.or_else(room).unwrap_or_else(least_busy);
         let slot = &self.slots[chosen];
-        slot.busy.fetch_add(1, Ordering::Relaxed);
-        match &open[chosen] {
-            Some(client) => Ok(Lent { client: Arc::clone(client), slot }),
-            None => match slot.reopen(&self.opener).await {
-                Ok(client) => Ok(Lent { client, slot }),
-                Err(e) => {
-                    slot.busy.fetch_sub(1, Ordering::Relaxed);
-                    Err(e)
-                }
-            },
-        }
+        // Busy from now: counted off when dropped, even if this call is.
+        let busy = Busy::of(slot);
+        let client = match &open[chosen] {
+            Some(client) => Arc::clone(client),
+            None => slot.reopen(&self.opener).await?,
+        };
+        Ok(Lent { client, slot, _busy: busy })
     }
 }
 

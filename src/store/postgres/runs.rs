@@ -69,19 +69,21 @@ impl PgStore {
             return Ok(());
         }
         let sent = self.send_commit(&mut client, commit, worker).await.inspect_err(|e| client.failed(e));
-        // Refused by the database: nothing landed. Any other failure may have come after the COMMIT.
-        let refused = |e: &StoreError| matches!(e.kind, StoreErrorKind::Conflict | StoreErrorKind::Exists);
-        self.unsure.store(sent.as_ref().is_err_and(|e| !refused(e)), Ordering::Relaxed);
+        // The database answered (refused it, rolled back): nothing landed. No
+        // answer (the connection lost): it may have, after the COMMIT.
+        let lost = |e: &StoreError| e.kind == StoreErrorKind::Unavailable;
+        self.unsure.store(sent.as_ref().is_err_and(lost), Ordering::Relaxed);
         sent
     }
 
-    /// Whether `commit` is in the database already (its first journal entry
-    /// is: a commit lands whole or not at all); fenced like a commit.
+    /// Whether `commit` is in the database already: its first journal entry
+    /// is, as written (a commit lands whole or not at all); fenced like a commit.
     async fn landed(&self, client: &Conn, commit: &Commit, worker: &Worker) -> Result<bool, StoreError> {
-        let Some((run, seq, _)) = commit.entries.first() else { return Ok(false) };
-        let sql = "SELECT sagaflow.fence($1, $2)::text,
-                      EXISTS (SELECT 1 FROM sagaflow.journal WHERE run_id = $3 AND seq = $4)";
-        let params: [&(dyn ToSql + Sync); 4] = [&worker.id, &worker.generation, run, &(*seq as i32)];
+        let Some((run, seq, entry)) = commit.entries.first() else { return Ok(false) };
+        let sql = "SELECT sagaflow.fence($1, $2)::text, EXISTS (SELECT 1 FROM sagaflow.journal
+                     WHERE run_id = $3 AND seq = $4 AND entry::text = $5)";
+        let entry = json_text(entry)?;
+        let params: [&(dyn ToSql + Sync); 5] = [&worker.id, &worker.generation, run, &(*seq as i32), &entry];
         let row = client.query_one(sql, &params).await.map_err(|e| self.error("cannot check a commit", e))?;
         Ok(row.get(1))
     }
@@ -94,9 +96,6 @@ impl PgStore {
         let gen = worker.generation;
         let fail = |e| self.error("cannot commit", e);
         let creates = !commit.created.is_empty();
-        if creates {
-            self.create_runs(conn, commit, worker).await?;
-        }
         type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
         let p = &parts;
         let fence: Params = vec![&worker.id, &gen];
@@ -144,8 +143,12 @@ impl PgStore {
         ];
         let wanted: Vec<(&str, &Params)> =
             wanted.into_iter().filter(|(any, ..)| *any).map(|(_, q, v)| (q, v)).collect();
-        // Prepared first (once a connection: no round trip after), so they go out in order.
+        // Prepared first (once a connection: no round trip after), so they go
+        // out in order, and none can fail once the transaction began.
         let prepared = try_join_all(wanted.iter().map(|(sql, _)| conn.prepared(sql))).await.map_err(fail)?;
+        if creates {
+            self.create_runs(conn, commit, worker).await?;
+        }
         let client = &conn.client;
         let begin = async {
             match creates {

@@ -137,7 +137,8 @@ impl SandboxTx<'_> {
                 .await?;
             self.client.batch_execute("COMMIT").await
         });
-        self.open = false;
+        // Failed: dropped still open, it is rolled back (an aborted transaction must not stay on the connection).
+        self.open = written.is_err();
         written.map_err(|e| self.table.error("cannot write the sandbox", e))
     }
 }
