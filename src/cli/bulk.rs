@@ -62,7 +62,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
             Err(e) => usage_error(&e),
         };
     }
-    let (store, backends) = match setup.open(&args.place.data, "bulk") {
+    let (store, backends) = match setup.open(&args.place.data, &args.place.joining, "bulk") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

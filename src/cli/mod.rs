@@ -192,6 +192,12 @@ pub(crate) struct DataDir {
     /// workers share); default: `[store] url` in sagaflow.toml, else --data.
     #[arg(long = "store", value_name = "URL")]
     pub store: Option<String>,
+}
+
+/// How a command that moves runs joins a store several workers share (the
+/// commands that only read join as nothing, and have no such flags).
+#[derive(clap::Args)]
+pub(crate) struct Joining {
     /// In a shared store, this process's worker id (default: what it is, its host and
     /// pid). A live worker's id is refused.
     #[arg(long = "worker-id", value_name = "ID")]

@@ -31,6 +31,8 @@ pub(super) struct Common {
 pub(super) struct Place {
     #[command(flatten)]
     pub(super) data: super::DataDir,
+    #[command(flatten)]
+    pub(super) joining: super::Joining,
     /// Workflows: their `event` triggers and `workflow.run` children (and, for
     /// `rerun`, the version active now; the old run's when it is not there).
     #[arg(long, default_value = "workflows")]
@@ -94,7 +96,7 @@ fn act(common: Common, ask: Ask, setup: &super::setup::Setup) -> ExitCode {
     if let Some(server) = &common.place.server.url {
         return super::client::operate(server, &common.run_id, &ask, common.place.output.format);
     }
-    let (store, backends) = match setup.open(&common.place.data, "cli") {
+    let (store, backends) = match setup.open(&common.place.data, &common.place.joining, "cli") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };
@@ -145,7 +147,7 @@ fn dry_run(common: &Common, ask: &Ask, setup: &super::setup::Setup) -> ExitCode 
 }
 
 fn would_do_here(common: &Common, ask: &Ask, setup: &super::setup::Setup) -> Result<String, String> {
-    let (store, backends) = setup.open(&common.place.data, "cli")?;
+    let (store, backends) = setup.open(&common.place.data, &common.place.joining, "cli")?;
     let mut versions = crate::engine::Versions::default();
     let state = crate::engine::replay(store.as_ref(), &mut versions, &common.run_id, &backends.registry)
         .map_err(|e| e.to_string())?;
@@ -176,7 +178,7 @@ pub(super) fn rerun(args: RerunArgs, setup: &super::setup::Setup) -> ExitCode {
     if let Some(server) = &args.place.server.url {
         return super::client::rerun(server, &args.run_id, input, args.place.output.format);
     }
-    let (store, backends) = match setup.open(&args.place.data, "cli") {
+    let (store, backends) = match setup.open(&args.place.data, &args.place.joining, "cli") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -24,6 +24,8 @@ pub(super) struct PruneArgs {
     #[command(flatten)]
     data: super::DataDir,
     #[command(flatten)]
+    joining: super::Joining,
+    #[command(flatten)]
     output: super::Output,
 }
 
@@ -40,7 +42,7 @@ pub(super) fn prune(args: PruneArgs, setup: &super::setup::Setup) -> ExitCode {
         Ok(before) => before,
         Err(e) => return usage_error(&e),
     };
-    let store = match setup.write(&args.data, "prune") {
+    let store = match setup.write(&args.data, &args.joining, "prune") {
         Ok(store) => store,
         Err(e) => return usage_error(&e),
     };

@@ -18,6 +18,8 @@ pub(super) struct Args {
     input: String,
     #[command(flatten)]
     data: super::DataDir,
+    #[command(flatten)]
+    joining: super::Joining,
     /// Where to look for a workflow given by name.
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
@@ -43,7 +45,7 @@ pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
         Ok(found) => found,
         Err(e) => return usage_error(&e),
     };
-    let (store, backends) = match setup.open(&args.data, "run") {
+    let (store, backends) = match setup.open(&args.data, &args.joining, "run") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

@@ -82,6 +82,8 @@ pub(super) fn runs(args: RunsArgs, setup: &super::setup::Setup) -> ExitCode {
 pub(super) struct ResumeArgs {
     #[command(flatten)]
     data: super::DataDir,
+    #[command(flatten)]
+    joining: super::Joining,
     /// Workflows here with `event` triggers start runs when their events come.
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
@@ -90,7 +92,7 @@ pub(super) struct ResumeArgs {
 }
 
 pub(super) fn resume(args: ResumeArgs, setup: &super::setup::Setup) -> ExitCode {
-    let (store, backends) = match setup.open(&args.data, "resume") {
+    let (store, backends) = match setup.open(&args.data, &args.joining, "resume") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

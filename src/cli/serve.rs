@@ -15,6 +15,8 @@ pub(super) struct Args {
     workflows: PathBuf,
     #[command(flatten)]
     data: super::DataDir,
+    #[command(flatten)]
+    joining: super::Joining,
     /// Where to listen. Anything but loopback needs SAGAFLOW_API_TOKEN set.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -41,7 +43,7 @@ pub(super) fn token_from_env() -> Option<String> {
 }
 
 pub(super) fn run(args: Args, setup: &super::setup::Setup) -> ExitCode {
-    let (store, backends) = match setup.open(&args.data, "serve") {
+    let (store, backends) = match setup.open(&args.data, &args.joining, "serve") {
         Ok(opened) => opened,
         Err(e) => return usage_error(&e),
     };

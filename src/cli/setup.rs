@@ -15,7 +15,7 @@ use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
 use crate::store::Store;
 
-use super::DataDir;
+use super::{DataDir, Joining};
 
 /// What the command line says of the setup: the config file, if `--config` names one.
 pub(super) struct Setup {
@@ -75,7 +75,12 @@ impl Setup {
 
     /// The store and the backends bound to it (the sandbox lives in the same
     /// database); in PostgreSQL this process joins as a worker (`role` names it).
-    pub(super) fn open(&self, data: &DataDir, role: &str) -> Result<(Arc<dyn Store>, Backends), String> {
+    pub(super) fn open(
+        &self,
+        data: &DataDir,
+        joining: &Joining,
+        role: &str,
+    ) -> Result<(Arc<dyn Store>, Backends), String> {
         let config = self.config()?;
         match self.place(data)? {
             Place::Sled(dir) => {
@@ -84,7 +89,7 @@ impl Setup {
                 Ok((Arc::new(store), backends))
             }
             Place::Postgres(url) => {
-                let store = join(&url, data, role)?;
+                let store = join(&url, joining, role)?;
                 let sandbox = Sandbox::open_postgres(&store, &config.seed().map_err(|e| e.0)?)?;
                 let backends = Backends::on(&config, sandbox).map_err(|e| e.0)?;
                 Ok((Arc::new(store), backends))
@@ -101,10 +106,10 @@ impl Setup {
     }
 
     /// The store, to write to as one more worker (`role` names it) without backends.
-    pub(super) fn write(&self, data: &DataDir, role: &str) -> Result<Arc<dyn Store>, String> {
+    pub(super) fn write(&self, data: &DataDir, joining: &Joining, role: &str) -> Result<Arc<dyn Store>, String> {
         match self.place(data)? {
             Place::Sled(dir) => Ok(Arc::new(SledStore::open(&dir).map_err(|e| e.message)?)),
-            Place::Postgres(url) => Ok(Arc::new(join(&url, data, role)?)),
+            Place::Postgres(url) => Ok(Arc::new(join(&url, joining, role)?)),
         }
     }
 
@@ -193,9 +198,9 @@ impl Place {
 }
 
 /// Joins the database at `url` as a worker: `--worker-id`, else [`worker_id`].
-fn join(url: &str, data: &DataDir, role: &str) -> Result<PgStore, String> {
-    let id = data.worker_id.clone().unwrap_or_else(|| worker_id(role));
-    PgStore::open_leased(url, Some(&id), data.lease).map_err(|e| e.message)
+fn join(url: &str, joining: &Joining, role: &str) -> Result<PgStore, String> {
+    let id = joining.worker_id.clone().unwrap_or_else(|| worker_id(role));
+    PgStore::open_leased(url, Some(&id), joining.lease).map_err(|e| e.message)
 }
 
 /// This process's name among the workers of a shared store: what it is, its host and pid.

@@ -56,6 +56,10 @@ async fn runs_and_their_sandbox_live_in_postgresql_from_the_cli_and_the_server()
     let orders = json_of(&cli(d, &["sandbox", "show", "orders", "--format", "json"]));
     assert_eq!(orders["orders"]["order"].as_array().map(Vec::len), Some(3), "the config's store: {orders}");
 
+    // A command that only reads joins as nothing: it has no worker flags.
+    let reads = cli(d, &["runs", "--store", &url, "--worker-id", "w"]);
+    assert!(!reads.status.success() && String::from_utf8_lossy(&reads.stderr).contains("--worker-id"), "{reads:?}");
+
     // A store of another kind is named.
     let other = cli(d, &["runs", "--store", "mysql://u@h/db"]);
     assert!(
