@@ -293,7 +293,7 @@ impl Driver {
                 },
                 Msg::Resume { run_id, wf, entries, reply } => {
                     // A run already here goes on as it is (its attempts in flight are not launched again).
-                    if !self.runs.contains_key(&run_id) && !self.evicted.contains_key(&run_id) {
+                    if !self.is_here(&run_id) {
                         self.runs.insert(run_id.clone(), Active::replayed(&run_id, wf, &entries));
                         touched.push(run_id);
                     }
@@ -346,7 +346,7 @@ impl Driver {
                 Msg::Pause => self.paused = true,
                 Msg::Flush { reply } => committed.push(reply),
                 Msg::Absent { mut run_ids, reply } => {
-                    run_ids.retain(|id| !self.runs.contains_key(id) && !self.evicted.contains_key(id));
+                    run_ids.retain(|id| !self.is_here(id));
                     let _ = reply.send(run_ids);
                 }
                 Msg::Forget { runs, reply } => forgets.push((runs, reply)),
@@ -541,7 +541,11 @@ impl Driver {
     }
     /// Whether a run of this id is known, here or in the store.
     fn exists(&self, run_id: &str) -> Result<bool, StoreError> {
-        Ok(self.runs.contains_key(run_id) || self.evicted.contains_key(run_id) || self.store.run(run_id)?.is_some())
+        Ok(self.is_here(run_id) || self.store.run(run_id)?.is_some())
+    }
+    /// Whether this engine has the run, moving or parked.
+    fn is_here(&self, run_id: &str) -> bool {
+        self.runs.contains_key(run_id) || self.evicted.contains_key(run_id)
     }
     /// An attempt whose end came too late to count is no longer launched.
     fn forget(&mut self, run_id: &str, entry: &Entry) {

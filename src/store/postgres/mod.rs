@@ -136,7 +136,7 @@ impl PgStore {
     #[cfg(test)]
     pub(crate) async fn set_schema_version(&self, version: usize) -> Result<u64, tokio_postgres::Error> {
         let sql = "UPDATE sagaflow.meta SET value = $1 WHERE key = 'schema'";
-        self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).execute(sql, &[&version.to_string()]).await
+        self.any_reader().await.execute(sql, &[&version.to_string()]).await
     }
 
     /// One more connection to the same database, on this store's runtime,
@@ -145,17 +145,26 @@ impl PgStore {
         pool::Exclusive::new(self.opener.clone(), None)
     }
 
-    /// Runs `statement` on a read connection; `what` names what failed.
+    /// Runs `statement` on a read connection; `what` names what failed. Sent
+    /// once more on a new connection if the database ended the first.
     fn read<T>(
         &self,
         what: &str,
         statement: impl AsyncFn(&pool::Conn) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        block_on(again_if_lost(async || {
-            let client = self.reads.get().await?;
-            let done = statement(&client).await.map_err(|e| self.error(what, e));
-            done.inspect_err(|e| client.failed(e))
-        }))
+        block_on(again_if_lost(|| self.read_once(what, &statement)))
+    }
+
+    /// [`PgStore::read`] sent once: for a statement whose effect a second
+    /// sending could double.
+    async fn read_once<T>(
+        &self,
+        what: &str,
+        statement: &impl AsyncFn(&pool::Conn) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let client = self.reads.get().await?;
+        let done = statement(&client).await.map_err(|e| self.error(what, e));
+        done.inspect_err(|e| client.failed(e))
     }
 
     /// Runs `statements` on the write connection, held alone meanwhile.
@@ -164,11 +173,17 @@ impl PgStore {
         what: &str,
         statements: impl AsyncFn(&mut pool::Conn) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        block_on(again_if_lost(async || {
+        block_on(again_if_lost(|| async {
             let mut client = self.write.lock().await?;
             let done = statements(&mut client).await.map_err(|e| self.error(what, e));
             done.inspect_err(|e| client.failed(e))
         }))
+    }
+
+    /// A read connection, for tests that reach behind the store.
+    #[cfg(test)]
+    async fn any_reader(&self) -> pool::Lent<'_> {
+        self.reads.get().await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Stops renewing this worker's lease, as a process that stopped would
@@ -191,14 +206,14 @@ impl PgStore {
         self.stop_renewing();
         let id = self.worker.as_ref().map(|w| w.id.clone()).unwrap_or_default();
         let sql = "UPDATE sagaflow.workers SET lease_until = now() - interval '1 second' WHERE worker_id = $1";
-        self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).execute(sql, &[&id]).await
+        self.any_reader().await.execute(sql, &[&id]).await
     }
 
     /// Whether this store's reads go over TLS, as the server says (tests).
     #[cfg(test)]
     pub(crate) async fn encrypted(&self) -> Result<bool, tokio_postgres::Error> {
         let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
-        Ok(self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).query_one(sql, &[]).await?.get(0))
+        Ok(self.any_reader().await.query_one(sql, &[]).await?.get(0))
     }
 
     /// Ends every session of this store's database, as a restart of the
@@ -226,7 +241,7 @@ impl PgStore {
     /// Runs `sql` as it is (tests that change the database behind the store's back).
     #[cfg(test)]
     pub(crate) async fn execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        self.reads.get().await.unwrap_or_else(|e| panic!("{e}")).batch_execute(sql).await
+        self.any_reader().await.batch_execute(sql).await
     }
 
     /// An error of this store, named by its database; one saying this
@@ -339,7 +354,9 @@ fn settings(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> 
 
 /// `attempt`, and once more if it failed on a connection the database ended
 /// (a restart): the next one opens a new connection.
-async fn again_if_lost<T>(attempt: impl AsyncFn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+pub(super) async fn again_if_lost<T, F: std::future::Future<Output = Result<T, StoreError>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, StoreError> {
     match attempt().await {
         Err(e) if e.kind == StoreErrorKind::Unavailable => attempt().await,
         done => done,

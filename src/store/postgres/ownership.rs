@@ -280,14 +280,8 @@ impl crate::store::Ownership for PgStore {
     fn post(&self, run_id: &str, request: &serde_json::Value) -> Result<(), StoreError> {
         let request = super::json_text(request)?;
         // Sent once, not again on a new connection: a letter whose answer was lost may be in the inbox.
-        let posted = block_on(async {
-            let client = self.reads.get().await?;
-            let posted = client.execute(POST, &[&run_id, &request]).await;
-            posted
-                .map_err(|e| self.error("cannot leave a request for a run's worker", e))
-                .inspect_err(|e| client.failed(e))
-        });
-        posted.map(drop)
+        let post = async |c: &super::pool::Conn| c.execute(POST, &[&run_id, &request]).await;
+        block_on(self.read_once("cannot leave a request for a run's worker", &post)).map(drop)
     }
     fn letters(&self, limit: usize) -> Result<Vec<crate::store::Letter>, StoreError> {
         let Some(me) = &self.worker else { return Ok(Vec::new()) };

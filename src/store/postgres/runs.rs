@@ -54,11 +54,7 @@ impl PgStore {
             return Err(StoreError::other(format!("{} was opened to read: this process writes nothing", self.shown)));
         };
         self.unless_fenced()?;
-        // Once more on a new connection if the database ended this one (a restart).
-        match self.commit_once(commit, worker).await {
-            Err(e) if e.kind == StoreErrorKind::Unavailable => self.commit_once(commit, worker).await,
-            done => done,
-        }
+        super::again_if_lost(|| self.commit_once(commit, worker)).await
     }
 
     async fn commit_once(&self, commit: &Commit, worker: &Worker) -> Result<(), StoreError> {

@@ -54,17 +54,14 @@ impl SandboxTable {
 
     /// Begins a transaction of `service`, alone on it across every worker.
     pub(crate) fn begin(&self, service: &str) -> Result<SandboxTx<'_>, StoreError> {
-        let begin = || -> Result<Held<'_>, StoreError> {
-            let mut client = self.lock()?;
-            let begun = block_on(client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"))
-                .map_err(|e| self.error("cannot begin a sandbox transaction", e));
+        let begin = || async {
+            let mut client = self.client.lock().await?;
+            let begun = client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off").await;
+            let begun = begun.map_err(|e| self.error("cannot begin a sandbox transaction", e));
             begun.inspect_err(|e| client.failed(e)).map(|()| client)
         };
         // Once more on a new connection if the database ended this one (a restart).
-        let client = match begin() {
-            Err(e) if e.kind == crate::store::StoreErrorKind::Unavailable => begin()?,
-            begun => begun?,
-        };
+        let client = block_on(super::again_if_lost(begin))?;
         let tx = SandboxTx { client, service: service.to_owned(), table: self, open: true };
         let locked = block_on(tx.client.execute(
             "INSERT INTO sagaflow.sandbox_locks (service) VALUES ($1) ON CONFLICT (service) DO UPDATE SET service = EXCLUDED.service",
